@@ -1,0 +1,80 @@
+//! The command line as clap sees it. Only parsing and validation of single flags happen here; the
+//! resolved settings live in [`crate::config`], and clap types go no further.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::report::Format;
+
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  no finding reaches --fail-on
+  1  at least one finding reaches --fail-on
+  2  error: bad argument, missing root, unreadable file (one line on stderr)";
+
+/// Audit and tune the Linux settings behind TCP TIME_WAIT build-up and ephemeral-port exhaustion.
+#[derive(Debug, Parser)]
+#[command(name = "twtune", version, after_help = EXIT_STATUS, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub color: colorchoice_clap::Color,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What twtune is asked to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect TIME_WAIT and ephemeral-port use and explain what to change and why.
+    ///
+    /// Reads the net.ipv4 and net.core settings, the TCP counters and the TCP socket table; splits
+    /// TIME_WAIT into outbound (this host closed first; holds ephemeral ports) and inbound (server
+    /// side; memory only); measures how full each (local IP, remote IP, remote port) bucket is; and
+    /// runs the rules. Changes nothing.
+    #[command(after_help = EXIT_STATUS)]
+    Audit(AuditArgs),
+}
+
+/// Options of `twtune audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Read everything beneath DIR instead of the live system (a captured tree with proc/sys and
+    /// proc/net, for offline audits).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+
+    /// How many of the fullest destination buckets to list.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub top: u32,
+
+    /// Exit 1 when a finding reaches this severity.
+    #[arg(long, value_enum, value_name = "SEVERITY", default_value_t = FailOn::Warn)]
+    pub fail_on: FailOn,
+}
+
+/// The severity from which `audit` exits 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    Info,
+    Warn,
+    Crit,
+    /// Never exit 1 for findings.
+    Never,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

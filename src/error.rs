@@ -1,0 +1,111 @@
+//! The one error type of twtune and the exit statuses it maps to.
+//!
+//! Every failure the user can cause or meet (a bad argument, a missing root, an unreadable file, text
+//! that is not what the kernel prints) is an [`Error`] whose `Display` is one line naming what failed
+//! and, where it helps, what to do. Every error exits with status 2; statuses 0 and 1 are outcomes,
+//! not errors (see [`Outcome`]).
+
+use std::path::PathBuf;
+
+/// What a command concluded, when it did not fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing reached the failure threshold (exit 0).
+    Clean,
+    /// At least one finding reached the failure threshold (exit 1).
+    Findings,
+}
+
+impl Outcome {
+    /// The process exit status for this outcome.
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Clean => 0,
+            Outcome::Findings => 1,
+        }
+    }
+}
+
+/// Exit status of every error.
+pub const ERROR_EXIT_CODE: u8 = 2;
+
+/// Everything that can make twtune stop without a result.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The `--root` directory does not exist or is not a directory.
+    #[error("root directory {path}: {reason}; pass an existing directory to --root (default /)")]
+    Root { path: PathBuf, reason: String },
+
+    /// A file twtune needs could not be read.
+    #[error("cannot read {path}: {source}{hint}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+        /// Extra advice, starting with "; " when not empty.
+        hint: &'static str,
+    },
+
+    /// A file was read but does not have the shape the kernel gives it.
+    #[error("{path}: {problem}")]
+    Malformed { path: PathBuf, problem: String },
+
+    /// A sysctl key name is not valid.
+    #[error("invalid sysctl key {key:?}: {problem}")]
+    InvalidKey { key: String, problem: String },
+
+    /// Writing the report failed (other than a closed pipe, which is not an error).
+    #[error("cannot write output: {0}")]
+    Output(std::io::Error),
+}
+
+impl Error {
+    /// The process exit status for this error.
+    pub fn exit_code(&self) -> u8 {
+        ERROR_EXIT_CODE
+    }
+
+    /// Whether this error is only the reader of our output going away (`twtune audit | head`).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Result with twtune's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_exits_2_and_outcomes_exit_0_or_1() {
+        let err = Error::InvalidKey {
+            key: "x".into(),
+            problem: "p".into(),
+        };
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(Outcome::Clean.code(), 0);
+        assert_eq!(Outcome::Findings.code(), 1);
+    }
+
+    #[test]
+    fn read_error_is_one_line_naming_the_path() {
+        let err = Error::Read {
+            path: "/x/proc/net/tcp".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            hint: "; is /x a captured /proc tree?",
+        };
+        let text = err.to_string();
+        assert!(text.starts_with("cannot read /x/proc/net/tcp: "), "{text}");
+        assert!(text.ends_with("; is /x a captured /proc tree?"), "{text}");
+        assert!(!text.contains('\n'));
+    }
+
+    #[test]
+    fn broken_pipe_is_recognised() {
+        let err = Error::Output(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(err.is_broken_pipe());
+        let err = Error::Output(std::io::Error::from(std::io::ErrorKind::Other));
+        assert!(!err.is_broken_pipe());
+    }
+}

@@ -1,0 +1,82 @@
+//! The one report model of an audit, and its renderers. Everything that prints a report takes a
+//! [`Report`] and a writer; nothing here reads the system.
+
+pub mod human;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::inspect::sockets::SocketSummary;
+use crate::inspect::{Inspection, Settings};
+use crate::rules::{Finding, Severity};
+
+/// Version of the JSON document; raised whenever a field changes meaning or disappears.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How a report is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A readable report for people.
+    Human,
+    /// One JSON object (documented in docs/json-schema.md).
+    Json,
+}
+
+/// An audit's result: the evidence and what the rules made of it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    /// The twtune version that wrote the report.
+    pub twtune_version: &'static str,
+    /// The kernel release.
+    pub kernel: String,
+    pub settings: Settings,
+    pub counters: BTreeMap<String, i64>,
+    pub sockets: SocketSummary,
+    pub findings: Vec<Finding>,
+    /// Things read with trouble; the audit went on without them.
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    /// Assembles a report from an inspection and the findings about it.
+    pub fn new(inspection: Inspection, findings: Vec<Finding>) -> Report {
+        Report {
+            schema_version: SCHEMA_VERSION,
+            twtune_version: env!("CARGO_PKG_VERSION"),
+            kernel: inspection.kernel,
+            settings: inspection.settings,
+            counters: inspection.counters,
+            sockets: inspection.sockets,
+            findings,
+            warnings: inspection.warnings,
+        }
+    }
+
+    /// The most severe finding, if any.
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+
+    /// Findings per severity, most severe first, severities with none left out.
+    pub fn severity_counts(&self) -> Vec<(Severity, usize)> {
+        [Severity::Crit, Severity::Warn, Severity::Info]
+            .into_iter()
+            .map(|s| (s, self.findings.iter().filter(|f| f.severity == s).count()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Writes the report in `format`.
+    pub fn render(&self, format: Format, out: &mut dyn Write) -> std::io::Result<()> {
+        match format {
+            Format::Human => human::render(self, out),
+            Format::Json => {
+                serde_json::to_writer_pretty(&mut *out, self)?;
+                writeln!(out)
+            }
+        }
+    }
+}

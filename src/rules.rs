@@ -1,0 +1,628 @@
+//! The built-in rules: pure functions from an [`Inspection`] to [`Finding`]s. No I/O, no printing.
+//!
+//! Every statement a rule makes about the kernel follows `kernel-facts.md` (Linux 6.18 source and
+//! observations). Advice puts the real cure first: a host that runs out of ephemeral ports because an
+//! application closes connections it could reuse is fixed in the application, not in sysctls.
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::inspect::Inspection;
+use crate::inspect::sockets::Bucket;
+use crate::ports::{KUBERNETES_NODEPORT, PortRange, PortSet};
+
+/// How serious a finding is. Ordered: `Info < Warn < Crit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warn,
+    Crit,
+}
+
+impl Severity {
+    /// Lower-case name as printed in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warn => "warn",
+            Severity::Crit => "crit",
+        }
+    }
+}
+
+/// One step of advice with what it can break.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Advice {
+    pub action: String,
+    pub risk: String,
+}
+
+/// Something the audit wants the user to know or change.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    /// Stable identifier of the rule (and, for per-destination findings, the same for every bucket).
+    pub id: String,
+    pub severity: Severity,
+    /// The sysctl the finding is about, if any.
+    pub key: Option<String>,
+    /// The key's value now, as the kernel prints it.
+    pub current: Option<String>,
+    /// The value to set, as the kernel would print it.
+    pub recommended: Option<String>,
+    /// One line saying what is wrong and why it matters.
+    pub message: String,
+    /// What can go wrong when the advice is followed.
+    pub risk: String,
+    /// The numbers that triggered the finding.
+    pub evidence: Map<String, Value>,
+    /// Further steps, best first, each with its own risk.
+    pub advice: Vec<Advice>,
+}
+
+/// Tunable limits of the rules.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Thresholds {
+    /// A destination bucket at or above this share of its usable ports is a warning.
+    pub port_warn_pct: f64,
+    /// ... and at or above this share, critical.
+    pub port_crit_pct: f64,
+    /// Fewer TIME_WAIT sockets than this are not worth a remark about their direction.
+    pub min_time_wait: u64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            port_warn_pct: 50.0,
+            port_crit_pct: 80.0,
+            min_time_wait: 100,
+        }
+    }
+}
+
+/// TIME_WAIT lasts `TCP_TIMEWAIT_LEN`, compiled into the kernel; no sysctl changes it.
+const TIME_WAIT_SECONDS: u32 = 60;
+/// `tw_sock_TCP` slab object size observed on 6.18.
+const TIME_WAIT_SOCKET_BYTES: u64 = 256;
+const TW_REUSE: &str = "net.ipv4.tcp_tw_reuse";
+const TIMESTAMPS: &str = "net.ipv4.tcp_timestamps";
+const PORT_RANGE: &str = "net.ipv4.ip_local_port_range";
+const RESERVED_PORTS: &str = "net.ipv4.ip_local_reserved_ports";
+const MAX_TW_BUCKETS: &str = "net.ipv4.tcp_max_tw_buckets";
+
+const TW_REUSE_RISK: &str = "Helps outgoing connect() only, never a server; needs TCP timestamps on both \
+ends (PAWS rejects old duplicates); if our last ACK was lost, the peer still in LAST_ACK answers the reused \
+tuple's SYN with an ACK or RST and the connect is retried; NATs or middleboxes that strip or rewrite \
+timestamps defeat the protection. The kernel docs advise changing it only on expert advice.";
+
+/// Runs every built-in rule. Findings come most severe first, then by id.
+pub fn evaluate(inspection: &Inspection, thresholds: &Thresholds) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    bucket_exhaustion(inspection, thresholds, &mut findings);
+    outbound_pressure(inspection, thresholds, &mut findings);
+    reuse_without_timestamps(inspection, &mut findings);
+    mostly_inbound(inspection, thresholds, &mut findings);
+    fin_timeout_lowered(inspection, &mut findings);
+    tw_recycle_enabled(inspection, &mut findings);
+    tw_buckets(inspection, &mut findings);
+    listeners_in_range(inspection, &mut findings);
+    port_range_shape(inspection, &mut findings);
+    listen_overflows(inspection, &mut findings);
+    sort_findings(&mut findings);
+    findings
+}
+
+/// Orders findings most severe first, then by id, keeping rule order within an id.
+pub fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.id.cmp(&b.id)));
+}
+
+fn finding(id: &str, severity: Severity, message: String, risk: &str) -> Finding {
+    Finding {
+        id: id.to_string(),
+        severity,
+        key: None,
+        current: None,
+        recommended: None,
+        message,
+        risk: risk.to_string(),
+        evidence: Map::new(),
+        advice: Vec::new(),
+    }
+}
+
+impl Finding {
+    fn about(mut self, key: &str, current: Option<&str>, recommended: Option<String>) -> Finding {
+        self.key = Some(key.to_string());
+        self.current = current.map(str::to_string);
+        self.recommended = recommended;
+        self
+    }
+
+    fn evidence(mut self, value: Value) -> Finding {
+        if let Value::Object(map) = value {
+            self.evidence.extend(map);
+        }
+        self
+    }
+}
+
+/// A bucket at or above the warning share of its usable ports.
+fn bucket_severity(bucket: &Bucket, t: &Thresholds) -> Option<Severity> {
+    if bucket.usage_pct >= t.port_crit_pct {
+        Some(Severity::Crit)
+    } else if bucket.usage_pct >= t.port_warn_pct {
+        Some(Severity::Warn)
+    } else {
+        None
+    }
+}
+
+fn bucket_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Finding>) {
+    let sockets = &inspection.sockets;
+    let settings = &inspection.settings;
+    let range = settings.get(PORT_RANGE).unwrap_or("32768 60999");
+    let tw_reuse = settings.get(TW_REUSE);
+    let listed_over = sockets
+        .buckets
+        .iter()
+        .filter(|b| bucket_severity(b, t).is_some())
+        .count();
+    let maybe_more =
+        listed_over == sockets.buckets.len() && sockets.bucket_count > sockets.buckets.len();
+
+    for bucket in &sockets.buckets {
+        let Some(severity) = bucket_severity(bucket, t) else {
+            continue;
+        };
+        let rate = bucket.usable_ports / TIME_WAIT_SECONDS;
+        let mut message = format!(
+            "{} -> {} holds {} of {} usable ephemeral ports ({:.1} %); when none is left, connect() to it fails \
+             with EADDRNOTAVAIL",
+            bucket.local_ip, bucket.remote, bucket.count, bucket.usable_ports, bucket.usage_pct
+        );
+        if maybe_more {
+            message.push_str(" (more buckets may be as full: raise --top to list them)");
+        }
+        let mut advice = vec![
+            Advice {
+                action: "Reuse connections in the application: HTTP keep-alive, a connection pool sized for the \
+                         load, idle timeouts longer than the gap between requests, and no close on a request \
+                         timeout. A reused connection spends no new port and leaves no TIME_WAIT."
+                    .into(),
+                risk: "None at the kernel level; it takes a code or configuration change, and the peer must \
+                       allow keep-alive."
+                    .into(),
+            },
+            Advice {
+                action: "Spread connections over more source addresses (each local IP has its own budget per \
+                         destination) or more destination addresses or ports; if the application binds before \
+                         connecting, set IP_BIND_ADDRESS_NO_PORT (Linux 4.2+) so the port is chosen per \
+                         destination at connect() instead of once for all destinations."
+                    .into(),
+                risk: "Extra addresses must be routed and allowed by the peers' firewalls; \
+                       IP_BIND_ADDRESS_NO_PORT is a code change."
+                    .into(),
+            },
+            Advice {
+                action: format!(
+                    "Widen {PORT_RANGE} (now \"{range}\", {} usable ports), keeping bounds of different parity, \
+                     e.g. \"10000 65535\"; without reuse a bucket sustains about usable_ports / 60 s \
+                     (here {rate}) new connections per second.",
+                    bucket.usable_ports
+                ),
+                risk: "Services listening on ports inside the new range can fail with EADDRINUSE at restart: \
+                       list them in ip_local_reserved_ports; port-based firewall rules and NAT port plans may \
+                       assume the old range; on Kubernetes nodes keep clear of NodePorts 30000-32767."
+                    .into(),
+            },
+        ];
+        if tw_reuse != Some("1") {
+            let share = if bucket.time_wait * 2 >= bucket.count {
+                "most of them are TIME_WAIT, which it can take over"
+            } else {
+                "but few of them are TIME_WAIT here, so it will help little"
+            };
+            advice.push(Advice {
+                action: format!(
+                    "Set {TW_REUSE}=1 (now {}) so connect() may take over TIME_WAIT tuples older than \
+                     tcp_tw_reuse_delay (1 s by default); {share}.",
+                    tw_reuse.unwrap_or("absent")
+                ),
+                risk: TW_REUSE_RISK.into(),
+            });
+        }
+        let mut f = finding(
+            "ports.bucket-exhaustion",
+            severity,
+            message,
+            "The application fix carries no kernel risk; each sysctl step trades a safety margin for ports (see \
+             each step).",
+        )
+        .evidence(json!({
+            "local_ip": bucket.local_ip,
+            "remote": bucket.remote,
+            "count": bucket.count,
+            "time_wait": bucket.time_wait,
+            "usable_ports": bucket.usable_ports,
+            "usage_pct": bucket.usage_pct,
+            "connections_per_sec_without_reuse": rate,
+            "tcp_tw_reuse": tw_reuse,
+        }));
+        f.advice = advice;
+        out.push(f);
+    }
+}
+
+fn outbound_pressure(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Finding>) {
+    let sockets = &inspection.sockets;
+    let tw = sockets.time_wait;
+    let tw_reuse = inspection.settings.get(TW_REUSE);
+    if tw_reuse.is_none() || tw_reuse == Some("1") || tw.outbound < tw.inbound {
+        return;
+    }
+    // Reuse only helps where TIME_WAIT, not live connections, fills a bucket.
+    let Some(bucket) = sockets
+        .buckets
+        .iter()
+        .find(|b| bucket_severity(b, t).is_some() && b.time_wait * 2 >= b.count && b.time_wait > 0)
+    else {
+        return;
+    };
+    let mut message = format!(
+        "outbound TIME_WAIT fills {} -> {} ({} of {} usable ports are TIME_WAIT): with tcp_tw_reuse=1 connect() \
+         can take over TIME_WAIT tuples; fix connection reuse in the application first",
+        bucket.local_ip, bucket.remote, bucket.time_wait, bucket.usable_ports
+    );
+    let timestamps = inspection.settings.int(TIMESTAMPS);
+    if timestamps == Some(0) {
+        message.push_str("; it also needs tcp_timestamps, which is 0 here");
+    }
+    out.push(
+        finding(
+            "tw-reuse.outbound-pressure",
+            Severity::Warn,
+            message,
+            TW_REUSE_RISK,
+        )
+        .about(TW_REUSE, tw_reuse, Some("1".into()))
+        .evidence(json!({
+            "time_wait_outbound": tw.outbound,
+            "time_wait_inbound": tw.inbound,
+            "bucket": format!("{} -> {}", bucket.local_ip, bucket.remote),
+            "bucket_time_wait": bucket.time_wait,
+            "bucket_usage_pct": bucket.usage_pct,
+            "tcp_timestamps": timestamps,
+        })),
+    );
+}
+
+fn reuse_without_timestamps(inspection: &Inspection, out: &mut Vec<Finding>) {
+    let settings = &inspection.settings;
+    let (Some(reuse), Some(0)) = (settings.int(TW_REUSE), settings.int(TIMESTAMPS)) else {
+        return;
+    };
+    let (severity, what) = match reuse {
+        1 => (Severity::Warn, "tcp_tw_reuse=1"),
+        2 => (
+            Severity::Info,
+            "tcp_tw_reuse=2 (loopback reuse, the default)",
+        ),
+        _ => return,
+    };
+    out.push(
+        finding(
+            "tw-reuse.needs-timestamps",
+            severity,
+            format!(
+                "{what} cannot work while tcp_timestamps=0: taking over a TIME_WAIT tuple needs the peer's \
+                 timestamp, and so does the bind-then-connect reuse path"
+            ),
+            "Timestamps add 12 bytes of TCP options per segment; since Linux 4.10 value 1 gives each connection \
+             a random offset, so the old advice to disable them to hide uptime no longer applies.",
+        )
+        .about(TIMESTAMPS, Some("0"), Some("1".into()))
+        .evidence(json!({ "tcp_tw_reuse": reuse, "tcp_timestamps": 0 })),
+    );
+}
+
+fn mostly_inbound(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Finding>) {
+    let tw = inspection.sockets.time_wait;
+    if tw.inbound < t.min_time_wait || tw.inbound <= tw.outbound {
+        return;
+    }
+    let mib = (tw.inbound * TIME_WAIT_SOCKET_BYTES) as f64 / (1024.0 * 1024.0);
+    out.push(
+        finding(
+            "tw.mostly-inbound",
+            Severity::Info,
+            format!(
+                "{} of {} TIME_WAIT sockets are server side (their local port is a listening port): they cost \
+                 about {mib:.1} MiB of memory and no ephemeral ports; tcp_tw_reuse does not help a server (it \
+                 only affects connect()), and a new SYN from a client may take over a TIME_WAIT tuple anyway",
+                tw.inbound, tw.total
+            ),
+            "Nothing needs changing. Lowering tcp_max_tw_buckets or tcp_fin_timeout to get rid of them would \
+             either do nothing (TIME_WAIT lasts 60 s) or drop TIME_WAIT's protection against late segments.",
+        )
+        .evidence(json!({ "time_wait_inbound": tw.inbound, "time_wait_outbound": tw.outbound, "memory_mib": (mib * 10.0).round() / 10.0 })),
+    );
+}
+
+fn fin_timeout_lowered(inspection: &Inspection, out: &mut Vec<Finding>) {
+    let key = "net.ipv4.tcp_fin_timeout";
+    let Some(value) = inspection.settings.int(key) else {
+        return;
+    };
+    if value >= 60 {
+        return;
+    }
+    out.push(
+        finding(
+            "fin-timeout.not-time-wait",
+            Severity::Info,
+            format!(
+                "tcp_fin_timeout={value} only shortens orphaned FIN_WAIT2; TIME_WAIT lasts 60 s whatever it says \
+                 (TCP_TIMEWAIT_LEN is compiled into the kernel), so it does nothing for TIME_WAIT build-up"
+            ),
+            "Back at 60 s, orphaned FIN_WAIT2 sockets live longer (and hold memory longer); kept low, peers that \
+             are slow to send their FIN get a reset and data on half-closed connections can be lost.",
+        )
+        .about(key, inspection.settings.get(key), Some("60".into()))
+        .evidence(json!({ "tcp_fin_timeout": value, "time_wait_seconds": TIME_WAIT_SECONDS })),
+    );
+}
+
+fn tw_recycle_enabled(inspection: &Inspection, out: &mut Vec<Finding>) {
+    let key = "net.ipv4.tcp_tw_recycle";
+    let Some(value) = inspection.settings.int(key) else {
+        return;
+    };
+    if value == 0 {
+        return;
+    }
+    out.push(
+        finding(
+            "tw-recycle.enabled",
+            Severity::Crit,
+            format!(
+                "tcp_tw_recycle={value} silently drops SYNs from clients behind NAT (several machines behind \
+                 one address do not send increasing timestamps); the option was removed in Linux 4.12 for this"
+            ),
+            "None known: TIME_WAIT sockets then live their full 60 s, bounded by tcp_max_tw_buckets.",
+        )
+        .about(key, inspection.settings.get(key), Some("0".into()))
+        .evidence(json!({ "tcp_tw_recycle": value, "kernel": inspection.kernel })),
+    );
+}
+
+/// The kernel default of `tcp_max_tw_buckets`: half the established hash of the namespace. A negative
+/// `tcp_ehash_entries` means a child namespace sharing the host's hash; its size is the absolute value.
+pub fn default_max_tw_buckets(inspection: &Inspection) -> Option<i64> {
+    inspection
+        .settings
+        .int("net.ipv4.tcp_ehash_entries")
+        .map(|e| e.abs() / 2)
+        .filter(|d| *d > 0)
+}
+
+fn tw_buckets(inspection: &Inspection, out: &mut Vec<Finding>) {
+    let Some(current) = inspection.settings.int(MAX_TW_BUCKETS) else {
+        return;
+    };
+    let overflow = inspection
+        .counters
+        .get("TCPTimeWaitOverflow")
+        .copied()
+        .unwrap_or(0);
+    let default = default_max_tw_buckets(inspection);
+    let memory = |n: i64| {
+        format!(
+            "{:.0} MiB",
+            (n.max(0) as u64 * TIME_WAIT_SOCKET_BYTES) as f64 / 1048576.0
+        )
+    };
+    let evidence = json!({
+        "tcp_max_tw_buckets": current,
+        "kernel_default": default,
+        "TCPTimeWaitOverflow": overflow,
+        "sockstat_tw": inspection.counters.get("sockstat_tw"),
+    });
+
+    if let Some(default) = default.filter(|d| current < *d) {
+        let mut message = format!(
+            "tcp_max_tw_buckets={current} is below the kernel default {default} (half the established hash): \
+             when it is full, closing connections skip TIME_WAIT"
+        );
+        if overflow > 0 {
+            message.push_str(&format!(
+                ", which already happened {overflow} times (TCPTimeWaitOverflow)"
+            ));
+        }
+        out.push(
+            finding(
+                "tw-buckets.lowered",
+                Severity::Warn,
+                message,
+                &format!(
+                    "A full table at the default holds about {} of TIME_WAIT sockets. The limit exists only \
+                     against simple DoS; the kernel docs say not to lower it artificially.",
+                    memory(default)
+                ),
+            )
+            .about(MAX_TW_BUCKETS, inspection.settings.get(MAX_TW_BUCKETS), Some(default.to_string()))
+            .evidence(evidence),
+        );
+    } else if overflow > 0 {
+        let recommended = current.saturating_mul(2).max(default.unwrap_or(0));
+        out.push(
+            finding(
+                "tw-buckets.overflow",
+                Severity::Warn,
+                format!(
+                    "{overflow} connections skipped TIME_WAIT because tcp_max_tw_buckets ({current}) was full \
+                     (TCPTimeWaitOverflow, counted since boot); modern kernels log nothing about it"
+                ),
+                &format!(
+                    "Each TIME_WAIT socket takes about 256 bytes: {recommended} of them take about {}. Too small \
+                     a table closes connections without TIME_WAIT's protection against late segments.",
+                    memory(recommended)
+                ),
+            )
+            .about(MAX_TW_BUCKETS, inspection.settings.get(MAX_TW_BUCKETS), Some(recommended.to_string()))
+            .evidence(evidence),
+        );
+    }
+}
+
+fn reserved_ports(inspection: &Inspection) -> PortSet {
+    inspection
+        .settings
+        .get(RESERVED_PORTS)
+        .and_then(|s| PortSet::parse(s).ok())
+        .unwrap_or_default()
+}
+
+fn listeners_in_range(inspection: &Inspection, out: &mut Vec<Finding>) {
+    let ports = &inspection.sockets.ephemeral.listeners_in_range;
+    if ports.is_empty() {
+        return;
+    }
+    let mut reserved = reserved_ports(inspection);
+    ports.iter().for_each(|p| reserved.insert(*p));
+    let names = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    out.push(
+        finding(
+            "ports.listener-in-range",
+            Severity::Warn,
+            format!(
+                "listening port{} {names} lie{} inside ip_local_port_range ({}) and {} not reserved: while the \
+                 service is down, connect() may take the port and the restart fails with EADDRINUSE",
+                if ports.len() == 1 { "" } else { "s" },
+                if ports.len() == 1 { "s" } else { "" },
+                inspection.sockets.ephemeral.range,
+                if ports.len() == 1 { "is" } else { "are" },
+            ),
+            &format!(
+                "Reserved ports leave the ephemeral pool ({} fewer); an explicit bind() to them still works.",
+                ports.len()
+            ),
+        )
+        .about(RESERVED_PORTS, inspection.settings.get(RESERVED_PORTS), Some(reserved.to_string()))
+        .evidence(json!({ "ports": ports, "range": inspection.sockets.ephemeral.range })),
+    );
+}
+
+fn port_range_shape(inspection: &Inspection, out: &mut Vec<Finding>) {
+    let settings = &inspection.settings;
+    let Some(current) = settings.get(PORT_RANGE) else {
+        return;
+    };
+    let Ok(range) = PortRange::parse(current) else {
+        return;
+    };
+
+    if range.same_parity() && range.high > range.low {
+        let better = PortRange {
+            low: range.low,
+            high: range.high - 1,
+        };
+        out.push(
+            finding(
+                "port-range.same-parity",
+                Severity::Info,
+                format!(
+                    "ip_local_port_range \"{current}\" has bounds of the same parity: connect() prefers ports \
+                     with the parity of the low bound and bind(0) the other, and the kernel logs a warning; the \
+                     docs advise bounds of different parity"
+                ),
+                "One port fewer in the range.",
+            )
+            .about(PORT_RANGE, Some(current), Some(better.to_string()))
+            .evidence(json!({ "low": range.low, "high": range.high })),
+        );
+    }
+
+    if let Some(start) = settings.int("net.ipv4.ip_unprivileged_port_start")
+        && i64::from(range.low) < start
+        && start <= i64::from(range.high)
+    {
+        out.push(
+            finding(
+                "port-range.below-unprivileged",
+                Severity::Info,
+                format!(
+                    "ip_local_port_range starts at {} below ip_unprivileged_port_start ({start}): ephemeral ports \
+                     fall among privileged ones, and a running kernel refuses this combination",
+                    range.low
+                ),
+                "The range shrinks by the ports below the unprivileged start.",
+            )
+            .about(PORT_RANGE, Some(current), Some(format!("{start} {}", range.high)))
+            .evidence(json!({ "low": range.low, "ip_unprivileged_port_start": start })),
+        );
+    }
+
+    let reserved = reserved_ports(inspection);
+    let unreserved = range.overlap(KUBERNETES_NODEPORT) - reserved.count_in(KUBERNETES_NODEPORT);
+    if unreserved > 0 {
+        let mut wanted = reserved.clone();
+        (KUBERNETES_NODEPORT.low..=KUBERNETES_NODEPORT.high).for_each(|p| wanted.insert(p));
+        out.push(
+            finding(
+                "port-range.nodeport-overlap",
+                Severity::Info,
+                format!(
+                    "ip_local_port_range \"{current}\" overlaps the Kubernetes NodePort range 30000-32767 \
+                     ({unreserved} ports not reserved): on a Kubernetes node, connect() can take a port \
+                     kube-proxy needs for a NodePort service"
+                ),
+                &format!(
+                    "Reserving them shrinks the ephemeral pool by {unreserved} ports; on hosts that are not \
+                     Kubernetes nodes this finding can be ignored."
+                ),
+            )
+            .about(RESERVED_PORTS, settings.get(RESERVED_PORTS), Some(wanted.to_string()))
+            .evidence(json!({ "range": current, "unreserved_overlap": unreserved })),
+        );
+    }
+}
+
+fn listen_overflows(inspection: &Inspection, out: &mut Vec<Finding>) {
+    let overflows = inspection
+        .counters
+        .get("ListenOverflows")
+        .copied()
+        .unwrap_or(0);
+    if overflows <= 0 {
+        return;
+    }
+    let key = "net.core.somaxconn";
+    let somaxconn = inspection.settings.int(key);
+    let recommended = somaxconn.filter(|v| *v < 4096).map(|_| "4096".to_string());
+    out.push(
+        finding(
+            "listen.overflows",
+            Severity::Warn,
+            format!(
+                "{overflows} connections were dropped since boot because an accept queue was full \
+                 (ListenOverflows): the application accepts too slowly, or its listen() backlog, capped by \
+                 net.core.somaxconn ({}), is too small",
+                somaxconn.map_or("absent".to_string(), |v| v.to_string())
+            ),
+            "A longer queue holds more pending connections in memory and adds latency under overload instead of \
+             failing fast; the application's own listen() backlog must be raised as well.",
+        )
+        .about(key, inspection.settings.get(key), recommended)
+        .evidence(json!({
+            "ListenOverflows": overflows,
+            "ListenDrops": inspection.counters.get("ListenDrops"),
+            "somaxconn": somaxconn,
+        })),
+    );
+}

@@ -191,9 +191,9 @@ fn one_finding(f: &Finding, out: &mut dyn Write) -> io::Result<()> {
         f.id
     )?;
     if let Some(key) = &f.key {
-        let current = f.current.as_deref().unwrap_or("absent");
+        let current = shown(f.current.as_deref());
         match &f.recommended {
-            Some(recommended) => write!(out, "  {key}: {current} -> {recommended}")?,
+            Some(recommended) => write!(out, "  {key}: {current} -> {}", shown(Some(recommended)))?,
             None => write!(out, "  {key} = {current}")?,
         }
     }
@@ -270,6 +270,15 @@ fn visible_len(text: &str) -> usize {
         }
     }
     len
+}
+
+/// A value as shown next to its key: absent and empty values are named, not left blank.
+fn shown(value: Option<&str>) -> &str {
+    match value {
+        None => "(absent)",
+        Some("") => "(empty)",
+        Some(text) => text,
+    }
 }
 
 fn plural(n: usize) -> &'static str {

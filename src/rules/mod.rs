@@ -626,3 +626,6 @@ fn listen_overflows(inspection: &Inspection, out: &mut Vec<Finding>) {
         })),
     );
 }
+
+#[cfg(test)]
+mod tests;

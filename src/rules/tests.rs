@@ -1,0 +1,488 @@
+//! Each built-in rule on hand-built inspections: when it fires, when it must not, and what it says.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use super::*;
+use crate::inspect::Settings;
+use crate::inspect::sockets::{Socket, SocketCounter, TcpState};
+use crate::sysctl::KernelVersion;
+
+/// A host described by settings, counters and sockets; kernel 6.18 defaults unless changed.
+struct Host {
+    settings: BTreeMap<String, Option<String>>,
+    counters: BTreeMap<String, i64>,
+    sockets: Vec<Socket>,
+}
+
+fn host() -> Host {
+    let defaults = [
+        ("net.core.somaxconn", "4096"),
+        ("net.ipv4.ip_local_port_range", "32768 60999"),
+        ("net.ipv4.ip_local_reserved_ports", ""),
+        ("net.ipv4.ip_unprivileged_port_start", "1024"),
+        ("net.ipv4.tcp_ehash_entries", "262144"),
+        ("net.ipv4.tcp_fin_timeout", "60"),
+        ("net.ipv4.tcp_max_tw_buckets", "131072"),
+        ("net.ipv4.tcp_syncookies", "1"),
+        ("net.ipv4.tcp_timestamps", "1"),
+        ("net.ipv4.tcp_tw_reuse", "2"),
+        ("net.ipv4.tcp_tw_reuse_delay", "1000"),
+    ];
+    Host {
+        settings: defaults
+            .iter()
+            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
+            .collect(),
+        counters: [("TCPTimeWaitOverflow", 0), ("ListenOverflows", 0)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        sockets: Vec::new(),
+    }
+}
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().expect("test address")
+}
+
+impl Host {
+    fn set(mut self, key: &str, value: &str) -> Host {
+        self.settings
+            .insert(key.to_string(), Some(value.to_string()));
+        self
+    }
+
+    fn counter(mut self, name: &str, value: i64) -> Host {
+        self.counters.insert(name.to_string(), value);
+        self
+    }
+
+    fn socket(mut self, state: TcpState, local: &str, remote: &str) -> Host {
+        self.sockets.push(Socket {
+            state,
+            local: addr(local),
+            remote: addr(remote),
+        });
+        self
+    }
+
+    /// `n` sockets in `state` from consecutive ephemeral ports starting at `first_port` to `remote`.
+    fn outbound(mut self, n: u16, state: TcpState, first_port: u16, remote: &str) -> Host {
+        for i in 0..n {
+            self.sockets.push(Socket {
+                state,
+                local: addr(&format!("10.0.0.1:{}", first_port + i)),
+                remote: addr(remote),
+            });
+        }
+        self
+    }
+
+    /// A listener on `port` and `n` server-side TIME_WAIT sockets on it.
+    fn inbound_time_wait(mut self, n: u16, port: u16) -> Host {
+        self = self.socket(TcpState::Listen, &format!("0.0.0.0:{port}"), "0.0.0.0:0");
+        for i in 0..n {
+            self.sockets.push(Socket {
+                state: TcpState::TimeWait,
+                local: addr(&format!("10.0.0.1:{port}")),
+                remote: addr(&format!("10.0.0.9:{}", 40000 + i)),
+            });
+        }
+        self
+    }
+
+    fn inspection(&self) -> Inspection {
+        let settings = Settings(self.settings.clone());
+        let range = PortRange::parse(settings.get(PORT_RANGE).unwrap_or("32768 60999"))
+            .expect("valid range");
+        let reserved =
+            PortSet::parse(settings.get(RESERVED_PORTS).unwrap_or("")).expect("valid set");
+        let mut counter = SocketCounter::new(range, reserved);
+        self.sockets.iter().for_each(|s| counter.add(*s));
+        Inspection {
+            kernel: "6.18.0".into(),
+            kernel_version: Some(KernelVersion::new(6, 18)),
+            settings,
+            counters: self.counters.clone(),
+            sockets: counter.finish("test", 10),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn findings(&self) -> Vec<Finding> {
+        evaluate(&self.inspection(), &Thresholds::default())
+    }
+}
+
+fn ids(findings: &[Finding]) -> Vec<&str> {
+    findings.iter().map(|f| f.id.as_str()).collect()
+}
+
+fn only<'a>(findings: &'a [Finding], id: &str) -> &'a Finding {
+    let matching: Vec<&Finding> = findings.iter().filter(|f| f.id == id).collect();
+    assert_eq!(
+        matching.len(),
+        1,
+        "expected one {id} in {:?}",
+        ids(findings)
+    );
+    matching[0]
+}
+
+/// A small range so that tests reach the thresholds with few sockets: 100 ports.
+fn small_range() -> Host {
+    host().set(PORT_RANGE, "40000 40099")
+}
+
+#[test]
+fn a_default_idle_host_has_no_findings() {
+    assert_eq!(ids(&host().findings()), Vec::<&str>::new());
+}
+
+#[test]
+fn bucket_usage_below_half_is_quiet() {
+    let findings = small_range()
+        .outbound(49, TcpState::TimeWait, 40000, "10.0.0.2:443")
+        .findings();
+    assert!(
+        !ids(&findings).contains(&"ports.bucket-exhaustion"),
+        "{:?}",
+        ids(&findings)
+    );
+}
+
+#[test]
+fn bucket_at_half_warns_and_at_eighty_percent_is_critical() {
+    let findings = small_range()
+        .outbound(50, TcpState::TimeWait, 40000, "10.0.0.2:443")
+        .findings();
+    let f = only(&findings, "ports.bucket-exhaustion");
+    assert_eq!(f.severity, Severity::Warn);
+    assert_eq!(f.evidence["usage_pct"], json!(50.0));
+    assert_eq!(f.evidence["usable_ports"], json!(100));
+    assert_eq!(f.evidence["remote"], json!("10.0.0.2:443"));
+    assert!(f.message.contains("EADDRNOTAVAIL"), "{}", f.message);
+
+    let findings = small_range()
+        .outbound(80, TcpState::TimeWait, 40000, "10.0.0.2:443")
+        .findings();
+    assert_eq!(
+        only(&findings, "ports.bucket-exhaustion").severity,
+        Severity::Crit
+    );
+}
+
+#[test]
+fn exhaustion_advice_puts_the_application_first_and_each_step_has_a_risk() {
+    let findings = small_range()
+        .outbound(85, TcpState::TimeWait, 40000, "10.0.0.2:443")
+        .findings();
+    let f = only(&findings, "ports.bucket-exhaustion");
+    let actions: Vec<&str> = f.advice.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(actions.len(), 4, "{actions:#?}");
+    assert!(actions[0].starts_with("Reuse connections in the application"));
+    assert!(actions[1].contains("IP_BIND_ADDRESS_NO_PORT"));
+    assert!(actions[2].contains("ip_local_port_range"));
+    assert!(actions[3].contains("tcp_tw_reuse=1"));
+    assert!(f.advice.iter().all(|a| !a.risk.is_empty()));
+    assert!(f.advice[3].risk.contains("timestamps"));
+}
+
+#[test]
+fn exhaustion_advice_skips_tw_reuse_when_it_is_already_on() {
+    let findings = small_range()
+        .set(TW_REUSE, "1")
+        .outbound(85, TcpState::TimeWait, 40000, "10.0.0.2:443")
+        .findings();
+    let f = only(&findings, "ports.bucket-exhaustion");
+    assert_eq!(f.advice.len(), 3);
+}
+
+#[test]
+fn usable_ports_exclude_reserved_ports_and_listeners_in_range() {
+    let findings = small_range()
+        .set(RESERVED_PORTS, "40090-40099")
+        .socket(TcpState::Listen, "0.0.0.0:40080", "0.0.0.0:0")
+        .outbound(45, TcpState::TimeWait, 40000, "10.0.0.2:443")
+        .findings();
+    // 45 of 100 would be quiet; 45 of 89 is over half.
+    let f = only(&findings, "ports.bucket-exhaustion");
+    assert_eq!(f.evidence["usable_ports"], json!(89));
+}
+
+#[test]
+fn outbound_time_wait_pressure_recommends_tw_reuse_with_its_risks() {
+    let findings = small_range()
+        .outbound(60, TcpState::TimeWait, 40000, "10.0.0.2:443")
+        .findings();
+    let f = only(&findings, "tw-reuse.outbound-pressure");
+    assert_eq!(f.severity, Severity::Warn);
+    assert_eq!(
+        (
+            f.key.as_deref(),
+            f.current.as_deref(),
+            f.recommended.as_deref()
+        ),
+        (Some(TW_REUSE), Some("2"), Some("1"))
+    );
+    for needed in ["connect()", "timestamps", "middleboxes"] {
+        assert!(f.risk.contains(needed), "risk lacks {needed}: {}", f.risk);
+    }
+    assert!(f.message.contains("application first"), "{}", f.message);
+}
+
+#[test]
+fn no_tw_reuse_advice_when_live_connections_fill_the_bucket() {
+    let findings = small_range()
+        .outbound(60, TcpState::Established, 40000, "10.0.0.2:443")
+        .findings();
+    assert!(ids(&findings).contains(&"ports.bucket-exhaustion"));
+    assert!(!ids(&findings).contains(&"tw-reuse.outbound-pressure"));
+}
+
+#[test]
+fn no_tw_reuse_advice_when_it_is_already_one() {
+    let findings = small_range()
+        .set(TW_REUSE, "1")
+        .outbound(60, TcpState::TimeWait, 40000, "10.0.0.2:443")
+        .findings();
+    assert!(!ids(&findings).contains(&"tw-reuse.outbound-pressure"));
+}
+
+#[test]
+fn pressure_finding_says_timestamps_are_needed_when_they_are_off() {
+    let findings = small_range()
+        .set(TIMESTAMPS, "0")
+        .outbound(60, TcpState::TimeWait, 40000, "10.0.0.2:443")
+        .findings();
+    let f = only(&findings, "tw-reuse.outbound-pressure");
+    assert!(
+        f.message.contains("tcp_timestamps, which is 0"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn tw_reuse_without_timestamps_cannot_work() {
+    let findings = host().set(TW_REUSE, "1").set(TIMESTAMPS, "0").findings();
+    let f = only(&findings, "tw-reuse.needs-timestamps");
+    assert_eq!(f.severity, Severity::Warn);
+    assert_eq!(
+        (f.key.as_deref(), f.recommended.as_deref()),
+        (Some(TIMESTAMPS), Some("1"))
+    );
+
+    let findings = host().set(TIMESTAMPS, "0").findings();
+    assert_eq!(
+        only(&findings, "tw-reuse.needs-timestamps").severity,
+        Severity::Info
+    );
+
+    let findings = host().set(TW_REUSE, "0").set(TIMESTAMPS, "0").findings();
+    assert!(!ids(&findings).contains(&"tw-reuse.needs-timestamps"));
+}
+
+#[test]
+fn mostly_inbound_time_wait_is_explained_and_never_answered_with_tw_reuse() {
+    let findings = small_range()
+        .inbound_time_wait(500, 443)
+        .outbound(60, TcpState::TimeWait, 40000, "10.0.0.2:443")
+        .findings();
+    let f = only(&findings, "tw.mostly-inbound");
+    assert_eq!(f.severity, Severity::Info);
+    assert!(
+        f.message.contains("tcp_tw_reuse does not help a server"),
+        "{}",
+        f.message
+    );
+    assert!(f.message.contains("no ephemeral ports"), "{}", f.message);
+    assert_eq!(f.evidence["time_wait_inbound"], json!(500));
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f.key.as_deref() == Some(TW_REUSE) && f.recommended.as_deref() == Some("1")),
+        "a server-side TIME_WAIT host was told to set tcp_tw_reuse=1: {:?}",
+        ids(&findings)
+    );
+}
+
+#[test]
+fn a_few_inbound_time_wait_sockets_are_not_worth_a_remark() {
+    let findings = host().inbound_time_wait(20, 443).findings();
+    assert!(!ids(&findings).contains(&"tw.mostly-inbound"));
+}
+
+#[test]
+fn lowered_fin_timeout_is_explained_as_not_time_wait() {
+    let findings = host().set("net.ipv4.tcp_fin_timeout", "15").findings();
+    let f = only(&findings, "fin-timeout.not-time-wait");
+    assert_eq!(f.severity, Severity::Info);
+    assert_eq!(
+        (f.current.as_deref(), f.recommended.as_deref()),
+        (Some("15"), Some("60"))
+    );
+    assert!(
+        f.message.contains("FIN_WAIT2") && f.message.contains("60 s"),
+        "{}",
+        f.message
+    );
+    assert!(
+        !host()
+            .set("net.ipv4.tcp_fin_timeout", "90")
+            .findings()
+            .iter()
+            .any(|f| f.id == "fin-timeout.not-time-wait")
+    );
+}
+
+#[test]
+fn tw_recycle_on_is_critical() {
+    let findings = host().set("net.ipv4.tcp_tw_recycle", "1").findings();
+    let f = only(&findings, "tw-recycle.enabled");
+    assert_eq!(f.severity, Severity::Crit);
+    assert_eq!(f.recommended.as_deref(), Some("0"));
+    assert!(
+        f.message.contains("NAT") && f.message.contains("4.12"),
+        "{}",
+        f.message
+    );
+    assert!(
+        host()
+            .set("net.ipv4.tcp_tw_recycle", "0")
+            .findings()
+            .is_empty()
+    );
+}
+
+#[test]
+fn time_wait_overflow_warns_and_recommends_a_larger_table() {
+    let findings = host().counter("TCPTimeWaitOverflow", 200).findings();
+    let f = only(&findings, "tw-buckets.overflow");
+    assert_eq!(f.severity, Severity::Warn);
+    assert_eq!(f.recommended.as_deref(), Some("262144"));
+    assert_eq!(f.evidence["TCPTimeWaitOverflow"], json!(200));
+    assert!(f.risk.contains("256 bytes"), "{}", f.risk);
+}
+
+#[test]
+fn max_tw_buckets_below_the_kernel_default_warns() {
+    let findings = host()
+        .set(MAX_TW_BUCKETS, "100")
+        .counter("TCPTimeWaitOverflow", 5)
+        .findings();
+    assert_eq!(
+        ids(&findings),
+        vec!["tw-buckets.lowered"],
+        "one finding, not two, for one key"
+    );
+    let f = &findings[0];
+    assert_eq!(
+        (f.current.as_deref(), f.recommended.as_deref()),
+        (Some("100"), Some("131072"))
+    );
+    assert!(f.message.contains("5 times"), "{}", f.message);
+}
+
+#[test]
+fn a_container_namespace_shares_the_host_hash() {
+    // tcp_ehash_entries < 0: the namespace shares the host's hash of that size.
+    let findings = host()
+        .set("net.ipv4.tcp_ehash_entries", "-262144")
+        .set(MAX_TW_BUCKETS, "1000")
+        .findings();
+    assert_eq!(
+        only(&findings, "tw-buckets.lowered").recommended.as_deref(),
+        Some("131072")
+    );
+}
+
+#[test]
+fn listening_ports_inside_the_range_should_be_reserved() {
+    let findings = small_range()
+        .set(RESERVED_PORTS, "8080")
+        .socket(TcpState::Listen, "0.0.0.0:40050", "0.0.0.0:0")
+        .socket(TcpState::Listen, "[::]:40060", "[::]:0")
+        .socket(TcpState::Listen, "0.0.0.0:80", "0.0.0.0:0")
+        .findings();
+    let f = only(&findings, "ports.listener-in-range");
+    assert_eq!(f.severity, Severity::Warn);
+    assert!(
+        f.message.contains("40050, 40060") && f.message.contains("EADDRINUSE"),
+        "{}",
+        f.message
+    );
+    assert_eq!(f.recommended.as_deref(), Some("8080,40050,40060"));
+}
+
+#[test]
+fn port_range_shape_rules_are_informational() {
+    let findings = host().set(PORT_RANGE, "1024 65534").findings();
+    let parity = only(&findings, "port-range.same-parity");
+    assert_eq!(
+        (parity.severity, parity.recommended.as_deref()),
+        (Severity::Info, Some("1024 65533"))
+    );
+    let nodeport = only(&findings, "port-range.nodeport-overlap");
+    assert_eq!(nodeport.severity, Severity::Info);
+    assert_eq!(nodeport.recommended.as_deref(), Some("30000-32767"));
+    assert_eq!(nodeport.evidence["unreserved_overlap"], json!(2768));
+
+    let reserved = host()
+        .set(PORT_RANGE, "1024 65535")
+        .set(RESERVED_PORTS, "30000-32767")
+        .findings();
+    assert!(reserved.is_empty(), "{:?}", ids(&reserved));
+
+    let below = host().set(PORT_RANGE, "800 60999").findings();
+    let f = only(&below, "port-range.below-unprivileged");
+    assert_eq!(
+        (f.severity, f.recommended.as_deref()),
+        (Severity::Info, Some("1024 60999"))
+    );
+}
+
+#[test]
+fn listen_overflows_point_at_somaxconn_and_the_application() {
+    let findings = host()
+        .set("net.core.somaxconn", "128")
+        .counter("ListenOverflows", 17)
+        .findings();
+    let f = only(&findings, "listen.overflows");
+    assert_eq!(f.severity, Severity::Warn);
+    assert_eq!(
+        (f.key.as_deref(), f.recommended.as_deref()),
+        (Some("net.core.somaxconn"), Some("4096"))
+    );
+    assert!(f.message.contains("listen() backlog"), "{}", f.message);
+
+    let findings = host().counter("ListenOverflows", 17).findings();
+    assert_eq!(
+        only(&findings, "listen.overflows").recommended,
+        None,
+        "4096 is already the default"
+    );
+}
+
+#[test]
+fn findings_come_most_severe_first() {
+    let findings = small_range()
+        .set("net.ipv4.tcp_fin_timeout", "10")
+        .set("net.ipv4.tcp_tw_recycle", "1")
+        .outbound(60, TcpState::TimeWait, 40000, "10.0.0.2:443")
+        .findings();
+    let severities: Vec<Severity> = findings.iter().map(|f| f.severity).collect();
+    let mut sorted = severities.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(severities, sorted);
+    assert_eq!(findings[0].id, "tw-recycle.enabled");
+}
+
+#[test]
+fn absent_keys_produce_no_findings_and_no_panic() {
+    let mut bare = host();
+    bare.settings.values_mut().for_each(|v| *v = None);
+    bare.counters.clear();
+    assert!(bare.findings().is_empty());
+}

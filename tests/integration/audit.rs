@@ -1,0 +1,377 @@
+//! `twtune audit` on captured fixture roots: the report, the exit status, the formats and the errors.
+
+use predicates::prelude::*;
+
+use crate::util::{TimeWait, audit_json, fixture, twtune};
+
+#[test]
+fn client_exhaustion_root_reports_outbound_time_wait_and_a_critical_bucket() {
+    let root = fixture("client-exhaustion");
+    let (code, report) = audit_json(&["--root", root.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 1, "a crit finding fails the default --fail-on warn");
+    assert_eq!(report.schema_version, 1);
+    assert_eq!(report.kernel, "6.18.44-fc-v669");
+    assert_eq!(report.sockets.source, "proc");
+    assert_eq!(
+        report.sockets.time_wait,
+        TimeWait {
+            total: 200,
+            outbound: 200,
+            inbound: 0
+        }
+    );
+    assert_eq!(report.counters["sockstat_tw"], 200);
+    assert_eq!(
+        report.settings["net.ipv4.ip_local_port_range"].as_deref(),
+        Some("40000 40199")
+    );
+    assert_eq!(
+        report.settings["net.ipv4.tcp_max_orphans"], None,
+        "absent in a child namespace"
+    );
+
+    let top = &report.sockets.buckets[0];
+    assert_eq!(
+        (top.local_ip.as_str(), top.remote.as_str()),
+        ("127.0.0.1", "127.0.0.1:8080")
+    );
+    assert_eq!(
+        (top.count, top.time_wait, top.usable_ports, top.usage_pct),
+        (170, 170, 200, 85.0)
+    );
+    assert_eq!(report.sockets.buckets[1].remote, "127.0.0.1:9090");
+    assert_eq!(
+        report.sockets.buckets[1].count, 35,
+        "30 TIME_WAIT and 5 established"
+    );
+
+    let exhaustion = report.one("ports.bucket-exhaustion");
+    assert_eq!(exhaustion.severity, "crit");
+    assert_eq!(exhaustion.key, None);
+    assert!(
+        exhaustion.advice[0]
+            .action
+            .starts_with("Reuse connections in the application")
+    );
+    let pressure = report.one("tw-reuse.outbound-pressure");
+    assert_eq!(
+        (pressure.current.as_deref(), pressure.recommended.as_deref()),
+        (Some("0"), Some("1"))
+    );
+}
+
+#[test]
+fn server_root_explains_inbound_time_wait_without_pushing_tw_reuse() {
+    let root = fixture("server-time-wait");
+    let (code, report) = audit_json(&["--root", root.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 0, "an info finding does not fail --fail-on warn");
+    assert_eq!(
+        report.sockets.time_wait,
+        TimeWait {
+            total: 500,
+            outbound: 0,
+            inbound: 500
+        }
+    );
+    assert_eq!(report.sockets.listening_ports, vec![80, 443]);
+    report.one("tw.mostly-inbound");
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.key.as_deref() != Some("net.ipv4.tcp_tw_reuse"))
+    );
+}
+
+#[test]
+fn misconfigured_root_flags_the_folklore() {
+    let root = fixture("misconfigured");
+    let (code, report) = audit_json(&["--root", root.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 1);
+    let mut ids = report.ids();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec![
+            "fin-timeout.not-time-wait",
+            "port-range.nodeport-overlap",
+            "port-range.same-parity",
+            "ports.listener-in-range",
+            "tw-buckets.lowered",
+            "tw-reuse.needs-timestamps",
+        ]
+    );
+    assert_eq!(report.counters["TCPTimeWaitOverflow"], 30);
+    assert_eq!(
+        report.one("ports.listener-in-range").recommended.as_deref(),
+        Some("40080")
+    );
+    assert_eq!(report.sockets.ephemeral.listeners_in_range, vec![40080]);
+}
+
+#[test]
+fn old_kernel_root_is_critical_about_tw_recycle() {
+    let root = fixture("old-kernel");
+    let (code, report) = audit_json(&["--root", root.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 1);
+    assert_eq!(report.kernel, "4.9.0-19-amd64");
+    assert_eq!(
+        report.settings["net.ipv4.tcp_tw_reuse_delay"], None,
+        "absent before 6.14"
+    );
+    assert_eq!(report.one("tw-recycle.enabled").severity, "crit");
+    let overflow = report.one("listen.overflows");
+    assert_eq!(
+        (overflow.current.as_deref(), overflow.recommended.as_deref()),
+        (Some("128"), Some("4096"))
+    );
+    assert_eq!(overflow.evidence["ListenOverflows"], 1234);
+}
+
+#[test]
+fn idle_root_is_clean() {
+    let root = fixture("idle");
+    let (code, report) = audit_json(&["--root", root.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 0);
+    assert!(report.findings.is_empty(), "{:?}", report.ids());
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert_eq!(report.sockets.ephemeral.usable_ports, 28232);
+    assert_eq!(
+        report.settings.len(),
+        17,
+        "every audited key is listed, present or not"
+    );
+}
+
+#[test]
+fn malformed_text_is_skipped_with_warnings_naming_file_and_line() {
+    let root = fixture("malformed");
+    let (_, report) = audit_json(&["--root", root.to_str().expect("utf-8 path")]);
+    let warnings = report.warnings.join("\n");
+    for expected in [
+        "proc/net/tcp:4: missing remote address; line skipped",
+        "proc/net/tcp:6: first field is not a slot number",
+        "proc/net/netstat:4: IpExt: 18 names but 15 values",
+        "proc/net/sockstat:2: value \"many\" of tw is not an integer",
+    ] {
+        assert!(
+            warnings.contains(expected),
+            "missing {expected:?} in:\n{warnings}"
+        );
+    }
+    assert!(!report.counters.contains_key("sockstat_tw"));
+    assert_eq!(report.counters["TW"], 200, "TcpExt survives a broken IpExt");
+    assert_eq!(
+        report.sockets.total, 210,
+        "two of 212 socket lines were unusable"
+    );
+}
+
+#[test]
+fn fail_on_sets_the_threshold_of_exit_1() {
+    let root = fixture("misconfigured");
+    let root = root.to_str().expect("utf-8 path");
+    for (fail_on, code) in [("info", 1), ("warn", 1), ("crit", 0), ("never", 0)] {
+        twtune()
+            .args(["audit", "--root", root, "--fail-on", fail_on])
+            .assert()
+            .code(code);
+    }
+    let server = fixture("server-time-wait");
+    twtune()
+        .args(["audit", "--fail-on", "info", "--root"])
+        .arg(&server)
+        .assert()
+        .code(1);
+    twtune()
+        .args(["audit", "--fail-on", "warn", "--root"])
+        .arg(&server)
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn top_limits_the_listed_buckets() {
+    let root = fixture("client-exhaustion");
+    let (_, report) = audit_json(&["--top", "1", "--root", root.to_str().expect("utf-8 path")]);
+    assert_eq!(report.sockets.buckets.len(), 1);
+    assert_eq!(report.sockets.bucket_count, 2);
+}
+
+#[test]
+fn human_report_has_summary_breakdown_buckets_and_findings_with_risk() {
+    let assert = twtune()
+        .args(["audit", "--root"])
+        .arg(fixture("client-exhaustion"))
+        .assert()
+        .code(1);
+    let out = String::from_utf8(assert.get_output().stdout.clone()).expect("utf-8");
+    assert!(
+        out.starts_with("twtune audit  kernel 6.18.44-fc-v669  2 findings: 1 crit, 1 warn\n"),
+        "{out}"
+    );
+    for needle in [
+        "200 outbound: this host connected out and closed first",
+        "0 inbound: server side",
+        "ip_local_port_range 40000 40199: 200 ports - 0 reserved - 0 listening = 200 usable per destination",
+        "127.0.0.1 -> 127.0.0.1:8080  170/200   85.0 %        170",
+        "CRIT ports.bucket-exhaustion",
+        "WARN tw-reuse.outbound-pressure  net.ipv4.tcp_tw_reuse: 0 -> 1",
+        "what to do, best first:",
+        "risk:",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    assert!(
+        !out.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
+}
+
+#[test]
+fn colour_follows_color_flag_and_no_color() {
+    let root = fixture("client-exhaustion");
+    let always = twtune()
+        .args(["--color", "always", "audit", "--root"])
+        .arg(&root)
+        .output()
+        .expect("run");
+    assert!(
+        String::from_utf8_lossy(&always.stdout).contains("\x1b["),
+        "--color always keeps ANSI in a pipe"
+    );
+    let never = twtune()
+        .args(["audit", "--color", "never", "--root"])
+        .arg(&root)
+        .output()
+        .expect("run");
+    assert!(!String::from_utf8_lossy(&never.stdout).contains('\x1b'));
+    let no_color = twtune()
+        .env("NO_COLOR", "1")
+        .args(["audit", "--root"])
+        .arg(&root)
+        .output()
+        .expect("run");
+    assert!(!String::from_utf8_lossy(&no_color.stdout).contains('\x1b'));
+}
+
+#[test]
+fn missing_root_is_one_line_and_exit_2() {
+    twtune()
+        .args(["audit", "--root", "/nonexistent/twtune-fixture"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::starts_with(
+            "twtune: root directory /nonexistent/twtune-fixture: ",
+        ))
+        .stderr(predicate::function(|s: &str| s.lines().count() == 1));
+}
+
+#[test]
+fn root_without_proc_net_names_the_file_and_exits_2() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("proc/sys/kernel")).expect("mkdir");
+    std::fs::write(dir.path().join("proc/sys/kernel/osrelease"), "6.1.0\n").expect("write");
+    twtune()
+        .args(["audit", "--root"])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "proc/net/sockstat: No such file or directory",
+        ))
+        .stderr(predicate::str::contains(
+            "--root must hold proc/sys and proc/net",
+        ))
+        .stderr(predicate::function(|s: &str| s.lines().count() == 1));
+}
+
+#[test]
+fn unreadable_file_is_exit_2_not_a_panic() {
+    // A directory where a file should be: reading it fails for root too.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let copy = dir.path().join("root");
+    copy_tree(&fixture("idle"), &copy);
+    std::fs::remove_file(copy.join("proc/net/netstat")).expect("rm");
+    std::fs::create_dir(copy.join("proc/net/netstat")).expect("mkdir");
+    twtune()
+        .args(["audit", "--root"])
+        .arg(&copy)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot read"))
+        .stderr(predicate::str::contains("proc/net/netstat"))
+        .stderr(predicate::str::contains("panicked").not());
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    twtune()
+        .args(["audit", "--top", "0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--top"));
+    twtune()
+        .args(["audit", "--format", "yaml"])
+        .assert()
+        .code(2);
+    twtune().args(["frobnicate"]).assert().code(2);
+    twtune().assert().code(2);
+}
+
+#[test]
+fn help_documents_the_exit_status() {
+    twtune()
+        .args(["audit", "--help"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("Exit status:"))
+        .stdout(predicate::str::contains(
+            "1  at least one finding reaches --fail-on",
+        ))
+        .stdout(predicate::str::contains("--root <DIR>"));
+    twtune()
+        .arg("--version")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::starts_with("twtune "));
+}
+
+#[test]
+fn closed_stdout_is_not_an_error() {
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_twtune"))
+        .args(["audit", "--format", "json", "--root"])
+        .arg(fixture("client-exhaustion"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait");
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{:?}",
+        output.status
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}

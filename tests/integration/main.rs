@@ -1,0 +1,7 @@
+//! Integration tests of the `twtune` binary: on captured fixture roots, and on the real kernel inside
+//! private network namespaces.
+
+mod audit;
+mod netns;
+mod real_kernel;
+mod util;

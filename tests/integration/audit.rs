@@ -135,7 +135,17 @@ fn idle_root_is_clean() {
     assert_eq!(code, 0);
     assert!(report.findings.is_empty(), "{:?}", report.ids());
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
-    assert_eq!(report.sockets.ephemeral.usable_ports, 28232);
+    assert_eq!(report.twtune_version, env!("CARGO_PKG_VERSION"));
+    let ephemeral = &report.sockets.ephemeral;
+    assert_eq!(
+        (
+            ephemeral.range.as_str(),
+            ephemeral.size,
+            ephemeral.reserved_in_range
+        ),
+        ("32768 60999", 28232, 0)
+    );
+    assert_eq!(ephemeral.usable_ports, 28232);
     assert_eq!(
         report.settings.len(),
         17,

@@ -1,1 +1,113 @@
-//! placeholder
+//! Runs a test on the real kernel inside fresh network and mount namespaces, never on the host.
+//!
+//! A test calls [`enter`] with its own name. In the normal run that re-executes this test binary for
+//! that one test under `unshare --net --mount` and checks it passed there; in the re-executed run,
+//! [`enter`] verifies that the process really is in a network namespace of its own before the test
+//! may write a sysctl or make a socket.
+//!
+//! Without the privilege to create namespaces the test is skipped with a message, except under
+//! `CI=true`, where that is a failure: CI runs as root and must run these tests.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Set in the environment of the re-executed test to the network namespace it was started from.
+const INSIDE: &str = "TWTUNE_TEST_IN_NETNS";
+
+/// `true`: we are inside a private namespace; run the test body. `false`: the body already ran in
+/// a namespace (and passed), or was skipped outside CI.
+pub fn enter(test_name: &str) -> bool {
+    if std::env::var_os(INSIDE).is_some() {
+        assert_private_network_namespace();
+        run("ip", &["link", "set", "lo", "up"]);
+        return true;
+    }
+    if let Err(why) = namespaces_available() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "{test_name}: cannot create a network namespace ({why}); CI must run as root with unshare"
+            );
+        }
+        eprintln!(
+            "SKIPPED {test_name}: cannot create a network namespace ({why}); run the tests as root"
+        );
+        return false;
+    }
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let output = Command::new("unshare")
+        .args(["--net", "--mount", "--"])
+        .arg(exe)
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(INSIDE, own_network_namespace())
+        .output()
+        .expect("run unshare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test_name} failed inside its network namespace\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    false
+}
+
+fn namespaces_available() -> Result<(), String> {
+    match Command::new("unshare")
+        .args(["--net", "--mount", "true"])
+        .output()
+    {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        Err(e) => Err(format!("unshare: {e}")),
+    }
+}
+
+fn own_network_namespace() -> String {
+    let link = std::fs::read_link("/proc/self/ns/net").expect("read own network namespace");
+    link.to_string_lossy().into_owned()
+}
+
+/// Panics unless this process's network namespace differs from the one the test run started in and,
+/// where it can be read, from PID 1's (the host's).
+pub fn assert_private_network_namespace() {
+    let ours = own_network_namespace();
+    let started_in = std::env::var(INSIDE).unwrap_or_default();
+    let pid1 = std::fs::read_link("/proc/1/ns/net")
+        .map(|l| l.to_string_lossy().into_owned())
+        .ok();
+    let private = started_in.starts_with("net:[")
+        && ours != started_in
+        && pid1.is_none_or(|host| host != ours);
+    assert!(
+        private,
+        "refusing to touch sysctls or sockets outside a private network namespace ({ours})"
+    );
+}
+
+/// Writes a sysctl of this private network namespace.
+pub fn set_sysctl(key: &str, value: &str) {
+    assert_private_network_namespace();
+    let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+    std::fs::write(&path, value).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Reads a sysctl of this namespace, whitespace folded.
+pub fn sysctl(key: &str) -> String {
+    let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Runs a command and panics with its output unless it succeeds.
+pub fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}

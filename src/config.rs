@@ -39,10 +39,7 @@ impl Config {
         let command = match cli.command {
             Command::Audit(args) => CommandConfig::Audit(AuditConfig::from_args(args)),
         };
-        Config {
-            color: cli.color.as_choice(),
-            command,
-        }
+        Config { color: cli.color.as_choice(), command }
     }
 }
 
@@ -78,41 +75,15 @@ mod tests {
         let config = audit(&["audit"]);
         assert_eq!(
             config,
-            AuditConfig {
-                fail_on: Some(Severity::Warn),
-                format: Format::Human,
-                root: "/".into(),
-                top: 10
-            }
+            AuditConfig { fail_on: Some(Severity::Warn), format: Format::Human, root: "/".into(), top: 10 }
         );
     }
 
     #[test]
     fn audit_flags() {
-        let config = audit(&[
-            "audit",
-            "--root",
-            "/tmp/x",
-            "--format",
-            "json",
-            "--top",
-            "3",
-            "--fail-on",
-            "never",
-        ]);
-        assert_eq!(
-            config,
-            AuditConfig {
-                fail_on: None,
-                format: Format::Json,
-                root: "/tmp/x".into(),
-                top: 3
-            }
-        );
-        assert_eq!(
-            audit(&["audit", "--fail-on", "crit"]).fail_on,
-            Some(Severity::Crit)
-        );
+        let config = audit(&["audit", "--root", "/tmp/x", "--format", "json", "--top", "3", "--fail-on", "never"]);
+        assert_eq!(config, AuditConfig { fail_on: None, format: Format::Json, root: "/tmp/x".into(), top: 3 });
+        assert_eq!(audit(&["audit", "--fail-on", "crit"]).fail_on, Some(Severity::Crit));
     }
 
     #[test]
@@ -123,11 +94,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_usage_errors() {
-        for args in [
-            &["twtune", "audit", "--top", "0"][..],
-            &["twtune", "audit", "--format", "xml"],
-            &["twtune", "bogus"],
-        ] {
+        for args in
+            [&["twtune", "audit", "--top", "0"][..], &["twtune", "audit", "--format", "xml"], &["twtune", "bogus"]]
+        {
             let err = Cli::try_parse_from(args).expect_err("invalid");
             assert_eq!(err.exit_code(), 2, "{args:?}");
         }

@@ -79,10 +79,7 @@ mod tests {
 
     #[test]
     fn every_error_exits_2_and_outcomes_exit_0_or_1() {
-        let err = Error::InvalidKey {
-            key: "x".into(),
-            problem: "p".into(),
-        };
+        let err = Error::InvalidKey { key: "x".into(), problem: "p".into() };
         assert_eq!(err.exit_code(), 2);
         assert_eq!(Outcome::Clean.code(), 0);
         assert_eq!(Outcome::Findings.code(), 1);

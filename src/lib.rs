@@ -66,17 +66,8 @@ fn audit(config: &AuditConfig, color: anstream::ColorChoice) -> Result<Outcome> 
     let report = Report::new(inspection, findings);
 
     let mut out = anstream::AutoStream::new(std::io::stdout().lock(), color);
-    report
-        .render(config.format, &mut out)
-        .and_then(|()| out.flush())
-        .map_err(Error::Output)?;
+    report.render(config.format, &mut out).and_then(|()| out.flush()).map_err(Error::Output)?;
 
-    let failed = config
-        .fail_on
-        .is_some_and(|threshold| report.worst().is_some_and(|worst| worst >= threshold));
-    Ok(if failed {
-        Outcome::Findings
-    } else {
-        Outcome::Clean
-    })
+    let failed = config.fail_on.is_some_and(|threshold| report.worst().is_some_and(|worst| worst >= threshold));
+    Ok(if failed { Outcome::Findings } else { Outcome::Clean })
 }

@@ -14,10 +14,7 @@ pub struct PortRange {
 
 impl PortRange {
     /// The kernel default since Linux 4.2.
-    pub const DEFAULT: PortRange = PortRange {
-        low: 32768,
-        high: 60999,
-    };
+    pub const DEFAULT: PortRange = PortRange { low: 32768, high: 60999 };
 
     /// Parses `"32768 60999"` (any whitespace). Rejects what the kernel would reject: bounds outside
     /// 1..65535 or low above high.
@@ -32,15 +29,9 @@ impl PortRange {
                 _ => Err(format!("{s:?} is not a port between 1 and 65535")),
             }
         };
-        let range = PortRange {
-            low: bound(low)?,
-            high: bound(high)?,
-        };
+        let range = PortRange { low: bound(low)?, high: bound(high)? };
         if range.low > range.high {
-            return Err(format!(
-                "low bound {} is above high bound {}",
-                range.low, range.high
-            ));
+            return Err(format!("low bound {} is above high bound {}", range.low, range.high));
         }
         Ok(range)
     }
@@ -65,11 +56,7 @@ impl PortRange {
     pub fn overlap(self, other: PortRange) -> u32 {
         let low = self.low.max(other.low);
         let high = self.high.min(other.high);
-        if low > high {
-            0
-        } else {
-            u32::from(high) - u32::from(low) + 1
-        }
+        if low > high { 0 } else { u32::from(high) - u32::from(low) + 1 }
     }
 }
 
@@ -87,9 +74,7 @@ pub struct PortSet {
 
 impl Default for PortSet {
     fn default() -> Self {
-        PortSet {
-            bits: Box::new([0; 1024]),
-        }
+        PortSet { bits: Box::new([0; 1024]) }
     }
 }
 
@@ -104,11 +89,7 @@ impl PortSet {
     pub fn parse(text: &str) -> Result<PortSet, String> {
         let mut set = PortSet::default();
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let port = |s: &str| {
-                s.trim()
-                    .parse::<u16>()
-                    .map_err(|_| format!("{s:?} is not a port number"))
-            };
+            let port = |s: &str| s.trim().parse::<u16>().map_err(|_| format!("{s:?} is not a port number"));
             match item.split_once('-') {
                 Some((a, b)) => {
                     let (a, b) = (port(a)?, port(b)?);
@@ -145,17 +126,12 @@ impl PortSet {
 
     /// How many ports of `range` the set holds.
     pub fn count_in(&self, range: PortRange) -> u32 {
-        (range.low..=range.high)
-            .filter(|p| self.contains(*p))
-            .count() as u32
+        (range.low..=range.high).filter(|p| self.contains(*p)).count() as u32
     }
 
     /// Adds every port of `other`.
     pub fn union_with(&mut self, other: &PortSet) {
-        self.bits
-            .iter_mut()
-            .zip(other.bits.iter())
-            .for_each(|(a, b)| *a |= b);
+        self.bits.iter_mut().zip(other.bits.iter()).for_each(|(a, b)| *a |= b);
     }
 }
 
@@ -173,21 +149,14 @@ impl fmt::Display for PortSet {
                 f.write_str(",")?;
             }
             first = false;
-            if start == end {
-                write!(f, "{start}")?
-            } else {
-                write!(f, "{start}-{end}")?
-            }
+            if start == end { write!(f, "{start}")? } else { write!(f, "{start}-{end}")? }
         }
         Ok(())
     }
 }
 
 /// The Kubernetes NodePort range, which kube-proxy binds on every node.
-pub const KUBERNETES_NODEPORT: PortRange = PortRange {
-    low: 30000,
-    high: 32767,
-};
+pub const KUBERNETES_NODEPORT: PortRange = PortRange { low: 30000, high: 32767 };
 
 #[cfg(test)]
 mod tests {
@@ -203,16 +172,7 @@ mod tests {
 
     #[test]
     fn rejects_ranges_the_kernel_rejects() {
-        for bad in [
-            "",
-            "1",
-            "1 2 3",
-            "0 100",
-            "100 65536",
-            "60000 50000",
-            "a b",
-            "-1 5",
-        ] {
+        for bad in ["", "1", "1 2 3", "0 100", "100 65536", "60000 50000", "a b", "-1 5"] {
             assert!(PortRange::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -220,30 +180,10 @@ mod tests {
     #[test]
     fn parity_and_overlap() {
         assert!(!PortRange::DEFAULT.same_parity());
-        assert!(
-            PortRange {
-                low: 1024,
-                high: 65534
-            }
-            .same_parity()
-        );
+        assert!(PortRange { low: 1024, high: 65534 }.same_parity());
         assert_eq!(PortRange::DEFAULT.overlap(KUBERNETES_NODEPORT), 0);
-        assert_eq!(
-            PortRange {
-                low: 1024,
-                high: 65535
-            }
-            .overlap(KUBERNETES_NODEPORT),
-            2768
-        );
-        assert_eq!(
-            PortRange {
-                low: 32000,
-                high: 40000
-            }
-            .overlap(KUBERNETES_NODEPORT),
-            768
-        );
+        assert_eq!(PortRange { low: 1024, high: 65535 }.overlap(KUBERNETES_NODEPORT), 2768);
+        assert_eq!(PortRange { low: 32000, high: 40000 }.overlap(KUBERNETES_NODEPORT), 768);
     }
 
     #[test]
@@ -251,13 +191,7 @@ mod tests {
         let set = PortSet::parse("8080,30000-30002, 9000").expect("valid");
         assert_eq!(set.to_string(), "8080,9000,30000-30002");
         assert!(set.contains(30001) && !set.contains(30003));
-        assert_eq!(
-            set.count_in(PortRange {
-                low: 9000,
-                high: 30001
-            }),
-            3
-        );
+        assert_eq!(set.count_in(PortRange { low: 9000, high: 30001 }), 3);
         assert!(PortSet::parse("").expect("empty is valid").is_empty());
         let edge = PortSet::parse("65534-65535,0").expect("valid");
         assert_eq!(edge.to_string(), "0,65534-65535");

@@ -23,17 +23,9 @@ impl Root {
     /// Checks that `path` is a directory and uses it as the root.
     pub fn open(path: &Path) -> Result<Root> {
         match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => Ok(Root {
-                path: path.to_path_buf(),
-            }),
-            Ok(_) => Err(Error::Root {
-                path: path.to_path_buf(),
-                reason: "not a directory".into(),
-            }),
-            Err(e) => Err(Error::Root {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            }),
+            Ok(meta) if meta.is_dir() => Ok(Root { path: path.to_path_buf() }),
+            Ok(_) => Err(Error::Root { path: path.to_path_buf(), reason: "not a directory".into() }),
+            Err(e) => Err(Error::Root { path: path.to_path_buf(), reason: e.to_string() }),
         }
     }
 
@@ -54,24 +46,18 @@ impl Root {
         match std::fs::read_to_string(&path) {
             Ok(text) => Ok(Some(text)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(Error::Read {
-                path,
-                source,
-                hint: "",
-            }),
+            Err(source) => Err(Error::Read { path, source, hint: "" }),
         }
     }
 
     /// The kernel release (`proc/sys/kernel/osrelease`), trimmed.
     pub fn kernel_release(&self) -> Result<String> {
         let path = self.path.join("proc/sys/kernel/osrelease");
-        std::fs::read_to_string(&path)
-            .map(|text| text.trim().to_string())
-            .map_err(|source| Error::Read {
-                path,
-                source,
-                hint: NOT_A_PROC_TREE,
-            })
+        std::fs::read_to_string(&path).map(|text| text.trim().to_string()).map_err(|source| Error::Read {
+            path,
+            source,
+            hint: NOT_A_PROC_TREE,
+        })
     }
 
     /// Reads `proc/net/NAME` whole. A missing file is an error when `required`, else `Ok(None)`.
@@ -80,11 +66,7 @@ impl Root {
         match std::fs::read_to_string(&path) {
             Ok(text) => Ok(Some(text)),
             Err(e) if e.kind() == ErrorKind::NotFound && !required => Ok(None),
-            Err(source) => Err(Error::Read {
-                path,
-                source,
-                hint: hint_for(required),
-            }),
+            Err(source) => Err(Error::Read { path, source, hint: hint_for(required) }),
         }
     }
 
@@ -95,11 +77,7 @@ impl Root {
             // The kernel produces these tables a page at a time; a larger buffer means fewer reads.
             Ok(file) => Ok(Some(BufReader::with_capacity(128 * 1024, file))),
             Err(e) if e.kind() == ErrorKind::NotFound && !required => Ok(None),
-            Err(source) => Err(Error::Read {
-                path,
-                source,
-                hint: hint_for(required),
-            }),
+            Err(source) => Err(Error::Read { path, source, hint: hint_for(required) }),
         }
     }
 }
@@ -116,10 +94,7 @@ mod tests {
     fn missing_root_is_a_clear_error() {
         let err = Root::open(Path::new("/nonexistent/twtune-root")).expect_err("missing");
         let text = err.to_string();
-        assert!(
-            text.starts_with("root directory /nonexistent/twtune-root: "),
-            "{text}"
-        );
+        assert!(text.starts_with("root directory /nonexistent/twtune-root: "), "{text}");
         assert!(text.contains("--root"), "{text}");
     }
 
@@ -137,21 +112,9 @@ mod tests {
         std::fs::write(dir.path().join("proc/sys/net/ipv4/tcp_tw_reuse"), "2\n").expect("write");
         let root = Root::open(dir.path()).expect("root");
         let key = |k: &str| SysctlKey::parse(k).expect("valid key");
-        assert_eq!(
-            root.read_sysctl(&key("net.ipv4.tcp_tw_reuse"))
-                .expect("read"),
-            Some("2\n".into())
-        );
-        assert_eq!(
-            root.read_sysctl(&key("net.ipv4.tcp_tw_recycle"))
-                .expect("read"),
-            None
-        );
-        assert!(
-            root.read_proc_net("tcp6", false)
-                .expect("optional")
-                .is_none()
-        );
+        assert_eq!(root.read_sysctl(&key("net.ipv4.tcp_tw_reuse")).expect("read"), Some("2\n".into()));
+        assert_eq!(root.read_sysctl(&key("net.ipv4.tcp_tw_recycle")).expect("read"), None);
+        assert!(root.read_proc_net("tcp6", false).expect("optional").is_none());
         let err = root.read_proc_net("sockstat", true).expect_err("required");
         assert!(err.to_string().contains("proc/net/sockstat"), "{err}");
         assert!(root.kernel_release().is_err());

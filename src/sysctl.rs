@@ -18,10 +18,7 @@ pub struct SysctlKey(String);
 impl SysctlKey {
     /// Parses and validates a dotted key name.
     pub fn parse(text: &str) -> Result<SysctlKey> {
-        let invalid = |problem: &str| Error::InvalidKey {
-            key: text.to_string(),
-            problem: problem.to_string(),
-        };
+        let invalid = |problem: &str| Error::InvalidKey { key: text.to_string(), problem: problem.to_string() };
         if text.is_empty() {
             return Err(invalid("the name is empty"));
         }
@@ -32,13 +29,8 @@ impl SysctlKey {
             if segment.is_empty() {
                 return Err(invalid("empty part (leading, trailing or doubled dot)"));
             }
-            if let Some(bad) = segment
-                .chars()
-                .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-            {
-                return Err(invalid(&format!(
-                    "character {bad:?} is not allowed (only A-Z a-z 0-9 _ -)"
-                )));
+            if let Some(bad) = segment.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+                return Err(invalid(&format!("character {bad:?} is not allowed (only A-Z a-z 0-9 _ -)")));
             }
         }
         if !text.starts_with("net.") {
@@ -128,37 +120,22 @@ mod tests {
             "net",
         ] {
             let err = SysctlKey::parse(bad).expect_err(bad);
-            assert!(
-                err.to_string().starts_with("invalid sysctl key"),
-                "{bad}: {err}"
-            );
+            assert!(err.to_string().starts_with("invalid sysctl key"), "{bad}: {err}");
         }
     }
 
     #[test]
     fn folds_tabs_and_runs_of_spaces() {
         assert_eq!(fold_whitespace("32768\t60999\n"), "32768 60999");
-        assert_eq!(
-            fold_whitespace("  4096   87380  6291456 "),
-            "4096 87380 6291456"
-        );
+        assert_eq!(fold_whitespace("  4096   87380  6291456 "), "4096 87380 6291456");
         assert_eq!(fold_whitespace(""), "");
     }
 
     #[test]
     fn kernel_version_from_release_strings() {
-        assert_eq!(
-            KernelVersion::from_release("6.18.44-fc-v669"),
-            Some(KernelVersion::new(6, 18))
-        );
-        assert_eq!(
-            KernelVersion::from_release("4.9.0-19-amd64\n"),
-            Some(KernelVersion::new(4, 9))
-        );
-        assert_eq!(
-            KernelVersion::from_release("5.15"),
-            Some(KernelVersion::new(5, 15))
-        );
+        assert_eq!(KernelVersion::from_release("6.18.44-fc-v669"), Some(KernelVersion::new(6, 18)));
+        assert_eq!(KernelVersion::from_release("4.9.0-19-amd64\n"), Some(KernelVersion::new(4, 9)));
+        assert_eq!(KernelVersion::from_release("5.15"), Some(KernelVersion::new(5, 15)));
         assert_eq!(KernelVersion::from_release("garbage"), None);
         assert_eq!(KernelVersion::from_release(""), None);
         assert!(KernelVersion::new(4, 11) < KernelVersion::new(4, 12));

@@ -30,10 +30,9 @@ pub fn parse_sockstat_tcp(text: &str) -> Parsed<BTreeMap<String, i64>> {
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         if !fields.len().is_multiple_of(2) {
-            parsed.problems.push(LineProblem {
-                line: index + 1,
-                problem: "TCP: line has a name without a value".into(),
-            });
+            parsed
+                .problems
+                .push(LineProblem { line: index + 1, problem: "TCP: line has a name without a value".into() });
         }
         for pair in fields.chunks_exact(2) {
             match pair[1].parse::<i64>() {
@@ -54,16 +53,10 @@ pub fn parse_sockstat_tcp(text: &str) -> Parsed<BTreeMap<String, i64>> {
 /// `Section: 1 2 ...`. Returns section -> name -> value.
 pub fn parse_mib(text: &str) -> Parsed<BTreeMap<String, BTreeMap<String, i64>>> {
     let mut parsed = Parsed::<BTreeMap<String, BTreeMap<String, i64>>>::default();
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     while let Some((header_index, header)) = lines.next() {
         let Some((section, names)) = header.split_once(':') else {
-            parsed.problems.push(LineProblem {
-                line: header_index + 1,
-                problem: "expected \"Section: ...\"".into(),
-            });
+            parsed.problems.push(LineProblem { line: header_index + 1, problem: "expected \"Section: ...\"".into() });
             continue;
         };
         let Some((values_index, values_line)) = lines.next() else {
@@ -73,30 +66,19 @@ pub fn parse_mib(text: &str) -> Parsed<BTreeMap<String, BTreeMap<String, i64>>> 
             });
             break;
         };
-        let problem = |problem: String| LineProblem {
-            line: values_index + 1,
-            problem,
-        };
+        let problem = |problem: String| LineProblem { line: values_index + 1, problem };
         let Some((value_section, values)) = values_line.split_once(':') else {
-            parsed
-                .problems
-                .push(problem("expected \"Section: values\"".into()));
+            parsed.problems.push(problem("expected \"Section: values\"".into()));
             continue;
         };
         if value_section != section {
-            parsed.problems.push(problem(format!(
-                "{value_section}: values follow the header of {section}"
-            )));
+            parsed.problems.push(problem(format!("{value_section}: values follow the header of {section}")));
             continue;
         }
         let names: Vec<&str> = names.split_whitespace().collect();
         let values: Vec<&str> = values.split_whitespace().collect();
         if names.len() != values.len() {
-            parsed.problems.push(problem(format!(
-                "{section}: {} names but {} values",
-                names.len(),
-                values.len()
-            )));
+            parsed.problems.push(problem(format!("{section}: {} names but {} values", names.len(), values.len())));
             continue;
         }
         let table = parsed.value.entry(section.to_string()).or_default();
@@ -105,9 +87,7 @@ pub fn parse_mib(text: &str) -> Parsed<BTreeMap<String, BTreeMap<String, i64>>> 
                 Ok(n) => {
                     table.insert((*name).to_string(), n);
                 }
-                Err(_) => parsed.problems.push(problem(format!(
-                    "{section} {name}: {value:?} is not an integer"
-                ))),
+                Err(_) => parsed.problems.push(problem(format!("{section} {name}: {value:?} is not an integer"))),
             }
         }
     }
@@ -118,8 +98,7 @@ pub fn parse_mib(text: &str) -> Parsed<BTreeMap<String, BTreeMap<String, i64>>> 
 mod tests {
     use super::*;
 
-    const SOCKSTAT: &str =
-        "sockets: used 8\nTCP: inuse 1 orphan 0 tw 78844 alloc 2 mem 154\nUDP: inuse 0 mem 0\n";
+    const SOCKSTAT: &str = "sockets: used 8\nTCP: inuse 1 orphan 0 tw 78844 alloc 2 mem 154\nUDP: inuse 0 mem 0\n";
 
     #[test]
     fn sockstat_tcp_fields_by_name() {
@@ -163,11 +142,7 @@ mod tests {
     fn mib_skips_malformed_pairs_and_keeps_the_rest() {
         let text = "TcpExt: TW TWRecycled\nTcpExt: 5\nnonsense\nIpExt: InNoRoutes\nIpExt: 7\nTcp: A B\nUdp: 1 2\nMPTcpExt: X\nMPTcpExt: y\n";
         let parsed = parse_mib(text);
-        assert_eq!(
-            parsed.value.get("TcpExt"),
-            None,
-            "count mismatch drops the section"
-        );
+        assert_eq!(parsed.value.get("TcpExt"), None, "count mismatch drops the section");
         assert_eq!(parsed.value["IpExt"]["InNoRoutes"], 7);
         let lines: Vec<usize> = parsed.problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, vec![2, 3, 7, 9], "{:?}", parsed.problems);

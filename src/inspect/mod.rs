@@ -52,13 +52,7 @@ const TCP_EXT_COUNTERS: &[&str] = &[
     "TWKilled",
     "TWRecycled",
 ];
-const TCP_COUNTERS: &[&str] = &[
-    "ActiveOpens",
-    "AttemptFails",
-    "CurrEstab",
-    "EstabResets",
-    "PassiveOpens",
-];
+const TCP_COUNTERS: &[&str] = &["ActiveOpens", "AttemptFails", "CurrEstab", "EstabResets", "PassiveOpens"];
 /// Fields of the `TCP:` line of `/proc/net/sockstat`, reported as `sockstat_<field>`.
 const SOCKSTAT_FIELDS: &[&str] = &["alloc", "inuse", "orphan", "tw"];
 
@@ -100,41 +94,27 @@ pub fn inspect(root: &Root, source: &mut dyn SocketSource, top: usize) -> Result
     let kernel = root.kernel_release()?;
     let kernel_version = KernelVersion::from_release(&kernel);
     if kernel_version.is_none() {
-        warnings.push(format!(
-            "kernel release {kernel:?} has no version number; version checks are skipped"
-        ));
+        warnings.push(format!("kernel release {kernel:?} has no version number; version checks are skipped"));
     }
 
     let settings = read_settings(root, &mut warnings)?;
     let counters = read_counters(root, &mut warnings)?;
 
-    let range = match settings
-        .get("net.ipv4.ip_local_port_range")
-        .map(PortRange::parse)
-    {
+    let range = match settings.get("net.ipv4.ip_local_port_range").map(PortRange::parse) {
         Some(Ok(range)) => range,
         Some(Err(problem)) => {
-            warnings.push(format!(
-                "net.ipv4.ip_local_port_range: {problem}; assuming the default 32768 60999"
-            ));
+            warnings.push(format!("net.ipv4.ip_local_port_range: {problem}; assuming the default 32768 60999"));
             PortRange::DEFAULT
         }
         None => {
-            warnings.push(
-                "net.ipv4.ip_local_port_range is absent; assuming the default 32768 60999".into(),
-            );
+            warnings.push("net.ipv4.ip_local_port_range is absent; assuming the default 32768 60999".into());
             PortRange::DEFAULT
         }
     };
-    let reserved = match settings
-        .get("net.ipv4.ip_local_reserved_ports")
-        .map(PortSet::parse)
-    {
+    let reserved = match settings.get("net.ipv4.ip_local_reserved_ports").map(PortSet::parse) {
         Some(Ok(set)) => set,
         Some(Err(problem)) => {
-            warnings.push(format!(
-                "net.ipv4.ip_local_reserved_ports: {problem}; assuming no reserved ports"
-            ));
+            warnings.push(format!("net.ipv4.ip_local_reserved_ports: {problem}; assuming no reserved ports"));
             PortSet::default()
         }
         None => PortSet::default(),
@@ -144,14 +124,7 @@ pub fn inspect(root: &Root, source: &mut dyn SocketSource, top: usize) -> Result
     source.scan(&mut |socket| counter.add(socket), &mut warnings)?;
     let sockets = counter.finish(source.name(), top);
 
-    Ok(Inspection {
-        kernel,
-        kernel_version,
-        settings,
-        counters,
-        sockets,
-        warnings,
-    })
+    Ok(Inspection { kernel, kernel_version, settings, counters, sockets, warnings })
 }
 
 fn read_settings(root: &Root, warnings: &mut Vec<String>) -> Result<Settings> {
@@ -175,11 +148,7 @@ fn read_counters(root: &Root, warnings: &mut Vec<String>) -> Result<BTreeMap<Str
     let mut counters = BTreeMap::new();
     let note = |warnings: &mut Vec<String>, name: &str, problems: Vec<counters::LineProblem>| {
         let path = root.proc_net_path(name);
-        warnings.extend(
-            problems
-                .into_iter()
-                .map(|p| format!("{}:{}: {}", path.display(), p.line, p.problem)),
-        );
+        warnings.extend(problems.into_iter().map(|p| format!("{}:{}: {}", path.display(), p.line, p.problem)));
     };
 
     if let Some(text) = root.read_proc_net("sockstat", true)? {
@@ -191,10 +160,7 @@ fn read_counters(root: &Root, warnings: &mut Vec<String>) -> Result<BTreeMap<Str
         }
         note(warnings, "sockstat", parsed.problems);
     }
-    for (file, section, names) in [
-        ("netstat", "TcpExt", TCP_EXT_COUNTERS),
-        ("snmp", "Tcp", TCP_COUNTERS),
-    ] {
+    for (file, section, names) in [("netstat", "TcpExt", TCP_EXT_COUNTERS), ("snmp", "Tcp", TCP_COUNTERS)] {
         let Some(text) = root.read_proc_net(file, true)? else {
             continue;
         };
@@ -206,10 +172,7 @@ fn read_counters(root: &Root, warnings: &mut Vec<String>) -> Result<BTreeMap<Str
                 }
             }
         } else {
-            warnings.push(format!(
-                "{}: no {section} section",
-                root.proc_net_path(file).display()
-            ));
+            warnings.push(format!("{}: no {section} section", root.proc_net_path(file).display()));
         }
         note(warnings, file, parsed.problems);
     }

@@ -21,9 +21,7 @@ pub enum Family {
 
 /// Parses one socket line. The header line and blank lines are `Ok(None)`.
 pub fn parse_tcp_line(line: &[u8], family: Family) -> Result<Option<Socket>, &'static str> {
-    let mut fields = line
-        .split(u8::is_ascii_whitespace)
-        .filter(|f| !f.is_empty());
+    let mut fields = line.split(u8::is_ascii_whitespace).filter(|f| !f.is_empty());
     let Some(slot) = fields.next() else {
         return Ok(None);
     };
@@ -36,8 +34,7 @@ pub fn parse_tcp_line(line: &[u8], family: Family) -> Result<Option<Socket>, &'s
     let local = fields.next().ok_or("missing local address")?;
     let remote = fields.next().ok_or("missing remote address")?;
     let state = fields.next().ok_or("missing state")?;
-    let state = u8::try_from(parse_hex(state).ok_or("state is not hex")?)
-        .map_err(|_| "state out of range")?;
+    let state = u8::try_from(parse_hex(state).ok_or("state is not hex")?).map_err(|_| "state out of range")?;
     Ok(Some(Socket {
         state: TcpState::from_code(state).ok_or("unknown TCP state")?,
         local: parse_endpoint(local, family)?,
@@ -47,16 +44,12 @@ pub fn parse_tcp_line(line: &[u8], family: Family) -> Result<Option<Socket>, &'s
 
 /// `0100007F:1F90` (or the 32-digit IPv6 form) to an address and port.
 fn parse_endpoint(field: &[u8], family: Family) -> Result<SocketAddr, &'static str> {
-    let colon = field
-        .iter()
-        .position(|b| *b == b':')
-        .ok_or("address without ':port'")?;
+    let colon = field.iter().position(|b| *b == b':').ok_or("address without ':port'")?;
     let (address, port) = (&field[..colon], &field[colon + 1..]);
     if port.len() != 4 {
         return Err("port is not four hex digits");
     }
-    let port = u16::try_from(parse_hex(port).ok_or("port is not hex")?)
-        .map_err(|_| "port out of range")?;
+    let port = u16::try_from(parse_hex(port).ok_or("port is not hex")?).map_err(|_| "port out of range")?;
     let ip = match family {
         Family::V4 => {
             if address.len() != 8 {
@@ -84,9 +77,7 @@ fn parse_hex(digits: &[u8]) -> Option<u32> {
     if digits.is_empty() || digits.len() > 8 {
         return None;
     }
-    digits.iter().try_fold(0u32, |acc, d| {
-        Some((acc << 4) | char::from(*d).to_digit(16)?)
-    })
+    digits.iter().try_fold(0u32, |acc, d| Some((acc << 4) | char::from(*d).to_digit(16)?))
 }
 
 /// Reads the socket table from `proc/net/tcp` and `proc/net/tcp6` beneath a root.
@@ -133,14 +124,11 @@ fn scan_table(
     let mut skipped = 0usize;
     loop {
         line.clear();
-        let read =
-            reader
-                .read_until(b'\n', &mut line)
-                .map_err(|source| crate::error::Error::Read {
-                    path: path.to_path_buf(),
-                    source,
-                    hint: "",
-                })?;
+        let read = reader.read_until(b'\n', &mut line).map_err(|source| crate::error::Error::Read {
+            path: path.to_path_buf(),
+            source,
+            hint: "",
+        })?;
         if read == 0 {
             break;
         }
@@ -152,20 +140,13 @@ fn scan_table(
                 skipped += 1;
                 // A few examples are enough; a flood of identical warnings helps nobody.
                 if skipped <= 3 {
-                    warnings.push(format!(
-                        "{}:{number}: {problem}; line skipped",
-                        path.display()
-                    ));
+                    warnings.push(format!("{}:{number}: {problem}; line skipped", path.display()));
                 }
             }
         }
     }
     if skipped > 3 {
-        warnings.push(format!(
-            "{}: {} malformed lines skipped in all",
-            path.display(),
-            skipped
-        ));
+        warnings.push(format!("{}: {} malformed lines skipped in all", path.display(), skipped));
     }
     Ok(())
 }
@@ -182,14 +163,8 @@ mod tests {
     fn parse_all(text: &str, family: Family) -> (Vec<Socket>, Vec<String>) {
         let mut sockets = Vec::new();
         let mut warnings = Vec::new();
-        scan_table(
-            text.as_bytes(),
-            family,
-            Path::new("proc/net/tcp"),
-            &mut |s| sockets.push(s),
-            &mut warnings,
-        )
-        .expect("in-memory read");
+        scan_table(text.as_bytes(), family, Path::new("proc/net/tcp"), &mut |s| sockets.push(s), &mut warnings)
+            .expect("in-memory read");
         (sockets, warnings)
     }
 
@@ -208,14 +183,9 @@ mod tests {
     #[test]
     fn ipv6_lines_decode_word_swapped_addresses() {
         let line = b"   0: 00000000000000000000000001000000:1F90 0000000000000000FFFF00000100007F:A2C4 01 00000000:00000000 00:00000000 00000000  1000        0 1 1 0";
-        let socket = parse_tcp_line(line, Family::V6)
-            .expect("valid")
-            .expect("a socket");
+        let socket = parse_tcp_line(line, Family::V6).expect("valid").expect("a socket");
         assert_eq!(socket.local, "[::1]:8080".parse().expect("addr"));
-        assert_eq!(
-            socket.remote,
-            "[::ffff:127.0.0.1]:41668".parse().expect("addr")
-        );
+        assert_eq!(socket.remote, "[::ffff:127.0.0.1]:41668".parse().expect("addr"));
         assert_eq!(socket.state, TcpState::Established);
     }
 
@@ -226,37 +196,18 @@ mod tests {
         );
         let (sockets, warnings) = parse_all(&text, Family::V4);
         assert_eq!(sockets.len(), 3, "the good lines survive");
-        assert_eq!(
-            warnings.len(),
-            4,
-            "three examples and a total: {warnings:?}"
-        );
-        assert_eq!(
-            warnings[0],
-            "proc/net/tcp:4: missing remote address; line skipped"
-        );
-        assert_eq!(
-            warnings[1],
-            "proc/net/tcp:5: state is not hex; line skipped"
-        );
-        assert_eq!(
-            warnings[2],
-            "proc/net/tcp:6: unknown TCP state; line skipped"
-        );
-        assert_eq!(
-            warnings[3],
-            "proc/net/tcp: 5 malformed lines skipped in all"
-        );
+        assert_eq!(warnings.len(), 4, "three examples and a total: {warnings:?}");
+        assert_eq!(warnings[0], "proc/net/tcp:4: missing remote address; line skipped");
+        assert_eq!(warnings[1], "proc/net/tcp:5: state is not hex; line skipped");
+        assert_eq!(warnings[2], "proc/net/tcp:6: unknown TCP state; line skipped");
+        assert_eq!(warnings[3], "proc/net/tcp: 5 malformed lines skipped in all");
     }
 
     #[test]
     fn header_and_blank_lines_are_not_sockets() {
         assert_eq!(parse_tcp_line(b"", Family::V4), Ok(None));
         assert_eq!(parse_tcp_line(b"   \n", Family::V4), Ok(None));
-        assert_eq!(
-            parse_tcp_line(b"  sl  local_address rem_address", Family::V4),
-            Ok(None)
-        );
+        assert_eq!(parse_tcp_line(b"  sl  local_address rem_address", Family::V4), Ok(None));
     }
 
     #[test]

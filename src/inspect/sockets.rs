@@ -53,9 +53,7 @@ impl TcpState {
 
     /// The state with the kernel's number, if there is one.
     pub fn from_code(code: u8) -> Option<TcpState> {
-        TcpState::ALL
-            .get(usize::from(code).checked_sub(1)?)
-            .copied()
+        TcpState::ALL.get(usize::from(code).checked_sub(1)?).copied()
     }
 
     /// The name `ss` prints, upper-cased (`TIME_WAIT`).
@@ -174,10 +172,8 @@ impl SocketCounter {
     /// The summary, with the `top` fullest buckets.
     pub fn finish(self, source: &'static str, top: usize) -> SocketSummary {
         let listening_ports: Vec<u16> = self.listening.iter().collect();
-        let inbound: u64 = listening_ports
-            .iter()
-            .map(|p| u64::from(self.time_wait_by_local_port[usize::from(*p)]))
-            .sum();
+        let inbound: u64 =
+            listening_ports.iter().map(|p| u64::from(self.time_wait_by_local_port[usize::from(*p)])).sum();
         let time_wait_total = self.states[TcpState::TimeWait as usize];
         let listeners_in_range: Vec<u16> = listening_ports
             .iter()
@@ -211,11 +207,7 @@ impl SocketCounter {
                 .filter(|s| self.states[**s as usize] > 0)
                 .map(|s| (s.name(), self.states[*s as usize]))
                 .collect(),
-            time_wait: TimeWaitSplit {
-                total: time_wait_total,
-                outbound: time_wait_total - inbound,
-                inbound,
-            },
+            time_wait: TimeWaitSplit { total: time_wait_total, outbound: time_wait_total - inbound, inbound },
             listening_ports,
             ephemeral: EphemeralPorts {
                 range: self.range.to_string(),
@@ -303,21 +295,11 @@ mod tests {
     use super::*;
 
     fn socket(state: TcpState, local: &str, remote: &str) -> Socket {
-        Socket {
-            state,
-            local: local.parse().expect("test address"),
-            remote: remote.parse().expect("test address"),
-        }
+        Socket { state, local: local.parse().expect("test address"), remote: remote.parse().expect("test address") }
     }
 
     fn counter() -> SocketCounter {
-        SocketCounter::new(
-            PortRange {
-                low: 40000,
-                high: 40099,
-            },
-            PortSet::parse("40010-40019").expect("valid"),
-        )
+        SocketCounter::new(PortRange { low: 40000, high: 40099 }, PortSet::parse("40010-40019").expect("valid"))
     }
 
     #[test]
@@ -338,14 +320,7 @@ mod tests {
         c.add(socket(TcpState::TimeWait, "10.0.0.1:40001", "10.0.0.9:443"));
         c.add(socket(TcpState::TimeWait, "10.0.0.1:40002", "10.0.0.9:443"));
         let s = c.finish("test", 10);
-        assert_eq!(
-            s.time_wait,
-            TimeWaitSplit {
-                total: 3,
-                outbound: 2,
-                inbound: 1
-            }
-        );
+        assert_eq!(s.time_wait, TimeWaitSplit { total: 3, outbound: 2, inbound: 1 });
         assert_eq!(s.total, 4);
         assert_eq!(s.states.get("TIME_WAIT"), Some(&3));
         assert_eq!(s.listening_ports, vec![80]);
@@ -356,33 +331,13 @@ mod tests {
         let mut c = counter();
         c.add(socket(TcpState::Listen, "0.0.0.0:40050", "0.0.0.0:0"));
         for port in 40020..40040 {
-            c.add(socket(
-                TcpState::TimeWait,
-                &format!("127.0.0.1:{port}"),
-                "127.0.0.2:8080",
-            ));
+            c.add(socket(TcpState::TimeWait, &format!("127.0.0.1:{port}"), "127.0.0.2:8080"));
         }
-        c.add(socket(
-            TcpState::Established,
-            "127.0.0.1:40041",
-            "127.0.0.2:8080",
-        ));
-        c.add(socket(
-            TcpState::Established,
-            "127.0.0.1:40042",
-            "127.0.0.2:8081",
-        ));
+        c.add(socket(TcpState::Established, "127.0.0.1:40041", "127.0.0.2:8080"));
+        c.add(socket(TcpState::Established, "127.0.0.1:40042", "127.0.0.2:8081"));
         // Outside the range, or the server side of the in-range listener: not ephemeral.
-        c.add(socket(
-            TcpState::Established,
-            "127.0.0.1:5000",
-            "127.0.0.2:8080",
-        ));
-        c.add(socket(
-            TcpState::Established,
-            "127.0.0.1:40050",
-            "127.0.0.3:1234",
-        ));
+        c.add(socket(TcpState::Established, "127.0.0.1:5000", "127.0.0.2:8080"));
+        c.add(socket(TcpState::Established, "127.0.0.1:40050", "127.0.0.3:1234"));
         let s = c.finish("test", 10);
         assert_eq!(s.ephemeral.size, 100);
         assert_eq!(s.ephemeral.reserved_in_range, 10);
@@ -390,10 +345,7 @@ mod tests {
         assert_eq!(s.ephemeral.usable_ports, 89);
         assert_eq!(s.bucket_count, 2);
         let top = &s.buckets[0];
-        assert_eq!(
-            (top.local_ip.as_str(), top.remote.as_str()),
-            ("127.0.0.1", "127.0.0.2:8080")
-        );
+        assert_eq!((top.local_ip.as_str(), top.remote.as_str()), ("127.0.0.1", "127.0.0.2:8080"));
         assert_eq!((top.count, top.time_wait, top.usable_ports), (21, 20, 89));
         assert_eq!(top.usage_pct, 23.6);
         assert_eq!(s.buckets[1].count, 1);
@@ -403,37 +355,19 @@ mod tests {
     fn ipv6_buckets_print_brackets_and_v4_mapped_join_ipv4() {
         let mut c = counter();
         c.add(socket(TcpState::TimeWait, "[::1]:40020", "[::1]:443"));
-        c.add(socket(
-            TcpState::TimeWait,
-            "[::ffff:127.0.0.1]:40021",
-            "[::ffff:127.0.0.2]:80",
-        ));
-        c.add(socket(
-            TcpState::TimeWait,
-            "127.0.0.1:40022",
-            "127.0.0.2:80",
-        ));
+        c.add(socket(TcpState::TimeWait, "[::ffff:127.0.0.1]:40021", "[::ffff:127.0.0.2]:80"));
+        c.add(socket(TcpState::TimeWait, "127.0.0.1:40022", "127.0.0.2:80"));
         let s = c.finish("test", 10);
-        let remotes: Vec<(&str, &str, u32)> = s
-            .buckets
-            .iter()
-            .map(|b| (b.local_ip.as_str(), b.remote.as_str(), b.count))
-            .collect();
-        assert_eq!(
-            remotes,
-            vec![("127.0.0.1", "127.0.0.2:80", 2), ("::1", "[::1]:443", 1)]
-        );
+        let remotes: Vec<(&str, &str, u32)> =
+            s.buckets.iter().map(|b| (b.local_ip.as_str(), b.remote.as_str(), b.count)).collect();
+        assert_eq!(remotes, vec![("127.0.0.1", "127.0.0.2:80", 2), ("::1", "[::1]:443", 1)]);
     }
 
     #[test]
     fn top_limits_the_list_but_not_the_count() {
         let mut c = counter();
         for (i, port) in (40020..40025).enumerate() {
-            c.add(socket(
-                TcpState::Established,
-                &format!("127.0.0.1:{port}"),
-                &format!("127.0.0.2:{}", 1000 + i),
-            ));
+            c.add(socket(TcpState::Established, &format!("127.0.0.1:{port}"), &format!("127.0.0.2:{}", 1000 + i)));
         }
         let s = c.finish("test", 2);
         assert_eq!(s.buckets.len(), 2);

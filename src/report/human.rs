@@ -39,11 +39,7 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 }
 
 fn summary(report: &Report, out: &mut dyn Write) -> io::Result<()> {
-    write!(
-        out,
-        "{HEADING}twtune audit{HEADING:#}  kernel {}  ",
-        report.kernel
-    )?;
+    write!(out, "{HEADING}twtune audit{HEADING:#}  kernel {}  ", report.kernel)?;
     let counts = report.severity_counts();
     if counts.is_empty() {
         writeln!(out, "{OK}no findings{OK:#}")?;
@@ -56,12 +52,7 @@ fn summary(report: &Report, out: &mut dyn Write) -> io::Result<()> {
                 format!("{style}{n} {}{style:#}", s.name())
             })
             .collect();
-        writeln!(
-            out,
-            "{total} finding{}: {}",
-            plural(total),
-            parts.join(", ")
-        )?;
+        writeln!(out, "{total} finding{}: {}", plural(total), parts.join(", "))?;
     }
     Ok(())
 }
@@ -81,17 +72,8 @@ fn time_wait(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         "  {:>width$} outbound: this host connected out and closed first; each holds an ephemeral port for 60 s",
         tw.outbound
     )?;
-    writeln!(
-        out,
-        "  {:>width$} inbound: server side (local port is a listening port); memory only",
-        tw.inbound
-    )?;
-    let counter = |name: &str| {
-        report
-            .counters
-            .get(name)
-            .map_or("-".to_string(), i64::to_string)
-    };
+    writeln!(out, "  {:>width$} inbound: server side (local port is a listening port); memory only", tw.inbound)?;
+    let counter = |name: &str| report.counters.get(name).map_or("-".to_string(), i64::to_string);
     writeln!(
         out,
         "  {DIM}since boot: TW {}, TWRecycled {}, TCPTimeWaitOverflow {}, ActiveOpens {}, PassiveOpens {}{DIM:#}",
@@ -137,23 +119,9 @@ fn buckets(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             )
         })
         .collect();
-    let w0 = rows
-        .iter()
-        .map(|r| r.0.len())
-        .max()
-        .unwrap_or(0)
-        .max("destination".len());
-    let w1 = rows
-        .iter()
-        .map(|r| r.1.len())
-        .max()
-        .unwrap_or(0)
-        .max("ports".len());
-    writeln!(
-        out,
-        "  {DIM}{:<w0$}  {:>w1$}  {:>7}  {:>9}{DIM:#}",
-        "destination", "ports", "used", "TIME_WAIT"
-    )?;
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max("destination".len());
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max("ports".len());
+    writeln!(out, "  {DIM}{:<w0$}  {:>w1$}  {:>7}  {:>9}{DIM:#}", "destination", "ports", "used", "TIME_WAIT")?;
     for (row, bucket) in rows.iter().zip(&s.buckets) {
         let style = if bucket.usage_pct >= 80.0 {
             CRIT
@@ -162,11 +130,7 @@ fn buckets(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         } else {
             Style::new()
         };
-        writeln!(
-            out,
-            "  {:<w0$}  {:>w1$}  {style}{:>7}{style:#}  {:>9}",
-            row.0, row.1, row.2, row.3
-        )?;
+        writeln!(out, "  {:<w0$}  {:>w1$}  {style}{:>7}{style:#}  {:>9}", row.0, row.1, row.2, row.3)?;
     }
     Ok(())
 }
@@ -184,12 +148,7 @@ fn findings(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 
 fn one_finding(f: &Finding, out: &mut dyn Write) -> io::Result<()> {
     let style = severity_style(f.severity);
-    write!(
-        out,
-        "\n  {style}{:<4}{style:#} {HEADING}{}{HEADING:#}",
-        f.severity.name().to_uppercase(),
-        f.id
-    )?;
+    write!(out, "\n  {style}{:<4}{style:#} {HEADING}{}{HEADING:#}", f.severity.name().to_uppercase(), f.id)?;
     if let Some(key) = &f.key {
         let current = shown(f.current.as_deref());
         match &f.recommended {
@@ -200,24 +159,14 @@ fn one_finding(f: &Finding, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out)?;
     let indent = "       ";
     wrapped(out, indent, indent, &f.message)?;
-    wrapped(
-        out,
-        &format!("{indent}{DIM}risk:{DIM:#} "),
-        &format!("{indent}      "),
-        &f.risk,
-    )?;
+    wrapped(out, &format!("{indent}{DIM}risk:{DIM:#} "), &format!("{indent}      "), &f.risk)?;
     if !f.advice.is_empty() {
         writeln!(out, "{indent}{DIM}what to do, best first:{DIM:#}")?;
         for (n, advice) in f.advice.iter().enumerate() {
             let first = format!("{indent}  {}. ", n + 1);
             let rest = " ".repeat(first.len());
             wrapped(out, &first, &rest, &advice.action)?;
-            wrapped(
-                out,
-                &format!("{rest}{DIM}risk:{DIM:#} "),
-                &format!("{rest}      "),
-                &advice.risk,
-            )?;
+            wrapped(out, &format!("{rest}{DIM}risk:{DIM:#} "), &format!("{rest}      "), &advice.risk)?;
         }
     }
     Ok(())
@@ -227,10 +176,7 @@ fn warnings(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     if report.warnings.is_empty() {
         return Ok(());
     }
-    writeln!(
-        out,
-        "\n{HEADING}Warnings{HEADING:#} (the audit went on without these)"
-    )?;
+    writeln!(out, "\n{HEADING}Warnings{HEADING:#} (the audit went on without these)")?;
     for warning in &report.warnings {
         wrapped(out, "  - ", "    ", warning)?;
     }

@@ -73,11 +73,7 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds {
-            port_warn_pct: 50.0,
-            port_crit_pct: 80.0,
-            min_time_wait: 100,
-        }
+        Thresholds { port_warn_pct: 50.0, port_crit_pct: 80.0, min_time_wait: 100 }
     }
 }
 
@@ -164,13 +160,8 @@ fn bucket_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Find
     let settings = &inspection.settings;
     let range = settings.get(PORT_RANGE).unwrap_or("32768 60999");
     let tw_reuse = settings.get(TW_REUSE);
-    let listed_over = sockets
-        .buckets
-        .iter()
-        .filter(|b| bucket_severity(b, t).is_some())
-        .count();
-    let maybe_more =
-        listed_over == sockets.buckets.len() && sockets.bucket_count > sockets.buckets.len();
+    let listed_over = sockets.buckets.iter().filter(|b| bucket_severity(b, t).is_some()).count();
+    let maybe_more = listed_over == sockets.buckets.len() && sockets.bucket_count > sockets.buckets.len();
 
     for bucket in &sockets.buckets {
         let Some(severity) = bucket_severity(bucket, t) else {
@@ -280,21 +271,16 @@ fn outbound_pressure(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Find
         message.push_str("; it also needs tcp_timestamps, which is 0 here");
     }
     out.push(
-        finding(
-            "tw-reuse.outbound-pressure",
-            Severity::Warn,
-            message,
-            TW_REUSE_RISK,
-        )
-        .about(TW_REUSE, tw_reuse, Some("1".into()))
-        .evidence(json!({
-            "time_wait_outbound": tw.outbound,
-            "time_wait_inbound": tw.inbound,
-            "bucket": format!("{} -> {}", bucket.local_ip, bucket.remote),
-            "bucket_time_wait": bucket.time_wait,
-            "bucket_usage_pct": bucket.usage_pct,
-            "tcp_timestamps": timestamps,
-        })),
+        finding("tw-reuse.outbound-pressure", Severity::Warn, message, TW_REUSE_RISK)
+            .about(TW_REUSE, tw_reuse, Some("1".into()))
+            .evidence(json!({
+                "time_wait_outbound": tw.outbound,
+                "time_wait_inbound": tw.inbound,
+                "bucket": format!("{} -> {}", bucket.local_ip, bucket.remote),
+                "bucket_time_wait": bucket.time_wait,
+                "bucket_usage_pct": bucket.usage_pct,
+                "tcp_timestamps": timestamps,
+            })),
     );
 }
 
@@ -305,10 +291,7 @@ fn reuse_without_timestamps(inspection: &Inspection, out: &mut Vec<Finding>) {
     };
     let (severity, what) = match reuse {
         1 => (Severity::Warn, "tcp_tw_reuse=1"),
-        2 => (
-            Severity::Info,
-            "tcp_tw_reuse=2 (loopback reuse, the default)",
-        ),
+        2 => (Severity::Info, "tcp_tw_reuse=2 (loopback reuse, the default)"),
         _ => return,
     };
     out.push(
@@ -400,29 +383,16 @@ fn tw_recycle_enabled(inspection: &Inspection, out: &mut Vec<Finding>) {
 /// The kernel default of `tcp_max_tw_buckets`: half the established hash of the namespace. A negative
 /// `tcp_ehash_entries` means a child namespace sharing the host's hash; its size is the absolute value.
 pub fn default_max_tw_buckets(inspection: &Inspection) -> Option<i64> {
-    inspection
-        .settings
-        .int("net.ipv4.tcp_ehash_entries")
-        .map(|e| e.abs() / 2)
-        .filter(|d| *d > 0)
+    inspection.settings.int("net.ipv4.tcp_ehash_entries").map(|e| e.abs() / 2).filter(|d| *d > 0)
 }
 
 fn tw_buckets(inspection: &Inspection, out: &mut Vec<Finding>) {
     let Some(current) = inspection.settings.int(MAX_TW_BUCKETS) else {
         return;
     };
-    let overflow = inspection
-        .counters
-        .get("TCPTimeWaitOverflow")
-        .copied()
-        .unwrap_or(0);
+    let overflow = inspection.counters.get("TCPTimeWaitOverflow").copied().unwrap_or(0);
     let default = default_max_tw_buckets(inspection);
-    let memory = |n: i64| {
-        format!(
-            "{:.0} MiB",
-            (n.max(0) as u64 * TIME_WAIT_SOCKET_BYTES) as f64 / 1048576.0
-        )
-    };
+    let memory = |n: i64| format!("{:.0} MiB", (n.max(0) as u64 * TIME_WAIT_SOCKET_BYTES) as f64 / 1048576.0);
     let evidence = json!({
         "tcp_max_tw_buckets": current,
         "kernel_default": default,
@@ -436,9 +406,7 @@ fn tw_buckets(inspection: &Inspection, out: &mut Vec<Finding>) {
              when it is full, closing connections skip TIME_WAIT"
         );
         if overflow > 0 {
-            message.push_str(&format!(
-                ", which already happened {overflow} times (TCPTimeWaitOverflow)"
-            ));
+            message.push_str(&format!(", which already happened {overflow} times (TCPTimeWaitOverflow)"));
         }
         out.push(
             finding(
@@ -477,11 +445,7 @@ fn tw_buckets(inspection: &Inspection, out: &mut Vec<Finding>) {
 }
 
 fn reserved_ports(inspection: &Inspection) -> PortSet {
-    inspection
-        .settings
-        .get(RESERVED_PORTS)
-        .and_then(|s| PortSet::parse(s).ok())
-        .unwrap_or_default()
+    inspection.settings.get(RESERVED_PORTS).and_then(|s| PortSet::parse(s).ok()).unwrap_or_default()
 }
 
 fn listeners_in_range(inspection: &Inspection, out: &mut Vec<Finding>) {
@@ -491,11 +455,7 @@ fn listeners_in_range(inspection: &Inspection, out: &mut Vec<Finding>) {
     }
     let mut reserved = reserved_ports(inspection);
     ports.iter().for_each(|p| reserved.insert(*p));
-    let names = ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let names = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
     out.push(
         finding(
             "ports.listener-in-range",
@@ -528,10 +488,7 @@ fn port_range_shape(inspection: &Inspection, out: &mut Vec<Finding>) {
     };
 
     if range.same_parity() && range.high > range.low {
-        let better = PortRange {
-            low: range.low,
-            high: range.high - 1,
-        };
+        let better = PortRange { low: range.low, high: range.high - 1 };
         out.push(
             finding(
                 "port-range.same-parity",
@@ -594,11 +551,7 @@ fn port_range_shape(inspection: &Inspection, out: &mut Vec<Finding>) {
 }
 
 fn listen_overflows(inspection: &Inspection, out: &mut Vec<Finding>) {
-    let overflows = inspection
-        .counters
-        .get("ListenOverflows")
-        .copied()
-        .unwrap_or(0);
+    let overflows = inspection.counters.get("ListenOverflows").copied().unwrap_or(0);
     if overflows <= 0 {
         return;
     }

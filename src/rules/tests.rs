@@ -30,10 +30,7 @@ fn host() -> Host {
         ("net.ipv4.tcp_tw_reuse_delay", "1000"),
     ];
     Host {
-        settings: defaults
-            .iter()
-            .map(|(k, v)| (k.to_string(), Some(v.to_string())))
-            .collect(),
+        settings: defaults.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect(),
         counters: [("TCPTimeWaitOverflow", 0), ("ListenOverflows", 0)]
             .iter()
             .map(|(k, v)| (k.to_string(), *v))
@@ -48,8 +45,7 @@ fn addr(text: &str) -> SocketAddr {
 
 impl Host {
     fn set(mut self, key: &str, value: &str) -> Host {
-        self.settings
-            .insert(key.to_string(), Some(value.to_string()));
+        self.settings.insert(key.to_string(), Some(value.to_string()));
         self
     }
 
@@ -59,11 +55,7 @@ impl Host {
     }
 
     fn socket(mut self, state: TcpState, local: &str, remote: &str) -> Host {
-        self.sockets.push(Socket {
-            state,
-            local: addr(local),
-            remote: addr(remote),
-        });
+        self.sockets.push(Socket { state, local: addr(local), remote: addr(remote) });
         self
     }
 
@@ -94,10 +86,8 @@ impl Host {
 
     fn inspection(&self) -> Inspection {
         let settings = Settings(self.settings.clone());
-        let range = PortRange::parse(settings.get(PORT_RANGE).unwrap_or("32768 60999"))
-            .expect("valid range");
-        let reserved =
-            PortSet::parse(settings.get(RESERVED_PORTS).unwrap_or("")).expect("valid set");
+        let range = PortRange::parse(settings.get(PORT_RANGE).unwrap_or("32768 60999")).expect("valid range");
+        let reserved = PortSet::parse(settings.get(RESERVED_PORTS).unwrap_or("")).expect("valid set");
         let mut counter = SocketCounter::new(range, reserved);
         self.sockets.iter().for_each(|s| counter.add(*s));
         Inspection {
@@ -121,12 +111,7 @@ fn ids(findings: &[Finding]) -> Vec<&str> {
 
 fn only<'a>(findings: &'a [Finding], id: &str) -> &'a Finding {
     let matching: Vec<&Finding> = findings.iter().filter(|f| f.id == id).collect();
-    assert_eq!(
-        matching.len(),
-        1,
-        "expected one {id} in {:?}",
-        ids(findings)
-    );
+    assert_eq!(matching.len(), 1, "expected one {id} in {:?}", ids(findings));
     matching[0]
 }
 
@@ -142,21 +127,13 @@ fn a_default_idle_host_has_no_findings() {
 
 #[test]
 fn bucket_usage_below_half_is_quiet() {
-    let findings = small_range()
-        .outbound(49, TcpState::TimeWait, 40000, "10.0.0.2:443")
-        .findings();
-    assert!(
-        !ids(&findings).contains(&"ports.bucket-exhaustion"),
-        "{:?}",
-        ids(&findings)
-    );
+    let findings = small_range().outbound(49, TcpState::TimeWait, 40000, "10.0.0.2:443").findings();
+    assert!(!ids(&findings).contains(&"ports.bucket-exhaustion"), "{:?}", ids(&findings));
 }
 
 #[test]
 fn bucket_at_half_warns_and_at_eighty_percent_is_critical() {
-    let findings = small_range()
-        .outbound(50, TcpState::TimeWait, 40000, "10.0.0.2:443")
-        .findings();
+    let findings = small_range().outbound(50, TcpState::TimeWait, 40000, "10.0.0.2:443").findings();
     let f = only(&findings, "ports.bucket-exhaustion");
     assert_eq!(f.severity, Severity::Warn);
     assert_eq!(f.evidence["usage_pct"], json!(50.0));
@@ -164,20 +141,13 @@ fn bucket_at_half_warns_and_at_eighty_percent_is_critical() {
     assert_eq!(f.evidence["remote"], json!("10.0.0.2:443"));
     assert!(f.message.contains("EADDRNOTAVAIL"), "{}", f.message);
 
-    let findings = small_range()
-        .outbound(80, TcpState::TimeWait, 40000, "10.0.0.2:443")
-        .findings();
-    assert_eq!(
-        only(&findings, "ports.bucket-exhaustion").severity,
-        Severity::Crit
-    );
+    let findings = small_range().outbound(80, TcpState::TimeWait, 40000, "10.0.0.2:443").findings();
+    assert_eq!(only(&findings, "ports.bucket-exhaustion").severity, Severity::Crit);
 }
 
 #[test]
 fn exhaustion_advice_puts_the_application_first_and_each_step_has_a_risk() {
-    let findings = small_range()
-        .outbound(85, TcpState::TimeWait, 40000, "10.0.0.2:443")
-        .findings();
+    let findings = small_range().outbound(85, TcpState::TimeWait, 40000, "10.0.0.2:443").findings();
     let f = only(&findings, "ports.bucket-exhaustion");
     let actions: Vec<&str> = f.advice.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(actions.len(), 4, "{actions:#?}");
@@ -191,10 +161,7 @@ fn exhaustion_advice_puts_the_application_first_and_each_step_has_a_risk() {
 
 #[test]
 fn exhaustion_advice_skips_tw_reuse_when_it_is_already_on() {
-    let findings = small_range()
-        .set(TW_REUSE, "1")
-        .outbound(85, TcpState::TimeWait, 40000, "10.0.0.2:443")
-        .findings();
+    let findings = small_range().set(TW_REUSE, "1").outbound(85, TcpState::TimeWait, 40000, "10.0.0.2:443").findings();
     let f = only(&findings, "ports.bucket-exhaustion");
     assert_eq!(f.advice.len(), 3);
 }
@@ -213,17 +180,11 @@ fn usable_ports_exclude_reserved_ports_and_listeners_in_range() {
 
 #[test]
 fn outbound_time_wait_pressure_recommends_tw_reuse_with_its_risks() {
-    let findings = small_range()
-        .outbound(60, TcpState::TimeWait, 40000, "10.0.0.2:443")
-        .findings();
+    let findings = small_range().outbound(60, TcpState::TimeWait, 40000, "10.0.0.2:443").findings();
     let f = only(&findings, "tw-reuse.outbound-pressure");
     assert_eq!(f.severity, Severity::Warn);
     assert_eq!(
-        (
-            f.key.as_deref(),
-            f.current.as_deref(),
-            f.recommended.as_deref()
-        ),
+        (f.key.as_deref(), f.current.as_deref(), f.recommended.as_deref()),
         (Some(TW_REUSE), Some("2"), Some("1"))
     );
     for needed in ["connect()", "timestamps", "middleboxes"] {
@@ -234,34 +195,23 @@ fn outbound_time_wait_pressure_recommends_tw_reuse_with_its_risks() {
 
 #[test]
 fn no_tw_reuse_advice_when_live_connections_fill_the_bucket() {
-    let findings = small_range()
-        .outbound(60, TcpState::Established, 40000, "10.0.0.2:443")
-        .findings();
+    let findings = small_range().outbound(60, TcpState::Established, 40000, "10.0.0.2:443").findings();
     assert!(ids(&findings).contains(&"ports.bucket-exhaustion"));
     assert!(!ids(&findings).contains(&"tw-reuse.outbound-pressure"));
 }
 
 #[test]
 fn no_tw_reuse_advice_when_it_is_already_one() {
-    let findings = small_range()
-        .set(TW_REUSE, "1")
-        .outbound(60, TcpState::TimeWait, 40000, "10.0.0.2:443")
-        .findings();
+    let findings = small_range().set(TW_REUSE, "1").outbound(60, TcpState::TimeWait, 40000, "10.0.0.2:443").findings();
     assert!(!ids(&findings).contains(&"tw-reuse.outbound-pressure"));
 }
 
 #[test]
 fn pressure_finding_says_timestamps_are_needed_when_they_are_off() {
-    let findings = small_range()
-        .set(TIMESTAMPS, "0")
-        .outbound(60, TcpState::TimeWait, 40000, "10.0.0.2:443")
-        .findings();
+    let findings =
+        small_range().set(TIMESTAMPS, "0").outbound(60, TcpState::TimeWait, 40000, "10.0.0.2:443").findings();
     let f = only(&findings, "tw-reuse.outbound-pressure");
-    assert!(
-        f.message.contains("tcp_timestamps, which is 0"),
-        "{}",
-        f.message
-    );
+    assert!(f.message.contains("tcp_timestamps, which is 0"), "{}", f.message);
 }
 
 #[test]
@@ -269,16 +219,10 @@ fn tw_reuse_without_timestamps_cannot_work() {
     let findings = host().set(TW_REUSE, "1").set(TIMESTAMPS, "0").findings();
     let f = only(&findings, "tw-reuse.needs-timestamps");
     assert_eq!(f.severity, Severity::Warn);
-    assert_eq!(
-        (f.key.as_deref(), f.recommended.as_deref()),
-        (Some(TIMESTAMPS), Some("1"))
-    );
+    assert_eq!((f.key.as_deref(), f.recommended.as_deref()), (Some(TIMESTAMPS), Some("1")));
 
     let findings = host().set(TIMESTAMPS, "0").findings();
-    assert_eq!(
-        only(&findings, "tw-reuse.needs-timestamps").severity,
-        Severity::Info
-    );
+    assert_eq!(only(&findings, "tw-reuse.needs-timestamps").severity, Severity::Info);
 
     let findings = host().set(TW_REUSE, "0").set(TIMESTAMPS, "0").findings();
     assert!(!ids(&findings).contains(&"tw-reuse.needs-timestamps"));
@@ -286,23 +230,15 @@ fn tw_reuse_without_timestamps_cannot_work() {
 
 #[test]
 fn mostly_inbound_time_wait_is_explained_and_never_answered_with_tw_reuse() {
-    let findings = small_range()
-        .inbound_time_wait(500, 443)
-        .outbound(60, TcpState::TimeWait, 40000, "10.0.0.2:443")
-        .findings();
+    let findings =
+        small_range().inbound_time_wait(500, 443).outbound(60, TcpState::TimeWait, 40000, "10.0.0.2:443").findings();
     let f = only(&findings, "tw.mostly-inbound");
     assert_eq!(f.severity, Severity::Info);
-    assert!(
-        f.message.contains("tcp_tw_reuse does not help a server"),
-        "{}",
-        f.message
-    );
+    assert!(f.message.contains("tcp_tw_reuse does not help a server"), "{}", f.message);
     assert!(f.message.contains("no ephemeral ports"), "{}", f.message);
     assert_eq!(f.evidence["time_wait_inbound"], json!(500));
     assert!(
-        !findings
-            .iter()
-            .any(|f| f.key.as_deref() == Some(TW_REUSE) && f.recommended.as_deref() == Some("1")),
+        !findings.iter().any(|f| f.key.as_deref() == Some(TW_REUSE) && f.recommended.as_deref() == Some("1")),
         "a server-side TIME_WAIT host was told to set tcp_tw_reuse=1: {:?}",
         ids(&findings)
     );
@@ -319,21 +255,10 @@ fn lowered_fin_timeout_is_explained_as_not_time_wait() {
     let findings = host().set("net.ipv4.tcp_fin_timeout", "15").findings();
     let f = only(&findings, "fin-timeout.not-time-wait");
     assert_eq!(f.severity, Severity::Info);
-    assert_eq!(
-        (f.current.as_deref(), f.recommended.as_deref()),
-        (Some("15"), Some("60"))
-    );
+    assert_eq!((f.current.as_deref(), f.recommended.as_deref()), (Some("15"), Some("60")));
+    assert!(f.message.contains("FIN_WAIT2") && f.message.contains("60 s"), "{}", f.message);
     assert!(
-        f.message.contains("FIN_WAIT2") && f.message.contains("60 s"),
-        "{}",
-        f.message
-    );
-    assert!(
-        !host()
-            .set("net.ipv4.tcp_fin_timeout", "90")
-            .findings()
-            .iter()
-            .any(|f| f.id == "fin-timeout.not-time-wait")
+        !host().set("net.ipv4.tcp_fin_timeout", "90").findings().iter().any(|f| f.id == "fin-timeout.not-time-wait")
     );
 }
 
@@ -343,17 +268,8 @@ fn tw_recycle_on_is_critical() {
     let f = only(&findings, "tw-recycle.enabled");
     assert_eq!(f.severity, Severity::Crit);
     assert_eq!(f.recommended.as_deref(), Some("0"));
-    assert!(
-        f.message.contains("NAT") && f.message.contains("4.12"),
-        "{}",
-        f.message
-    );
-    assert!(
-        host()
-            .set("net.ipv4.tcp_tw_recycle", "0")
-            .findings()
-            .is_empty()
-    );
+    assert!(f.message.contains("NAT") && f.message.contains("4.12"), "{}", f.message);
+    assert!(host().set("net.ipv4.tcp_tw_recycle", "0").findings().is_empty());
 }
 
 #[test]
@@ -368,34 +284,18 @@ fn time_wait_overflow_warns_and_recommends_a_larger_table() {
 
 #[test]
 fn max_tw_buckets_below_the_kernel_default_warns() {
-    let findings = host()
-        .set(MAX_TW_BUCKETS, "100")
-        .counter("TCPTimeWaitOverflow", 5)
-        .findings();
-    assert_eq!(
-        ids(&findings),
-        vec!["tw-buckets.lowered"],
-        "one finding, not two, for one key"
-    );
+    let findings = host().set(MAX_TW_BUCKETS, "100").counter("TCPTimeWaitOverflow", 5).findings();
+    assert_eq!(ids(&findings), vec!["tw-buckets.lowered"], "one finding, not two, for one key");
     let f = &findings[0];
-    assert_eq!(
-        (f.current.as_deref(), f.recommended.as_deref()),
-        (Some("100"), Some("131072"))
-    );
+    assert_eq!((f.current.as_deref(), f.recommended.as_deref()), (Some("100"), Some("131072")));
     assert!(f.message.contains("5 times"), "{}", f.message);
 }
 
 #[test]
 fn a_container_namespace_shares_the_host_hash() {
     // tcp_ehash_entries < 0: the namespace shares the host's hash of that size.
-    let findings = host()
-        .set("net.ipv4.tcp_ehash_entries", "-262144")
-        .set(MAX_TW_BUCKETS, "1000")
-        .findings();
-    assert_eq!(
-        only(&findings, "tw-buckets.lowered").recommended.as_deref(),
-        Some("131072")
-    );
+    let findings = host().set("net.ipv4.tcp_ehash_entries", "-262144").set(MAX_TW_BUCKETS, "1000").findings();
+    assert_eq!(only(&findings, "tw-buckets.lowered").recommended.as_deref(), Some("131072"));
 }
 
 #[test]
@@ -408,11 +308,7 @@ fn listening_ports_inside_the_range_should_be_reserved() {
         .findings();
     let f = only(&findings, "ports.listener-in-range");
     assert_eq!(f.severity, Severity::Warn);
-    assert!(
-        f.message.contains("40050, 40060") && f.message.contains("EADDRINUSE"),
-        "{}",
-        f.message
-    );
+    assert!(f.message.contains("40050, 40060") && f.message.contains("EADDRINUSE"), "{}", f.message);
     assert_eq!(f.recommended.as_deref(), Some("8080,40050,40060"));
 }
 
@@ -420,49 +316,30 @@ fn listening_ports_inside_the_range_should_be_reserved() {
 fn port_range_shape_rules_are_informational() {
     let findings = host().set(PORT_RANGE, "1024 65534").findings();
     let parity = only(&findings, "port-range.same-parity");
-    assert_eq!(
-        (parity.severity, parity.recommended.as_deref()),
-        (Severity::Info, Some("1024 65533"))
-    );
+    assert_eq!((parity.severity, parity.recommended.as_deref()), (Severity::Info, Some("1024 65533")));
     let nodeport = only(&findings, "port-range.nodeport-overlap");
     assert_eq!(nodeport.severity, Severity::Info);
     assert_eq!(nodeport.recommended.as_deref(), Some("30000-32767"));
     assert_eq!(nodeport.evidence["unreserved_overlap"], json!(2768));
 
-    let reserved = host()
-        .set(PORT_RANGE, "1024 65535")
-        .set(RESERVED_PORTS, "30000-32767")
-        .findings();
+    let reserved = host().set(PORT_RANGE, "1024 65535").set(RESERVED_PORTS, "30000-32767").findings();
     assert!(reserved.is_empty(), "{:?}", ids(&reserved));
 
     let below = host().set(PORT_RANGE, "800 60999").findings();
     let f = only(&below, "port-range.below-unprivileged");
-    assert_eq!(
-        (f.severity, f.recommended.as_deref()),
-        (Severity::Info, Some("1024 60999"))
-    );
+    assert_eq!((f.severity, f.recommended.as_deref()), (Severity::Info, Some("1024 60999")));
 }
 
 #[test]
 fn listen_overflows_point_at_somaxconn_and_the_application() {
-    let findings = host()
-        .set("net.core.somaxconn", "128")
-        .counter("ListenOverflows", 17)
-        .findings();
+    let findings = host().set("net.core.somaxconn", "128").counter("ListenOverflows", 17).findings();
     let f = only(&findings, "listen.overflows");
     assert_eq!(f.severity, Severity::Warn);
-    assert_eq!(
-        (f.key.as_deref(), f.recommended.as_deref()),
-        (Some("net.core.somaxconn"), Some("4096"))
-    );
+    assert_eq!((f.key.as_deref(), f.recommended.as_deref()), (Some("net.core.somaxconn"), Some("4096")));
     assert!(f.message.contains("listen() backlog"), "{}", f.message);
 
     let findings = host().counter("ListenOverflows", 17).findings();
-    assert_eq!(
-        only(&findings, "listen.overflows").recommended,
-        None,
-        "4096 is already the default"
-    );
+    assert_eq!(only(&findings, "listen.overflows").recommended, None, "4096 is already the default");
 }
 
 #[test]

@@ -12,52 +12,24 @@ fn client_exhaustion_root_reports_outbound_time_wait_and_a_critical_bucket() {
     assert_eq!(report.schema_version, 1);
     assert_eq!(report.kernel, "6.18.44-fc-v669");
     assert_eq!(report.sockets.source, "proc");
-    assert_eq!(
-        report.sockets.time_wait,
-        TimeWait {
-            total: 200,
-            outbound: 200,
-            inbound: 0
-        }
-    );
+    assert_eq!(report.sockets.time_wait, TimeWait { total: 200, outbound: 200, inbound: 0 });
     assert_eq!(report.counters["sockstat_tw"], 200);
-    assert_eq!(
-        report.settings["net.ipv4.ip_local_port_range"].as_deref(),
-        Some("40000 40199")
-    );
-    assert_eq!(
-        report.settings["net.ipv4.tcp_max_orphans"], None,
-        "absent in a child namespace"
-    );
+    assert_eq!(report.settings["net.ipv4.ip_local_port_range"].as_deref(), Some("40000 40199"));
+    assert_eq!(report.settings["net.ipv4.tcp_max_orphans"], None, "absent in a child namespace");
 
     let top = &report.sockets.buckets[0];
-    assert_eq!(
-        (top.local_ip.as_str(), top.remote.as_str()),
-        ("127.0.0.1", "127.0.0.1:8080")
-    );
-    assert_eq!(
-        (top.count, top.time_wait, top.usable_ports, top.usage_pct),
-        (170, 170, 200, 85.0)
-    );
+    assert_eq!((top.local_ip.as_str(), top.remote.as_str()), ("127.0.0.1", "127.0.0.1:8080"));
+    assert_eq!((top.count, top.time_wait, top.usable_ports, top.usage_pct), (170, 170, 200, 85.0));
     assert_eq!(report.sockets.buckets[1].remote, "127.0.0.1:9090");
-    assert_eq!(
-        report.sockets.buckets[1].count, 35,
-        "30 TIME_WAIT and 5 established"
-    );
+    assert_eq!(report.sockets.buckets[1].count, 35, "30 TIME_WAIT and 5 established");
 
     let exhaustion = report.one("ports.bucket-exhaustion");
     assert_eq!(exhaustion.severity, "crit");
     assert_eq!(exhaustion.key, None);
-    assert!(
-        exhaustion.advice[0]
-            .action
-            .starts_with("Reuse connections in the application")
-    );
+    assert!(exhaustion.advice[0].action.starts_with("Reuse connections in the application"));
+    assert!(exhaustion.advice.iter().all(|a| !a.risk.is_empty()), "every step names its risk");
     let pressure = report.one("tw-reuse.outbound-pressure");
-    assert_eq!(
-        (pressure.current.as_deref(), pressure.recommended.as_deref()),
-        (Some("0"), Some("1"))
-    );
+    assert_eq!((pressure.current.as_deref(), pressure.recommended.as_deref()), (Some("0"), Some("1")));
 }
 
 #[test]
@@ -65,22 +37,10 @@ fn server_root_explains_inbound_time_wait_without_pushing_tw_reuse() {
     let root = fixture("server-time-wait");
     let (code, report) = audit_json(&["--root", root.to_str().expect("utf-8 path")]);
     assert_eq!(code, 0, "an info finding does not fail --fail-on warn");
-    assert_eq!(
-        report.sockets.time_wait,
-        TimeWait {
-            total: 500,
-            outbound: 0,
-            inbound: 500
-        }
-    );
+    assert_eq!(report.sockets.time_wait, TimeWait { total: 500, outbound: 0, inbound: 500 });
     assert_eq!(report.sockets.listening_ports, vec![80, 443]);
     report.one("tw.mostly-inbound");
-    assert!(
-        report
-            .findings
-            .iter()
-            .all(|f| f.key.as_deref() != Some("net.ipv4.tcp_tw_reuse"))
-    );
+    assert!(report.findings.iter().all(|f| f.key.as_deref() != Some("net.ipv4.tcp_tw_reuse")));
 }
 
 #[test]
@@ -102,10 +62,7 @@ fn misconfigured_root_flags_the_folklore() {
         ]
     );
     assert_eq!(report.counters["TCPTimeWaitOverflow"], 30);
-    assert_eq!(
-        report.one("ports.listener-in-range").recommended.as_deref(),
-        Some("40080")
-    );
+    assert_eq!(report.one("ports.listener-in-range").recommended.as_deref(), Some("40080"));
     assert_eq!(report.sockets.ephemeral.listeners_in_range, vec![40080]);
 }
 
@@ -115,16 +72,10 @@ fn old_kernel_root_is_critical_about_tw_recycle() {
     let (code, report) = audit_json(&["--root", root.to_str().expect("utf-8 path")]);
     assert_eq!(code, 1);
     assert_eq!(report.kernel, "4.9.0-19-amd64");
-    assert_eq!(
-        report.settings["net.ipv4.tcp_tw_reuse_delay"], None,
-        "absent before 6.14"
-    );
+    assert_eq!(report.settings["net.ipv4.tcp_tw_reuse_delay"], None, "absent before 6.14");
     assert_eq!(report.one("tw-recycle.enabled").severity, "crit");
     let overflow = report.one("listen.overflows");
-    assert_eq!(
-        (overflow.current.as_deref(), overflow.recommended.as_deref()),
-        (Some("128"), Some("4096"))
-    );
+    assert_eq!((overflow.current.as_deref(), overflow.recommended.as_deref()), (Some("128"), Some("4096")));
     assert_eq!(overflow.evidence["ListenOverflows"], 1234);
 }
 
@@ -137,20 +88,9 @@ fn idle_root_is_clean() {
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     assert_eq!(report.twtune_version, env!("CARGO_PKG_VERSION"));
     let ephemeral = &report.sockets.ephemeral;
-    assert_eq!(
-        (
-            ephemeral.range.as_str(),
-            ephemeral.size,
-            ephemeral.reserved_in_range
-        ),
-        ("32768 60999", 28232, 0)
-    );
+    assert_eq!((ephemeral.range.as_str(), ephemeral.size, ephemeral.reserved_in_range), ("32768 60999", 28232, 0));
     assert_eq!(ephemeral.usable_ports, 28232);
-    assert_eq!(
-        report.settings.len(),
-        17,
-        "every audited key is listed, present or not"
-    );
+    assert_eq!(report.settings.len(), 17, "every audited key is listed, present or not");
 }
 
 #[test]
@@ -164,17 +104,11 @@ fn malformed_text_is_skipped_with_warnings_naming_file_and_line() {
         "proc/net/netstat:4: IpExt: 18 names but 15 values",
         "proc/net/sockstat:2: value \"many\" of tw is not an integer",
     ] {
-        assert!(
-            warnings.contains(expected),
-            "missing {expected:?} in:\n{warnings}"
-        );
+        assert!(warnings.contains(expected), "missing {expected:?} in:\n{warnings}");
     }
     assert!(!report.counters.contains_key("sockstat_tw"));
     assert_eq!(report.counters["TW"], 200, "TcpExt survives a broken IpExt");
-    assert_eq!(
-        report.sockets.total, 210,
-        "two of 212 socket lines were unusable"
-    );
+    assert_eq!(report.sockets.total, 210, "two of 212 socket lines were unusable");
 }
 
 #[test]
@@ -182,22 +116,11 @@ fn fail_on_sets_the_threshold_of_exit_1() {
     let root = fixture("misconfigured");
     let root = root.to_str().expect("utf-8 path");
     for (fail_on, code) in [("info", 1), ("warn", 1), ("crit", 0), ("never", 0)] {
-        twtune()
-            .args(["audit", "--root", root, "--fail-on", fail_on])
-            .assert()
-            .code(code);
+        twtune().args(["audit", "--root", root, "--fail-on", fail_on]).assert().code(code);
     }
     let server = fixture("server-time-wait");
-    twtune()
-        .args(["audit", "--fail-on", "info", "--root"])
-        .arg(&server)
-        .assert()
-        .code(1);
-    twtune()
-        .args(["audit", "--fail-on", "warn", "--root"])
-        .arg(&server)
-        .assert()
-        .code(0);
+    twtune().args(["audit", "--fail-on", "info", "--root"]).arg(&server).assert().code(1);
+    twtune().args(["audit", "--fail-on", "warn", "--root"]).arg(&server).assert().code(0);
 }
 
 #[test]
@@ -210,16 +133,9 @@ fn top_limits_the_listed_buckets() {
 
 #[test]
 fn human_report_has_summary_breakdown_buckets_and_findings_with_risk() {
-    let assert = twtune()
-        .args(["audit", "--root"])
-        .arg(fixture("client-exhaustion"))
-        .assert()
-        .code(1);
+    let assert = twtune().args(["audit", "--root"]).arg(fixture("client-exhaustion")).assert().code(1);
     let out = String::from_utf8(assert.get_output().stdout.clone()).expect("utf-8");
-    assert!(
-        out.starts_with("twtune audit  kernel 6.18.44-fc-v669  2 findings: 1 crit, 1 warn\n"),
-        "{out}"
-    );
+    assert!(out.starts_with("twtune audit  kernel 6.18.44-fc-v669  2 findings: 1 crit, 1 warn\n"), "{out}");
     for needle in [
         "200 outbound: this host connected out and closed first",
         "0 inbound: server side",
@@ -232,36 +148,17 @@ fn human_report_has_summary_breakdown_buckets_and_findings_with_risk() {
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
-    assert!(
-        !out.contains('\x1b'),
-        "no colour when stdout is not a terminal"
-    );
+    assert!(!out.contains('\x1b'), "no colour when stdout is not a terminal");
 }
 
 #[test]
 fn colour_follows_color_flag_and_no_color() {
     let root = fixture("client-exhaustion");
-    let always = twtune()
-        .args(["--color", "always", "audit", "--root"])
-        .arg(&root)
-        .output()
-        .expect("run");
-    assert!(
-        String::from_utf8_lossy(&always.stdout).contains("\x1b["),
-        "--color always keeps ANSI in a pipe"
-    );
-    let never = twtune()
-        .args(["audit", "--color", "never", "--root"])
-        .arg(&root)
-        .output()
-        .expect("run");
+    let always = twtune().args(["--color", "always", "audit", "--root"]).arg(&root).output().expect("run");
+    assert!(String::from_utf8_lossy(&always.stdout).contains("\x1b["), "--color always keeps ANSI in a pipe");
+    let never = twtune().args(["audit", "--color", "never", "--root"]).arg(&root).output().expect("run");
     assert!(!String::from_utf8_lossy(&never.stdout).contains('\x1b'));
-    let no_color = twtune()
-        .env("NO_COLOR", "1")
-        .args(["audit", "--root"])
-        .arg(&root)
-        .output()
-        .expect("run");
+    let no_color = twtune().env("NO_COLOR", "1").args(["audit", "--root"]).arg(&root).output().expect("run");
     assert!(!String::from_utf8_lossy(&no_color.stdout).contains('\x1b'));
 }
 
@@ -272,9 +169,7 @@ fn missing_root_is_one_line_and_exit_2() {
         .assert()
         .code(2)
         .stdout("")
-        .stderr(predicate::str::starts_with(
-            "twtune: root directory /nonexistent/twtune-fixture: ",
-        ))
+        .stderr(predicate::str::starts_with("twtune: root directory /nonexistent/twtune-fixture: "))
         .stderr(predicate::function(|s: &str| s.lines().count() == 1));
 }
 
@@ -289,12 +184,8 @@ fn root_without_proc_net_names_the_file_and_exits_2() {
         .assert()
         .code(2)
         .stdout("")
-        .stderr(predicate::str::contains(
-            "proc/net/sockstat: No such file or directory",
-        ))
-        .stderr(predicate::str::contains(
-            "--root must hold proc/sys and proc/net",
-        ))
+        .stderr(predicate::str::contains("proc/net/sockstat: No such file or directory"))
+        .stderr(predicate::str::contains("--root must hold proc/sys and proc/net"))
         .stderr(predicate::function(|s: &str| s.lines().count() == 1));
 }
 
@@ -318,15 +209,8 @@ fn unreadable_file_is_exit_2_not_a_panic() {
 
 #[test]
 fn bad_arguments_exit_2() {
-    twtune()
-        .args(["audit", "--top", "0"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("--top"));
-    twtune()
-        .args(["audit", "--format", "yaml"])
-        .assert()
-        .code(2);
+    twtune().args(["audit", "--top", "0"]).assert().code(2).stderr(predicate::str::contains("--top"));
+    twtune().args(["audit", "--format", "yaml"]).assert().code(2);
     twtune().args(["frobnicate"]).assert().code(2);
     twtune().assert().code(2);
 }
@@ -338,15 +222,9 @@ fn help_documents_the_exit_status() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains("Exit status:"))
-        .stdout(predicate::str::contains(
-            "1  at least one finding reaches --fail-on",
-        ))
+        .stdout(predicate::str::contains("1  at least one finding reaches --fail-on"))
         .stdout(predicate::str::contains("--root <DIR>"));
-    twtune()
-        .arg("--version")
-        .assert()
-        .code(0)
-        .stdout(predicate::str::starts_with("twtune "));
+    twtune().arg("--version").assert().code(0).stdout(predicate::str::starts_with("twtune "));
 }
 
 #[test]
@@ -361,16 +239,8 @@ fn closed_stdout_is_not_an_error() {
         .expect("spawn");
     drop(child.stdout.take());
     let output = child.wait_with_output().expect("wait");
-    assert!(
-        matches!(output.status.code(), Some(0 | 1)),
-        "{:?}",
-        output.status
-    );
-    assert!(
-        output.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(matches!(output.status.code(), Some(0 | 1)), "{:?}", output.status);
+    assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {

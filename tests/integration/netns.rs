@@ -24,13 +24,9 @@ pub fn enter(test_name: &str) -> bool {
     }
     if let Err(why) = namespaces_available() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "{test_name}: cannot create a network namespace ({why}); CI must run as root with unshare"
-            );
+            panic!("{test_name}: cannot create a network namespace ({why}); CI must run as root with unshare");
         }
-        eprintln!(
-            "SKIPPED {test_name}: cannot create a network namespace ({why}); run the tests as root"
-        );
+        eprintln!("SKIPPED {test_name}: cannot create a network namespace ({why}); run the tests as root");
         return false;
     }
     let exe = std::env::current_exe().expect("path of the test binary");
@@ -51,10 +47,7 @@ pub fn enter(test_name: &str) -> bool {
 }
 
 fn namespaces_available() -> Result<(), String> {
-    match Command::new("unshare")
-        .args(["--net", "--mount", "true"])
-        .output()
-    {
+    match Command::new("unshare").args(["--net", "--mount", "true"]).output() {
         Ok(out) if out.status.success() => Ok(()),
         Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
         Err(e) => Err(format!("unshare: {e}")),
@@ -71,16 +64,9 @@ fn own_network_namespace() -> String {
 pub fn assert_private_network_namespace() {
     let ours = own_network_namespace();
     let started_in = std::env::var(INSIDE).unwrap_or_default();
-    let pid1 = std::fs::read_link("/proc/1/ns/net")
-        .map(|l| l.to_string_lossy().into_owned())
-        .ok();
-    let private = started_in.starts_with("net:[")
-        && ours != started_in
-        && pid1.is_none_or(|host| host != ours);
-    assert!(
-        private,
-        "refusing to touch sysctls or sockets outside a private network namespace ({ours})"
-    );
+    let pid1 = std::fs::read_link("/proc/1/ns/net").map(|l| l.to_string_lossy().into_owned()).ok();
+    let private = started_in.starts_with("net:[") && ours != started_in && pid1.is_none_or(|host| host != ours);
+    assert!(private, "refusing to touch sysctls or sockets outside a private network namespace ({ours})");
 }
 
 /// Writes a sysctl of this private network namespace.
@@ -93,21 +79,13 @@ pub fn set_sysctl(key: &str, value: &str) {
 /// Reads a sysctl of this namespace, whitespace folded.
 pub fn sysctl(key: &str) -> String {
     let path = Path::new("/proc/sys").join(key.replace('.', "/"));
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Runs a command and panics with its output unless it succeeds.
 pub fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8 output")
 }

@@ -16,11 +16,7 @@ fn connections(listener: &TcpListener, n: usize, client_closes: bool) {
     for _ in 0..n {
         let client = TcpStream::connect(target).expect("connect");
         let (server, _) = listener.accept().expect("accept");
-        let (first, mut second) = if client_closes {
-            (client, server)
-        } else {
-            (server, client)
-        };
+        let (first, mut second) = if client_closes { (client, server) } else { (server, client) };
         drop(first);
         // Wait for the FIN so that the close order is what the test says.
         assert_eq!(second.read(&mut [0u8; 1]).expect("read EOF"), 0);
@@ -35,18 +31,8 @@ fn listen(addr: &str) -> TcpListener {
 fn ss() -> Vec<(String, SocketAddr, SocketAddr)> {
     let parse = |s: &str| -> SocketAddr {
         let (ip, port) = s.rsplit_once(':').expect("addr:port");
-        let ip: IpAddr = ip
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse()
-            .expect("ip");
-        SocketAddr::new(
-            ip.to_canonical(),
-            if port == "*" {
-                0
-            } else {
-                port.parse().expect("port")
-            },
-        )
+        let ip: IpAddr = ip.trim_matches(|c| c == '[' || c == ']').parse().expect("ip");
+        SocketAddr::new(ip.to_canonical(), if port == "*" { 0 } else { port.parse().expect("port") })
     };
     run("ss", &["-Htan"])
         .lines()
@@ -59,20 +45,14 @@ fn ss() -> Vec<(String, SocketAddr, SocketAddr)> {
 
 /// Per (local IP, remote) bucket: sockets holding an ephemeral port, counted from `ss`.
 fn ss_buckets(range: (u16, u16)) -> BTreeMap<(String, String), u32> {
-    let listening: Vec<u16> = ss()
-        .iter()
-        .filter(|(s, ..)| s == "LISTEN")
-        .map(|(_, l, _)| l.port())
-        .collect();
+    let listening: Vec<u16> = ss().iter().filter(|(s, ..)| s == "LISTEN").map(|(_, l, _)| l.port()).collect();
     let mut buckets = BTreeMap::new();
     for (state, local, peer) in ss() {
         let port = local.port();
         if state == "LISTEN" || port < range.0 || port > range.1 || listening.contains(&port) {
             continue;
         }
-        *buckets
-            .entry((local.ip().to_string(), peer.to_string()))
-            .or_insert(0) += 1;
+        *buckets.entry((local.ip().to_string(), peer.to_string())).or_insert(0) += 1;
     }
     buckets
 }
@@ -99,10 +79,7 @@ fn connect_fails_exactly_when_twtune_says_the_bucket_is_full() {
     let (code, report) = audit();
     assert_eq!(code, 1);
     let bucket = &report.sockets.buckets[0];
-    assert_eq!(
-        (bucket.remote.as_str(), bucket.count, bucket.usable_ports),
-        ("127.0.0.1:8080", 10, 10)
-    );
+    assert_eq!((bucket.remote.as_str(), bucket.count, bucket.usable_ports), ("127.0.0.1:8080", 10, 10));
     assert_eq!(bucket.usage_pct, 100.0);
     assert_eq!(report.one("ports.bucket-exhaustion").severity, "crit");
 
@@ -126,9 +103,7 @@ fn client_side_time_wait_is_outbound_and_matches_ss() {
     connections(&backend, 170, true);
     connections(&other, 30, true);
     connections(&v6, 20, true);
-    let _live: Vec<TcpStream> = (0..5)
-        .map(|_| TcpStream::connect("127.0.0.1:9090").expect("connect"))
-        .collect();
+    let _live: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect("127.0.0.1:9090").expect("connect")).collect();
 
     let (code, report) = audit();
     assert_eq!(code, 1);
@@ -139,12 +114,8 @@ fn client_side_time_wait_is_outbound_and_matches_ss() {
     assert_eq!(report.sockets.states["LISTEN"], ss_count("LISTEN"));
     assert_eq!(report.sockets.total, ss().len() as u64);
 
-    let ours: BTreeMap<(String, String), u32> = report
-        .sockets
-        .buckets
-        .iter()
-        .map(|b| ((b.local_ip.clone(), b.remote.clone()), b.count))
-        .collect();
+    let ours: BTreeMap<(String, String), u32> =
+        report.sockets.buckets.iter().map(|b| ((b.local_ip.clone(), b.remote.clone()), b.count)).collect();
     assert_eq!(ours, ss_buckets((40000, 40199)), "buckets differ from ss");
     assert_eq!(ours[&("::1".to_string(), "[::1]:9443".to_string())], 20);
 
@@ -152,10 +123,7 @@ fn client_side_time_wait_is_outbound_and_matches_ss() {
     assert_eq!(exhaustion.evidence["remote"], "127.0.0.1:8080");
     assert_eq!(exhaustion.severity, "crit", "170 of 200 ports is 85 %");
     let pressure = report.one("tw-reuse.outbound-pressure");
-    assert_eq!(
-        (pressure.current.as_deref(), pressure.recommended.as_deref()),
-        (Some("0"), Some("1"))
-    );
+    assert_eq!((pressure.current.as_deref(), pressure.recommended.as_deref()), (Some("0"), Some("1")));
     assert!(report.with_id("tw.mostly-inbound").is_empty());
 }
 
@@ -172,33 +140,13 @@ fn server_side_time_wait_is_inbound_and_never_answered_with_tw_reuse() {
 
     let (code, report) = audit();
     assert_eq!(code, 0, "an info finding only: {:?}", report.ids());
-    let on_listeners = ss()
-        .iter()
-        .filter(|(s, l, _)| s == "TIME-WAIT" && [8080, 8443].contains(&l.port()))
-        .count();
+    let on_listeners = ss().iter().filter(|(s, l, _)| s == "TIME-WAIT" && [8080, 8443].contains(&l.port())).count();
     assert_eq!(report.sockets.time_wait.inbound, on_listeners as u64);
-    assert_eq!(
-        (
-            report.sockets.time_wait.inbound,
-            report.sockets.time_wait.outbound
-        ),
-        (210, 0)
-    );
+    assert_eq!((report.sockets.time_wait.inbound, report.sockets.time_wait.outbound), (210, 0));
     assert_eq!(report.sockets.listening_ports, vec![8080, 8443]);
     let finding = report.one("tw.mostly-inbound");
-    assert!(
-        finding
-            .message
-            .contains("tcp_tw_reuse does not help a server"),
-        "{}",
-        finding.message
-    );
-    assert!(
-        report
-            .findings
-            .iter()
-            .all(|f| f.key.as_deref() != Some("net.ipv4.tcp_tw_reuse"))
-    );
+    assert!(finding.message.contains("tcp_tw_reuse does not help a server"), "{}", finding.message);
+    assert!(report.findings.iter().all(|f| f.key.as_deref() != Some("net.ipv4.tcp_tw_reuse")));
 }
 
 #[test]
@@ -218,9 +166,7 @@ fn lowered_max_tw_buckets_overflows_and_is_flagged() {
     assert_eq!(report.counters["sockstat_tw"], 50);
     assert_eq!(report.counters["TCPTimeWaitOverflow"], 70);
     let finding = report.one("tw-buckets.lowered");
-    let ehash: i64 = sysctl("net.ipv4.tcp_ehash_entries")
-        .parse()
-        .expect("integer");
+    let ehash: i64 = sysctl("net.ipv4.tcp_ehash_entries").parse().expect("integer");
     assert_eq!(finding.current.as_deref(), Some("50"));
     assert_eq!(finding.recommended, Some((ehash.abs() / 2).to_string()));
     assert!(finding.message.contains("70 times"), "{}", finding.message);
@@ -241,16 +187,9 @@ fn listener_inside_the_range_is_named_and_leaves_the_budget() {
     let (code, report) = audit();
     assert_eq!(code, 1);
     let ephemeral = &report.sockets.ephemeral;
-    assert_eq!(
-        (ephemeral.range.as_str(), ephemeral.size),
-        ("40000 40199", 200)
-    );
+    assert_eq!((ephemeral.range.as_str(), ephemeral.size), ("40000 40199", 200));
     assert_eq!(ephemeral.reserved_in_range, 10);
-    assert_eq!(
-        ephemeral.listeners_in_range,
-        vec![40100],
-        "40195 is reserved, so it is safe"
-    );
+    assert_eq!(ephemeral.listeners_in_range, vec![40100], "40195 is reserved, so it is safe");
     assert_eq!(ephemeral.usable_ports, 189);
     let finding = report.one("ports.listener-in-range");
     assert_eq!(finding.severity, "warn");
@@ -270,29 +209,12 @@ fn folklore_settings_read_from_the_kernel_are_flagged() {
 
     let (_, report) = audit();
     assert_eq!(report.one("tw-reuse.needs-timestamps").severity, "warn");
-    assert_eq!(
-        report.one("fin-timeout.not-time-wait").current.as_deref(),
-        Some("10")
-    );
-    assert_eq!(
-        report.one("port-range.same-parity").recommended.as_deref(),
-        Some("1024 65533")
-    );
+    assert_eq!(report.one("fin-timeout.not-time-wait").current.as_deref(), Some("10"));
+    assert_eq!(report.one("port-range.same-parity").recommended.as_deref(), Some("1024 65533"));
     assert_eq!(report.one("port-range.nodeport-overlap").severity, "info");
-    assert_eq!(
-        report.settings["net.ipv4.ip_local_port_range"].as_deref(),
-        Some("1024 65534"),
-        "tab folded"
-    );
-    assert_eq!(
-        report.settings["net.ipv4.tcp_max_orphans"], None,
-        "global key, absent in a child namespace"
-    );
+    assert_eq!(report.settings["net.ipv4.ip_local_port_range"].as_deref(), Some("1024 65534"), "tab folded");
+    assert_eq!(report.settings["net.ipv4.tcp_max_orphans"], None, "global key, absent in a child namespace");
     for finding in &report.findings {
-        assert!(
-            !finding.message.is_empty() && !finding.risk.is_empty(),
-            "{}",
-            finding.id
-        );
+        assert!(!finding.message.is_empty() && !finding.risk.is_empty(), "{}", finding.id);
     }
 }

@@ -16,25 +16,15 @@ pub fn twtune() -> Command {
 
 /// A captured root under tests/fixtures/roots.
 pub fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/roots")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roots").join(name)
 }
 
 /// Runs `twtune audit --format json` with extra arguments and returns (exit code, report).
 pub fn audit_json(args: &[&str]) -> (i32, Report) {
-    let output = twtune()
-        .arg("audit")
-        .args(["--format", "json"])
-        .args(args)
-        .output()
-        .expect("run twtune");
+    let output = twtune().arg("audit").args(["--format", "json"]).args(args).output().expect("run twtune");
     let stdout = String::from_utf8(output.stdout).expect("utf-8 JSON");
     let report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "not a report ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
+        panic!("not a report ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr))
     });
     (output.status.code().expect("exit code"), report)
 }
@@ -127,12 +117,7 @@ impl Report {
     /// The only finding with this id.
     pub fn one(&self, id: &str) -> &Finding {
         let found = self.with_id(id);
-        assert_eq!(
-            found.len(),
-            1,
-            "expected one {id}, findings: {:?}",
-            self.ids()
-        );
+        assert_eq!(found.len(), 1, "expected one {id}, findings: {:?}", self.ids());
         found[0]
     }
 

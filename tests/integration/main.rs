@@ -2,6 +2,7 @@
 //! private network namespaces.
 
 mod audit;
+mod man;
 mod netns;
 mod real_kernel;
 mod util;

@@ -35,6 +35,44 @@ pub enum Command {
     /// runs the rules. Changes nothing.
     #[command(after_help = EXIT_STATUS)]
     Audit(AuditArgs),
+
+    /// List, show and check tuning profiles.
+    ///
+    /// Profiles come built in, from /etc/twtune/profiles.d/*.yaml (beneath --root; a file there
+    /// overrides the built-in profile of the same name), or from any path given instead of a name.
+    #[command(subcommand)]
+    Profiles(ProfilesCommand),
+}
+
+/// The `profiles` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProfilesCommand {
+    /// List every profile with its source and description.
+    List(RootArg),
+    /// Print a profile as YAML, with its `extends` chain resolved.
+    Show {
+        /// Profile name, or path to a YAML file.
+        #[arg(value_name = "NAME|PATH")]
+        profile: String,
+        #[command(flatten)]
+        root: RootArg,
+    },
+    /// Validate profile files; exit 0 when all are valid, 2 otherwise.
+    Check {
+        /// Profile files to check.
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        root: RootArg,
+    },
+}
+
+/// The root directory option of commands that read beneath it.
+#[derive(Debug, Args)]
+pub struct RootArg {
+    /// Read etc/twtune/profiles.d beneath DIR instead of /.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
 }
 
 /// Options of `twtune audit`.
@@ -52,6 +90,10 @@ pub struct AuditArgs {
     /// How many of the fullest destination buckets to list.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub top: u32,
+
+    /// Also check the host against this profile (a name, or a path to a YAML file).
+    #[arg(long, value_name = "NAME|PATH")]
+    pub profile: Option<String>,
 
     /// Exit 1 when a finding reaches this severity.
     #[arg(long, value_enum, value_name = "SEVERITY", default_value_t = FailOn::Warn)]

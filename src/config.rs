@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{AuditArgs, Cli, Command, FailOn};
+use crate::cli::{AuditArgs, Cli, Command, FailOn, ProfilesCommand};
 use crate::report::Format;
 use crate::rules::Severity;
 
@@ -19,6 +19,15 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CommandConfig {
     Audit(AuditConfig),
+    Profiles(ProfilesConfig),
+}
+
+/// What a `profiles` subcommand needs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProfilesConfig {
+    List { root: PathBuf },
+    Show { profile: String, root: PathBuf },
+    Check { files: Vec<PathBuf>, root: PathBuf },
 }
 
 /// Everything `twtune audit` needs.
@@ -27,6 +36,8 @@ pub struct AuditConfig {
     /// Exit 1 when a finding reaches this severity; `None`: never.
     pub fail_on: Option<Severity>,
     pub format: Format,
+    /// A profile to check the host against (name or path).
+    pub profile: Option<String>,
     /// The directory standing for `/`.
     pub root: PathBuf,
     /// How many destination buckets to list.
@@ -38,6 +49,15 @@ impl Config {
     pub fn from_cli(cli: Cli) -> Config {
         let command = match cli.command {
             Command::Audit(args) => CommandConfig::Audit(AuditConfig::from_args(args)),
+            Command::Profiles(ProfilesCommand::List(root)) => {
+                CommandConfig::Profiles(ProfilesConfig::List { root: root.root })
+            }
+            Command::Profiles(ProfilesCommand::Show { profile, root }) => {
+                CommandConfig::Profiles(ProfilesConfig::Show { profile, root: root.root })
+            }
+            Command::Profiles(ProfilesCommand::Check { files, root }) => {
+                CommandConfig::Profiles(ProfilesConfig::Check { files, root: root.root })
+            }
         };
         Config { color: cli.color.as_choice(), command }
     }
@@ -53,6 +73,7 @@ impl AuditConfig {
                 FailOn::Never => None,
             },
             format: args.format,
+            profile: args.profile,
             root: args.root,
             top: args.top as usize,
         }
@@ -66,8 +87,10 @@ mod tests {
 
     fn audit(args: &[&str]) -> AuditConfig {
         let cli = Cli::try_parse_from(["twtune"].iter().chain(args)).expect("valid arguments");
-        let CommandConfig::Audit(audit) = Config::from_cli(cli).command;
-        audit
+        match Config::from_cli(cli).command {
+            CommandConfig::Audit(audit) => audit,
+            other => panic!("not audit: {other:?}"),
+        }
     }
 
     #[test]
@@ -75,15 +98,60 @@ mod tests {
         let config = audit(&["audit"]);
         assert_eq!(
             config,
-            AuditConfig { fail_on: Some(Severity::Warn), format: Format::Human, root: "/".into(), top: 10 }
+            AuditConfig {
+                fail_on: Some(Severity::Warn),
+                format: Format::Human,
+                profile: None,
+                root: "/".into(),
+                top: 10
+            }
         );
     }
 
     #[test]
     fn audit_flags() {
-        let config = audit(&["audit", "--root", "/tmp/x", "--format", "json", "--top", "3", "--fail-on", "never"]);
-        assert_eq!(config, AuditConfig { fail_on: None, format: Format::Json, root: "/tmp/x".into(), top: 3 });
+        let config = audit(&[
+            "audit",
+            "--root",
+            "/tmp/x",
+            "--format",
+            "json",
+            "--top",
+            "3",
+            "--fail-on",
+            "never",
+            "--profile",
+            "./p.yaml",
+        ]);
+        let expected = AuditConfig {
+            fail_on: None,
+            format: Format::Json,
+            profile: Some("./p.yaml".into()),
+            root: "/tmp/x".into(),
+            top: 3,
+        };
+        assert_eq!(config, expected);
         assert_eq!(audit(&["audit", "--fail-on", "crit"]).fail_on, Some(Severity::Crit));
+    }
+
+    #[test]
+    fn profiles_subcommands() {
+        let parse = |args: &[&str]| {
+            Config::from_cli(Cli::try_parse_from(["twtune"].iter().chain(args)).expect("valid")).command
+        };
+        assert_eq!(parse(&["profiles", "list"]), CommandConfig::Profiles(ProfilesConfig::List { root: "/".into() }));
+        assert_eq!(
+            parse(&["profiles", "show", "baseline", "--root", "/r"]),
+            CommandConfig::Profiles(ProfilesConfig::Show { profile: "baseline".into(), root: "/r".into() })
+        );
+        assert_eq!(
+            parse(&["profiles", "check", "a.yaml", "b.yaml"]),
+            CommandConfig::Profiles(ProfilesConfig::Check {
+                files: vec!["a.yaml".into(), "b.yaml".into()],
+                root: "/".into()
+            })
+        );
+        assert!(Cli::try_parse_from(["twtune", "profiles", "check"]).is_err(), "check needs files");
     }
 
     #[test]

@@ -49,9 +49,24 @@ pub enum Error {
     #[error("{path}: {problem}")]
     Malformed { path: PathBuf, problem: String },
 
+    /// A profile is not valid: YAML syntax, unknown fields, bad keys or values, `extends` problems.
+    /// `location` is `file`, `file:line` or `file:line:column`.
+    #[error("{location}: {message}")]
+    Profile { location: String, message: String },
+
+    /// No profile has this name.
+    #[error(
+        "no profile named {name:?}; `twtune profiles list` shows the profiles there are, or give a path to a YAML file"
+    )]
+    UnknownProfile { name: String },
+
     /// A sysctl key name is not valid.
     #[error("invalid sysctl key {key:?}: {problem}")]
     InvalidKey { key: String, problem: String },
+
+    /// An error already described in full by its text (one of several found in one run).
+    #[error("{0}")]
+    Reported(String),
 
     /// Writing the report failed (other than a closed pipe, which is not an error).
     #[error("cannot write output: {0}")]

@@ -11,7 +11,9 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod inspect;
+pub mod keys;
 pub mod ports;
+pub mod profile;
 pub mod report;
 pub mod root;
 pub mod rules;
@@ -22,12 +24,12 @@ use std::io::Write;
 
 use clap::Parser;
 
-use crate::config::{AuditConfig, CommandConfig, Config};
+use crate::config::{AuditConfig, CommandConfig, Config, ProfilesConfig};
 use crate::error::{Error, Outcome, Result};
 use crate::inspect::proc_tcp::ProcSocketSource;
-use crate::report::Report;
+use crate::profile::catalog::Catalog;
+use crate::report::{ProfileSummary, Report};
 use crate::root::Root;
-use crate::rules::Thresholds;
 
 /// Runs twtune with these arguments (the first is the program name) and returns the exit status.
 pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> u8 {
@@ -55,19 +57,80 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> u8 {
 fn execute(config: &Config) -> Result<Outcome> {
     match &config.command {
         CommandConfig::Audit(audit_config) => audit(audit_config, config.color),
+        CommandConfig::Profiles(profiles_config) => profiles(profiles_config),
     }
 }
 
 fn audit(config: &AuditConfig, color: anstream::ColorChoice) -> Result<Outcome> {
     let root = Root::open(&config.root)?;
+    // A bad profile is reported before anything is read.
+    let profile = config.profile.as_deref().map(|arg| Catalog::new(root.path()).load(arg)).transpose()?;
+    let extra_keys = profile.as_ref().map(profile::Profile::keys).unwrap_or_default();
     let mut source = ProcSocketSource::new(&root);
-    let inspection = inspect::inspect(&root, &mut source, config.top)?;
-    let findings = rules::evaluate(&inspection, &Thresholds::default());
-    let report = Report::new(inspection, findings);
+    let mut inspection = inspect::inspect(&root, &mut source, config.top, &extra_keys)?;
+
+    let thresholds = profile.as_ref().map(profile::Profile::thresholds).unwrap_or_default();
+    let mut findings = rules::evaluate(&inspection, &thresholds);
+    let summary = profile.map(|profile| {
+        let (unmet, warnings) = profile::evaluate(&profile, &inspection);
+        findings.extend(unmet);
+        inspection.warnings.extend(warnings);
+        ProfileSummary { name: profile.name, source: profile.source, chain: profile.chain }
+    });
+    rules::sort_findings(&mut findings);
+    let report = Report::new(inspection, findings, summary);
 
     let mut out = anstream::AutoStream::new(std::io::stdout().lock(), color);
     report.render(config.format, &mut out).and_then(|()| out.flush()).map_err(Error::Output)?;
 
     let failed = config.fail_on.is_some_and(|threshold| report.worst().is_some_and(|worst| worst >= threshold));
     Ok(if failed { Outcome::Findings } else { Outcome::Clean })
+}
+
+fn profiles(config: &ProfilesConfig) -> Result<Outcome> {
+    let mut out = std::io::stdout().lock();
+    let write = |out: &mut std::io::StdoutLock, text: &str| out.write_all(text.as_bytes()).map_err(Error::Output);
+    match config {
+        ProfilesConfig::List { root } => {
+            let (listed, errors) = Catalog::new(root).list();
+            let width = listed.iter().map(|l| l.name.len()).max().unwrap_or(0);
+            for profile in &listed {
+                write(&mut out, &format!("{:<width$}  {}  ({})\n", profile.name, profile.description, profile.source))?;
+            }
+            report_errors(&errors)
+        }
+        ProfilesConfig::Show { profile, root } => {
+            write(&mut out, &Catalog::new(root).load(profile)?.to_yaml()).map(|()| Outcome::Clean)
+        }
+        ProfilesConfig::Check { files, root } => {
+            let catalog = Catalog::new(root);
+            let mut errors = Vec::new();
+            for file in files {
+                match catalog.check_file(file) {
+                    Ok(profile) => write(
+                        &mut out,
+                        &format!(
+                            "{}: ok ({}, {} settings)\n",
+                            file.display(),
+                            profile.chain.join(" <- "),
+                            profile.settings.len()
+                        ),
+                    )?,
+                    Err(err) => errors.push(err),
+                }
+            }
+            report_errors(&errors)
+        }
+    }
+}
+
+/// Prints every error but the last, which is returned to be printed like any other error (exit 2).
+fn report_errors(errors: &[Error]) -> Result<Outcome> {
+    match errors.split_last() {
+        None => Ok(Outcome::Clean),
+        Some((last, rest)) => {
+            rest.iter().for_each(|err| anstream::eprintln!("twtune: {err}"));
+            Err(Error::Reported(last.to_string()))
+        }
+    }
 }

@@ -88,8 +88,8 @@ pub struct Inspection {
 }
 
 /// Reads a whole inspection beneath `root`, streaming the socket table from `source` and keeping the
-/// `top` fullest destination buckets.
-pub fn inspect(root: &Root, source: &mut dyn SocketSource, top: usize) -> Result<Inspection> {
+/// `top` fullest destination buckets. `extra_keys` are read besides [`AUDITED_KEYS`] (a profile's).
+pub fn inspect(root: &Root, source: &mut dyn SocketSource, top: usize, extra_keys: &[String]) -> Result<Inspection> {
     let mut warnings = Vec::new();
     let kernel = root.kernel_release()?;
     let kernel_version = KernelVersion::from_release(&kernel);
@@ -97,7 +97,7 @@ pub fn inspect(root: &Root, source: &mut dyn SocketSource, top: usize) -> Result
         warnings.push(format!("kernel release {kernel:?} has no version number; version checks are skipped"));
     }
 
-    let settings = read_settings(root, &mut warnings)?;
+    let settings = read_settings(root, extra_keys, &mut warnings)?;
     let counters = read_counters(root, &mut warnings)?;
 
     let range = match settings.get("net.ipv4.ip_local_port_range").map(PortRange::parse) {
@@ -127,9 +127,9 @@ pub fn inspect(root: &Root, source: &mut dyn SocketSource, top: usize) -> Result
     Ok(Inspection { kernel, kernel_version, settings, counters, sockets, warnings })
 }
 
-fn read_settings(root: &Root, warnings: &mut Vec<String>) -> Result<Settings> {
+fn read_settings(root: &Root, extra_keys: &[String], warnings: &mut Vec<String>) -> Result<Settings> {
     let mut settings = BTreeMap::new();
-    for name in AUDITED_KEYS {
+    for name in AUDITED_KEYS.iter().copied().chain(extra_keys.iter().map(String::as_str)) {
         let key = SysctlKey::parse(name)?;
         let value = match root.read_sysctl(&key) {
             Ok(value) => value.map(|text| fold_whitespace(&text)),

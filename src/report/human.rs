@@ -40,6 +40,9 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 
 fn summary(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     write!(out, "{HEADING}twtune audit{HEADING:#}  kernel {}  ", report.kernel)?;
+    if let Some(profile) = &report.profile {
+        write!(out, "profile {} ({})  ", profile.chain.join(" <- "), profile.source)?;
+    }
     let counts = report.severity_counts();
     if counts.is_empty() {
         writeln!(out, "{OK}no findings{OK:#}")?;

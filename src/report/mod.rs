@@ -24,6 +24,16 @@ pub enum Format {
     Json,
 }
 
+/// Which profile an audit used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProfileSummary {
+    pub name: String,
+    /// `built-in` or the file.
+    pub source: String,
+    /// The profile, then the profiles it extends.
+    pub chain: Vec<String>,
+}
+
 /// An audit's result: the evidence and what the rules made of it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
@@ -32,6 +42,8 @@ pub struct Report {
     pub twtune_version: &'static str,
     /// The kernel release.
     pub kernel: String,
+    /// The profile the host was checked against, if any.
+    pub profile: Option<ProfileSummary>,
     pub settings: Settings,
     pub counters: BTreeMap<String, i64>,
     pub sockets: SocketSummary,
@@ -42,11 +54,12 @@ pub struct Report {
 
 impl Report {
     /// Assembles a report from an inspection and the findings about it.
-    pub fn new(inspection: Inspection, findings: Vec<Finding>) -> Report {
+    pub fn new(inspection: Inspection, findings: Vec<Finding>, profile: Option<ProfileSummary>) -> Report {
         Report {
             schema_version: SCHEMA_VERSION,
             twtune_version: env!("CARGO_PKG_VERSION"),
             kernel: inspection.kernel,
+            profile,
             settings: inspection.settings,
             counters: inspection.counters,
             sockets: inspection.sockets,

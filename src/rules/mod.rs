@@ -4,7 +4,7 @@
 //! observations). Advice puts the real cure first: a host that runs out of ephemeral ports because an
 //! application closes connections it could reuse is fixed in the application, not in sysctls.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::inspect::Inspection;
@@ -12,7 +12,7 @@ use crate::inspect::sockets::Bucket;
 use crate::ports::{KUBERNETES_NODEPORT, PortRange, PortSet};
 
 /// How serious a finding is. Ordered: `Info < Warn < Crit`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,

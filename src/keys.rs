@@ -1,0 +1,193 @@
+//! What twtune knows about each sysctl it handles: the shape of its value, the values the kernel
+//! accepts (kernel-facts.md §0), the kernel versions that have it, and how to compute its default
+//! where the default depends on the machine.
+//!
+//! Pure: used to validate profiles before anything is compared or written.
+
+use crate::inspect::Settings;
+use crate::ports::{PortRange, PortSet};
+use crate::sysctl::KernelVersion;
+
+/// The form of a key's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// One integer within bounds (inclusive).
+    Int { min: i64, max: i64 },
+    /// `count` integers separated by whitespace, each within bounds (`tcp_rmem`).
+    Ints { count: usize, min: i64, max: i64 },
+    /// Two ports, low then high (`ip_local_port_range`).
+    PortRange,
+    /// A list of ports and ranges (`ip_local_reserved_ports`).
+    PortList,
+}
+
+/// A default the kernel computes from the size of the established hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComputedDefault {
+    /// `ehash_entries / 2` (tcp_max_tw_buckets, tcp_max_orphans).
+    HalfEhash,
+    /// `max(128, ehash_entries / 128)` (tcp_max_syn_backlog).
+    SynBacklog,
+}
+
+/// Facts about one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeySpec {
+    pub name: &'static str,
+    pub shape: Shape,
+    /// First kernel that has the key.
+    pub since: Option<KernelVersion>,
+    /// Last kernel that has the key.
+    pub until: Option<KernelVersion>,
+    pub computed_default: Option<ComputedDefault>,
+    /// The kernel refuses writes (a value only to read).
+    pub read_only: bool,
+}
+
+const INT_MAX: i64 = i32::MAX as i64;
+
+const fn spec(name: &'static str, shape: Shape) -> KeySpec {
+    KeySpec { name, shape, since: None, until: None, computed_default: None, read_only: false }
+}
+
+const fn int(name: &'static str, min: i64, max: i64) -> KeySpec {
+    spec(name, Shape::Int { min, max })
+}
+
+/// Every key twtune knows, sorted by name.
+pub const KNOWN_KEYS: &[KeySpec] = &[
+    int("net.core.somaxconn", 0, INT_MAX),
+    spec("net.ipv4.ip_local_port_range", Shape::PortRange),
+    spec("net.ipv4.ip_local_reserved_ports", Shape::PortList),
+    int("net.ipv4.ip_unprivileged_port_start", 0, 65535),
+    KeySpec { read_only: true, ..int("net.ipv4.tcp_ehash_entries", -INT_MAX, INT_MAX) },
+    int("net.ipv4.tcp_fin_timeout", 1, INT_MAX),
+    int("net.ipv4.tcp_keepalive_intvl", 1, INT_MAX),
+    int("net.ipv4.tcp_keepalive_probes", 1, 255),
+    int("net.ipv4.tcp_keepalive_time", 1, INT_MAX),
+    KeySpec { computed_default: Some(ComputedDefault::HalfEhash), ..int("net.ipv4.tcp_max_orphans", 0, INT_MAX) },
+    KeySpec { computed_default: Some(ComputedDefault::SynBacklog), ..int("net.ipv4.tcp_max_syn_backlog", 0, INT_MAX) },
+    KeySpec { computed_default: Some(ComputedDefault::HalfEhash), ..int("net.ipv4.tcp_max_tw_buckets", 0, INT_MAX) },
+    int("net.ipv4.tcp_orphan_retries", 0, 255),
+    spec("net.ipv4.tcp_rmem", Shape::Ints { count: 3, min: 1, max: INT_MAX }),
+    // The kernel stores these in a u8 without a range check; only 0, 1 and 2 mean anything.
+    int("net.ipv4.tcp_syncookies", 0, 2),
+    int("net.ipv4.tcp_timestamps", 0, 2),
+    KeySpec { until: Some(KernelVersion::new(4, 11)), ..int("net.ipv4.tcp_tw_recycle", 0, 1) },
+    int("net.ipv4.tcp_tw_reuse", 0, 2),
+    KeySpec { since: Some(KernelVersion::new(6, 14)), ..int("net.ipv4.tcp_tw_reuse_delay", 1, 60000) },
+    spec("net.ipv4.tcp_wmem", Shape::Ints { count: 3, min: 1, max: INT_MAX }),
+];
+
+/// The facts about `name`, if twtune knows the key.
+pub fn spec_of(name: &str) -> Option<&'static KeySpec> {
+    KNOWN_KEYS.iter().find(|k| k.name == name)
+}
+
+impl KeySpec {
+    /// Checks a value (whitespace folded) against what the kernel accepts for this key.
+    pub fn check_value(&self, value: &str) -> Result<(), String> {
+        match self.shape {
+            Shape::Int { min, max } => match value.parse::<i64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(()),
+                Ok(_) | Err(_) if max == INT_MAX => Err(format!("{value:?} is not an integer of at least {min}")),
+                _ => Err(format!("{value:?} is not an integer from {min} to {max}")),
+            },
+            Shape::Ints { count, min, max } => {
+                let fields: Vec<&str> = value.split_whitespace().collect();
+                let valid = fields.len() == count
+                    && fields.iter().all(|f| f.parse::<i64>().is_ok_and(|n| n >= min && n <= max));
+                if valid { Ok(()) } else { Err(format!("{value:?} is not {count} integers of at least {min}")) }
+            }
+            Shape::PortRange => PortRange::parse(value).map(|_| ()),
+            Shape::PortList => PortSet::parse(value).map(|_| ()),
+        }
+    }
+
+    /// How many whitespace-separated integer fields the value has (1 for a plain integer).
+    pub fn field_count(&self) -> Option<usize> {
+        match self.shape {
+            Shape::Int { .. } => Some(1),
+            Shape::Ints { count, .. } => Some(count),
+            Shape::PortRange => Some(2),
+            Shape::PortList => None,
+        }
+    }
+
+    /// Names of the fields of a multi-field value, for messages.
+    pub fn field_names(&self) -> &'static [&'static str] {
+        match self.shape {
+            Shape::PortRange => &["low", "high"],
+            Shape::Ints { count: 3, .. } => &["min", "default", "max"],
+            _ => &[],
+        }
+    }
+
+    /// Whether a kernel of this version has the key.
+    pub fn exists_in(&self, version: KernelVersion) -> bool {
+        self.since.is_none_or(|v| version >= v) && self.until.is_none_or(|v| version <= v)
+    }
+
+    /// The kernel's default for this namespace, where it is computed from the hash size and the
+    /// hash size is known (`tcp_ehash_entries`, Linux 6.1+; negative in a namespace sharing the
+    /// host's hash).
+    pub fn computed_default(&self, settings: &Settings) -> Option<i64> {
+        let ehash = settings.int("net.ipv4.tcp_ehash_entries")?.abs();
+        if ehash == 0 {
+            return None;
+        }
+        Some(match self.computed_default? {
+            ComputedDefault::HalfEhash => ehash / 2,
+            ComputedDefault::SynBacklog => (ehash / 128).max(128),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn table_is_sorted_unique_and_valid() {
+        assert!(KNOWN_KEYS.windows(2).all(|w| w[0].name < w[1].name));
+        for key in KNOWN_KEYS {
+            crate::sysctl::SysctlKey::parse(key.name).expect(key.name);
+        }
+    }
+
+    #[test]
+    fn values_the_kernel_rejects_are_rejected() {
+        let check = |key: &str, value: &str| spec_of(key).expect(key).check_value(value);
+        assert!(check("net.ipv4.tcp_tw_reuse", "1").is_ok());
+        assert_eq!(check("net.ipv4.tcp_tw_reuse", "3"), Err("\"3\" is not an integer from 0 to 2".into()));
+        assert!(check("net.ipv4.tcp_tw_reuse", "yes").is_err());
+        assert!(check("net.ipv4.tcp_tw_reuse_delay", "0").is_err());
+        assert!(check("net.ipv4.tcp_tw_reuse_delay", "60001").is_err());
+        assert!(check("net.ipv4.tcp_keepalive_probes", "300").is_err());
+        assert!(check("net.core.somaxconn", "-1").is_err());
+        assert!(check("net.ipv4.ip_local_port_range", "60999 32768").is_err());
+        assert!(check("net.ipv4.ip_local_port_range", "0 100").is_err());
+        assert!(check("net.ipv4.ip_local_port_range", "10000 65535").is_ok());
+        assert!(check("net.ipv4.ip_local_reserved_ports", "30000-32767,8080").is_ok());
+        assert!(check("net.ipv4.tcp_rmem", "4096 131072 6291456").is_ok());
+        assert!(check("net.ipv4.tcp_rmem", "4096 131072").is_err());
+    }
+
+    #[test]
+    fn versions_and_defaults() {
+        let delay = spec_of("net.ipv4.tcp_tw_reuse_delay").expect("known");
+        assert!(!delay.exists_in(KernelVersion::new(6, 13)) && delay.exists_in(KernelVersion::new(6, 14)));
+        let recycle = spec_of("net.ipv4.tcp_tw_recycle").expect("known");
+        assert!(recycle.exists_in(KernelVersion::new(4, 11)) && !recycle.exists_in(KernelVersion::new(4, 12)));
+
+        let mut map = BTreeMap::new();
+        map.insert("net.ipv4.tcp_ehash_entries".to_string(), Some("-262144".to_string()));
+        let settings = Settings(map);
+        let default = |key: &str| spec_of(key).expect(key).computed_default(&settings);
+        assert_eq!(default("net.ipv4.tcp_max_tw_buckets"), Some(131072));
+        assert_eq!(default("net.ipv4.tcp_max_syn_backlog"), Some(2048));
+        assert_eq!(default("net.ipv4.tcp_tw_reuse"), None);
+        assert_eq!(spec_of("net.ipv4.tcp_max_tw_buckets").expect("known").computed_default(&Settings::default()), None);
+    }
+}

@@ -1,0 +1,191 @@
+//! Finding profiles: built into the binary (from `profiles/`), in `etc/twtune/profiles.d/*.yaml`
+//! beneath the root (a file there overrides the built-in profile of the same name), or any path
+//! given where a profile name is expected. Resolves `extends` chains and refuses cycles.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::profile::Profile;
+use crate::profile::parse::{ProfileFile, parse_profile};
+
+/// Where local profiles live, relative to the root.
+pub const PROFILES_DIR: &str = "etc/twtune/profiles.d";
+
+/// The shipped profiles, embedded at build time.
+const BUILT_IN: &[(&str, &str)] = &[
+    ("baseline", include_str!("../../profiles/baseline.yaml")),
+    ("inbound-heavy", include_str!("../../profiles/inbound-heavy.yaml")),
+    ("kubernetes-node", include_str!("../../profiles/kubernetes-node.yaml")),
+    ("outbound-heavy", include_str!("../../profiles/outbound-heavy.yaml")),
+];
+
+/// Profile files above this size are refused; real ones are a few KiB.
+const MAX_PROFILE_BYTES: u64 = 1 << 20;
+
+/// A profile as `profiles list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    /// `built-in`, or the file (with a note when it overrides a built-in profile).
+    pub source: String,
+    pub description: String,
+}
+
+/// The profiles visible beneath one root.
+pub struct Catalog {
+    dir: PathBuf,
+}
+
+/// Whether a profile argument names a file rather than a profile.
+pub fn is_path(arg: &str) -> bool {
+    arg.contains('/') || arg.ends_with(".yaml") || arg.ends_with(".yml")
+}
+
+impl Catalog {
+    /// The catalogue seen from `root` (`/` on a live host).
+    pub fn new(root: &Path) -> Catalog {
+        Catalog { dir: root.join(PROFILES_DIR) }
+    }
+
+    /// Loads and resolves a profile given by name or path.
+    pub fn load(&self, arg: &str) -> Result<Profile> {
+        let (file, source) = if is_path(arg) {
+            let path = Path::new(arg);
+            (parse_profile(&read_profile_file(path)?, arg, None)?, arg.to_string())
+        } else {
+            self.find(arg)?.ok_or_else(|| Error::UnknownProfile { name: arg.to_string() })?
+        };
+        self.resolve(file, source, &mut Vec::new())
+    }
+
+    /// Validates a profile file as `profiles check` does: it parses, and its `extends` chain resolves.
+    pub fn check_file(&self, path: &Path) -> Result<Profile> {
+        let display = path.display().to_string();
+        let file = parse_profile(&read_profile_file(path)?, &display, None)?;
+        self.resolve(file, display, &mut Vec::new())
+    }
+
+    /// Every profile by name, local ones over built-in ones, and the errors of local files that are
+    /// not valid.
+    pub fn list(&self) -> (Vec<Listed>, Vec<Error>) {
+        let mut listed: BTreeMap<String, Listed> = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (name, text) in BUILT_IN {
+            match parse_profile(text, &built_in_file(name), Some(name)) {
+                Ok(file) => {
+                    listed.insert(
+                        file.name.clone(),
+                        Listed { name: file.name, source: "built-in".into(), description: file.description },
+                    );
+                }
+                Err(err) => errors.push(err),
+            }
+        }
+        for path in self.local_files(&mut errors) {
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+            let display = path.display().to_string();
+            match read_profile_file(&path).and_then(|text| parse_profile(&text, &display, Some(stem))) {
+                Ok(file) => {
+                    let source = if listed.get(&file.name).is_some_and(|l| l.source == "built-in") {
+                        format!("{display} (overrides built-in)")
+                    } else {
+                        display
+                    };
+                    listed.insert(file.name.clone(), Listed { name: file.name, source, description: file.description });
+                }
+                Err(err) => errors.push(err),
+            }
+        }
+        (listed.into_values().collect(), errors)
+    }
+
+    /// The `.yaml`/`.yml` files of the local directory, sorted. A missing directory has none.
+    fn local_files(&self, errors: &mut Vec<Error>) -> Vec<PathBuf> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(source) => {
+                errors.push(Error::Read { path: self.dir.clone(), source, hint: "" });
+                return Vec::new();
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Finds a profile by name: a local file first, then a built-in one.
+    fn find(&self, name: &str) -> Result<Option<(ProfileFile, String)>> {
+        for extension in ["yaml", "yml"] {
+            let path = self.dir.join(format!("{name}.{extension}"));
+            if path.is_file() {
+                let display = path.display().to_string();
+                return Ok(Some((parse_profile(&read_profile_file(&path)?, &display, Some(name))?, display)));
+            }
+        }
+        match BUILT_IN.iter().find(|(n, _)| *n == name) {
+            Some((name, text)) => Ok(Some((parse_profile(text, &built_in_file(name), Some(name))?, "built-in".into()))),
+            None => Ok(None),
+        }
+    }
+
+    /// Merges a profile with its ancestors. `stack` holds the names being resolved, to find cycles.
+    fn resolve(&self, file: ProfileFile, source: String, stack: &mut Vec<String>) -> Result<Profile> {
+        stack.push(file.name.clone());
+        let origin = file.settings.keys().map(|k| (k.clone(), file.name.clone())).collect();
+        let own = Profile {
+            name: file.name.clone(),
+            description: file.description.clone(),
+            source: source.clone(),
+            chain: vec![file.name.clone()],
+            notes: file.notes.clone(),
+            thresholds: file.thresholds,
+            settings: file.settings.clone(),
+            origin,
+        };
+        let Some((parent_name, line)) = &file.extends else { return Ok(own) };
+        let at = |message: String| Error::Profile { location: format!("{source}:{line}"), message };
+        if stack.contains(parent_name) {
+            let mut cycle = stack.clone();
+            cycle.push(parent_name.clone());
+            return Err(at(format!("extends cycle: {}", cycle.join(" -> "))));
+        }
+        let (parent_file, parent_source) = self
+            .find(parent_name)?
+            .ok_or_else(|| at(format!("extends {parent_name:?}, but no profile has that name")))?;
+        let parent = self.resolve(parent_file, parent_source, stack)?;
+
+        let mut settings = parent.settings;
+        let mut origin = parent.origin;
+        settings.extend(own.settings);
+        origin.extend(own.origin);
+        crate::profile::parse::check_cross_keys(&settings).map_err(at)?;
+        let mut chain = own.chain;
+        chain.extend(parent.chain);
+        let mut notes = parent.notes;
+        notes.extend(own.notes);
+        Ok(Profile { thresholds: own.thresholds.over(&parent.thresholds), settings, origin, chain, notes, ..own })
+    }
+}
+
+fn built_in_file(name: &str) -> String {
+    format!("profiles/{name}.yaml (built in)")
+}
+
+fn read_profile_file(path: &Path) -> Result<String> {
+    let read_error = |source| Error::Read { path: path.to_path_buf(), source, hint: "" };
+    let meta = std::fs::metadata(path).map_err(read_error)?;
+    if meta.len() > MAX_PROFILE_BYTES {
+        return Err(Error::Profile {
+            location: path.display().to_string(),
+            message: format!("{} bytes is too large for a profile", meta.len()),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(read_error)?;
+    String::from_utf8(bytes)
+        .map_err(|_| Error::Profile { location: path.display().to_string(), message: "not UTF-8 text".into() })
+}

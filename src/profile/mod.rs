@@ -1,0 +1,258 @@
+//! Tuning profiles: what a host of a given role should have, and the findings for each setting it
+//! does not meet.
+//!
+//! [`parse`] turns one YAML file into a validated [`parse::ProfileFile`]; [`catalog`] finds
+//! profiles (built in, `/etc/twtune/profiles.d`, or a path) and resolves `extends`; this module
+//! holds the resolved [`Profile`] and judges an [`Inspection`] against it. Judging is pure.
+
+pub mod catalog;
+pub mod parse;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::inspect::{Inspection, Settings};
+use crate::keys::spec_of;
+use crate::ports::PortSet;
+use crate::rules::{Finding, Thresholds};
+use crate::sysctl::{KernelVersion, fold_whitespace};
+use parse::{Bound, Setting, ThresholdOverrides, field_name, static_check};
+
+/// A profile with its `extends` chain merged: a child's setting replaces its parent's for the same
+/// key, threshold overrides stack, notes accumulate parent first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    /// `built-in` or the file it was read from.
+    pub source: String,
+    /// This profile's name, then its parent's, and so on.
+    pub chain: Vec<String>,
+    pub notes: Vec<String>,
+    pub thresholds: ThresholdOverrides,
+    pub settings: BTreeMap<String, Setting>,
+    /// Key -> name of the profile in the chain that set it.
+    pub origin: BTreeMap<String, String>,
+}
+
+/// The resolved profile as YAML shows it (`twtune profiles show`): the input format, with `extends`
+/// already applied.
+#[derive(Serialize)]
+struct ProfileDocument<'a> {
+    name: &'a str,
+    description: &'a str,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    notes: &'a [String],
+    #[serde(skip_serializing_if = "is_default_thresholds")]
+    thresholds: &'a ThresholdOverrides,
+    settings: &'a BTreeMap<String, Setting>,
+}
+
+fn is_default_thresholds(t: &&ThresholdOverrides) -> bool {
+    **t == ThresholdOverrides::default()
+}
+
+impl Profile {
+    /// The resolved profile as YAML, with a comment naming its sources.
+    pub fn to_yaml(&self) -> String {
+        let document = ProfileDocument {
+            name: &self.name,
+            description: &self.description,
+            notes: &self.notes,
+            thresholds: &self.thresholds,
+            settings: &self.settings,
+        };
+        let body = serde_saphyr::to_string(&document).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+        format!("# profile {} ({}), resolved from: {}\n{body}", self.name, self.source, self.chain.join(" <- "))
+    }
+
+    /// The rule thresholds with this profile's overrides.
+    pub fn thresholds(&self) -> Thresholds {
+        self.thresholds.apply(Thresholds::default())
+    }
+
+    /// The keys the profile speaks of, for the inspector to read.
+    pub fn keys(&self) -> Vec<String> {
+        self.settings.keys().cloned().collect()
+    }
+}
+
+/// The result of checking one setting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Met,
+    /// Not met: what was expected, and the value to set (if one can be named).
+    Unmet {
+        expected: String,
+        recommended: Option<String>,
+    },
+    /// Cannot be judged here, and why.
+    Unknown(String),
+}
+
+/// Checks `current` (as the kernel prints it) against a setting. `settings` supplies what computed
+/// defaults need.
+pub fn check(key: &str, setting: &Setting, current: &str, settings: &Settings) -> Verdict {
+    let current = fold_whitespace(current);
+    let default = || spec_of(key).and_then(|s| s.computed_default(settings));
+    let needs_default =
+        matches!(setting.min, Some(Bound::KernelDefault)) || matches!(setting.max, Some(Bound::KernelDefault));
+    let default_value = if needs_default {
+        match default() {
+            Some(d) => Some(d),
+            None => {
+                return Verdict::Unknown(
+                    "its kernel default is computed from tcp_ehash_entries, which this kernel lacks (before 6.1)"
+                        .into(),
+                );
+            }
+        }
+    } else {
+        None
+    };
+    let unmet_static = static_check(key, setting, &current).err();
+    let unmet_default = default_value.and_then(|d| {
+        let n: i64 = current.parse().ok()?;
+        match (&setting.min, &setting.max) {
+            (Some(Bound::KernelDefault), _) if n < d => Some(format!("at least the kernel default {d}")),
+            (_, Some(Bound::KernelDefault)) if n > d => Some(format!("at most the kernel default {d}")),
+            _ => None,
+        }
+    });
+    let Some(unmet) = unmet_static.or(unmet_default) else { return Verdict::Met };
+    Verdict::Unmet { expected: unmet, recommended: recommended(setting, &current, default_value) }
+}
+
+/// The value to set when a setting is unmet: the profile's `recommend`, its exact value, the first
+/// of `one_of`, or the current value moved to the violated bounds.
+fn recommended(setting: &Setting, current: &str, default: Option<i64>) -> Option<String> {
+    if let Some(text) = setting.recommend.as_ref().or(setting.value.as_ref()) {
+        return Some(text.0.clone());
+    }
+    if let Some(first) = setting.one_of.as_ref().and_then(|o| o.first()) {
+        return Some(first.0.clone());
+    }
+    if let Some(includes) = &setting.includes {
+        let mut set = PortSet::parse(current).ok()?;
+        set.union_with(&PortSet::parse(&includes.0).ok()?);
+        return Some(set.to_string());
+    }
+    let mut fields: Vec<i64> = current.split_whitespace().map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    let limit = |bound: &Option<Bound>, index: usize| match bound {
+        Some(Bound::Int(n)) if index == 0 => Some(*n),
+        Some(Bound::KernelDefault) if index == 0 => default,
+        Some(Bound::Fields(f)) => f.get(index).copied().flatten(),
+        _ => None,
+    };
+    for (index, field) in fields.iter_mut().enumerate() {
+        if let Some(min) = limit(&setting.min, index) {
+            *field = (*field).max(min);
+        }
+        if let Some(max) = limit(&setting.max, index) {
+            *field = (*field).min(max);
+        }
+    }
+    // Clamping may not give a value the kernel accepts (a range turned upside down): the caller
+    // checks the result against the key.
+    (!fields.is_empty()).then(|| fields.iter().map(i64::to_string).collect::<Vec<_>>().join(" "))
+}
+
+/// A short description of what a setting of `key` asks, for messages (`at least 4096`,
+/// `one of 1, 2`, `low at least 1024, at least 50000 ports`).
+pub fn describe(key: &str, setting: &Setting) -> String {
+    let mut parts = Vec::new();
+    if let Some(value) = &setting.value {
+        parts.push(value.0.clone());
+    }
+    if let Some(options) = &setting.one_of {
+        parts.push(format!("one of {}", options.iter().map(|o| o.0.as_str()).collect::<Vec<_>>().join(", ")));
+    }
+    for (words, bound) in [("at least", &setting.min), ("at most", &setting.max)] {
+        match bound {
+            Some(Bound::Fields(fields)) => parts.extend(
+                fields.iter().enumerate().filter_map(|(i, f)| f.map(|n| format!("{} {words} {n}", field_name(key, i)))),
+            ),
+            Some(bound) => parts.push(format!("{words} {bound}")),
+            None => {}
+        }
+    }
+    if let Some(size) = setting.min_size {
+        parts.push(format!("at least {size} ports"));
+    }
+    if let Some(includes) = &setting.includes {
+        parts.push(format!("including {}", includes.0));
+    }
+    parts.join(", ")
+}
+
+/// Whether a setting applies to a kernel of this version (its `min_kernel` / `max_kernel`).
+fn applies_to(setting: &Setting, version: Option<KernelVersion>) -> bool {
+    let Some(version) = version else { return true };
+    let bound = |v: &Option<String>| v.as_deref().and_then(KernelVersion::from_release);
+    bound(&setting.min_kernel).is_none_or(|min| version >= min)
+        && bound(&setting.max_kernel).is_none_or(|max| version <= max)
+}
+
+/// One finding per setting of `profile` the inspected host does not meet, and warnings for the
+/// settings that could not be checked.
+pub fn evaluate(profile: &Profile, inspection: &Inspection) -> (Vec<Finding>, Vec<String>) {
+    let mut findings = Vec::new();
+    let mut warnings = Vec::new();
+    for (key, setting) in &profile.settings {
+        if !applies_to(setting, inspection.kernel_version) {
+            continue;
+        }
+        let Some(current) = inspection.settings.get(key) else {
+            // A key the kernel is known not to have is not worth a warning.
+            let expected_absent = match (spec_of(key), inspection.kernel_version) {
+                (Some(spec), Some(version)) => !spec.exists_in(version),
+                _ => false,
+            };
+            if !expected_absent {
+                warnings.push(format!(
+                    "profile {}: {key} is absent on this kernel or in this network namespace; not checked",
+                    profile.name
+                ));
+            }
+            continue;
+        };
+        match check(key, setting, current, &inspection.settings) {
+            Verdict::Met => {}
+            Verdict::Unknown(why) => warnings.push(format!("profile {}: {key} not checked: {why}", profile.name)),
+            Verdict::Unmet { expected, recommended } => {
+                let recommended = recommended.filter(|r| spec_of(key).is_none_or(|s| s.check_value(r).is_ok()));
+                findings.push(Finding {
+                    id: format!("profile.{key}"),
+                    severity: setting.severity,
+                    key: Some(key.clone()),
+                    current: Some(current.to_string()),
+                    recommended,
+                    message: format!(
+                        "{key} is {}; profile {} expects {}: {}",
+                        if current.is_empty() { "empty" } else { current },
+                        profile.name,
+                        describe(key, setting),
+                        setting.why.trim()
+                    ),
+                    risk: setting.risk.trim().to_string(),
+                    evidence: json!({
+                        "profile": profile.name,
+                        "defined_in": profile.origin.get(key),
+                        "expected": describe(key, setting),
+                        "unmet": expected,
+                    })
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                    advice: Vec::new(),
+                });
+            }
+        }
+    }
+    (findings, warnings)
+}
+
+#[cfg(test)]
+mod tests;

@@ -4,5 +4,6 @@
 mod audit;
 mod man;
 mod netns;
+mod profiles;
 mod real_kernel;
 mod util;

@@ -218,3 +218,55 @@ fn folklore_settings_read_from_the_kernel_are_flagged() {
         assert!(!finding.message.is_empty() && !finding.risk.is_empty(), "{}", finding.id);
     }
 }
+
+#[test]
+fn audit_against_profiles_reads_their_keys_from_the_kernel() {
+    if !enter("real_kernel::audit_against_profiles_reads_their_keys_from_the_kernel") {
+        return;
+    }
+    let profile_ids = |report: &Report| -> Vec<String> {
+        let mut ids: Vec<String> =
+            report.ids().into_iter().filter(|i| i.starts_with("profile.")).map(String::from).collect();
+        ids.sort();
+        ids
+    };
+    // A fresh namespace has kernel defaults: outbound-heavy wants reuse and a wider range.
+    let (_, report) = audit_json(&["--profile", "outbound-heavy"]);
+    assert_eq!(profile_ids(&report), vec!["profile.net.ipv4.ip_local_port_range", "profile.net.ipv4.tcp_tw_reuse"]);
+    set_sysctl("net.ipv4.tcp_tw_reuse", "1");
+    set_sysctl("net.ipv4.ip_local_port_range", "10000 65535");
+    let (_, report) = audit_json(&["--profile", "outbound-heavy"]);
+    assert!(profile_ids(&report).is_empty(), "{:?}", report.ids());
+    assert!(
+        report.warnings.is_empty(),
+        "tcp_max_tw_buckets >= default is judged from tcp_ehash_entries: {:?}",
+        report.warnings
+    );
+
+    // inbound-heavy: somaxconn below 4096 is unmet, a lowered tcp_max_tw_buckets breaks the baseline.
+    set_sysctl("net.core.somaxconn", "1024");
+    set_sysctl("net.ipv4.tcp_max_tw_buckets", "1000");
+    let (code, report) = audit_json(&["--profile", "inbound-heavy"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        profile_ids(&report),
+        vec![
+            "profile.net.core.somaxconn",
+            "profile.net.ipv4.tcp_max_syn_backlog",
+            "profile.net.ipv4.tcp_max_tw_buckets"
+        ]
+    );
+    assert_eq!(report.one("profile.net.ipv4.tcp_max_syn_backlog").severity, "info", "it only matters without cookies");
+    let somaxconn = report.one("profile.net.core.somaxconn");
+    assert_eq!((somaxconn.current.as_deref(), somaxconn.recommended.as_deref()), (Some("1024"), Some("4096")));
+    let ehash: i64 = sysctl("net.ipv4.tcp_ehash_entries").parse().expect("integer");
+    assert_eq!(report.one("profile.net.ipv4.tcp_max_tw_buckets").recommended, Some((ehash.abs() / 2).to_string()));
+
+    // kubernetes-node: the NodePort range must be reserved; more reserved ports are fine.
+    let (_, report) = audit_json(&["--profile", "kubernetes-node"]);
+    assert_eq!(report.one("profile.net.ipv4.ip_local_reserved_ports").recommended.as_deref(), Some("30000-32767"));
+    set_sysctl("net.ipv4.ip_local_reserved_ports", "8080,29000-33000");
+    let (_, report) = audit_json(&["--profile", "kubernetes-node"]);
+    assert!(report.with_id("profile.net.ipv4.ip_local_reserved_ports").is_empty());
+    assert_eq!(report.settings["net.ipv4.ip_local_reserved_ports"].as_deref(), Some("8080,29000-33000"));
+}

@@ -38,11 +38,20 @@ pub struct Report {
     pub schema_version: u32,
     pub twtune_version: String,
     pub kernel: String,
+    pub profile: Option<ProfileSummary>,
     pub settings: std::collections::BTreeMap<String, Option<String>>,
     pub counters: std::collections::BTreeMap<String, i64>,
     pub sockets: Sockets,
     pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSummary {
+    pub name: String,
+    pub source: String,
+    pub chain: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,284 @@
+//! `twtune profiles list|show|check` and `twtune audit --profile`: the invalid-profile corpus, the
+//! order in which local profiles override built-in ones, `extends` chains, and audits against
+//! profiles on fixture roots.
+
+use std::path::{Path, PathBuf};
+
+use predicates::prelude::*;
+
+use crate::util::{audit_json, fixture, twtune};
+
+fn profiles_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profiles")
+}
+
+/// A root holding `etc/twtune/profiles.d` with these files.
+fn root_with_profiles(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("etc/twtune/profiles.d");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("write profile");
+    }
+    root
+}
+
+#[test]
+fn every_invalid_profile_fails_with_its_expected_message() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(profiles_dir().join("invalid")).expect("corpus") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let expected =
+            text.lines().next().and_then(|l| l.strip_prefix("# expect: ")).expect("first line: # expect: ...");
+        let output = twtune().args(["profiles", "check"]).arg(&path).output().expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{}: {stderr}", path.display());
+        assert!(stderr.contains(expected), "{}: expected {expected:?}, got: {stderr}", path.display());
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(output.stdout.is_empty());
+        checked += 1;
+    }
+    assert!(checked >= 15, "the corpus has {checked} files");
+}
+
+#[test]
+fn check_accepts_valid_files_and_the_shipped_profiles() {
+    let shipped: Vec<PathBuf> = ["baseline", "outbound-heavy", "inbound-heavy", "kubernetes-node"]
+        .iter()
+        .map(|n| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("profiles/{n}.yaml")))
+        .collect();
+    twtune()
+        .args(["profiles", "check"])
+        .args(&shipped)
+        .arg(profiles_dir().join("valid/team-clients.yaml"))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "team-clients.yaml: ok (team-clients <- outbound-heavy <- baseline, 6 settings)",
+        ))
+        .stdout(predicate::str::contains("outbound-heavy.yaml: ok (outbound-heavy <- baseline, 5 settings)"));
+}
+
+#[test]
+fn check_reports_every_bad_file_and_exits_2() {
+    let invalid = profiles_dir().join("invalid");
+    twtune()
+        .args(["profiles", "check"])
+        .arg(invalid.join("duplicate-key.yaml"))
+        .arg(profiles_dir().join("valid/team-clients.yaml"))
+        .arg(invalid.join("wrong-type.yaml"))
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("team-clients.yaml: ok"))
+        .stderr(predicate::str::contains("duplicate key"))
+        .stderr(predicate::str::contains("\"lots\" is not an integer"));
+}
+
+#[test]
+fn list_shows_built_in_and_local_profiles() {
+    let root = root_with_profiles(&[
+        ("team.yaml", "name: team\ndescription: Our own\nextends: baseline\n"),
+        ("baseline.yaml", "name: baseline\ndescription: Local baseline\n"),
+    ]);
+    let assert = twtune().args(["profiles", "list", "--root"]).arg(root.path()).assert().code(0);
+    let out = String::from_utf8(assert.get_output().stdout.clone()).expect("utf-8");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(
+        lines[0].starts_with("baseline         Local baseline  (")
+            && lines[0].ends_with("baseline.yaml (overrides built-in))"),
+        "{out}"
+    );
+    assert!(lines[2].starts_with("kubernetes-node  ") && lines[2].ends_with("(built-in)"), "{out}");
+    assert!(lines[4].starts_with("team             Our own  ("), "{out}");
+}
+
+#[test]
+fn list_goes_on_past_a_broken_local_file_and_exits_2() {
+    let root = root_with_profiles(&[("broken.yaml", "name: broken\n"), ("ok.yaml", "name: ok\ndescription: fine\n")]);
+    twtune()
+        .args(["profiles", "list", "--root"])
+        .arg(root.path())
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("ok               fine"))
+        .stdout(predicate::str::contains("outbound-heavy"))
+        .stderr(predicate::str::contains("broken.yaml:1:1: missing field `description`"));
+}
+
+#[test]
+fn a_local_profile_overrides_the_built_in_one_for_its_children_too() {
+    let local_baseline = "name: baseline\ndescription: Local baseline\nsettings:\n  net.core.somaxconn:\n    min: 8192\n    why: our load balancers queue bursts of 5000 connections\n    risk: memory for pending connections\n";
+    let root = root_with_profiles(&[("baseline.yaml", local_baseline)]);
+    let assert = twtune().args(["profiles", "show", "outbound-heavy", "--root"]).arg(root.path()).assert().code(0);
+    let shown = String::from_utf8(assert.get_output().stdout.clone()).expect("utf-8");
+    assert!(
+        shown.starts_with("# profile outbound-heavy (built-in), resolved from: outbound-heavy <- baseline\n"),
+        "{shown}"
+    );
+    assert!(shown.contains("net.core.somaxconn:\n    min: 8192"), "inherited from the local baseline:\n{shown}");
+    assert!(!shown.contains("tcp_tw_recycle"), "the built-in baseline is replaced, not merged:\n{shown}");
+    assert!(shown.contains("net.ipv4.tcp_tw_reuse:\n    value: 1"), "{shown}");
+}
+
+#[test]
+fn children_override_parents_setting_by_setting() {
+    let root = root_with_profiles(&[
+        (
+            "parent.yaml",
+            "name: parent\ndescription: p\nsettings:\n  net.core.somaxconn: {min: 1024, why: parent says, risk: r}\n  net.ipv4.tcp_syncookies: {value: 1, why: cookies, risk: r}\n",
+        ),
+        (
+            "child.yaml",
+            "name: child\ndescription: c\nextends: parent\nsettings:\n  net.core.somaxconn: {min: 4096, why: child says, risk: r}\n",
+        ),
+    ]);
+    let assert = twtune().args(["profiles", "show", "child", "--root"]).arg(root.path()).assert().code(0);
+    let shown = String::from_utf8(assert.get_output().stdout.clone()).expect("utf-8");
+    assert!(shown.contains("min: 4096") && shown.contains("why: child says"), "{shown}");
+    assert!(!shown.contains("parent says"), "{shown}");
+    assert!(shown.contains("net.ipv4.tcp_syncookies"), "inherited: {shown}");
+}
+
+#[test]
+fn extends_cycles_and_missing_parents_are_errors() {
+    let root = root_with_profiles(&[
+        ("a.yaml", "name: a\ndescription: d\nextends: b\n"),
+        ("b.yaml", "name: b\ndescription: d\nextends: c\n"),
+        ("c.yaml", "name: c\ndescription: d\nextends: a\n"),
+        ("orphan.yaml", "name: orphan\ndescription: d\nextends: nobody\n"),
+    ]);
+    twtune()
+        .args(["profiles", "show", "a", "--root"])
+        .arg(root.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("c.yaml:3: extends cycle: a -> b -> c -> a"));
+    twtune()
+        .args(["profiles", "show", "orphan", "--root"])
+        .arg(root.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("orphan.yaml:3: extends \"nobody\", but no profile has that name"));
+}
+
+#[test]
+fn a_local_file_must_be_named_after_its_profile() {
+    let root = root_with_profiles(&[("web.yaml", "name: webserver\ndescription: d\n")]);
+    twtune()
+        .args(["profiles", "show", "web", "--root"])
+        .arg(root.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("web.yaml:1: name \"webserver\" must equal the file name \"web\""));
+}
+
+#[test]
+fn unknown_profiles_and_missing_files_are_clear_errors() {
+    twtune()
+        .args(["audit", "--profile", "no-such", "--root"])
+        .arg(fixture("idle"))
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr("twtune: no profile named \"no-such\"; `twtune profiles list` shows the profiles there are, or give a path to a YAML file\n");
+    twtune()
+        .args(["audit", "--profile", "./missing.yaml", "--root"])
+        .arg(fixture("idle"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::starts_with("twtune: cannot read ./missing.yaml: No such file"));
+}
+
+#[test]
+fn audit_against_outbound_heavy_adds_one_finding_per_unmet_setting() {
+    let root = fixture("client-exhaustion");
+    let (code, report) = audit_json(&["--profile", "outbound-heavy", "--root", root.to_str().expect("utf-8")]);
+    assert_eq!(code, 1);
+    let profile = report.profile.as_ref().expect("profile in the report");
+    assert_eq!((profile.name.as_str(), profile.source.as_str()), ("outbound-heavy", "built-in"));
+    assert_eq!(profile.chain, vec!["outbound-heavy", "baseline"]);
+    let mut ids: Vec<&str> = report.ids().into_iter().filter(|id| id.starts_with("profile.")).collect();
+    ids.sort();
+    assert_eq!(ids, vec!["profile.net.ipv4.ip_local_port_range", "profile.net.ipv4.tcp_tw_reuse"]);
+    let range = report.one("profile.net.ipv4.ip_local_port_range");
+    assert_eq!((range.current.as_deref(), range.recommended.as_deref()), (Some("40000 40199"), Some("10000 65535")));
+    assert!(
+        range.message.contains("profile outbound-heavy expects low at least 1024, at least 50000 ports"),
+        "{}",
+        range.message
+    );
+    assert!(range.risk.contains("EADDRINUSE"), "{}", range.risk);
+    assert_eq!(range.evidence["defined_in"], "outbound-heavy");
+    let reuse = report.one("profile.net.ipv4.tcp_tw_reuse");
+    assert_eq!((reuse.severity.as_str(), reuse.recommended.as_deref()), ("warn", Some("1")));
+}
+
+#[test]
+fn audit_against_inbound_heavy_on_an_old_kernel() {
+    let root = fixture("old-kernel");
+    let (code, report) = audit_json(&["--profile", "inbound-heavy", "--root", root.to_str().expect("utf-8")]);
+    assert_eq!(code, 1);
+    let recycle = report.one("profile.net.ipv4.tcp_tw_recycle");
+    assert_eq!((recycle.severity.as_str(), recycle.recommended.as_deref()), ("crit", Some("0")));
+    assert_eq!(recycle.evidence["defined_in"], "baseline");
+    let somaxconn = report.one("profile.net.core.somaxconn");
+    assert_eq!((somaxconn.current.as_deref(), somaxconn.recommended.as_deref()), (Some("128"), Some("4096")));
+    // tcp_max_tw_buckets >= default cannot be judged without tcp_ehash_entries (before 6.1).
+    assert!(
+        report.warnings.iter().any(|w| w.contains("net.ipv4.tcp_max_tw_buckets not checked")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(report.with_id("profile.net.ipv4.tcp_tw_reuse").is_empty(), "inbound-heavy leaves tcp_tw_reuse alone");
+}
+
+#[test]
+fn audit_against_kubernetes_node_wants_nodeports_reserved() {
+    let root = fixture("misconfigured");
+    let (_, report) = audit_json(&["--profile", "kubernetes-node", "--root", root.to_str().expect("utf-8")]);
+    let reserved = report.one("profile.net.ipv4.ip_local_reserved_ports");
+    assert_eq!((reserved.current.as_deref(), reserved.recommended.as_deref()), (Some(""), Some("30000-32767")));
+    let buckets = report.one("profile.net.ipv4.tcp_max_tw_buckets");
+    assert_eq!((buckets.current.as_deref(), buckets.recommended.as_deref()), (Some("50"), Some("131072")));
+    assert!(report.with_id("profile.net.ipv4.tcp_timestamps").len() == 1, "timestamps=0 breaks the baseline");
+}
+
+#[test]
+fn profile_thresholds_change_the_bucket_rules() {
+    let root = fixture("client-exhaustion");
+    let team = profiles_dir().join("valid/team-clients.yaml");
+    let (_, plain) = audit_json(&["--root", root.to_str().expect("utf-8")]);
+    assert_eq!(plain.with_id("ports.bucket-exhaustion").len(), 1, "only 8080 is over 50 %");
+    let (_, strict) =
+        audit_json(&["--profile", team.to_str().expect("utf-8"), "--root", root.to_str().expect("utf-8")]);
+    let buckets = strict.with_id("ports.bucket-exhaustion");
+    assert_eq!(buckets.len(), 2, "9090 at 17.5 % passes the profile's 10 % warning threshold");
+    assert_eq!(buckets[0].severity, "crit", "85 % is above the profile's 60 %");
+    assert_eq!(strict.profile.as_ref().map(|p| p.source.as_str()), Some(team.to_str().expect("utf-8")));
+}
+
+#[test]
+fn human_report_names_the_profile() {
+    twtune()
+        .args(["audit", "--profile", "outbound-heavy", "--root"])
+        .arg(fixture("client-exhaustion"))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("profile outbound-heavy <- baseline (built-in)"))
+        .stdout(predicate::str::contains("WARN profile.net.ipv4.tcp_tw_reuse  net.ipv4.tcp_tw_reuse: 0 -> 1"));
+}
+
+#[test]
+fn show_accepts_a_path_and_prints_a_profile_that_checks() {
+    let team = profiles_dir().join("valid/team-clients.yaml");
+    let assert = twtune().args(["profiles", "show"]).arg(&team).assert().code(0);
+    let shown = String::from_utf8(assert.get_output().stdout.clone()).expect("utf-8");
+    assert!(shown.contains("port_warn_pct: 10"), "{shown}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let copy = dir.path().join("shown.yaml");
+    std::fs::write(&copy, &shown).expect("write");
+    twtune().args(["profiles", "check"]).arg(&copy).assert().code(0);
+    assert!(Path::new(&copy).exists());
+}

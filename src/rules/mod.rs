@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::inspect::Inspection;
 use crate::inspect::sockets::Bucket;
+use crate::keys::spec_of;
 use crate::ports::{KUBERNETES_NODEPORT, PortRange, PortSet};
 
 /// How serious a finding is. Ordered: `Info < Warn < Crit`.
@@ -380,18 +381,14 @@ fn tw_recycle_enabled(inspection: &Inspection, out: &mut Vec<Finding>) {
     );
 }
 
-/// The kernel default of `tcp_max_tw_buckets`: half the established hash of the namespace. A negative
-/// `tcp_ehash_entries` means a child namespace sharing the host's hash; its size is the absolute value.
-pub fn default_max_tw_buckets(inspection: &Inspection) -> Option<i64> {
-    inspection.settings.int("net.ipv4.tcp_ehash_entries").map(|e| e.abs() / 2).filter(|d| *d > 0)
-}
 
 fn tw_buckets(inspection: &Inspection, out: &mut Vec<Finding>) {
     let Some(current) = inspection.settings.int(MAX_TW_BUCKETS) else {
         return;
     };
     let overflow = inspection.counters.get("TCPTimeWaitOverflow").copied().unwrap_or(0);
-    let default = default_max_tw_buckets(inspection);
+    // Half the namespace's established hash (kernel-facts.md §4), where the kernel tells its size.
+    let default = spec_of(MAX_TW_BUCKETS).and_then(|spec| spec.computed_default(&inspection.settings));
     let memory = |n: i64| format!("{:.0} MiB", (n.max(0) as u64 * TIME_WAIT_SOCKET_BYTES) as f64 / 1048576.0);
     let evidence = json!({
         "tcp_max_tw_buckets": current,

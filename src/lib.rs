@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod inspect;
 pub mod keys;
+pub mod persisted;
 pub mod ports;
 pub mod profile;
 pub mod report;

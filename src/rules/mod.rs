@@ -381,7 +381,6 @@ fn tw_recycle_enabled(inspection: &Inspection, out: &mut Vec<Finding>) {
     );
 }
 
-
 fn tw_buckets(inspection: &Inspection, out: &mut Vec<Finding>) {
     let Some(current) = inspection.settings.int(MAX_TW_BUCKETS) else {
         return;

@@ -1,0 +1,249 @@
+//! The persisted sysctl configuration as the boot applies it, beneath a root.
+//!
+//! Two orders are in use (sysctl-d-and-ansible.md §1-3), and they can disagree:
+//! - **systemd-sysctl** (at boot): `/etc/sysctl.d`, `/run/sysctl.d`, `/usr/local/lib/sysctl.d`,
+//!   `/usr/lib/sysctl.d`. A file name in an earlier directory masks the same name in later ones (a
+//!   link to `/dev/null` masks it entirely); all files apply sorted by name, the later assignment
+//!   wins. `/etc/sysctl.conf` is read only through a `99-sysctl.conf -> ../sysctl.conf` link.
+//! - **procps `sysctl --system`**: the same directories plus `/lib/sysctl.d`, then `/etc/sysctl.conf`
+//!   last, so it wins over everything.
+//!
+//! In both, an explicit key beats any glob, whatever the file order, and `-key` keeps a key out of
+//! globs (checked against procps 4.0.2 and systemd-sysctl in tests).
+//!
+//! Reading happens once, in [`ConfigTree::read`]; everything after is pure.
+
+pub mod parse;
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::inspect::counters::LineProblem;
+use crate::sysctl::fold_whitespace;
+use parse::{Entry, effective_value, glob_matches, is_glob, parse_conf};
+
+/// Directories systemd-sysctl reads, earliest first.
+pub const SYSTEMD_DIRS: &[&str] = &["etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d"];
+/// Directories `sysctl --system` reads, earliest first; `/etc/sysctl.conf` follows them.
+pub const PROCPS_DIRS: &[&str] =
+    &["etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d"];
+/// Read last by `sysctl --system`; by systemd only through a link in `/etc/sysctl.d`.
+pub const SYSCTL_CONF: &str = "etc/sysctl.conf";
+
+/// One configuration file as a tool applies it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfFile {
+    /// The path on the configured system (`/etc/sysctl.d/99-sysctl.conf`), not beneath the root.
+    pub path: String,
+    /// The file actually read, beneath the root, after following a link.
+    pub source: PathBuf,
+    pub entries: Vec<Entry>,
+    pub problems: Vec<LineProblem>,
+}
+
+/// A value set by a file, and where.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Assignment {
+    pub value: String,
+    pub file: String,
+    pub line: usize,
+    /// Set through a glob pattern rather than by name.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub glob: bool,
+    /// Written with a `-` prefix: a failure to apply it is ignored.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_failure: bool,
+}
+
+impl Assignment {
+    /// The value as compared with the kernel's: trailing comment dropped, whitespace folded.
+    pub fn comparable(&self) -> String {
+        fold_whitespace(effective_value(&self.value))
+    }
+
+    /// `file:line`.
+    pub fn place(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+}
+
+/// The configuration files both tools would read, in the order each applies them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigTree {
+    pub systemd: Vec<ConfFile>,
+    pub procps: Vec<ConfFile>,
+    /// `file:line: problem` for every malformed line, and files that could not be read.
+    pub problems: Vec<String>,
+}
+
+/// What the configuration does to one key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resolution {
+    /// What systemd-sysctl sets at boot, if anything.
+    pub systemd: Option<Assignment>,
+    /// What `sysctl --system` sets, if anything.
+    pub procps: Option<Assignment>,
+    /// Every assignment that reaches the key, in procps order (which includes systemd's files).
+    pub all: Vec<Assignment>,
+}
+
+impl Resolution {
+    /// The assignments that win under neither order.
+    pub fn shadowed(&self) -> Vec<&Assignment> {
+        self.all.iter().filter(|a| Some(*a) != self.systemd.as_ref() && Some(*a) != self.procps.as_ref()).collect()
+    }
+
+    /// What the next boot sets: systemd-sysctl's value, else procps' (a system without systemd).
+    pub fn next_boot(&self) -> Option<&Assignment> {
+        self.systemd.as_ref().or(self.procps.as_ref())
+    }
+
+    /// Whether the two orders leave the key with different values.
+    pub fn orders_differ(&self) -> bool {
+        match (&self.systemd, &self.procps) {
+            (Some(a), Some(b)) => a.comparable() != b.comparable(),
+            (None, None) => false,
+            _ => true,
+        }
+    }
+}
+
+impl ConfigTree {
+    /// Reads the configuration beneath `root`. Missing directories are normal; an unreadable file
+    /// is a problem, not an error, so one bad file does not hide the rest.
+    pub fn read(root: &Path) -> Result<ConfigTree> {
+        // procps reads every directory systemd reads, so its list (and its read problems) covers
+        // systemd's too.
+        let mut problems = Vec::new();
+        let systemd = collect(root, SYSTEMD_DIRS, &mut Vec::new())?;
+        let mut procps = collect(root, PROCPS_DIRS, &mut problems)?;
+        if let Some(file) = read_conf(root, &root.join(SYSCTL_CONF), "/etc/sysctl.conf", &mut problems) {
+            procps.push(file);
+        }
+        // /etc/sysctl.conf is often read twice (as 99-sysctl.conf and at the end): report it once.
+        let mut seen = std::collections::BTreeSet::new();
+        for file in procps.iter().filter(|f| seen.insert(f.source.clone())) {
+            problems.extend(file.problems.iter().map(|p| format!("{}:{}: {}", file.path, p.line, p.problem)));
+        }
+        Ok(ConfigTree { systemd, procps, problems })
+    }
+
+    /// Whether any configuration file was found.
+    pub fn is_empty(&self) -> bool {
+        self.procps.is_empty() && self.systemd.is_empty()
+    }
+
+    /// What both orders do to `key` (dotted form).
+    pub fn resolve(&self, key: &str) -> Resolution {
+        let all = assignments(&self.procps, key);
+        Resolution { systemd: winner(&assignments(&self.systemd, key)), procps: winner(&all), all }
+    }
+
+    /// Every key assigned by name (not by glob) in any file, sorted.
+    pub fn explicit_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .procps
+            .iter()
+            .flat_map(|f| &f.entries)
+            .filter_map(|e| match e {
+                Entry::Assign { key, .. } if !is_glob(key) => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// The files each order reads, in order, for reports.
+    pub fn file_lists(&self) -> (Vec<String>, Vec<String>) {
+        let paths = |files: &[ConfFile]| files.iter().map(|f| f.path.clone()).collect();
+        (paths(&self.systemd), paths(&self.procps))
+    }
+}
+
+/// Assignments reaching `key` from `files`, in order. Globs are dropped when the key is excluded
+/// (`-key`) anywhere; explicit assignments are kept either way.
+fn assignments(files: &[ConfFile], key: &str) -> Vec<Assignment> {
+    let excluded = files.iter().flat_map(|f| &f.entries).any(|e| match e {
+        Entry::Exclude { pattern, .. } => pattern == key || (is_glob(pattern) && glob_matches(pattern, key)),
+        Entry::Assign { .. } => false,
+    });
+    let mut found = Vec::new();
+    for file in files {
+        for entry in &file.entries {
+            let Entry::Assign { key: k, value, ignore_failure, line } = entry else { continue };
+            let glob = is_glob(k);
+            let reaches = if glob { !excluded && glob_matches(k, key) } else { k == key };
+            if reaches {
+                found.push(Assignment {
+                    value: value.clone(),
+                    file: file.path.clone(),
+                    line: *line,
+                    glob,
+                    ignore_failure: *ignore_failure,
+                });
+            }
+        }
+    }
+    found
+}
+
+/// The assignment that takes effect: the last explicit one, else the last glob one.
+fn winner(assignments: &[Assignment]) -> Option<Assignment> {
+    assignments.iter().rev().find(|a| !a.glob).or_else(|| assignments.last()).cloned()
+}
+
+/// The files of `dirs` beneath `root` in application order: first directory wins a file name, a
+/// link to /dev/null masks the name, the rest sorted by file name.
+fn collect(root: &Path, dirs: &[&str], problems: &mut Vec<String>) -> Result<Vec<ConfFile>> {
+    let mut chosen: std::collections::BTreeMap<String, Option<(PathBuf, String)>> = Default::default();
+    for dir in dirs {
+        let entries = match std::fs::read_dir(root.join(dir)) {
+            Ok(entries) => entries,
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => continue,
+            Err(source) => return Err(Error::Read { path: root.join(dir), source, hint: "" }),
+        };
+        let mut names: Vec<String> =
+            entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(".conf")).collect();
+        names.sort();
+        for name in names {
+            if chosen.contains_key(&name) {
+                continue;
+            }
+            let path = root.join(dir).join(&name);
+            let shown = format!("/{dir}/{name}");
+            let masked = std::fs::read_link(&path).is_ok_and(|target| target == Path::new("/dev/null"));
+            chosen.insert(name, (!masked).then_some((path, shown)));
+        }
+    }
+    Ok(chosen.into_values().flatten().filter_map(|(path, shown)| read_conf(root, &path, &shown, problems)).collect())
+}
+
+/// Reads and parses one file. A link is followed beneath the root (an absolute target such as
+/// `/etc/sysctl.conf` means `ROOT/etc/sysctl.conf`). A missing file is `None`; an unreadable or
+/// dangling one is `None` with a problem.
+fn read_conf(root: &Path, path: &Path, shown: &str, problems: &mut Vec<String>) -> Option<ConfFile> {
+    let source = match std::fs::read_link(path) {
+        Ok(link) if link.is_absolute() => root.join(link.strip_prefix("/").unwrap_or(&link)),
+        Ok(link) => path.parent().map_or(link.clone(), |dir| dir.join(&link)),
+        Err(_) => path.to_path_buf(),
+    };
+    match std::fs::read(&source) {
+        Ok(bytes) => {
+            let parsed = parse_conf(&String::from_utf8_lossy(&bytes));
+            Some(ConfFile { path: shown.to_string(), source, entries: parsed.entries, problems: parsed.problems })
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound && source == path => None,
+        Err(e) => {
+            problems.push(format!("{shown}: cannot read: {e}"));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

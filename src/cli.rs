@@ -36,6 +36,10 @@ pub enum Command {
     #[command(after_help = EXIT_STATUS)]
     Audit(AuditArgs),
 
+    /// Explain one key: its value now, what the next boot sets and from which file and line, under
+    /// both systemd-sysctl and `sysctl --system`, and the assignments that lose.
+    Explain(ExplainArgs),
+
     /// List, show and check tuning profiles.
     ///
     /// Profiles come built in, from /etc/twtune/profiles.d/*.yaml (beneath --root; a file there
@@ -98,6 +102,25 @@ pub struct AuditArgs {
     /// Exit 1 when a finding reaches this severity.
     #[arg(long, value_enum, value_name = "SEVERITY", default_value_t = FailOn::Warn)]
     pub fail_on: FailOn,
+}
+
+/// Options of `twtune explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The sysctl key, dotted (net.ipv4.tcp_tw_reuse) or as a path (net/ipv4/tcp_tw_reuse).
+    pub key: String,
+
+    /// Read everything beneath DIR instead of the live system.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+
+    /// Also show what this profile (a name, or a path to a YAML file) expects of the key.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub profile: Option<String>,
 }
 
 /// The severity from which `audit` exits 1.

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{AuditArgs, Cli, Command, FailOn, ProfilesCommand};
+use crate::cli::{AuditArgs, Cli, Command, ExplainArgs, FailOn, ProfilesCommand};
 use crate::report::Format;
 use crate::rules::Severity;
 
@@ -19,7 +19,17 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CommandConfig {
     Audit(AuditConfig),
+    Explain(ExplainConfig),
     Profiles(ProfilesConfig),
+}
+
+/// Everything `twtune explain` needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExplainConfig {
+    pub format: Format,
+    pub key: String,
+    pub profile: Option<String>,
+    pub root: PathBuf,
 }
 
 /// What a `profiles` subcommand needs.
@@ -49,6 +59,9 @@ impl Config {
     pub fn from_cli(cli: Cli) -> Config {
         let command = match cli.command {
             Command::Audit(args) => CommandConfig::Audit(AuditConfig::from_args(args)),
+            Command::Explain(ExplainArgs { key, root, format, profile }) => {
+                CommandConfig::Explain(ExplainConfig { format, key, profile, root })
+            }
             Command::Profiles(ProfilesCommand::List(root)) => {
                 CommandConfig::Profiles(ProfilesConfig::List { root: root.root })
             }

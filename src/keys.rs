@@ -40,6 +40,8 @@ pub struct KeySpec {
     /// Last kernel that has the key.
     pub until: Option<KernelVersion>,
     pub computed_default: Option<ComputedDefault>,
+    /// The kernel's fixed default (Linux 6.18), where it does not depend on the machine.
+    pub default: Option<&'static str>,
     /// The kernel refuses writes (a value only to read).
     pub read_only: bool,
 }
@@ -47,35 +49,43 @@ pub struct KeySpec {
 const INT_MAX: i64 = i32::MAX as i64;
 
 const fn spec(name: &'static str, shape: Shape) -> KeySpec {
-    KeySpec { name, shape, since: None, until: None, computed_default: None, read_only: false }
+    KeySpec { name, shape, since: None, until: None, computed_default: None, default: None, read_only: false }
 }
 
 const fn int(name: &'static str, min: i64, max: i64) -> KeySpec {
     spec(name, Shape::Int { min, max })
 }
 
+const fn with_default(spec: KeySpec, default: &'static str) -> KeySpec {
+    KeySpec { default: Some(default), ..spec }
+}
+
 /// Every key twtune knows, sorted by name.
 pub const KNOWN_KEYS: &[KeySpec] = &[
-    int("net.core.somaxconn", 0, INT_MAX),
-    spec("net.ipv4.ip_local_port_range", Shape::PortRange),
-    spec("net.ipv4.ip_local_reserved_ports", Shape::PortList),
-    int("net.ipv4.ip_unprivileged_port_start", 0, 65535),
+    // 4096 since Linux 5.4; 128 before.
+    with_default(int("net.core.somaxconn", 0, INT_MAX), "4096"),
+    with_default(spec("net.ipv4.ip_local_port_range", Shape::PortRange), "32768 60999"),
+    with_default(spec("net.ipv4.ip_local_reserved_ports", Shape::PortList), ""),
+    with_default(int("net.ipv4.ip_unprivileged_port_start", 0, 65535), "1024"),
     KeySpec { read_only: true, ..int("net.ipv4.tcp_ehash_entries", -INT_MAX, INT_MAX) },
-    int("net.ipv4.tcp_fin_timeout", 1, INT_MAX),
-    int("net.ipv4.tcp_keepalive_intvl", 1, INT_MAX),
-    int("net.ipv4.tcp_keepalive_probes", 1, 255),
-    int("net.ipv4.tcp_keepalive_time", 1, INT_MAX),
+    with_default(int("net.ipv4.tcp_fin_timeout", 1, INT_MAX), "60"),
+    with_default(int("net.ipv4.tcp_keepalive_intvl", 1, INT_MAX), "75"),
+    with_default(int("net.ipv4.tcp_keepalive_probes", 1, 255), "9"),
+    with_default(int("net.ipv4.tcp_keepalive_time", 1, INT_MAX), "7200"),
     KeySpec { computed_default: Some(ComputedDefault::HalfEhash), ..int("net.ipv4.tcp_max_orphans", 0, INT_MAX) },
     KeySpec { computed_default: Some(ComputedDefault::SynBacklog), ..int("net.ipv4.tcp_max_syn_backlog", 0, INT_MAX) },
     KeySpec { computed_default: Some(ComputedDefault::HalfEhash), ..int("net.ipv4.tcp_max_tw_buckets", 0, INT_MAX) },
-    int("net.ipv4.tcp_orphan_retries", 0, 255),
+    with_default(int("net.ipv4.tcp_orphan_retries", 0, 255), "0"),
     spec("net.ipv4.tcp_rmem", Shape::Ints { count: 3, min: 1, max: INT_MAX }),
     // The kernel stores these in a u8 without a range check; only 0, 1 and 2 mean anything.
-    int("net.ipv4.tcp_syncookies", 0, 2),
-    int("net.ipv4.tcp_timestamps", 0, 2),
-    KeySpec { until: Some(KernelVersion::new(4, 11)), ..int("net.ipv4.tcp_tw_recycle", 0, 1) },
-    int("net.ipv4.tcp_tw_reuse", 0, 2),
-    KeySpec { since: Some(KernelVersion::new(6, 14)), ..int("net.ipv4.tcp_tw_reuse_delay", 1, 60000) },
+    with_default(int("net.ipv4.tcp_syncookies", 0, 2), "1"),
+    with_default(int("net.ipv4.tcp_timestamps", 0, 2), "1"),
+    KeySpec { until: Some(KernelVersion::new(4, 11)), ..with_default(int("net.ipv4.tcp_tw_recycle", 0, 1), "0") },
+    with_default(int("net.ipv4.tcp_tw_reuse", 0, 2), "2"),
+    KeySpec {
+        since: Some(KernelVersion::new(6, 14)),
+        ..with_default(int("net.ipv4.tcp_tw_reuse_delay", 1, 60000), "1000")
+    },
     spec("net.ipv4.tcp_wmem", Shape::Ints { count: 3, min: 1, max: INT_MAX }),
 ];
 
@@ -121,6 +131,12 @@ impl KeySpec {
             Shape::Ints { count: 3, .. } => &["min", "default", "max"],
             _ => &[],
         }
+    }
+
+    /// The value a namespace starts with: the fixed default, or the computed one where the hash size
+    /// is known.
+    pub fn boot_default(&self, settings: &Settings) -> Option<String> {
+        self.default.map(str::to_string).or_else(|| self.computed_default(settings).map(|d| d.to_string()))
     }
 
     /// Whether a kernel of this version has the key.

@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod explain;
 pub mod inspect;
 pub mod keys;
 pub mod persisted;
@@ -25,7 +26,7 @@ use std::io::Write;
 
 use clap::Parser;
 
-use crate::config::{AuditConfig, CommandConfig, Config, ProfilesConfig};
+use crate::config::{AuditConfig, CommandConfig, Config, ExplainConfig, ProfilesConfig};
 use crate::error::{Error, Outcome, Result};
 use crate::inspect::proc_tcp::ProcSocketSource;
 use crate::profile::catalog::Catalog;
@@ -58,6 +59,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> u8 {
 fn execute(config: &Config) -> Result<Outcome> {
     match &config.command {
         CommandConfig::Audit(audit_config) => audit(audit_config, config.color),
+        CommandConfig::Explain(explain_config) => explain(explain_config, config.color),
         CommandConfig::Profiles(profiles_config) => profiles(profiles_config),
     }
 }
@@ -86,6 +88,15 @@ fn audit(config: &AuditConfig, color: anstream::ColorChoice) -> Result<Outcome> 
 
     let failed = config.fail_on.is_some_and(|threshold| report.worst().is_some_and(|worst| worst >= threshold));
     Ok(if failed { Outcome::Findings } else { Outcome::Clean })
+}
+
+fn explain(config: &ExplainConfig, color: anstream::ColorChoice) -> Result<Outcome> {
+    let root = Root::open(&config.root)?;
+    let profile = config.profile.as_deref().map(|arg| Catalog::new(root.path()).load(arg)).transpose()?;
+    let explanation = explain::explain(&root, &config.key, profile.as_ref())?;
+    let mut out = anstream::AutoStream::new(std::io::stdout().lock(), color);
+    explanation.render(config.format, &mut out).and_then(|()| out.flush()).map_err(Error::Output)?;
+    Ok(Outcome::Clean)
 }
 
 fn profiles(config: &ProfilesConfig) -> Result<Outcome> {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::persisted::ConfigTree;
 use crate::ports::{PortRange, PortSet};
 use crate::root::Root;
 use crate::sysctl::{KernelVersion, SysctlKey, fold_whitespace};
@@ -83,6 +84,8 @@ pub struct Inspection {
     /// Counter name -> value, since boot (or since the namespace was created).
     pub counters: BTreeMap<String, i64>,
     pub sockets: SocketSummary,
+    /// The sysctl.d configuration the next boot applies.
+    pub config: ConfigTree,
     /// Things that were read with trouble; the audit went on without them.
     pub warnings: Vec<String>,
 }
@@ -123,8 +126,9 @@ pub fn inspect(root: &Root, source: &mut dyn SocketSource, top: usize, extra_key
     let mut counter = SocketCounter::new(range, reserved);
     source.scan(&mut |socket| counter.add(socket), &mut warnings)?;
     let sockets = counter.finish(source.name(), top);
+    let config = ConfigTree::read(root.path())?;
 
-    Ok(Inspection { kernel, kernel_version, settings, counters, sockets, warnings })
+    Ok(Inspection { kernel, kernel_version, settings, counters, sockets, config, warnings })
 }
 
 fn read_settings(root: &Root, extra_keys: &[String], warnings: &mut Vec<String>) -> Result<Settings> {

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::inspect::Settings;
 use crate::inspect::counters::LineProblem;
+use crate::keys::spec_of;
 use crate::sysctl::fold_whitespace;
 use parse::{Entry, effective_value, glob_matches, is_glob, parse_conf};
 
@@ -47,6 +49,7 @@ pub struct ConfFile {
 /// A value set by a file, and where.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Assignment {
+    /// As written, whitespace folded.
     pub value: String,
     pub file: String,
     pub line: usize,
@@ -158,6 +161,17 @@ impl ConfigTree {
         keys
     }
 
+    /// What `key` will be after the next boot, and why: a file's value and its place, or the kernel
+    /// default (`None` when twtune does not know it).
+    pub fn boot_value(&self, key: &str, settings: &Settings) -> (Option<String>, String) {
+        match self.resolve(key).next_boot() {
+            Some(a) => (Some(a.comparable()), a.place()),
+            None => {
+                (spec_of(key).and_then(|s| s.boot_default(settings)), "the kernel default; no file sets it".to_string())
+            }
+        }
+    }
+
     /// The files each order reads, in order, for reports.
     pub fn file_lists(&self) -> (Vec<String>, Vec<String>) {
         let paths = |files: &[ConfFile]| files.iter().map(|f| f.path.clone()).collect();
@@ -180,7 +194,7 @@ fn assignments(files: &[ConfFile], key: &str) -> Vec<Assignment> {
             let reaches = if glob { !excluded && glob_matches(k, key) } else { k == key };
             if reaches {
                 found.push(Assignment {
-                    value: value.clone(),
+                    value: fold_whitespace(value),
                     file: file.path.clone(),
                     line: *line,
                     glob,

@@ -219,7 +219,11 @@ pub fn evaluate(profile: &Profile, inspection: &Inspection) -> (Vec<Finding>, Ve
             continue;
         };
         match check(key, setting, current, &inspection.settings) {
-            Verdict::Met => {}
+            Verdict::Met => {
+                if let Some(finding) = not_persisted(profile, key, setting, current, inspection) {
+                    findings.push(finding);
+                }
+            }
             Verdict::Unknown(why) => warnings.push(format!("profile {}: {key} not checked: {why}", profile.name)),
             Verdict::Unmet { expected, recommended } => {
                 let recommended = recommended.filter(|r| spec_of(key).is_none_or(|s| s.check_value(r).is_ok()));
@@ -252,6 +256,43 @@ pub fn evaluate(profile: &Profile, inspection: &Inspection) -> (Vec<Finding>, Ve
         }
     }
     (findings, warnings)
+}
+
+/// A finding when `key` meets the profile now but the next boot will not keep it: no file sets it
+/// and the kernel default does not meet the profile. Where twtune does not know the default it says
+/// nothing rather than guess. (A file that sets another value is the `persist.drift` rule's business.)
+fn not_persisted(
+    profile: &Profile,
+    key: &str,
+    setting: &Setting,
+    current: &str,
+    inspection: &Inspection,
+) -> Option<Finding> {
+    if inspection.config.resolve(key).next_boot().is_some() {
+        return None;
+    }
+    let boot = inspection.config.boot_value(key, &inspection.settings).0?;
+    if check(key, setting, &boot, &inspection.settings) == Verdict::Met {
+        return None;
+    }
+    Some(Finding {
+        id: "persist.not-persisted".into(),
+        severity: setting.severity,
+        key: Some(key.to_string()),
+        current: Some(current.to_string()),
+        recommended: Some(current.to_string()),
+        message: format!(
+            "{key} is {current:?} now, as profile {} expects, but no sysctl.d file sets it: the next boot resets it \
+             to the kernel default {boot:?}",
+            profile.name
+        ),
+        risk: "None: persisting the running value only keeps it across reboots.".into(),
+        evidence: json!({ "profile": profile.name, "runtime": current, "boot": boot })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        advice: Vec::new(),
+    })
 }
 
 #[cfg(test)]

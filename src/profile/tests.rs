@@ -284,6 +284,7 @@ fn inspection(kernel: (u32, u32), pairs: &[(&str, &str)]) -> Inspection {
         settings: settings(pairs),
         counters: BTreeMap::new(),
         sockets: counter.finish("test", 10),
+        config: Default::default(),
         warnings: Vec::new(),
     }
 }
@@ -297,7 +298,11 @@ fn evaluate_makes_one_finding_per_unmet_setting() {
     let host = inspection((6, 18), &[("net.core.somaxconn", "128"), ("net.ipv4.tcp_tw_reuse", "1")]);
     let (findings, warnings) = evaluate(&profile, &host);
     assert!(warnings.is_empty(), "{warnings:?}");
-    assert_eq!(findings.len(), 1);
+    let ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(ids, vec!["profile.net.core.somaxconn", "persist.not-persisted"]);
+    let kept = &findings[1];
+    assert_eq!((kept.key.as_deref(), kept.recommended.as_deref()), (Some("net.ipv4.tcp_tw_reuse"), Some("1")));
+    assert!(kept.message.contains("the next boot resets it to the kernel default \"2\""), "{}", kept.message);
     let f = &findings[0];
     assert_eq!(f.id, "profile.net.core.somaxconn");
     assert_eq!(f.severity, crate::rules::Severity::Crit);
@@ -317,7 +322,7 @@ fn kernel_bounds_and_absent_keys() {
     );
     // A 6.18 kernel: recycle is out of range, delay absent is odd, orphans absent in a container.
     let (findings, warnings) = evaluate(&profile, &inspection((6, 18), &[("net.ipv4.tcp_tw_reuse_delay", "5")]));
-    assert_eq!(findings.len(), 1);
+    assert_eq!(findings.len(), 1, "{findings:?}");
     assert_eq!(findings[0].id, "profile.net.ipv4.tcp_tw_reuse_delay");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("net.ipv4.tcp_max_orphans is absent"), "{warnings:?}");

@@ -96,6 +96,14 @@ fn time_wait(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         e.reserved_in_range,
         e.listeners_in_range.len(),
         e.usable_ports
+    )?;
+    let c = &report.config;
+    writeln!(
+        out,
+        "\n{HEADING}Persisted configuration{HEADING:#}\n  {} files for systemd-sysctl at boot, {} for `sysctl --system`{}",
+        c.systemd.len(),
+        c.procps.len(),
+        if c.procps.is_empty() { " (no sysctl.d files: every value is lost at reboot)" } else { "" }
     )
 }
 

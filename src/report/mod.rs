@@ -24,6 +24,13 @@ pub enum Format {
     Json,
 }
 
+/// The persisted configuration files, in the order each tool applies them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConfigFiles {
+    pub systemd: Vec<String>,
+    pub procps: Vec<String>,
+}
+
 /// Which profile an audit used.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProfileSummary {
@@ -47,6 +54,8 @@ pub struct Report {
     pub settings: Settings,
     pub counters: BTreeMap<String, i64>,
     pub sockets: SocketSummary,
+    /// The sysctl configuration files each boot order reads, in order.
+    pub config: ConfigFiles,
     pub findings: Vec<Finding>,
     /// Things read with trouble; the audit went on without them.
     pub warnings: Vec<String>,
@@ -55,7 +64,9 @@ pub struct Report {
 impl Report {
     /// Assembles a report from an inspection and the findings about it.
     pub fn new(inspection: Inspection, findings: Vec<Finding>, profile: Option<ProfileSummary>) -> Report {
+        let (systemd, procps) = inspection.config.file_lists();
         Report {
+            config: ConfigFiles { systemd, procps },
             schema_version: SCHEMA_VERSION,
             twtune_version: env!("CARGO_PKG_VERSION"),
             kernel: inspection.kernel,

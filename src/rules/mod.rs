@@ -106,6 +106,7 @@ pub fn evaluate(inspection: &Inspection, thresholds: &Thresholds) -> Vec<Finding
     listeners_in_range(inspection, &mut findings);
     port_range_shape(inspection, &mut findings);
     listen_overflows(inspection, &mut findings);
+    persisted::evaluate(inspection, &mut findings);
     sort_findings(&mut findings);
     findings
 }
@@ -115,7 +116,7 @@ pub fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.id.cmp(&b.id)));
 }
 
-fn finding(id: &str, severity: Severity, message: String, risk: &str) -> Finding {
+pub(crate) fn finding(id: &str, severity: Severity, message: String, risk: &str) -> Finding {
     Finding {
         id: id.to_string(),
         severity,
@@ -130,14 +131,14 @@ fn finding(id: &str, severity: Severity, message: String, risk: &str) -> Finding
 }
 
 impl Finding {
-    fn about(mut self, key: &str, current: Option<&str>, recommended: Option<String>) -> Finding {
+    pub(crate) fn about(mut self, key: &str, current: Option<&str>, recommended: Option<String>) -> Finding {
         self.key = Some(key.to_string());
         self.current = current.map(str::to_string);
         self.recommended = recommended;
         self
     }
 
-    fn evidence(mut self, value: Value) -> Finding {
+    pub(crate) fn evidence(mut self, value: Value) -> Finding {
         if let Value::Object(map) = value {
             self.evidence.extend(map);
         }
@@ -576,5 +577,6 @@ fn listen_overflows(inspection: &Inspection, out: &mut Vec<Finding>) {
     );
 }
 
+mod persisted;
 #[cfg(test)]
 mod tests;

@@ -96,6 +96,7 @@ impl Host {
             settings,
             counters: self.counters.clone(),
             sockets: counter.finish("test", 10),
+            config: Default::default(),
             warnings: Vec::new(),
         }
     }

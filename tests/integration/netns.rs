@@ -19,6 +19,7 @@ const INSIDE: &str = "TWTUNE_TEST_IN_NETNS";
 pub fn enter(test_name: &str) -> bool {
     if std::env::var_os(INSIDE).is_some() {
         assert_private_network_namespace();
+        hide_host_sysctl_config();
         run("ip", &["link", "set", "lo", "up"]);
         return true;
     }
@@ -67,6 +68,34 @@ pub fn assert_private_network_namespace() {
     let pid1 = std::fs::read_link("/proc/1/ns/net").map(|l| l.to_string_lossy().into_owned()).ok();
     let private = started_in.starts_with("net:[") && ours != started_in && pid1.is_none_or(|host| host != ours);
     assert!(private, "refusing to touch sysctls or sockets outside a private network namespace ({ours})");
+}
+
+/// Every directory either boot order reads sysctl files from.
+pub const SYSCTL_DIRS: &[&str] =
+    &["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"];
+
+/// Covers every sysctl.d directory with an empty tmpfs and /etc/sysctl.conf with /dev/null, in this
+/// private mount namespace only, so that no test reads the host's configuration and nothing (such as
+/// `sysctl --system`) can apply it or write to it.
+fn hide_host_sysctl_config() {
+    assert_private_mount_namespace();
+    for dir in SYSCTL_DIRS {
+        if Path::new(dir).is_dir() {
+            run("mount", &["-t", "tmpfs", "-o", "size=1m", "twtune-test", dir]);
+        }
+    }
+    if Path::new("/etc/sysctl.conf").exists() {
+        run("mount", &["--bind", "/dev/null", "/etc/sysctl.conf"]);
+    }
+}
+
+/// Panics unless this process's mount namespace differs from PID 1's, where that can be read. (The
+/// re-execution always goes through `unshare --mount`; this guards against a stray environment.)
+fn assert_private_mount_namespace() {
+    let ours = std::fs::read_link("/proc/self/ns/mnt").expect("read own mount namespace");
+    if let Ok(host) = std::fs::read_link("/proc/1/ns/mnt") {
+        assert_ne!(ours, host, "refusing to mount over the host's sysctl configuration");
+    }
 }
 
 /// Writes a sysctl of this private network namespace.

@@ -42,8 +42,16 @@ pub struct Report {
     pub settings: std::collections::BTreeMap<String, Option<String>>,
     pub counters: std::collections::BTreeMap<String, i64>,
     pub sockets: Sockets,
+    pub config: ConfigFiles,
     pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFiles {
+    pub systemd: Vec<String>,
+    pub procps: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]

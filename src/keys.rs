@@ -148,7 +148,8 @@ impl KeySpec {
     /// hash size is known (`tcp_ehash_entries`, Linux 6.1+; negative in a namespace sharing the
     /// host's hash).
     pub fn computed_default(&self, settings: &Settings) -> Option<i64> {
-        let ehash = settings.int("net.ipv4.tcp_ehash_entries")?.abs();
+        // unsigned_abs: a captured tree may hold any number, including i64::MIN.
+        let ehash = i64::try_from(settings.int("net.ipv4.tcp_ehash_entries")?.unsigned_abs()).ok()?;
         if ehash == 0 {
             return None;
         }

@@ -37,10 +37,17 @@ use crate::root::Root;
 pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> u8 {
     let cli = match cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,
-        Err(err) => {
-            // Help and version go to stdout and exit 0; usage errors go to stderr and exit 2.
+        // Help and version go to stdout and exit 0.
+        Err(err) if !err.use_stderr() => {
             let _ = err.print();
-            return u8::try_from(err.exit_code()).unwrap_or(error::ERROR_EXIT_CODE);
+            return 0;
+        }
+        // A usage error is one line, like every other error.
+        Err(err) => {
+            let rendered = err.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            anstream::eprintln!("twtune: {}; see 'twtune --help'", first.trim_start_matches("error: "));
+            return error::ERROR_EXIT_CODE;
         }
     };
     cli.color.write_global();
@@ -81,13 +88,17 @@ fn audit(config: &AuditConfig, color: anstream::ColorChoice) -> Result<Outcome> 
         ProfileSummary { name: profile.name, source: profile.source, chain: profile.chain }
     });
     rules::sort_findings(&mut findings);
-    let report = Report::new(inspection, findings, summary);
-
-    let mut out = anstream::AutoStream::new(std::io::stdout().lock(), color);
-    report.render(config.format, &mut out).and_then(|()| out.flush()).map_err(Error::Output)?;
+    let report = Report::new(inspection, findings, summary, thresholds);
 
     let failed = config.fail_on.is_some_and(|threshold| report.worst().is_some_and(|worst| worst >= threshold));
-    Ok(if failed { Outcome::Findings } else { Outcome::Clean })
+    let outcome = if failed { Outcome::Findings } else { Outcome::Clean };
+    let mut out = anstream::AutoStream::new(std::io::stdout().lock(), color);
+    match report.render(config.format, &mut out).and_then(|()| out.flush()) {
+        // `twtune audit | head`: the reader left, but the verdict stands (pipefail users rely on it).
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(outcome),
+        Err(e) => Err(Error::Output(e)),
+        Ok(()) => Ok(outcome),
+    }
 }
 
 fn explain(config: &ExplainConfig, color: anstream::ColorChoice) -> Result<Outcome> {

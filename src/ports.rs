@@ -52,11 +52,21 @@ impl PortRange {
         self.low % 2 == self.high % 2
     }
 
-    /// How many ports this range shares with `other`.
-    pub fn overlap(self, other: PortRange) -> u32 {
+    /// The ports this range shares with `other`, if any.
+    pub fn intersection(self, other: PortRange) -> Option<PortRange> {
         let low = self.low.max(other.low);
         let high = self.high.min(other.high);
-        if low > high { 0 } else { u32::from(high) - u32::from(low) + 1 }
+        (low <= high).then_some(PortRange { low, high })
+    }
+
+    /// How many ports this range shares with `other`.
+    pub fn overlap(self, other: PortRange) -> u32 {
+        self.intersection(other).map_or(0, PortRange::size)
+    }
+
+    /// Whether the range starts below `ip_unprivileged_port_start`, which a running kernel refuses.
+    pub fn starts_below(self, unprivileged_start: i64) -> bool {
+        i64::from(self.low) < unprivileged_start
     }
 }
 
@@ -129,6 +139,11 @@ impl PortSet {
         (range.low..=range.high).filter(|p| self.contains(*p)).count() as u32
     }
 
+    /// How many ports of `range` the set does not hold.
+    pub fn missing_in(&self, range: PortRange) -> u32 {
+        range.size() - self.count_in(range)
+    }
+
     /// Adds every port of `other`.
     pub fn union_with(&mut self, other: &PortSet) {
         self.bits.iter_mut().zip(other.bits.iter()).for_each(|(a, b)| *a |= b);
@@ -184,6 +199,10 @@ mod tests {
         assert_eq!(PortRange::DEFAULT.overlap(KUBERNETES_NODEPORT), 0);
         assert_eq!(PortRange { low: 1024, high: 65535 }.overlap(KUBERNETES_NODEPORT), 2768);
         assert_eq!(PortRange { low: 32000, high: 40000 }.overlap(KUBERNETES_NODEPORT), 768);
+        assert_eq!(PortRange::DEFAULT.intersection(KUBERNETES_NODEPORT), None);
+        let reserved = PortSet::parse("30000-32767").expect("valid");
+        assert_eq!(reserved.missing_in(PortRange { low: 32000, high: 32767 }), 0);
+        assert_eq!(PortSet::default().missing_in(PortRange { low: 32000, high: 32767 }), 768);
     }
 
     #[test]

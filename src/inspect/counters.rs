@@ -50,46 +50,54 @@ pub fn parse_sockstat_tcp(text: &str) -> Parsed<BTreeMap<String, i64>> {
 }
 
 /// Parses `/proc/net/netstat` or `/proc/net/snmp`: pairs of lines `Section: Name1 Name2 ...` and
-/// `Section: 1 2 ...`. Returns section -> name -> value.
+/// `Section: 1 2 ...`. Returns section -> name -> value. A line whose section does not follow the
+/// header before it starts a new pair, so one missing line costs one section, not the next as well.
 pub fn parse_mib(text: &str) -> Parsed<BTreeMap<String, BTreeMap<String, i64>>> {
     let mut parsed = Parsed::<BTreeMap<String, BTreeMap<String, i64>>>::default();
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    while let Some((header_index, header)) = lines.next() {
-        let Some((section, names)) = header.split_once(':') else {
-            parsed.problems.push(LineProblem { line: header_index + 1, problem: "expected \"Section: ...\"".into() });
+    // The header waiting for its values: (line number, section, names).
+    let mut pending: Option<(usize, &str, &str)> = None;
+    for (index, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let number = index + 1;
+        let Some((section, rest)) = line.split_once(':') else {
+            parsed.problems.push(LineProblem { line: number, problem: "expected \"Section: ...\"".into() });
             continue;
         };
-        let Some((values_index, values_line)) = lines.next() else {
-            parsed.problems.push(LineProblem {
-                line: header_index + 1,
-                problem: format!("{section}: header without a value line"),
-            });
-            break;
-        };
-        let problem = |problem: String| LineProblem { line: values_index + 1, problem };
-        let Some((value_section, values)) = values_line.split_once(':') else {
-            parsed.problems.push(problem("expected \"Section: values\"".into()));
-            continue;
-        };
-        if value_section != section {
-            parsed.problems.push(problem(format!("{value_section}: values follow the header of {section}")));
-            continue;
-        }
-        let names: Vec<&str> = names.split_whitespace().collect();
-        let values: Vec<&str> = values.split_whitespace().collect();
-        if names.len() != values.len() {
-            parsed.problems.push(problem(format!("{section}: {} names but {} values", names.len(), values.len())));
-            continue;
-        }
-        let table = parsed.value.entry(section.to_string()).or_default();
-        for (name, value) in names.iter().zip(values) {
-            match value.parse::<i64>() {
-                Ok(n) => {
-                    table.insert((*name).to_string(), n);
+        match pending.take() {
+            Some((_, header_section, names)) if header_section == section => {
+                let names: Vec<&str> = names.split_whitespace().collect();
+                let values: Vec<&str> = rest.split_whitespace().collect();
+                let problem = |problem: String| LineProblem { line: number, problem };
+                if names.len() != values.len() {
+                    let (n, v) = (names.len(), values.len());
+                    parsed.problems.push(problem(format!("{section}: {n} names but {v} values")));
+                    continue;
                 }
-                Err(_) => parsed.problems.push(problem(format!("{section} {name}: {value:?} is not an integer"))),
+                let table = parsed.value.entry(section.to_string()).or_default();
+                for (name, value) in names.iter().zip(values) {
+                    match value.parse::<i64>() {
+                        Ok(n) => {
+                            table.insert((*name).to_string(), n);
+                        }
+                        Err(_) => {
+                            parsed.problems.push(problem(format!("{section} {name}: {value:?} is not an integer")))
+                        }
+                    }
+                }
             }
+            Some((header_line, header_section, _)) => {
+                parsed.problems.push(LineProblem {
+                    line: header_line,
+                    problem: format!("{header_section}: header without a value line"),
+                });
+                pending = Some((number, section, rest));
+            }
+            None => pending = Some((number, section, rest)),
         }
+    }
+    if let Some((header_line, header_section, _)) = pending {
+        parsed
+            .problems
+            .push(LineProblem { line: header_line, problem: format!("{header_section}: header without a value line") });
     }
     parsed
 }
@@ -140,12 +148,13 @@ mod tests {
 
     #[test]
     fn mib_skips_malformed_pairs_and_keeps_the_rest() {
-        let text = "TcpExt: TW TWRecycled\nTcpExt: 5\nnonsense\nIpExt: InNoRoutes\nIpExt: 7\nTcp: A B\nUdp: 1 2\nMPTcpExt: X\nMPTcpExt: y\n";
+        let text = "TcpExt: TW TWRecycled\nTcpExt: 5\nnonsense\nIpExt: InNoRoutes\nIpExt: 7\nTcp: A B\nUdp: X\nUdp: 2\nMPTcpExt: X\nMPTcpExt: y\n";
         let parsed = parse_mib(text);
         assert_eq!(parsed.value.get("TcpExt"), None, "count mismatch drops the section");
         assert_eq!(parsed.value["IpExt"]["InNoRoutes"], 7);
+        assert_eq!(parsed.value["Udp"]["X"], 2, "a header without values does not swallow the next pair");
         let lines: Vec<usize> = parsed.problems.iter().map(|p| p.line).collect();
-        assert_eq!(lines, vec![2, 3, 7, 9], "{:?}", parsed.problems);
+        assert_eq!(lines, vec![2, 3, 6, 10], "{:?}", parsed.problems);
     }
 
     #[test]

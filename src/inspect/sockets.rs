@@ -91,6 +91,11 @@ pub trait SocketSource {
 
     /// Hands every TCP socket, IPv4 and IPv6, to `visit`. Lines or records that cannot be used are
     /// skipped and described in `warnings`; only a failure to read the table at all is an error.
+    ///
+    /// Contract: within each address family, listening sockets come before the connections, as the
+    /// kernel lists them in `/proc/net/tcp` and in sock_diag dumps. [`SocketCounter`] relies on it to
+    /// keep the server side of inbound connections out of the destination buckets without storing
+    /// sockets.
     fn scan(&mut self, visit: &mut dyn FnMut(Socket), warnings: &mut Vec<String>) -> Result<()>;
 }
 

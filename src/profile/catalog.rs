@@ -120,6 +120,9 @@ impl Catalog {
 
     /// Finds a profile by name: a local file first, then a built-in one.
     fn find(&self, name: &str) -> Result<Option<(ProfileFile, String)>> {
+        if !crate::profile::parse::valid_name(name) {
+            return Ok(None);
+        }
         for extension in ["yaml", "yml"] {
             let path = self.dir.join(format!("{name}.{extension}"));
             if path.is_file() {
@@ -177,15 +180,19 @@ fn built_in_file(name: &str) -> String {
 }
 
 fn read_profile_file(path: &Path) -> Result<String> {
+    use std::io::Read;
     let read_error = |source| Error::Read { path: path.to_path_buf(), source, hint: "" };
-    let meta = std::fs::metadata(path).map_err(read_error)?;
-    if meta.len() > MAX_PROFILE_BYTES {
+    // Read at most one byte past the limit: a device or a FIFO has no size to check beforehand.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_PROFILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_PROFILE_BYTES {
         return Err(Error::Profile {
             location: path.display().to_string(),
-            message: format!("{} bytes is too large for a profile", meta.len()),
+            message: format!("more than {MAX_PROFILE_BYTES} bytes is too large for a profile"),
         });
     }
-    let bytes = std::fs::read(path).map_err(read_error)?;
     String::from_utf8(bytes)
         .map_err(|_| Error::Profile { location: path.display().to_string(), message: "not UTF-8 text".into() })
 }

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::inspect::{Inspection, Settings};
 use crate::keys::spec_of;
-use crate::ports::PortSet;
+use crate::ports::{PortRange, PortSet};
 use crate::rules::{Finding, Thresholds};
 use crate::sysctl::{KernelVersion, fold_whitespace};
 use parse::{Bound, Setting, ThresholdOverrides, field_name, static_check};
@@ -112,7 +112,9 @@ pub fn check(key: &str, setting: &Setting, current: &str, settings: &Settings) -
     } else {
         None
     };
-    let unmet_static = static_check(key, setting, &current).err();
+    let reserved =
+        settings.get("net.ipv4.ip_local_reserved_ports").and_then(|s| PortSet::parse(s).ok()).unwrap_or_default();
+    let unmet_static = static_check(key, setting, &current, &reserved).err();
     let unmet_default = default_value.and_then(|d| {
         let n: i64 = current.parse().ok()?;
         match (&setting.min, &setting.max) {
@@ -138,6 +140,27 @@ fn recommended(setting: &Setting, current: &str, default: Option<i64>) -> Option
         let mut set = PortSet::parse(current).ok()?;
         set.union_with(&PortSet::parse(&includes.0).ok()?);
         return Some(set.to_string());
+    }
+    if let Some(avoid) = &setting.avoid {
+        // Move the range off the avoided ports, keeping the side with room; the finding's message
+        // names reserving them as the other way.
+        let range = PortRange::parse(current).ok()?;
+        let avoided = PortSet::parse(&avoid.0).ok()?;
+        let (first, last) = (avoided.iter().next()?, avoided.iter().last()?);
+        let moved = if range.high > last {
+            PortRange { low: range.low.max(last + 1), high: range.high }
+        } else if range.low < first {
+            PortRange { low: range.low, high: range.high.min(first - 1) }
+        } else {
+            return None;
+        };
+        // Keep the bounds of different parity, as the kernel docs advise.
+        let moved = if moved.same_parity() && moved.high > moved.low {
+            PortRange { high: moved.high - 1, ..moved }
+        } else {
+            moved
+        };
+        return Some(moved.to_string());
     }
     let mut fields: Vec<i64> = current.split_whitespace().map(|f| f.parse().ok()).collect::<Option<_>>()?;
     let limit = |bound: &Option<Bound>, index: usize| match bound {
@@ -183,6 +206,12 @@ pub fn describe(key: &str, setting: &Setting) -> String {
     }
     if let Some(includes) = &setting.includes {
         parts.push(format!("including {}", includes.0));
+    }
+    if let Some(avoid) = &setting.avoid {
+        parts.push(format!("clear of {} unless reserved in ip_local_reserved_ports", avoid.0));
+    }
+    if setting.different_parity {
+        parts.push("bounds of different parity".into());
     }
     parts.join(", ")
 }
@@ -238,9 +267,9 @@ pub fn evaluate(profile: &Profile, inspection: &Inspection) -> (Vec<Finding>, Ve
                         if current.is_empty() { "empty" } else { current },
                         profile.name,
                         describe(key, setting),
-                        setting.why.trim()
+                        fold_whitespace(&setting.why)
                     ),
-                    risk: setting.risk.trim().to_string(),
+                    risk: fold_whitespace(&setting.risk),
                     evidence: json!({
                         "profile": profile.name,
                         "defined_in": profile.origin.get(key),

@@ -149,6 +149,13 @@ pub struct Setting {
     /// Port-list keys: these ports must be in the list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub includes: Option<Text>,
+    /// Range keys: the range must not reach these ports, unless they are reserved
+    /// (`ip_local_reserved_ports`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avoid: Option<Text>,
+    /// Range keys: the bounds must have different parity (so connect() and bind(0) draw apart).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub different_parity: bool,
     /// The value to set when the expectation is not met (required with `min_size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recommend: Option<Text>,
@@ -252,6 +259,11 @@ pub struct ProfileFile {
     pub settings: BTreeMap<String, Setting>,
 }
 
+/// Whether `name` can name a profile (and so a file in profiles.d): no path can hide in it.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
 /// Where an error is: `file`, `file:line` or `file:line:column`.
 fn location(file: &str, line: u64, column: u64) -> String {
     match (line, column) {
@@ -295,10 +307,16 @@ pub fn parse_profile(text: &str, file: &str, expected_name: Option<&str>) -> Res
         settings.insert(name, setting);
     }
     check_cross_keys(&settings).map_err(|m| at(0, m))?;
+    let extends = raw.extends.map(|e| (e.value.trim().to_string(), e.referenced.line()));
+    if let Some((parent, line)) = &extends
+        && !valid_name(parent)
+    {
+        return Err(at(*line, format!("extends {parent:?}: a profile name is lower-case letters, digits, - and _")));
+    }
     Ok(ProfileFile {
         name,
         description: raw.description.trim().to_string(),
-        extends: raw.extends.map(|e| (e.value.trim().to_string(), e.referenced.line())),
+        extends,
         notes: raw.notes,
         thresholds,
         settings,
@@ -363,9 +381,18 @@ fn check_setting(name: &str, setting: &Setting) -> Result<(), String> {
         return Err("the kernel does not allow writing this key".into());
     }
     let e = setting;
-    let bounds = e.min.is_some() || e.max.is_some() || e.min_size.is_some() || e.includes.is_some();
+    let bounds = e.min.is_some()
+        || e.max.is_some()
+        || e.min_size.is_some()
+        || e.includes.is_some()
+        || e.avoid.is_some()
+        || e.different_parity;
     match (&e.value, &e.one_of, bounds) {
-        (None, None, false) => return Err("says nothing: give value, one_of, min, max, min_size or includes".into()),
+        (None, None, false) => {
+            return Err(
+                "says nothing: give value, one_of, min, max, min_size, includes, avoid or different_parity".into()
+            );
+        }
         (Some(_), Some(_), _) | (Some(_), _, true) => {
             return Err("value cannot be combined with other constraints".into());
         }
@@ -420,9 +447,18 @@ fn check_setting(name: &str, setting: &Setting) -> Result<(), String> {
         }
         PortSet::parse(&includes.0).map_err(|m| format!("includes: {m}"))?;
     }
+    if let Some(avoid) = &e.avoid {
+        if spec.map(|s| s.shape) != Some(Shape::PortRange) {
+            return Err("avoid applies to port ranges only".into());
+        }
+        PortSet::parse(&avoid.0).map_err(|m| format!("avoid: {m}"))?;
+    }
+    if e.different_parity && spec.map(|s| s.shape) != Some(Shape::PortRange) {
+        return Err("different_parity applies to port ranges only".into());
+    }
     if let Some(recommend) = &setting.recommend {
         check("recommend", recommend)?;
-        if let Err(unmet) = static_check(name, e, &recommend.0) {
+        if let Err(unmet) = static_check(name, e, &recommend.0, &PortSet::default()) {
             return Err(format!("recommend {:?} does not meet the setting itself ({unmet})", recommend.0));
         }
     }
@@ -459,7 +495,16 @@ fn check_bound(what: &str, bound: &Bound, spec: Option<&KeySpec>) -> Result<(), 
         },
         (Bound::Int(_), None) => Ok(()),
         (Bound::Fields(fields), Some(spec)) => match spec.field_count() {
-            Some(count) if count > 1 && fields.len() == count => Ok(()),
+            Some(count) if count > 1 && fields.len() == count => {
+                let (low, high) = match spec.shape {
+                    Shape::Ints { min, max, .. } => (min, max),
+                    _ => (1, 65535),
+                };
+                match fields.iter().flatten().find(|n| !(low..=high).contains(*n)) {
+                    Some(n) => Err(format!("{what}: {n} is outside {low}..{high}")),
+                    None => Ok(()),
+                }
+            }
             Some(count) if count > 1 => {
                 Err(format!("{what}: this key has {count} fields, the bound lists {}", fields.len()))
             }
@@ -470,8 +515,8 @@ fn check_bound(what: &str, bound: &Bound, spec: Option<&KeySpec>) -> Result<(), 
 }
 
 /// Whether `value` of `key` meets the constraints that need no running kernel (everything but
-/// `default` bounds). `Err` says what is unmet.
-pub fn static_check(key: &str, e: &Setting, value: &str) -> Result<(), String> {
+/// `default` bounds), given the ports reserved on the host (for `avoid`). `Err` says what is unmet.
+pub fn static_check(key: &str, e: &Setting, value: &str, reserved: &PortSet) -> Result<(), String> {
     let value = fold_whitespace(value);
     if let Some(want) = &e.value
         && want.0 != value
@@ -510,6 +555,17 @@ pub fn static_check(key: &str, e: &Setting, value: &str) -> Result<(), String> {
     {
         return Err(format!("including {}", includes.0));
     }
+    if let Some(avoid) = &e.avoid
+        && let (Ok(range), Ok(avoided)) = (PortRange::parse(&value), PortSet::parse(&avoid.0))
+    {
+        let clashing = (range.low..=range.high).filter(|p| avoided.contains(*p) && !reserved.contains(*p)).count();
+        if clashing > 0 {
+            return Err(format!("clear of {} ({clashing} ports of the range are neither clear nor reserved)", avoid.0));
+        }
+    }
+    if e.different_parity && PortRange::parse(&value).is_ok_and(PortRange::same_parity) {
+        return Err("bounds of different parity".into());
+    }
     Ok(())
 }
 
@@ -527,8 +583,8 @@ pub fn check_cross_keys(settings: &BTreeMap<String, Setting>) -> Result<(), Stri
         |key: &str| settings.get(key).and_then(|s| s.value.as_ref().or(s.recommend.as_ref())).map(|t| t.0.clone());
     if let (Some(range), Some(start)) =
         (exact("net.ipv4.ip_local_port_range"), exact("net.ipv4.ip_unprivileged_port_start"))
-        && let (Ok(range), Ok(start)) = (PortRange::parse(&range), start.parse::<u32>())
-        && u32::from(range.low) < start
+        && let (Ok(range), Ok(start)) = (PortRange::parse(&range), start.parse::<i64>())
+        && range.starts_below(start)
     {
         return Err(format!(
             "net.ipv4.ip_local_port_range starts at {} below net.ipv4.ip_unprivileged_port_start {start}; the kernel \

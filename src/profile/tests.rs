@@ -148,6 +148,30 @@ fn invalid_profiles_fail_with_precise_messages() {
         ),
         ("name: t\ndescription: d\n---\nname: u\ndescription: d\n", "a profile file holds one YAML document"),
         (
+            "name: t\ndescription: d\nsettings:\n  net.ipv4.ip_local_port_range: {min: [0, 99999], why: w, risk: r}\n",
+            "min: 0 is outside 1..65535",
+        ),
+        (
+            "name: t\ndescription: d\nsettings:\n  net.ipv4.tcp_rmem: {max: [4096, 0, 8], why: w, risk: r}\n",
+            "max: 0 is outside 1..",
+        ),
+        (
+            "name: t\ndescription: d\nsettings:\n  net.core.somaxconn: {avoid: \"1-2\", why: w, risk: r}\n",
+            "avoid applies to port ranges only",
+        ),
+        (
+            "name: t\ndescription: d\nsettings:\n  net.core.somaxconn: {different_parity: true, why: w, risk: r}\n",
+            "different_parity applies to port ranges only",
+        ),
+        (
+            "name: t\ndescription: d\nsettings:\n  net.ipv4.ip_local_port_range: {different_parity: true, recommend: \"1024 65534\", why: w, risk: r}\n",
+            "does not meet the setting itself (bounds of different parity)",
+        ),
+        (
+            "name: t\ndescription: d\nextends: ../../etc/passwd\n",
+            "p.yaml:3: extends \"../../etc/passwd\": a profile name is",
+        ),
+        (
             "name: t\ndescription: d\nsettings:\n  net.core.somaxconn: {min: [[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]], why: w, risk: r}\n",
             "p.yaml:4",
         ),
@@ -228,6 +252,41 @@ fn per_field_bounds_without_recommend_clamp_each_field() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn different_parity_and_avoid_on_a_port_range() {
+    let key = "net.ipv4.ip_local_port_range";
+    let parity = setting("net.ipv4.ip_local_port_range: {different_parity: true, why: w, risk: r}");
+    assert_eq!(check(key, &parity, "32768 60999", &Settings::default()), Verdict::Met);
+    assert!(matches!(check(key, &parity, "1024 65534", &Settings::default()), Verdict::Unmet { .. }));
+
+    let avoid = setting("net.ipv4.ip_local_port_range: {avoid: \"30000-32767\", why: w, risk: r}");
+    assert_eq!(check(key, &avoid, "32768 60999", &Settings::default()), Verdict::Met, "clear");
+    assert_eq!(
+        check(key, &avoid, "1024 65535", &Settings::default()),
+        Verdict::Unmet {
+            expected: "clear of 30000-32767 (2768 ports of the range are neither clear nor reserved)".into(),
+            recommended: Some("32768 65535".into())
+        }
+    );
+    let reserved = settings(&[("net.ipv4.ip_local_reserved_ports", "29000-33000")]);
+    assert_eq!(check(key, &avoid, "1024 65535", &reserved), Verdict::Met, "overlap reserved");
+    match check(key, &avoid, "1024 31000", &Settings::default()) {
+        Verdict::Unmet { recommended, .. } => assert_eq!(recommended.as_deref(), Some("1024 29999")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn multi_line_why_becomes_a_one_line_message() {
+    let profile = profile_with(
+        "  net.core.somaxconn:\n    min: 4096\n    why: |\n      first line\n      second line\n    risk: |\n      r1\n      r2\n",
+    );
+    let host = inspection((6, 18), &[("net.core.somaxconn", "128")]);
+    let (findings, _) = evaluate(&profile, &host);
+    assert!(findings[0].message.ends_with("first line second line"), "{}", findings[0].message);
+    assert_eq!(findings[0].risk, "r1 r2");
 }
 
 #[test]

@@ -134,9 +134,9 @@ fn buckets(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max("ports".len());
     writeln!(out, "  {DIM}{:<w0$}  {:>w1$}  {:>7}  {:>9}{DIM:#}", "destination", "ports", "used", "TIME_WAIT")?;
     for (row, bucket) in rows.iter().zip(&s.buckets) {
-        let style = if bucket.usage_pct >= 80.0 {
+        let style = if bucket.usage_pct >= report.thresholds.port_crit_pct {
             CRIT
-        } else if bucket.usage_pct >= 50.0 {
+        } else if bucket.usage_pct >= report.thresholds.port_warn_pct {
             WARN
         } else {
             Style::new()

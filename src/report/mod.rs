@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::inspect::sockets::SocketSummary;
 use crate::inspect::{Inspection, Settings};
-use crate::rules::{Finding, Severity};
+use crate::rules::{Finding, Severity, Thresholds};
 
 /// Version of the JSON document; raised whenever a field changes meaning or disappears.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -56,6 +56,8 @@ pub struct Report {
     pub sockets: SocketSummary,
     /// The sysctl configuration files each boot order reads, in order.
     pub config: ConfigFiles,
+    /// The rule thresholds in force (the built-in ones, or a profile's).
+    pub thresholds: Thresholds,
     pub findings: Vec<Finding>,
     /// Things read with trouble; the audit went on without them.
     pub warnings: Vec<String>,
@@ -63,10 +65,16 @@ pub struct Report {
 
 impl Report {
     /// Assembles a report from an inspection and the findings about it.
-    pub fn new(inspection: Inspection, findings: Vec<Finding>, profile: Option<ProfileSummary>) -> Report {
+    pub fn new(
+        inspection: Inspection,
+        findings: Vec<Finding>,
+        profile: Option<ProfileSummary>,
+        thresholds: Thresholds,
+    ) -> Report {
         let (systemd, procps) = inspection.config.file_lists();
         Report {
             config: ConfigFiles { systemd, procps },
+            thresholds,
             schema_version: SCHEMA_VERSION,
             twtune_version: env!("CARGO_PKG_VERSION"),
             kernel: inspection.kernel,

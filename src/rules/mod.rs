@@ -62,7 +62,7 @@ pub struct Finding {
 }
 
 /// Tunable limits of the rules.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Thresholds {
     /// A destination bucket at or above this share of its usable ports is a warning.
     pub port_warn_pct: f64,
@@ -219,8 +219,8 @@ fn bucket_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Find
             };
             advice.push(Advice {
                 action: format!(
-                    "Set {TW_REUSE}=1 (now {}) so connect() may take over TIME_WAIT tuples older than \
-                     tcp_tw_reuse_delay (1 s by default); {share}.",
+                    "Set {TW_REUSE}=1 (now {}) so connect() may take over TIME_WAIT tuples older than about \
+                     1 s (tcp_tw_reuse_delay from Linux 6.14, default 1000 ms; 0-2 s on older kernels); {share}.",
                     tw_reuse.unwrap_or("absent")
                 ),
                 risk: TW_REUSE_RISK.into(),
@@ -317,7 +317,7 @@ fn mostly_inbound(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Finding
     if tw.inbound < t.min_time_wait || tw.inbound <= tw.outbound {
         return;
     }
-    let mib = (tw.inbound * TIME_WAIT_SOCKET_BYTES) as f64 / (1024.0 * 1024.0);
+    let mib = tw.inbound.saturating_mul(TIME_WAIT_SOCKET_BYTES) as f64 / (1024.0 * 1024.0);
     out.push(
         finding(
             "tw.mostly-inbound",
@@ -387,20 +387,30 @@ fn tw_buckets(inspection: &Inspection, out: &mut Vec<Finding>) {
         return;
     };
     let overflow = inspection.counters.get("TCPTimeWaitOverflow").copied().unwrap_or(0);
-    // Half the namespace's established hash (kernel-facts.md §4), where the kernel tells its size.
-    let default = spec_of(MAX_TW_BUCKETS).and_then(|spec| spec.computed_default(&inspection.settings));
-    let memory = |n: i64| format!("{:.0} MiB", (n.max(0) as u64 * TIME_WAIT_SOCKET_BYTES) as f64 / 1048576.0);
+    // Half the namespace's established hash (kernel-facts.md §4), where the kernel tells its size
+    // (tcp_ehash_entries, Linux 6.1+). Before that, tcp_max_orphans, which defaults to the same half
+    // of the hash, is the best estimate; it exists only in the host's own namespace.
+    let exact = spec_of(MAX_TW_BUCKETS).and_then(|spec| spec.computed_default(&inspection.settings));
+    let estimated = inspection.settings.int("net.ipv4.tcp_max_orphans").filter(|v| *v > 0);
+    let default = exact.or(estimated);
+    let default_text = |d: i64| match exact {
+        Some(_) => format!("the kernel default {d} (half the established hash)"),
+        None => format!("about {d}, the kernel default estimated from tcp_max_orphans (the same half of the hash)"),
+    };
+    let memory =
+        |n: i64| format!("{:.0} MiB", (n.max(0) as u64).saturating_mul(TIME_WAIT_SOCKET_BYTES) as f64 / 1048576.0);
     let evidence = json!({
         "tcp_max_tw_buckets": current,
         "kernel_default": default,
+        "kernel_default_estimated": exact.is_none() && default.is_some(),
         "TCPTimeWaitOverflow": overflow,
         "sockstat_tw": inspection.counters.get("sockstat_tw"),
     });
 
     if let Some(default) = default.filter(|d| current < *d) {
         let mut message = format!(
-            "tcp_max_tw_buckets={current} is below the kernel default {default} (half the established hash): \
-             when it is full, closing connections skip TIME_WAIT"
+            "tcp_max_tw_buckets={current} is below {}: when it is full, closing connections skip TIME_WAIT",
+            default_text(default)
         );
         if overflow > 0 {
             message.push_str(&format!(", which already happened {overflow} times (TCPTimeWaitOverflow)"));
@@ -503,9 +513,10 @@ fn port_range_shape(inspection: &Inspection, out: &mut Vec<Finding>) {
     }
 
     if let Some(start) = settings.int("net.ipv4.ip_unprivileged_port_start")
-        && i64::from(range.low) < start
-        && start <= i64::from(range.high)
+        && range.starts_below(start)
     {
+        // Raising the low bound to the start works only if the start is inside the range.
+        let recommended = (start <= i64::from(range.high)).then(|| format!("{start} {}", range.high));
         out.push(
             finding(
                 "port-range.below-unprivileged",
@@ -517,13 +528,13 @@ fn port_range_shape(inspection: &Inspection, out: &mut Vec<Finding>) {
                 ),
                 "The range shrinks by the ports below the unprivileged start.",
             )
-            .about(PORT_RANGE, Some(current), Some(format!("{start} {}", range.high)))
+            .about(PORT_RANGE, Some(current), recommended)
             .evidence(json!({ "low": range.low, "ip_unprivileged_port_start": start })),
         );
     }
 
     let reserved = reserved_ports(inspection);
-    let unreserved = range.overlap(KUBERNETES_NODEPORT) - reserved.count_in(KUBERNETES_NODEPORT);
+    let unreserved = range.intersection(KUBERNETES_NODEPORT).map_or(0, |shared| reserved.missing_in(shared));
     if unreserved > 0 {
         let mut wanted = reserved.clone();
         (KUBERNETES_NODEPORT.low..=KUBERNETES_NODEPORT.high).for_each(|p| wanted.insert(p));

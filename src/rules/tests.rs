@@ -326,9 +326,39 @@ fn port_range_shape_rules_are_informational() {
     let reserved = host().set(PORT_RANGE, "1024 65535").set(RESERVED_PORTS, "30000-32767").findings();
     assert!(reserved.is_empty(), "{:?}", ids(&reserved));
 
+    // Reserved ports outside the range do not count against the overlap (nor underflow it).
+    let clear = host().set(RESERVED_PORTS, "30000-32767").findings();
+    assert!(clear.is_empty(), "{:?}", ids(&clear));
+    let partial = host().set(PORT_RANGE, "32000 60999").set(RESERVED_PORTS, "30000-32100").findings();
+    assert_eq!(only(&partial, "port-range.nodeport-overlap").evidence["unreserved_overlap"], json!(667));
+
     let below = host().set(PORT_RANGE, "800 60999").findings();
     let f = only(&below, "port-range.below-unprivileged");
     assert_eq!((f.severity, f.recommended.as_deref()), (Severity::Info, Some("1024 60999")));
+    // A range wholly below the start is flagged too, with no value that merely raises the low bound.
+    let wholly = host().set(PORT_RANGE, "100 200").findings();
+    assert_eq!(only(&wholly, "port-range.below-unprivileged").recommended, None);
+}
+
+#[test]
+fn extreme_values_from_a_captured_tree_do_not_panic() {
+    let findings = host()
+        .set("net.ipv4.tcp_ehash_entries", &i64::MIN.to_string())
+        .set(MAX_TW_BUCKETS, &i64::MAX.to_string())
+        .counter("TCPTimeWaitOverflow", i64::MAX)
+        .findings();
+    assert!(ids(&findings).contains(&"tw-buckets.overflow"));
+}
+
+#[test]
+fn before_linux_6_1_the_default_is_estimated_from_tcp_max_orphans() {
+    let mut old = host().set(MAX_TW_BUCKETS, "1000").set("net.ipv4.tcp_max_orphans", "65536");
+    old.settings.remove("net.ipv4.tcp_ehash_entries");
+    let findings = old.findings();
+    let f = only(&findings, "tw-buckets.lowered");
+    assert_eq!(f.recommended.as_deref(), Some("65536"));
+    assert!(f.message.contains("estimated from tcp_max_orphans"), "{}", f.message);
+    assert_eq!(f.evidence["kernel_default_estimated"], json!(true));
 }
 
 #[test]

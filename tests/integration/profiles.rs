@@ -175,6 +175,15 @@ fn a_local_file_must_be_named_after_its_profile() {
 }
 
 #[test]
+fn a_device_or_huge_file_is_refused_without_reading_it_all() {
+    twtune()
+        .args(["profiles", "check", "/dev/zero"])
+        .assert()
+        .code(2)
+        .stderr("twtune: /dev/zero: more than 1048576 bytes is too large for a profile\n");
+}
+
+#[test]
 fn unknown_profiles_and_missing_files_are_clear_errors() {
     twtune()
         .args(["audit", "--profile", "no-such", "--root"])
@@ -235,14 +244,24 @@ fn audit_against_inbound_heavy_on_an_old_kernel() {
 }
 
 #[test]
-fn audit_against_kubernetes_node_wants_nodeports_reserved() {
+fn audit_against_kubernetes_node_wants_the_range_clear_of_nodeports() {
     let root = fixture("misconfigured");
     let (_, report) = audit_json(&["--profile", "kubernetes-node", "--root", root.to_str().expect("utf-8")]);
-    let reserved = report.one("profile.net.ipv4.ip_local_reserved_ports");
-    assert_eq!((reserved.current.as_deref(), reserved.recommended.as_deref()), (Some(""), Some("30000-32767")));
+    let range = report.one("profile.net.ipv4.ip_local_port_range");
+    assert_eq!((range.current.as_deref(), range.recommended.as_deref()), (Some("1024 65534"), Some("32768 65533")));
+    assert!(range.message.contains("clear of 30000-32767 unless reserved"), "{}", range.message);
     let buckets = report.one("profile.net.ipv4.tcp_max_tw_buckets");
     assert_eq!((buckets.current.as_deref(), buckets.recommended.as_deref()), (Some("50"), Some("131072")));
     assert!(report.with_id("profile.net.ipv4.tcp_timestamps").len() == 1, "timestamps=0 breaks the baseline");
+}
+
+#[test]
+fn a_default_range_is_already_clear_of_nodeports() {
+    // The default 32768-60999 does not reach 30000-32767: nothing to say, with or without reservations.
+    let (code, report) =
+        audit_json(&["--profile", "kubernetes-node", "--root", fixture("idle").to_str().expect("utf-8")]);
+    assert_eq!(code, 0, "{:?}", report.ids());
+    assert!(report.findings.is_empty(), "{:?}", report.ids());
 }
 
 #[test]
@@ -256,6 +275,8 @@ fn profile_thresholds_change_the_bucket_rules() {
     let buckets = strict.with_id("ports.bucket-exhaustion");
     assert_eq!(buckets.len(), 2, "9090 at 17.5 % passes the profile's 10 % warning threshold");
     assert_eq!(buckets[0].severity, "crit", "85 % is above the profile's 60 %");
+    assert_eq!((strict.thresholds.port_warn_pct, strict.thresholds.port_crit_pct), (10.0, 60.0));
+    assert_eq!((plain.thresholds.port_warn_pct, plain.thresholds.port_crit_pct), (50.0, 80.0));
     assert_eq!(strict.profile.as_ref().map(|p| p.source.as_str()), Some(team.to_str().expect("utf-8")));
 }
 

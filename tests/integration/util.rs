@@ -43,8 +43,17 @@ pub struct Report {
     pub counters: std::collections::BTreeMap<String, i64>,
     pub sockets: Sockets,
     pub config: ConfigFiles,
+    pub thresholds: Thresholds,
     pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    pub port_warn_pct: f64,
+    pub port_crit_pct: f64,
+    pub min_time_wait: u64,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 mod audit;
 mod man;
 mod netns;
+mod persisted;
 mod profiles;
 mod real_kernel;
 mod util;

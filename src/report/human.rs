@@ -34,6 +34,7 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     summary(report, out)?;
     time_wait(report, out)?;
     buckets(report, out)?;
+    persisted(report, out)?;
     findings(report, out)?;
     warnings(report, out)
 }
@@ -96,14 +97,17 @@ fn time_wait(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         e.reserved_in_range,
         e.listeners_in_range.len(),
         e.usable_ports
-    )?;
+    )
+}
+
+fn persisted(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let c = &report.config;
     writeln!(
         out,
         "\n{HEADING}Persisted configuration{HEADING:#}\n  {} files for systemd-sysctl at boot, {} for `sysctl --system`{}",
         c.systemd.len(),
         c.procps.len(),
-        if c.procps.is_empty() { " (no sysctl.d files: every value is lost at reboot)" } else { "" }
+        if c.procps.is_empty() { " (no sysctl.d files: runtime changes are lost at reboot)" } else { "" }
     )
 }
 

@@ -40,6 +40,18 @@ pub enum Command {
     /// both systemd-sysctl and `sysctl --system`, and the assignments that lose.
     Explain(ExplainArgs),
 
+    /// Change settings to meet a profile, or the audit's recommendations, after confirmation.
+    ///
+    /// Prints the plan (key, current -> new, why, risk) and asks once. Writes are transactional: a
+    /// journal entry records the old state first, each write is read back, and any failure or
+    /// Ctrl-C restores every key already written. The values are then persisted to a sysctl.d file.
+    #[command(after_help = APPLY_EXIT_STATUS)]
+    Apply(ApplyArgs),
+
+    /// Undo an apply: restore the runtime values and the persisted file of a journal entry.
+    #[command(after_help = APPLY_EXIT_STATUS)]
+    Rollback(RollbackArgs),
+
     /// List, show and check tuning profiles.
     ///
     /// Profiles come built in, from /etc/twtune/profiles.d/*.yaml (beneath --root; a file there
@@ -102,6 +114,78 @@ pub struct AuditArgs {
     /// Exit 1 when a finding reaches this severity.
     #[arg(long, value_enum, value_name = "SEVERITY", default_value_t = FailOn::Warn)]
     pub fail_on: FailOn,
+}
+
+const APPLY_EXIT_STATUS: &str = "\
+Exit status:
+  0  done, or nothing to do, or --dry-run
+  1  declined at the prompt: nothing was changed
+  2  error: refused, not permitted, no terminal without --yes, locked, or a write failed (and was undone)";
+
+/// Options of `twtune apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Profile to apply: a name, or a path to a YAML file.
+    #[arg(value_name = "PROFILE", required_unless_present = "recommended", conflicts_with = "recommended")]
+    pub profile: Option<String>,
+
+    /// Apply the audit's own recommendations (findings that carry a recommended value) instead.
+    #[arg(long)]
+    pub recommended: bool,
+
+    /// Apply without asking.
+    #[arg(long, short)]
+    pub yes: bool,
+
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Pick which changes of the plan to apply first (needs a terminal).
+    #[arg(long)]
+    pub select: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// File to persist the applied values to, on the configured system.
+    #[arg(long, value_name = "PATH", default_value = "/etc/sysctl.d/90-twtune.conf", conflicts_with = "no_persist")]
+    pub persist_file: PathBuf,
+
+    /// Change the running values only; they are lost at the next reboot.
+    #[arg(long)]
+    pub no_persist: bool,
+}
+
+/// Options of `twtune rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Journal entry to restore (default: the last applied one).
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+
+    /// List the journal entries (date, source, keys, status) and change nothing.
+    #[arg(long, conflicts_with = "id")]
+    pub list: bool,
+
+    /// Roll back without asking.
+    #[arg(long, short)]
+    pub yes: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Where `apply` and `rollback` act.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Act on the system beneath DIR: DIR/proc/sys, DIR/etc/sysctl.d.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+
+    /// Journal and lock directory [default: /var/lib/twtune beneath --root].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Options of `twtune explain`.

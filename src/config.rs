@@ -1,9 +1,11 @@
 //! Resolved settings of a run: what the core works from. Built once from the parsed command line;
 //! the only place where clap types turn into twtune's own.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::cli::{AuditArgs, Cli, Command, ExplainArgs, FailOn, ProfilesCommand};
+use crate::cli::{AuditArgs, Cli, Command, ExplainArgs, FailOn, ProfilesCommand, TargetArgs};
 use crate::report::Format;
 use crate::rules::Severity;
 
@@ -18,9 +20,64 @@ pub struct Config {
 /// The resolved subcommand.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CommandConfig {
+    Apply(ApplyConfig),
+    Rollback(RollbackConfig),
     Audit(AuditConfig),
     Explain(ExplainConfig),
     Profiles(ProfilesConfig),
+}
+
+/// Where `apply` and `rollback` act, resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// Whether stdin and stderr are terminals, so that a prompt can be answered.
+    pub interactive: bool,
+    pub root: PathBuf,
+    pub state_dir: PathBuf,
+    /// Pause after each write: `TWTUNE_TEST_WRITE_DELAY_MS`, for the interrupt test only.
+    pub write_delay: Option<Duration>,
+}
+
+/// Everything `twtune apply` needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApplyConfig {
+    pub dry_run: bool,
+    /// The file to persist to, as the configured system names it; `None` with --no-persist.
+    pub persist_file: Option<String>,
+    /// A profile name or path; `None` means the audit's recommendations.
+    pub profile: Option<String>,
+    pub select: bool,
+    pub target: Target,
+    pub yes: bool,
+}
+
+/// Everything `twtune rollback` needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RollbackConfig {
+    pub id: Option<String>,
+    pub list: bool,
+    pub target: Target,
+    pub yes: bool,
+}
+
+impl Target {
+    fn from_args(args: TargetArgs) -> Target {
+        let state_dir = args.state_dir.unwrap_or_else(|| beneath(&args.root, Path::new("/var/lib/twtune")));
+        Target {
+            interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+            write_delay: std::env::var("TWTUNE_TEST_WRITE_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
+            root: args.root,
+            state_dir,
+        }
+    }
+}
+
+/// `path` of the configured system, beneath `root`.
+pub fn beneath(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
 /// Everything `twtune explain` needs.
@@ -59,6 +116,20 @@ impl Config {
     pub fn from_cli(cli: Cli) -> Config {
         let command = match cli.command {
             Command::Audit(args) => CommandConfig::Audit(AuditConfig::from_args(args)),
+            Command::Apply(args) => CommandConfig::Apply(ApplyConfig {
+                dry_run: args.dry_run,
+                persist_file: (!args.no_persist).then(|| args.persist_file.to_string_lossy().into_owned()),
+                profile: args.profile,
+                select: args.select,
+                target: Target::from_args(args.target),
+                yes: args.yes,
+            }),
+            Command::Rollback(args) => CommandConfig::Rollback(RollbackConfig {
+                id: args.id,
+                list: args.list,
+                target: Target::from_args(args.target),
+                yes: args.yes,
+            }),
             Command::Explain(ExplainArgs { key, root, format, profile }) => {
                 CommandConfig::Explain(ExplainConfig { format, key, profile, root })
             }
@@ -165,6 +236,41 @@ mod tests {
             })
         );
         assert!(Cli::try_parse_from(["twtune", "profiles", "check"]).is_err(), "check needs files");
+    }
+
+    #[test]
+    fn apply_and_rollback_resolve_paths_beneath_the_root() {
+        let parse = |args: &[&str]| {
+            Config::from_cli(Cli::try_parse_from(["twtune"].iter().chain(args)).expect("valid")).command
+        };
+        match parse(&["apply", "outbound-heavy", "--root", "/r", "--yes"]) {
+            CommandConfig::Apply(a) => {
+                assert_eq!(a.profile.as_deref(), Some("outbound-heavy"));
+                assert_eq!(a.persist_file.as_deref(), Some("/etc/sysctl.d/90-twtune.conf"));
+                assert_eq!(a.target.state_dir, PathBuf::from("/r/var/lib/twtune"));
+                assert!(a.yes && !a.dry_run && !a.select);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["apply", "--recommended", "--no-persist", "--state-dir", "/s"]) {
+            CommandConfig::Apply(a) => {
+                assert_eq!((a.profile, a.persist_file), (None, None));
+                assert_eq!(a.target.state_dir, PathBuf::from("/s"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["rollback", "--list"]) {
+            CommandConfig::Rollback(r) => assert!(r.list && r.id.is_none()),
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            &["apply"][..],
+            &["apply", "p", "--recommended"],
+            &["apply", "p", "--no-persist", "--persist-file", "/x"],
+            &["rollback", "ID", "--list"],
+        ] {
+            assert!(Cli::try_parse_from(["twtune"].iter().chain(bad)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub enum Outcome {
     Clean,
     /// At least one finding reached the failure threshold (exit 1).
     Findings,
+    /// The user declined; nothing was changed (exit 1).
+    Declined,
 }
 
 impl Outcome {
@@ -21,7 +23,7 @@ impl Outcome {
     pub fn code(self) -> u8 {
         match self {
             Outcome::Clean => 0,
-            Outcome::Findings => 1,
+            Outcome::Findings | Outcome::Declined => 1,
         }
     }
 }
@@ -63,6 +65,32 @@ pub enum Error {
     /// A sysctl key name is not valid.
     #[error("invalid sysctl key {key:?}: {problem}")]
     InvalidKey { key: String, problem: String },
+
+    /// The process may not do what it must (write a sysctl, the state directory, the persisted file).
+    #[error("not allowed to {what} ({reason}): run as root, e.g. with sudo")]
+    NotPermitted { what: String, reason: String },
+
+    /// Another apply or rollback holds the lock.
+    #[error(
+        "another twtune apply or rollback is running (lock {path} held by process {holder}); wait for it, then try again"
+    )]
+    Locked { path: PathBuf, holder: String },
+
+    /// A value the kernel would refuse, found before anything was written.
+    #[error("refusing {key}: {problem}; nothing was changed")]
+    Refused { key: String, problem: String },
+
+    /// A transaction failed; the text says what failed and what was restored.
+    #[error("{0}")]
+    Apply(String),
+
+    /// Consent is needed and there is no terminal to ask on.
+    #[error("{0}")]
+    NoTerminal(String),
+
+    /// The prompt itself failed.
+    #[error("prompt failed: {0}")]
+    Prompt(String),
 
     /// An error already described in full by its text (one of several found in one run).
     #[error("{0}")]

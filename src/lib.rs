@@ -7,7 +7,9 @@
 //!
 //! The library exists for the binary and its tests; it has no stable API.
 
+pub mod apply;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod explain;
@@ -15,6 +17,7 @@ pub mod inspect;
 pub mod keys;
 pub mod persisted;
 pub mod ports;
+pub mod procsys;
 pub mod profile;
 pub mod report;
 pub mod root;
@@ -66,6 +69,14 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> u8 {
 fn execute(config: &Config) -> Result<Outcome> {
     match &config.command {
         CommandConfig::Audit(audit_config) => audit(audit_config, config.color),
+        CommandConfig::Apply(apply_config) => {
+            let mut out = anstream::AutoStream::new(std::io::stdout().lock(), config.color);
+            commands::apply(apply_config, &mut out, &apply::confirm::Terminal)
+        }
+        CommandConfig::Rollback(rollback_config) => {
+            let mut out = anstream::AutoStream::new(std::io::stdout().lock(), config.color);
+            commands::rollback(rollback_config, &mut out, &apply::confirm::Terminal)
+        }
         CommandConfig::Explain(explain_config) => explain(explain_config, config.color),
         CommandConfig::Profiles(profiles_config) => profiles(profiles_config),
     }

@@ -200,7 +200,7 @@ fn warnings(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 
 /// Writes `text` word-wrapped to [`WIDTH`], the first line after `first`, later ones after `rest`.
 /// Prefixes may hold style sequences, which take no columns.
-fn wrapped(out: &mut dyn Write, first: &str, rest: &str, text: &str) -> io::Result<()> {
+pub(crate) fn wrapped(out: &mut dyn Write, first: &str, rest: &str, text: &str) -> io::Result<()> {
     let mut line = String::new();
     let mut prefix = first;
     for word in text.split_whitespace() {

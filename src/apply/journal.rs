@@ -1,0 +1,265 @@
+//! The state directory (`/var/lib/twtune` by default): a lock that keeps two applies or rollbacks
+//! apart, and one JSON journal entry per apply, written before the first change, holding every
+//! previous value and the previous content of the persisted file.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A directory twtune keeps its journal and lock in.
+pub struct StateDir {
+    path: PathBuf,
+}
+
+/// Held while an apply or rollback runs; the kernel drops the lock when the process ends, however
+/// it ends.
+pub struct Lock {
+    _file: File,
+}
+
+/// What happened to a journal entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Written before the first change; an apply that died here left the old state (every write
+    /// is undone on failure) or was killed mid-way (roll it back).
+    Pending,
+    Applied,
+    /// A write failed or the user interrupted; everything was restored.
+    Failed,
+    RolledBack,
+}
+
+/// One key's change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyChange {
+    pub key: String,
+    pub before: String,
+    pub after: String,
+}
+
+/// The persisted file before the apply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistRecord {
+    /// The file as written (beneath the root).
+    pub path: PathBuf,
+    /// Its content before the apply; `None` when it did not exist.
+    pub previous: Option<String>,
+}
+
+/// One apply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: String,
+    /// UTC, RFC 3339.
+    pub created: String,
+    pub twtune_version: String,
+    /// `profile NAME` or `recommended`.
+    pub source: String,
+    pub status: Status,
+    pub changes: Vec<KeyChange>,
+    pub persist: Option<PersistRecord>,
+}
+
+impl StateDir {
+    pub fn new(path: &Path) -> StateDir {
+        StateDir { path: path.to_path_buf() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn journal(&self) -> PathBuf {
+        self.path.join("journal")
+    }
+
+    /// Whether this process can create or write the state directory.
+    pub fn check_writable(&self) -> Result<()> {
+        let mut probe = self.path.as_path();
+        while !probe.exists() {
+            match probe.parent() {
+                Some(parent) => probe = parent,
+                None => break,
+            }
+        }
+        rustix::fs::access(probe, rustix::fs::Access::WRITE_OK).map_err(|e| Error::NotPermitted {
+            what: format!("write the state directory {}", self.path.display()),
+            reason: std::io::Error::from(e).to_string(),
+        })
+    }
+
+    /// Takes the lock, or fails at once when another twtune holds it.
+    pub fn lock(&self) -> Result<Lock> {
+        let io = |source| Error::Read { path: self.path.clone(), source, hint: "" };
+        std::fs::create_dir_all(self.journal()).map_err(io)?;
+        let path = self.path.join("lock");
+        let mut file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {
+                file.set_len(0).and_then(|()| writeln!(file, "{}", std::process::id())).map_err(io)?;
+                Ok(Lock { _file: file })
+            }
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                Err(Error::Locked { path, holder: holder.trim().to_string() })
+            }
+            Err(e) => Err(io(e.into())),
+        }
+    }
+
+    /// Saves an entry atomically (a reader never sees half a file).
+    pub fn save(&self, entry: &Entry) -> Result<()> {
+        let path = self.journal().join(format!("{}.json", entry.id));
+        let text = serde_json::to_string_pretty(entry).map_err(|e| Error::Read {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+            hint: "",
+        })?;
+        super::write_atomically(&path, &format!("{text}\n")).map_err(|source| Error::Read {
+            path,
+            source,
+            hint: "; the state directory must be writable",
+        })
+    }
+
+    /// Every entry, oldest first. An entry that cannot be read is an error naming the file.
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        let dir = self.journal();
+        let listing = match std::fs::read_dir(&dir) {
+            Ok(listing) => listing,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(Error::Read { path: dir, source, hint: "" }),
+        };
+        let mut paths: Vec<PathBuf> = listing
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        paths.sort();
+        paths
+            .into_iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+                    path: path.clone(),
+                    source,
+                    hint: "",
+                })?;
+                serde_json::from_str(&text).map_err(|e| Error::Malformed {
+                    path: path.clone(),
+                    problem: format!("not a twtune journal entry ({e}); move it away to go on"),
+                })
+            })
+            .collect()
+    }
+
+    /// A new entry id: the UTC time to the second, then a counter if that id is taken.
+    pub fn new_id(&self, now: &Timestamp) -> String {
+        let base = now.compact.clone();
+        (0..)
+            .map(|n| if n == 0 { base.clone() } else { format!("{base}-{n}") })
+            .find(|id| !self.journal().join(format!("{id}.json")).exists())
+            .unwrap_or(base)
+    }
+}
+
+/// A UTC time in the two forms twtune writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timestamp {
+    /// `2026-11-24T21:10:05Z`
+    pub rfc3339: String,
+    /// `20261124T211005Z`, sortable, for ids.
+    pub compact: String,
+}
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Timestamp::from_unix(secs)
+    }
+
+    /// Civil date from seconds since 1970 (Howard Hinnant's days-from-civil, inverted).
+    pub fn from_unix(secs: u64) -> Timestamp {
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Timestamp {
+            rfc3339: format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z"),
+            compact: format!("{year:04}{month:02}{day:02}T{hour:02}{minute:02}{second:02}Z"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(Timestamp::from_unix(0).rfc3339, "1970-01-01T00:00:00Z");
+        assert_eq!(Timestamp::from_unix(951_782_400).rfc3339, "2000-02-29T00:00:00Z");
+        let t = Timestamp::from_unix(1_795_554_605);
+        assert_eq!(t.rfc3339, "2026-11-24T21:10:05Z");
+        assert_eq!(t.compact, "20261124T211005Z");
+    }
+
+    fn entry(id: &str) -> Entry {
+        Entry {
+            id: id.into(),
+            created: "2026-11-24T17:10:05Z".into(),
+            twtune_version: "0".into(),
+            source: "profile p".into(),
+            status: Status::Applied,
+            changes: vec![KeyChange { key: "net.core.somaxconn".into(), before: "128".into(), after: "4096".into() }],
+            persist: None,
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_in_order_and_ids_do_not_collide() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = StateDir::new(&dir.path().join("state"));
+        assert!(state.entries().expect("empty").is_empty());
+        let now = Timestamp::from_unix(1_795_554_605);
+        let _lock = state.lock().expect("lock");
+        let first = state.new_id(&now);
+        state.save(&entry(&first)).expect("save");
+        let second = state.new_id(&now);
+        assert_eq!(second, format!("{first}-1"));
+        state.save(&entry(&second)).expect("save");
+        let ids: Vec<String> = state.entries().expect("entries").into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec![first, second]);
+    }
+
+    #[test]
+    fn a_second_lock_is_refused_with_the_holder() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = StateDir::new(dir.path());
+        let _held = state.lock().expect("first");
+        // flock locks belong to the open file description: a second open conflicts, even here.
+        let err = state.lock().err().expect("second lock refused");
+        assert!(err.to_string().contains(&std::process::id().to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_entry_names_its_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = StateDir::new(dir.path());
+        std::fs::create_dir_all(dir.path().join("journal")).expect("mkdir");
+        std::fs::write(dir.path().join("journal/x.json"), "{").expect("write");
+        let err = state.entries().expect_err("corrupt");
+        assert!(err.to_string().contains("journal/x.json: not a twtune journal entry"), "{err}");
+    }
+}

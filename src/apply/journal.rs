@@ -135,12 +135,11 @@ impl StateDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => return Err(Error::Read { path: dir, source, hint: "" }),
         };
-        let mut paths: Vec<PathBuf> = listing
+        let paths: Vec<PathBuf> = listing
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
             .collect();
-        paths.sort();
-        paths
+        let mut entries: Vec<Entry> = paths
             .into_iter()
             .map(|path| {
                 let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
@@ -153,7 +152,13 @@ impl StateDir {
                     problem: format!("not a twtune journal entry ({e}); move it away to go on"),
                 })
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        // Ids are a time, then `-N` for a second entry in the same second.
+        entries.sort_by_key(|e| {
+            let (time, counter) = e.id.split_once('-').unwrap_or((&e.id, "0"));
+            (time.to_string(), counter.parse::<u32>().unwrap_or(0))
+        });
+        Ok(entries)
     }
 
     /// A new entry id: the UTC time to the second, then a counter if that id is taken.

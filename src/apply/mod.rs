@@ -235,8 +235,11 @@ fn transaction(
         }
         let (key, _, new) = write;
         if let Err(e) = procsys.write(key, new) {
-            // A clamped or rewritten value changed the key too: restore it with the others.
-            done.push(write);
+            // A refused write left the key as it was; a clamped or rewritten one changed it, so it is
+            // restored with the others.
+            if matches!(e, crate::procsys::WriteError::NotKept { .. }) {
+                done.push(write);
+            }
             return Err(undo(procsys, &done, format!("writing {key} = {new:?} failed: {e}")));
         }
         done.push(write);

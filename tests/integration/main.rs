@@ -1,6 +1,7 @@
 //! Integration tests of the `twtune` binary: on captured fixture roots, and on the real kernel inside
 //! private network namespaces.
 
+mod apply;
 mod audit;
 mod man;
 mod netns;

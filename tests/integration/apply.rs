@@ -1,0 +1,341 @@
+//! `twtune apply` and `twtune rollback` on the real kernel, each test in private network and mount
+//! namespaces with tmpfs over every sysctl.d directory (so /etc/sysctl.d/90-twtune.conf lands in
+//! the namespace's tmpfs) and a temporary state directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use predicates::prelude::*;
+
+use crate::netns::{enter, set_sysctl, sysctl};
+use crate::util::twtune;
+
+const PERSISTED: &str = "/etc/sysctl.d/90-twtune.conf";
+
+/// The state directory of a test, and a guard that the persisted file cannot reach the host.
+fn setup() -> tempfile::TempDir {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        mounts.lines().any(|l| l.split_whitespace().nth(4) == Some("/etc/sysctl.d") && l.contains("tmpfs")),
+        "/etc/sysctl.d must be this namespace's tmpfs before anything is applied"
+    );
+    tempfile::tempdir().expect("state dir")
+}
+
+fn state_arg(state: &Path) -> [String; 2] {
+    ["--state-dir".into(), state.to_str().expect("utf-8").into()]
+}
+
+fn profile_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, text).expect("write profile");
+    path
+}
+
+#[test]
+fn apply_and_rollback_round_trip() {
+    if !enter("apply::apply_and_rollback_round_trip") {
+        return;
+    }
+    let state = setup();
+    twtune()
+        .args(["apply", "outbound-heavy", "--yes"])
+        .args(state_arg(state.path()))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("net.ipv4.tcp_tw_reuse         2 -> 1"))
+        .stdout(predicate::str::contains("Applied 2 changes (journal entry "))
+        .stdout(predicate::str::contains(format!("Persisted to {PERSISTED}.")));
+    assert_eq!(
+        (sysctl("net.ipv4.tcp_tw_reuse"), sysctl("net.ipv4.ip_local_port_range")),
+        ("1".into(), "10000 65535".into())
+    );
+    let persisted = std::fs::read_to_string(PERSISTED).expect("persisted file");
+    assert!(persisted.starts_with("# Written by twtune "), "{persisted}");
+    assert!(
+        persisted.contains("profile outbound-heavy") && persisted.contains("net.ipv4.tcp_tw_reuse = 1\n"),
+        "{persisted}"
+    );
+    // The file is what the next boot applies: twtune's own audit agrees nothing drifts.
+    let audit = twtune().args(["audit", "--format", "json", "--profile", "outbound-heavy"]).output().expect("audit");
+    let report: serde_json::Value = serde_json::from_slice(&audit.stdout).expect("json");
+    let ids: Vec<&str> =
+        report["findings"].as_array().expect("findings").iter().filter_map(|f| f["id"].as_str()).collect();
+    assert!(!ids.iter().any(|id| id.starts_with("persist.") || id.starts_with("profile.")), "{ids:?}");
+
+    twtune()
+        .args(["rollback", "--list"])
+        .args(state_arg(state.path()))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("applied"));
+    twtune()
+        .args(["rollback", "--yes"])
+        .args(state_arg(state.path()))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(format!("and remove {PERSISTED}")))
+        .stdout(predicate::str::contains("Rolled back journal entry"));
+    assert_eq!(
+        (sysctl("net.ipv4.tcp_tw_reuse"), sysctl("net.ipv4.ip_local_port_range")),
+        ("2".into(), "32768 60999".into())
+    );
+    assert!(!Path::new(PERSISTED).exists());
+    twtune()
+        .args(["rollback", "--yes"])
+        .args(state_arg(state.path()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nothing to roll back"));
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    if !enter("apply::dry_run_changes_nothing") {
+        return;
+    }
+    let state = setup();
+    twtune()
+        .args(["apply", "outbound-heavy", "--dry-run"])
+        .args(state_arg(state.path()))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("Plan (profile outbound-heavy): 2 changes"))
+        .stdout(predicate::str::contains("why:"))
+        .stdout(predicate::str::contains("risk:"))
+        .stdout(predicate::str::ends_with("Dry run: nothing was changed.\n"));
+    assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2");
+    assert!(!Path::new(PERSISTED).exists());
+    assert!(std::fs::read_dir(state.path()).expect("state").next().is_none(), "no journal for a dry run");
+}
+
+#[test]
+fn a_value_the_kernel_rejects_restores_the_first_key_and_persists_nothing() {
+    if !enter("apply::a_value_the_kernel_rejects_restores_the_first_key_and_persists_nothing") {
+        return;
+    }
+    let state = setup();
+    // somaxconn is written first; the kernel refuses an unknown congestion control second.
+    let profile = profile_file(
+        state.path(),
+        "bad",
+        "name: bad\ndescription: d\nsettings:\n  net.core.somaxconn: {min: 8192, why: w, risk: r}\n  \
+         net.ipv4.tcp_congestion_control: {value: no_such_algorithm, why: w, risk: r}\n",
+    );
+    let before = sysctl("net.ipv4.tcp_congestion_control");
+    twtune()
+        .args(["apply", "--yes"])
+        .arg(&profile)
+        .args(state_arg(state.path()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("writing net.ipv4.tcp_congestion_control = \"no_such_algorithm\" failed"))
+        .stderr(predicate::str::contains("restored net.core.somaxconn=\"4096\""))
+        .stderr(predicate::str::contains("the persisted file is unchanged"));
+    assert_eq!(sysctl("net.core.somaxconn"), "4096");
+    assert_eq!(sysctl("net.ipv4.tcp_congestion_control"), before);
+    assert!(!Path::new(PERSISTED).exists());
+    twtune()
+        .args(["rollback", "--list"])
+        .args(state_arg(state.path()))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("failed"));
+}
+
+#[test]
+fn without_root_nothing_is_written() {
+    if !enter("apply::without_root_nothing_is_written") {
+        return;
+    }
+    let state = setup();
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_twtune"))
+        .args(["apply", "outbound-heavy", "--yes"])
+        .args(state_arg(state.path()))
+        .output()
+        .expect("setpriv");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with("twtune: not allowed to write /proc/sys/net/"), "{stderr}");
+    assert!(stderr.trim_end().ends_with("run as root, e.g. with sudo"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1);
+    assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2");
+    assert!(!Path::new(PERSISTED).exists());
+}
+
+#[test]
+fn without_a_terminal_it_refuses_unless_yes() {
+    if !enter("apply::without_a_terminal_it_refuses_unless_yes") {
+        return;
+    }
+    let state = setup();
+    twtune()
+        .args(["apply", "outbound-heavy"])
+        .args(state_arg(state.path()))
+        .write_stdin("y\n")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("refusing to change anything without confirmation"))
+        .stderr(predicate::str::contains("--yes"));
+    assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2");
+    twtune().args(["rollback"]).args(state_arg(state.path())).assert().code(2);
+}
+
+#[test]
+fn a_second_apply_waits_for_no_one_and_says_so() {
+    if !enter("apply::a_second_apply_waits_for_no_one_and_says_so") {
+        return;
+    }
+    let state = setup();
+    let held = twtune::apply::journal::StateDir::new(state.path()).lock().expect("take the lock");
+    twtune()
+        .args(["apply", "outbound-heavy", "--yes"])
+        .args(state_arg(state.path()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("another twtune apply or rollback is running"))
+        .stderr(predicate::str::contains(std::process::id().to_string()));
+    assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2");
+    drop(held);
+    twtune().args(["apply", "outbound-heavy", "--yes"]).args(state_arg(state.path())).assert().code(0);
+}
+
+#[test]
+fn a_file_that_overrides_the_applied_keys_is_named() {
+    if !enter("apply::a_file_that_overrides_the_applied_keys_is_named") {
+        return;
+    }
+    let state = setup();
+    std::fs::write("/etc/sysctl.d/99-zz-team.conf", "net.ipv4.tcp_tw_reuse = 0\n").expect("write");
+    twtune()
+        .args(["apply", "outbound-heavy", "--yes"])
+        .args(state_arg(state.path()))
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains(
+            "twtune: warning: at the next boot (systemd-sysctl) /etc/sysctl.d/99-zz-team.conf:1 sets \
+             net.ipv4.tcp_tw_reuse = \"0\" and overrides /etc/sysctl.d/90-twtune.conf",
+        ))
+        .stderr(predicate::str::contains("ip_local_port_range").not());
+}
+
+#[test]
+fn ctrl_c_during_apply_leaves_the_old_state() {
+    if !enter("apply::ctrl_c_during_apply_leaves_the_old_state") {
+        return;
+    }
+    let state = setup();
+    let child = Command::new(env!("CARGO_BIN_EXE_twtune"))
+        .args(["apply", "outbound-heavy", "--yes"])
+        .args(state_arg(state.path()))
+        .env("TWTUNE_TEST_WRITE_DELAY_MS", "1500")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The first write happens at once; the second waits 1.5 s: interrupt in between.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sysctl("net.ipv4.ip_local_port_range") != "10000 65535" {
+        assert!(std::time::Instant::now() < deadline, "the first write never happened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().expect("kill");
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("twtune: interrupted; restored net.ipv4.ip_local_port_range=\"32768 60999\""),
+        "{stderr}"
+    );
+    assert_eq!(
+        (sysctl("net.ipv4.ip_local_port_range"), sysctl("net.ipv4.tcp_tw_reuse")),
+        ("32768 60999".into(), "2".into())
+    );
+    assert!(!Path::new(PERSISTED).exists());
+}
+
+/// Runs `twtune apply` in a pseudo-terminal and answers the real dialoguer prompt.
+fn answer_prompt(state: &Path, key: &str) -> (String, i32) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_twtune"));
+    command.args(["apply", "outbound-heavy"]).args(state_arg(state)).env("TERM", "dumb");
+    let mut session = rexpect::session::spawn_command(command, Some(20_000)).expect("spawn in a pty");
+    session.exp_string("Apply 2 changes?").expect("the prompt");
+    session.send(key).expect("answer");
+    session.flush().expect("flush");
+    let rest = session.exp_eof().expect("exit");
+    let code = match session.process().wait().expect("wait") {
+        rexpect::process::WaitStatus::Exited(_, code) => code,
+        other => panic!("{other:?}"),
+    };
+    (rest, code)
+}
+
+#[test]
+fn answering_the_real_prompt_y_applies_and_n_changes_nothing() {
+    if !enter("apply::answering_the_real_prompt_y_applies_and_n_changes_nothing") {
+        return;
+    }
+    let state = setup();
+    let (rest, code) = answer_prompt(state.path(), "n");
+    assert_eq!(code, 1, "{rest}");
+    assert!(rest.contains("Nothing was changed."), "{rest}");
+    assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2");
+    assert!(!Path::new(PERSISTED).exists());
+
+    let (rest, code) = answer_prompt(state.path(), "y");
+    assert_eq!(code, 0, "{rest}");
+    assert!(rest.contains("Applied 2 changes"), "{rest}");
+    assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "1");
+    assert!(Path::new(PERSISTED).exists());
+}
+
+#[test]
+fn no_persist_changes_runtime_only_and_warns() {
+    if !enter("apply::no_persist_changes_runtime_only_and_warns") {
+        return;
+    }
+    let state = setup();
+    // The audit recommends restoring a lowered tcp_fin_timeout to 60.
+    set_sysctl("net.ipv4.tcp_fin_timeout", "10");
+    twtune()
+        .args(["apply", "--recommended", "--yes", "--no-persist"])
+        .args(state_arg(state.path()))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("Plan (recommended): 1 change"))
+        .stdout(predicate::str::contains("net.ipv4.tcp_fin_timeout  10 -> 60"))
+        .stderr(predicate::str::contains("not persisted (--no-persist)"));
+    assert_eq!(sysctl("net.ipv4.tcp_fin_timeout"), "60");
+    assert!(!Path::new(PERSISTED).exists());
+}
+
+#[test]
+fn a_value_the_kernel_rewrites_is_an_error_and_is_restored() {
+    if !enter("apply::a_value_the_kernel_rewrites_is_an_error_and_is_restored") {
+        return;
+    }
+    let state = setup();
+    // The kernel accepts "0x5" for tcp_syn_retries (a key twtune does not know) but keeps 5.
+    let profile = profile_file(
+        state.path(),
+        "rewritten",
+        "name: rewritten\ndescription: d\nsettings:\n  net.core.somaxconn: {min: 8192, why: w, risk: r}\n  \
+         net.ipv4.tcp_syn_retries: {value: \"0x5\", why: w, risk: r}\n",
+    );
+    let before = sysctl("net.ipv4.tcp_syn_retries");
+    twtune()
+        .args(["apply", "--yes"])
+        .arg(&profile)
+        .args(state_arg(state.path()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("the kernel kept \"5\" instead of \"0x5\""))
+        .stderr(predicate::str::contains(format!("net.ipv4.tcp_syn_retries={before:?}")))
+        .stderr(predicate::str::contains("net.core.somaxconn=\"4096\""));
+    assert_eq!((sysctl("net.ipv4.tcp_syn_retries"), sysctl("net.core.somaxconn")), (before, "4096".to_string()));
+    assert!(!Path::new(PERSISTED).exists());
+}

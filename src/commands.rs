@@ -249,7 +249,7 @@ fn list_entries(entries: &[Entry], state: &StateDir, out: &mut dyn Write) -> std
     }
     writeln!(out, "{DIM}{:<20}  {:<20}  {:<12}  {:<24}  keys{DIM:#}", "id", "created", "status", "source")?;
     for e in entries {
-        let status = format!("{:?}", e.status).to_lowercase();
+        let status = e.status.name();
         let keys: Vec<&str> = e.changes.iter().map(|c| c.key.as_str()).collect();
         writeln!(out, "{:<20}  {:<20}  {:<12}  {:<24}  {}", e.id, e.created, status, e.source, keys.join(", "))?;
     }

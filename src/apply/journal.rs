@@ -34,6 +34,18 @@ pub enum Status {
     RolledBack,
 }
 
+impl Status {
+    /// The name used in the journal and in listings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Applied => "applied",
+            Status::Failed => "failed",
+            Status::RolledBack => "rolled-back",
+        }
+    }
+}
+
 /// One key's change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyChange {

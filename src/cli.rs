@@ -52,6 +52,10 @@ pub enum Command {
     #[command(after_help = APPLY_EXIT_STATUS)]
     Rollback(RollbackArgs),
 
+    /// Export a profile's settings (or the audit's recommendations) for Ansible, sysctl.d,
+    /// Kubernetes or as JSON.
+    Export(ExportArgs),
+
     /// List, show and check tuning profiles.
     ///
     /// Profiles come built in, from /etc/twtune/profiles.d/*.yaml (beneath --root; a file there
@@ -155,6 +159,38 @@ pub struct ApplyArgs {
     /// Change the running values only; they are lost at the next reboot.
     #[arg(long)]
     pub no_persist: bool,
+}
+
+/// Options of `twtune export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Profile to export: a name, or a path to a YAML file.
+    #[arg(value_name = "PROFILE", required_unless_present = "recommended", conflicts_with = "recommended")]
+    pub profile: Option<String>,
+
+    /// Export the recommendations of an audit of this host (or of --root) instead.
+    #[arg(long)]
+    pub recommended: bool,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = crate::export::ExportFormat::Ansible)]
+    pub format: crate::export::ExportFormat,
+
+    /// Write to PATH instead of stdout (for ansible-role: a new or empty directory).
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Ansible: the hosts pattern of the play.
+    #[arg(long, value_name = "PATTERN", default_value = "all")]
+    pub hosts: String,
+
+    /// Ansible: the sysctl.d file the settings are kept in on the hosts.
+    #[arg(long, value_name = "PATH", default_value = "/etc/sysctl.d/90-twtune.conf")]
+    pub sysctl_file: String,
+
+    /// Read profiles.d (and, with --recommended, the system to audit) beneath DIR.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
 }
 
 /// Options of `twtune rollback`.

@@ -1,5 +1,6 @@
-//! The `apply` and `rollback` commands: from a resolved config to a plan on screen, the checks that
-//! come before any write, consent, and the transaction. The transaction itself is in [`crate::apply`].
+//! The `apply`, `rollback` and `export` commands: from a resolved config to a plan on screen, the
+//! checks that come before any write, consent, and the transaction (itself in [`crate::apply`]);
+//! and the rendering of exports to stdout or files.
 
 use std::io::Write;
 use std::path::Path;
@@ -11,8 +12,9 @@ use anstyle::Style;
 use crate::apply::confirm::Confirm;
 use crate::apply::journal::{Entry, StateDir, Status};
 use crate::apply::{self, Controls, PersistTarget, Plan};
-use crate::config::{ApplyConfig, RollbackConfig, Target, beneath};
+use crate::config::{ApplyConfig, ExportConfig, RollbackConfig, Target, beneath};
 use crate::error::{Error, Outcome, Result};
+use crate::export::{AnsibleOptions, Export, ExportFormat, Item};
 use crate::inspect::proc_tcp::ProcSocketSource;
 use crate::persisted::ConfigTree;
 use crate::procsys::ProcSys;
@@ -30,6 +32,76 @@ fn output(e: std::io::Error) -> Error {
     Error::Output(e)
 }
 
+/// The plan of the audit's recommendations for the system beneath `root`.
+fn recommended_plan(root: &Root) -> Result<Plan> {
+    let inspection = inspect::inspect(root, &mut ProcSocketSource::new(root), 10, &[])?;
+    let plan = Plan::from_findings("recommended", &rules::evaluate(&inspection, &Thresholds::default()), |f| {
+        f.message.clone()
+    })?;
+    plan.check(|key| inspection.settings.get(key).map(str::to_string))?;
+    Ok(plan)
+}
+
+/// `twtune export`.
+pub fn export(config: &ExportConfig) -> Result<Outcome> {
+    let root = Root::open(&config.root)?;
+    let export = match &config.profile {
+        Some(arg) => Export::from_profile(&Catalog::new(root.path()).load(arg)?),
+        None => {
+            let plan = recommended_plan(&root)?;
+            Export {
+                source: format!("the recommendations of an audit of {}", hostname(root.path())),
+                items: plan.changes.into_iter().map(|c| Item::new(c.key.to_string(), c.new, c.why, c.risk)).collect(),
+                skipped: Vec::new(),
+            }
+        }
+    };
+    let ansible = AnsibleOptions { hosts: config.hosts.clone(), sysctl_file: config.sysctl_file.clone() };
+    let text = match config.format {
+        ExportFormat::Ansible => crate::export::ansible_playbook(&export, &ansible),
+        ExportFormat::SysctlD => crate::export::sysctl_d(&export),
+        ExportFormat::Json => crate::export::json(&export),
+        ExportFormat::K8s => crate::export::kubernetes(&export),
+        ExportFormat::AnsibleRole => {
+            let dir = config.output.as_ref().ok_or_else(|| {
+                Error::Apply("--format ansible-role writes a directory: give it with --output DIR".into())
+            })?;
+            write_role(dir, &crate::export::ansible_role(&export, &ansible))?;
+            return Ok(Outcome::Clean);
+        }
+    };
+    match &config.output {
+        Some(path) => apply::write_atomically(path, &text).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+            hint: "",
+        })?,
+        None => std::io::stdout().lock().write_all(text.as_bytes()).map_err(output)?,
+    }
+    Ok(Outcome::Clean)
+}
+
+/// The host name of the audited system, for the export's header.
+fn hostname(root: &Path) -> String {
+    std::fs::read_to_string(root.join("proc/sys/kernel/hostname"))
+        .map_or_else(|_| "this host".into(), |h| h.trim().to_string())
+}
+
+/// Writes a role into a new or empty directory; an existing file is never overwritten.
+fn write_role(dir: &Path, files: &[(&str, String)]) -> Result<()> {
+    if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(Error::Apply(format!(
+            "{} is not empty: give a new or empty directory for the role",
+            dir.display()
+        )));
+    }
+    for (relative, content) in files {
+        let path = dir.join(relative);
+        apply::write_atomically(&path, content).map_err(|source| Error::Read { path, source, hint: "" })?;
+    }
+    Ok(())
+}
+
 /// `twtune apply`.
 pub fn apply(config: &ApplyConfig, out: &mut dyn Write, confirm: &dyn Confirm) -> Result<Outcome> {
     let root = Root::open(&config.target.root)?;
@@ -45,10 +117,7 @@ pub fn apply(config: &ApplyConfig, out: &mut dyn Write, confirm: &dyn Confirm) -
                 setting.map_or_else(|| f.message.clone(), |s| fold_whitespace(&s.why))
             })?
         }
-        None => {
-            let thresholds = Thresholds::default();
-            Plan::from_findings("recommended", &rules::evaluate(&inspection, &thresholds), |f| f.message.clone())?
-        }
+        None => recommended_plan(&root)?,
     };
     plan.check(|key| inspection.settings.get(key).map(str::to_string))?;
     if plan.changes.is_empty() {

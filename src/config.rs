@@ -21,6 +21,7 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CommandConfig {
     Apply(ApplyConfig),
+    Export(ExportConfig),
     Rollback(RollbackConfig),
     Audit(AuditConfig),
     Explain(ExplainConfig),
@@ -49,6 +50,18 @@ pub struct ApplyConfig {
     pub select: bool,
     pub target: Target,
     pub yes: bool,
+}
+
+/// Everything `twtune export` needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExportConfig {
+    pub format: crate::export::ExportFormat,
+    pub hosts: String,
+    pub output: Option<PathBuf>,
+    /// A profile name or path; `None` means the audit's recommendations.
+    pub profile: Option<String>,
+    pub root: PathBuf,
+    pub sysctl_file: String,
 }
 
 /// Everything `twtune rollback` needs.
@@ -123,6 +136,14 @@ impl Config {
                 select: args.select,
                 target: Target::from_args(args.target),
                 yes: args.yes,
+            }),
+            Command::Export(args) => CommandConfig::Export(ExportConfig {
+                format: args.format,
+                hosts: args.hosts,
+                output: args.output,
+                profile: args.profile,
+                root: args.root,
+                sysctl_file: args.sysctl_file,
             }),
             Command::Rollback(args) => CommandConfig::Rollback(RollbackConfig {
                 id: args.id,

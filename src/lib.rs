@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod explain;
+pub mod export;
 pub mod inspect;
 pub mod keys;
 pub mod persisted;
@@ -73,6 +74,7 @@ fn execute(config: &Config) -> Result<Outcome> {
             let mut out = anstream::AutoStream::new(std::io::stdout().lock(), config.color);
             commands::apply(apply_config, &mut out, &apply::confirm::Terminal)
         }
+        CommandConfig::Export(export_config) => commands::export(export_config),
         CommandConfig::Rollback(rollback_config) => {
             let mut out = anstream::AutoStream::new(std::io::stdout().lock(), config.color);
             commands::rollback(rollback_config, &mut out, &apply::confirm::Terminal)

@@ -1,0 +1,404 @@
+//! `twtune export`: the settings of a profile, or of the audit's recommendations, as an Ansible
+//! playbook or role, a sysctl.d drop-in, JSON, or a Kubernetes pod `securityContext.sysctls`
+//! snippet. Pure: renders text from a list of [`Item`]s; the command writes it.
+//!
+//! Every value and name is written as a double-quoted scalar (JSON string syntax, which YAML
+//! accepts), and every comment is folded to one line, so no text in a profile's `why` or `risk`
+//! (colons, quotes, `#`, newlines, a leading `-`) can change the document's structure. Output has
+//! no date, so that files committed to a repository change only when the settings do.
+
+use std::collections::BTreeMap;
+
+use crate::keys::spec_of;
+use crate::ports::PortSet;
+use crate::profile::Profile;
+use crate::profile::parse::{Bound, Setting, static_check};
+use crate::sysctl::fold_whitespace;
+
+/// One setting to export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    pub key: String,
+    /// As the kernel prints it (`"32768 60999"` for ranges).
+    pub value: String,
+    pub why: String,
+    pub risk: String,
+    /// Only for kernels from this version (`"6.14"`): the key does not exist before.
+    pub min_kernel: Option<String>,
+    /// Only for kernels up to this version (`"4.11"`): the key does not exist after.
+    pub max_kernel: Option<String>,
+}
+
+impl Item {
+    /// An item for every kernel.
+    pub fn new(key: String, value: String, why: String, risk: String) -> Item {
+        Item { key, value, why, risk, min_kernel: None, max_kernel: None }
+    }
+
+    fn kernel_bounded(&self) -> bool {
+        self.min_kernel.is_some() || self.max_kernel.is_some()
+    }
+
+    /// An Ansible condition on the gathered kernel version, e.g.
+    /// `ansible_facts.kernel is version('4.12', '<')`.
+    fn ansible_condition(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(min) = &self.min_kernel {
+            parts.push(format!("ansible_facts.kernel is version({}, '>=')", single_quoted(min)));
+        }
+        if let Some(max) = &self.max_kernel {
+            // "4.11" must include 4.11.9: compare below the next minor version.
+            parts.push(format!("ansible_facts.kernel is version({}, '<')", single_quoted(&next_minor(max))));
+        }
+        parts.join(" and ")
+    }
+
+    fn kernel_text(&self) -> String {
+        match (&self.min_kernel, &self.max_kernel) {
+            (Some(min), Some(max)) => format!("only on kernels {min} to {max}"),
+            (Some(min), None) => format!("only on kernels from {min}"),
+            (None, Some(max)) => format!("only on kernels up to {max}"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// `"4.11"` -> `"4.12"`.
+fn next_minor(version: &str) -> String {
+    match crate::sysctl::KernelVersion::from_release(version) {
+        Some(v) => format!("{}.{}", v.major, v.minor + 1),
+        None => version.to_string(),
+    }
+}
+
+/// A single-quoted YAML/Jinja string (versions hold no quotes; doubled if they ever do).
+fn single_quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// What is exported, and what could not be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Export {
+    /// `profile NAME` or `recommendations of the audit of HOST`.
+    pub source: String,
+    pub items: Vec<Item>,
+    /// Keys left out, with why (shown as comments).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// An Ansible playbook using ansible.posix.sysctl.
+    Ansible,
+    /// An Ansible role in the --output directory.
+    AnsibleRole,
+    /// A sysctl.d drop-in, loadable with `sysctl -p FILE`.
+    SysctlD,
+    /// An object from dotted key to value.
+    Json,
+    /// A pod securityContext.sysctls snippet with the sysctls Kubernetes treats as safe.
+    K8s,
+}
+
+/// Options of the Ansible formats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnsibleOptions {
+    pub hosts: String,
+    pub sysctl_file: String,
+}
+
+/// The value a profile setting exports as: what a host without that value should be set to.
+/// `None` when no single value can stand for the setting (a bound on the kernel's own default).
+pub fn export_value(key: &str, setting: &Setting) -> Option<String> {
+    if let Some(text) = setting.recommend.as_ref().or(setting.value.as_ref()) {
+        return Some(text.0.clone());
+    }
+    if let Some(first) = setting.one_of.as_ref().and_then(|o| o.first()) {
+        return Some(first.0.clone());
+    }
+    if let Some(includes) = &setting.includes {
+        return PortSet::parse(&includes.0).ok().map(|set| set.to_string());
+    }
+    match (&setting.min, &setting.max) {
+        (Some(Bound::Int(n)), _) | (None, Some(Bound::Int(n))) => return Some(n.to_string()),
+        (Some(Bound::KernelDefault), _) | (_, Some(Bound::KernelDefault)) => return None,
+        _ => {}
+    }
+    // Per-field bounds, sizes, avoided ports, parity: the kernel default, if it meets them.
+    let default = spec_of(key)?.default?;
+    static_check(key, setting, default, &PortSet::default()).ok().map(|()| default.to_string())
+}
+
+impl Export {
+    /// Every setting of a resolved profile.
+    pub fn from_profile(profile: &Profile) -> Export {
+        let mut items = Vec::new();
+        let mut skipped = Vec::new();
+        for (key, setting) in &profile.settings {
+            let spec = spec_of(key);
+            match export_value(key, setting) {
+                Some(value) => items.push(Item {
+                    key: key.clone(),
+                    value,
+                    why: fold_whitespace(&setting.why),
+                    risk: fold_whitespace(&setting.risk),
+                    // The key's own lifetime counts even where the profile does not say it.
+                    min_kernel: setting
+                        .min_kernel
+                        .clone()
+                        .or_else(|| spec.and_then(|s| s.since).map(|v| v.to_string())),
+                    max_kernel: setting
+                        .max_kernel
+                        .clone()
+                        .or_else(|| spec.and_then(|s| s.until).map(|v| v.to_string())),
+                }),
+                None => skipped.push((
+                    key.clone(),
+                    "bounded by the kernel's own default, which depends on the host: left to the kernel".to_string(),
+                )),
+            }
+        }
+        Export { source: format!("profile {}", profile.name), items, skipped }
+    }
+
+    /// The values as dotted key -> value.
+    pub fn values(&self) -> BTreeMap<&str, &str> {
+        self.items.iter().map(|i| (i.key.as_str(), i.value.as_str())).collect()
+    }
+}
+
+/// A double-quoted YAML scalar (JSON string syntax).
+fn quoted(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// `# text` on one line.
+fn comment(indent: &str, label: &str, text: &str) -> String {
+    format!("{indent}# {label}{}\n", fold_whitespace(text))
+}
+
+fn header(export: &Export, format: &str) -> String {
+    let mut text = format!(
+        "# {format} generated by twtune {} from {}.\n# Regenerate with `twtune export`; edits here are lost then.\n",
+        env!("CARGO_PKG_VERSION"),
+        export.source
+    );
+    for (key, why) in &export.skipped {
+        text.push_str(&comment("", "not exported: ", &format!("{key}: {why}")));
+    }
+    text
+}
+
+/// A playbook applying every item with ansible.posix.sysctl, then checking the runtime values.
+pub fn ansible_playbook(export: &Export, options: &AnsibleOptions) -> String {
+    let mut text = header(export, "Ansible playbook");
+    text.push_str("# Needs the ansible.posix collection (part of the `ansible` package).\n");
+    text.push_str(&format!(
+        "- name: {}\n",
+        quoted(&format!("TIME_WAIT and ephemeral-port settings ({})", export.source))
+    ));
+    // Facts (the kernel version) are needed only for settings that exist on some kernels only.
+    let facts = export.items.iter().any(Item::kernel_bounded);
+    text.push_str(&format!("  hosts: {}\n  become: true\n  gather_facts: {facts}\n", quoted(&options.hosts)));
+    text.push_str(&format!("  vars:\n    twtune_sysctl_file: {}\n  tasks:\n", quoted(&options.sysctl_file)));
+    for item in &export.items {
+        text.push_str(&comment("    ", "why: ", &item.why));
+        text.push_str(&comment("    ", "risk: ", &item.risk));
+        text.push_str(&format!("    - name: {}\n", quoted(&format!("{} = {}", item.key, item.value))));
+        text.push_str("      ansible.posix.sysctl:\n");
+        text.push_str(&format!("        name: {}\n        value: {}\n", quoted(&item.key), quoted(&item.value)));
+        text.push_str("        sysctl_file: \"{{ twtune_sysctl_file }}\"\n        sysctl_set: true\n        reload: true\n        state: present\n");
+        if item.kernel_bounded() {
+            text.push_str(&format!("      when: {}\n", quoted(&item.ansible_condition())));
+        }
+    }
+    // Settings for some kernels only are left out of the check; the tasks above report them.
+    let checked: Vec<(String, String)> =
+        export.items.iter().filter(|i| !i.kernel_bounded()).map(|i| (quoted(&i.key), quoted(&i.value))).collect();
+    text.push_str(&verify_tasks("    ", &checked));
+    text
+}
+
+/// Tasks that read the runtime values back and fail unless they are the expected ones.
+fn verify_tasks(indent: &str, pairs: &[(String, String)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let mut text = format!("{indent}- name: \"Read the runtime values back\"\n");
+    text.push_str(&format!("{indent}  ansible.builtin.command:\n{indent}    argv: [\"sysctl\", \"-n\""));
+    for (key, _) in pairs {
+        text.push_str(&format!(", {key}"));
+    }
+    text.push_str(&format!("]\n{indent}  register: twtune_runtime\n{indent}  changed_when: false\n"));
+    text.push_str(&format!(
+        "{indent}- name: \"Check the runtime values\"\n{indent}  ansible.builtin.assert:\n{indent}    that:\n"
+    ));
+    for (index, (_, value)) in pairs.iter().enumerate() {
+        text.push_str(&format!(
+            "{indent}      - \"(twtune_runtime.stdout_lines[{index}].split() | join(' ')) == {}\"\n",
+            value.replace('\\', "\\\\").replace('"', "'")
+        ));
+    }
+    text.push_str(&format!("{indent}    fail_msg: \"a runtime value differs from what was set\"\n"));
+    text
+}
+
+/// The files of an Ansible role: path relative to the role directory, and content.
+pub fn ansible_role(export: &Export, options: &AnsibleOptions) -> Vec<(&'static str, String)> {
+    let (bounded, everywhere): (Vec<&Item>, Vec<&Item>) = export.items.iter().partition(|i| i.kernel_bounded());
+    let mut defaults = header(export, "Ansible role defaults");
+    defaults.push_str(&format!("twtune_sysctl_file: {}\ntwtune_sysctl:\n", quoted(&options.sysctl_file)));
+    if everywhere.is_empty() {
+        defaults.push_str("  {}\n");
+    }
+    for item in &everywhere {
+        defaults.push_str(&comment("  ", "why: ", &item.why));
+        defaults.push_str(&comment("  ", "risk: ", &item.risk));
+        defaults.push_str(&format!("  {}: {}\n", quoted(&item.key), quoted(&item.value)));
+    }
+    defaults.push_str(
+        "# Settings for some kernel versions only (the key does not exist on the others).\ntwtune_sysctl_by_kernel:",
+    );
+    defaults.push_str(if bounded.is_empty() { " []\n" } else { "\n" });
+    for item in &bounded {
+        defaults.push_str(&comment("  ", "why: ", &item.why));
+        defaults.push_str(&comment("  ", "risk: ", &item.risk));
+        let version = |v: Option<String>| v.map_or("null".to_string(), |v| quoted(&v));
+        defaults.push_str(&format!(
+            "  - name: {}\n    value: {}\n    min_kernel: {}\n    below_kernel: {}\n",
+            quoted(&item.key),
+            quoted(&item.value),
+            version(item.min_kernel.clone()),
+            version(item.max_kernel.as_deref().map(next_minor))
+        ));
+    }
+    let mut tasks = header(export, "Ansible role tasks");
+    tasks.push_str(
+        "- name: \"Set the sysctls in the drop-in and at runtime\"\n  ansible.posix.sysctl:\n    name: \"{{ item.key }}\"\n    \
+         value: \"{{ item.value }}\"\n    sysctl_file: \"{{ twtune_sysctl_file }}\"\n    sysctl_set: true\n    reload: false\n    \
+         state: present\n  loop: \"{{ twtune_sysctl | dict2items }}\"\n  notify: \"Reload sysctl\"\n\
+         - name: \"Gather the kernel version for settings that depend on it\"\n  ansible.builtin.setup:\n    gather_subset: [\"min\"]\n  \
+         when: twtune_sysctl_by_kernel | length > 0\n\
+         - name: \"Set the sysctls that exist on some kernels only\"\n  ansible.posix.sysctl:\n    name: \"{{ item.name }}\"\n    \
+         value: \"{{ item.value }}\"\n    sysctl_file: \"{{ twtune_sysctl_file }}\"\n    sysctl_set: true\n    reload: false\n    \
+         state: present\n  loop: \"{{ twtune_sysctl_by_kernel }}\"\n  loop_control:\n    label: \"{{ item.name }}\"\n  \
+         when:\n    - item.min_kernel is none or ansible_facts.kernel is version(item.min_kernel, '>=')\n    \
+         - item.below_kernel is none or ansible_facts.kernel is version(item.below_kernel, '<')\n  \
+         notify: \"Reload sysctl\"\n\
+         - name: \"Apply every sysctl file now (so later files are honoured too)\"\n  ansible.builtin.meta: flush_handlers\n\
+         - name: \"Read the runtime values back\"\n  ansible.builtin.command:\n    argv: [\"sysctl\", \"-n\", \"{{ item.key }}\"]\n  \
+         loop: \"{{ twtune_sysctl | dict2items }}\"\n  register: twtune_runtime\n  changed_when: false\n\
+         - name: \"Check the runtime values\"\n  ansible.builtin.assert:\n    that:\n      - \"(item.stdout.split() | join(' ')) == \
+         (item.item.value | string)\"\n    fail_msg: \"{{ item.item.key }} is {{ item.stdout }} at runtime, not {{ item.item.value }}; another \
+         sysctl file may override it\"\n  loop: \"{{ twtune_runtime.results }}\"\n  loop_control:\n    label: \"{{ item.item.key }}\"\n",
+    );
+    let handlers = "# The ansible.posix.sysctl module cannot run `sysctl --system`; this handler does.\n\
+                    - name: \"Reload sysctl\"\n  ansible.builtin.command:\n    argv: [\"sysctl\", \"--system\"]\n"
+        .to_string();
+    let meta = format!(
+        "galaxy_info:\n  role_name: twtune_sysctl\n  author: twtune\n  description: {}\n  license: MIT\n  min_ansible_version: \"2.15\"\n\
+         dependencies: []\ncollections:\n  - ansible.posix\n",
+        quoted(&format!("TIME_WAIT and ephemeral-port sysctls ({})", export.source))
+    );
+    let readme = format!(
+        "# twtune_sysctl\n\nGenerated by twtune {} from {}. Sets these sysctls at runtime and in `twtune_sysctl_file` \
+         (default `{}`), runs `sysctl --system` so that every sysctl file is honoured, then checks the runtime values.\n\n\
+         Needs the `ansible.posix` collection (part of the `ansible` package).\n\n```yaml\n- hosts: all\n  become: true\n  roles:\n    - twtune_sysctl\n```\n\n\
+         | key | value | why |\n|---|---|---|\n{}",
+        env!("CARGO_PKG_VERSION"),
+        export.source,
+        options.sysctl_file,
+        export
+            .items
+            .iter()
+            .map(|i| format!("| `{}` | `{}` | {} |\n", i.key, i.value, i.why.replace('|', "\\|")))
+            .collect::<String>()
+    );
+    vec![
+        ("defaults/main.yml", defaults),
+        ("tasks/main.yml", tasks),
+        ("handlers/main.yml", handlers),
+        ("meta/main.yml", meta),
+        ("README.md", readme),
+    ]
+}
+
+/// A sysctl.d drop-in.
+pub fn sysctl_d(export: &Export) -> String {
+    let mut text = header(export, "sysctl.d drop-in");
+    text.push_str("# Load with `sysctl -p FILE`, or place it in /etc/sysctl.d/.\n");
+    for item in &export.items {
+        text.push('\n');
+        text.push_str(&comment("", "why: ", &item.why));
+        text.push_str(&comment("", "risk: ", &item.risk));
+        if item.kernel_bounded() {
+            // The - prefix: kernels without the key skip the line instead of failing the load.
+            text.push_str(&comment("", "", &format!("{}; the - prefix skips it elsewhere", item.kernel_text())));
+            text.push_str(&format!("-{} = {}\n", item.key, item.value));
+        } else {
+            text.push_str(&format!("{} = {}\n", item.key, item.value));
+        }
+    }
+    text
+}
+
+/// Dotted key -> value.
+pub fn json(export: &Export) -> String {
+    serde_json::to_string_pretty(&export.values()).unwrap_or_else(|_| "{}".into()) + "\n"
+}
+
+/// Sysctls the kubelet allows in `securityContext.sysctls` by default, with the first Kubernetes
+/// version that does (kernel-facts.md §9).
+const KUBERNETES_SAFE: &[(&str, &str)] = &[
+    ("net.ipv4.ip_local_port_range", "all"),
+    ("net.ipv4.ip_local_reserved_ports", "1.27"),
+    ("net.ipv4.ip_unprivileged_port_start", "1.22"),
+    ("net.ipv4.ping_group_range", "1.18"),
+    ("net.ipv4.tcp_fin_timeout", "1.29"),
+    ("net.ipv4.tcp_keepalive_intvl", "1.29"),
+    ("net.ipv4.tcp_keepalive_probes", "1.29"),
+    ("net.ipv4.tcp_keepalive_time", "1.29"),
+    ("net.ipv4.tcp_rmem", "1.32"),
+    ("net.ipv4.tcp_syncookies", "all"),
+    ("net.ipv4.tcp_wmem", "1.32"),
+];
+
+/// Keys that exist only in the host's initial network namespace: no pod can set them.
+const NODE_ONLY: &[&str] = &["net.ipv4.tcp_max_orphans", "net.ipv4.tcp_mem", "net.ipv4.udp_mem"];
+
+/// A pod securityContext snippet: the safe sysctls as entries, the rest as comments saying what
+/// they need.
+pub fn kubernetes(export: &Export) -> String {
+    let mut text = header(export, "Kubernetes pod securityContext");
+    text.push_str(
+        "# Pods get their own network namespace, which starts from kernel defaults: node settings do not reach them.\n",
+    );
+    let (safe, other): (Vec<&Item>, Vec<&Item>) =
+        export.items.iter().partition(|i| KUBERNETES_SAFE.iter().any(|(k, _)| *k == i.key));
+    for item in &other {
+        let need = if NODE_ONLY.contains(&item.key.as_str()) {
+            "global to the node: set it on the node (it is not per network namespace), not in a pod"
+        } else {
+            "not in Kubernetes' safe set: allowed in pods only where the kubelet runs with --allowed-unsafe-sysctls, or set on the node for hostNetwork pods"
+        };
+        text.push_str(&comment("", "", &format!("{} = {}: {need}", item.key, item.value)));
+    }
+    text.push_str("securityContext:\n  sysctls:");
+    if safe.is_empty() {
+        text.push_str(" []\n");
+        return text;
+    }
+    text.push('\n');
+    for item in safe {
+        let since = KUBERNETES_SAFE.iter().find(|(k, _)| *k == item.key).map_or("all", |(_, v)| v);
+        if since != "all" {
+            text.push_str(&comment("    ", "", &format!("safe since Kubernetes {since}")));
+        }
+        text.push_str(&format!("    - name: {}\n      value: {}\n", quoted(&item.key), quoted(&item.value)));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;

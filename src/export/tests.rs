@@ -1,0 +1,130 @@
+//! Rendering of each format, values of profile settings, and YAML that survives any text.
+
+use serde_json::Value;
+
+use super::*;
+use crate::profile::catalog::Catalog;
+
+fn profile(name: &str) -> Profile {
+    Catalog::new(std::path::Path::new("/nonexistent-root")).load(name).expect(name)
+}
+
+fn options() -> AnsibleOptions {
+    AnsibleOptions { hosts: "all".into(), sysctl_file: "/etc/sysctl.d/90-twtune.conf".into() }
+}
+
+/// Parses YAML into a generic value (serde-saphyr has none of its own).
+fn yaml(text: &str) -> Value {
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("not YAML ({e}):\n{text}"))
+}
+
+#[test]
+fn profile_settings_export_as_the_value_to_set() {
+    let outbound = Export::from_profile(&profile("outbound-heavy"));
+    let values = outbound.values();
+    assert_eq!(values.get("net.ipv4.tcp_tw_reuse"), Some(&"1"));
+    assert_eq!(values.get("net.ipv4.ip_local_port_range"), Some(&"10000 65535"));
+    assert_eq!(values.get("net.ipv4.tcp_timestamps"), Some(&"1"));
+    assert_eq!(values.get("net.ipv4.tcp_tw_recycle"), Some(&"0"));
+    assert!(!values.contains_key("net.ipv4.tcp_max_tw_buckets"), "min: default has no single value");
+    assert_eq!(outbound.skipped.len(), 1);
+
+    let k8s = Export::from_profile(&profile("kubernetes-node"))
+        .values()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<Vec<_>>();
+    assert!(
+        k8s.contains(&("net.ipv4.ip_local_port_range".into(), "32768 60999".into())),
+        "the default is clear of NodePorts: {k8s:?}"
+    );
+}
+
+#[test]
+fn yaml_survives_any_text_in_why_and_risk() {
+    let nasty = "colon: here, \"quotes\" and 'single', # not a comment\n- leading dash\n{{ template }} | pipe > gt & amp * star";
+    let export = Export {
+        source: "profile \"odd\": # name".into(),
+        items: vec![Item::new("net.ipv4.tcp_tw_reuse".into(), "1".into(), nasty.into(), nasty.into())],
+        skipped: vec![("net.x".into(), nasty.into())],
+    };
+    let playbook = yaml(&ansible_playbook(
+        &export,
+        &AnsibleOptions { hosts: "web:&prod".into(), sysctl_file: "/tmp/a: b.conf".into() },
+    ));
+    let play = &playbook[0];
+    assert_eq!(play["hosts"], "web:&prod");
+    assert_eq!(play["vars"]["twtune_sysctl_file"], "/tmp/a: b.conf");
+    assert_eq!(play["tasks"][0]["ansible.posix.sysctl"]["value"], "1");
+    assert_eq!(play["tasks"].as_array().map(Vec::len), Some(3), "one task and two checks");
+    let role = ansible_role(&export, &options());
+    for (path, text) in &role {
+        if path.ends_with(".yml") {
+            yaml(text);
+        }
+    }
+    let defaults = yaml(&role[0].1);
+    assert_eq!(defaults["twtune_sysctl"]["net.ipv4.tcp_tw_reuse"], "1");
+    yaml(&kubernetes(&export));
+    // The drop-in keeps one assignment per line: the comment cannot leak a line.
+    let dropin = sysctl_d(&export);
+    let assignments: Vec<&str> = dropin.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+    assert_eq!(assignments, vec!["net.ipv4.tcp_tw_reuse = 1"]);
+}
+
+#[test]
+fn settings_for_some_kernels_only_are_conditional() {
+    let export = Export::from_profile(&profile("outbound-heavy"));
+    let recycle = export.items.iter().find(|i| i.key == "net.ipv4.tcp_tw_recycle").expect("baseline sets it");
+    assert_eq!(recycle.max_kernel.as_deref(), Some("4.11"));
+    let playbook = ansible_playbook(&export, &options());
+    assert!(playbook.contains("gather_facts: true"), "{playbook}");
+    assert!(playbook.contains("      when: \"ansible_facts.kernel is version('4.12', '<')\"\n"), "{playbook}");
+    let play = yaml(&playbook);
+    let checked = play[0]["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["name"] == "Read the runtime values back")
+        .expect("check");
+    assert!(!checked.to_string().contains("tcp_tw_recycle"), "not checked where it may not exist");
+    let dropin = sysctl_d(&export);
+    assert!(dropin.contains("\n-net.ipv4.tcp_tw_recycle = 0\n"), "{dropin}");
+    let role = ansible_role(&export, &options());
+    let defaults = yaml(&role[0].1);
+    assert_eq!(defaults["twtune_sysctl_by_kernel"][0]["below_kernel"], "4.12");
+    assert!(defaults["twtune_sysctl"].get("net.ipv4.tcp_tw_recycle").is_none());
+}
+
+#[test]
+fn json_is_key_to_value() {
+    let text = json(&Export::from_profile(&profile("outbound-heavy")));
+    let value: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(value["net.ipv4.ip_local_port_range"], "10000 65535");
+    assert_eq!(value["net.ipv4.tcp_tw_reuse"], "1");
+}
+
+#[test]
+fn kubernetes_keeps_only_safe_sysctls_as_entries() {
+    let export = Export {
+        source: "t".into(),
+        items: vec![
+            Item::new("net.ipv4.ip_local_port_range".into(), "10000 65535".into(), "w".into(), "r".into()),
+            Item::new("net.ipv4.tcp_tw_reuse".into(), "1".into(), "w".into(), "r".into()),
+            Item::new("net.ipv4.tcp_keepalive_time".into(), "600".into(), "w".into(), "r".into()),
+            Item::new("net.ipv4.tcp_max_orphans".into(), "65536".into(), "w".into(), "r".into()),
+        ],
+        skipped: Vec::new(),
+    };
+    let text = kubernetes(&export);
+    let doc = yaml(&text);
+    let names: Vec<&str> =
+        doc["securityContext"]["sysctls"].as_array().expect("list").iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, vec!["net.ipv4.ip_local_port_range", "net.ipv4.tcp_keepalive_time"]);
+    assert!(text.contains("# net.ipv4.tcp_tw_reuse = 1: not in Kubernetes' safe set"), "{text}");
+    assert!(text.contains("--allowed-unsafe-sysctls"), "{text}");
+    assert!(text.contains("# net.ipv4.tcp_max_orphans = 65536: global to the node"), "{text}");
+    assert!(text.contains("# safe since Kubernetes 1.29"), "{text}");
+    let none = kubernetes(&Export { source: "t".into(), items: vec![], skipped: vec![] });
+    assert_eq!(yaml(&none)["securityContext"]["sysctls"], Value::Array(vec![]));
+}

@@ -333,9 +333,10 @@ pub fn sysctl_d(export: &Export) -> String {
         text.push_str(&comment("", "why: ", &item.why));
         text.push_str(&comment("", "risk: ", &item.risk));
         if item.kernel_bounded() {
-            // The - prefix: kernels without the key skip the line instead of failing the load.
-            text.push_str(&comment("", "", &format!("{}; the - prefix skips it elsewhere", item.kernel_text())));
-            text.push_str(&format!("-{} = {}\n", item.key, item.value));
+            // Left commented: `sysctl -p` fails on a key the kernel lacks, even with the - prefix
+            // (procps 4.0.2 exits 1 though it prints nothing), and a drop-in has no conditions.
+            text.push_str(&comment("", "", &format!("{}; uncomment it there:", item.kernel_text())));
+            text.push_str(&format!("# {} = {}\n", item.key, item.value));
         } else {
             text.push_str(&format!("{} = {}\n", item.key, item.value));
         }

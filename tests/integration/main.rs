@@ -3,6 +3,7 @@
 
 mod apply;
 mod audit;
+mod export;
 mod man;
 mod netns;
 mod persisted;

@@ -118,6 +118,53 @@ pub struct AuditArgs {
     /// Exit 1 when a finding reaches this severity.
     #[arg(long, value_enum, value_name = "SEVERITY", default_value_t = FailOn::Warn)]
     pub fail_on: FailOn,
+
+    /// Where to read the socket table: netlink sock_diag (fast, the default on a live system, with
+    /// /proc as fallback) or /proc/net/tcp{,6} (the only choice for --root trees).
+    #[arg(long, value_enum, value_name = "SOURCE", default_value_t = SocketSourceArg::Auto)]
+    pub socket_source: SocketSourceArg,
+
+    /// Audit the network namespace /run/netns/NAME (as made by `ip netns add`). Needs root.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["netns_pid", "root"])]
+    pub netns: Option<String>,
+
+    /// Audit the network namespace of process PID (a container's). Needs root.
+    #[arg(long, value_name = "PID", conflicts_with = "root")]
+    pub netns_pid: Option<u32>,
+
+    /// Read counters and sockets twice, DURATION apart (e.g. 5s, 500ms, 1m), and add rates and
+    /// each bucket's time to exhaustion.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub sample: Option<std::time::Duration>,
+}
+
+/// `--socket-source` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SocketSourceArg {
+    /// netlink on a live system (falling back to proc), proc for --root trees.
+    Auto,
+    Netlink,
+    Proc,
+}
+
+/// `5s`, `500ms`, `2m`, or plain seconds; from 100 ms to 10 minutes.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 5s, 500ms or 1m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" | "min" => value * 60.0,
+        _ => return Err(format!("unknown unit {unit:?}: use ms, s or m")),
+    };
+    if !(0.1..=600.0).contains(&seconds) {
+        return Err(format!("{text} is outside 100ms..10m"));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
 const APPLY_EXIT_STATUS: &str = "\
@@ -261,5 +308,17 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        for bad in ["", "x", "5h", "0s", "11m", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{AuditArgs, Cli, Command, ExplainArgs, FailOn, ProfilesCommand, TargetArgs};
+use crate::cli::{AuditArgs, Cli, Command, ExplainArgs, FailOn, ProfilesCommand, SocketSourceArg, TargetArgs};
 use crate::report::Format;
 use crate::rules::Severity;
 
@@ -110,6 +110,23 @@ pub enum ProfilesConfig {
     Check { files: Vec<PathBuf>, root: PathBuf },
 }
 
+/// Which network namespace to audit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetnsTarget {
+    /// The caller's own.
+    Own,
+    /// A namespace file: `/run/netns/NAME` or `/proc/PID/ns/net`.
+    File(PathBuf),
+}
+
+/// Where the socket table is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketSourceChoice {
+    Auto,
+    Netlink,
+    Proc,
+}
+
 /// Everything `twtune audit` needs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditConfig {
@@ -122,6 +139,10 @@ pub struct AuditConfig {
     pub root: PathBuf,
     /// How many destination buckets to list.
     pub top: usize,
+    pub netns: NetnsTarget,
+    /// Interval between the two reads of `--sample`.
+    pub sample: Option<Duration>,
+    pub socket_source: SocketSourceChoice,
 }
 
 impl Config {
@@ -181,6 +202,17 @@ impl AuditConfig {
             profile: args.profile,
             root: args.root,
             top: args.top as usize,
+            netns: match (args.netns, args.netns_pid) {
+                (Some(name), _) => NetnsTarget::File(Path::new("/run/netns").join(name)),
+                (None, Some(pid)) => NetnsTarget::File(PathBuf::from(format!("/proc/{pid}/ns/net"))),
+                (None, None) => NetnsTarget::Own,
+            },
+            sample: args.sample,
+            socket_source: match args.socket_source {
+                SocketSourceArg::Auto => SocketSourceChoice::Auto,
+                SocketSourceArg::Netlink => SocketSourceChoice::Netlink,
+                SocketSourceArg::Proc => SocketSourceChoice::Proc,
+            },
         }
     }
 }
@@ -208,7 +240,10 @@ mod tests {
                 format: Format::Human,
                 profile: None,
                 root: "/".into(),
-                top: 10
+                top: 10,
+                netns: NetnsTarget::Own,
+                sample: None,
+                socket_source: SocketSourceChoice::Auto,
             }
         );
     }
@@ -234,9 +269,22 @@ mod tests {
             profile: Some("./p.yaml".into()),
             root: "/tmp/x".into(),
             top: 3,
+            netns: NetnsTarget::Own,
+            sample: None,
+            socket_source: SocketSourceChoice::Auto,
         };
         assert_eq!(config, expected);
         assert_eq!(audit(&["audit", "--fail-on", "crit"]).fail_on, Some(Severity::Crit));
+        assert_eq!(audit(&["audit", "--netns", "blue"]).netns, NetnsTarget::File("/run/netns/blue".into()));
+        assert_eq!(audit(&["audit", "--netns-pid", "42"]).netns, NetnsTarget::File("/proc/42/ns/net".into()));
+        assert_eq!(audit(&["audit", "--sample", "2s"]).sample, Some(Duration::from_secs(2)));
+        assert_eq!(audit(&["audit", "--socket-source", "proc"]).socket_source, SocketSourceChoice::Proc);
+        for conflicting in [
+            &["twtune", "audit", "--netns", "a", "--netns-pid", "1"][..],
+            &["twtune", "audit", "--netns", "a", "--root", "/x"],
+        ] {
+            assert!(Cli::try_parse_from(conflicting).is_err(), "{conflicting:?}");
+        }
     }
 
     #[test]

@@ -96,6 +96,14 @@ pub enum Error {
     #[error("{0}")]
     Reported(String),
 
+    /// A network namespace to audit could not be entered.
+    #[error("cannot enter the network namespace {path}: {problem}")]
+    Namespace { path: PathBuf, problem: String },
+
+    /// The netlink socket dump failed.
+    #[error("netlink sock_diag: {0}; --socket-source proc reads /proc/net/tcp instead")]
+    Netlink(String),
+
     /// Writing the report failed (other than a closed pipe, which is not an error).
     #[error("cannot write output: {0}")]
     Output(std::io::Error),

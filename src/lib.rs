@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod explain;
 pub mod export;
+pub mod gather;
 pub mod inspect;
 pub mod keys;
 pub mod persisted;
@@ -32,7 +33,6 @@ use clap::Parser;
 
 use crate::config::{AuditConfig, CommandConfig, Config, ExplainConfig, ProfilesConfig};
 use crate::error::{Error, Outcome, Result};
-use crate::inspect::proc_tcp::ProcSocketSource;
 use crate::profile::catalog::Catalog;
 use crate::report::{ProfileSummary, Report};
 use crate::root::Root;
@@ -89,8 +89,7 @@ fn audit(config: &AuditConfig, color: anstream::ColorChoice) -> Result<Outcome> 
     // A bad profile is reported before anything is read.
     let profile = config.profile.as_deref().map(|arg| Catalog::new(root.path()).load(arg)).transpose()?;
     let extra_keys = profile.as_ref().map(profile::Profile::keys).unwrap_or_default();
-    let mut source = ProcSocketSource::new(&root);
-    let mut inspection = inspect::inspect(&root, &mut source, config.top, &extra_keys)?;
+    let gather::Evidence { mut inspection, rates } = gather::gather(config, extra_keys)?;
 
     let thresholds = profile.as_ref().map(profile::Profile::thresholds).unwrap_or_default();
     let mut findings = rules::evaluate(&inspection, &thresholds);
@@ -101,7 +100,7 @@ fn audit(config: &AuditConfig, color: anstream::ColorChoice) -> Result<Outcome> 
         ProfileSummary { name: profile.name, source: profile.source, chain: profile.chain }
     });
     rules::sort_findings(&mut findings);
-    let report = Report::new(inspection, findings, summary, thresholds);
+    let report = Report::new(inspection, findings, summary, thresholds, rates);
 
     let failed = config.fail_on.is_some_and(|threshold| report.worst().is_some_and(|worst| worst >= threshold));
     let outcome = if failed { Outcome::Findings } else { Outcome::Clean };

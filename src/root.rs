@@ -17,16 +17,29 @@ const NOT_A_PROC_TREE: &str = "; --root must hold proc/sys and proc/net laid out
 #[derive(Clone, Debug)]
 pub struct Root {
     path: PathBuf,
+    /// Where the `proc/net` tables are: `ROOT/proc/net`, or `/proc/thread-self/net` for a thread
+    /// that joined another network namespace (`/proc/net` follows the process, not the thread).
+    net_dir: PathBuf,
 }
 
 impl Root {
     /// Checks that `path` is a directory and uses it as the root.
     pub fn open(path: &Path) -> Result<Root> {
         match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => Ok(Root { path: path.to_path_buf() }),
+            Ok(meta) if meta.is_dir() => Ok(Root { path: path.to_path_buf(), net_dir: path.join("proc/net") }),
             Ok(_) => Err(Error::Root { path: path.to_path_buf(), reason: "not a directory".into() }),
             Err(e) => Err(Error::Root { path: path.to_path_buf(), reason: e.to_string() }),
         }
+    }
+
+    /// The live system as seen by the calling thread after it joined another network namespace.
+    pub fn thread_network_namespace() -> Root {
+        Root { path: PathBuf::from("/"), net_dir: PathBuf::from("/proc/thread-self/net") }
+    }
+
+    /// Whether this is the live system rather than a captured tree.
+    pub fn is_live(&self) -> bool {
+        self.path == Path::new("/")
     }
 
     /// The root directory itself.
@@ -36,7 +49,7 @@ impl Root {
 
     /// The path of `proc/net/NAME` beneath the root.
     pub fn proc_net_path(&self, name: &str) -> PathBuf {
-        self.path.join("proc/net").join(name)
+        self.net_dir.join(name)
     }
 
     /// Reads a sysctl's text as the kernel prints it. `Ok(None)` when this kernel (or this network

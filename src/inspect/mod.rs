@@ -3,7 +3,9 @@
 //! pure and fixture trees can stand in for a live host.
 
 pub mod counters;
+pub mod netlink;
 pub mod proc_tcp;
+pub mod sample;
 pub mod sockets;
 
 use std::collections::BTreeMap;

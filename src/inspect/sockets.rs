@@ -201,6 +201,8 @@ impl SocketCounter {
                 time_wait: count.time_wait,
                 usable_ports,
                 usage_pct: percent(count.sockets, usable_ports),
+                growth_per_sec: None,
+                seconds_to_exhaustion: None,
             })
             .collect();
 
@@ -293,6 +295,11 @@ pub struct Bucket {
     pub usable_ports: u32,
     /// `count` as a percentage of `usable_ports`.
     pub usage_pct: f64,
+    /// With `--sample`: the change of `count` per second over the interval.
+    pub growth_per_sec: Option<f64>,
+    /// With `--sample`: seconds until no usable port is left at the measured growth; `null` when
+    /// not growing or not sampled.
+    pub seconds_to_exhaustion: Option<f64>,
 }
 
 #[cfg(test)]

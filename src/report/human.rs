@@ -87,6 +87,17 @@ fn time_wait(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         counter("ActiveOpens"),
         counter("PassiveOpens")
     )?;
+    if let Some(r) = &report.rates {
+        writeln!(
+            out,
+            "  measured over {:.1} s: {} connects/s, {} accepts/s, {} TIME_WAIT entries/s, {} overflows/s",
+            r.interval_seconds,
+            r.active_opens_per_sec,
+            r.passive_opens_per_sec,
+            r.time_wait_entries_per_sec,
+            r.overflow_per_sec
+        )?;
+    }
     let e = &s.ephemeral;
     writeln!(out, "\n{HEADING}Ephemeral ports{HEADING:#}")?;
     writeln!(
@@ -126,11 +137,16 @@ fn buckets(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         .buckets
         .iter()
         .map(|b| {
+            let time_wait = match (b.growth_per_sec, b.seconds_to_exhaustion) {
+                (_, Some(eta)) => format!("{}  (full in {eta:.0} s)", b.time_wait),
+                (Some(growth), None) => format!("{}  ({growth:+}/s)", b.time_wait),
+                (None, None) => b.time_wait.to_string(),
+            };
             (
                 format!("{} -> {}", b.local_ip, b.remote),
                 format!("{}/{}", b.count, b.usable_ports),
                 format!("{:.1} %", b.usage_pct),
-                b.time_wait.to_string(),
+                time_wait,
             )
         })
         .collect();

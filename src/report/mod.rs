@@ -8,6 +8,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use crate::inspect::sample::Rates;
 use crate::inspect::sockets::SocketSummary;
 use crate::inspect::{Inspection, Settings};
 use crate::rules::{Finding, Severity, Thresholds};
@@ -58,6 +59,8 @@ pub struct Report {
     pub config: ConfigFiles,
     /// The rule thresholds in force (the built-in ones, or a profile's).
     pub thresholds: Thresholds,
+    /// With `--sample`: rates over the interval; `null` otherwise.
+    pub rates: Option<Rates>,
     pub findings: Vec<Finding>,
     /// Things read with trouble; the audit went on without them.
     pub warnings: Vec<String>,
@@ -70,11 +73,13 @@ impl Report {
         findings: Vec<Finding>,
         profile: Option<ProfileSummary>,
         thresholds: Thresholds,
+        rates: Option<Rates>,
     ) -> Report {
         let (systemd, procps) = inspection.config.file_lists();
         Report {
             config: ConfigFiles { systemd, procps },
             thresholds,
+            rates,
             schema_version: SCHEMA_VERSION,
             twtune_version: env!("CARGO_PKG_VERSION"),
             kernel: inspection.kernel,

@@ -97,6 +97,7 @@ timestamps defeat the protection. The kernel docs advise changing it only on exp
 pub fn evaluate(inspection: &Inspection, thresholds: &Thresholds) -> Vec<Finding> {
     let mut findings = Vec::new();
     bucket_exhaustion(inspection, thresholds, &mut findings);
+    exhaustion_soon(inspection, &mut findings);
     outbound_pressure(inspection, thresholds, &mut findings);
     reuse_without_timestamps(inspection, &mut findings);
     mostly_inbound(inspection, thresholds, &mut findings);
@@ -245,6 +246,51 @@ fn bucket_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Find
         }));
         f.advice = advice;
         out.push(f);
+    }
+}
+
+/// A bucket that runs out within this many seconds at its measured growth is critical.
+const SOON_CRIT_SECONDS: f64 = 300.0;
+/// ... and within this many, a warning.
+const SOON_WARN_SECONDS: f64 = 3600.0;
+
+/// With `--sample`: buckets that, at the growth measured over the interval, run out soon.
+fn exhaustion_soon(inspection: &Inspection, out: &mut Vec<Finding>) {
+    for bucket in &inspection.sockets.buckets {
+        let Some(seconds) = bucket.seconds_to_exhaustion else { continue };
+        let severity = if seconds <= SOON_CRIT_SECONDS {
+            Severity::Crit
+        } else if seconds <= SOON_WARN_SECONDS {
+            Severity::Warn
+        } else {
+            continue;
+        };
+        let minutes = (seconds / 60.0).ceil();
+        out.push(
+            finding(
+                "ports.bucket-exhaustion-soon",
+                severity,
+                format!(
+                    "{} -> {} gains {} sockets per second and has {} of {} usable ports left: at this rate it runs out \
+                     in about {seconds:.0} s ({minutes:.0} min), after which connect() to it fails with EADDRNOTAVAIL",
+                    bucket.local_ip,
+                    bucket.remote,
+                    bucket.growth_per_sec.unwrap_or(0.0),
+                    bucket.usable_ports.saturating_sub(bucket.count),
+                    bucket.usable_ports
+                ),
+                "See ports.bucket-exhaustion for the remedies, application reuse first; a short sample can \
+                 overstate a burst, so sample again over a longer interval before changing settings.",
+            )
+            .evidence(json!({
+                "local_ip": bucket.local_ip,
+                "remote": bucket.remote,
+                "count": bucket.count,
+                "usable_ports": bucket.usable_ports,
+                "growth_per_sec": bucket.growth_per_sec,
+                "seconds_to_exhaustion": seconds,
+            })),
+        );
     }
 }
 

@@ -5,6 +5,7 @@ mod apply;
 mod audit;
 mod export;
 mod man;
+mod netlink;
 mod netns;
 mod persisted;
 mod profiles;

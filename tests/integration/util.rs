@@ -44,8 +44,19 @@ pub struct Report {
     pub sockets: Sockets,
     pub config: ConfigFiles,
     pub thresholds: Thresholds,
+    pub rates: Option<Rates>,
     pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rates {
+    pub interval_seconds: f64,
+    pub active_opens_per_sec: f64,
+    pub passive_opens_per_sec: f64,
+    pub time_wait_entries_per_sec: f64,
+    pub overflow_per_sec: f64,
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -111,6 +122,8 @@ pub struct Bucket {
     pub time_wait: u32,
     pub usable_ports: u32,
     pub usage_pct: f64,
+    pub growth_per_sec: Option<f64>,
+    pub seconds_to_exhaustion: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,99 @@
+//! Collecting the evidence of an audit: which socket source to read, in which network namespace,
+//! once or twice (`--sample`). Everything here happens before the rules run.
+//!
+//! Another namespace is entered on a dedicated thread with setns(2): that thread's `/proc/sys`
+//! and netlink sockets then belong to the target namespace, and `/proc/thread-self/net` holds its
+//! tables (`/proc/net` keeps showing the process's own namespace).
+
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use crate::config::{AuditConfig, NetnsTarget, SocketSourceChoice};
+use crate::error::{Error, Result};
+use crate::inspect::netlink::NetlinkSocketSource;
+use crate::inspect::proc_tcp::ProcSocketSource;
+use crate::inspect::sample::{Rates, apply_sample};
+use crate::inspect::sockets::SocketSource;
+use crate::inspect::{self, Inspection};
+use crate::root::Root;
+
+/// What an audit collected.
+pub struct Evidence {
+    pub inspection: Inspection,
+    pub rates: Option<Rates>,
+}
+
+/// Collects the evidence for `config`, reading `extra_keys` besides the audited ones.
+pub fn gather(config: &AuditConfig, extra_keys: Vec<String>) -> Result<Evidence> {
+    match &config.netns {
+        NetnsTarget::Own => gather_in(&Root::open(&config.root)?, config, &extra_keys),
+        NetnsTarget::File(path) => {
+            let namespace = std::fs::File::open(path).map_err(|e| namespace_error(path, &e))?;
+            let config = config.clone();
+            let path = path.clone();
+            std::thread::spawn(move || {
+                rustix::thread::move_into_link_name_space(
+                    namespace.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .map_err(|e| namespace_error(&path, &e.into()))?;
+                gather_in(&Root::thread_network_namespace(), &config, &extra_keys)
+            })
+            .join()
+            .map_err(|_| Error::Apply("the namespace thread stopped unexpectedly".into()))?
+        }
+    }
+}
+
+fn namespace_error(path: &Path, e: &std::io::Error) -> Error {
+    let what = match e.kind() {
+        std::io::ErrorKind::NotFound => "no such network namespace".to_string(),
+        std::io::ErrorKind::PermissionDenied => format!("{e}: entering a network namespace needs root (CAP_SYS_ADMIN)"),
+        _ => e.to_string(),
+    };
+    Error::Namespace { path: path.to_path_buf(), problem: what }
+}
+
+/// Collects beneath `root` in the calling thread's network namespace.
+fn gather_in(root: &Root, config: &AuditConfig, extra_keys: &[String]) -> Result<Evidence> {
+    let (mut source, fallback) = open_source(root, config.socket_source)?;
+    let mut evidence = sample(root, config, extra_keys, source.as_mut())?;
+    evidence.inspection.warnings.extend(fallback);
+    Ok(evidence)
+}
+
+/// One read, or two `--sample` apart.
+fn sample(root: &Root, config: &AuditConfig, extra_keys: &[String], source: &mut dyn SocketSource) -> Result<Evidence> {
+    let Some(interval) = config.sample else {
+        let inspection = inspect::inspect(root, source, config.top, extra_keys)?;
+        return Ok(Evidence { inspection, rates: None });
+    };
+    // The first read lists every bucket, so that any bucket of the second can be compared.
+    let first = inspect::inspect(root, source, usize::MAX, extra_keys)?;
+    let start = std::time::Instant::now();
+    std::thread::sleep(interval);
+    let mut second = inspect::inspect(root, source, config.top, extra_keys)?;
+    let rates = apply_sample(&first, &mut second, start.elapsed().as_secs_f64());
+    Ok(Evidence { inspection: second, rates: Some(rates) })
+}
+
+type Source<'a> = Box<dyn SocketSource + 'a>;
+
+/// The socket source to read: netlink on a live system unless told otherwise (falling back to
+/// /proc, with a warning, where netlink is not available, as in some sandboxes), /proc for
+/// captured trees.
+fn open_source(root: &Root, choice: SocketSourceChoice) -> Result<(Source<'_>, Option<String>)> {
+    let proc = || -> Source<'_> { Box::new(ProcSocketSource::new(root)) };
+    match choice {
+        SocketSourceChoice::Proc => Ok((proc(), None)),
+        SocketSourceChoice::Netlink if !root.is_live() => Err(Error::Apply(
+            "--socket-source netlink reads the live system; a --root tree has only /proc/net/tcp (use proc)".into(),
+        )),
+        SocketSourceChoice::Netlink => Ok((Box::new(NetlinkSocketSource::open()?), None)),
+        SocketSourceChoice::Auto if !root.is_live() => Ok((proc(), None)),
+        SocketSourceChoice::Auto => match NetlinkSocketSource::open() {
+            Ok(netlink) => Ok((Box::new(netlink), None)),
+            Err(e) => Ok((proc(), Some(format!("{e}; read /proc/net/tcp instead")))),
+        },
+    }
+}

@@ -1,0 +1,116 @@
+//! Rates from two inspections taken an interval apart: connection and TIME_WAIT rates from the
+//! counters, and for each destination bucket the time left before it runs out at its measured
+//! growth. Pure.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::inspect::Inspection;
+
+/// Counter rates over the sampling interval.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rates {
+    pub interval_seconds: f64,
+    /// connect() calls per second (`ActiveOpens`): the demand on ephemeral ports.
+    pub active_opens_per_sec: f64,
+    /// Accepted connections per second (`PassiveOpens`).
+    pub passive_opens_per_sec: f64,
+    /// Sockets entering TIME_WAIT per second (`TW`): closes on this side.
+    pub time_wait_entries_per_sec: f64,
+    /// Connections that skipped TIME_WAIT per second because the table was full (`TCPTimeWaitOverflow`).
+    pub overflow_per_sec: f64,
+}
+
+fn per_second(first: &Inspection, second: &Inspection, counter: &str, seconds: f64) -> f64 {
+    let (Some(a), Some(b)) = (first.counters.get(counter), second.counters.get(counter)) else { return 0.0 };
+    // Counters only grow; a smaller second value means a wrap or a reset: no rate.
+    let delta = b.saturating_sub(*a).max(0) as f64;
+    (delta / seconds * 10.0).round() / 10.0
+}
+
+/// Fills in `second`'s bucket times to exhaustion from `first` (which must list every bucket) and
+/// returns the counter rates.
+pub fn apply_sample(first: &Inspection, second: &mut Inspection, seconds: f64) -> Rates {
+    let before: HashMap<(&str, &str), u32> =
+        first.sockets.buckets.iter().map(|b| ((b.local_ip.as_str(), b.remote.as_str()), b.count)).collect();
+    for bucket in &mut second.sockets.buckets {
+        let previous = before.get(&(bucket.local_ip.as_str(), bucket.remote.as_str())).copied().unwrap_or(0);
+        let growth = f64::from(bucket.count) - f64::from(previous);
+        bucket.growth_per_sec = Some((growth / seconds * 10.0).round() / 10.0);
+        bucket.seconds_to_exhaustion = (growth > 0.0).then(|| {
+            let left = f64::from(bucket.usable_ports.saturating_sub(bucket.count));
+            (left / (growth / seconds)).round()
+        });
+    }
+    Rates {
+        interval_seconds: seconds,
+        active_opens_per_sec: per_second(first, second, "ActiveOpens", seconds),
+        passive_opens_per_sec: per_second(first, second, "PassiveOpens", seconds),
+        time_wait_entries_per_sec: per_second(first, second, "TW", seconds),
+        overflow_per_sec: per_second(first, second, "TCPTimeWaitOverflow", seconds),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::sockets::{Socket, SocketCounter, TcpState};
+    use crate::ports::{PortRange, PortSet};
+
+    fn inspection(outbound: u16, counters: &[(&str, i64)]) -> Inspection {
+        let mut counter = SocketCounter::new(PortRange { low: 40000, high: 40999 }, PortSet::default());
+        for i in 0..outbound {
+            counter.add(Socket {
+                state: TcpState::TimeWait,
+                local: format!("10.0.0.1:{}", 40000 + i).parse().expect("addr"),
+                remote: "10.0.0.2:443".parse().expect("addr"),
+            });
+        }
+        Inspection {
+            kernel: "6.18".into(),
+            kernel_version: None,
+            settings: Default::default(),
+            counters: counters.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            sockets: counter.finish("test", usize::MAX),
+            config: Default::default(),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rates_and_time_to_exhaustion() {
+        let first =
+            inspection(100, &[("ActiveOpens", 1000), ("PassiveOpens", 5), ("TW", 900), ("TCPTimeWaitOverflow", 0)]);
+        let mut second =
+            inspection(300, &[("ActiveOpens", 1400), ("PassiveOpens", 5), ("TW", 1250), ("TCPTimeWaitOverflow", 10)]);
+        let rates = apply_sample(&first, &mut second, 2.0);
+        assert_eq!(rates.active_opens_per_sec, 200.0);
+        assert_eq!(rates.passive_opens_per_sec, 0.0);
+        assert_eq!(rates.time_wait_entries_per_sec, 175.0);
+        assert_eq!(rates.overflow_per_sec, 5.0);
+        let bucket = &second.sockets.buckets[0];
+        assert_eq!(bucket.growth_per_sec, Some(100.0));
+        // 700 ports left at 100 per second.
+        assert_eq!(bucket.seconds_to_exhaustion, Some(7.0));
+    }
+
+    #[test]
+    fn a_shrinking_or_steady_bucket_has_no_time_to_exhaustion() {
+        let first = inspection(300, &[]);
+        let mut second = inspection(300, &[]);
+        apply_sample(&first, &mut second, 1.0);
+        assert_eq!(second.sockets.buckets[0].seconds_to_exhaustion, None);
+        let mut shrinking = inspection(100, &[]);
+        apply_sample(&first, &mut shrinking, 1.0);
+        assert_eq!(shrinking.sockets.buckets[0].growth_per_sec, Some(-200.0));
+        assert_eq!(shrinking.sockets.buckets[0].seconds_to_exhaustion, None);
+    }
+
+    #[test]
+    fn a_counter_that_went_backwards_gives_no_rate() {
+        let first = inspection(0, &[("ActiveOpens", 5000)]);
+        let mut second = inspection(0, &[("ActiveOpens", 10)]);
+        assert_eq!(apply_sample(&first, &mut second, 1.0).active_opens_per_sec, 0.0);
+    }
+}

@@ -169,4 +169,8 @@ fn sampling_measures_rates_and_time_to_exhaustion() {
     assert_eq!(code, 1);
     let (_, plain) = audit_json(&[]);
     assert!(plain.rates.is_none() && plain.sockets.buckets.iter().all(|b| b.seconds_to_exhaustion.is_none()));
+    twtune()
+        .args(["audit", "--sample", "200ms"])
+        .assert()
+        .stdout(predicate::str::is_match(r"measured over 0\.\d s: [\d.]+ connects/s, [\d.]+ accepts/s, [\d.]+ TIME_WAIT entries/s, [\d.]+ overflows/s").expect("regex"));
 }

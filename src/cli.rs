@@ -56,6 +56,17 @@ pub enum Command {
     /// Kubernetes or as JSON.
     Export(ExportArgs),
 
+    /// Capture what an audit reads (net sysctls, /proc/net tables, sysctl.d trees) into a
+    /// directory laid out as a root, for `audit --root DIR` on another machine.
+    Snapshot(SnapshotArgs),
+
+    /// Print a shell completion script (bash, zsh, fish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
     /// List, show and check tuning profiles.
     ///
     /// Profiles come built in, from /etc/twtune/profiles.d/*.yaml (beneath --root; a file there
@@ -240,6 +251,22 @@ pub struct ExportArgs {
     pub root: PathBuf,
 }
 
+/// Options of `twtune snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// A new or empty directory to write the snapshot into (not needed with --archive).
+    #[arg(value_name = "DIR", required_unless_present = "archive")]
+    pub dir: Option<PathBuf>,
+
+    /// Write one .tar.gz file instead of a directory.
+    #[arg(long, value_name = "FILE.tar.gz", conflicts_with = "dir")]
+    pub archive: Option<PathBuf>,
+
+    /// Capture the system beneath DIR instead of the live one.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
 /// Options of `twtune rollback`.
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
@@ -282,12 +309,19 @@ pub struct ExplainArgs {
     pub root: PathBuf,
 
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Human)]
+    pub format: ExplainFormat,
 
     /// Also show what this profile (a name, or a path to a YAML file) expects of the key.
     #[arg(long, value_name = "NAME|PATH")]
     pub profile: Option<String>,
+}
+
+/// Output formats of `explain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExplainFormat {
+    Human,
+    Json,
 }
 
 /// The severity from which `audit` exits 1.

@@ -21,6 +21,8 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CommandConfig {
     Apply(ApplyConfig),
+    Completions(clap_complete::Shell),
+    Snapshot(SnapshotConfig),
     Export(ExportConfig),
     Rollback(RollbackConfig),
     Audit(AuditConfig),
@@ -50,6 +52,15 @@ pub struct ApplyConfig {
     pub select: bool,
     pub target: Target,
     pub yes: bool,
+}
+
+/// Everything `twtune snapshot` needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotConfig {
+    /// A .tar.gz to write instead of a directory.
+    pub archive: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+    pub root: PathBuf,
 }
 
 /// Everything `twtune export` needs.
@@ -158,6 +169,10 @@ impl Config {
                 target: Target::from_args(args.target),
                 yes: args.yes,
             }),
+            Command::Completions { shell } => CommandConfig::Completions(shell),
+            Command::Snapshot(args) => {
+                CommandConfig::Snapshot(SnapshotConfig { archive: args.archive, dir: args.dir, root: args.root })
+            }
             Command::Export(args) => CommandConfig::Export(ExportConfig {
                 format: args.format,
                 hosts: args.hosts,
@@ -172,9 +187,15 @@ impl Config {
                 target: Target::from_args(args.target),
                 yes: args.yes,
             }),
-            Command::Explain(ExplainArgs { key, root, format, profile }) => {
-                CommandConfig::Explain(ExplainConfig { format, key, profile, root })
-            }
+            Command::Explain(ExplainArgs { key, root, format, profile }) => CommandConfig::Explain(ExplainConfig {
+                format: match format {
+                    crate::cli::ExplainFormat::Human => Format::Human,
+                    crate::cli::ExplainFormat::Json => Format::Json,
+                },
+                key,
+                profile,
+                root,
+            }),
             Command::Profiles(ProfilesCommand::List(root)) => {
                 CommandConfig::Profiles(ProfilesConfig::List { root: root.root })
             }

@@ -118,7 +118,8 @@ impl Explanation {
                 serde_json::to_writer_pretty(&mut *out, self)?;
                 writeln!(out)
             }
-            Format::Human => self.render_human(out),
+            // Metrics describe a whole audit; `explain` speaks of one key.
+            Format::Human | Format::Prometheus => self.render_human(out),
         }
     }
 

@@ -24,6 +24,7 @@ pub mod profile;
 pub mod report;
 pub mod root;
 pub mod rules;
+pub mod snapshot;
 pub mod sysctl;
 
 use std::ffi::OsString;
@@ -75,6 +76,13 @@ fn execute(config: &Config) -> Result<Outcome> {
             commands::apply(apply_config, &mut out, &apply::confirm::Terminal)
         }
         CommandConfig::Export(export_config) => commands::export(export_config),
+        CommandConfig::Completions(shell) => {
+            use clap::CommandFactory;
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(*shell, &mut cli::Cli::command(), "twtune", &mut out);
+            out.flush().map_err(Error::Output).map(|()| Outcome::Clean)
+        }
+        CommandConfig::Snapshot(snapshot_config) => snapshot::snapshot(snapshot_config).map(|()| Outcome::Clean),
         CommandConfig::Rollback(rollback_config) => {
             let mut out = anstream::AutoStream::new(std::io::stdout().lock(), config.color);
             commands::rollback(rollback_config, &mut out, &apply::confirm::Terminal)

@@ -2,6 +2,7 @@
 //! [`Report`] and a writer; nothing here reads the system.
 
 pub mod human;
+pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -23,6 +24,8 @@ pub enum Format {
     Human,
     /// One JSON object (documented in docs/json-schema.md).
     Json,
+    /// Prometheus text format for the node_exporter textfile collector (audit only).
+    Prometheus,
 }
 
 /// The persisted configuration files, in the order each tool applies them.
@@ -114,6 +117,7 @@ impl Report {
                 serde_json::to_writer_pretty(&mut *out, self)?;
                 writeln!(out)
             }
+            Format::Prometheus => prometheus::render(self, out),
         }
     }
 }

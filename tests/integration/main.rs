@@ -7,6 +7,7 @@ mod export;
 mod man;
 mod netlink;
 mod netns;
+mod outputs;
 mod persisted;
 mod profiles;
 mod real_kernel;

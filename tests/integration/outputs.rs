@@ -1,0 +1,206 @@
+//! Shell completions, the Prometheus output (checked by a real parser) and snapshots (an audit of
+//! a snapshot equals the live audit it was taken from).
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use predicates::prelude::*;
+
+use crate::netns::{enter, set_sysctl};
+use crate::util::{Report, audit_json, fixture, twtune};
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, marker) in [("bash", "_twtune()"), ("zsh", "#compdef twtune"), ("fish", "complete -c twtune")] {
+        let output = twtune().args(["completions", shell]).output().expect("run");
+        assert_eq!(output.status.code(), Some(0));
+        let script = String::from_utf8(output.stdout).expect("utf-8");
+        assert!(script.contains(marker), "{shell}: {marker} missing");
+        for word in ["audit", "apply", "rollback", "export", "explain", "profiles", "snapshot"] {
+            assert!(script.contains(word), "{shell}: no {word}");
+        }
+    }
+    // bash parses its script without running it.
+    let bash = twtune().args(["completions", "bash"]).output().expect("run");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("twtune.bash");
+    std::fs::write(&path, bash.stdout).expect("write");
+    let check = Command::new("bash").arg("-n").arg(&path).output().expect("bash -n");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    twtune().args(["completions", "powershell-7"]).assert().code(2);
+}
+
+/// The Python interpreter with prometheus_client (scripts/test installs it). Under CI=true its
+/// absence fails the test; elsewhere the test is skipped with a message.
+fn python_with_prometheus_client() -> Option<PathBuf> {
+    let candidates = [std::env::var_os("TWTUNE_PYTHON").map(PathBuf::from), Some(PathBuf::from("python3"))];
+    for python in candidates.into_iter().flatten() {
+        let ok =
+            Command::new(&python).args(["-c", "import prometheus_client"]).output().is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(python);
+        }
+    }
+    assert!(
+        std::env::var("CI").map_or(true, |v| v != "true"),
+        "CI=true but no python with prometheus_client: scripts/test installs it"
+    );
+    eprintln!("SKIPPED: no python with prometheus_client; run scripts/test, which installs it");
+    None
+}
+
+const PARSE: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+families = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    families[family.name] = {"type": family.type, "help": family.documentation,
+                             "samples": [[s.name, s.labels, s.value] for s in family.samples]}
+print(json.dumps(families))
+"#;
+
+#[test]
+fn prometheus_output_parses_with_a_real_parser() {
+    let Some(python) = python_with_prometheus_client() else { return };
+    let metrics = twtune()
+        .args(["audit", "--format", "prometheus", "--root"])
+        .arg(fixture("client-exhaustion"))
+        .output()
+        .expect("run");
+    assert_eq!(metrics.status.code(), Some(1), "findings still decide the status");
+    let mut child = Command::new(&python)
+        .args(["-c", PARSE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), &metrics.stdout).expect("feed");
+    drop(child.stdin.take());
+    let output = child.wait_with_output().expect("parse");
+    assert!(output.status.success(), "the parser refused the output: {}", String::from_utf8_lossy(&output.stderr));
+    let families: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let value = |family: &str, labels: serde_json::Value| -> f64 {
+        families[family]["samples"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no family {family}"))
+            .iter()
+            .find(|s| labels.as_object().expect("labels").iter().all(|(k, v)| &s[1][k] == v))
+            .and_then(|s| s[2].as_f64())
+            .unwrap_or_else(|| panic!("no sample {family} {labels}"))
+    };
+    assert_eq!(value("twtune_time_wait_total", serde_json::json!({})), 200.0);
+    assert_eq!(value("twtune_time_wait_sockets", serde_json::json!({"direction": "outbound"})), 200.0);
+    assert_eq!(
+        value("twtune_bucket_usage_ratio", serde_json::json!({"local_ip": "127.0.0.1", "remote": "127.0.0.1:8080"})),
+        0.85
+    );
+    assert_eq!(value("twtune_sysctl", serde_json::json!({"key": "net.ipv4.tcp_tw_reuse"})), 0.0);
+    assert_eq!(value("twtune_ip_local_port_range", serde_json::json!({"bound": "high"})), 40199.0);
+    assert_eq!(value("twtune_findings", serde_json::json!({"severity": "crit"})), 1.0);
+    assert_eq!(value("twtune_findings", serde_json::json!({"severity": "info"})), 0.0);
+    assert_eq!(families["twtune_kernel_counter"]["type"], "counter");
+    assert_eq!(value("twtune_kernel_counter", serde_json::json!({"name": "TW"})), 200.0);
+    for family in families.as_object().expect("families").values() {
+        assert!(!family["help"].as_str().unwrap_or("").is_empty(), "every family has HELP");
+    }
+}
+
+/// Everything of a report except where the sockets were read from.
+fn comparable(report: &Report) -> String {
+    let s = &report.sockets;
+    let findings: Vec<String> =
+        report.findings.iter().map(|f| format!("{} {:?} {:?} {}", f.id, f.current, f.recommended, f.message)).collect();
+    format!(
+        "{} {:?} {:?} {} {:?} {:?} {:?} {:?} {} {:?} {:?} {:?} {:?}",
+        report.kernel,
+        report.settings,
+        report.counters,
+        s.total,
+        s.states,
+        s.time_wait,
+        s.listening_ports,
+        s.buckets.iter().map(|b| (&b.local_ip, &b.remote, b.count)).collect::<Vec<_>>(),
+        s.ephemeral.usable_ports,
+        report.config.systemd,
+        report.config.procps,
+        findings,
+        report.warnings,
+    )
+}
+
+#[test]
+fn an_audit_of_a_snapshot_equals_the_live_audit() {
+    if !enter("outputs::an_audit_of_a_snapshot_equals_the_live_audit") {
+        return;
+    }
+    set_sysctl("net.ipv4.tcp_tw_reuse", "0");
+    set_sysctl("net.ipv4.ip_local_port_range", "40000 40199");
+    // Persisted configuration with an override, and sockets to count.
+    std::fs::write("/etc/sysctl.d/10-team.conf", "net.ipv4.tcp_fin_timeout = 30\n").expect("write");
+    std::fs::write("/etc/sysctl.d/zz-late.conf", "net.ipv4.tcp_fin_timeout = 45\n").expect("write");
+    let listener = TcpListener::bind("127.0.0.1:8080").expect("listen");
+    for _ in 0..150 {
+        let c = TcpStream::connect("127.0.0.1:8080").expect("connect");
+        let (mut s, _) = listener.accept().expect("accept");
+        drop(c);
+        assert_eq!(s.read(&mut [0u8; 1]).expect("EOF"), 0);
+    }
+
+    let (live_code, live) = audit_json(&["--profile", "outbound-heavy"]);
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = work.path().join("snap");
+    twtune().args(["snapshot"]).arg(&dir).assert().code(0).stdout("");
+    let (snap_code, snap) = audit_json(&["--profile", "outbound-heavy", "--root", dir.to_str().expect("utf-8")]);
+    assert_eq!(live.sockets.source, "netlink");
+    assert_eq!(snap.sockets.source, "proc");
+    assert_eq!(comparable(&live), comparable(&snap));
+    assert_eq!(live_code, snap_code);
+    assert!(live.with_id("persist.drift").iter().any(|f| f.key.as_deref() == Some("net.ipv4.tcp_fin_timeout")));
+
+    let explain = |root: &Path| {
+        let out = twtune()
+            .args(["explain", "net.ipv4.tcp_fin_timeout", "--format", "json", "--root"])
+            .arg(root)
+            .output()
+            .expect("run");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    assert_eq!(explain(Path::new("/")), explain(&dir));
+
+    // One file instead: the same tree, packed.
+    let archive = work.path().join("snap.tar.gz");
+    twtune().args(["snapshot", "--archive"]).arg(&archive).assert().code(0);
+    let unpacked = work.path().join("unpacked");
+    std::fs::create_dir(&unpacked).expect("mkdir");
+    let untar = Command::new("tar").arg("-xzf").arg(&archive).arg("-C").arg(&unpacked).output().expect("tar");
+    assert!(untar.status.success());
+    let (_, from_archive) = audit_json(&["--profile", "outbound-heavy", "--root", unpacked.to_str().expect("utf-8")]);
+    assert_eq!(comparable(&live), comparable(&from_archive));
+    assert!(
+        !std::fs::read_dir(work.path())
+            .expect("dir")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().contains(".twtune-")),
+        "no staging left"
+    );
+}
+
+#[test]
+fn snapshot_refuses_a_non_empty_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("mine"), "x").expect("write");
+    twtune()
+        .args(["snapshot", "--root"])
+        .arg(fixture("idle"))
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not empty"));
+    // A captured tree can itself be snapshotted.
+    let copy = dir.path().join("copy");
+    twtune().args(["snapshot", "--root"]).arg(fixture("idle")).arg(&copy).assert().code(0);
+    assert!(copy.join("proc/net/tcp").exists() && copy.join("proc/sys/kernel/osrelease").exists());
+}

@@ -1,23 +1,149 @@
-//! The committed man page is what the clap definition generates. Regenerate it with
-//! `TWTUNE_BLESS=1 cargo test man_page`.
+//! The committed man page is what the clap definition and man/sections.roff generate, and `man`
+//! renders it without warnings. Regenerate it with `TWTUNE_BLESS=1 cargo test man_page`.
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use clap::CommandFactory;
+use clap_mangen::roff::{Roff, bold, italic, roman};
+
+fn path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// One COMMANDS subsection per subcommand (nested ones too), with its options.
+fn commands(cmd: &clap::Command, prefix: &str, roff: &mut Roff) {
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+        let name = format!("{prefix} {}", sub.get_name());
+        roff.control("SS", [name.as_str()]);
+        let about = sub.get_long_about().or(sub.get_about()).map(ToString::to_string).unwrap_or_default();
+        for (i, paragraph) in about.split("\n\n").enumerate() {
+            if i > 0 {
+                roff.control("PP", []);
+            }
+            roff.text([roman(paragraph.replace('\n', " "))]);
+        }
+        for arg in sub
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && !matches!(a.get_id().as_str(), "help" | "version" | "color"))
+        {
+            roff.control("TP", []);
+            let values: Vec<String> =
+                arg.get_value_names().map(|v| v.iter().map(|n| format!("<{n}>")).collect()).unwrap_or_default();
+            let mut head = vec![];
+            match (arg.get_short(), arg.get_long()) {
+                (Some(s), Some(l)) => head.push(bold(format!("-{s}, --{l}"))),
+                (None, Some(l)) => head.push(bold(format!("--{l}"))),
+                (Some(s), None) => head.push(bold(format!("-{s}"))),
+                (None, None) => {}
+            }
+            if !values.is_empty() {
+                if !head.is_empty() {
+                    head.push(roman(" "));
+                }
+                head.push(italic(values.join(" ")));
+            }
+            roff.text(head);
+            let mut help =
+                arg.get_long_help().or(arg.get_help()).map(|h| h.to_string().replace('\n', " ")).unwrap_or_default();
+            if !help.is_empty() && !help.ends_with('.') {
+                help.push('.');
+            }
+            let possible: Vec<String> = arg
+                .get_possible_values()
+                .iter()
+                .filter(|v| !v.is_hide_set())
+                .map(|v| v.get_name().to_string())
+                .collect();
+            if !possible.is_empty() && arg.get_action().takes_values() {
+                help.push_str(&format!(" One of: {}.", possible.join(", ")));
+            }
+            let defaults: Vec<String> =
+                arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
+            if !defaults.is_empty() {
+                help.push_str(&format!(" Default: {}.", defaults.join(" ")));
+            }
+            roff.text([roman(help)]);
+        }
+        commands(sub, &name, roff);
+    }
+}
 
 fn generated() -> String {
+    let cli = twtune::cli::Cli::command();
+    let man = clap_mangen::Man::new(cli.clone()).section("8");
     let mut page = Vec::new();
-    clap_mangen::Man::new(twtune::cli::Cli::command()).section("8").render(&mut page).expect("render man page");
+    man.render_title(&mut page).expect("title");
+    man.render_name_section(&mut page).expect("name");
+    man.render_synopsis_section(&mut page).expect("synopsis");
+    man.render_description_section(&mut page).expect("description");
+    man.render_options_section(&mut page).expect("options");
+    let mut roff = Roff::new();
+    roff.control("SH", ["COMMANDS"]);
+    commands(&cli, "twtune", &mut roff);
+    page.extend(roff.render().into_bytes());
+    page.extend(std::fs::read(path("man/sections.roff")).expect("man/sections.roff"));
     String::from_utf8(page).expect("utf-8 man page")
 }
 
 #[test]
 fn man_page_is_up_to_date() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("man/twtune.8");
     let page = generated();
     if std::env::var_os("TWTUNE_BLESS").is_some() {
-        std::fs::write(&path, &page).expect("write man page");
+        std::fs::write(path("man/twtune.8"), &page).expect("write man page");
     }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    let committed = std::fs::read_to_string(path("man/twtune.8")).unwrap_or_default();
     assert!(committed == page, "man/twtune.8 is stale: run TWTUNE_BLESS=1 cargo test man_page and commit it");
+    for command in [
+        "twtune audit",
+        "twtune apply",
+        "twtune rollback",
+        "twtune export",
+        "twtune explain",
+        "twtune snapshot",
+        "twtune completions",
+        "twtune profiles check",
+    ] {
+        assert!(
+            page.contains(&format!(".SS \"{command}\"")) || page.contains(&format!(".SS {command}")),
+            "{command} is not documented"
+        );
+    }
+    for section in ["EXIT STATUS", "FILES", "SAFETY", "EXAMPLES", "SEE ALSO"] {
+        assert!(
+            page.contains(&format!(".SH \"{section}\"")) || page.contains(&format!(".SH {section}")),
+            "no {section}"
+        );
+    }
+}
+
+#[test]
+fn man_renders_the_page_without_warnings() {
+    let output = Command::new("man")
+        .args(["--warnings", "-l"])
+        .arg(path("man/twtune.8"))
+        .env("MANWIDTH", "100")
+        .env("MAN_KEEP_FORMATTING", "0")
+        .output();
+    let Ok(output) = output else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true but `man` is missing: scripts/test installs man-db"
+        );
+        eprintln!("SKIPPED: man is not installed");
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.trim().is_empty(), "man warned:\n{stderr}");
+    // Without a terminal man marks bold text by overstriking (c BS c): undo that to read it.
+    let mut text = String::new();
+    for c in String::from_utf8_lossy(&output.stdout).chars() {
+        if c == '\u{8}' {
+            text.pop();
+        } else {
+            text.push(c);
+        }
+    }
+    assert!(text.contains("EXIT STATUS") && text.contains("twtune apply") && text.contains("SAFETY"), "{text}");
 }

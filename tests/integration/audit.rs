@@ -2,7 +2,7 @@
 
 use predicates::prelude::*;
 
-use crate::util::{TimeWait, audit_json, fixture, twtune};
+use crate::util::{TimeWait, audit_json, copy_tree, fixture, twtune};
 
 #[test]
 fn client_exhaustion_root_reports_outbound_time_wait_and_a_critical_bucket() {
@@ -249,17 +249,4 @@ fn closed_stdout_is_not_an_error() {
     let output = child.wait_with_output().expect("wait");
     assert_eq!(output.status.code(), Some(1), "the crit finding still decides the status: {:?}", output.status);
     assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
-}
-
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }

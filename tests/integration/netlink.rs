@@ -1,6 +1,5 @@
 //! The netlink socket source, other network namespaces and sampling, on the real kernel.
 
-use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -8,18 +7,7 @@ use std::time::{Duration, Instant};
 use predicates::prelude::*;
 
 use crate::netns::{enter, run, set_sysctl};
-use crate::util::{Report, audit_json, twtune};
-
-fn close_first(listener: &TcpListener, n: usize, client: bool) {
-    let target = listener.local_addr().expect("address");
-    for _ in 0..n {
-        let c = TcpStream::connect(target).expect("connect");
-        let (s, _) = listener.accept().expect("accept");
-        let (first, mut second) = if client { (c, s) } else { (s, c) };
-        drop(first);
-        assert_eq!(second.read(&mut [0u8; 1]).expect("EOF"), 0);
-    }
-}
+use crate::util::{Report, audit_json, connections, twtune};
 
 /// Everything the two sources must agree on.
 fn socket_view(report: &Report) -> String {
@@ -42,9 +30,9 @@ fn netlink_and_proc_give_identical_results() {
     let v4 = TcpListener::bind("127.0.0.1:8080").expect("listen");
     let v6 = TcpListener::bind("[::1]:8443").expect("listen");
     let inside = TcpListener::bind("0.0.0.0:40500").expect("listen in range");
-    close_first(&v4, 300, true);
-    close_first(&v6, 120, true);
-    close_first(&v4, 80, false);
+    connections(&v4, 300, true);
+    connections(&v6, 120, true);
+    connections(&v4, 80, false);
     let _open: Vec<TcpStream> = (0..7).map(|_| TcpStream::connect("[::1]:8443").expect("connect")).collect();
     drop(inside);
 
@@ -85,7 +73,7 @@ fn another_namespace_by_name_and_by_pid() {
     // Our own namespace differs: sockets here, another fin_timeout.
     set_sysctl("net.ipv4.tcp_fin_timeout", "33");
     let listener = TcpListener::bind("127.0.0.1:8080").expect("listen");
-    close_first(&listener, 40, true);
+    connections(&listener, 40, true);
 
     let (_, own) = audit_json(&[]);
     assert_eq!(own.settings["net.ipv4.tcp_fin_timeout"].as_deref(), Some("33"));
@@ -143,7 +131,7 @@ fn sampling_measures_rates_and_time_to_exhaustion() {
     let worker = std::thread::spawn(move || {
         let mut made = 0;
         while !worker_stop.load(std::sync::atomic::Ordering::Relaxed) && made < 1500 {
-            close_first(&listener, 10, true);
+            connections(&listener, 10, true);
             made += 10;
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -1,15 +1,14 @@
 //! Shell completions, the Prometheus output (checked by a real parser) and snapshots (an audit of
 //! a snapshot equals the live audit it was taken from).
 
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use predicates::prelude::*;
 
 use crate::netns::{enter, set_sysctl};
-use crate::util::{Report, audit_json, fixture, twtune};
+use crate::util::{Report, audit_json, connections, fixture, twtune};
 
 #[test]
 fn completions_for_each_shell() {
@@ -142,12 +141,7 @@ fn an_audit_of_a_snapshot_equals_the_live_audit() {
     std::fs::write("/etc/sysctl.d/10-team.conf", "net.ipv4.tcp_fin_timeout = 30\n").expect("write");
     std::fs::write("/etc/sysctl.d/zz-late.conf", "net.ipv4.tcp_fin_timeout = 45\n").expect("write");
     let listener = TcpListener::bind("127.0.0.1:8080").expect("listen");
-    for _ in 0..150 {
-        let c = TcpStream::connect("127.0.0.1:8080").expect("connect");
-        let (mut s, _) = listener.accept().expect("accept");
-        drop(c);
-        assert_eq!(s.read(&mut [0u8; 1]).expect("EOF"), 0);
-    }
+    connections(&listener, 150, true);
 
     let (live_code, live) = audit_json(&["--profile", "outbound-heavy"]);
     let work = tempfile::tempdir().expect("temp dir");

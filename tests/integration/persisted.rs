@@ -9,7 +9,7 @@ use predicates::prelude::*;
 use serde_json::Value;
 
 use crate::netns::{enter, run};
-use crate::util::{audit_json, fixture, twtune};
+use crate::util::{audit_json, copy_tree, fixture, twtune};
 
 fn precedence() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysctl-trees/precedence")
@@ -20,23 +20,6 @@ fn explain_json(root: &Path, key: &str, extra: &[&str]) -> Value {
         twtune().args(["explain", key, "--format", "json", "--root"]).arg(root).args(extra).output().expect("run");
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("JSON")
-}
-
-/// Copies a tree, keeping symbolic links as links.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type().expect("type");
-        if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).expect("link"), &target).expect("symlink");
-        } else if kind.is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 /// A root with the proc tree of a fixture and the sysctl configuration of the precedence tree.

@@ -3,25 +3,10 @@
 //! listener inside the range, checked against `ss` and against what connect() really does.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 
 use crate::netns::{enter, run, set_sysctl, sysctl};
-use crate::util::{Report, audit_json};
-
-/// `n` connections to `listener`; the client closes first (TIME_WAIT on the client side) or the
-/// server does (TIME_WAIT on the listening port).
-fn connections(listener: &TcpListener, n: usize, client_closes: bool) {
-    let target = listener.local_addr().expect("listener address");
-    for _ in 0..n {
-        let client = TcpStream::connect(target).expect("connect");
-        let (server, _) = listener.accept().expect("accept");
-        let (first, mut second) = if client_closes { (client, server) } else { (server, client) };
-        drop(first);
-        // Wait for the FIN so that the close order is what the test says.
-        assert_eq!(second.read(&mut [0u8; 1]).expect("read EOF"), 0);
-    }
-}
+use crate::util::{Report, audit_json, connections};
 
 fn listen(addr: &str) -> TcpListener {
     TcpListener::bind(addr).unwrap_or_else(|e| panic!("listen on {addr}: {e}"))

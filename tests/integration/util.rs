@@ -1,6 +1,8 @@
 //! Shared test helpers: running the binary, fixture paths, and the JSON report schema as tests expect it.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use serde::Deserialize;
@@ -17,6 +19,37 @@ pub fn twtune() -> Command {
 /// A captured root under tests/fixtures/roots.
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roots").join(name)
+}
+
+/// `n` connections to `listener`; the client closes first (TIME_WAIT on the client side) or the
+/// server does (TIME_WAIT on the listening port).
+pub fn connections(listener: &TcpListener, n: usize, client_closes: bool) {
+    let target = listener.local_addr().expect("listener address");
+    for _ in 0..n {
+        let client = TcpStream::connect(target).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        let (first, mut second) = if client_closes { (client, server) } else { (server, client) };
+        drop(first);
+        // Wait for the FIN so that the close order is what the caller asked for.
+        assert_eq!(second.read(&mut [0u8; 1]).expect("read EOF"), 0);
+    }
+}
+
+/// Copies a tree, keeping symbolic links as links.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().expect("type");
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).expect("link"), &target).expect("symlink");
+        } else if kind.is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
 }
 
 /// Runs `twtune audit --format json` with extra arguments and returns (exit code, report).

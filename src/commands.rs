@@ -193,15 +193,31 @@ pub fn rollback(config: &RollbackConfig, out: &mut dyn Write, confirm: &dyn Conf
                 .find(|e| &e.id == id)
                 .cloned()
                 .ok_or_else(|| missing(format!("no journal entry {id:?} in {}", state.path().display())))?,
-            None => entries.iter().rev().find(|e| e.status == Status::Applied).cloned().ok_or_else(|| {
+            None => entries.iter().rev().find(|e| e.status.can_roll_back()).cloned().ok_or_else(|| {
                 missing(format!("nothing to roll back: no applied entry in {}", state.path().display()))
             })?,
         };
-    if entry.status != Status::Applied {
-        return Err(Error::Apply(
-            format!("journal entry {} is {:?}, not applied: there is nothing to roll back", entry.id, entry.status)
-                .to_lowercase(),
-        ));
+    if !entry.status.can_roll_back() {
+        return Err(Error::Apply(format!(
+            "journal entry {} is {}, not applied: there is nothing to roll back",
+            entry.id,
+            entry.status.name()
+        )));
+    }
+    // Applies are undone newest first: an older entry's "before" would undo the newer one's file.
+    if let Some(later) = entries.iter().skip_while(|e| e.id != entry.id).skip(1).find(|e| e.status.can_roll_back()) {
+        return Err(Error::Apply(format!(
+            "journal entry {} came after {}: roll it back first (`twtune rollback {}`)",
+            later.id, entry.id, later.id
+        )));
+    }
+    if entry.status == Status::Pending {
+        writeln!(
+            out,
+            "Journal entry {} never completed (the apply was killed): restoring its previous values.",
+            entry.id
+        )
+        .map_err(output)?;
     }
     let root = Root::open(&config.target.root)?;
     let procsys = open_procsys(root.path())?;
@@ -290,11 +306,17 @@ fn consent(yes: bool, target: &Target, confirm: &dyn Confirm, prompt: &str) -> R
     confirm.confirm(prompt)
 }
 
-/// SIGINT and SIGTERM set a flag the transaction checks between writes, so an interrupt ends with
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT set a flag the transaction checks between writes, so an interrupt ends with
 /// the old state (everything restored) or, once all is written, the new one; never a mix.
 fn controls(target: &Target) -> Result<Controls> {
     let interrupted = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    // SIGHUP too: a dropped ssh session must not leave half an apply behind.
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGQUIT,
+    ] {
         signal_hook::flag::register(signal, Arc::clone(&interrupted))
             .map_err(|e| Error::Apply(format!("cannot catch signal {signal}: {e}; nothing was changed")))?;
     }

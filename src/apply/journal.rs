@@ -35,6 +35,12 @@ pub enum Status {
 }
 
 impl Status {
+    /// Whether `rollback` can undo the entry: an applied one, or a pending one whose apply was
+    /// killed between writes (its previous values are all in the entry).
+    pub fn can_roll_back(self) -> bool {
+        matches!(self, Status::Applied | Status::Pending)
+    }
+
     /// The name used in the journal and in listings.
     pub fn name(self) -> &'static str {
         match self {

@@ -207,6 +207,11 @@ pub fn apply(
 /// back to its previous content (removed if it did not exist). Transactional like `apply`.
 pub fn rollback(entry: &mut Entry, procsys: &ProcSys, state: &StateDir, controls: &Controls) -> Result<()> {
     let _lock = state.lock()?;
+    // Read the entry again under the lock: another rollback may have finished meanwhile.
+    let current = state.entries()?.into_iter().find(|e| e.id == entry.id);
+    if !current.as_ref().is_some_and(|e| e.status.can_roll_back()) {
+        return Err(Error::Apply(format!("journal entry {} was rolled back meanwhile; nothing was changed", entry.id)));
+    }
     let mut writes = Vec::new();
     for change in entry.changes.iter().rev() {
         let key = SysctlKey::parse(&change.key)?;
@@ -328,7 +333,8 @@ pub fn render_persist_file(previous: Option<&str>, plan: &Plan, now: &Timestamp)
 /// Writes a file so that readers see the old or the new content, never a mix: a temporary file in
 /// the same directory, fsync, rename over the target, fsync of the directory.
 pub fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // `x.conf` has the empty path as parent: that is the current directory.
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temporary = dir.join(format!(".{name}.twtune-{}", std::process::id()));

@@ -311,3 +311,63 @@ fn rollback_list_and_missing_entries() {
         .expect("rollback");
     assert_eq!(value(dir.path(), "net.ipv4.tcp_tw_reuse"), "2");
 }
+
+#[test]
+fn an_apply_killed_mid_way_is_rolled_back_from_its_pending_entry() {
+    let dir = root();
+    let mut config = apply_config(dir.path(), "outbound-heavy");
+    config.yes = true;
+    commands::apply(&config, &mut Vec::new(), &Scripted { answer: true, selection: vec![] }).expect("apply");
+    // As if the process died after the writes, before marking the entry applied.
+    let state = StateDir::new(&dir.path().join("var/lib/twtune"));
+    let mut entry = state.entries().expect("journal").pop().expect("entry");
+    entry.status = Status::Pending;
+    state.save(&entry).expect("save");
+    let rollback = RollbackConfig { id: None, list: false, target: target(dir.path(), true), yes: true };
+    let mut out = Vec::new();
+    commands::rollback(&rollback, &mut out, &Scripted { answer: true, selection: vec![] })
+        .expect("rollback a pending entry");
+    assert!(String::from_utf8_lossy(&out).contains("never completed"), "{}", String::from_utf8_lossy(&out));
+    assert_eq!(
+        (value(dir.path(), "net.ipv4.tcp_tw_reuse"), value(dir.path(), "net.ipv4.ip_local_port_range")),
+        ("2".into(), "32768 60999".into())
+    );
+}
+
+#[test]
+fn rollbacks_go_newest_first() {
+    let dir = root();
+    let yes = |profile: &str| {
+        let mut c = apply_config(dir.path(), profile);
+        c.yes = true;
+        c
+    };
+    commands::apply(&yes("outbound-heavy"), &mut Vec::new(), &Scripted { answer: true, selection: vec![] })
+        .expect("first");
+    std::fs::write(dir.path().join("proc/sys/net/core/somaxconn"), "128\n").expect("seed");
+    commands::apply(&yes("inbound-heavy"), &mut Vec::new(), &Scripted { answer: true, selection: vec![] })
+        .expect("second");
+    let state = StateDir::new(&dir.path().join("var/lib/twtune"));
+    let ids: Vec<String> = state.entries().expect("journal").into_iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 2);
+    let rollback = |id: Option<&str>| RollbackConfig {
+        id: id.map(String::from),
+        list: false,
+        target: target(dir.path(), true),
+        yes: true,
+    };
+    let err =
+        commands::rollback(&rollback(Some(&ids[0])), &mut Vec::new(), &Scripted { answer: true, selection: vec![] })
+            .expect_err("an older entry first is refused");
+    assert!(err.to_string().contains(&format!("came after {}: roll it back first", ids[0])), "{err}");
+    commands::rollback(&rollback(None), &mut Vec::new(), &Scripted { answer: true, selection: vec![] })
+        .expect("newest");
+    assert_eq!(value(dir.path(), "net.core.somaxconn"), "128");
+    let file =
+        std::fs::read_to_string(dir.path().join("etc/sysctl.d/90-twtune.conf")).expect("first apply's file is back");
+    assert!(file.contains("net.ipv4.tcp_tw_reuse = 1") && !file.contains("somaxconn"), "{file}");
+    commands::rollback(&rollback(None), &mut Vec::new(), &Scripted { answer: true, selection: vec![] })
+        .expect("then the older");
+    assert_eq!(value(dir.path(), "net.ipv4.tcp_tw_reuse"), "2");
+    assert!(!dir.path().join("etc/sysctl.d/90-twtune.conf").exists());
+}

@@ -78,6 +78,21 @@ fn options_reach_the_playbook_and_output_goes_to_a_file() {
 }
 
 #[test]
+fn output_to_a_bare_file_name_in_the_current_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    twtune()
+        .current_dir(dir.path())
+        .args(["export", "baseline", "--format", "json", "-o", "baseline.json"])
+        .assert()
+        .code(0)
+        .stderr("");
+    let json: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("baseline.json")).expect("written"))
+            .expect("json");
+    assert_eq!(json.get("net.ipv4.tcp_timestamps").map(String::as_str), Some("1"));
+}
+
+#[test]
 fn the_role_needs_a_new_or_empty_directory() {
     twtune()
         .args(["export", "baseline", "--format", "ansible-role"])

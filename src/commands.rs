@@ -130,10 +130,7 @@ pub fn apply(config: &ApplyConfig, out: &mut dyn Write, confirm: &dyn Confirm) -
         return Ok(Outcome::Clean);
     }
 
-    let persist = config
-        .persist_file
-        .as_ref()
-        .map(|shown| PersistTarget { path: beneath(root.path(), Path::new(shown)), shown: shown.clone() });
+    let persist = config.persist_file.as_ref().map(|shown| persist_target(root.path(), shown)).transpose()?;
     let procsys = open_procsys(root.path())?;
     let state = StateDir::new(&config.target.state_dir);
     check_permitted(&procsys, plan.changes.iter().map(|c| &c.key), &state, persist.as_ref().map(|p| p.path.as_path()))?;
@@ -262,6 +259,35 @@ fn open_procsys(root: &Path) -> Result<ProcSys> {
     })
 }
 
+/// The file to persist to: an absolute `.conf` path, not a link (a rename would replace the link,
+/// not its target), and either absent or written by twtune before (its header says so), so that
+/// no file of someone else's is rewritten.
+fn persist_target(root: &Path, shown: &str) -> Result<PersistTarget> {
+    let refuse = |why: &str| Error::Apply(format!("--persist-file {shown}: {why}; nothing was changed"));
+    if !shown.starts_with('/') || !shown.ends_with(".conf") {
+        return Err(refuse("give an absolute path to a .conf file, such as /etc/sysctl.d/90-twtune.conf"));
+    }
+    let path = beneath(root, Path::new(shown));
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_symlink() => return Err(refuse("it is a link; give the file itself")),
+        Ok(meta) if !meta.is_file() => return Err(refuse("it is not a regular file")),
+        Ok(_) => {
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+                path: path.clone(),
+                source,
+                hint: "",
+            })?;
+            if !text.starts_with(apply::PERSIST_HEADER) {
+                return Err(refuse(
+                    "it exists and twtune did not write it (no twtune header); choose a file of twtune's own",
+                ));
+            }
+        }
+        Err(_) => {}
+    }
+    Ok(PersistTarget { path, shown: shown.to_string() })
+}
+
 /// Everything that will be written must be writable, checked before the first write.
 fn check_permitted<'a>(
     procsys: &ProcSys,
@@ -270,9 +296,14 @@ fn check_permitted<'a>(
     persist: Option<&Path>,
 ) -> Result<()> {
     for key in keys {
-        procsys.may_write(key).map_err(|e| Error::NotPermitted {
-            what: format!("write {}", procsys.path_of(key).display()),
-            reason: e.to_string(),
+        procsys.may_write(key).map_err(|e| {
+            let what = format!("write {}", procsys.path_of(key).display());
+            // A read-only /proc/sys (a container's) is not a matter of privilege.
+            if e.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error()) {
+                Error::Apply(format!("cannot {what}: /proc/sys is read-only here (a container?); change it on the host or in the pod spec"))
+            } else {
+                Error::NotPermitted { what, reason: e.to_string() }
+            }
         })?;
     }
     state.check_writable()?;

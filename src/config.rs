@@ -128,6 +128,8 @@ pub enum NetnsTarget {
     Own,
     /// A namespace file: `/run/netns/NAME` or `/proc/PID/ns/net`.
     File(PathBuf),
+    /// A `--netns` value that is not a name.
+    Invalid(String),
 }
 
 /// Where the socket table is read from.
@@ -224,6 +226,10 @@ impl AuditConfig {
             root: args.root,
             top: args.top as usize,
             netns: match (args.netns, args.netns_pid) {
+                // A name, not a path: `ip netns` names cannot hold a `/`; `..` would leave /run/netns.
+                (Some(name), _) if name.contains('/') || name == ".." || name == "." || name.is_empty() => {
+                    NetnsTarget::Invalid(name)
+                }
                 (Some(name), _) => NetnsTarget::File(Path::new("/run/netns").join(name)),
                 (None, Some(pid)) => NetnsTarget::File(PathBuf::from(format!("/proc/{pid}/ns/net"))),
                 (None, None) => NetnsTarget::Own,

@@ -27,6 +27,9 @@ pub struct Evidence {
 pub fn gather(config: &AuditConfig, extra_keys: Vec<String>) -> Result<Evidence> {
     match &config.netns {
         NetnsTarget::Own => gather_in(&Root::open(&config.root)?, config, &extra_keys),
+        NetnsTarget::Invalid(name) => Err(Error::Apply(format!(
+            "--netns {name:?}: give the name of a namespace in /run/netns (as `ip netns list` shows), not a path"
+        ))),
         NetnsTarget::File(path) => {
             let namespace = std::fs::File::open(path).map_err(|e| namespace_error(path, &e))?;
             let config = config.clone();

@@ -299,11 +299,14 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
+/// How every file twtune persists to begins; a file without it is not twtune's to rewrite.
+pub const PERSIST_HEADER: &str = "# Written by twtune ";
+
 /// The persisted file after an apply: a header, the keys an earlier apply put there and this plan
 /// does not touch, then this plan's keys, each after a comment with its why.
 pub fn render_persist_file(previous: Option<&str>, plan: &Plan, now: &Timestamp) -> String {
     let mut text = format!(
-        "# Written by twtune {} (`twtune apply`, {}) on {}.\n# `twtune rollback` restores what was here before; \
+        "{PERSIST_HEADER}{} (`twtune apply`, {}) on {}.\n# `twtune rollback` restores what was here before; \
          edits here are kept only for keys twtune does not set.\n",
         env!("CARGO_PKG_VERSION"),
         plan.source,

@@ -371,3 +371,37 @@ fn rollbacks_go_newest_first() {
     assert_eq!(value(dir.path(), "net.ipv4.tcp_tw_reuse"), "2");
     assert!(!dir.path().join("etc/sysctl.d/90-twtune.conf").exists());
 }
+
+#[test]
+fn the_persist_file_must_be_twtunes_own_conf_file() {
+    let dir = root();
+    let attempt = |persist: &str| {
+        let mut config = apply_config(dir.path(), "outbound-heavy");
+        config.yes = true;
+        config.persist_file = Some(persist.into());
+        commands::apply(&config, &mut Vec::new(), &Scripted { answer: true, selection: vec![] })
+    };
+    for (path, why) in [
+        ("relative.conf", "give an absolute path to a .conf file"),
+        ("/etc/passwd", "give an absolute path to a .conf file"),
+    ] {
+        let err = attempt(path).expect_err(path);
+        assert!(err.to_string().contains(why), "{path}: {err}");
+    }
+    std::fs::create_dir_all(dir.path().join("etc/sysctl.d")).expect("mkdir");
+    std::fs::write(dir.path().join("etc/sysctl.conf"), "# the admin's own\nkernel.panic = 10\n").expect("write");
+    let err = attempt("/etc/sysctl.conf").expect_err("foreign file");
+    assert!(err.to_string().contains("twtune did not write it"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("etc/sysctl.conf")).expect("kept"),
+        "# the admin's own\nkernel.panic = 10\n"
+    );
+    std::os::unix::fs::symlink("../sysctl.conf", dir.path().join("etc/sysctl.d/99-sysctl.conf")).expect("link");
+    let err = attempt("/etc/sysctl.d/99-sysctl.conf").expect_err("a link");
+    assert!(err.to_string().contains("it is a link"), "{err}");
+    assert_eq!(value(dir.path(), "net.ipv4.tcp_tw_reuse"), "2", "nothing was changed");
+    // twtune's own file, written by an earlier apply, is fine.
+    attempt("/etc/sysctl.d/90-twtune.conf").expect("new file");
+    std::fs::write(dir.path().join("proc/sys/net/ipv4/tcp_tw_reuse"), "0\n").expect("drift");
+    attempt("/etc/sysctl.d/90-twtune.conf").expect("twtune's own file again");
+}

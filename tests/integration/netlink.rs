@@ -51,6 +51,13 @@ fn netlink_and_proc_give_identical_results() {
 }
 
 #[test]
+fn a_netns_name_is_not_a_path() {
+    for name in ["../../proc/1/ns/net", "/proc/1/ns/net", ".."] {
+        twtune().args(["audit", "--netns", name]).assert().code(2).stderr(predicate::str::contains("not a path"));
+    }
+}
+
+#[test]
 fn netlink_is_refused_for_a_root_tree() {
     twtune()
         .args(["audit", "--socket-source", "netlink", "--root"])

@@ -57,6 +57,9 @@ pub fn export(config: &ExportConfig) -> Result<Outcome> {
         }
     };
     let ansible = AnsibleOptions { hosts: config.hosts.clone(), sysctl_file: config.sysctl_file.clone() };
+    if matches!(config.format, ExportFormat::Ansible | ExportFormat::AnsibleRole) {
+        crate::export::check_ansible_safe(&export).map_err(Error::Apply)?;
+    }
     let text = match config.format {
         ExportFormat::Ansible => crate::export::ansible_playbook(&export, &ansible),
         ExportFormat::SysctlD => crate::export::sysctl_d(&export),

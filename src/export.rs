@@ -190,6 +190,17 @@ fn header(export: &Export, format: &str) -> String {
     text
 }
 
+/// Refuses values Ansible would template (`{{`, `{%`): exported text must mean what it says.
+pub fn check_ansible_safe(export: &Export) -> Result<(), String> {
+    match export.items.iter().find(|i| ["{{", "{%", "{#"].iter().any(|m| i.value.contains(m) || i.key.contains(m))) {
+        Some(item) => Err(format!(
+            "{} = {:?} looks like an Ansible template; it cannot be exported to Ansible",
+            item.key, item.value
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A playbook applying every item with ansible.posix.sysctl, then checking the runtime values.
 pub fn ansible_playbook(export: &Export, options: &AnsibleOptions) -> String {
     let mut text = header(export, "Ansible playbook");
@@ -230,9 +241,12 @@ fn verify_tasks(indent: &str, pairs: &[(String, String)]) -> String {
     for (key, _) in pairs {
         text.push_str(&format!(", {key}"));
     }
-    text.push_str(&format!("]\n{indent}  register: twtune_runtime\n{indent}  changed_when: false\n"));
+    // Reading runs in --check mode too; checking what a dry run did not set would only fail.
     text.push_str(&format!(
-        "{indent}- name: \"Check the runtime values\"\n{indent}  ansible.builtin.assert:\n{indent}    that:\n"
+        "]\n{indent}  register: twtune_runtime\n{indent}  changed_when: false\n{indent}  check_mode: false\n"
+    ));
+    text.push_str(&format!(
+        "{indent}- name: \"Check the runtime values\"\n{indent}  when: not ansible_check_mode\n{indent}  ansible.builtin.assert:\n{indent}    that:\n"
     ));
     for (index, (_, value)) in pairs.iter().enumerate() {
         text.push_str(&format!(
@@ -288,8 +302,8 @@ pub fn ansible_role(export: &Export, options: &AnsibleOptions) -> Vec<(&'static 
          notify: \"Reload sysctl\"\n\
          - name: \"Apply every sysctl file now (so later files are honoured too)\"\n  ansible.builtin.meta: flush_handlers\n\
          - name: \"Read the runtime values back\"\n  ansible.builtin.command:\n    argv: [\"sysctl\", \"-n\", \"{{ item.key }}\"]\n  \
-         loop: \"{{ twtune_sysctl | dict2items }}\"\n  register: twtune_runtime\n  changed_when: false\n\
-         - name: \"Check the runtime values\"\n  ansible.builtin.assert:\n    that:\n      - \"(item.stdout.split() | join(' ')) == \
+         loop: \"{{ twtune_sysctl | dict2items }}\"\n  register: twtune_runtime\n  changed_when: false\n  check_mode: false\n\
+         - name: \"Check the runtime values\"\n  when: not ansible_check_mode\n  ansible.builtin.assert:\n    that:\n      - \"(item.stdout.split() | join(' ')) == \
          (item.item.value | string)\"\n    fail_msg: \"{{ item.item.key }} is {{ item.stdout }} at runtime, not {{ item.item.value }}; another \
          sysctl file may override it\"\n  loop: \"{{ twtune_runtime.results }}\"\n  loop_control:\n    label: \"{{ item.item.key }}\"\n",
     );

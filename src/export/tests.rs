@@ -100,6 +100,17 @@ fn settings_for_some_kernels_only_are_conditional() {
 }
 
 #[test]
+fn values_that_ansible_would_template_are_refused() {
+    let export = Export {
+        source: "t".into(),
+        items: vec![Item::new("net.ipv4.x".into(), "{{ lookup('pipe', 'id') }}".into(), "w".into(), "r".into())],
+        skipped: vec![],
+    };
+    assert!(check_ansible_safe(&export).is_err());
+    assert!(check_ansible_safe(&Export::from_profile(&profile("outbound-heavy"))).is_ok());
+}
+
+#[test]
 fn json_is_key_to_value() {
     let text = json(&Export::from_profile(&profile("outbound-heavy")));
     let value: Value = serde_json::from_str(&text).expect("JSON");

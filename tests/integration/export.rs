@@ -162,11 +162,16 @@ fn ansible_playbook() -> Option<PathBuf> {
 
 /// Runs a playbook on localhost with a private Ansible home and the Python beside ansible-playbook.
 fn run_playbook(playbook: &Path, work: &Path, roles: Option<&Path>) {
+    run_playbook_with(playbook, work, roles, &[]);
+}
+
+fn run_playbook_with(playbook: &Path, work: &Path, roles: Option<&Path>, extra: &[&str]) {
     let Some(binary) = ansible_playbook() else { return };
     let python = binary.with_file_name("python");
     let mut command = Command::new(&binary);
     command
         .args(["-c", "local", "-i", "localhost,"])
+        .args(extra)
         .arg(playbook)
         .env("ANSIBLE_HOME", work.join("ansible"))
         .env("ANSIBLE_LOCAL_TEMP", work.join("ansible/tmp"))
@@ -217,6 +222,10 @@ fn the_playbook_sets_the_profile_values() {
         .code(0);
     std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
     assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2", "a fresh namespace");
+    // A dry run first: it succeeds and changes nothing.
+    run_playbook_with(&playbook, work.path(), None, &["--check"]);
+    assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2", "--check changed nothing");
+    assert!(!file.exists());
     run_playbook(&playbook, work.path(), None);
     let values = exported_values("outbound-heavy");
     assert_runtime(&values);
@@ -241,6 +250,8 @@ fn the_role_sets_the_profile_values_and_its_handler_reloads() {
         .code(0);
     let site = work.path().join("site.yml");
     std::fs::write(&site, "- hosts: all\n  roles:\n    - twtune_sysctl\n").expect("site");
+    run_playbook_with(&site, work.path(), Some(&roles), &["--check"]);
+    assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2", "--check changed nothing");
     run_playbook(&site, work.path(), Some(&roles));
     assert_runtime(&exported_values("outbound-heavy"));
     // The role's default file lives in the namespace's tmpfs over /etc/sysctl.d.

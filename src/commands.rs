@@ -15,15 +15,14 @@ use crate::apply::{self, Controls, PersistTarget, Plan};
 use crate::config::{ApplyConfig, ExportConfig, RollbackConfig, Target, beneath};
 use crate::error::{Error, Outcome, Result};
 use crate::export::{AnsibleOptions, Export, ExportFormat, Item};
-use crate::inspect::proc_tcp::ProcSocketSource;
 use crate::persisted::ConfigTree;
 use crate::procsys::ProcSys;
+use crate::profile;
 use crate::profile::catalog::Catalog;
 use crate::report::human::wrapped;
 use crate::root::Root;
 use crate::rules::{self, Thresholds};
 use crate::sysctl::fold_whitespace;
-use crate::{inspect, profile};
 
 const HEADING: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();
@@ -34,7 +33,7 @@ fn output(e: std::io::Error) -> Error {
 
 /// The plan of the audit's recommendations for the system beneath `root`.
 fn recommended_plan(root: &Root) -> Result<Plan> {
-    let inspection = inspect::inspect(root, &mut ProcSocketSource::new(root), 10, &[])?;
+    let inspection = crate::gather::inspect_default(root, &[])?;
     let plan = Plan::from_findings("recommended", &rules::evaluate(&inspection, &Thresholds::default()), |f| {
         f.message.clone()
     })?;
@@ -110,7 +109,7 @@ pub fn apply(config: &ApplyConfig, out: &mut dyn Write, confirm: &dyn Confirm) -
     let root = Root::open(&config.target.root)?;
     let profile = config.profile.as_deref().map(|arg| Catalog::new(root.path()).load(arg)).transpose()?;
     let extra_keys = profile.as_ref().map(profile::Profile::keys).unwrap_or_default();
-    let inspection = inspect::inspect(&root, &mut ProcSocketSource::new(&root), 10, &extra_keys)?;
+    let inspection = crate::gather::inspect_default(&root, &extra_keys)?;
     let mut plan = match &profile {
         Some(p) => {
             let (findings, _) = profile::evaluate(p, &inspection);

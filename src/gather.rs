@@ -57,6 +57,15 @@ fn namespace_error(path: &Path, e: &std::io::Error) -> Error {
     Error::Namespace { path: path.to_path_buf(), problem: what }
 }
 
+/// One inspection of `root` with the default socket source (netlink on a live system), for the
+/// commands that act on the audit's recommendations.
+pub fn inspect_default(root: &Root, extra_keys: &[String]) -> Result<Inspection> {
+    let (mut source, fallback) = open_source(root, SocketSourceChoice::Auto)?;
+    let mut inspection = inspect::inspect(root, source.as_mut(), 10, extra_keys)?;
+    inspection.warnings.extend(fallback);
+    Ok(inspection)
+}
+
 /// Collects beneath `root` in the calling thread's network namespace.
 fn gather_in(root: &Root, config: &AuditConfig, extra_keys: &[String]) -> Result<Evidence> {
     let (mut source, fallback) = open_source(root, config.socket_source)?;

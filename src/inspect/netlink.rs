@@ -107,7 +107,17 @@ pub fn parse_messages(bytes: &[u8], visit: &mut dyn FnMut(TcpSocket), warnings: 
         }
         let payload = &bytes[offset + NLMSG_HEADER..offset + length];
         match kind {
-            NLMSG_DONE => return Ok(true),
+            // A dump that failed part-way ends with the (negative) errno in NLMSG_DONE.
+            NLMSG_DONE => {
+                let code = if payload.len() >= 4 { i32::from_ne_bytes(word(payload, 0)) } else { 0 };
+                if code < 0 {
+                    return Err(Error::Netlink(format!(
+                        "the dump stopped early: {}",
+                        std::io::Error::from_raw_os_error(-code)
+                    )));
+                }
+                return Ok(true);
+            }
             NLMSG_ERROR => {
                 let code = if payload.len() >= 4 { i32::from_ne_bytes(word(payload, 0)) } else { -1 };
                 if code != 0 {
@@ -220,6 +230,9 @@ mod tests {
         let refused = message(NLMSG_ERROR, &(-1i32).to_ne_bytes());
         let err = parse_messages(&refused, &mut |_| {}, &mut Vec::new()).expect_err("EPERM");
         assert!(err.to_string().contains("refused the dump"), "{err}");
+        let stopped = message(NLMSG_DONE, &(-4i32).to_ne_bytes());
+        let err = parse_messages(&stopped, &mut |_| {}, &mut Vec::new()).expect_err("EINTR in DONE");
+        assert!(err.to_string().contains("stopped early"), "{err}");
         let mut cut = message(SOCK_DIAG_BY_FAMILY, &record(AF_INET, 1, 1, 2, &[1, 1, 1, 1], &[2, 2, 2, 2]));
         cut.truncate(40);
         assert!(parse_messages(&cut, &mut |_| {}, &mut Vec::new()).is_err());

@@ -8,6 +8,9 @@ use std::io::{self, Write};
 use crate::report::Report;
 use crate::rules::Severity;
 
+/// Kernel values that go up and down (so must not be typed counter).
+const GAUGES: &[&str] = &["CurrEstab"];
+
 /// Escapes a label value: backslash, double quote and newline.
 fn label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -124,11 +127,22 @@ pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         Family {
             name: "twtune_kernel_counter_total",
             kind: "counter",
-            help: "TCP counters of the kernel (TcpExt, Tcp, sockstat), since boot or since the namespace was created.",
+            help: "TCP counters of the kernel (TcpExt, Tcp), since boot or since the namespace was created.",
             samples: report
                 .counters
                 .iter()
-                .filter(|(name, _)| !name.starts_with("sockstat_"))
+                .filter(|(name, _)| !name.starts_with("sockstat_") && !GAUGES.contains(&name.as_str()))
+                .map(|(name, v)| (labels(&[("name", name)]), *v as f64))
+                .collect(),
+        },
+        Family {
+            name: "twtune_kernel_gauge",
+            kind: "gauge",
+            help: "TCP gauges of the kernel: CurrEstab (established and close-wait connections) and the sockstat TCP line.",
+            samples: report
+                .counters
+                .iter()
+                .filter(|(name, _)| name.starts_with("sockstat_") || GAUGES.contains(&name.as_str()))
                 .map(|(name, v)| (labels(&[("name", name)]), *v as f64))
                 .collect(),
         },

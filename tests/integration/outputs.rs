@@ -102,6 +102,16 @@ fn prometheus_output_parses_with_a_real_parser() {
     assert_eq!(value("twtune_findings", serde_json::json!({"severity": "info"})), 0.0);
     assert_eq!(families["twtune_kernel_counter"]["type"], "counter");
     assert_eq!(value("twtune_kernel_counter", serde_json::json!({"name": "TW"})), 200.0);
+    assert_eq!(families["twtune_kernel_gauge"]["type"], "gauge");
+    assert_eq!(value("twtune_kernel_gauge", serde_json::json!({"name": "CurrEstab"})), 10.0, "a gauge, not a counter");
+    assert_eq!(value("twtune_kernel_gauge", serde_json::json!({"name": "sockstat_tw"})), 200.0);
+    assert!(
+        families["twtune_kernel_counter"]["samples"]
+            .as_array()
+            .expect("samples")
+            .iter()
+            .all(|s| s[1]["name"] != "CurrEstab")
+    );
     for family in families.as_object().expect("families").values() {
         assert!(!family["help"].as_str().unwrap_or("").is_empty(), "every family has HELP");
     }

@@ -114,6 +114,22 @@ impl KeySpec {
         }
     }
 
+    /// A valid value as the kernel prints it back (`04096` -> `4096`, a port list sorted and
+    /// merged), so that a written value reads back equal. Unchanged when it does not parse.
+    pub fn canonical(&self, value: &str) -> String {
+        let canonical = match self.shape {
+            Shape::Int { .. } => value.trim().parse::<i64>().ok().map(|n| n.to_string()),
+            Shape::Ints { .. } => value
+                .split_whitespace()
+                .map(|f| f.parse::<i64>().ok().map(|n| n.to_string()))
+                .collect::<Option<Vec<_>>>()
+                .map(|fields| fields.join(" ")),
+            Shape::PortRange => PortRange::parse(value).ok().map(|r| r.to_string()),
+            Shape::PortList => PortSet::parse(value).ok().map(|p| p.to_string()),
+        };
+        canonical.unwrap_or_else(|| value.to_string())
+    }
+
     /// How many whitespace-separated integer fields the value has (1 for a plain integer).
     pub fn field_count(&self) -> Option<usize> {
         match self.shape {
@@ -189,6 +205,16 @@ mod tests {
         assert!(check("net.ipv4.ip_local_reserved_ports", "30000-32767,8080").is_ok());
         assert!(check("net.ipv4.tcp_rmem", "4096 131072 6291456").is_ok());
         assert!(check("net.ipv4.tcp_rmem", "4096 131072").is_err());
+    }
+
+    #[test]
+    fn values_are_canonical_as_the_kernel_prints_them() {
+        let canonical = |key: &str, value: &str| spec_of(key).expect(key).canonical(value);
+        assert_eq!(canonical("net.core.somaxconn", "04096"), "4096");
+        assert_eq!(canonical("net.ipv4.ip_local_port_range", "10000\t65535"), "10000 65535");
+        assert_eq!(canonical("net.ipv4.ip_local_reserved_ports", "9000,8080-8081,8082"), "8080-8082,9000");
+        assert_eq!(canonical("net.ipv4.tcp_rmem", "4096 0131072 6291456"), "4096 131072 6291456");
+        assert_eq!(canonical("net.core.somaxconn", "lots"), "lots", "invalid values are left to validation");
     }
 
     #[test]

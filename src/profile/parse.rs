@@ -300,10 +300,11 @@ pub fn parse_profile(text: &str, file: &str, expected_name: Option<&str>) -> Res
         None => ThresholdOverrides::default(),
     };
     let mut settings = BTreeMap::new();
-    for (key, setting) in raw.settings {
+    for (key, mut setting) in raw.settings {
         let line = key.0.referenced.line();
         let name = key.0.value;
         check_setting(&name, &setting).map_err(|m| at(line, format!("{name}: {m}")))?;
+        canonicalize(&name, &mut setting);
         settings.insert(name, setting);
     }
     check_cross_keys(&settings).map_err(|m| at(0, m))?;
@@ -353,6 +354,15 @@ fn yaml_message(message: &str) -> String {
         return format!("profile too large or too deeply nested ({message})");
     }
     message.to_string()
+}
+
+/// Puts the values of a known key in the form the kernel prints, so that what twtune writes reads
+/// back equal.
+fn canonicalize(key: &str, setting: &mut Setting) {
+    let Some(spec) = spec_of(key) else { return };
+    let fix = |text: &mut Text| text.0 = spec.canonical(&text.0);
+    setting.value.iter_mut().chain(setting.recommend.iter_mut()).chain(setting.includes.iter_mut()).for_each(fix);
+    setting.one_of.iter_mut().flatten().for_each(fix);
 }
 
 fn check_thresholds(t: &ThresholdOverrides) -> Result<(), String> {

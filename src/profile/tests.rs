@@ -184,6 +184,14 @@ fn invalid_profiles_fail_with_precise_messages() {
 }
 
 #[test]
+fn values_are_kept_as_the_kernel_prints_them() {
+    let s = setting("net.core.somaxconn: {value: \"04096\", why: w, risk: r}");
+    assert_eq!(s.value.map(|t| t.0).as_deref(), Some("4096"));
+    let s = setting("net.ipv4.ip_local_reserved_ports: {includes: \"32767,30000-32766\", why: w, risk: r}");
+    assert_eq!(s.includes.map(|t| t.0).as_deref(), Some("30000-32767"));
+}
+
+#[test]
 fn the_name_must_equal_the_file_stem_where_required() {
     let err = parse_profile("name: other\ndescription: d\n", "x.yaml", Some("mine")).expect_err("mismatch");
     assert_eq!(err.to_string(), "x.yaml:1: name \"other\" must equal the file name \"mine\"");

@@ -73,11 +73,9 @@ pub fn export(config: &ExportConfig) -> Result<Outcome> {
         }
     };
     match &config.output {
-        Some(path) => apply::write_atomically(path, &text).map_err(|source| Error::Read {
-            path: path.clone(),
-            source,
-            hint: "",
-        })?,
+        Some(path) => {
+            apply::write_atomically(path, &text).map_err(|source| Error::Write { path: path.clone(), source })?
+        }
         None => std::io::stdout().lock().write_all(text.as_bytes()).map_err(output)?,
     }
     Ok(Outcome::Clean)
@@ -99,7 +97,7 @@ fn write_role(dir: &Path, files: &[(&str, String)]) -> Result<()> {
     }
     for (relative, content) in files {
         let path = dir.join(relative);
-        apply::write_atomically(&path, content).map_err(|source| Error::Read { path, source, hint: "" })?;
+        apply::write_atomically(&path, content).map_err(|source| Error::Write { path, source })?;
     }
     Ok(())
 }

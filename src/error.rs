@@ -47,6 +47,10 @@ pub enum Error {
         hint: &'static str,
     },
 
+    /// A file or directory twtune writes (state, export, snapshot) could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+
     /// A file was read but does not have the shape the kernel gives it.
     #[error("{path}: {problem}")]
     Malformed { path: PathBuf, problem: String },

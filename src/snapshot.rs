@@ -18,8 +18,9 @@ const NET_TABLES: &[&str] = &["netstat", "snmp", "sockstat", "sockstat6", "tcp",
 /// `/proc/sys` directories whose keys are copied (their files only, not subdirectories).
 const SYSCTL_DIRS: &[&str] = &["net/core", "net/ipv4"];
 
+/// Everything `io_error` wraps is a write into the snapshot.
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Read { path: path.to_path_buf(), source, hint: "" }
+    move |source| Error::Write { path: path.to_path_buf(), source }
 }
 
 /// Takes a snapshot as `config` says: into a new or empty directory, or into a .tar.gz.
@@ -58,11 +59,10 @@ fn pack(dir: &Path, archive: &Path) -> Result<()> {
         .output()
         .map_err(|e| Error::Apply(format!("cannot run tar to write {}: {e}", archive.display())))?;
     if !output.status.success() {
-        return Err(Error::Apply(format!(
-            "tar could not write {}: {}",
-            archive.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
+        // tar can say several lines; the first names the problem.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first = stderr.lines().next().unwrap_or("failed");
+        return Err(Error::Apply(format!("tar could not write {}: {first}", archive.display())));
     }
     Ok(())
 }

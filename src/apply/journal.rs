@@ -113,7 +113,7 @@ impl StateDir {
 
     /// Takes the lock, or fails at once when another twtune holds it.
     pub fn lock(&self) -> Result<Lock> {
-        let io = |source| Error::Read { path: self.path.clone(), source, hint: "" };
+        let io = |source| Error::Write { path: self.path.clone(), source };
         std::fs::create_dir_all(self.journal()).map_err(io)?;
         let path = self.path.join("lock");
         let mut file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
@@ -133,16 +133,16 @@ impl StateDir {
     /// Saves an entry atomically (a reader never sees half a file).
     pub fn save(&self, entry: &Entry) -> Result<()> {
         let path = self.journal().join(format!("{}.json", entry.id));
-        let text = serde_json::to_string_pretty(entry).map_err(|e| Error::Read {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-            hint: "",
-        })?;
-        super::write_atomically(&path, &format!("{text}\n")).map_err(|source| Error::Read {
-            path,
-            source,
-            hint: "; the state directory must be writable",
-        })
+        let text = serde_json::to_string_pretty(entry)
+            .map_err(|e| Error::Write { path: path.clone(), source: std::io::Error::other(e) })?;
+        super::write_atomically(
+            &path,
+            &format!(
+                "{text}
+"
+            ),
+        )
+        .map_err(|source| Error::Write { path, source })
     }
 
     /// Every entry, oldest first. An entry that cannot be read is an error naming the file.

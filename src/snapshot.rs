@@ -84,6 +84,17 @@ pub fn capture(root: &Root, target: &Path) -> Result<()> {
             }
         }
     }
+    // Keys that profiles name outside those directories (net.ipv4.conf.all.rp_filter, ...), so
+    // that `audit --profile` on the snapshot sees what it saw live.
+    let catalog = crate::profile::catalog::Catalog::new(source);
+    for listed in catalog.list().0 {
+        let Ok(profile) = catalog.load(&listed.name) else { continue };
+        for key in profile.keys() {
+            let Ok(key) = crate::sysctl::SysctlKey::parse(&key) else { continue };
+            let relative = Path::new("proc/sys").join(key.relative_path());
+            let _ = copy_file(&source.join(&relative), &target.join(&relative), false);
+        }
+    }
     for table in NET_TABLES {
         copy_file(
             &root.proc_net_path(table),

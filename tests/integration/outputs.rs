@@ -208,3 +208,23 @@ fn snapshot_refuses_a_non_empty_directory() {
     twtune().args(["snapshot", "--root"]).arg(fixture("idle")).arg(&copy).assert().code(0);
     assert!(copy.join("proc/net/tcp").exists() && copy.join("proc/sys/kernel/osrelease").exists());
 }
+
+#[test]
+fn a_snapshot_carries_the_keys_of_local_profiles() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = dir.path().join("source");
+    crate::util::copy_tree(&fixture("idle"), &source);
+    std::fs::create_dir_all(source.join("proc/sys/net/ipv4/conf/all")).expect("mkdir");
+    std::fs::write(source.join("proc/sys/net/ipv4/conf/all/rp_filter"), "2\n").expect("write");
+    std::fs::create_dir_all(source.join("etc/twtune/profiles.d")).expect("mkdir");
+    std::fs::write(
+        source.join("etc/twtune/profiles.d/edge.yaml"),
+        "name: edge\ndescription: d\nsettings:\n  net.ipv4.conf.all.rp_filter: {value: 1, why: strict reverse path, risk: asymmetric routes}\n",
+    )
+    .expect("write");
+    let snapshot = dir.path().join("snap");
+    twtune().args(["snapshot", "--root"]).arg(&source).arg(&snapshot).assert().code(0);
+    assert_eq!(std::fs::read_to_string(snapshot.join("proc/sys/net/ipv4/conf/all/rp_filter")).expect("copied"), "2\n");
+    let (_, report) = audit_json(&["--profile", "edge", "--root", snapshot.to_str().expect("utf-8")]);
+    assert_eq!(report.one("profile.net.ipv4.conf.all.rp_filter").current.as_deref(), Some("2"));
+}

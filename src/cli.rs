@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::report::Format;
-
 const EXIT_STATUS: &str = "\
 Exit status:
   0  no finding reaches --fail-on
@@ -115,8 +113,8 @@ pub struct AuditArgs {
     pub root: PathBuf,
 
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = AuditFormat::Human)]
+    pub format: AuditFormat,
 
     /// How many of the fullest destination buckets to list.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -147,6 +145,17 @@ pub struct AuditArgs {
     /// each bucket's time to exhaustion.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub sample: Option<std::time::Duration>,
+}
+
+/// Output formats of `audit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AuditFormat {
+    /// A readable report for people.
+    Human,
+    /// One JSON object (documented in docs/json-schema.md).
+    Json,
+    /// Prometheus text format for the node_exporter textfile collector (audit only).
+    Prometheus,
 }
 
 /// `--socket-source` values.
@@ -231,8 +240,8 @@ pub struct ExportArgs {
     pub recommended: bool,
 
     /// Output format.
-    #[arg(long, value_enum, default_value_t = crate::export::ExportFormat::Ansible)]
-    pub format: crate::export::ExportFormat,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Ansible)]
+    pub format: ExportFormat,
 
     /// Write to PATH instead of stdout (for ansible-role: a new or empty directory).
     #[arg(long, short, value_name = "PATH")]
@@ -315,6 +324,21 @@ pub struct ExplainArgs {
     /// Also show what this profile (a name, or a path to a YAML file) expects of the key.
     #[arg(long, value_name = "NAME|PATH")]
     pub profile: Option<String>,
+}
+
+/// Output formats of `export`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// An Ansible playbook using ansible.posix.sysctl.
+    Ansible,
+    /// An Ansible role in the --output directory.
+    AnsibleRole,
+    /// A sysctl.d drop-in, loadable with `sysctl -p FILE`.
+    SysctlD,
+    /// An object from dotted key to value.
+    Json,
+    /// A pod securityContext.sysctls snippet with the sysctls Kubernetes treats as safe.
+    K8s,
 }
 
 /// Output formats of `explain`.

@@ -1,17 +1,24 @@
-//! Resolved settings of a run: what the core works from. Built once from the parsed command line;
-//! the only place where clap types turn into twtune's own.
+//! Resolved settings of a run: what the commands work from. Built once from the parsed command
+//! line; the only place where clap types turn into twtune's own, and the only place that reads the
+//! environment and asks whether there is a terminal.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{AuditArgs, Cli, Command, ExplainArgs, FailOn, ProfilesCommand, SocketSourceArg, TargetArgs};
+use crate::cli::{
+    AuditArgs, AuditFormat, Cli, Command, ExplainArgs, ExportFormat as ExportFormatArg, FailOn, ProfilesCommand,
+    SocketSourceArg, TargetArgs,
+};
+use crate::export::ExportFormat;
+use crate::files::beneath;
+use crate::inspect::evidence::{NetnsTarget, Request, SocketSourceChoice};
 use crate::report::Format;
 use crate::rules::Severity;
 
 /// A whole run.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Config {
+pub(crate) struct Config {
     /// Colour choice for everything printed to stdout.
     pub color: anstream::ColorChoice,
     pub command: CommandConfig,
@@ -19,7 +26,7 @@ pub struct Config {
 
 /// The resolved subcommand.
 #[derive(Clone, Debug, PartialEq)]
-pub enum CommandConfig {
+pub(crate) enum CommandConfig {
     Apply(ApplyConfig),
     Completions(clap_complete::Shell),
     Snapshot(SnapshotConfig),
@@ -32,7 +39,7 @@ pub enum CommandConfig {
 
 /// Where `apply` and `rollback` act, resolved.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Target {
+pub(crate) struct Target {
     /// Whether stdin and stderr are terminals, so that a prompt can be answered.
     pub interactive: bool,
     pub root: PathBuf,
@@ -43,7 +50,7 @@ pub struct Target {
 
 /// Everything `twtune apply` needs.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ApplyConfig {
+pub(crate) struct ApplyConfig {
     pub dry_run: bool,
     /// The file to persist to, as the configured system names it; `None` with --no-persist.
     pub persist_file: Option<String>,
@@ -56,7 +63,7 @@ pub struct ApplyConfig {
 
 /// Everything `twtune snapshot` needs.
 #[derive(Clone, Debug, PartialEq)]
-pub struct SnapshotConfig {
+pub(crate) struct SnapshotConfig {
     /// A .tar.gz to write instead of a directory.
     pub archive: Option<PathBuf>,
     pub dir: Option<PathBuf>,
@@ -65,8 +72,8 @@ pub struct SnapshotConfig {
 
 /// Everything `twtune export` needs.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ExportConfig {
-    pub format: crate::export::ExportFormat,
+pub(crate) struct ExportConfig {
+    pub format: ExportFormat,
     pub hosts: String,
     pub output: Option<PathBuf>,
     /// A profile name or path; `None` means the audit's recommendations.
@@ -77,7 +84,7 @@ pub struct ExportConfig {
 
 /// Everything `twtune rollback` needs.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RollbackConfig {
+pub(crate) struct RollbackConfig {
     pub id: Option<String>,
     pub list: bool,
     pub target: Target,
@@ -99,14 +106,9 @@ impl Target {
     }
 }
 
-/// `path` of the configured system, beneath `root`.
-pub fn beneath(root: &Path, path: &Path) -> PathBuf {
-    root.join(path.strip_prefix("/").unwrap_or(path))
-}
-
 /// Everything `twtune explain` needs.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ExplainConfig {
+pub(crate) struct ExplainConfig {
     pub format: Format,
     pub key: String,
     pub profile: Option<String>,
@@ -115,52 +117,27 @@ pub struct ExplainConfig {
 
 /// What a `profiles` subcommand needs.
 #[derive(Clone, Debug, PartialEq)]
-pub enum ProfilesConfig {
+pub(crate) enum ProfilesConfig {
     List { root: PathBuf },
     Show { profile: String, root: PathBuf },
     Check { files: Vec<PathBuf>, root: PathBuf },
 }
 
-/// Which network namespace to audit.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NetnsTarget {
-    /// The caller's own.
-    Own,
-    /// A namespace file: `/run/netns/NAME` or `/proc/PID/ns/net`.
-    File(PathBuf),
-    /// A `--netns` value that is not a name.
-    Invalid(String),
-}
-
-/// Where the socket table is read from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SocketSourceChoice {
-    Auto,
-    Netlink,
-    Proc,
-}
-
 /// Everything `twtune audit` needs.
 #[derive(Clone, Debug, PartialEq)]
-pub struct AuditConfig {
+pub(crate) struct AuditConfig {
     /// Exit 1 when a finding reaches this severity; `None`: never.
     pub fail_on: Option<Severity>,
     pub format: Format,
     /// A profile to check the host against (name or path).
     pub profile: Option<String>,
-    /// The directory standing for `/`.
-    pub root: PathBuf,
-    /// How many destination buckets to list.
-    pub top: usize,
-    pub netns: NetnsTarget,
-    /// Interval between the two reads of `--sample`.
-    pub sample: Option<Duration>,
-    pub socket_source: SocketSourceChoice,
+    /// What to inspect, and how.
+    pub request: Request,
 }
 
 impl Config {
     /// Resolves the parsed command line.
-    pub fn from_cli(cli: Cli) -> Config {
+    pub(crate) fn from_cli(cli: Cli) -> Config {
         let command = match cli.command {
             Command::Audit(args) => CommandConfig::Audit(AuditConfig::from_args(args)),
             Command::Apply(args) => CommandConfig::Apply(ApplyConfig {
@@ -176,7 +153,13 @@ impl Config {
                 CommandConfig::Snapshot(SnapshotConfig { archive: args.archive, dir: args.dir, root: args.root })
             }
             Command::Export(args) => CommandConfig::Export(ExportConfig {
-                format: args.format,
+                format: match args.format {
+                    ExportFormatArg::Ansible => ExportFormat::Ansible,
+                    ExportFormatArg::AnsibleRole => ExportFormat::AnsibleRole,
+                    ExportFormatArg::SysctlD => ExportFormat::SysctlD,
+                    ExportFormatArg::Json => ExportFormat::Json,
+                    ExportFormatArg::K8s => ExportFormat::K8s,
+                },
                 hosts: args.hosts,
                 output: args.output,
                 profile: args.profile,
@@ -221,24 +204,30 @@ impl AuditConfig {
                 FailOn::Crit => Some(Severity::Crit),
                 FailOn::Never => None,
             },
-            format: args.format,
-            profile: args.profile,
-            root: args.root,
-            top: args.top as usize,
-            netns: match (args.netns, args.netns_pid) {
-                // A name, not a path: `ip netns` names cannot hold a `/`; `..` would leave /run/netns.
-                (Some(name), _) if name.contains('/') || name == ".." || name == "." || name.is_empty() => {
-                    NetnsTarget::Invalid(name)
-                }
-                (Some(name), _) => NetnsTarget::File(Path::new("/run/netns").join(name)),
-                (None, Some(pid)) => NetnsTarget::File(PathBuf::from(format!("/proc/{pid}/ns/net"))),
-                (None, None) => NetnsTarget::Own,
+            format: match args.format {
+                AuditFormat::Human => Format::Human,
+                AuditFormat::Json => Format::Json,
+                AuditFormat::Prometheus => Format::Prometheus,
             },
-            sample: args.sample,
-            socket_source: match args.socket_source {
-                SocketSourceArg::Auto => SocketSourceChoice::Auto,
-                SocketSourceArg::Netlink => SocketSourceChoice::Netlink,
-                SocketSourceArg::Proc => SocketSourceChoice::Proc,
+            profile: args.profile,
+            request: Request {
+                root: args.root,
+                top: args.top as usize,
+                netns: match (args.netns, args.netns_pid) {
+                    // A name, not a path: `ip netns` names cannot hold a `/`; `..` would leave /run/netns.
+                    (Some(name), _) if name.contains('/') || name == ".." || name == "." || name.is_empty() => {
+                        NetnsTarget::Invalid(name)
+                    }
+                    (Some(name), _) => NetnsTarget::File(Path::new("/run/netns").join(name)),
+                    (None, Some(pid)) => NetnsTarget::File(PathBuf::from(format!("/proc/{pid}/ns/net"))),
+                    (None, None) => NetnsTarget::Own,
+                },
+                sample: args.sample,
+                socket_source: match args.socket_source {
+                    SocketSourceArg::Auto => SocketSourceChoice::Auto,
+                    SocketSourceArg::Netlink => SocketSourceChoice::Netlink,
+                    SocketSourceArg::Proc => SocketSourceChoice::Proc,
+                },
             },
         }
     }
@@ -266,11 +255,13 @@ mod tests {
                 fail_on: Some(Severity::Warn),
                 format: Format::Human,
                 profile: None,
-                root: "/".into(),
-                top: 10,
-                netns: NetnsTarget::Own,
-                sample: None,
-                socket_source: SocketSourceChoice::Auto,
+                request: Request {
+                    root: "/".into(),
+                    top: 10,
+                    netns: NetnsTarget::Own,
+                    sample: None,
+                    socket_source: SocketSourceChoice::Auto,
+                },
             }
         );
     }
@@ -294,18 +285,20 @@ mod tests {
             fail_on: None,
             format: Format::Json,
             profile: Some("./p.yaml".into()),
-            root: "/tmp/x".into(),
-            top: 3,
-            netns: NetnsTarget::Own,
-            sample: None,
-            socket_source: SocketSourceChoice::Auto,
+            request: Request {
+                root: "/tmp/x".into(),
+                top: 3,
+                netns: NetnsTarget::Own,
+                sample: None,
+                socket_source: SocketSourceChoice::Auto,
+            },
         };
         assert_eq!(config, expected);
         assert_eq!(audit(&["audit", "--fail-on", "crit"]).fail_on, Some(Severity::Crit));
-        assert_eq!(audit(&["audit", "--netns", "blue"]).netns, NetnsTarget::File("/run/netns/blue".into()));
-        assert_eq!(audit(&["audit", "--netns-pid", "42"]).netns, NetnsTarget::File("/proc/42/ns/net".into()));
-        assert_eq!(audit(&["audit", "--sample", "2s"]).sample, Some(Duration::from_secs(2)));
-        assert_eq!(audit(&["audit", "--socket-source", "proc"]).socket_source, SocketSourceChoice::Proc);
+        assert_eq!(audit(&["audit", "--netns", "blue"]).request.netns, NetnsTarget::File("/run/netns/blue".into()));
+        assert_eq!(audit(&["audit", "--netns-pid", "42"]).request.netns, NetnsTarget::File("/proc/42/ns/net".into()));
+        assert_eq!(audit(&["audit", "--sample", "2s"]).request.sample, Some(Duration::from_secs(2)));
+        assert_eq!(audit(&["audit", "--socket-source", "proc"]).request.socket_source, SocketSourceChoice::Proc);
         for conflicting in [
             &["twtune", "audit", "--netns", "a", "--netns-pid", "1"][..],
             &["twtune", "audit", "--netns", "a", "--root", "/x"],

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 /// What a command concluded, when it did not fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Nothing reached the failure threshold (exit 0).
     Clean,
     /// At least one finding reached the failure threshold (exit 1).
@@ -20,7 +20,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// The process exit status for this outcome.
-    pub fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             Outcome::Clean => 0,
             Outcome::Findings | Outcome::Declined => 1,
@@ -29,7 +29,7 @@ impl Outcome {
 }
 
 /// Exit status of every error.
-pub const ERROR_EXIT_CODE: u8 = 2;
+pub(crate) const ERROR_EXIT_CODE: u8 = 2;
 
 /// Everything that can make twtune stop without a result.
 #[derive(Debug, thiserror::Error)]
@@ -84,9 +84,46 @@ pub enum Error {
     #[error("refusing {key}: {problem}; nothing was changed")]
     Refused { key: String, problem: String },
 
-    /// A transaction failed; the text says what failed and what was restored.
+    /// Options that parse one by one but do not fit together or with the system (a `--netns`
+    /// path, `--socket-source netlink` on a `--root` tree, a role without `--output`).
     #[error("{0}")]
-    Apply(String),
+    Usage(String),
+
+    /// An apply or rollback failed after it began; the text says what failed and what was restored.
+    #[error("{0}")]
+    Transaction(String),
+
+    /// The journal has no entry to act on, or the entry cannot be rolled back now.
+    #[error("{0}")]
+    Journal(String),
+
+    /// The file `--persist-file` names is not one twtune may write.
+    #[error("--persist-file {shown}: {why}; nothing was changed")]
+    PersistFile { shown: String, why: String },
+
+    /// `/proc/sys` is mounted read-only (inside a container), so no privilege helps.
+    #[error("cannot {what}: /proc/sys is read-only here (a container?); change it on the host or in the pod spec")]
+    ReadOnly { what: String },
+
+    /// A signal handler could not be installed, so an interrupt could leave half a change.
+    #[error("cannot catch signal {signal}: {source}; nothing was changed")]
+    Signal { signal: i32, source: std::io::Error },
+
+    /// A directory to write into (a snapshot, a role) already has files.
+    #[error("{} is not empty: give a new or empty directory{purpose}", path.display())]
+    NotEmpty {
+        path: PathBuf,
+        /// What the directory is for, starting with " for " when not empty.
+        purpose: &'static str,
+    },
+
+    /// The snapshot archive could not be written.
+    #[error("tar could not write {}: {problem}", path.display())]
+    Archive { path: PathBuf, problem: String },
+
+    /// An export would carry text that the target format would run or misread.
+    #[error("{0}")]
+    Export(String),
 
     /// Consent is needed and there is no terminal to ask on.
     #[error("{0}")]
@@ -96,9 +133,10 @@ pub enum Error {
     #[error("prompt failed: {0}")]
     Prompt(String),
 
-    /// An error already described in full by its text (one of several found in one run).
-    #[error("{0}")]
-    Reported(String),
+    /// Several independent errors of one run (every bad file of `profiles check`); each is printed
+    /// on a line of its own.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<Error>),
 
     /// A network namespace to audit could not be entered.
     #[error("cannot enter the network namespace {path}: {problem}")]
@@ -119,6 +157,14 @@ impl Error {
         ERROR_EXIT_CODE
     }
 
+    /// The lines to print for this error: one, or one per error of [`Error::Several`].
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            Error::Several(errors) => errors.iter().flat_map(Error::lines).collect(),
+            other => vec![other.to_string()],
+        }
+    }
+
     /// Whether this error is only the reader of our output going away (`twtune audit | head`).
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
@@ -126,7 +172,7 @@ impl Error {
 }
 
 /// Result with twtune's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
@@ -151,6 +197,20 @@ mod tests {
         assert!(text.starts_with("cannot read /x/proc/net/tcp: "), "{text}");
         assert!(text.ends_with("; is /x a captured /proc tree?"), "{text}");
         assert!(!text.contains('\n'));
+    }
+
+    #[test]
+    fn several_errors_print_one_line_each() {
+        let several = Error::Several(vec![
+            Error::UnknownProfile { name: "a".into() },
+            Error::Usage("give a directory, or --archive FILE.tar.gz".into()),
+        ]);
+        let lines = several.lines();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("no profile named \"a\""), "{lines:?}");
+        assert_eq!(lines[1], "give a directory, or --archive FILE.tar.gz");
+        assert!(lines.iter().all(|l| !l.contains('\n')));
+        assert_eq!(several.exit_code(), 2);
     }
 
     #[test]

@@ -8,21 +8,21 @@ use anstyle::Style;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::inspect::Settings;
-use crate::keys::spec_of;
-use crate::persisted::parse::normalize_key;
-use crate::persisted::{Assignment, ConfigTree};
 use crate::profile::{Profile, Verdict, check, describe};
 use crate::report::Format;
 use crate::root::Root;
+use crate::sysctl::keys::Settings;
+use crate::sysctl::keys::spec_of;
 use crate::sysctl::{SysctlKey, fold_whitespace};
+use crate::sysctl_d::parse::normalize_key;
+use crate::sysctl_d::{Assignment, Tree};
 
 const HEADING: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();
 
 /// Everything known about one key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Explanation {
+pub(crate) struct Explanation {
     pub key: String,
     /// The value now, whitespace folded; `null` when the kernel or namespace lacks the key.
     pub runtime: Option<String>,
@@ -38,14 +38,14 @@ pub struct Explanation {
 
 /// What each boot order sets; `null` when no file sets the key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Boot {
+pub(crate) struct Boot {
     pub systemd: Option<Assignment>,
     pub procps: Option<Assignment>,
 }
 
 /// What a profile says about the key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ProfileExpectation {
+pub(crate) struct ProfileExpectation {
     pub name: String,
     /// `null` when the profile does not set this key.
     pub expects: Option<String>,
@@ -57,7 +57,7 @@ pub struct ProfileExpectation {
 }
 
 /// Explains `arg` (a key in dotted or `/` form) beneath `root`.
-pub fn explain(root: &Root, arg: &str, profile: Option<&Profile>) -> Result<Explanation> {
+pub(crate) fn explain(root: &Root, arg: &str, profile: Option<&Profile>) -> Result<Explanation> {
     // Errors name the key as the user wrote it, not its normalised form.
     let key = SysctlKey::parse(&normalize_key(arg)).map_err(|err| match err {
         Error::InvalidKey { problem, .. } => Error::InvalidKey { key: arg.to_string(), problem },
@@ -65,7 +65,7 @@ pub fn explain(root: &Root, arg: &str, profile: Option<&Profile>) -> Result<Expl
     })?;
     let name = key.as_str();
     let runtime = root.read_sysctl(&key)?.map(|v| fold_whitespace(&v));
-    let tree = ConfigTree::read(root.path())?;
+    let tree = Tree::read(root.path())?;
     let resolution = tree.resolve(name);
     // Computed defaults need the hash size of the namespace.
     let hash = SysctlKey::parse("net.ipv4.tcp_ehash_entries")?;
@@ -112,7 +112,7 @@ pub fn explain(root: &Root, arg: &str, profile: Option<&Profile>) -> Result<Expl
 
 impl Explanation {
     /// Writes the explanation in `format`.
-    pub fn render(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
+    pub(crate) fn render(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
         match format {
             Format::Json => {
                 serde_json::to_writer_pretty(&mut *out, self)?;

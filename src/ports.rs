@@ -7,18 +7,18 @@ use std::fmt;
 
 /// `net.ipv4.ip_local_port_range`: the inclusive range connect() and bind(0) draw ports from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortRange {
+pub(crate) struct PortRange {
     pub low: u16,
     pub high: u16,
 }
 
 impl PortRange {
     /// The kernel default since Linux 4.2.
-    pub const DEFAULT: PortRange = PortRange { low: 32768, high: 60999 };
+    pub(crate) const DEFAULT: PortRange = PortRange { low: 32768, high: 60999 };
 
     /// Parses `"32768 60999"` (any whitespace). Rejects what the kernel would reject: bounds outside
     /// 1..65535 or low above high.
-    pub fn parse(text: &str) -> Result<PortRange, String> {
+    pub(crate) fn parse(text: &str) -> Result<PortRange, String> {
         let mut fields = text.split_whitespace();
         let (Some(low), Some(high), None) = (fields.next(), fields.next(), fields.next()) else {
             return Err(format!("expected two ports \"LOW HIGH\", found {text:?}"));
@@ -37,35 +37,30 @@ impl PortRange {
     }
 
     /// How many ports the range holds.
-    pub fn size(self) -> u32 {
+    pub(crate) fn size(self) -> u32 {
         u32::from(self.high) - u32::from(self.low) + 1
     }
 
     /// Whether the range holds `port`.
-    pub fn contains(self, port: u16) -> bool {
+    pub(crate) fn contains(self, port: u16) -> bool {
         (self.low..=self.high).contains(&port)
     }
 
     /// Whether both bounds are even or both odd (the kernel docs advise different parity, so that
     /// connect() and bind(0) draw from different halves).
-    pub fn same_parity(self) -> bool {
+    pub(crate) fn same_parity(self) -> bool {
         self.low % 2 == self.high % 2
     }
 
     /// The ports this range shares with `other`, if any.
-    pub fn intersection(self, other: PortRange) -> Option<PortRange> {
+    pub(crate) fn intersection(self, other: PortRange) -> Option<PortRange> {
         let low = self.low.max(other.low);
         let high = self.high.min(other.high);
         (low <= high).then_some(PortRange { low, high })
     }
 
-    /// How many ports this range shares with `other`.
-    pub fn overlap(self, other: PortRange) -> u32 {
-        self.intersection(other).map_or(0, PortRange::size)
-    }
-
     /// Whether the range starts below `ip_unprivileged_port_start`, which a running kernel refuses.
-    pub fn starts_below(self, unprivileged_start: i64) -> bool {
+    pub(crate) fn starts_below(self, unprivileged_start: i64) -> bool {
         i64::from(self.low) < unprivileged_start
     }
 }
@@ -78,7 +73,7 @@ impl fmt::Display for PortRange {
 
 /// A set of ports such as `ip_local_reserved_ports` (`"8080,30000-32767"`), kept as a bitmap.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PortSet {
+pub(crate) struct PortSet {
     bits: Box<[u64; 1024]>,
 }
 
@@ -96,7 +91,7 @@ impl fmt::Debug for PortSet {
 
 impl PortSet {
     /// Parses the kernel's list form: comma-separated ports and `a-b` ranges; empty means no ports.
-    pub fn parse(text: &str) -> Result<PortSet, String> {
+    pub(crate) fn parse(text: &str) -> Result<PortSet, String> {
         let mut set = PortSet::default();
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let port = |s: &str| s.trim().parse::<u16>().map_err(|_| format!("{s:?} is not a port number"));
@@ -115,37 +110,32 @@ impl PortSet {
     }
 
     /// Adds one port.
-    pub fn insert(&mut self, port: u16) {
+    pub(crate) fn insert(&mut self, port: u16) {
         self.bits[usize::from(port / 64)] |= 1 << (port % 64);
     }
 
     /// Whether the set holds `port`.
-    pub fn contains(&self, port: u16) -> bool {
+    pub(crate) fn contains(&self, port: u16) -> bool {
         self.bits[usize::from(port / 64)] & (1 << (port % 64)) != 0
     }
 
-    /// Whether the set is empty.
-    pub fn is_empty(&self) -> bool {
-        self.bits.iter().all(|w| *w == 0)
-    }
-
     /// The ports in ascending order.
-    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u16> + '_ {
         (0..=u16::MAX).filter(|p| self.contains(*p))
     }
 
     /// How many ports of `range` the set holds.
-    pub fn count_in(&self, range: PortRange) -> u32 {
+    pub(crate) fn count_in(&self, range: PortRange) -> u32 {
         (range.low..=range.high).filter(|p| self.contains(*p)).count() as u32
     }
 
     /// How many ports of `range` the set does not hold.
-    pub fn missing_in(&self, range: PortRange) -> u32 {
+    pub(crate) fn missing_in(&self, range: PortRange) -> u32 {
         range.size() - self.count_in(range)
     }
 
     /// Adds every port of `other`.
-    pub fn union_with(&mut self, other: &PortSet) {
+    pub(crate) fn union_with(&mut self, other: &PortSet) {
         self.bits.iter_mut().zip(other.bits.iter()).for_each(|(a, b)| *a |= b);
     }
 }
@@ -171,7 +161,7 @@ impl fmt::Display for PortSet {
 }
 
 /// The Kubernetes NodePort range, which kube-proxy binds on every node.
-pub const KUBERNETES_NODEPORT: PortRange = PortRange { low: 30000, high: 32767 };
+pub(crate) const KUBERNETES_NODEPORT: PortRange = PortRange { low: 30000, high: 32767 };
 
 #[cfg(test)]
 mod tests {
@@ -196,9 +186,10 @@ mod tests {
     fn parity_and_overlap() {
         assert!(!PortRange::DEFAULT.same_parity());
         assert!(PortRange { low: 1024, high: 65534 }.same_parity());
-        assert_eq!(PortRange::DEFAULT.overlap(KUBERNETES_NODEPORT), 0);
-        assert_eq!(PortRange { low: 1024, high: 65535 }.overlap(KUBERNETES_NODEPORT), 2768);
-        assert_eq!(PortRange { low: 32000, high: 40000 }.overlap(KUBERNETES_NODEPORT), 768);
+        let overlap = |range: PortRange| range.intersection(KUBERNETES_NODEPORT).map_or(0, PortRange::size);
+        assert_eq!(overlap(PortRange::DEFAULT), 0);
+        assert_eq!(overlap(PortRange { low: 1024, high: 65535 }), 2768);
+        assert_eq!(overlap(PortRange { low: 32000, high: 40000 }), 768);
         assert_eq!(PortRange::DEFAULT.intersection(KUBERNETES_NODEPORT), None);
         let reserved = PortSet::parse("30000-32767").expect("valid");
         assert_eq!(reserved.missing_in(PortRange { low: 32000, high: 32767 }), 0);
@@ -211,7 +202,7 @@ mod tests {
         assert_eq!(set.to_string(), "8080,9000,30000-30002");
         assert!(set.contains(30001) && !set.contains(30003));
         assert_eq!(set.count_in(PortRange { low: 9000, high: 30001 }), 3);
-        assert!(PortSet::parse("").expect("empty is valid").is_empty());
+        assert_eq!(PortSet::parse("").expect("empty is valid"), PortSet::default());
         let edge = PortSet::parse("65534-65535,0").expect("valid");
         assert_eq!(edge.to_string(), "0,65534-65535");
     }

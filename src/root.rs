@@ -15,7 +15,7 @@ const NOT_A_PROC_TREE: &str = "; --root must hold proc/sys and proc/net laid out
 
 /// A directory standing for `/`.
 #[derive(Clone, Debug)]
-pub struct Root {
+pub(crate) struct Root {
     path: PathBuf,
     /// Where the `proc/net` tables are: `ROOT/proc/net`, or `/proc/thread-self/net` for a thread
     /// that joined another network namespace (`/proc/net` follows the process, not the thread).
@@ -24,7 +24,7 @@ pub struct Root {
 
 impl Root {
     /// Checks that `path` is a directory and uses it as the root.
-    pub fn open(path: &Path) -> Result<Root> {
+    pub(crate) fn open(path: &Path) -> Result<Root> {
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => Ok(Root { path: path.to_path_buf(), net_dir: path.join("proc/net") }),
             Ok(_) => Err(Error::Root { path: path.to_path_buf(), reason: "not a directory".into() }),
@@ -33,28 +33,28 @@ impl Root {
     }
 
     /// The live system as seen by the calling thread after it joined another network namespace.
-    pub fn thread_network_namespace() -> Root {
+    pub(crate) fn thread_network_namespace() -> Root {
         Root { path: PathBuf::from("/"), net_dir: PathBuf::from("/proc/thread-self/net") }
     }
 
     /// Whether this is the live system rather than a captured tree.
-    pub fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         self.path == Path::new("/")
     }
 
     /// The root directory itself.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The path of `proc/net/NAME` beneath the root.
-    pub fn proc_net_path(&self, name: &str) -> PathBuf {
+    pub(crate) fn proc_net_path(&self, name: &str) -> PathBuf {
         self.net_dir.join(name)
     }
 
     /// Reads a sysctl's text as the kernel prints it. `Ok(None)` when this kernel (or this network
     /// namespace, for global keys such as `tcp_max_orphans`) does not have the key.
-    pub fn read_sysctl(&self, key: &SysctlKey) -> Result<Option<String>> {
+    pub(crate) fn read_sysctl(&self, key: &SysctlKey) -> Result<Option<String>> {
         let path = self.path.join("proc/sys").join(key.relative_path());
         match std::fs::read_to_string(&path) {
             Ok(text) => Ok(Some(text)),
@@ -64,7 +64,7 @@ impl Root {
     }
 
     /// The kernel release (`proc/sys/kernel/osrelease`), trimmed.
-    pub fn kernel_release(&self) -> Result<String> {
+    pub(crate) fn kernel_release(&self) -> Result<String> {
         let path = self.path.join("proc/sys/kernel/osrelease");
         std::fs::read_to_string(&path).map(|text| text.trim().to_string()).map_err(|source| Error::Read {
             path,
@@ -73,8 +73,13 @@ impl Root {
         })
     }
 
+    /// The host name (`proc/sys/kernel/hostname`), trimmed; `None` when it cannot be read.
+    pub(crate) fn hostname(&self) -> Option<String> {
+        std::fs::read_to_string(self.path.join("proc/sys/kernel/hostname")).ok().map(|h| h.trim().to_string())
+    }
+
     /// Reads `proc/net/NAME` whole. A missing file is an error when `required`, else `Ok(None)`.
-    pub fn read_proc_net(&self, name: &str, required: bool) -> Result<Option<String>> {
+    pub(crate) fn read_proc_net(&self, name: &str, required: bool) -> Result<Option<String>> {
         let path = self.proc_net_path(name);
         match std::fs::read_to_string(&path) {
             Ok(text) => Ok(Some(text)),
@@ -84,7 +89,7 @@ impl Root {
     }
 
     /// Opens `proc/net/NAME` for streaming. A missing file is an error when `required`.
-    pub fn open_proc_net(&self, name: &str, required: bool) -> Result<Option<BufReader<File>>> {
+    pub(crate) fn open_proc_net(&self, name: &str, required: bool) -> Result<Option<BufReader<File>>> {
         let path = self.proc_net_path(name);
         match File::open(&path) {
             // The kernel produces these tables a page at a time; a larger buffer means fewer reads.

@@ -7,11 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::config::SnapshotConfig;
 use crate::error::{Error, Result};
-use crate::persisted::{PROCPS_DIRS, SYSCTL_CONF};
+use crate::files::ensure_empty;
 use crate::profile::catalog::PROFILES_DIR;
 use crate::root::Root;
+use crate::sysctl_d::{PROCPS_DIRS, SYSCTL_CONF};
 
 /// `/proc/net` tables an audit reads.
 const NET_TABLES: &[&str] = &["netstat", "snmp", "sockstat", "sockstat6", "tcp", "tcp6"];
@@ -23,29 +23,18 @@ fn io_error(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Write { path: path.to_path_buf(), source }
 }
 
-/// Takes a snapshot as `config` says: into a new or empty directory, or into a .tar.gz.
-pub fn snapshot(config: &SnapshotConfig) -> Result<()> {
-    let root = Root::open(&config.root)?;
-    match (&config.dir, &config.archive) {
-        (Some(dir), _) => {
-            ensure_empty(dir)?;
-            capture(&root, dir)
-        }
-        (None, Some(archive)) => {
-            let staging = PathBuf::from(format!("{}.twtune-{}", archive.display(), std::process::id()));
-            let result = capture(&root, &staging).and_then(|()| pack(&staging, archive));
-            let _ = std::fs::remove_dir_all(&staging);
-            result
-        }
-        (None, None) => Err(Error::Apply("give a directory, or --archive FILE.tar.gz".into())),
-    }
+/// Takes a snapshot into a new or empty directory.
+pub(crate) fn to_directory(root: &Root, dir: &Path) -> Result<()> {
+    ensure_empty(dir, "")?;
+    capture(root, dir)
 }
 
-fn ensure_empty(dir: &Path) -> Result<()> {
-    if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
-        return Err(Error::Apply(format!("{} is not empty: give a new or empty directory", dir.display())));
-    }
-    Ok(())
+/// Takes a snapshot into one .tar.gz file, staged in a directory beside it that is removed after.
+pub(crate) fn to_archive(root: &Root, archive: &Path) -> Result<()> {
+    let staging = PathBuf::from(format!("{}.twtune-{}", archive.display(), std::process::id()));
+    let result = capture(root, &staging).and_then(|()| pack(&staging, archive));
+    let _ = std::fs::remove_dir_all(&staging);
+    result
 }
 
 /// Writes one gzip-compressed tar of `dir` (with GNU tar, present on every system twtune targets).
@@ -57,18 +46,18 @@ fn pack(dir: &Path, archive: &Path) -> Result<()> {
         .arg(dir)
         .arg(".")
         .output()
-        .map_err(|e| Error::Apply(format!("cannot run tar to write {}: {e}", archive.display())))?;
+        .map_err(|e| Error::Archive { path: archive.to_path_buf(), problem: format!("cannot run tar: {e}") })?;
     if !output.status.success() {
         // tar can say several lines; the first names the problem.
         let stderr = String::from_utf8_lossy(&output.stderr);
         let first = stderr.lines().next().unwrap_or("failed");
-        return Err(Error::Apply(format!("tar could not write {}: {first}", archive.display())));
+        return Err(Error::Archive { path: archive.to_path_buf(), problem: first.to_string() });
     }
     Ok(())
 }
 
 /// Copies everything an audit reads from `root` into `target`.
-pub fn capture(root: &Root, target: &Path) -> Result<()> {
+pub(crate) fn capture(root: &Root, target: &Path) -> Result<()> {
     std::fs::create_dir_all(target).map_err(io_error(target))?;
     let source = root.path();
     // The kernel release is required; the host name names the snapshot's origin in exports.

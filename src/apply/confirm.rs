@@ -1,11 +1,30 @@
 //! Asking the user: one yes/no question (default no) and, with `--select`, a multi-select of the
-//! plan. Behind a trait so that everything else is tested without a terminal; the dialoguer
+//! plan; and the rule of consent (`--yes`, or a yes at a terminal; without a terminal, refused).
+//! Behind a trait so that everything else is tested without a terminal; the dialoguer
 //! implementation is tested through a pseudo-terminal.
 
 use crate::error::{Error, Result};
 
+/// Fails with `message` when there is no terminal to ask on (stdin and stderr).
+pub(crate) fn require_terminal(interactive: bool, message: &str) -> Result<()> {
+    if interactive { Ok(()) } else { Err(Error::NoTerminal(message.to_string())) }
+}
+
+/// `--yes`, or a yes at the prompt. Without a terminal and without `--yes`: refused.
+pub(crate) fn consent(yes: bool, interactive: bool, confirm: &dyn Confirm, prompt: &str) -> Result<bool> {
+    if yes {
+        return Ok(true);
+    }
+    require_terminal(
+        interactive,
+        "refusing to change anything without confirmation, and there is no terminal to ask on (stdin and stderr); \
+         re-run with --yes to go ahead, or with --dry-run to see the plan",
+    )?;
+    confirm.confirm(prompt)
+}
+
 /// How a command asks for consent.
-pub trait Confirm {
+pub(crate) trait Confirm {
     /// Asks `prompt` (answered `y` or `n`, default no).
     fn confirm(&self, prompt: &str) -> Result<bool>;
     /// Lets the user pick among `items` (all picked at first); returns the picked indexes.
@@ -13,7 +32,7 @@ pub trait Confirm {
 }
 
 /// Prompts on the terminal with dialoguer (on stderr, so stdout stays clean).
-pub struct Terminal;
+pub(crate) struct Terminal;
 
 fn prompt_error(e: dialoguer::Error) -> Error {
     Error::Prompt(e.to_string())
@@ -42,7 +61,7 @@ impl Confirm for Terminal {
 
 /// Answers for tests: a fixed reply and a fixed selection.
 #[cfg(test)]
-pub struct Scripted {
+pub(crate) struct Scripted {
     pub answer: bool,
     pub selection: Vec<usize>,
 }

@@ -135,14 +135,7 @@ impl StateDir {
         let path = self.journal().join(format!("{}.json", entry.id));
         let text = serde_json::to_string_pretty(entry)
             .map_err(|e| Error::Write { path: path.clone(), source: std::io::Error::other(e) })?;
-        super::write_atomically(
-            &path,
-            &format!(
-                "{text}
-"
-            ),
-        )
-        .map_err(|source| Error::Write { path, source })
+        crate::files::write_atomically(&path, &format!("{text}\n")).map_err(|source| Error::Write { path, source })
     }
 
     /// Every entry, oldest first. An entry that cannot be read is an error naming the file.
@@ -187,6 +180,37 @@ impl StateDir {
             .find(|id| !self.journal().join(format!("{id}.json")).exists())
             .unwrap_or(base)
     }
+}
+
+/// The entry a rollback restores: `id`, or the newest one that can be rolled back. Refused when the
+/// entry is not applied, or when a later applied entry would be undone out of order.
+pub(crate) fn entry_to_roll_back(entries: &[Entry], id: Option<&str>, state: &StateDir) -> Result<Entry> {
+    let missing = |what: String| Error::Journal(format!("{what}; `twtune rollback --list` shows the journal"));
+    let entry =
+        match id {
+            Some(id) => entries
+                .iter()
+                .find(|e| e.id == id)
+                .ok_or_else(|| missing(format!("no journal entry {id:?} in {}", state.path().display())))?,
+            None => entries.iter().rev().find(|e| e.status.can_roll_back()).ok_or_else(|| {
+                missing(format!("nothing to roll back: no applied entry in {}", state.path().display()))
+            })?,
+        };
+    if !entry.status.can_roll_back() {
+        return Err(Error::Journal(format!(
+            "journal entry {} is {}, not applied: there is nothing to roll back",
+            entry.id,
+            entry.status.name()
+        )));
+    }
+    // Applies are undone newest first: an older entry's "before" would undo the newer one's file.
+    if let Some(later) = entries.iter().skip_while(|e| e.id != entry.id).skip(1).find(|e| e.status.can_roll_back()) {
+        return Err(Error::Journal(format!(
+            "journal entry {} came after {}: roll it back first (`twtune rollback {}`)",
+            later.id, entry.id, later.id
+        )));
+    }
+    Ok(entry.clone())
 }
 
 /// A UTC time in the two forms twtune writes.

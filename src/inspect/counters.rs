@@ -6,23 +6,11 @@
 
 use std::collections::BTreeMap;
 
-/// A line a parser could not use, 1-based.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LineProblem {
-    pub line: usize,
-    pub problem: String,
-}
-
-/// What a parser extracted, plus the lines it had to skip.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Parsed<T> {
-    pub value: T,
-    pub problems: Vec<LineProblem>,
-}
+use crate::problem::{LineProblem, Parsed};
 
 /// Parses the `TCP:` line of `/proc/net/sockstat` (`TCP: inuse 1 orphan 0 tw 0 alloc 1 mem 200`)
 /// into its key/value pairs.
-pub fn parse_sockstat_tcp(text: &str) -> Parsed<BTreeMap<String, i64>> {
+pub(crate) fn parse_sockstat_tcp(text: &str) -> Parsed<BTreeMap<String, i64>> {
     let mut parsed = Parsed::<BTreeMap<String, i64>>::default();
     for (index, line) in text.lines().enumerate() {
         let Some(rest) = line.strip_prefix("TCP:") else {
@@ -52,7 +40,7 @@ pub fn parse_sockstat_tcp(text: &str) -> Parsed<BTreeMap<String, i64>> {
 /// Parses `/proc/net/netstat` or `/proc/net/snmp`: pairs of lines `Section: Name1 Name2 ...` and
 /// `Section: 1 2 ...`. Returns section -> name -> value. A line whose section does not follow the
 /// header before it starts a new pair, so one missing line costs one section, not the next as well.
-pub fn parse_mib(text: &str) -> Parsed<BTreeMap<String, BTreeMap<String, i64>>> {
+pub(crate) fn parse_mib(text: &str) -> Parsed<BTreeMap<String, BTreeMap<String, i64>>> {
     let mut parsed = Parsed::<BTreeMap<String, BTreeMap<String, i64>>>::default();
     // The header waiting for its values: (line number, section, names).
     let mut pending: Option<(usize, &str, &str)> = None;

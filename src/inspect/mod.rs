@@ -1,44 +1,24 @@
-//! The inspector: reads settings, counters and the socket table beneath a [`Root`] and returns one
-//! [`Inspection`], the evidence the rules judge. Reading and judging are kept apart so the rules stay
-//! pure and fixture trees can stand in for a live host.
+//! The inspector: reads settings, counters, the socket table and the sysctl.d tree beneath a
+//! [`Root`] and returns one [`Inspection`], the evidence the rules judge; [`evidence`] chooses the
+//! socket source and namespace and samples twice for rates. Reading and judging are kept apart so
+//! the rules stay pure and fixture trees can stand in for a live host.
 
-pub mod counters;
-pub mod netlink;
-pub mod proc_tcp;
-pub mod sample;
-pub mod sockets;
+pub(crate) mod counters;
+pub(crate) mod evidence;
+pub(crate) mod netlink;
+pub(crate) mod proc_tcp;
+pub(crate) mod sample;
+pub(crate) mod sockets;
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-
 use crate::error::Result;
-use crate::persisted::ConfigTree;
 use crate::ports::{PortRange, PortSet};
 use crate::root::Root;
+use crate::sysctl::keys::Settings;
 use crate::sysctl::{KernelVersion, SysctlKey, fold_whitespace};
+use crate::sysctl_d::Tree;
 use sockets::{SocketCounter, SocketSource, SocketSummary};
-
-/// The sysctls an audit reads. A key the kernel lacks is reported as absent (`null`).
-pub const AUDITED_KEYS: &[&str] = &[
-    "net.core.somaxconn",
-    "net.ipv4.ip_local_port_range",
-    "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.tcp_ehash_entries",
-    "net.ipv4.tcp_fin_timeout",
-    "net.ipv4.tcp_keepalive_intvl",
-    "net.ipv4.tcp_keepalive_probes",
-    "net.ipv4.tcp_keepalive_time",
-    "net.ipv4.tcp_max_orphans",
-    "net.ipv4.tcp_max_syn_backlog",
-    "net.ipv4.tcp_max_tw_buckets",
-    "net.ipv4.tcp_syncookies",
-    "net.ipv4.tcp_timestamps",
-    "net.ipv4.tcp_tw_recycle",
-    "net.ipv4.tcp_tw_reuse",
-    "net.ipv4.tcp_tw_reuse_delay",
-];
 
 /// Counters kept from `/proc/net/netstat` (TcpExt) and `/proc/net/snmp` (Tcp), by their kernel names.
 const TCP_EXT_COUNTERS: &[&str] = &[
@@ -59,26 +39,9 @@ const TCP_COUNTERS: &[&str] = &["ActiveOpens", "AttemptFails", "CurrEstab", "Est
 /// Fields of the `TCP:` line of `/proc/net/sockstat`, reported as `sockstat_<field>`.
 const SOCKSTAT_FIELDS: &[&str] = &["alloc", "inuse", "orphan", "tw"];
 
-/// Sysctl values by dotted key, whitespace folded; `None` when the kernel lacks the key.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Settings(pub BTreeMap<String, Option<String>>);
-
-impl Settings {
-    /// The folded text of a key, if present.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.as_deref())
-    }
-
-    /// The value of a single-integer key, if present and an integer.
-    pub fn int(&self, key: &str) -> Option<i64> {
-        self.get(key)?.parse().ok()
-    }
-}
-
 /// Everything an audit knows about one host or captured tree.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Inspection {
+pub(crate) struct Inspection {
     /// The kernel release string.
     pub kernel: String,
     pub kernel_version: Option<KernelVersion>,
@@ -87,14 +50,20 @@ pub struct Inspection {
     pub counters: BTreeMap<String, i64>,
     pub sockets: SocketSummary,
     /// The sysctl.d configuration the next boot applies.
-    pub config: ConfigTree,
+    pub sysctl_d: Tree,
     /// Things that were read with trouble; the audit went on without them.
     pub warnings: Vec<String>,
 }
 
 /// Reads a whole inspection beneath `root`, streaming the socket table from `source` and keeping the
-/// `top` fullest destination buckets. `extra_keys` are read besides [`AUDITED_KEYS`] (a profile's).
-pub fn inspect(root: &Root, source: &mut dyn SocketSource, top: usize, extra_keys: &[String]) -> Result<Inspection> {
+/// `top` fullest destination buckets. `extra_keys` are read besides the
+/// [audited keys](crate::sysctl::keys::audited_keys) (a profile's).
+pub(crate) fn read(
+    root: &Root,
+    source: &mut dyn SocketSource,
+    top: usize,
+    extra_keys: &[String],
+) -> Result<Inspection> {
     let mut warnings = Vec::new();
     let kernel = root.kernel_release()?;
     let kernel_version = KernelVersion::from_release(&kernel);
@@ -128,14 +97,16 @@ pub fn inspect(root: &Root, source: &mut dyn SocketSource, top: usize, extra_key
     let mut counter = SocketCounter::new(range, reserved);
     source.scan(&mut |socket| counter.add(socket), &mut warnings)?;
     let sockets = counter.finish(source.name(), top);
-    let config = ConfigTree::read(root.path())?;
+    let sysctl_d = Tree::read(root.path())?;
 
-    Ok(Inspection { kernel, kernel_version, settings, counters, sockets, config, warnings })
+    Ok(Inspection { kernel, kernel_version, settings, counters, sockets, sysctl_d, warnings })
 }
 
 fn read_settings(root: &Root, extra_keys: &[String], warnings: &mut Vec<String>) -> Result<Settings> {
     let mut settings = BTreeMap::new();
-    for name in AUDITED_KEYS.iter().copied().chain(extra_keys.iter().map(String::as_str)) {
+    let mut names: Vec<&str> = crate::sysctl::keys::audited_keys().collect();
+    names.extend(extra_keys.iter().map(String::as_str));
+    for name in names {
         let key = SysctlKey::parse(name)?;
         let value = match root.read_sysctl(&key) {
             Ok(value) => value.map(|text| fold_whitespace(&text)),
@@ -152,7 +123,7 @@ fn read_settings(root: &Root, extra_keys: &[String], warnings: &mut Vec<String>)
 
 fn read_counters(root: &Root, warnings: &mut Vec<String>) -> Result<BTreeMap<String, i64>> {
     let mut counters = BTreeMap::new();
-    let note = |warnings: &mut Vec<String>, name: &str, problems: Vec<counters::LineProblem>| {
+    let note = |warnings: &mut Vec<String>, name: &str, problems: Vec<crate::problem::LineProblem>| {
         let path = root.proc_net_path(name);
         warnings.extend(problems.into_iter().map(|p| format!("{}:{}: {}", path.display(), p.line, p.problem)));
     };
@@ -183,30 +154,4 @@ fn read_counters(root: &Root, warnings: &mut Vec<String>) -> Result<BTreeMap<Str
         note(warnings, file, parsed.problems);
     }
     Ok(counters)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn audited_keys_are_valid_and_sorted() {
-        for key in AUDITED_KEYS {
-            SysctlKey::parse(key).expect(key);
-        }
-        assert!(AUDITED_KEYS.windows(2).all(|w| w[0] < w[1]));
-    }
-
-    #[test]
-    fn settings_accessors() {
-        let mut map = BTreeMap::new();
-        map.insert("a".to_string(), Some("2".to_string()));
-        map.insert("b".to_string(), None);
-        map.insert("c".to_string(), Some("32768 60999".to_string()));
-        let settings = Settings(map);
-        assert_eq!(settings.int("a"), Some(2));
-        assert_eq!(settings.get("b"), None);
-        assert_eq!(settings.int("c"), None);
-        assert_eq!(settings.get("missing"), None);
-    }
 }

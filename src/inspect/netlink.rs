@@ -29,7 +29,7 @@ const INET_DIAG_MSG: usize = 72;
 const RECEIVE_BUFFER: usize = 256 * 1024;
 
 /// A sock_diag socket and its receive buffer.
-pub struct NetlinkSocketSource {
+pub(crate) struct NetlinkSocketSource {
     socket: Socket,
     buffer: Vec<u8>,
 }
@@ -40,7 +40,7 @@ fn netlink_error(what: &str, e: impl std::fmt::Display) -> Error {
 
 impl NetlinkSocketSource {
     /// Opens a sock_diag socket in the calling thread's network namespace.
-    pub fn open() -> Result<NetlinkSocketSource> {
+    pub(crate) fn open() -> Result<NetlinkSocketSource> {
         let mut socket =
             Socket::new(NETLINK_SOCK_DIAG).map_err(|e| netlink_error("cannot open a sock_diag socket", e))?;
         socket.bind_auto().map_err(|e| netlink_error("cannot bind the sock_diag socket", e))?;
@@ -97,7 +97,11 @@ impl SocketSource for NetlinkSocketSource {
 }
 
 /// Walks the netlink messages of one receive. `Ok(true)` once the dump is done.
-pub fn parse_messages(bytes: &[u8], visit: &mut dyn FnMut(TcpSocket), warnings: &mut Vec<String>) -> Result<bool> {
+pub(crate) fn parse_messages(
+    bytes: &[u8],
+    visit: &mut dyn FnMut(TcpSocket),
+    warnings: &mut Vec<String>,
+) -> Result<bool> {
     let mut offset = 0;
     while offset + NLMSG_HEADER <= bytes.len() {
         let length = u32::from_ne_bytes(word(bytes, offset)) as usize;
@@ -145,7 +149,7 @@ fn word(bytes: &[u8], at: usize) -> [u8; 4] {
 }
 
 /// One `inet_diag_msg`: family, state, then ports (big-endian) and addresses (network order).
-pub fn parse_inet_diag_msg(p: &[u8]) -> Option<TcpSocket> {
+pub(crate) fn parse_inet_diag_msg(p: &[u8]) -> Option<TcpSocket> {
     if p.len() < INET_DIAG_MSG {
         return None;
     }

@@ -1,7 +1,7 @@
 //! `/proc/net/tcp` and `/proc/net/tcp6` as a [`SocketSource`]: a line parser that allocates nothing
 //! per line, and the reader that streams both files beneath a root.
 //!
-//! Line format (kernel-facts.md §8): `sl local rem st ...`, addresses as `%08X` of the big-endian
+//! Line format (docs/kernel-model.md, "Socket tables"): `sl local rem st ...`, addresses as `%08X` of the big-endian
 //! address read as a native integer (four such words for IPv6), ports and state in hex.
 
 use std::io::BufRead;
@@ -14,13 +14,13 @@ use crate::root::Root;
 
 /// Which table a line comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Family {
+pub(crate) enum Family {
     V4,
     V6,
 }
 
 /// Parses one socket line. The header line and blank lines are `Ok(None)`.
-pub fn parse_tcp_line(line: &[u8], family: Family) -> Result<Option<Socket>, &'static str> {
+pub(crate) fn parse_tcp_line(line: &[u8], family: Family) -> Result<Option<Socket>, &'static str> {
     let mut fields = line.split(u8::is_ascii_whitespace).filter(|f| !f.is_empty());
     let Some(slot) = fields.next() else {
         return Ok(None);
@@ -83,13 +83,13 @@ fn parse_hex(digits: &[u8]) -> Option<u32> {
 /// Reads the socket table from `proc/net/tcp` and `proc/net/tcp6` beneath a root.
 ///
 /// `tcp` must exist; `tcp6` may not (a kernel without IPv6).
-pub struct ProcSocketSource<'a> {
+pub(crate) struct ProcSocketSource<'a> {
     root: &'a Root,
 }
 
 impl<'a> ProcSocketSource<'a> {
     /// A source reading beneath `root`.
-    pub fn new(root: &'a Root) -> ProcSocketSource<'a> {
+    pub(crate) fn new(root: &'a Root) -> ProcSocketSource<'a> {
         ProcSocketSource { root }
     }
 }

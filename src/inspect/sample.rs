@@ -10,7 +10,7 @@ use crate::inspect::Inspection;
 
 /// Counter rates over the sampling interval.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Rates {
+pub(crate) struct Rates {
     pub interval_seconds: f64,
     /// connect() calls per second (`ActiveOpens`): the demand on ephemeral ports.
     pub active_opens_per_sec: f64,
@@ -31,7 +31,7 @@ fn per_second(first: &Inspection, second: &Inspection, counter: &str, seconds: f
 
 /// Fills in `second`'s bucket times to exhaustion from `first` (which must list every bucket) and
 /// returns the counter rates.
-pub fn apply_sample(first: &Inspection, second: &mut Inspection, seconds: f64) -> Rates {
+pub(crate) fn apply_sample(first: &Inspection, second: &mut Inspection, seconds: f64) -> Rates {
     let before: HashMap<(&str, &str), u32> =
         first.sockets.buckets.iter().map(|b| ((b.local_ip.as_str(), b.remote.as_str()), b.count)).collect();
     for bucket in &mut second.sockets.buckets {
@@ -55,27 +55,16 @@ pub fn apply_sample(first: &Inspection, second: &mut Inspection, seconds: f64) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::sockets::{Socket, SocketCounter, TcpState};
-    use crate::ports::{PortRange, PortSet};
+    use crate::inspect::sockets::TcpState;
+    use crate::testing::Host;
 
     fn inspection(outbound: u16, counters: &[(&str, i64)]) -> Inspection {
-        let mut counter = SocketCounter::new(PortRange { low: 40000, high: 40999 }, PortSet::default());
-        for i in 0..outbound {
-            counter.add(Socket {
-                state: TcpState::TimeWait,
-                local: format!("10.0.0.1:{}", 40000 + i).parse().expect("addr"),
-                remote: "10.0.0.2:443".parse().expect("addr"),
-            });
-        }
-        Inspection {
-            kernel: "6.18".into(),
-            kernel_version: None,
-            settings: Default::default(),
-            counters: counters.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-            sockets: counter.finish("test", usize::MAX),
-            config: Default::default(),
-            warnings: Vec::new(),
-        }
+        let host = Host::new()
+            .kernel(None)
+            .set("net.ipv4.ip_local_port_range", "40000 40999")
+            .top(usize::MAX)
+            .outbound(outbound, TcpState::TimeWait, 40000, "10.0.0.2:443");
+        counters.iter().fold(host, |host, (name, value)| host.counter(name, *value)).inspection()
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! [`SocketCounter`], which keeps counts only (per state, per local port, per destination bucket),
 //! never the sockets themselves, so memory does not grow with the number of TIME_WAIT sockets.
 //!
-//! The analysis follows how the kernel spends ephemeral ports (kernel-facts.md §5): connect()
-//! without bind() can reuse a local port for any 4-tuple that differs, so the budget that runs out is
-//! per (local IP, remote IP, remote port) bucket: the ports of `ip_local_port_range`, minus reserved
-//! ports, minus ports a listener holds inside the range.
+//! The analysis follows how the kernel spends ephemeral ports (docs/kernel-model.md, "The
+//! connect() port budget"): connect() without bind() can reuse a local port for any 4-tuple that
+//! differs, so the budget that runs out is per (local IP, remote IP, remote port) bucket: the ports
+//! of `ip_local_port_range`, minus reserved ports, minus ports a listener holds inside the range.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +18,7 @@ use crate::ports::{PortRange, PortSet};
 /// TCP states with the numbers the kernel uses in `/proc/net/tcp` and sock_diag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum TcpState {
+pub(crate) enum TcpState {
     Established = 1,
     SynSent = 2,
     SynRecv = 3,
@@ -52,12 +52,12 @@ impl TcpState {
     ];
 
     /// The state with the kernel's number, if there is one.
-    pub fn from_code(code: u8) -> Option<TcpState> {
+    pub(crate) fn from_code(code: u8) -> Option<TcpState> {
         TcpState::ALL.get(usize::from(code).checked_sub(1)?).copied()
     }
 
     /// The name `ss` prints, upper-cased (`TIME_WAIT`).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             TcpState::Established => "ESTABLISHED",
             TcpState::SynSent => "SYN_SENT",
@@ -78,14 +78,14 @@ impl TcpState {
 
 /// One TCP socket as a source reports it. `Copy`, so sources hand it over without allocating.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Socket {
+pub(crate) struct Socket {
     pub state: TcpState,
     pub local: SocketAddr,
     pub remote: SocketAddr,
 }
 
 /// Where the TCP socket table comes from: `/proc/net/tcp{,6}` or, later, netlink sock_diag.
-pub trait SocketSource {
+pub(crate) trait SocketSource {
     /// Short name for reports (`proc`, `netlink`).
     fn name(&self) -> &'static str;
 
@@ -115,7 +115,7 @@ struct BucketCount {
 
 /// Accumulates a socket table into counts. Memory is fixed (two 64 Ki-entry tables) plus one small
 /// entry per distinct destination bucket.
-pub struct SocketCounter {
+pub(crate) struct SocketCounter {
     range: PortRange,
     reserved: PortSet,
     listening: PortSet,
@@ -127,7 +127,7 @@ pub struct SocketCounter {
 
 impl SocketCounter {
     /// A counter for a namespace with this ephemeral range and these reserved ports.
-    pub fn new(range: PortRange, reserved: PortSet) -> SocketCounter {
+    pub(crate) fn new(range: PortRange, reserved: PortSet) -> SocketCounter {
         SocketCounter {
             range,
             reserved,
@@ -140,7 +140,7 @@ impl SocketCounter {
     }
 
     /// Counts one socket.
-    pub fn add(&mut self, socket: Socket) {
+    pub(crate) fn add(&mut self, socket: Socket) {
         self.total += 1;
         self.states[socket.state as usize] += 1;
         let local_port = socket.local.port();
@@ -175,7 +175,7 @@ impl SocketCounter {
     }
 
     /// The summary, with the `top` fullest buckets.
-    pub fn finish(self, source: &'static str, top: usize) -> SocketSummary {
+    pub(crate) fn finish(self, source: &'static str, top: usize) -> SocketSummary {
         let listening_ports: Vec<u16> = self.listening.iter().collect();
         let inbound: u64 =
             listening_ports.iter().map(|p| u64::from(self.time_wait_by_local_port[usize::from(*p)])).sum();
@@ -239,7 +239,7 @@ fn percent(part: u32, whole: u32) -> f64 {
 
 /// What the socket table says, as it appears in the report.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct SocketSummary {
+pub(crate) struct SocketSummary {
     /// Which source was read (`proc` or `netlink`).
     pub source: &'static str,
     /// All TCP sockets seen, in every state.
@@ -258,7 +258,7 @@ pub struct SocketSummary {
 
 /// TIME_WAIT sockets by who closed first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct TimeWaitSplit {
+pub(crate) struct TimeWaitSplit {
     pub total: u64,
     /// Local port is not a listening port: this host connected out and closed first; these hold
     /// ephemeral ports.
@@ -269,7 +269,7 @@ pub struct TimeWaitSplit {
 
 /// The ephemeral-port budget of the namespace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct EphemeralPorts {
+pub(crate) struct EphemeralPorts {
     /// `ip_local_port_range` as used.
     pub range: String,
     /// Ports in the range.
@@ -284,7 +284,7 @@ pub struct EphemeralPorts {
 
 /// One destination bucket (local IP, remote IP, remote port).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     pub local_ip: String,
     /// `ip:port`, or `[ip]:port` for IPv6.
     pub remote: String,

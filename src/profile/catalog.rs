@@ -10,7 +10,7 @@ use crate::profile::Profile;
 use crate::profile::parse::{ProfileFile, parse_profile};
 
 /// Where local profiles live, relative to the root.
-pub const PROFILES_DIR: &str = "etc/twtune/profiles.d";
+pub(crate) const PROFILES_DIR: &str = "etc/twtune/profiles.d";
 
 /// The shipped profiles, embedded at build time.
 const BUILT_IN: &[(&str, &str)] = &[
@@ -25,7 +25,7 @@ const MAX_PROFILE_BYTES: u64 = 1 << 20;
 
 /// A profile as `profiles list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Listed {
+pub(crate) struct Listed {
     pub name: String,
     /// `built-in`, or the file (with a note when it overrides a built-in profile).
     pub source: String,
@@ -33,23 +33,23 @@ pub struct Listed {
 }
 
 /// The profiles visible beneath one root.
-pub struct Catalog {
+pub(crate) struct Catalog {
     dir: PathBuf,
 }
 
 /// Whether a profile argument names a file rather than a profile.
-pub fn is_path(arg: &str) -> bool {
+pub(crate) fn is_path(arg: &str) -> bool {
     arg.contains('/') || arg.ends_with(".yaml") || arg.ends_with(".yml")
 }
 
 impl Catalog {
     /// The catalogue seen from `root` (`/` on a live host).
-    pub fn new(root: &Path) -> Catalog {
+    pub(crate) fn new(root: &Path) -> Catalog {
         Catalog { dir: root.join(PROFILES_DIR) }
     }
 
     /// Loads and resolves a profile given by name or path.
-    pub fn load(&self, arg: &str) -> Result<Profile> {
+    pub(crate) fn load(&self, arg: &str) -> Result<Profile> {
         let (file, source) = if is_path(arg) {
             let path = Path::new(arg);
             (parse_profile(&read_profile_file(path)?, arg, None)?, arg.to_string())
@@ -60,7 +60,7 @@ impl Catalog {
     }
 
     /// Validates a profile file as `profiles check` does: it parses, and its `extends` chain resolves.
-    pub fn check_file(&self, path: &Path) -> Result<Profile> {
+    pub(crate) fn check_file(&self, path: &Path) -> Result<Profile> {
         let display = path.display().to_string();
         let file = parse_profile(&read_profile_file(path)?, &display, None)?;
         self.resolve(file, display, &mut Vec::new())
@@ -68,7 +68,7 @@ impl Catalog {
 
     /// Every profile by name, local ones over built-in ones, and the errors of local files that are
     /// not valid.
-    pub fn list(&self) -> (Vec<Listed>, Vec<Error>) {
+    pub(crate) fn list(&self) -> (Vec<Listed>, Vec<Error>) {
         let mut listed: BTreeMap<String, Listed> = BTreeMap::new();
         let mut errors = Vec::new();
         for (name, text) in BUILT_IN {

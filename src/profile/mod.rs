@@ -5,25 +5,26 @@
 //! profiles (built in, `/etc/twtune/profiles.d`, or a path) and resolves `extends`; this module
 //! holds the resolved [`Profile`] and judges an [`Inspection`] against it. Judging is pure.
 
-pub mod catalog;
-pub mod parse;
+pub(crate) mod catalog;
+pub(crate) mod parse;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::json;
 
-use crate::inspect::{Inspection, Settings};
-use crate::keys::spec_of;
+use crate::inspect::Inspection;
 use crate::ports::{PortRange, PortSet};
 use crate::rules::{Finding, Thresholds};
+use crate::sysctl::keys::Settings;
+use crate::sysctl::keys::spec_of;
 use crate::sysctl::{KernelVersion, fold_whitespace};
 use parse::{Bound, Setting, ThresholdOverrides, field_name, static_check};
 
 /// A profile with its `extends` chain merged: a child's setting replaces its parent's for the same
 /// key, threshold overrides stack, notes accumulate parent first.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Profile {
+pub(crate) struct Profile {
     pub name: String,
     pub description: String,
     /// `built-in` or the file it was read from.
@@ -56,7 +57,7 @@ fn is_default_thresholds(t: &&ThresholdOverrides) -> bool {
 
 impl Profile {
     /// The resolved profile as YAML, with a comment naming its sources.
-    pub fn to_yaml(&self) -> String {
+    pub(crate) fn to_yaml(&self) -> String {
         let document = ProfileDocument {
             name: &self.name,
             description: &self.description,
@@ -69,19 +70,19 @@ impl Profile {
     }
 
     /// The rule thresholds with this profile's overrides.
-    pub fn thresholds(&self) -> Thresholds {
+    pub(crate) fn thresholds(&self) -> Thresholds {
         self.thresholds.apply(Thresholds::default())
     }
 
     /// The keys the profile speaks of, for the inspector to read.
-    pub fn keys(&self) -> Vec<String> {
+    pub(crate) fn keys(&self) -> Vec<String> {
         self.settings.keys().cloned().collect()
     }
 }
 
 /// The result of checking one setting.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Met,
     /// Not met: what was expected, and the value to set (if one can be named).
     Unmet {
@@ -94,7 +95,7 @@ pub enum Verdict {
 
 /// Checks `current` (as the kernel prints it) against a setting. `settings` supplies what computed
 /// defaults need.
-pub fn check(key: &str, setting: &Setting, current: &str, settings: &Settings) -> Verdict {
+pub(crate) fn check(key: &str, setting: &Setting, current: &str, settings: &Settings) -> Verdict {
     let current = fold_whitespace(current);
     let default = || spec_of(key).and_then(|s| s.computed_default(settings));
     let needs_default =
@@ -184,7 +185,7 @@ fn recommended(setting: &Setting, current: &str, default: Option<i64>) -> Option
 
 /// A short description of what a setting of `key` asks, for messages (`at least 4096`,
 /// `one of 1, 2`, `low at least 1024, at least 50000 ports`).
-pub fn describe(key: &str, setting: &Setting) -> String {
+pub(crate) fn describe(key: &str, setting: &Setting) -> String {
     let mut parts = Vec::new();
     if let Some(value) = &setting.value {
         parts.push(value.0.clone());
@@ -226,7 +227,7 @@ fn applies_to(setting: &Setting, version: Option<KernelVersion>) -> bool {
 
 /// One finding per setting of `profile` the inspected host does not meet, and warnings for the
 /// settings that could not be checked.
-pub fn evaluate(profile: &Profile, inspection: &Inspection) -> (Vec<Finding>, Vec<String>) {
+pub(crate) fn evaluate(profile: &Profile, inspection: &Inspection) -> (Vec<Finding>, Vec<String>) {
     let mut findings = Vec::new();
     let mut warnings = Vec::new();
     for (key, setting) in &profile.settings {
@@ -297,10 +298,10 @@ fn not_persisted(
     current: &str,
     inspection: &Inspection,
 ) -> Option<Finding> {
-    if inspection.config.resolve(key).next_boot().is_some() {
+    if inspection.sysctl_d.resolve(key).next_boot().is_some() {
         return None;
     }
-    let boot = inspection.config.boot_value(key, &inspection.settings).0?;
+    let boot = inspection.sysctl_d.boot_value(key, &inspection.settings).0?;
     if check(key, setting, &boot, &inspection.settings) == Verdict::Met {
         return None;
     }

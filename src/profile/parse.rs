@@ -13,14 +13,14 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_saphyr::Spanned;
 
 use crate::error::Error;
-use crate::keys::{KeySpec, Shape, spec_of};
 use crate::ports::{PortRange, PortSet};
 use crate::rules::{Severity, Thresholds};
+use crate::sysctl::keys::{KeySpec, Shape, spec_of};
 use crate::sysctl::{KernelVersion, SysctlKey, fold_whitespace};
 
 /// A value as the kernel prints it, whitespace folded. YAML integers and strings are both accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Text(pub String);
+pub(crate) struct Text(pub String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Text, D::Error> {
@@ -63,7 +63,7 @@ impl Serialize for Text {
 /// A `min` or `max`: an integer, `default` (the kernel's computed default), or one bound per field
 /// (`[1024, null]`) for multi-field keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Bound {
+pub(crate) enum Bound {
     Int(i64),
     KernelDefault,
     Fields(Vec<Option<i64>>),
@@ -132,7 +132,7 @@ impl fmt::Display for Bound {
 /// One setting of a profile, as written in the file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Setting {
+pub(crate) struct Setting {
     /// Exactly this value. Excludes every other constraint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Text>,
@@ -181,7 +181,7 @@ fn default_severity() -> Severity {
 /// Rule thresholds a profile may change; unset fields keep the parent's or the built-in value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ThresholdOverrides {
+pub(crate) struct ThresholdOverrides {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_warn_pct: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,7 +192,7 @@ pub struct ThresholdOverrides {
 
 impl ThresholdOverrides {
     /// `base` with these overrides applied.
-    pub fn apply(&self, base: Thresholds) -> Thresholds {
+    pub(crate) fn apply(&self, base: Thresholds) -> Thresholds {
         Thresholds {
             port_warn_pct: self.port_warn_pct.unwrap_or(base.port_warn_pct),
             port_crit_pct: self.port_crit_pct.unwrap_or(base.port_crit_pct),
@@ -201,7 +201,7 @@ impl ThresholdOverrides {
     }
 
     /// `self` over `parent`.
-    pub fn over(&self, parent: &ThresholdOverrides) -> ThresholdOverrides {
+    pub(crate) fn over(&self, parent: &ThresholdOverrides) -> ThresholdOverrides {
         ThresholdOverrides {
             port_warn_pct: self.port_warn_pct.or(parent.port_warn_pct),
             port_crit_pct: self.port_crit_pct.or(parent.port_crit_pct),
@@ -249,7 +249,7 @@ struct RawProfile {
 
 /// A profile file after validation, before `extends` is resolved.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ProfileFile {
+pub(crate) struct ProfileFile {
     pub name: String,
     pub description: String,
     /// The parent's name and the line that names it.
@@ -260,7 +260,7 @@ pub struct ProfileFile {
 }
 
 /// Whether `name` can name a profile (and so a file in profiles.d): no path can hide in it.
-pub fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
@@ -275,7 +275,7 @@ fn location(file: &str, line: u64, column: u64) -> String {
 
 /// Parses and validates one profile. `file` names it in errors; `expected_name` is the file stem
 /// when the name must equal it (shipped profiles and profiles.d).
-pub fn parse_profile(text: &str, file: &str, expected_name: Option<&str>) -> Result<ProfileFile, Error> {
+pub(crate) fn parse_profile(text: &str, file: &str, expected_name: Option<&str>) -> Result<ProfileFile, Error> {
     let raw = parse_yaml(text, file)?;
     let at = |line: u64, message: String| Error::Profile { location: location(file, line, 0), message };
 
@@ -526,7 +526,7 @@ fn check_bound(what: &str, bound: &Bound, spec: Option<&KeySpec>) -> Result<(), 
 
 /// Whether `value` of `key` meets the constraints that need no running kernel (everything but
 /// `default` bounds), given the ports reserved on the host (for `avoid`). `Err` says what is unmet.
-pub fn static_check(key: &str, e: &Setting, value: &str, reserved: &PortSet) -> Result<(), String> {
+pub(crate) fn static_check(key: &str, e: &Setting, value: &str, reserved: &PortSet) -> Result<(), String> {
     let value = fold_whitespace(value);
     if let Some(want) = &e.value
         && want.0 != value
@@ -580,7 +580,7 @@ pub fn static_check(key: &str, e: &Setting, value: &str, reserved: &PortSet) -> 
 }
 
 /// The name of field `index` of `key`'s value (`low`, `high`), or `field N`.
-pub fn field_name(key: &str, index: usize) -> String {
+pub(crate) fn field_name(key: &str, index: usize) -> String {
     spec_of(key)
         .and_then(|spec| spec.field_names().get(index))
         .map_or_else(|| format!("field {}", index + 1), |name| (*name).to_string())
@@ -588,7 +588,7 @@ pub fn field_name(key: &str, index: usize) -> String {
 
 /// Rules between keys that the kernel enforces: the port range may not start below the
 /// unprivileged port start.
-pub fn check_cross_keys(settings: &BTreeMap<String, Setting>) -> Result<(), String> {
+pub(crate) fn check_cross_keys(settings: &BTreeMap<String, Setting>) -> Result<(), String> {
     let exact =
         |key: &str| settings.get(key).and_then(|s| s.value.as_ref().or(s.recommend.as_ref())).map(|t| t.0.clone());
     if let (Some(range), Some(start)) =

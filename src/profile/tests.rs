@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use super::parse::parse_profile;
 use super::*;
+use crate::inspect::sockets::TcpState;
+use crate::testing::Host;
 
 fn parse(text: &str) -> Result<parse::ProfileFile, String> {
     parse_profile(text, "p.yaml", None).map_err(|e| e.to_string())
@@ -339,21 +341,9 @@ fn profile_with(yaml_settings: &str) -> Profile {
 }
 
 fn inspection(kernel: (u32, u32), pairs: &[(&str, &str)]) -> Inspection {
-    let mut counter = crate::inspect::sockets::SocketCounter::new(crate::ports::PortRange::DEFAULT, PortSet::default());
-    counter.add(crate::inspect::sockets::Socket {
-        state: crate::inspect::sockets::TcpState::Listen,
-        local: "0.0.0.0:22".parse().expect("addr"),
-        remote: "0.0.0.0:0".parse().expect("addr"),
-    });
-    Inspection {
-        kernel: format!("{}.{}.0", kernel.0, kernel.1),
-        kernel_version: Some(KernelVersion::new(kernel.0, kernel.1)),
-        settings: settings(pairs),
-        counters: BTreeMap::new(),
-        sockets: counter.finish("test", 10),
-        config: Default::default(),
-        warnings: Vec::new(),
-    }
+    let host = Host::new().kernel(Some(KernelVersion::new(kernel.0, kernel.1)));
+    let host = pairs.iter().fold(host, |host, (key, value)| host.set(key, value));
+    host.socket(TcpState::Listen, "0.0.0.0:22", "0.0.0.0:0").inspection()
 }
 
 #[test]

@@ -30,7 +30,7 @@ fn severity_style(severity: Severity) -> Style {
 }
 
 /// Writes `report` for people.
-pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+pub(crate) fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     summary(report, out)?;
     time_wait(report, out)?;
     buckets(report, out)?;
@@ -112,7 +112,7 @@ fn time_wait(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 }
 
 fn persisted(report: &Report, out: &mut dyn Write) -> io::Result<()> {
-    let c = &report.config;
+    let c = &report.sysctl_d;
     writeln!(
         out,
         "\n{HEADING}Persisted configuration{HEADING:#}\n  {} files for systemd-sysctl at boot, {} for `sysctl --system`{}",

@@ -1,25 +1,26 @@
 //! The one report model of an audit, and its renderers. Everything that prints a report takes a
 //! [`Report`] and a writer; nothing here reads the system.
 
-pub mod human;
-pub mod prometheus;
+pub(crate) mod human;
+pub(crate) mod prometheus;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use serde::Serialize;
 
+use crate::inspect::Inspection;
 use crate::inspect::sample::Rates;
 use crate::inspect::sockets::SocketSummary;
-use crate::inspect::{Inspection, Settings};
 use crate::rules::{Finding, Severity, Thresholds};
+use crate::sysctl::keys::Settings;
 
 /// Version of the JSON document; raised whenever a field changes meaning or disappears.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// How a report is printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
     /// A readable report for people.
     Human,
     /// One JSON object (documented in docs/json-schema.md).
@@ -28,16 +29,16 @@ pub enum Format {
     Prometheus,
 }
 
-/// The persisted configuration files, in the order each tool applies them.
+/// The sysctl.d files, in the order each tool applies them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ConfigFiles {
+pub(crate) struct SysctlDFiles {
     pub systemd: Vec<String>,
     pub procps: Vec<String>,
 }
 
 /// Which profile an audit used.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ProfileSummary {
+pub(crate) struct ProfileSummary {
     pub name: String,
     /// `built-in` or the file.
     pub source: String,
@@ -47,7 +48,7 @@ pub struct ProfileSummary {
 
 /// An audit's result: the evidence and what the rules made of it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub schema_version: u32,
     /// The twtune version that wrote the report.
     pub twtune_version: &'static str,
@@ -58,8 +59,10 @@ pub struct Report {
     pub settings: Settings,
     pub counters: BTreeMap<String, i64>,
     pub sockets: SocketSummary,
-    /// The sysctl configuration files each boot order reads, in order.
-    pub config: ConfigFiles,
+    /// The sysctl configuration files each boot order reads, in order (`config` in JSON, as
+    /// documented).
+    #[serde(rename = "config")]
+    pub sysctl_d: SysctlDFiles,
     /// The rule thresholds in force (the built-in ones, or a profile's).
     pub thresholds: Thresholds,
     /// With `--sample`: rates over the interval; `null` otherwise.
@@ -71,16 +74,16 @@ pub struct Report {
 
 impl Report {
     /// Assembles a report from an inspection and the findings about it.
-    pub fn new(
+    pub(crate) fn new(
         inspection: Inspection,
         findings: Vec<Finding>,
         profile: Option<ProfileSummary>,
         thresholds: Thresholds,
         rates: Option<Rates>,
     ) -> Report {
-        let (systemd, procps) = inspection.config.file_lists();
+        let (systemd, procps) = inspection.sysctl_d.file_lists();
         Report {
-            config: ConfigFiles { systemd, procps },
+            sysctl_d: SysctlDFiles { systemd, procps },
             thresholds,
             rates,
             schema_version: SCHEMA_VERSION,
@@ -96,12 +99,12 @@ impl Report {
     }
 
     /// The most severe finding, if any.
-    pub fn worst(&self) -> Option<Severity> {
+    pub(crate) fn worst(&self) -> Option<Severity> {
         self.findings.iter().map(|f| f.severity).max()
     }
 
     /// Findings per severity, most severe first, severities with none left out.
-    pub fn severity_counts(&self) -> Vec<(Severity, usize)> {
+    pub(crate) fn severity_counts(&self) -> Vec<(Severity, usize)> {
         [Severity::Crit, Severity::Warn, Severity::Info]
             .into_iter()
             .map(|s| (s, self.findings.iter().filter(|f| f.severity == s).count()))
@@ -110,7 +113,7 @@ impl Report {
     }
 
     /// Writes the report in `format`.
-    pub fn render(&self, format: Format, out: &mut dyn Write) -> std::io::Result<()> {
+    pub(crate) fn render(&self, format: Format, out: &mut dyn Write) -> std::io::Result<()> {
         match format {
             Format::Human => human::render(self, out),
             Format::Json => {

@@ -46,7 +46,7 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 }
 
 /// Writes the metrics of `report`.
-pub fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+pub(crate) fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let s = &report.sockets;
     let bucket_labels =
         |b: &crate::inspect::sockets::Bucket| labels(&[("local_ip", &b.local_ip), ("remote", &b.remote)]);

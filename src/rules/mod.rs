@@ -1,7 +1,7 @@
 //! The built-in rules: pure functions from an [`Inspection`] to [`Finding`]s. No I/O, no printing.
 //!
-//! Every statement a rule makes about the kernel follows `kernel-facts.md` (Linux 6.18 source and
-//! observations). Advice puts the real cure first: a host that runs out of ephemeral ports because an
+//! Every statement a rule makes about the kernel follows docs/kernel-model.md (the kernel source it
+//! cites, and what tests observe on the real kernel). Advice puts the real cure first: a host that runs out of ephemeral ports because an
 //! application closes connections it could reuse is fixed in the application, not in sysctls.
 
 use serde::{Deserialize, Serialize};
@@ -9,13 +9,13 @@ use serde_json::{Map, Value, json};
 
 use crate::inspect::Inspection;
 use crate::inspect::sockets::Bucket;
-use crate::keys::spec_of;
 use crate::ports::{KUBERNETES_NODEPORT, PortRange, PortSet};
+use crate::sysctl::keys::spec_of;
 
 /// How serious a finding is. Ordered: `Info < Warn < Crit`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Severity {
+pub(crate) enum Severity {
     Info,
     Warn,
     Crit,
@@ -23,7 +23,7 @@ pub enum Severity {
 
 impl Severity {
     /// Lower-case name as printed in reports.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Severity::Info => "info",
             Severity::Warn => "warn",
@@ -34,14 +34,14 @@ impl Severity {
 
 /// One step of advice with what it can break.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Advice {
+pub(crate) struct Advice {
     pub action: String,
     pub risk: String,
 }
 
 /// Something the audit wants the user to know or change.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// Stable identifier of the rule (and, for per-destination findings, the same for every bucket).
     pub id: String,
     pub severity: Severity,
@@ -63,7 +63,7 @@ pub struct Finding {
 
 /// Tunable limits of the rules.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Thresholds {
+pub(crate) struct Thresholds {
     /// A destination bucket at or above this share of its usable ports is a warning.
     pub port_warn_pct: f64,
     /// ... and at or above this share, critical.
@@ -94,7 +94,7 @@ tuple's SYN with an ACK or RST and the connect is retried; NATs or middleboxes t
 timestamps defeat the protection. The kernel docs advise changing it only on expert advice.";
 
 /// Runs every built-in rule. Findings come most severe first, then by id.
-pub fn evaluate(inspection: &Inspection, thresholds: &Thresholds) -> Vec<Finding> {
+pub(crate) fn evaluate(inspection: &Inspection, thresholds: &Thresholds) -> Vec<Finding> {
     let mut findings = Vec::new();
     bucket_exhaustion(inspection, thresholds, &mut findings);
     exhaustion_soon(inspection, &mut findings);
@@ -107,13 +107,13 @@ pub fn evaluate(inspection: &Inspection, thresholds: &Thresholds) -> Vec<Finding
     listeners_in_range(inspection, &mut findings);
     port_range_shape(inspection, &mut findings);
     listen_overflows(inspection, &mut findings);
-    persisted::evaluate(inspection, &mut findings);
+    persist::evaluate(inspection, &mut findings);
     sort_findings(&mut findings);
     findings
 }
 
 /// Orders findings most severe first, then by id, keeping rule order within an id.
-pub fn sort_findings(findings: &mut [Finding]) {
+pub(crate) fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.id.cmp(&b.id)));
 }
 
@@ -433,7 +433,7 @@ fn tw_buckets(inspection: &Inspection, out: &mut Vec<Finding>) {
         return;
     };
     let overflow = inspection.counters.get("TCPTimeWaitOverflow").copied().unwrap_or(0);
-    // Half the namespace's established hash (kernel-facts.md §4), where the kernel tells its size
+    // Half the namespace's established hash (docs/kernel-model.md, "TIME_WAIT"), where the kernel tells its size
     // (tcp_ehash_entries, Linux 6.1+). Before that, tcp_max_orphans, which defaults to the same half
     // of the hash, is the best estimate; it exists only in the host's own namespace.
     let exact = spec_of(MAX_TW_BUCKETS).and_then(|spec| spec.computed_default(&inspection.settings));
@@ -634,6 +634,6 @@ fn listen_overflows(inspection: &Inspection, out: &mut Vec<Finding>) {
     );
 }
 
-mod persisted;
+mod persist;
 #[cfg(test)]
 mod tests;

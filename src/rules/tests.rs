@@ -1,109 +1,23 @@
 //! Each built-in rule on hand-built inspections: when it fires, when it must not, and what it says.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-
 use super::*;
-use crate::inspect::Settings;
-use crate::inspect::sockets::{Socket, SocketCounter, TcpState};
-use crate::sysctl::KernelVersion;
+use crate::inspect::sockets::TcpState;
+use crate::testing::Host;
 
-/// A host described by settings, counters and sockets; kernel 6.18 defaults unless changed.
-struct Host {
-    settings: BTreeMap<String, Option<String>>,
-    counters: BTreeMap<String, i64>,
-    sockets: Vec<Socket>,
+/// What the built-in rules find on a host.
+trait Findings {
+    fn findings(&self) -> Vec<Finding>;
 }
 
-fn host() -> Host {
-    let defaults = [
-        ("net.core.somaxconn", "4096"),
-        ("net.ipv4.ip_local_port_range", "32768 60999"),
-        ("net.ipv4.ip_local_reserved_ports", ""),
-        ("net.ipv4.ip_unprivileged_port_start", "1024"),
-        ("net.ipv4.tcp_ehash_entries", "262144"),
-        ("net.ipv4.tcp_fin_timeout", "60"),
-        ("net.ipv4.tcp_max_tw_buckets", "131072"),
-        ("net.ipv4.tcp_syncookies", "1"),
-        ("net.ipv4.tcp_timestamps", "1"),
-        ("net.ipv4.tcp_tw_reuse", "2"),
-        ("net.ipv4.tcp_tw_reuse_delay", "1000"),
-    ];
-    Host {
-        settings: defaults.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect(),
-        counters: [("TCPTimeWaitOverflow", 0), ("ListenOverflows", 0)]
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect(),
-        sockets: Vec::new(),
-    }
-}
-
-fn addr(text: &str) -> SocketAddr {
-    text.parse().expect("test address")
-}
-
-impl Host {
-    fn set(mut self, key: &str, value: &str) -> Host {
-        self.settings.insert(key.to_string(), Some(value.to_string()));
-        self
-    }
-
-    fn counter(mut self, name: &str, value: i64) -> Host {
-        self.counters.insert(name.to_string(), value);
-        self
-    }
-
-    fn socket(mut self, state: TcpState, local: &str, remote: &str) -> Host {
-        self.sockets.push(Socket { state, local: addr(local), remote: addr(remote) });
-        self
-    }
-
-    /// `n` sockets in `state` from consecutive ephemeral ports starting at `first_port` to `remote`.
-    fn outbound(mut self, n: u16, state: TcpState, first_port: u16, remote: &str) -> Host {
-        for i in 0..n {
-            self.sockets.push(Socket {
-                state,
-                local: addr(&format!("10.0.0.1:{}", first_port + i)),
-                remote: addr(remote),
-            });
-        }
-        self
-    }
-
-    /// A listener on `port` and `n` server-side TIME_WAIT sockets on it.
-    fn inbound_time_wait(mut self, n: u16, port: u16) -> Host {
-        self = self.socket(TcpState::Listen, &format!("0.0.0.0:{port}"), "0.0.0.0:0");
-        for i in 0..n {
-            self.sockets.push(Socket {
-                state: TcpState::TimeWait,
-                local: addr(&format!("10.0.0.1:{port}")),
-                remote: addr(&format!("10.0.0.9:{}", 40000 + i)),
-            });
-        }
-        self
-    }
-
-    fn inspection(&self) -> Inspection {
-        let settings = Settings(self.settings.clone());
-        let range = PortRange::parse(settings.get(PORT_RANGE).unwrap_or("32768 60999")).expect("valid range");
-        let reserved = PortSet::parse(settings.get(RESERVED_PORTS).unwrap_or("")).expect("valid set");
-        let mut counter = SocketCounter::new(range, reserved);
-        self.sockets.iter().for_each(|s| counter.add(*s));
-        Inspection {
-            kernel: "6.18.0".into(),
-            kernel_version: Some(KernelVersion::new(6, 18)),
-            settings,
-            counters: self.counters.clone(),
-            sockets: counter.finish("test", 10),
-            config: Default::default(),
-            warnings: Vec::new(),
-        }
-    }
-
+impl Findings for Host {
     fn findings(&self) -> Vec<Finding> {
         evaluate(&self.inspection(), &Thresholds::default())
     }
+}
+
+/// A host with the kernel 6.18 defaults.
+fn host() -> Host {
+    Host::defaults()
 }
 
 fn ids(findings: &[Finding]) -> Vec<&str> {

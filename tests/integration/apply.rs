@@ -6,12 +6,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use predicates::prelude::*;
-
 use crate::netns::{enter, set_sysctl, sysctl};
-use crate::util::twtune;
+use crate::util::{Expect, Run, audit_json};
 
 const PERSISTED: &str = "/etc/sysctl.d/90-twtune.conf";
+
+/// What `twtune rollback` says when the journal has no applied entry.
+fn nothing_to_roll_back(state: &Path) -> String {
+    format!(
+        "twtune: nothing to roll back: no applied entry in {}; `twtune rollback --list` shows the journal\n",
+        state.display()
+    )
+}
 
 /// The state directory of a test, and a guard that the persisted file cannot reach the host.
 fn setup() -> tempfile::TempDir {
@@ -39,14 +45,14 @@ fn apply_and_rollback_round_trip() {
         return;
     }
     let state = setup();
-    twtune()
-        .args(["apply", "outbound-heavy", "--yes"])
+    Run::new(&["apply", "outbound-heavy", "--yes"])
         .args(state_arg(state.path()))
-        .assert()
-        .code(0)
-        .stdout(predicate::str::contains("net.ipv4.tcp_tw_reuse         2 -> 1"))
-        .stdout(predicate::str::contains("Applied 2 changes (journal entry "))
-        .stdout(predicate::str::contains(format!("Persisted to {PERSISTED}.")));
+        .stdout(Expect::contains(&[
+            "net.ipv4.tcp_tw_reuse         2 -> 1",
+            "Applied 2 changes (journal entry ",
+            &format!("Persisted to {PERSISTED}."),
+        ]))
+        .run();
     assert_eq!(
         (sysctl("net.ipv4.tcp_tw_reuse"), sysctl("net.ipv4.ip_local_port_range")),
         ("1".into(), "10000 65535".into())
@@ -58,36 +64,25 @@ fn apply_and_rollback_round_trip() {
         "{persisted}"
     );
     // The file is what the next boot applies: twtune's own audit agrees nothing drifts.
-    let audit = twtune().args(["audit", "--format", "json", "--profile", "outbound-heavy"]).output().expect("audit");
-    let report: serde_json::Value = serde_json::from_slice(&audit.stdout).expect("json");
-    let ids: Vec<&str> =
-        report["findings"].as_array().expect("findings").iter().filter_map(|f| f["id"].as_str()).collect();
+    let (_, report) = audit_json(&["--profile", "outbound-heavy"]);
+    let ids = report.ids();
     assert!(!ids.iter().any(|id| id.starts_with("persist.") || id.starts_with("profile.")), "{ids:?}");
 
-    twtune()
-        .args(["rollback", "--list"])
+    Run::new(&["rollback", "--list"]).args(state_arg(state.path())).stdout(Expect::contains(&["applied"])).run();
+    Run::new(&["rollback", "--yes"])
         .args(state_arg(state.path()))
-        .assert()
-        .code(0)
-        .stdout(predicate::str::contains("applied"));
-    twtune()
-        .args(["rollback", "--yes"])
-        .args(state_arg(state.path()))
-        .assert()
-        .code(0)
-        .stdout(predicate::str::contains(format!("and remove {PERSISTED}")))
-        .stdout(predicate::str::contains("Rolled back journal entry"));
+        .stdout(Expect::contains(&[&format!("and remove {PERSISTED}"), "Rolled back journal entry"]))
+        .run();
     assert_eq!(
         (sysctl("net.ipv4.tcp_tw_reuse"), sysctl("net.ipv4.ip_local_port_range")),
         ("2".into(), "32768 60999".into())
     );
     assert!(!Path::new(PERSISTED).exists());
-    twtune()
-        .args(["rollback", "--yes"])
+    Run::new(&["rollback", "--yes"])
         .args(state_arg(state.path()))
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("nothing to roll back"));
+        .status(2)
+        .stderr(nothing_to_roll_back(state.path()))
+        .run();
 }
 
 #[test]
@@ -96,15 +91,11 @@ fn dry_run_changes_nothing() {
         return;
     }
     let state = setup();
-    twtune()
-        .args(["apply", "outbound-heavy", "--dry-run"])
+    let out = Run::new(&["apply", "outbound-heavy", "--dry-run"])
         .args(state_arg(state.path()))
-        .assert()
-        .code(0)
-        .stdout(predicate::str::contains("Plan (profile outbound-heavy): 2 changes"))
-        .stdout(predicate::str::contains("why:"))
-        .stdout(predicate::str::contains("risk:"))
-        .stdout(predicate::str::ends_with("Dry run: nothing was changed.\n"));
+        .stdout(Expect::contains(&["Plan (profile outbound-heavy): 2 changes", "why:", "risk:"]))
+        .run();
+    assert!(out.ends_with("Dry run: nothing was changed.\n"), "{out}");
     assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2");
     assert!(!Path::new(PERSISTED).exists());
     assert!(std::fs::read_dir(state.path()).expect("state").next().is_none(), "no journal for a dry run");
@@ -124,24 +115,21 @@ fn a_value_the_kernel_rejects_restores_the_first_key_and_persists_nothing() {
          net.ipv4.tcp_congestion_control: {value: no_such_algorithm, why: w, risk: r}\n",
     );
     let before = sysctl("net.ipv4.tcp_congestion_control");
-    twtune()
-        .args(["apply", "--yes"])
+    Run::new(&["apply", "--yes"])
         .arg(&profile)
         .args(state_arg(state.path()))
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("writing net.ipv4.tcp_congestion_control = \"no_such_algorithm\" failed"))
-        .stderr(predicate::str::contains("restored net.core.somaxconn=\"4096\""))
-        .stderr(predicate::str::contains("the persisted file is unchanged"));
+        .status(2)
+        .stdout(Expect::contains(&["Plan ("]))
+        .stderr(Expect::one_line(&[
+            "writing net.ipv4.tcp_congestion_control = \"no_such_algorithm\" failed",
+            "restored net.core.somaxconn=\"4096\"",
+            "the persisted file is unchanged",
+        ]))
+        .run();
     assert_eq!(sysctl("net.core.somaxconn"), "4096");
     assert_eq!(sysctl("net.ipv4.tcp_congestion_control"), before);
     assert!(!Path::new(PERSISTED).exists());
-    twtune()
-        .args(["rollback", "--list"])
-        .args(state_arg(state.path()))
-        .assert()
-        .code(0)
-        .stdout(predicate::str::contains("failed"));
+    Run::new(&["rollback", "--list"]).args(state_arg(state.path())).stdout(Expect::contains(&["failed"])).run();
 }
 
 #[test]
@@ -157,11 +145,16 @@ fn without_root_nothing_is_written() {
         .args(state_arg(state.path()))
         .output()
         .expect("setpriv");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.starts_with("twtune: not allowed to write /proc/sys/net/"), "{stderr}");
-    assert!(stderr.trim_end().ends_with("run as root, e.g. with sudo"), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1);
+    assert!(stderr.ends_with("run as root, e.g. with sudo\n"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // The plan is shown before the first write; nothing claims to have been applied.
+    assert!(
+        stdout.starts_with("Plan (profile outbound-heavy): 2 changes\n") && !stdout.contains("Applied"),
+        "{stdout}"
+    );
     assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2");
     assert!(!Path::new(PERSISTED).exists());
 }
@@ -172,16 +165,16 @@ fn without_a_terminal_it_refuses_unless_yes() {
         return;
     }
     let state = setup();
-    twtune()
-        .args(["apply", "outbound-heavy"])
+    Run::new(&["apply", "outbound-heavy"])
         .args(state_arg(state.path()))
-        .write_stdin("y\n")
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("refusing to change anything without confirmation"))
-        .stderr(predicate::str::contains("--yes"));
+        .stdin("y\n")
+        .status(2)
+        .stdout(Expect::contains(&["Plan ("]))
+        .stderr(Expect::one_line(&["refusing to change anything without confirmation", "--yes"]))
+        .run();
     assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2");
-    twtune().args(["rollback"]).args(state_arg(state.path())).assert().code(2);
+    // The refused apply left no journal entry to undo.
+    Run::new(&["rollback"]).args(state_arg(state.path())).status(2).stderr(nothing_to_roll_back(state.path())).run();
 }
 
 #[test]
@@ -190,17 +183,19 @@ fn a_second_apply_waits_for_no_one_and_says_so() {
         return;
     }
     let state = setup();
-    let held = twtune::apply::journal::StateDir::new(state.path()).lock().expect("take the lock");
-    twtune()
-        .args(["apply", "outbound-heavy", "--yes"])
+    let held = twtune::StateDir::new(state.path()).lock().expect("take the lock");
+    Run::new(&["apply", "outbound-heavy", "--yes"])
         .args(state_arg(state.path()))
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("another twtune apply or rollback is running"))
-        .stderr(predicate::str::contains(std::process::id().to_string()));
+        .status(2)
+        .stdout(Expect::contains(&["Plan (profile outbound-heavy): 2 changes"]))
+        .stderr(Expect::one_line(&["another twtune apply or rollback is running", &std::process::id().to_string()]))
+        .run();
     assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2");
     drop(held);
-    twtune().args(["apply", "outbound-heavy", "--yes"]).args(state_arg(state.path())).assert().code(0);
+    Run::new(&["apply", "outbound-heavy", "--yes"])
+        .args(state_arg(state.path()))
+        .stdout(Expect::contains(&["Applied 2 changes"]))
+        .run();
 }
 
 #[test]
@@ -210,16 +205,17 @@ fn a_file_that_overrides_the_applied_keys_is_named() {
     }
     let state = setup();
     std::fs::write("/etc/sysctl.d/99-zz-team.conf", "net.ipv4.tcp_tw_reuse = 0\n").expect("write");
-    twtune()
-        .args(["apply", "outbound-heavy", "--yes"])
+    Run::new(&["apply", "outbound-heavy", "--yes"])
         .args(state_arg(state.path()))
-        .assert()
-        .code(0)
-        .stderr(predicate::str::contains(
+        .stdout(Expect::contains(&["Applied 2 changes"]))
+        // One warning per boot order, and none about ip_local_port_range, which no file overrides.
+        .stderr(
             "twtune: warning: at the next boot (systemd-sysctl) /etc/sysctl.d/99-zz-team.conf:1 sets \
-             net.ipv4.tcp_tw_reuse = \"0\" and overrides /etc/sysctl.d/90-twtune.conf",
-        ))
-        .stderr(predicate::str::contains("ip_local_port_range").not());
+             net.ipv4.tcp_tw_reuse = \"0\" and overrides /etc/sysctl.d/90-twtune.conf\n\
+             twtune: warning: at the next boot (sysctl --system) /etc/sysctl.d/99-zz-team.conf:1 sets \
+             net.ipv4.tcp_tw_reuse = \"0\" and overrides /etc/sysctl.d/90-twtune.conf\n",
+        )
+        .run();
 }
 
 #[test]
@@ -245,11 +241,16 @@ fn ctrl_c_during_apply_leaves_the_old_state() {
     let pid = child.id().to_string();
     Command::new("kill").args(["-INT", &pid]).status().expect("kill");
     let output = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.starts_with("twtune: interrupted; restored net.ipv4.ip_local_port_range=\"32768 60999\""),
         "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stdout.starts_with("Plan (profile outbound-heavy): 2 changes\n") && !stdout.contains("Applied"),
+        "{stdout}"
     );
     assert_eq!(
         (sysctl("net.ipv4.ip_local_port_range"), sysctl("net.ipv4.tcp_tw_reuse")),
@@ -301,14 +302,11 @@ fn no_persist_changes_runtime_only_and_warns() {
     let state = setup();
     // The audit recommends restoring a lowered tcp_fin_timeout to 60.
     set_sysctl("net.ipv4.tcp_fin_timeout", "10");
-    twtune()
-        .args(["apply", "--recommended", "--yes", "--no-persist"])
+    Run::new(&["apply", "--recommended", "--yes", "--no-persist"])
         .args(state_arg(state.path()))
-        .assert()
-        .code(0)
-        .stdout(predicate::str::contains("Plan (recommended): 1 change"))
-        .stdout(predicate::str::contains("net.ipv4.tcp_fin_timeout  10 -> 60"))
-        .stderr(predicate::str::contains("not persisted (--no-persist)"));
+        .stdout(Expect::contains(&["Plan (recommended): 1 change", "net.ipv4.tcp_fin_timeout  10 -> 60"]))
+        .stderr("twtune: warning: not persisted (--no-persist): these values are lost at the next reboot\n")
+        .run();
     assert_eq!(sysctl("net.ipv4.tcp_fin_timeout"), "60");
     assert!(!Path::new(PERSISTED).exists());
 }
@@ -327,15 +325,17 @@ fn a_value_the_kernel_rewrites_is_an_error_and_is_restored() {
          net.ipv4.tcp_syn_retries: {value: \"0x5\", why: w, risk: r}\n",
     );
     let before = sysctl("net.ipv4.tcp_syn_retries");
-    twtune()
-        .args(["apply", "--yes"])
+    Run::new(&["apply", "--yes"])
         .arg(&profile)
         .args(state_arg(state.path()))
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("the kernel kept \"5\" instead of \"0x5\""))
-        .stderr(predicate::str::contains(format!("net.ipv4.tcp_syn_retries={before:?}")))
-        .stderr(predicate::str::contains("net.core.somaxconn=\"4096\""));
+        .status(2)
+        .stdout(Expect::contains(&["Plan ("]))
+        .stderr(Expect::one_line(&[
+            "the kernel kept \"5\" instead of \"0x5\"",
+            &format!("net.ipv4.tcp_syn_retries={before:?}"),
+            "net.core.somaxconn=\"4096\"",
+        ]))
+        .run();
     assert_eq!((sysctl("net.ipv4.tcp_syn_retries"), sysctl("net.core.somaxconn")), (before, "4096".to_string()));
     assert!(!Path::new(PERSISTED).exists());
 }

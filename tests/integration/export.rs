@@ -6,10 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use predicates::prelude::*;
-
 use crate::netns::{enter, sysctl};
-use crate::util::{fixture, twtune};
+use crate::util::{Expect, Run, fixture};
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/export")
@@ -30,10 +28,9 @@ fn assert_golden(name: &str, actual: &str) {
     );
 }
 
+/// `twtune export ARGS` to stdout: exit 0, something on stdout, nothing on stderr.
 fn export(args: &[&str]) -> String {
-    let output = twtune().arg("export").args(args).output().expect("run");
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("utf-8")
+    Run::new(&["export"]).args(args).stdout(Expect::satisfies("an export", |s| !s.is_empty())).run()
 }
 
 #[test]
@@ -49,12 +46,7 @@ fn every_format_matches_its_golden_file() {
     assert_golden("kubernetes-node.k8s.yaml", &export(&["kubernetes-node", "--format", "k8s"]));
     let dir = tempfile::tempdir().expect("temp dir");
     let role = dir.path().join("twtune_sysctl");
-    twtune()
-        .args(["export", "outbound-heavy", "--format", "ansible-role", "--output"])
-        .arg(&role)
-        .assert()
-        .code(0)
-        .stdout("");
+    Run::new(&["export", "outbound-heavy", "--format", "ansible-role", "--output"]).arg(&role).run();
     for file in ["defaults/main.yml", "tasks/main.yml", "handlers/main.yml", "meta/main.yml", "README.md"] {
         assert_golden(&format!("role/{file}"), &std::fs::read_to_string(role.join(file)).expect(file));
     }
@@ -64,12 +56,9 @@ fn every_format_matches_its_golden_file() {
 fn options_reach_the_playbook_and_output_goes_to_a_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("site.yml");
-    twtune()
-        .args(["export", "outbound-heavy", "--hosts", "web:&prod", "--sysctl-file", "/etc/sysctl.d/50-net.conf", "-o"])
+    Run::new(&["export", "outbound-heavy", "--hosts", "web:&prod", "--sysctl-file", "/etc/sysctl.d/50-net.conf", "-o"])
         .arg(&out)
-        .assert()
-        .code(0)
-        .stdout("");
+        .run();
     let text = std::fs::read_to_string(&out).expect("written");
     assert!(
         text.contains("  hosts: \"web:&prod\"\n") && text.contains("twtune_sysctl_file: \"/etc/sysctl.d/50-net.conf\""),
@@ -80,12 +69,7 @@ fn options_reach_the_playbook_and_output_goes_to_a_file() {
 #[test]
 fn output_to_a_bare_file_name_in_the_current_directory() {
     let dir = tempfile::tempdir().expect("temp dir");
-    twtune()
-        .current_dir(dir.path())
-        .args(["export", "baseline", "--format", "json", "-o", "baseline.json"])
-        .assert()
-        .code(0)
-        .stderr("");
+    Run::new(&["export", "baseline", "--format", "json", "-o", "baseline.json"]).current_dir(dir.path()).run();
     let json: BTreeMap<String, String> =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("baseline.json")).expect("written"))
             .expect("json");
@@ -94,19 +78,17 @@ fn output_to_a_bare_file_name_in_the_current_directory() {
 
 #[test]
 fn the_role_needs_a_new_or_empty_directory() {
-    twtune()
-        .args(["export", "baseline", "--format", "ansible-role"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("give it with --output DIR"));
+    Run::new(&["export", "baseline", "--format", "ansible-role"])
+        .status(2)
+        .stderr("twtune: --format ansible-role writes a directory: give it with --output DIR\n")
+        .run();
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("keep.txt"), "mine").expect("write");
-    twtune()
-        .args(["export", "baseline", "--format", "ansible-role", "--output"])
+    Run::new(&["export", "baseline", "--format", "ansible-role", "--output"])
         .arg(dir.path())
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("is not empty"));
+        .status(2)
+        .stderr(format!("twtune: {} is not empty: give a new or empty directory for the role\n", dir.path().display()))
+        .run();
     assert_eq!(std::fs::read_to_string(dir.path().join("keep.txt")).expect("kept"), "mine");
 }
 
@@ -215,11 +197,17 @@ fn the_playbook_sets_the_profile_values() {
     let work = tempfile::tempdir().expect("temp dir");
     let file = work.path().join("sysctl.d/90-twtune.conf");
     let playbook = work.path().join("site.yml");
-    twtune()
-        .args(["export", "outbound-heavy", "--format", "ansible", "--sysctl-file", file.to_str().expect("utf-8"), "-o"])
-        .arg(&playbook)
-        .assert()
-        .code(0);
+    Run::new(&[
+        "export",
+        "outbound-heavy",
+        "--format",
+        "ansible",
+        "--sysctl-file",
+        file.to_str().expect("utf-8"),
+        "-o",
+    ])
+    .arg(&playbook)
+    .run();
     std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
     assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2", "a fresh namespace");
     // A dry run first: it succeeds and changes nothing.
@@ -243,11 +231,7 @@ fn the_role_sets_the_profile_values_and_its_handler_reloads() {
     }
     let work = tempfile::tempdir().expect("temp dir");
     let roles = work.path().join("roles");
-    twtune()
-        .args(["export", "outbound-heavy", "--format", "ansible-role", "-o"])
-        .arg(roles.join("twtune_sysctl"))
-        .assert()
-        .code(0);
+    Run::new(&["export", "outbound-heavy", "--format", "ansible-role", "-o"]).arg(roles.join("twtune_sysctl")).run();
     let site = work.path().join("site.yml");
     std::fs::write(&site, "- hosts: all\n  roles:\n    - twtune_sysctl\n").expect("site");
     run_playbook_with(&site, work.path(), Some(&roles), &["--check"]);
@@ -266,7 +250,7 @@ fn the_drop_in_loads_with_sysctl_p() {
     }
     let work = tempfile::tempdir().expect("temp dir");
     let file = work.path().join("twtune.conf");
-    twtune().args(["export", "outbound-heavy", "--format", "sysctl-d", "-o"]).arg(&file).assert().code(0);
+    Run::new(&["export", "outbound-heavy", "--format", "sysctl-d", "-o"]).arg(&file).run();
     let output = Command::new("sysctl").arg("-p").arg(&file).output().expect("sysctl -p");
     assert!(output.status.success(), "sysctl -p failed: {}", String::from_utf8_lossy(&output.stderr));
     assert_runtime(&exported_values("outbound-heavy"));

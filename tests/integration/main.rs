@@ -4,6 +4,7 @@
 mod apply;
 mod audit;
 mod export;
+mod layout;
 mod man;
 mod netlink;
 mod netns;

@@ -16,7 +16,7 @@ const INSIDE: &str = "TWTUNE_TEST_IN_NETNS";
 
 /// `true`: we are inside a private namespace; run the test body. `false`: the body already ran in
 /// a namespace (and passed), or was skipped outside CI.
-pub fn enter(test_name: &str) -> bool {
+pub(crate) fn enter(test_name: &str) -> bool {
     if std::env::var_os(INSIDE).is_some() {
         assert_private_network_namespace();
         hide_host_sysctl_config();
@@ -62,7 +62,7 @@ fn own_network_namespace() -> String {
 
 /// Panics unless this process's network namespace differs from the one the test run started in and,
 /// where it can be read, from PID 1's (the host's).
-pub fn assert_private_network_namespace() {
+pub(crate) fn assert_private_network_namespace() {
     let ours = own_network_namespace();
     let started_in = std::env::var(INSIDE).unwrap_or_default();
     let pid1 = std::fs::read_link("/proc/1/ns/net").map(|l| l.to_string_lossy().into_owned()).ok();
@@ -71,7 +71,7 @@ pub fn assert_private_network_namespace() {
 }
 
 /// Every directory either boot order reads sysctl files from.
-pub const SYSCTL_DIRS: &[&str] =
+pub(crate) const SYSCTL_DIRS: &[&str] =
     &["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"];
 
 /// Covers every sysctl.d directory with an empty tmpfs and /etc/sysctl.conf with /dev/null, in this
@@ -99,21 +99,21 @@ fn assert_private_mount_namespace() {
 }
 
 /// Writes a sysctl of this private network namespace.
-pub fn set_sysctl(key: &str, value: &str) {
+pub(crate) fn set_sysctl(key: &str, value: &str) {
     assert_private_network_namespace();
     let path = Path::new("/proc/sys").join(key.replace('.', "/"));
     std::fs::write(&path, value).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 /// Reads a sysctl of this namespace, whitespace folded.
-pub fn sysctl(key: &str) -> String {
+pub(crate) fn sysctl(key: &str) -> String {
     let path = Path::new("/proc/sys").join(key.replace('.', "/"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Runs a command and panics with its output unless it succeeds.
-pub fn run(program: &str, args: &[&str]) -> String {
+pub(crate) fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
     assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8 output")

@@ -5,30 +5,26 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use predicates::prelude::*;
-
 use crate::netns::{enter, set_sysctl};
-use crate::util::{Report, audit_json, connections, fixture, twtune};
+use crate::util::{Expect, Report, Run, audit_json, connections, fixture};
 
 #[test]
 fn completions_for_each_shell() {
+    let words = ["audit", "apply", "rollback", "export", "explain", "profiles", "snapshot"];
     for (shell, marker) in [("bash", "_twtune()"), ("zsh", "#compdef twtune"), ("fish", "complete -c twtune")] {
-        let output = twtune().args(["completions", shell]).output().expect("run");
-        assert_eq!(output.status.code(), Some(0));
-        let script = String::from_utf8(output.stdout).expect("utf-8");
-        assert!(script.contains(marker), "{shell}: {marker} missing");
-        for word in ["audit", "apply", "rollback", "export", "explain", "profiles", "snapshot"] {
-            assert!(script.contains(word), "{shell}: no {word}");
-        }
+        Run::new(&["completions", shell]).stdout(Expect::contains(&[&[marker][..], &words].concat())).run();
     }
     // bash parses its script without running it.
-    let bash = twtune().args(["completions", "bash"]).output().expect("run");
+    let bash = Run::new(&["completions", "bash"]).stdout(Expect::contains(&["_twtune()"])).run();
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("twtune.bash");
-    std::fs::write(&path, bash.stdout).expect("write");
+    std::fs::write(&path, bash).expect("write");
     let check = Command::new("bash").arg("-n").arg(&path).output().expect("bash -n");
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
-    twtune().args(["completions", "powershell-7"]).assert().code(2);
+    Run::new(&["completions", "powershell-7"])
+        .status(2)
+        .stderr(Expect::one_line(&["'powershell-7'", "; see 'twtune --help'"]))
+        .run();
 }
 
 /// The Python interpreter with prometheus_client (scripts/test installs it). Under CI=true its
@@ -63,12 +59,12 @@ print(json.dumps(families))
 #[test]
 fn prometheus_output_parses_with_a_real_parser() {
     let Some(python) = python_with_prometheus_client() else { return };
-    let metrics = twtune()
-        .args(["audit", "--format", "prometheus", "--root"])
+    // Findings still decide the status.
+    let metrics = Run::new(&["audit", "--format", "prometheus", "--root"])
         .arg(fixture("client-exhaustion"))
-        .output()
-        .expect("run");
-    assert_eq!(metrics.status.code(), Some(1), "findings still decide the status");
+        .status(1)
+        .stdout(Expect::contains(&["# HELP ", "# TYPE "]))
+        .run();
     let mut child = Command::new(&python)
         .args(["-c", PARSE])
         .stdin(std::process::Stdio::piped())
@@ -76,7 +72,7 @@ fn prometheus_output_parses_with_a_real_parser() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("python");
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), &metrics.stdout).expect("feed");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), metrics.as_bytes()).expect("feed");
     drop(child.stdin.take());
     let output = child.wait_with_output().expect("parse");
     assert!(output.status.success(), "the parser refused the output: {}", String::from_utf8_lossy(&output.stderr));
@@ -156,7 +152,7 @@ fn an_audit_of_a_snapshot_equals_the_live_audit() {
     let (live_code, live) = audit_json(&["--profile", "outbound-heavy"]);
     let work = tempfile::tempdir().expect("temp dir");
     let dir = work.path().join("snap");
-    twtune().args(["snapshot"]).arg(&dir).assert().code(0).stdout("");
+    Run::new(&["snapshot"]).arg(&dir).run();
     let (snap_code, snap) = audit_json(&["--profile", "outbound-heavy", "--root", dir.to_str().expect("utf-8")]);
     assert_eq!(live.sockets.source, "netlink");
     assert_eq!(snap.sockets.source, "proc");
@@ -165,18 +161,16 @@ fn an_audit_of_a_snapshot_equals_the_live_audit() {
     assert!(live.with_id("persist.drift").iter().any(|f| f.key.as_deref() == Some("net.ipv4.tcp_fin_timeout")));
 
     let explain = |root: &Path| {
-        let out = twtune()
-            .args(["explain", "net.ipv4.tcp_fin_timeout", "--format", "json", "--root"])
+        Run::new(&["explain", "net.ipv4.tcp_fin_timeout", "--format", "json", "--root"])
             .arg(root)
-            .output()
-            .expect("run");
-        String::from_utf8(out.stdout).expect("utf-8")
+            .stdout(Expect::satisfies("a JSON document", |s| serde_json::from_str::<serde_json::Value>(s).is_ok()))
+            .run()
     };
     assert_eq!(explain(Path::new("/")), explain(&dir));
 
     // One file instead: the same tree, packed.
     let archive = work.path().join("snap.tar.gz");
-    twtune().args(["snapshot", "--archive"]).arg(&archive).assert().code(0);
+    Run::new(&["snapshot", "--archive"]).arg(&archive).run();
     let unpacked = work.path().join("unpacked");
     std::fs::create_dir(&unpacked).expect("mkdir");
     let untar = Command::new("tar").arg("-xzf").arg(&archive).arg("-C").arg(&unpacked).output().expect("tar");
@@ -196,16 +190,15 @@ fn an_audit_of_a_snapshot_equals_the_live_audit() {
 fn snapshot_refuses_a_non_empty_directory() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("mine"), "x").expect("write");
-    twtune()
-        .args(["snapshot", "--root"])
+    Run::new(&["snapshot", "--root"])
         .arg(fixture("idle"))
         .arg(dir.path())
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("is not empty"));
+        .status(2)
+        .stderr(format!("twtune: {} is not empty: give a new or empty directory\n", dir.path().display()))
+        .run();
     // A captured tree can itself be snapshotted.
     let copy = dir.path().join("copy");
-    twtune().args(["snapshot", "--root"]).arg(fixture("idle")).arg(&copy).assert().code(0);
+    Run::new(&["snapshot", "--root"]).arg(fixture("idle")).arg(&copy).run();
     assert!(copy.join("proc/net/tcp").exists() && copy.join("proc/sys/kernel/osrelease").exists());
 }
 
@@ -223,7 +216,7 @@ fn a_snapshot_carries_the_keys_of_local_profiles() {
     )
     .expect("write");
     let snapshot = dir.path().join("snap");
-    twtune().args(["snapshot", "--root"]).arg(&source).arg(&snapshot).assert().code(0);
+    Run::new(&["snapshot", "--root"]).arg(&source).arg(&snapshot).run();
     assert_eq!(std::fs::read_to_string(snapshot.join("proc/sys/net/ipv4/conf/all/rp_filter")).expect("copied"), "2\n");
     let (_, report) = audit_json(&["--profile", "edge", "--root", snapshot.to_str().expect("utf-8")]);
     assert_eq!(report.one("profile.net.ipv4.conf.all.rp_filter").current.as_deref(), Some("2"));

@@ -5,21 +5,23 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use predicates::prelude::*;
 use serde_json::Value;
 
 use crate::netns::{enter, run};
-use crate::util::{audit_json, copy_tree, fixture, twtune};
+use crate::util::{Expect, Run, audit_json, copy_tree, fixture};
 
 fn precedence() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysctl-trees/precedence")
 }
 
+/// `twtune explain KEY --format json`: exit 0, one JSON document on stdout, nothing on stderr.
 fn explain_json(root: &Path, key: &str, extra: &[&str]) -> Value {
-    let output =
-        twtune().args(["explain", key, "--format", "json", "--root"]).arg(root).args(extra).output().expect("run");
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("JSON")
+    let stdout = Run::new(&["explain", key, "--format", "json", "--root"])
+        .arg(root)
+        .args(extra)
+        .stdout(Expect::satisfies("a JSON document", |s| serde_json::from_str::<Value>(s).is_ok()))
+        .run();
+    serde_json::from_str(&stdout).expect("JSON")
 }
 
 /// A root with the proc tree of a fixture and the sysctl configuration of the precedence tree.
@@ -70,34 +72,40 @@ fn explain_json_for_an_unset_key_and_with_a_profile() {
 
 #[test]
 fn explain_human_output() {
-    twtune()
-        .args(["explain", "net.ipv4.tcp_fin_timeout", "--root"])
+    Run::new(&["explain", "net.ipv4.tcp_fin_timeout", "--root"])
         .arg(precedence())
-        .assert()
-        .code(0)
-        .stdout(predicate::str::contains("next boot (systemd-sysctl)    \"42\"  /etc/sysctl.d/zz-late.conf:2"))
-        .stdout(predicate::str::contains(
-            "sysctl --system (procps)      \"41\"  /etc/sysctl.conf:2   <- the two orders differ",
-        ))
-        .stdout(predicate::str::contains("overridden                    \"41\"  /etc/sysctl.d/99-sysctl.conf:2"));
-    twtune()
-        .args(["explain", "net.ipv4.tcp_syncookies", "--root"])
+        .stdout(
+            "net.ipv4.tcp_fin_timeout\n\
+             \x20 now                           absent on this kernel or in this namespace\n\
+             \x20 next boot (systemd-sysctl)    \"42\"  /etc/sysctl.d/zz-late.conf:2\n\
+             \x20 sysctl --system (procps)      \"41\"  /etc/sysctl.conf:2   <- the two orders differ\n\
+             \x20 overridden                    \"41\"  /etc/sysctl.d/99-sysctl.conf:2\n",
+        )
+        .run();
+    Run::new(&["explain", "net.ipv4.tcp_syncookies", "--root"])
         .arg(precedence())
-        .assert()
-        .code(0)
-        .stdout(predicate::str::contains("nothing: the kernel default \"1\" stays"));
+        .stdout(
+            "net.ipv4.tcp_syncookies\n\
+             \x20 now                           absent on this kernel or in this namespace\n\
+             \x20 next boot (systemd-sysctl)    nothing: the kernel default \"1\" stays\n\
+             \x20 sysctl --system (procps)      nothing: the kernel default \"1\" stays\n",
+        )
+        .run();
 }
 
 #[test]
 fn explain_rejects_invalid_keys_with_exit_2() {
-    for key in ["net..ipv4", "../../etc/passwd", "kernel.hostname", "net.ipv4.tcp tw"] {
-        twtune()
-            .args(["explain", key, "--root"])
+    for (key, why) in [
+        ("net..ipv4", "empty part (leading, trailing or doubled dot)"),
+        ("../../etc/passwd", "use dots, not '/', between the parts of a name"),
+        ("kernel.hostname", "twtune only handles keys under net."),
+        ("net.ipv4.tcp tw", "character ' ' is not allowed (only A-Z a-z 0-9 _ -)"),
+    ] {
+        Run::new(&["explain", key, "--root"])
             .arg(precedence())
-            .assert()
-            .code(2)
-            .stdout("")
-            .stderr(predicate::str::starts_with(format!("twtune: invalid sysctl key {key:?}")));
+            .status(2)
+            .stderr(format!("twtune: invalid sysctl key {key:?}: {why}\n"))
+            .run();
     }
 }
 

@@ -4,9 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use predicates::prelude::*;
-
-use crate::util::{audit_json, fixture, twtune};
+use crate::util::{Expect, Run, audit_json, fixture};
 
 fn profiles_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profiles")
@@ -26,17 +24,15 @@ fn root_with_profiles(files: &[(&str, &str)]) -> tempfile::TempDir {
 #[test]
 fn every_invalid_profile_fails_with_its_expected_message() {
     let mut checked = 0;
-    for entry in std::fs::read_dir(profiles_dir().join("invalid")).expect("corpus") {
+    let dir = profiles_dir().join("invalid");
+    for entry in std::fs::read_dir(&dir).expect("corpus") {
         let path = entry.expect("entry").path();
         let text = std::fs::read_to_string(&path).expect("read");
         let expected =
             text.lines().next().and_then(|l| l.strip_prefix("# expect: ")).expect("first line: # expect: ...");
-        let output = twtune().args(["profiles", "check"]).arg(&path).output().expect("run");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{}: {stderr}", path.display());
-        assert!(stderr.contains(expected), "{}: expected {expected:?}, got: {stderr}", path.display());
-        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-        assert!(output.stdout.is_empty());
+        // The message names the file as given, then says what the first line expects.
+        let message = format!("twtune: {}/{expected}", dir.display());
+        Run::new(&["profiles", "check"]).arg(&path).status(2).stderr(Expect::one_line(&[&message])).run();
         checked += 1;
     }
     assert!(checked >= 15, "the corpus has {checked} files");
@@ -48,31 +44,35 @@ fn check_accepts_valid_files_and_the_shipped_profiles() {
         .iter()
         .map(|n| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("profiles/{n}.yaml")))
         .collect();
-    twtune()
-        .args(["profiles", "check"])
+    let team = profiles_dir().join("valid/team-clients.yaml");
+    let out = Run::new(&["profiles", "check"])
         .args(&shipped)
-        .arg(profiles_dir().join("valid/team-clients.yaml"))
-        .assert()
-        .code(0)
-        .stdout(predicate::str::contains(
-            "team-clients.yaml: ok (team-clients <- outbound-heavy <- baseline, 6 settings)",
-        ))
-        .stdout(predicate::str::contains("outbound-heavy.yaml: ok (outbound-heavy <- baseline, 5 settings)"));
+        .arg(&team)
+        .stdout(Expect::contains(&[
+            &format!("{}: ok (team-clients <- outbound-heavy <- baseline, 6 settings)\n", team.display()),
+            &format!("{}: ok (outbound-heavy <- baseline, 5 settings)\n", shipped[1].display()),
+        ]))
+        .run();
+    assert_eq!(out.lines().count(), 5, "one line per file:\n{out}");
+    assert!(out.lines().all(|l| l.contains(": ok (")), "{out}");
 }
 
 #[test]
 fn check_reports_every_bad_file_and_exits_2() {
     let invalid = profiles_dir().join("invalid");
-    twtune()
-        .args(["profiles", "check"])
+    let team = profiles_dir().join("valid/team-clients.yaml");
+    Run::new(&["profiles", "check"])
         .arg(invalid.join("duplicate-key.yaml"))
-        .arg(profiles_dir().join("valid/team-clients.yaml"))
+        .arg(&team)
         .arg(invalid.join("wrong-type.yaml"))
-        .assert()
-        .code(2)
-        .stdout(predicate::str::contains("team-clients.yaml: ok"))
-        .stderr(predicate::str::contains("duplicate key"))
-        .stderr(predicate::str::contains("\"lots\" is not an integer"));
+        .status(2)
+        .stdout(format!("{}: ok (team-clients <- outbound-heavy <- baseline, 6 settings)\n", team.display()))
+        .stderr(format!(
+            "twtune: {dir}/duplicate-key.yaml:9:3: duplicate key: net.ipv4.tcp_tw_reuse\n\
+             twtune: {dir}/wrong-type.yaml:5: net.core.somaxconn: value: \"lots\" is not an integer of at least 0\n",
+            dir = invalid.display()
+        ))
+        .run();
 }
 
 #[test]
@@ -81,8 +81,10 @@ fn list_shows_built_in_and_local_profiles() {
         ("team.yaml", "name: team\ndescription: Our own\nextends: baseline\n"),
         ("baseline.yaml", "name: baseline\ndescription: Local baseline\n"),
     ]);
-    let assert = twtune().args(["profiles", "list", "--root"]).arg(root.path()).assert().code(0);
-    let out = String::from_utf8(assert.get_output().stdout.clone()).expect("utf-8");
+    let out = Run::new(&["profiles", "list", "--root"])
+        .arg(root.path())
+        .stdout(Expect::satisfies("a list of profiles", |s| !s.is_empty()))
+        .run();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 5, "{out}");
     assert!(
@@ -97,29 +99,31 @@ fn list_shows_built_in_and_local_profiles() {
 #[test]
 fn list_goes_on_past_a_broken_local_file_and_exits_2() {
     let root = root_with_profiles(&[("broken.yaml", "name: broken\n"), ("ok.yaml", "name: ok\ndescription: fine\n")]);
-    twtune()
-        .args(["profiles", "list", "--root"])
+    Run::new(&["profiles", "list", "--root"])
         .arg(root.path())
-        .assert()
-        .code(2)
-        .stdout(predicate::str::contains("ok               fine"))
-        .stdout(predicate::str::contains("outbound-heavy"))
-        .stderr(predicate::str::contains("broken.yaml:1:1: missing field `description`"));
+        .status(2)
+        .stdout(Expect::contains(&["\nok               fine  (", "\noutbound-heavy   "]))
+        .stderr(format!(
+            "twtune: {}/etc/twtune/profiles.d/broken.yaml:1:1: missing field `description`\n",
+            root.path().display()
+        ))
+        .run();
 }
 
 #[test]
 fn a_local_profile_overrides_the_built_in_one_for_its_children_too() {
     let local_baseline = "name: baseline\ndescription: Local baseline\nsettings:\n  net.core.somaxconn:\n    min: 8192\n    why: our load balancers queue bursts of 5000 connections\n    risk: memory for pending connections\n";
     let root = root_with_profiles(&[("baseline.yaml", local_baseline)]);
-    let assert = twtune().args(["profiles", "show", "outbound-heavy", "--root"]).arg(root.path()).assert().code(0);
-    let shown = String::from_utf8(assert.get_output().stdout.clone()).expect("utf-8");
+    let shown = Run::new(&["profiles", "show", "outbound-heavy", "--root"])
+        .arg(root.path())
+        .stdout(Expect::contains(&["net.ipv4.tcp_tw_reuse:\n    value: 1"]))
+        .run();
     assert!(
         shown.starts_with("# profile outbound-heavy (built-in), resolved from: outbound-heavy <- baseline\n"),
         "{shown}"
     );
     assert!(shown.contains("net.core.somaxconn:\n    min: 8192"), "inherited from the local baseline:\n{shown}");
     assert!(!shown.contains("tcp_tw_recycle"), "the built-in baseline is replaced, not merged:\n{shown}");
-    assert!(shown.contains("net.ipv4.tcp_tw_reuse:\n    value: 1"), "{shown}");
 }
 
 #[test]
@@ -134,11 +138,11 @@ fn children_override_parents_setting_by_setting() {
             "name: child\ndescription: c\nextends: parent\nsettings:\n  net.core.somaxconn: {min: 4096, why: child says, risk: r}\n",
         ),
     ]);
-    let assert = twtune().args(["profiles", "show", "child", "--root"]).arg(root.path()).assert().code(0);
-    let shown = String::from_utf8(assert.get_output().stdout.clone()).expect("utf-8");
-    assert!(shown.contains("min: 4096") && shown.contains("why: child says"), "{shown}");
+    let shown = Run::new(&["profiles", "show", "child", "--root"])
+        .arg(root.path())
+        .stdout(Expect::contains(&["min: 4096", "why: child says", "net.ipv4.tcp_syncookies"]))
+        .run();
     assert!(!shown.contains("parent says"), "{shown}");
-    assert!(shown.contains("net.ipv4.tcp_syncookies"), "inherited: {shown}");
 }
 
 #[test]
@@ -149,55 +153,52 @@ fn extends_cycles_and_missing_parents_are_errors() {
         ("c.yaml", "name: c\ndescription: d\nextends: a\n"),
         ("orphan.yaml", "name: orphan\ndescription: d\nextends: nobody\n"),
     ]);
-    twtune()
-        .args(["profiles", "show", "a", "--root"])
+    let dir = root.path().join("etc/twtune/profiles.d");
+    Run::new(&["profiles", "show", "a", "--root"])
         .arg(root.path())
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("c.yaml:3: extends cycle: a -> b -> c -> a"));
-    twtune()
-        .args(["profiles", "show", "orphan", "--root"])
+        .status(2)
+        .stderr(format!("twtune: {}/c.yaml:3: extends cycle: a -> b -> c -> a\n", dir.display()))
+        .run();
+    Run::new(&["profiles", "show", "orphan", "--root"])
         .arg(root.path())
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("orphan.yaml:3: extends \"nobody\", but no profile has that name"));
+        .status(2)
+        .stderr(format!("twtune: {}/orphan.yaml:3: extends \"nobody\", but no profile has that name\n", dir.display()))
+        .run();
 }
 
 #[test]
 fn a_local_file_must_be_named_after_its_profile() {
     let root = root_with_profiles(&[("web.yaml", "name: webserver\ndescription: d\n")]);
-    twtune()
-        .args(["profiles", "show", "web", "--root"])
+    Run::new(&["profiles", "show", "web", "--root"])
         .arg(root.path())
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("web.yaml:1: name \"webserver\" must equal the file name \"web\""));
+        .status(2)
+        .stderr(format!(
+            "twtune: {}/etc/twtune/profiles.d/web.yaml:1: name \"webserver\" must equal the file name \"web\"\n",
+            root.path().display()
+        ))
+        .run();
 }
 
 #[test]
 fn a_device_or_huge_file_is_refused_without_reading_it_all() {
-    twtune()
-        .args(["profiles", "check", "/dev/zero"])
-        .assert()
-        .code(2)
-        .stderr("twtune: /dev/zero: more than 1048576 bytes is too large for a profile\n");
+    Run::new(&["profiles", "check", "/dev/zero"])
+        .status(2)
+        .stderr("twtune: /dev/zero: more than 1048576 bytes is too large for a profile\n")
+        .run();
 }
 
 #[test]
 fn unknown_profiles_and_missing_files_are_clear_errors() {
-    twtune()
-        .args(["audit", "--profile", "no-such", "--root"])
+    Run::new(&["audit", "--profile", "no-such", "--root"])
         .arg(fixture("idle"))
-        .assert()
-        .code(2)
-        .stdout("")
-        .stderr("twtune: no profile named \"no-such\"; `twtune profiles list` shows the profiles there are, or give a path to a YAML file\n");
-    twtune()
-        .args(["audit", "--profile", "./missing.yaml", "--root"])
+        .status(2)
+        .stderr("twtune: no profile named \"no-such\"; `twtune profiles list` shows the profiles there are, or give a path to a YAML file\n")
+        .run();
+    Run::new(&["audit", "--profile", "./missing.yaml", "--root"])
         .arg(fixture("idle"))
-        .assert()
-        .code(2)
-        .stderr(predicate::str::starts_with("twtune: cannot read ./missing.yaml: No such file"));
+        .status(2)
+        .stderr("twtune: cannot read ./missing.yaml: No such file or directory (os error 2)\n")
+        .run();
 }
 
 #[test]
@@ -282,24 +283,27 @@ fn profile_thresholds_change_the_bucket_rules() {
 
 #[test]
 fn human_report_names_the_profile() {
-    twtune()
-        .args(["audit", "--profile", "outbound-heavy", "--root"])
+    Run::new(&["audit", "--profile", "outbound-heavy", "--root"])
         .arg(fixture("client-exhaustion"))
-        .assert()
-        .code(1)
-        .stdout(predicate::str::contains("profile outbound-heavy <- baseline (built-in)"))
-        .stdout(predicate::str::contains("WARN profile.net.ipv4.tcp_tw_reuse  net.ipv4.tcp_tw_reuse: 0 -> 1"));
+        .status(1)
+        .stdout(Expect::contains(&[
+            "profile outbound-heavy <- baseline (built-in)",
+            "WARN profile.net.ipv4.tcp_tw_reuse  net.ipv4.tcp_tw_reuse: 0 -> 1",
+        ]))
+        .run();
 }
 
 #[test]
 fn show_accepts_a_path_and_prints_a_profile_that_checks() {
     let team = profiles_dir().join("valid/team-clients.yaml");
-    let assert = twtune().args(["profiles", "show"]).arg(&team).assert().code(0);
-    let shown = String::from_utf8(assert.get_output().stdout.clone()).expect("utf-8");
-    assert!(shown.contains("port_warn_pct: 10"), "{shown}");
+    let shown = Run::new(&["profiles", "show"]).arg(&team).stdout(Expect::contains(&["port_warn_pct: 10"])).run();
     let dir = tempfile::tempdir().expect("temp dir");
     let copy = dir.path().join("shown.yaml");
     std::fs::write(&copy, &shown).expect("write");
-    twtune().args(["profiles", "check"]).arg(&copy).assert().code(0);
+    // Resolved: the chain is folded into the one profile.
+    Run::new(&["profiles", "check"])
+        .arg(&copy)
+        .stdout(format!("{}: ok (team-clients, 6 settings)\n", copy.display()))
+        .run();
     assert!(Path::new(&copy).exists());
 }

@@ -1,5 +1,6 @@
 //! Shared test helpers: running the binary, fixture paths, and the JSON report schema as tests expect it.
 
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -7,8 +8,12 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use serde::Deserialize;
 
+#[path = "../support/copy_tree.rs"]
+mod copy_tree;
+pub(crate) use copy_tree::copy_tree;
+
 /// The `twtune` binary with an environment that does not leak the developer's colour settings.
-pub fn twtune() -> Command {
+pub(crate) fn twtune() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_twtune"));
     for var in ["NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "TERM"] {
         cmd.env_remove(var);
@@ -16,14 +21,180 @@ pub fn twtune() -> Command {
     cmd
 }
 
+/// One run of `twtune` with what it must print and return, checked all at once (after `just`'s
+/// test builder): the exit status, stdout and stderr are compared together and a mismatch shows
+/// the command and all three.
+///
+/// Nothing is left unchecked by default: without `.status`, `.stdout` or `.stderr` the run must exit
+/// 0 and print nothing.
+///
+/// ```ignore
+/// Run::new(&["audit", "--root"]).arg(fixture("idle")).stdout(Expect::contains(&["no findings"])).run();
+/// Run::new(&["audit", "--top", "0"]).status(2).stderr(Expect::one_line(&["--top"])).run();
+/// ```
+#[must_use = "nothing runs until .run()"]
+pub(crate) struct Run {
+    cmd: Command,
+    shown: Vec<OsString>,
+    status: i32,
+    stdout: Expect,
+    stderr: Expect,
+}
+
+/// What one output stream must hold.
+pub(crate) enum Expect {
+    /// Nothing at all.
+    Empty,
+    /// Exactly this text (also what a `&str` or `String` converts to).
+    Exact(String),
+    /// Each of these pieces, anywhere.
+    Contains(Vec<String>),
+    /// Exactly one line `twtune: ...\n` (how twtune reports an error or a warning) holding each piece.
+    OneLine(Vec<String>),
+    /// Whatever this predicate accepts; the description is shown when it does not.
+    Satisfies(String, Box<dyn Fn(&str) -> bool>),
+}
+
+impl Expect {
+    /// [`Expect::Contains`].
+    pub(crate) fn contains(pieces: &[&str]) -> Self {
+        Self::Contains(pieces.iter().map(ToString::to_string).collect())
+    }
+
+    /// [`Expect::OneLine`].
+    pub(crate) fn one_line(pieces: &[&str]) -> Self {
+        Self::OneLine(pieces.iter().map(ToString::to_string).collect())
+    }
+
+    /// [`Expect::Satisfies`].
+    pub(crate) fn satisfies(description: &str, predicate: impl Fn(&str) -> bool + 'static) -> Self {
+        Self::Satisfies(description.to_string(), Box::new(predicate))
+    }
+
+    fn accepts(&self, text: &str) -> bool {
+        match self {
+            Self::Empty => text.is_empty(),
+            Self::Exact(expected) => text == expected,
+            Self::Contains(pieces) => pieces.iter().all(|p| text.contains(p.as_str())),
+            Self::OneLine(pieces) => {
+                text.starts_with("twtune: ")
+                    && text.ends_with('\n')
+                    && text.lines().count() == 1
+                    && pieces.iter().all(|p| text.contains(p.as_str()))
+            }
+            Self::Satisfies(_, predicate) => predicate(text),
+        }
+    }
+}
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Empty => write!(f, "nothing"),
+            Self::Exact(text) => write!(f, "exactly {text:?}"),
+            Self::Contains(pieces) => write!(f, "text containing each of {pieces:?}"),
+            Self::OneLine(pieces) => write!(f, "one line \"twtune: ...\" containing each of {pieces:?}"),
+            Self::Satisfies(description, _) => write!(f, "{description}"),
+        }
+    }
+}
+
+impl From<&str> for Expect {
+    fn from(text: &str) -> Self {
+        Self::Exact(text.to_string())
+    }
+}
+
+impl From<String> for Expect {
+    fn from(text: String) -> Self {
+        Self::Exact(text)
+    }
+}
+
+impl Run {
+    /// `twtune` (see [`twtune`]) with these arguments; more can follow with [`Run::arg`] and [`Run::args`].
+    pub(crate) fn new(args: &[&str]) -> Self {
+        Self { cmd: twtune(), shown: Vec::new(), status: 0, stdout: Expect::Empty, stderr: Expect::Empty }.args(args)
+    }
+
+    pub(crate) fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.cmd.arg(arg.as_ref());
+        self.shown.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub(crate) fn args(self, args: impl IntoIterator<Item = impl AsRef<OsStr>>) -> Self {
+        args.into_iter().fold(self, Self::arg)
+    }
+
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub(crate) fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    /// What twtune reads on stdin (by default nothing: stdin is an empty pipe).
+    pub(crate) fn stdin(mut self, input: impl Into<Vec<u8>>) -> Self {
+        self.cmd.write_stdin(input);
+        self
+    }
+
+    /// The exit code (default 0).
+    pub(crate) fn status(mut self, code: i32) -> Self {
+        self.status = code;
+        self
+    }
+
+    /// What stdout must be (default [`Expect::Empty`]).
+    pub(crate) fn stdout(mut self, expect: impl Into<Expect>) -> Self {
+        self.stdout = expect.into();
+        self
+    }
+
+    /// What stderr must be (default [`Expect::Empty`]).
+    pub(crate) fn stderr(mut self, expect: impl Into<Expect>) -> Self {
+        self.stderr = expect.into();
+        self
+    }
+
+    /// Runs twtune, checks the exit code, stdout and stderr together and returns stdout.
+    #[track_caller]
+    pub(crate) fn run(mut self) -> String {
+        let output = self.cmd.output().expect("run twtune");
+        let status = output.status.code().map_or_else(|| output.status.to_string(), |code| code.to_string());
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let mut wrong = Vec::new();
+        if output.status.code() != Some(self.status) {
+            wrong.push(format!("exit status is {status}, not {}", self.status));
+        }
+        for (name, text, expect) in [("stdout", &stdout, &self.stdout), ("stderr", &stderr, &self.stderr)] {
+            if !expect.accepts(text) {
+                wrong.push(format!("{name} is not {expect}"));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "twtune {}\n{}\n--- exit status: {status}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}\n--- end",
+            self.shown.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+            wrong.join("\n"),
+        );
+        stdout
+    }
+}
+
 /// A captured root under tests/fixtures/roots.
-pub fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roots").join(name)
 }
 
 /// `n` connections to `listener`; the client closes first (TIME_WAIT on the client side) or the
 /// server does (TIME_WAIT on the listening port).
-pub fn connections(listener: &TcpListener, n: usize, client_closes: bool) {
+pub(crate) fn connections(listener: &TcpListener, n: usize, client_closes: bool) {
     let target = listener.local_addr().expect("listener address");
     for _ in 0..n {
         let client = TcpStream::connect(target).expect("connect");
@@ -35,30 +206,16 @@ pub fn connections(listener: &TcpListener, n: usize, client_closes: bool) {
     }
 }
 
-/// Copies a tree, keeping symbolic links as links.
-pub fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type().expect("type");
-        if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).expect("link"), &target).expect("symlink");
-        } else if kind.is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
-/// Runs `twtune audit --format json` with extra arguments and returns (exit code, report).
-pub fn audit_json(args: &[&str]) -> (i32, Report) {
+/// Runs `twtune audit --format json` with extra arguments and returns (exit code, report). A
+/// report comes with nothing on stderr: warnings belong in the report.
+#[track_caller]
+pub(crate) fn audit_json(args: &[&str]) -> (i32, Report) {
     let output = twtune().arg("audit").args(["--format", "json"]).args(args).output().expect("run twtune");
     let stdout = String::from_utf8(output.stdout).expect("utf-8 JSON");
-    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!("not a report ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr))
-    });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not a report ({e}): {stdout}\nstderr: {stderr}\nstatus: {:?}", output.status));
+    assert!(stderr.is_empty(), "audit {args:?} printed a report and, on stderr: {stderr}");
     (output.status.code().expect("exit code"), report)
 }
 
@@ -67,7 +224,7 @@ pub fn audit_json(args: &[&str]) -> (i32, Report) {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Report {
+pub(crate) struct Report {
     pub schema_version: u32,
     pub twtune_version: String,
     pub kernel: String,
@@ -84,7 +241,7 @@ pub struct Report {
 
 #[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Rates {
+pub(crate) struct Rates {
     pub interval_seconds: f64,
     pub active_opens_per_sec: f64,
     pub passive_opens_per_sec: f64,
@@ -94,7 +251,7 @@ pub struct Rates {
 
 #[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Thresholds {
+pub(crate) struct Thresholds {
     pub port_warn_pct: f64,
     pub port_crit_pct: f64,
     pub min_time_wait: u64,
@@ -102,14 +259,14 @@ pub struct Thresholds {
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct ConfigFiles {
+pub(crate) struct ConfigFiles {
     pub systemd: Vec<String>,
     pub procps: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct ProfileSummary {
+pub(crate) struct ProfileSummary {
     pub name: String,
     pub source: String,
     pub chain: Vec<String>,
@@ -117,7 +274,7 @@ pub struct ProfileSummary {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Sockets {
+pub(crate) struct Sockets {
     pub source: String,
     pub total: u64,
     pub states: std::collections::BTreeMap<String, u64>,
@@ -130,7 +287,7 @@ pub struct Sockets {
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct TimeWait {
+pub(crate) struct TimeWait {
     pub total: u64,
     pub outbound: u64,
     pub inbound: u64,
@@ -138,7 +295,7 @@ pub struct TimeWait {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Ephemeral {
+pub(crate) struct Ephemeral {
     pub range: String,
     pub size: u32,
     pub reserved_in_range: u32,
@@ -148,7 +305,7 @@ pub struct Ephemeral {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     pub local_ip: String,
     pub remote: String,
     pub count: u32,
@@ -161,7 +318,7 @@ pub struct Bucket {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Finding {
+pub(crate) struct Finding {
     pub id: String,
     pub severity: String,
     pub key: Option<String>,
@@ -175,25 +332,25 @@ pub struct Finding {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Advice {
+pub(crate) struct Advice {
     pub action: String,
     pub risk: String,
 }
 
 impl Report {
     /// The findings with this id.
-    pub fn with_id(&self, id: &str) -> Vec<&Finding> {
+    pub(crate) fn with_id(&self, id: &str) -> Vec<&Finding> {
         self.findings.iter().filter(|f| f.id == id).collect()
     }
 
     /// The only finding with this id.
-    pub fn one(&self, id: &str) -> &Finding {
+    pub(crate) fn one(&self, id: &str) -> &Finding {
         let found = self.with_id(id);
         assert_eq!(found.len(), 1, "expected one {id}, findings: {:?}", self.ids());
         found[0]
     }
 
-    pub fn ids(&self) -> Vec<&str> {
+    pub(crate) fn ids(&self) -> Vec<&str> {
         self.findings.iter().map(|f| f.id.as_str()).collect()
     }
 }

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use super::*;
 
-fn tree() -> ConfigTree {
+fn tree() -> Tree {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysctl-trees/precedence");
-    ConfigTree::read(&root).expect("fixture tree")
+    Tree::read(&root).expect("fixture tree")
 }
 
 fn values(r: &Resolution) -> (Option<String>, Option<String>) {
@@ -105,8 +105,8 @@ fn explicit_keys_are_listed_once() {
 #[test]
 fn an_empty_root_has_no_configuration() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let t = ConfigTree::read(dir.path()).expect("empty");
-    assert!(t.is_empty() && t.problems.is_empty());
+    let t = Tree::read(dir.path()).expect("empty");
+    assert!(t.procps.is_empty() && t.systemd.is_empty() && t.problems.is_empty());
     assert_eq!(t.resolve("net.ipv4.tcp_tw_reuse"), Resolution::default());
 }
 
@@ -115,7 +115,7 @@ fn a_dangling_link_is_a_problem_not_an_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir_all(dir.path().join("etc/sysctl.d")).expect("mkdir");
     std::os::unix::fs::symlink("../nowhere.conf", dir.path().join("etc/sysctl.d/10-x.conf")).expect("link");
-    let t = ConfigTree::read(dir.path()).expect("reads");
+    let t = Tree::read(dir.path()).expect("reads");
     assert_eq!(t.problems.len(), 1, "{:?}", t.problems);
     assert!(t.problems[0].starts_with("/etc/sysctl.d/10-x.conf: cannot read"), "{:?}", t.problems);
 }

@@ -1,13 +1,13 @@
 //! Rules about the persisted configuration: what the next boot (or `sysctl --system`) will do to
 //! the audited keys, keys set differently by several files, obsolete keys and malformed lines.
-//! Pure: judges the [`ConfigTree`](crate::persisted::ConfigTree) held by the inspection.
+//! Pure: judges the [`Tree`](crate::sysctl_d::Tree) held by the inspection.
 
 use serde_json::json;
 
 use crate::inspect::Inspection;
-use crate::keys::spec_of;
-use crate::persisted::{Assignment, Resolution};
 use crate::rules::{Finding, Severity, finding};
+use crate::sysctl::keys::spec_of;
+use crate::sysctl_d::{Assignment, Resolution};
 
 /// More malformed lines than this are summed up in the last finding.
 const MAX_MALFORMED_FINDINGS: usize = 20;
@@ -33,7 +33,7 @@ fn assignment_json(a: Option<&Assignment>) -> serde_json::Value {
 /// a file will undo it. Checked for the audited keys and any other key the inspection read.
 fn drift(inspection: &Inspection, out: &mut Vec<Finding>) {
     for (key, runtime) in inspection.settings.0.iter().filter_map(|(k, v)| Some((k, v.as_deref()?))) {
-        let r = inspection.config.resolve(key);
+        let r = inspection.sysctl_d.resolve(key);
         let Some(boot) = r.next_boot() else { continue };
         if boot.comparable() == runtime {
             continue;
@@ -64,8 +64,8 @@ fn drift(inspection: &Inspection, out: &mut Vec<Finding>) {
 /// A net key set to different values in several files; warn when the two boot orders end with
 /// different values.
 fn conflicts(inspection: &Inspection, out: &mut Vec<Finding>) {
-    for key in inspection.config.explicit_keys().iter().filter(|k| k.starts_with("net.")) {
-        let r: Resolution = inspection.config.resolve(key);
+    for key in inspection.sysctl_d.explicit_keys().iter().filter(|k| k.starts_with("net.")) {
+        let r: Resolution = inspection.sysctl_d.resolve(key);
         let mut values: Vec<String> = r.all.iter().map(Assignment::comparable).collect();
         values.sort();
         values.dedup();
@@ -106,10 +106,10 @@ fn conflicts(inspection: &Inspection, out: &mut Vec<Finding>) {
 /// Keys this kernel no longer has (tcp_tw_recycle since 4.12) still set in a file.
 fn obsolete_keys(inspection: &Inspection, out: &mut Vec<Finding>) {
     let Some(version) = inspection.kernel_version else { return };
-    for key in inspection.config.explicit_keys() {
+    for key in inspection.sysctl_d.explicit_keys() {
         let Some(spec) = spec_of(&key).filter(|s| !s.exists_in(version)) else { continue };
         let removed = spec.until.map_or(String::new(), |v| format!(" (removed after Linux {v})"));
-        for a in inspection.config.resolve(&key).all.iter().filter(|a| !a.glob) {
+        for a in inspection.sysctl_d.resolve(&key).all.iter().filter(|a| !a.glob) {
             let (severity, consequence) = if a.ignore_failure {
                 (Severity::Info, "the - prefix makes both tools skip it quietly".to_string())
             } else {
@@ -141,7 +141,7 @@ fn obsolete_keys(inspection: &Inspection, out: &mut Vec<Finding>) {
 
 /// Lines of sysctl configuration files that neither tool can use.
 fn malformed(inspection: &Inspection, out: &mut Vec<Finding>) {
-    let problems = &inspection.config.problems;
+    let problems = &inspection.sysctl_d.problems;
     for problem in problems.iter().take(MAX_MALFORMED_FINDINGS) {
         out.push(finding(
             "persist.malformed",
@@ -163,23 +163,11 @@ fn malformed(inspection: &Inspection, out: &mut Vec<Finding>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::Settings;
-    use crate::persisted::ConfigTree;
-    use crate::sysctl::KernelVersion;
-    use std::path::PathBuf;
+    use crate::testing::{Host, fixture};
 
     fn inspection(runtime: &[(&str, &str)]) -> Inspection {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysctl-trees/precedence");
-        let counter = crate::inspect::sockets::SocketCounter::new(crate::ports::PortRange::DEFAULT, Default::default());
-        Inspection {
-            kernel: "6.18.0".into(),
-            kernel_version: Some(KernelVersion::new(6, 18)),
-            settings: Settings(runtime.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect()),
-            counters: Default::default(),
-            sockets: counter.finish("test", 10),
-            config: ConfigTree::read(&root).expect("fixture tree"),
-            warnings: Vec::new(),
-        }
+        let host = Host::new().sysctl_d(&fixture("sysctl-trees/precedence"));
+        runtime.iter().fold(host, |host, (key, value)| host.set(key, value)).inspection()
     }
 
     fn run(runtime: &[(&str, &str)]) -> Vec<Finding> {
@@ -242,7 +230,7 @@ mod tests {
     #[test]
     fn boot_value_falls_back_to_the_kernel_default() {
         let i = inspection(&[]);
-        let boot = |key: &str| i.config.boot_value(key, &i.settings);
+        let boot = |key: &str| i.sysctl_d.boot_value(key, &i.settings);
         assert_eq!(boot("net.ipv4.tcp_tw_reuse"), (Some("1".into()), "/etc/sysctl.d/70-broken.conf:2".into()));
         assert_eq!(boot("net.ipv4.tcp_timestamps"), (Some("1".into()), "the kernel default; no file sets it".into()));
         assert_eq!(boot("net.ipv4.tcp_rmem").0, None);

@@ -1,6 +1,7 @@
-//! The persisted sysctl configuration as the boot applies it, beneath a root.
+//! The sysctl.d tree beneath a root: the configuration files the next boot applies, and what they
+//! set each key to.
 //!
-//! Two orders are in use (sysctl-d-and-ansible.md §1-3), and they can disagree:
+//! Two orders are in use (docs/kernel-model.md, "Boot-time configuration"), and they can disagree:
 //! - **systemd-sysctl** (at boot): `/etc/sysctl.d`, `/run/sysctl.d`, `/usr/local/lib/sysctl.d`,
 //!   `/usr/lib/sysctl.d`. A file name in an earlier directory masks the same name in later ones (a
 //!   link to `/dev/null` masks it entirely); all files apply sorted by name, the later assignment
@@ -11,9 +12,9 @@
 //! In both, an explicit key beats any glob, whatever the file order, and `-key` keeps a key out of
 //! globs (checked against procps 4.0.2 and systemd-sysctl in tests).
 //!
-//! Reading happens once, in [`ConfigTree::read`]; everything after is pure.
+//! Reading happens once, in [`Tree::read`]; everything after is pure.
 
-pub mod parse;
+pub(crate) mod parse;
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -21,34 +22,35 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::inspect::Settings;
-use crate::inspect::counters::LineProblem;
-use crate::keys::spec_of;
+use crate::problem::LineProblem;
 use crate::sysctl::fold_whitespace;
-use parse::{Entry, effective_value, glob_matches, is_glob, parse_conf};
+use crate::sysctl::keys::Settings;
+use crate::sysctl::keys::spec_of;
+use parse::{ConfLine, effective_value, glob_matches, is_glob, parse_conf};
 
 /// Directories systemd-sysctl reads, earliest first.
-pub const SYSTEMD_DIRS: &[&str] = &["etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d"];
+pub(crate) const SYSTEMD_DIRS: &[&str] =
+    &["etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d"];
 /// Directories `sysctl --system` reads, earliest first; `/etc/sysctl.conf` follows them.
-pub const PROCPS_DIRS: &[&str] =
+pub(crate) const PROCPS_DIRS: &[&str] =
     &["etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d"];
 /// Read last by `sysctl --system`; by systemd only through a link in `/etc/sysctl.d`.
-pub const SYSCTL_CONF: &str = "etc/sysctl.conf";
+pub(crate) const SYSCTL_CONF: &str = "etc/sysctl.conf";
 
 /// One configuration file as a tool applies it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfFile {
+pub(crate) struct ConfFile {
     /// The path on the configured system (`/etc/sysctl.d/99-sysctl.conf`), not beneath the root.
     pub path: String,
     /// The file actually read, beneath the root, after following a link.
     pub source: PathBuf,
-    pub entries: Vec<Entry>,
+    pub lines: Vec<ConfLine>,
     pub problems: Vec<LineProblem>,
 }
 
 /// A value set by a file, and where.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Assignment {
+pub(crate) struct Assignment {
     /// As written, whitespace folded.
     pub value: String,
     pub file: String,
@@ -63,19 +65,19 @@ pub struct Assignment {
 
 impl Assignment {
     /// The value as compared with the kernel's: trailing comment dropped, whitespace folded.
-    pub fn comparable(&self) -> String {
+    pub(crate) fn comparable(&self) -> String {
         fold_whitespace(effective_value(&self.value))
     }
 
     /// `file:line`.
-    pub fn place(&self) -> String {
+    pub(crate) fn place(&self) -> String {
         format!("{}:{}", self.file, self.line)
     }
 }
 
 /// The configuration files both tools would read, in the order each applies them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ConfigTree {
+pub(crate) struct Tree {
     pub systemd: Vec<ConfFile>,
     pub procps: Vec<ConfFile>,
     /// `file:line: problem` for every malformed line, and files that could not be read.
@@ -84,7 +86,7 @@ pub struct ConfigTree {
 
 /// What the configuration does to one key.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Resolution {
+pub(crate) struct Resolution {
     /// What systemd-sysctl sets at boot, if anything.
     pub systemd: Option<Assignment>,
     /// What `sysctl --system` sets, if anything.
@@ -95,17 +97,17 @@ pub struct Resolution {
 
 impl Resolution {
     /// The assignments that win under neither order.
-    pub fn shadowed(&self) -> Vec<&Assignment> {
+    pub(crate) fn shadowed(&self) -> Vec<&Assignment> {
         self.all.iter().filter(|a| Some(*a) != self.systemd.as_ref() && Some(*a) != self.procps.as_ref()).collect()
     }
 
     /// What the next boot sets: systemd-sysctl's value, else procps' (a system without systemd).
-    pub fn next_boot(&self) -> Option<&Assignment> {
+    pub(crate) fn next_boot(&self) -> Option<&Assignment> {
         self.systemd.as_ref().or(self.procps.as_ref())
     }
 
     /// Whether the two orders leave the key with different values.
-    pub fn orders_differ(&self) -> bool {
+    pub(crate) fn orders_differ(&self) -> bool {
         match (&self.systemd, &self.procps) {
             (Some(a), Some(b)) => a.comparable() != b.comparable(),
             (None, None) => false,
@@ -114,10 +116,10 @@ impl Resolution {
     }
 }
 
-impl ConfigTree {
+impl Tree {
     /// Reads the configuration beneath `root`. Missing directories are normal; an unreadable file
     /// is a problem, not an error, so one bad file does not hide the rest.
-    pub fn read(root: &Path) -> Result<ConfigTree> {
+    pub(crate) fn read(root: &Path) -> Result<Tree> {
         // procps reads every directory systemd reads, so its list (and its read problems) covers
         // systemd's too.
         let mut problems = Vec::new();
@@ -131,28 +133,23 @@ impl ConfigTree {
         for file in procps.iter().filter(|f| seen.insert(f.source.clone())) {
             problems.extend(file.problems.iter().map(|p| format!("{}:{}: {}", file.path, p.line, p.problem)));
         }
-        Ok(ConfigTree { systemd, procps, problems })
-    }
-
-    /// Whether any configuration file was found.
-    pub fn is_empty(&self) -> bool {
-        self.procps.is_empty() && self.systemd.is_empty()
+        Ok(Tree { systemd, procps, problems })
     }
 
     /// What both orders do to `key` (dotted form).
-    pub fn resolve(&self, key: &str) -> Resolution {
+    pub(crate) fn resolve(&self, key: &str) -> Resolution {
         let all = assignments(&self.procps, key);
         Resolution { systemd: winner(&assignments(&self.systemd, key)), procps: winner(&all), all }
     }
 
     /// Every key assigned by name (not by glob) in any file, sorted.
-    pub fn explicit_keys(&self) -> Vec<String> {
+    pub(crate) fn explicit_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self
             .procps
             .iter()
-            .flat_map(|f| &f.entries)
+            .flat_map(|f| &f.lines)
             .filter_map(|e| match e {
-                Entry::Assign { key, .. } if !is_glob(key) => Some(key.clone()),
+                ConfLine::Assign { key, .. } if !is_glob(key) => Some(key.clone()),
                 _ => None,
             })
             .collect();
@@ -163,7 +160,7 @@ impl ConfigTree {
 
     /// What `key` will be after the next boot, and why: a file's value and its place, or the kernel
     /// default (`None` when twtune does not know it).
-    pub fn boot_value(&self, key: &str, settings: &Settings) -> (Option<String>, String) {
+    pub(crate) fn boot_value(&self, key: &str, settings: &Settings) -> (Option<String>, String) {
         match self.resolve(key).next_boot() {
             Some(a) => (Some(a.comparable()), a.place()),
             None => {
@@ -173,7 +170,7 @@ impl ConfigTree {
     }
 
     /// The files each order reads, in order, for reports.
-    pub fn file_lists(&self) -> (Vec<String>, Vec<String>) {
+    pub(crate) fn file_lists(&self) -> (Vec<String>, Vec<String>) {
         let paths = |files: &[ConfFile]| files.iter().map(|f| f.path.clone()).collect();
         (paths(&self.systemd), paths(&self.procps))
     }
@@ -182,14 +179,14 @@ impl ConfigTree {
 /// Assignments reaching `key` from `files`, in order. Globs are dropped when the key is excluded
 /// (`-key`) anywhere; explicit assignments are kept either way.
 fn assignments(files: &[ConfFile], key: &str) -> Vec<Assignment> {
-    let excluded = files.iter().flat_map(|f| &f.entries).any(|e| match e {
-        Entry::Exclude { pattern, .. } => pattern == key || (is_glob(pattern) && glob_matches(pattern, key)),
-        Entry::Assign { .. } => false,
+    let excluded = files.iter().flat_map(|f| &f.lines).any(|e| match e {
+        ConfLine::Exclude { pattern, .. } => pattern == key || (is_glob(pattern) && glob_matches(pattern, key)),
+        ConfLine::Assign { .. } => false,
     });
     let mut found = Vec::new();
     for file in files {
-        for entry in &file.entries {
-            let Entry::Assign { key: k, value, ignore_failure, line } = entry else { continue };
+        for entry in &file.lines {
+            let ConfLine::Assign { key: k, value, ignore_failure, line } = entry else { continue };
             let glob = is_glob(k);
             let reaches = if glob { !excluded && glob_matches(k, key) } else { k == key };
             if reaches {
@@ -249,7 +246,7 @@ fn read_conf(root: &Path, path: &Path, shown: &str, problems: &mut Vec<String>) 
     match std::fs::read(&source) {
         Ok(bytes) => {
             let parsed = parse_conf(&String::from_utf8_lossy(&bytes));
-            Some(ConfFile { path: shown.to_string(), source, entries: parsed.entries, problems: parsed.problems })
+            Some(ConfFile { path: shown.to_string(), source, lines: parsed.lines, problems: parsed.problems })
         }
         Err(e) if e.kind() == ErrorKind::NotFound && source == path => None,
         Err(e) => {

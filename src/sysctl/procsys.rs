@@ -14,14 +14,14 @@ use rustix::fs::{Access, AtFlags, Mode, OFlags, ResolveFlags};
 use crate::sysctl::{SysctlKey, fold_whitespace};
 
 /// `ROOT/proc/sys`, opened once.
-pub struct ProcSys {
+pub(crate) struct ProcSys {
     dir: OwnedFd,
     path: PathBuf,
 }
 
 /// Why a sysctl could not be written or read back.
 #[derive(Debug, thiserror::Error)]
-pub enum WriteError {
+pub(crate) enum WriteError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("the kernel kept {kept:?} instead of {wanted:?}")]
@@ -32,19 +32,19 @@ const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLI
 
 impl ProcSys {
     /// Opens `root/proc/sys`.
-    pub fn open(root: &Path) -> std::io::Result<ProcSys> {
+    pub(crate) fn open(root: &Path) -> std::io::Result<ProcSys> {
         let path = root.join("proc/sys");
         let dir = rustix::fs::open(&path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
         Ok(ProcSys { dir, path })
     }
 
     /// The path of a key, for messages.
-    pub fn path_of(&self, key: &SysctlKey) -> PathBuf {
+    pub(crate) fn path_of(&self, key: &SysctlKey) -> PathBuf {
         self.path.join(key.relative_path())
     }
 
     /// Whether this process may write `key` (checked with the effective ids, as the write will be).
-    pub fn may_write(&self, key: &SysctlKey) -> std::io::Result<()> {
+    pub(crate) fn may_write(&self, key: &SysctlKey) -> std::io::Result<()> {
         rustix::fs::accessat(&self.dir, key.relative_path(), Access::WRITE_OK, AtFlags::EACCESS).map_err(Into::into)
     }
 
@@ -54,7 +54,7 @@ impl ProcSys {
     }
 
     /// The value of `key`, whitespace folded.
-    pub fn read(&self, key: &SysctlKey) -> std::io::Result<String> {
+    pub(crate) fn read(&self, key: &SysctlKey) -> std::io::Result<String> {
         let mut text = String::new();
         self.open_key(key, OFlags::RDONLY)?.read_to_string(&mut text)?;
         Ok(fold_whitespace(&text))
@@ -62,7 +62,7 @@ impl ProcSys {
 
     /// Writes `value` to `key` and reads it back; a value the kernel rejects, clamps or rewrites is
     /// an error.
-    pub fn write(&self, key: &SysctlKey, value: &str) -> Result<(), WriteError> {
+    pub(crate) fn write(&self, key: &SysctlKey, value: &str) -> Result<(), WriteError> {
         let wanted = fold_whitespace(value);
         let mut file = self.open_key(key, OFlags::WRONLY)?;
         // One write of the whole value: with kernel.sysctl_writes_strict=1 a split write is refused.

@@ -3,33 +3,33 @@
 //! `-key` exclusions. Every entry keeps its line; a malformed line is reported and skipped, never
 //! stopping the rest of the file.
 
-use crate::inspect::counters::LineProblem;
+use crate::problem::LineProblem;
 
 /// One meaningful line of a configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Entry {
+pub(crate) enum ConfLine {
     /// `key = value`, or `-key = value` (failure to apply is ignored).
     Assign { key: String, value: String, ignore_failure: bool, line: usize },
     /// `-key` without `=`: keeps a key out of every glob assignment.
     Exclude { pattern: String, line: usize },
 }
 
-/// The entries of one file and the lines that could not be used.
+/// The meaningful lines of one file and the lines that could not be used.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ParsedConf {
-    pub entries: Vec<Entry>,
+pub(crate) struct ParsedConf {
+    pub lines: Vec<ConfLine>,
     pub problems: Vec<LineProblem>,
 }
 
 /// Whether a key is a glob pattern rather than one key.
-pub fn is_glob(key: &str) -> bool {
+pub(crate) fn is_glob(key: &str) -> bool {
     key.contains(['*', '?', '['])
 }
 
 /// The dotted form of a key written either way. As in procps and systemd: when the first separator
 /// is `/`, the key is a path, and `/` and `.` swap (`net/ipv4/conf/eth0.100/rp_filter` is
 /// `net.ipv4.conf.eth0/100.rp_filter`).
-pub fn normalize_key(key: &str) -> String {
+pub(crate) fn normalize_key(key: &str) -> String {
     let key = key.trim_start_matches('/');
     match key.find(['.', '/']) {
         Some(i) if key.as_bytes()[i] == b'/' => key
@@ -46,7 +46,7 @@ pub fn normalize_key(key: &str) -> String {
 
 /// The value the kernel ends up with for integer keys when a comment trails the value: both tools
 /// pass `2 # note` on whole and the kernel reads the leading number. Used for comparisons only.
-pub fn effective_value(value: &str) -> &str {
+pub(crate) fn effective_value(value: &str) -> &str {
     match value.find(" #").or_else(|| value.find("\t#")) {
         Some(i) => value[..i].trim_end(),
         None => value,
@@ -54,7 +54,7 @@ pub fn effective_value(value: &str) -> &str {
 }
 
 /// Parses one configuration file.
-pub fn parse_conf(text: &str) -> ParsedConf {
+pub(crate) fn parse_conf(text: &str) -> ParsedConf {
     let mut parsed = ParsedConf::default();
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
@@ -69,7 +69,7 @@ pub fn parse_conf(text: &str) -> ParsedConf {
         };
         let Some((key, value)) = rest.split_once('=') else {
             if ignore_failure && !rest.is_empty() && !rest.contains(char::is_whitespace) {
-                parsed.entries.push(Entry::Exclude { pattern: normalize_key(rest), line });
+                parsed.lines.push(ConfLine::Exclude { pattern: normalize_key(rest), line });
             } else {
                 parsed.problems.push(problem("expected \"key = value\" (no '=' in the line)"));
             }
@@ -91,14 +91,14 @@ pub fn parse_conf(text: &str) -> ParsedConf {
                  its leading number)"
             )));
         }
-        parsed.entries.push(Entry::Assign { key: normalize_key(key), value: value.to_string(), ignore_failure, line });
+        parsed.lines.push(ConfLine::Assign { key: normalize_key(key), value: value.to_string(), ignore_failure, line });
     }
     parsed
 }
 
 /// fnmatch-style matching of a key against a glob: `*` any run of characters, `?` one character,
 /// `[...]` a class (`[!...]` negated, ranges `a-z`).
-pub fn glob_matches(pattern: &str, key: &str) -> bool {
+pub(crate) fn glob_matches(pattern: &str, key: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let k: Vec<char> = key.chars().collect();
     // Memoised on (pattern position, key position) so that many `*` cannot make it exponential.
@@ -167,27 +167,27 @@ mod tests {
         let parsed = parse_conf(text);
         assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
         assert_eq!(
-            parsed.entries,
+            parsed.lines,
             vec![
-                Entry::Assign {
+                ConfLine::Assign {
                     key: "net.ipv4.tcp_fin_timeout".into(),
                     value: "30".into(),
                     ignore_failure: false,
                     line: 4
                 },
-                Entry::Assign {
+                ConfLine::Assign {
                     key: "net.ipv4.tcp_tw_reuse".into(),
                     value: "1".into(),
                     ignore_failure: false,
                     line: 5
                 },
-                Entry::Assign {
+                ConfLine::Assign {
                     key: "net.ipv4.tcp_tw_recycle".into(),
                     value: "1".into(),
                     ignore_failure: true,
                     line: 6
                 },
-                Entry::Assign {
+                ConfLine::Assign {
                     key: "net.ipv4.ip_local_reserved_ports".into(),
                     value: "".into(),
                     ignore_failure: false,
@@ -201,11 +201,11 @@ mod tests {
     fn values_keep_inner_whitespace_and_equals_signs() {
         let parsed = parse_conf("net.ipv4.ip_local_port_range = 1024\t65535\nkernel.core_pattern = |/bin/x a=b\n");
         let values: Vec<&str> = parsed
-            .entries
+            .lines
             .iter()
             .map(|e| match e {
-                Entry::Assign { value, .. } => value.as_str(),
-                Entry::Exclude { .. } => "",
+                ConfLine::Assign { value, .. } => value.as_str(),
+                ConfLine::Exclude { .. } => "",
             })
             .collect();
         assert_eq!(values, vec!["1024\t65535", "|/bin/x a=b"]);
@@ -216,8 +216,8 @@ mod tests {
         let parsed = parse_conf(
             "net.ipv4.conf.*.rp_filter = 2\n-net.ipv4.conf.lo.rp_filter\n- net/ipv4/conf/eth0.100/rp_filter\n",
         );
-        assert_eq!(parsed.entries[1], Entry::Exclude { pattern: "net.ipv4.conf.lo.rp_filter".into(), line: 2 });
-        assert_eq!(parsed.entries[2], Entry::Exclude { pattern: "net.ipv4.conf.eth0/100.rp_filter".into(), line: 3 });
+        assert_eq!(parsed.lines[1], ConfLine::Exclude { pattern: "net.ipv4.conf.lo.rp_filter".into(), line: 2 });
+        assert_eq!(parsed.lines[2], ConfLine::Exclude { pattern: "net.ipv4.conf.eth0/100.rp_filter".into(), line: 3 });
         assert!(is_glob("net.ipv4.conf.*.rp_filter") && !is_glob("net.ipv4.tcp_tw_reuse"));
     }
 
@@ -228,7 +228,7 @@ mod tests {
         );
         let lines: Vec<usize> = parsed.problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, vec![1, 2, 3, 5, 6], "{:?}", parsed.problems);
-        assert_eq!(parsed.entries.len(), 2, "the good line and the commented value are kept");
+        assert_eq!(parsed.lines.len(), 2, "the good line and the commented value are kept");
         assert!(parsed.problems[4].problem.contains("comments must start a line"));
     }
 

@@ -1,5 +1,5 @@
-//! Collecting the evidence of an audit: which socket source to read, in which network namespace,
-//! once or twice (`--sample`). Everything here happens before the rules run.
+//! The evidence of an audit: which socket source to read, in which network namespace, once or
+//! twice (`--sample`), as a [`Request`] says. Everything here happens before the rules run.
 //!
 //! Another namespace is entered on a dedicated thread with setns(2): that thread's `/proc/sys`
 //! and netlink sockets then belong to the target namespace, and `/proc/thread-self/net` holds its
@@ -8,7 +8,9 @@
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use crate::config::{AuditConfig, NetnsTarget, SocketSourceChoice};
+use std::path::PathBuf;
+use std::time::Duration;
+
 use crate::error::{Error, Result};
 use crate::inspect::netlink::NetlinkSocketSource;
 use crate::inspect::proc_tcp::ProcSocketSource;
@@ -17,22 +19,55 @@ use crate::inspect::sockets::SocketSource;
 use crate::inspect::{self, Inspection};
 use crate::root::Root;
 
+/// Which network namespace to audit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum NetnsTarget {
+    /// The caller's own.
+    Own,
+    /// A namespace file: `/run/netns/NAME` or `/proc/PID/ns/net`.
+    File(PathBuf),
+    /// A `--netns` value that is not a name.
+    Invalid(String),
+}
+
+/// Where the socket table is read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SocketSourceChoice {
+    Auto,
+    Netlink,
+    Proc,
+}
+
+/// What to inspect, and how.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Request {
+    /// The directory standing for `/`.
+    pub root: PathBuf,
+    pub netns: NetnsTarget,
+    pub socket_source: SocketSourceChoice,
+    /// How many destination buckets to list.
+    pub top: usize,
+    /// Interval between the two reads of `--sample`.
+    pub sample: Option<Duration>,
+}
+
 /// What an audit collected.
-pub struct Evidence {
+pub(crate) struct Evidence {
     pub inspection: Inspection,
     pub rates: Option<Rates>,
 }
 
-/// Collects the evidence for `config`, reading `extra_keys` besides the audited ones.
-pub fn gather(config: &AuditConfig, extra_keys: Vec<String>) -> Result<Evidence> {
-    match &config.netns {
-        NetnsTarget::Own => gather_in(&Root::open(&config.root)?, config, &extra_keys),
-        NetnsTarget::Invalid(name) => Err(Error::Apply(format!(
+/// Collects the evidence `request` asks for, reading `extra_keys` besides the audited ones.
+pub(crate) fn collect(request: &Request, extra_keys: Vec<String>) -> Result<Evidence> {
+    match &request.netns {
+        NetnsTarget::Own => collect_in(&Root::open(&request.root)?, request, &extra_keys),
+        NetnsTarget::Invalid(name) => Err(Error::Usage(format!(
             "--netns {name:?}: give the name of a namespace in /run/netns (as `ip netns list` shows), not a path"
         ))),
         NetnsTarget::File(path) => {
             let namespace = std::fs::File::open(path).map_err(|e| namespace_error(path, &e))?;
-            let config = config.clone();
+            let path_for_error = path.clone();
+            let request = request.clone();
             let path = path.clone();
             std::thread::spawn(move || {
                 rustix::thread::move_into_link_name_space(
@@ -40,10 +75,13 @@ pub fn gather(config: &AuditConfig, extra_keys: Vec<String>) -> Result<Evidence>
                     Some(rustix::thread::LinkNameSpaceType::Network),
                 )
                 .map_err(|e| namespace_error(&path, &e.into()))?;
-                gather_in(&Root::thread_network_namespace(), &config, &extra_keys)
+                collect_in(&Root::thread_network_namespace(), &request, &extra_keys)
             })
             .join()
-            .map_err(|_| Error::Apply("the namespace thread stopped unexpectedly".into()))?
+            .map_err(|_| Error::Namespace {
+                path: path_for_error,
+                problem: "the namespace thread stopped unexpectedly".into(),
+            })?
         }
     }
 }
@@ -59,32 +97,32 @@ fn namespace_error(path: &Path, e: &std::io::Error) -> Error {
 
 /// One inspection of `root` with the default socket source (netlink on a live system), for the
 /// commands that act on the audit's recommendations.
-pub fn inspect_default(root: &Root, extra_keys: &[String]) -> Result<Inspection> {
+pub(crate) fn read_default(root: &Root, extra_keys: &[String]) -> Result<Inspection> {
     let (mut source, fallback) = open_source(root, SocketSourceChoice::Auto)?;
-    let mut inspection = inspect::inspect(root, source.as_mut(), 10, extra_keys)?;
+    let mut inspection = inspect::read(root, source.as_mut(), 10, extra_keys)?;
     inspection.warnings.extend(fallback);
     Ok(inspection)
 }
 
 /// Collects beneath `root` in the calling thread's network namespace.
-fn gather_in(root: &Root, config: &AuditConfig, extra_keys: &[String]) -> Result<Evidence> {
-    let (mut source, fallback) = open_source(root, config.socket_source)?;
-    let mut evidence = sample(root, config, extra_keys, source.as_mut())?;
+fn collect_in(root: &Root, request: &Request, extra_keys: &[String]) -> Result<Evidence> {
+    let (mut source, fallback) = open_source(root, request.socket_source)?;
+    let mut evidence = sample(root, request, extra_keys, source.as_mut())?;
     evidence.inspection.warnings.extend(fallback);
     Ok(evidence)
 }
 
 /// One read, or two `--sample` apart.
-fn sample(root: &Root, config: &AuditConfig, extra_keys: &[String], source: &mut dyn SocketSource) -> Result<Evidence> {
-    let Some(interval) = config.sample else {
-        let inspection = inspect::inspect(root, source, config.top, extra_keys)?;
+fn sample(root: &Root, request: &Request, extra_keys: &[String], source: &mut dyn SocketSource) -> Result<Evidence> {
+    let Some(interval) = request.sample else {
+        let inspection = inspect::read(root, source, request.top, extra_keys)?;
         return Ok(Evidence { inspection, rates: None });
     };
     // The first read lists every bucket, so that any bucket of the second can be compared.
-    let first = inspect::inspect(root, source, usize::MAX, extra_keys)?;
+    let first = inspect::read(root, source, usize::MAX, extra_keys)?;
     let start = std::time::Instant::now();
     std::thread::sleep(interval);
-    let mut second = inspect::inspect(root, source, config.top, extra_keys)?;
+    let mut second = inspect::read(root, source, request.top, extra_keys)?;
     let rates = apply_sample(&first, &mut second, start.elapsed().as_secs_f64());
     Ok(Evidence { inspection: second, rates: Some(rates) })
 }
@@ -98,7 +136,7 @@ fn open_source(root: &Root, choice: SocketSourceChoice) -> Result<(Source<'_>, O
     let proc = || -> Source<'_> { Box::new(ProcSocketSource::new(root)) };
     match choice {
         SocketSourceChoice::Proc => Ok((proc(), None)),
-        SocketSourceChoice::Netlink if !root.is_live() => Err(Error::Apply(
+        SocketSourceChoice::Netlink if !root.is_live() => Err(Error::Usage(
             "--socket-source netlink reads the live system; a --root tree has only /proc/net/tcp (use proc)".into(),
         )),
         SocketSourceChoice::Netlink => Ok((Box::new(NetlinkSocketSource::open()?), None)),

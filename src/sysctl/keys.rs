@@ -1,16 +1,20 @@
-//! What twtune knows about each sysctl it handles: the shape of its value, the values the kernel
-//! accepts (kernel-facts.md §0), the kernel versions that have it, and how to compute its default
-//! where the default depends on the machine.
+//! The one table of the sysctls twtune handles ([`KEYS`]): the shape of each value, the values the
+//! kernel accepts, the kernel versions that have it, its default (computed where it depends on the
+//! machine, see docs/kernel-model.md, "Namespaces"), and whether every audit reads it. Also
+//! [`Settings`], the values read from one system.
 //!
-//! Pure: used to validate profiles before anything is compared or written.
+//! Pure: used to validate profiles and plans before anything is compared or written.
 
-use crate::inspect::Settings;
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
 use crate::ports::{PortRange, PortSet};
 use crate::sysctl::KernelVersion;
 
 /// The form of a key's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Shape {
+pub(crate) enum Shape {
     /// One integer within bounds (inclusive).
     Int { min: i64, max: i64 },
     /// `count` integers separated by whitespace, each within bounds (`tcp_rmem`).
@@ -23,7 +27,7 @@ pub enum Shape {
 
 /// A default the kernel computes from the size of the established hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ComputedDefault {
+pub(crate) enum ComputedDefault {
     /// `ehash_entries / 2` (tcp_max_tw_buckets, tcp_max_orphans).
     HalfEhash,
     /// `max(128, ehash_entries / 128)` (tcp_max_syn_backlog).
@@ -32,7 +36,7 @@ pub enum ComputedDefault {
 
 /// Facts about one key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KeySpec {
+pub(crate) struct KeySpec {
     pub name: &'static str,
     pub shape: Shape,
     /// First kernel that has the key.
@@ -44,12 +48,23 @@ pub struct KeySpec {
     pub default: Option<&'static str>,
     /// The kernel refuses writes (a value only to read).
     pub read_only: bool,
+    /// Read by every audit (the others only when a profile names them).
+    pub audited: bool,
 }
 
 const INT_MAX: i64 = i32::MAX as i64;
 
 const fn spec(name: &'static str, shape: Shape) -> KeySpec {
-    KeySpec { name, shape, since: None, until: None, computed_default: None, default: None, read_only: false }
+    KeySpec {
+        name,
+        shape,
+        since: None,
+        until: None,
+        computed_default: None,
+        default: None,
+        read_only: false,
+        audited: true,
+    }
 }
 
 const fn int(name: &'static str, min: i64, max: i64) -> KeySpec {
@@ -61,7 +76,7 @@ const fn with_default(spec: KeySpec, default: &'static str) -> KeySpec {
 }
 
 /// Every key twtune knows, sorted by name.
-pub const KNOWN_KEYS: &[KeySpec] = &[
+pub(crate) const KEYS: &[KeySpec] = &[
     // 4096 since Linux 5.4; 128 before.
     with_default(int("net.core.somaxconn", 0, INT_MAX), "4096"),
     with_default(spec("net.ipv4.ip_local_port_range", Shape::PortRange), "32768 60999"),
@@ -75,8 +90,8 @@ pub const KNOWN_KEYS: &[KeySpec] = &[
     KeySpec { computed_default: Some(ComputedDefault::HalfEhash), ..int("net.ipv4.tcp_max_orphans", 0, INT_MAX) },
     KeySpec { computed_default: Some(ComputedDefault::SynBacklog), ..int("net.ipv4.tcp_max_syn_backlog", 0, INT_MAX) },
     KeySpec { computed_default: Some(ComputedDefault::HalfEhash), ..int("net.ipv4.tcp_max_tw_buckets", 0, INT_MAX) },
-    with_default(int("net.ipv4.tcp_orphan_retries", 0, 255), "0"),
-    spec("net.ipv4.tcp_rmem", Shape::Ints { count: 3, min: 1, max: INT_MAX }),
+    KeySpec { audited: false, ..with_default(int("net.ipv4.tcp_orphan_retries", 0, 255), "0") },
+    KeySpec { audited: false, ..spec("net.ipv4.tcp_rmem", Shape::Ints { count: 3, min: 1, max: INT_MAX }) },
     // The kernel stores these in a u8 without a range check; only 0, 1 and 2 mean anything.
     with_default(int("net.ipv4.tcp_syncookies", 0, 2), "1"),
     with_default(int("net.ipv4.tcp_timestamps", 0, 2), "1"),
@@ -86,17 +101,22 @@ pub const KNOWN_KEYS: &[KeySpec] = &[
         since: Some(KernelVersion::new(6, 14)),
         ..with_default(int("net.ipv4.tcp_tw_reuse_delay", 1, 60000), "1000")
     },
-    spec("net.ipv4.tcp_wmem", Shape::Ints { count: 3, min: 1, max: INT_MAX }),
+    KeySpec { audited: false, ..spec("net.ipv4.tcp_wmem", Shape::Ints { count: 3, min: 1, max: INT_MAX }) },
 ];
 
 /// The facts about `name`, if twtune knows the key.
-pub fn spec_of(name: &str) -> Option<&'static KeySpec> {
-    KNOWN_KEYS.iter().find(|k| k.name == name)
+pub(crate) fn spec_of(name: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+/// The keys every audit reads, sorted by name. A key the kernel lacks is reported as absent (`null`).
+pub(crate) fn audited_keys() -> impl Iterator<Item = &'static str> {
+    KEYS.iter().filter(|k| k.audited).map(|k| k.name)
 }
 
 impl KeySpec {
     /// Checks a value (whitespace folded) against what the kernel accepts for this key.
-    pub fn check_value(&self, value: &str) -> Result<(), String> {
+    pub(crate) fn check_value(&self, value: &str) -> Result<(), String> {
         match self.shape {
             Shape::Int { min, max } => match value.parse::<i64>() {
                 Ok(n) if (min..=max).contains(&n) => Ok(()),
@@ -116,7 +136,7 @@ impl KeySpec {
 
     /// A valid value as the kernel prints it back (`04096` -> `4096`, a port list sorted and
     /// merged), so that a written value reads back equal. Unchanged when it does not parse.
-    pub fn canonical(&self, value: &str) -> String {
+    pub(crate) fn canonical(&self, value: &str) -> String {
         let canonical = match self.shape {
             Shape::Int { .. } => value.trim().parse::<i64>().ok().map(|n| n.to_string()),
             Shape::Ints { .. } => value
@@ -131,7 +151,7 @@ impl KeySpec {
     }
 
     /// How many whitespace-separated integer fields the value has (1 for a plain integer).
-    pub fn field_count(&self) -> Option<usize> {
+    pub(crate) fn field_count(&self) -> Option<usize> {
         match self.shape {
             Shape::Int { .. } => Some(1),
             Shape::Ints { count, .. } => Some(count),
@@ -141,7 +161,7 @@ impl KeySpec {
     }
 
     /// Names of the fields of a multi-field value, for messages.
-    pub fn field_names(&self) -> &'static [&'static str] {
+    pub(crate) fn field_names(&self) -> &'static [&'static str] {
         match self.shape {
             Shape::PortRange => &["low", "high"],
             Shape::Ints { count: 3, .. } => &["min", "default", "max"],
@@ -151,19 +171,19 @@ impl KeySpec {
 
     /// The value a namespace starts with: the fixed default, or the computed one where the hash size
     /// is known.
-    pub fn boot_default(&self, settings: &Settings) -> Option<String> {
+    pub(crate) fn boot_default(&self, settings: &Settings) -> Option<String> {
         self.default.map(str::to_string).or_else(|| self.computed_default(settings).map(|d| d.to_string()))
     }
 
     /// Whether a kernel of this version has the key.
-    pub fn exists_in(&self, version: KernelVersion) -> bool {
+    pub(crate) fn exists_in(&self, version: KernelVersion) -> bool {
         self.since.is_none_or(|v| version >= v) && self.until.is_none_or(|v| version <= v)
     }
 
     /// The kernel's default for this namespace, where it is computed from the hash size and the
     /// hash size is known (`tcp_ehash_entries`, Linux 6.1+; negative in a namespace sharing the
     /// host's hash).
-    pub fn computed_default(&self, settings: &Settings) -> Option<i64> {
+    pub(crate) fn computed_default(&self, settings: &Settings) -> Option<i64> {
         // unsigned_abs: a captured tree may hold any number, including i64::MIN.
         let ehash = i64::try_from(settings.int("net.ipv4.tcp_ehash_entries")?.unsigned_abs()).ok()?;
         if ehash == 0 {
@@ -176,6 +196,23 @@ impl KeySpec {
     }
 }
 
+/// Sysctl values by dotted key, whitespace folded; `None` when the kernel lacks the key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub(crate) struct Settings(pub BTreeMap<String, Option<String>>);
+
+impl Settings {
+    /// The folded text of a key, if present.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.as_deref())
+    }
+
+    /// The value of a single-integer key, if present and an integer.
+    pub(crate) fn int(&self, key: &str) -> Option<i64> {
+        self.get(key)?.parse().ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,8 +220,8 @@ mod tests {
 
     #[test]
     fn table_is_sorted_unique_and_valid() {
-        assert!(KNOWN_KEYS.windows(2).all(|w| w[0].name < w[1].name));
-        for key in KNOWN_KEYS {
+        assert!(KEYS.windows(2).all(|w| w[0].name < w[1].name));
+        for key in KEYS {
             crate::sysctl::SysctlKey::parse(key.name).expect(key.name);
         }
     }
@@ -232,5 +269,28 @@ mod tests {
         assert_eq!(default("net.ipv4.tcp_max_syn_backlog"), Some(2048));
         assert_eq!(default("net.ipv4.tcp_tw_reuse"), None);
         assert_eq!(spec_of("net.ipv4.tcp_max_tw_buckets").expect("known").computed_default(&Settings::default()), None);
+    }
+
+    #[test]
+    fn audits_read_every_key_but_the_buffer_and_orphan_retry_keys() {
+        let audited: Vec<&str> = audited_keys().collect();
+        assert_eq!(audited.len(), 17);
+        assert!(audited.windows(2).all(|w| w[0] < w[1]));
+        for unaudited in ["net.ipv4.tcp_orphan_retries", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"] {
+            assert!(!audited.contains(&unaudited), "{unaudited}");
+        }
+    }
+
+    #[test]
+    fn settings_accessors() {
+        let mut map = BTreeMap::new();
+        map.insert("a".to_string(), Some("2".to_string()));
+        map.insert("b".to_string(), None);
+        map.insert("c".to_string(), Some("32768 60999".to_string()));
+        let settings = Settings(map);
+        assert_eq!(settings.int("a"), Some(2));
+        assert_eq!(settings.get("b"), None);
+        assert_eq!(settings.int("c"), None);
+        assert_eq!(settings.get("missing"), None);
     }
 }

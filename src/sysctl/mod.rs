@@ -1,7 +1,12 @@
-//! Sysctl keys and values as text: validation of key names, the path of a key beneath `proc/sys`,
-//! and the whitespace folding used whenever two values are compared or printed.
+//! Everything about sysctls: key names and their path beneath `proc/sys`, values as text (the
+//! whitespace folding used whenever two values are compared or printed), the kernel version that
+//! decides which keys exist, what twtune knows of each key ([`keys`]), and every write to
+//! `/proc/sys` ([`procsys`]).
 //!
-//! Pure: no I/O happens here (reading is [`crate::root`]'s job).
+//! This module itself is pure; reading sysctls is [`crate::root`]'s job, writing them [`procsys`]'s.
+
+pub(crate) mod keys;
+pub(crate) mod procsys;
 
 use std::fmt;
 
@@ -13,11 +18,11 @@ use crate::error::{Error, Result};
 /// way out of `proc/sys` (`..`, `/`, absolute paths, NUL) by construction, and it is all twtune needs:
 /// it only reads and tunes networking keys.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SysctlKey(String);
+pub(crate) struct SysctlKey(String);
 
 impl SysctlKey {
     /// Parses and validates a dotted key name.
-    pub fn parse(text: &str) -> Result<SysctlKey> {
+    pub(crate) fn parse(text: &str) -> Result<SysctlKey> {
         let invalid = |problem: &str| Error::InvalidKey { key: text.to_string(), problem: problem.to_string() };
         if text.is_empty() {
             return Err(invalid("the name is empty"));
@@ -40,12 +45,12 @@ impl SysctlKey {
     }
 
     /// The dotted name.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// The path of this key relative to `proc/sys`, e.g. `net/ipv4/tcp_tw_reuse`.
-    pub fn relative_path(&self) -> String {
+    pub(crate) fn relative_path(&self) -> String {
         self.0.replace('.', "/")
     }
 }
@@ -58,13 +63,13 @@ impl fmt::Display for SysctlKey {
 
 /// Folds every run of whitespace to one space and trims the ends, the form in which twtune prints and
 /// compares values (`/proc/sys` separates the fields of `ip_local_port_range` with a tab).
-pub fn fold_whitespace(value: &str) -> String {
+pub(crate) fn fold_whitespace(value: &str) -> String {
     value.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A kernel release reduced to the numbers that decide which keys exist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct KernelVersion {
+pub(crate) struct KernelVersion {
     pub major: u32,
     pub minor: u32,
 }
@@ -72,7 +77,7 @@ pub struct KernelVersion {
 impl KernelVersion {
     /// Reads `major.minor` from the front of a release string such as `6.18.44-fc-v669`.
     /// Returns `None` when the string does not start that way.
-    pub fn from_release(release: &str) -> Option<KernelVersion> {
+    pub(crate) fn from_release(release: &str) -> Option<KernelVersion> {
         let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
         let major = parts.next()?.parse().ok()?;
         let minor = parts.next()?.parse().ok()?;
@@ -80,7 +85,7 @@ impl KernelVersion {
     }
 
     /// Builds a version from its numbers.
-    pub const fn new(major: u32, minor: u32) -> KernelVersion {
+    pub(crate) const fn new(major: u32, minor: u32) -> KernelVersion {
         KernelVersion { major, minor }
     }
 }

@@ -9,15 +9,15 @@
 
 use std::collections::BTreeMap;
 
-use crate::keys::spec_of;
 use crate::ports::PortSet;
 use crate::profile::Profile;
 use crate::profile::parse::{Bound, Setting, static_check};
 use crate::sysctl::fold_whitespace;
+use crate::sysctl::keys::spec_of;
 
 /// One setting to export.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Item {
+pub(crate) struct Item {
     pub key: String,
     /// As the kernel prints it (`"32768 60999"` for ranges).
     pub value: String,
@@ -31,7 +31,7 @@ pub struct Item {
 
 impl Item {
     /// An item for every kernel.
-    pub fn new(key: String, value: String, why: String, risk: String) -> Item {
+    pub(crate) fn new(key: String, value: String, why: String, risk: String) -> Item {
         Item { key, value, why, risk, min_kernel: None, max_kernel: None }
     }
 
@@ -78,7 +78,7 @@ fn single_quoted(text: &str) -> String {
 
 /// What is exported, and what could not be.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Export {
+pub(crate) struct Export {
     /// `profile NAME` or `recommendations of the audit of HOST`.
     pub source: String,
     pub items: Vec<Item>,
@@ -87,11 +87,11 @@ pub struct Export {
 }
 
 /// Output formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExportFormat {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExportFormat {
     /// An Ansible playbook using ansible.posix.sysctl.
     Ansible,
-    /// An Ansible role in the --output directory.
+    /// An Ansible role in a directory.
     AnsibleRole,
     /// A sysctl.d drop-in, loadable with `sysctl -p FILE`.
     SysctlD,
@@ -103,14 +103,14 @@ pub enum ExportFormat {
 
 /// Options of the Ansible formats.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AnsibleOptions {
+pub(crate) struct AnsibleOptions {
     pub hosts: String,
     pub sysctl_file: String,
 }
 
 /// The value a profile setting exports as: what a host without that value should be set to.
 /// `None` when no single value can stand for the setting (a bound on the kernel's own default).
-pub fn export_value(key: &str, setting: &Setting) -> Option<String> {
+pub(crate) fn export_value(key: &str, setting: &Setting) -> Option<String> {
     if let Some(text) = setting.recommend.as_ref().or(setting.value.as_ref()) {
         return Some(text.0.clone());
     }
@@ -132,7 +132,7 @@ pub fn export_value(key: &str, setting: &Setting) -> Option<String> {
 
 impl Export {
     /// Every setting of a resolved profile.
-    pub fn from_profile(profile: &Profile) -> Export {
+    pub(crate) fn from_profile(profile: &Profile) -> Export {
         let mut items = Vec::new();
         let mut skipped = Vec::new();
         for (key, setting) in &profile.settings {
@@ -163,7 +163,7 @@ impl Export {
     }
 
     /// The values as dotted key -> value.
-    pub fn values(&self) -> BTreeMap<&str, &str> {
+    pub(crate) fn values(&self) -> BTreeMap<&str, &str> {
         self.items.iter().map(|i| (i.key.as_str(), i.value.as_str())).collect()
     }
 }
@@ -191,7 +191,7 @@ fn header(export: &Export, format: &str) -> String {
 }
 
 /// Refuses values Ansible would template (`{{`, `{%`): exported text must mean what it says.
-pub fn check_ansible_safe(export: &Export) -> Result<(), String> {
+pub(crate) fn check_ansible_safe(export: &Export) -> Result<(), String> {
     match export.items.iter().find(|i| ["{{", "{%", "{#"].iter().any(|m| i.value.contains(m) || i.key.contains(m))) {
         Some(item) => Err(format!(
             "{} = {:?} looks like an Ansible template; it cannot be exported to Ansible",
@@ -202,7 +202,7 @@ pub fn check_ansible_safe(export: &Export) -> Result<(), String> {
 }
 
 /// A playbook applying every item with ansible.posix.sysctl, then checking the runtime values.
-pub fn ansible_playbook(export: &Export, options: &AnsibleOptions) -> String {
+pub(crate) fn ansible_playbook(export: &Export, options: &AnsibleOptions) -> String {
     let mut text = header(export, "Ansible playbook");
     text.push_str("# Needs the ansible.posix collection (part of the `ansible` package).\n");
     text.push_str(&format!(
@@ -259,7 +259,7 @@ fn verify_tasks(indent: &str, pairs: &[(String, String)]) -> String {
 }
 
 /// The files of an Ansible role: path relative to the role directory, and content.
-pub fn ansible_role(export: &Export, options: &AnsibleOptions) -> Vec<(&'static str, String)> {
+pub(crate) fn ansible_role(export: &Export, options: &AnsibleOptions) -> Vec<(&'static str, String)> {
     let (bounded, everywhere): (Vec<&Item>, Vec<&Item>) = export.items.iter().partition(|i| i.kernel_bounded());
     let mut defaults = header(export, "Ansible role defaults");
     defaults.push_str(&format!("twtune_sysctl_file: {}\ntwtune_sysctl:\n", quoted(&options.sysctl_file)));
@@ -339,7 +339,7 @@ pub fn ansible_role(export: &Export, options: &AnsibleOptions) -> Vec<(&'static 
 }
 
 /// A sysctl.d drop-in.
-pub fn sysctl_d(export: &Export) -> String {
+pub(crate) fn sysctl_d(export: &Export) -> String {
     let mut text = header(export, "sysctl.d drop-in");
     text.push_str("# Load with `sysctl -p FILE`, or place it in /etc/sysctl.d/.\n");
     for item in &export.items {
@@ -359,12 +359,12 @@ pub fn sysctl_d(export: &Export) -> String {
 }
 
 /// Dotted key -> value.
-pub fn json(export: &Export) -> String {
+pub(crate) fn json(export: &Export) -> String {
     serde_json::to_string_pretty(&export.values()).unwrap_or_else(|_| "{}".into()) + "\n"
 }
 
 /// Sysctls the kubelet allows in `securityContext.sysctls` by default, with the first Kubernetes
-/// version that does (kernel-facts.md §9).
+/// version that does (docs/kernel-model.md, "Namespaces").
 const KUBERNETES_SAFE: &[(&str, &str)] = &[
     ("net.ipv4.ip_local_port_range", "all"),
     ("net.ipv4.ip_local_reserved_ports", "1.27"),
@@ -384,7 +384,7 @@ const NODE_ONLY: &[&str] = &["net.ipv4.tcp_max_orphans", "net.ipv4.tcp_mem", "ne
 
 /// A pod securityContext snippet: the safe sysctls as entries, the rest as comments saying what
 /// they need.
-pub fn kubernetes(export: &Export) -> String {
+pub(crate) fn kubernetes(export: &Export) -> String {
     let mut text = header(export, "Kubernetes pod securityContext");
     text.push_str(
         "# Pods get their own network namespace, which starts from kernel defaults: node settings do not reach them.\n",

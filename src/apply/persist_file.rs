@@ -1,0 +1,109 @@
+//! The file applied values are persisted to: which files twtune may write (`--persist-file`: an
+//! absolute `.conf` path, never a link, absent or written by twtune before), what it holds after
+//! an apply, and which other files would override it at the next boot.
+
+use std::path::{Path, PathBuf};
+
+use super::Plan;
+use super::journal::Timestamp;
+use crate::error::{Error, Result};
+use crate::files::beneath;
+use crate::sysctl::fold_whitespace;
+use crate::sysctl_d::Tree;
+use crate::sysctl_d::parse::{ConfLine, parse_conf};
+
+/// Where the applied values are persisted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PersistTarget {
+    /// The file beneath the root.
+    pub path: PathBuf,
+    /// The same file as the configured system sees it (`/etc/sysctl.d/90-twtune.conf`).
+    pub shown: String,
+}
+
+/// The file to persist to: an absolute `.conf` path, not a link (a rename would replace the link,
+/// not its target), and either absent or written by twtune before (its header says so), so that
+/// no file of someone else's is rewritten.
+pub(crate) fn persist_target(root: &Path, shown: &str) -> Result<PersistTarget> {
+    let refuse = |why: &str| Error::PersistFile { shown: shown.to_string(), why: why.to_string() };
+    if !shown.starts_with('/') || !shown.ends_with(".conf") {
+        return Err(refuse("give an absolute path to a .conf file, such as /etc/sysctl.d/90-twtune.conf"));
+    }
+    let path = beneath(root, Path::new(shown));
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_symlink() => return Err(refuse("it is a link; give the file itself")),
+        Ok(meta) if !meta.is_file() => return Err(refuse("it is not a regular file")),
+        Ok(_) => {
+            let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+                path: path.clone(),
+                source,
+                hint: "",
+            })?;
+            if !text.starts_with(PERSIST_HEADER) {
+                return Err(refuse(
+                    "it exists and twtune did not write it (no twtune header); choose a file of twtune's own",
+                ));
+            }
+        }
+        Err(_) => {}
+    }
+    Ok(PersistTarget { path, shown: shown.to_string() })
+}
+
+/// How every file twtune persists to begins; a file without it is not twtune's to rewrite.
+pub(crate) const PERSIST_HEADER: &str = "# Written by twtune ";
+
+/// The persisted file after an apply: a header, the keys an earlier apply put there and this plan
+/// does not touch, then this plan's keys, each after a comment with its why.
+pub(crate) fn render_persist_file(previous: Option<&str>, plan: &Plan, now: &Timestamp) -> String {
+    let mut text = format!(
+        "{PERSIST_HEADER}{} (`twtune apply`, {}) on {}.\n# `twtune rollback` restores what was here before; \
+         edits here are kept only for keys twtune does not set.\n",
+        env!("CARGO_PKG_VERSION"),
+        plan.source,
+        now.rfc3339
+    );
+    let kept: Vec<(String, String)> = previous
+        .map(|p| parse_conf(p).lines)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| match e {
+            ConfLine::Assign { key, value, .. } if !plan.changes.iter().any(|c| c.key.as_str() == key) => {
+                Some((key, value))
+            }
+            _ => None,
+        })
+        .collect();
+    for (key, value) in kept {
+        text.push_str(&format!("\n# set by an earlier twtune apply\n{key} = {value}\n"));
+    }
+    for change in &plan.changes {
+        // One comment line per key: the why, folded, so the file stays one assignment per line.
+        text.push_str(&format!("\n# {}\n{} = {}\n", fold_whitespace(&change.why), change.key, change.new));
+    }
+    text
+}
+
+/// After persisting: every key another file will set at the next boot, under either order, named
+/// with that file (one warning each; none when the tree cannot be read).
+pub(crate) fn overrides(root: &Path, plan: &Plan, target: &PersistTarget) -> Vec<String> {
+    let Ok(tree) = Tree::read(root) else { return Vec::new() };
+    let mut warnings = Vec::new();
+    for change in &plan.changes {
+        let r = tree.resolve(change.key.as_str());
+        for (order, winner) in [("systemd-sysctl", &r.systemd), ("sysctl --system", &r.procps)] {
+            if let Some(w) = winner
+                && w.file != target.shown
+            {
+                warnings.push(format!(
+                    "at the next boot ({order}) {} sets {} = {:?} and overrides {}",
+                    w.place(),
+                    change.key,
+                    w.comparable(),
+                    target.shown
+                ));
+            }
+        }
+    }
+    warnings
+}

@@ -1,0 +1,70 @@
+//! What apply and rollback print: the plan with each change's why and risk, what a rollback will
+//! restore, and the journal listing.
+
+use std::io::Write;
+
+use anstyle::Style;
+
+use super::journal::{Entry, StateDir};
+use super::{Plan, count};
+use crate::report::human::wrapped;
+use crate::sysctl::procsys::ProcSys;
+
+const HEADING: Style = Style::new().bold();
+const DIM: Style = Style::new().dimmed();
+
+/// The plan: key, current -> new, why and risk.
+pub(crate) fn plan(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "{HEADING}Plan{HEADING:#} ({}): {}", plan.source, count(plan.changes.len(), "change"))?;
+    let width = plan.changes.iter().map(|c| c.key.as_str().len()).max().unwrap_or(0);
+    for change in &plan.changes {
+        writeln!(out, "\n  {HEADING}{:<width$}{HEADING:#}  {} -> {}", change.key.as_str(), change.current, change.new)?;
+        wrapped(out, &format!("    {DIM}why:{DIM:#}  "), "          ", &change.why)?;
+        wrapped(out, &format!("    {DIM}risk:{DIM:#} "), "          ", &change.risk)?;
+    }
+    Ok(())
+}
+
+/// Every journal entry, oldest first.
+pub(crate) fn journal(entries: &[Entry], state: &StateDir, out: &mut dyn Write) -> std::io::Result<()> {
+    if entries.is_empty() {
+        return writeln!(out, "No journal entries in {}.", state.path().display());
+    }
+    writeln!(out, "{DIM}{:<20}  {:<20}  {:<12}  {:<24}  keys{DIM:#}", "id", "created", "status", "source")?;
+    for e in entries {
+        let status = e.status.name();
+        let keys: Vec<&str> = e.changes.iter().map(|c| c.key.as_str()).collect();
+        writeln!(out, "{:<20}  {:<20}  {:<12}  {:<24}  {}", e.id, e.created, status, e.source, keys.join(", "))?;
+    }
+    Ok(())
+}
+
+/// What a rollback of `entry` restores: each key from its value now to its value before the apply
+/// (noting a key changed since), and what happens to the persisted file.
+pub(crate) fn rollback(entry: &Entry, procsys: &ProcSys, out: &mut dyn Write) -> std::io::Result<()> {
+    if entry.status == super::journal::Status::Pending {
+        writeln!(
+            out,
+            "Journal entry {} never completed (the apply was killed): restoring its previous values.",
+            entry.id
+        )?;
+    }
+    writeln!(out, "{HEADING}Rollback of {}{HEADING:#} ({}, {})", entry.id, entry.source, entry.created)?;
+    for change in entry.changes.iter().rev() {
+        let now = crate::sysctl::SysctlKey::parse(&change.key)
+            .ok()
+            .and_then(|key| procsys.read(&key).ok())
+            .unwrap_or_else(|| "(unreadable)".into());
+        let note = if now != change.after {
+            format!("   (changed since the apply, which set {:?})", change.after)
+        } else {
+            String::new()
+        };
+        writeln!(out, "  {}: {now} -> {}{note}", change.key, change.before)?;
+    }
+    if let Some(persist) = &entry.persist {
+        let action = if persist.previous.is_some() { "restore the previous content of" } else { "remove" };
+        writeln!(out, "  and {action} {}", persist.path.display())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! `twtune apply PROFILE|--recommended`: the plan, the checks before any write, consent, the
+//! transaction, and what was done. Every decision is in [`crate::apply`]; this is the order.
+
+use std::io::Write;
+
+use crate::apply::confirm::{Confirm, consent, require_terminal};
+use crate::apply::journal::StateDir;
+use crate::apply::persist_file::{overrides, persist_target};
+use crate::apply::{Plan, count, preflight, show, transaction};
+use crate::config::ApplyConfig;
+use crate::error::{Error, Outcome, Result};
+use crate::profile::{self, catalog::Catalog};
+use crate::root::Root;
+use crate::sysctl::fold_whitespace;
+
+pub(crate) fn run(config: &ApplyConfig, out: &mut dyn Write, confirm: &dyn Confirm) -> Result<Outcome> {
+    let output = Error::Output;
+    let root = Root::open(&config.target.root)?;
+    let profile = config.profile.as_deref().map(|arg| Catalog::new(root.path()).load(arg)).transpose()?;
+    let extra_keys = profile.as_ref().map(profile::Profile::keys).unwrap_or_default();
+    let inspection = crate::inspect::evidence::read_default(&root, &extra_keys)?;
+    let mut plan = match &profile {
+        Some(p) => {
+            let (findings, _) = profile::evaluate(p, &inspection);
+            let unmet: Vec<_> = findings.into_iter().filter(|f| f.id.starts_with("profile.")).collect();
+            Plan::from_findings(&format!("profile {}", p.name), &unmet, |f| {
+                let setting = f.key.as_ref().and_then(|k| p.settings.get(k));
+                setting.map_or_else(|| f.message.clone(), |s| fold_whitespace(&s.why))
+            })?
+        }
+        None => Plan::recommended(&root)?,
+    };
+    plan.check(|key| inspection.settings.get(key).map(str::to_string))?;
+    if plan.changes.is_empty() {
+        writeln!(out, "Nothing to apply: every setting of the {} is already met.", plan.source).map_err(output)?;
+        return Ok(Outcome::Clean);
+    }
+    show::plan(&plan, out).map_err(output)?;
+    if config.dry_run {
+        writeln!(out, "\nDry run: nothing was changed.").map_err(output)?;
+        return Ok(Outcome::Clean);
+    }
+
+    let persist = config.persist_file.as_ref().map(|shown| persist_target(root.path(), shown)).transpose()?;
+    let procsys = preflight::open_procsys(root.path())?;
+    let state = StateDir::new(&config.target.state_dir);
+    preflight::check_permitted(
+        &procsys,
+        plan.changes.iter().map(|c| &c.key),
+        &state,
+        persist.as_ref().map(|p| p.path.as_path()),
+    )?;
+
+    let interactive = config.target.interactive;
+    if config.select {
+        require_terminal(interactive, "--select needs a terminal to pick changes on (stdin and stderr)")?;
+        let items: Vec<String> =
+            plan.changes.iter().map(|c| format!("{}: {} -> {}", c.key, c.current, c.new)).collect();
+        let picked = confirm.select("Changes to apply (space toggles, enter accepts)", &items)?;
+        plan.select(&picked);
+        if plan.changes.is_empty() {
+            writeln!(out, "Nothing selected: nothing was changed.").map_err(output)?;
+            return Ok(Outcome::Declined);
+        }
+        plan.check(|key| inspection.settings.get(key).map(str::to_string))?;
+    }
+    if !consent(config.yes, interactive, confirm, &format!("Apply {}?", count(plan.changes.len(), "change")))? {
+        writeln!(out, "Nothing was changed.").map_err(output)?;
+        return Ok(Outcome::Declined);
+    }
+
+    let controls = preflight::controls(config.target.write_delay)?;
+    let applied = transaction::apply(&plan, &procsys, &state, persist.as_ref(), &controls)?;
+    writeln!(
+        out,
+        "Applied {} (journal entry {}); `twtune rollback` undoes {}.",
+        count(plan.changes.len(), "change"),
+        applied.entry.id,
+        if plan.changes.len() == 1 { "it" } else { "them" }
+    )
+    .map_err(output)?;
+    match &persist {
+        Some(target) => {
+            writeln!(out, "Persisted to {}.", target.shown).map_err(output)?;
+            for warning in overrides(root.path(), &plan, target) {
+                anstream::eprintln!("twtune: warning: {warning}");
+            }
+        }
+        None => anstream::eprintln!(
+            "twtune: warning: not persisted (--no-persist): these values are lost at the next reboot"
+        ),
+    }
+    Ok(Outcome::Clean)
+}

@@ -1,0 +1,52 @@
+//! `twtune profiles list|show|check`.
+
+use std::io::Write;
+
+use crate::config::ProfilesConfig;
+use crate::error::{Error, Outcome, Result};
+use crate::profile::catalog::Catalog;
+
+pub(crate) fn run(config: &ProfilesConfig, out: &mut dyn Write) -> Result<Outcome> {
+    match config {
+        ProfilesConfig::List { root } => {
+            let (listed, errors) = Catalog::new(root).list();
+            let width = listed.iter().map(|l| l.name.len()).max().unwrap_or(0);
+            for profile in &listed {
+                writeln!(out, "{:<width$}  {}  ({})", profile.name, profile.description, profile.source)
+                    .map_err(Error::Output)?;
+            }
+            outcome(errors)
+        }
+        ProfilesConfig::Show { profile, root } => {
+            out.write_all(Catalog::new(root).load(profile)?.to_yaml().as_bytes()).map_err(Error::Output)?;
+            Ok(Outcome::Clean)
+        }
+        ProfilesConfig::Check { files, root } => {
+            let catalog = Catalog::new(root);
+            let mut errors = Vec::new();
+            for file in files {
+                match catalog.check_file(file) {
+                    Ok(profile) => writeln!(
+                        out,
+                        "{}: ok ({}, {} settings)",
+                        file.display(),
+                        profile.chain.join(" <- "),
+                        profile.settings.len()
+                    )
+                    .map_err(Error::Output)?,
+                    Err(err) => errors.push(err),
+                }
+            }
+            outcome(errors)
+        }
+    }
+}
+
+/// Clean when nothing failed; otherwise every error, each printed on its own line.
+fn outcome(mut errors: Vec<Error>) -> Result<Outcome> {
+    match errors.len() {
+        0 => Ok(Outcome::Clean),
+        1 => Err(errors.remove(0)),
+        _ => Err(Error::Several(errors)),
+    }
+}

@@ -1,0 +1,116 @@
+//! The layout the README's Development section describes, checked on the source tree: modules
+//! depend on each other in one direction only, and every subcommand's glue is in `src/cmd/NAME.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+
+fn src() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// Every `.rs` file beneath `dir`.
+fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read src") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            rust_files(&path, files);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+}
+
+/// The top-level module a file belongs to (`src/apply/journal.rs` -> `apply`), or `None` for the
+/// crate root, the binary, and test-only files.
+fn top_module(path: &Path) -> Option<String> {
+    let relative = path.strip_prefix(src()).expect("beneath src");
+    let first = relative.components().next()?.as_os_str().to_string_lossy().into_owned();
+    let name = first.trim_end_matches(".rs").to_string();
+    let file = relative.file_stem()?.to_string_lossy();
+    if ["lib", "main", "testing"].contains(&name.as_str()) || file == "tests" {
+        return None;
+    }
+    Some(name)
+}
+
+/// The code of a file without comments and without its `#[cfg(test)] mod tests { ... }` block.
+fn code(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).expect("read source");
+    let text = text.split("#[cfg(test)]\nmod tests {").next().unwrap_or_default();
+    text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+}
+
+/// Top-level module -> the top-level modules its code names with `crate::`.
+fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let modules: BTreeSet<String> = files.iter().filter_map(|f| top_module(f)).collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in &files {
+        let Some(module) = top_module(file) else { continue };
+        let code = code(file);
+        let used = graph.entry(module.clone()).or_default();
+        for (i, _) in code.match_indices("crate::") {
+            let name: String =
+                code[i + "crate::".len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            if name != module && modules.contains(&name) {
+                used.insert(name);
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle through `start`, if there is one: depth-first search for a path back to it.
+fn cycle_through(graph: &BTreeMap<String, BTreeSet<String>>, start: &str) -> Option<Vec<String>> {
+    let mut stack = vec![(start.to_string(), vec![start.to_string()])];
+    let mut seen = BTreeSet::new();
+    while let Some((node, path)) = stack.pop() {
+        for next in graph.get(&node).into_iter().flatten() {
+            if next == start {
+                return Some([path.clone(), vec![start.to_string()]].concat());
+            }
+            if seen.insert(next.clone()) {
+                stack.push((next.clone(), [path.clone(), vec![next.clone()]].concat()));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn no_module_imports_in_a_circle() {
+    let graph = dependencies();
+    assert!(graph.len() > 10, "the source tree was read: {graph:?}");
+    assert!(graph["cmd"].contains("apply") && graph["apply"].contains("sysctl"), "imports were found: {graph:?}");
+    for module in graph.keys() {
+        if let Some(cycle) = cycle_through(&graph, module) {
+            panic!("modules import each other in a circle: {}", cycle.join(" -> "));
+        }
+    }
+    // The order the README describes: the lower layers never reach up.
+    for (low, high) in [
+        ("sysctl", "inspect"),
+        ("sysctl_d", "inspect"),
+        ("inspect", "rules"),
+        ("rules", "report"),
+        ("report", "cmd"),
+        ("apply", "cmd"),
+        ("error", "sysctl"),
+    ] {
+        assert!(!graph.get(low).is_some_and(|used| used.contains(high)), "{low} must not import {high}");
+    }
+}
+
+#[test]
+fn every_subcommand_has_its_own_file_in_cmd() {
+    let cli = twtune::cli::Cli::command();
+    let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).filter(|n| *n != "help").collect();
+    assert!(names.len() >= 8, "{names:?}");
+    for name in names {
+        let file = src().join("cmd").join(format!("{name}.rs"));
+        assert!(file.is_file(), "`twtune {name}` has no {}", file.display());
+    }
+}

@@ -1,5 +1,6 @@
 //! The command line as clap sees it. Only parsing and validation of single flags happen here; the
-//! resolved settings live in [`crate::config`], and clap types go no further.
+//! resolved settings live in `config`, and clap types go no further (but for `completions`, which
+//! generates its script from this definition).
 
 use std::path::PathBuf;
 

@@ -37,6 +37,17 @@ pub(crate) enum CommandConfig {
     Profiles(ProfilesConfig),
 }
 
+impl CommandConfig {
+    /// Whether the command writes a report for people (styled, colour per `--color`) rather than
+    /// text for other tools (exports, profiles, completion scripts), which goes out unchanged.
+    pub(crate) fn writes_a_report(&self) -> bool {
+        matches!(
+            self,
+            CommandConfig::Audit(_) | CommandConfig::Explain(_) | CommandConfig::Apply(_) | CommandConfig::Rollback(_)
+        )
+    }
+}
+
 /// Where `apply` and `rollback` act, resolved.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Target {

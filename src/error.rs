@@ -33,7 +33,7 @@ pub(crate) const ERROR_EXIT_CODE: u8 = 2;
 
 /// Everything that can make twtune stop without a result.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// The `--root` directory does not exist or is not a directory.
     #[error("root directory {path}: {reason}; pass an existing directory to --root (default /)")]
     Root { path: PathBuf, reason: String },
@@ -117,9 +117,14 @@ pub enum Error {
         purpose: &'static str,
     },
 
-    /// The snapshot archive could not be written.
-    #[error("tar could not write {}: {problem}", path.display())]
-    Archive { path: PathBuf, problem: String },
+    /// The snapshot archive could not be written (tar could not be run, or failed); the text
+    /// names the archive and tar's first line.
+    #[error("{0}")]
+    Archive(String),
+
+    /// The thread that enters another network namespace stopped without a result (a bug).
+    #[error("the namespace thread stopped unexpectedly")]
+    NamespaceThread,
 
     /// An export would carry text that the target format would run or misread.
     #[error("{0}")]
@@ -153,12 +158,12 @@ pub enum Error {
 
 impl Error {
     /// The process exit status for this error.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         ERROR_EXIT_CODE
     }
 
     /// The lines to print for this error: one, or one per error of [`Error::Several`].
-    pub fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         match self {
             Error::Several(errors) => errors.iter().flat_map(Error::lines).collect(),
             other => vec![other.to_string()],
@@ -166,7 +171,7 @@ impl Error {
     }
 
     /// Whether this error is only the reader of our output going away (`twtune audit | head`).
-    pub fn is_broken_pipe(&self) -> bool {
+    pub(crate) fn is_broken_pipe(&self) -> bool {
         matches!(self, Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
     }
 }

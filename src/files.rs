@@ -1,6 +1,7 @@
-//! File helpers shared by every command that writes (apply, export, snapshot): where a path of the
-//! configured system lies beneath a root, the atomic replacement of a file, and writing into a new
-//! or empty directory only. Reading the system for an audit is [`crate::root`]'s job.
+//! File helpers shared by the commands that write (apply, export, snapshot) and by `config`: where a
+//! path of the configured system lies beneath a root, reading a file that may not exist, the atomic
+//! replacement of a file, and writing into a new or empty directory only. Reading the system for
+//! an audit is `root`'s job.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

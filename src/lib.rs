@@ -1,7 +1,7 @@
 //! twtune audits and tunes the Linux settings behind TCP TIME_WAIT build-up and ephemeral-port
 //! exhaustion.
 //!
-//! The pipeline: [`cli`] parses arguments, [`config`] resolves them once, `cmd` runs one
+//! The pipeline: [`cli`] parses arguments, `config` resolves them once, `cmd` runs one
 //! subcommand: `inspect` reads settings, counters, sockets and the sysctl.d tree beneath a root,
 //! `rules` and `profile` turn that evidence into findings, `report` renders one model as text,
 //! JSON or Prometheus into a writer; `apply` owns every decision about writing. This file only
@@ -36,8 +36,6 @@ use std::io::Write;
 
 use clap::Parser;
 
-/// The state directory, for tests that hold its lock while twtune runs.
-pub use crate::apply::journal::StateDir;
 use crate::config::{CommandConfig, Config};
 use crate::error::{Outcome, Result};
 
@@ -52,15 +50,20 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> u8 {
         }
         // A usage error is one line, like every other error.
         Err(err) => {
-            let rendered = err.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            anstream::eprintln!("twtune: {}; see 'twtune --help'", first.trim_start_matches("error: "));
+            anstream::eprintln!("twtune: {}; see 'twtune --help'", usage_line(&err.render().to_string()));
             return error::ERROR_EXIT_CODE;
         }
     };
     cli.color.write_global();
     let config = Config::from_cli(cli);
-    let mut out = anstream::AutoStream::new(std::io::stdout().lock(), config.color);
+    let stdout = std::io::stdout().lock();
+    // Reports for people carry styles, which the colour choice may strip; what other tools read
+    // (exports, profiles, completion scripts) goes out byte for byte, as it would to `--output`.
+    let mut out: Box<dyn Write> = if config.command.writes_a_report() {
+        Box::new(anstream::AutoStream::new(stdout, config.color))
+    } else {
+        Box::new(stdout)
+    };
     let result = execute(&config, &mut out).and_then(|outcome| match out.flush() {
         // `twtune audit | head`: the reader left, but the verdict stands (pipefail users rely on it).
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(error::Error::Output(e)),
@@ -79,6 +82,12 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> u8 {
     }
 }
 
+/// Takes the lock of the state directory `dir` as an apply or rollback does, and holds it until the
+/// returned value is dropped: for tests that run twtune while another apply holds it.
+pub fn lock_state_dir(dir: &std::path::Path) -> std::result::Result<impl Sized, String> {
+    apply::journal::StateDir::new(dir).lock().map_err(|e| e.to_string())
+}
+
 fn execute(config: &Config, out: &mut dyn Write) -> Result<Outcome> {
     let terminal = apply::confirm::Terminal;
     match &config.command {
@@ -90,5 +99,31 @@ fn execute(config: &Config, out: &mut dyn Write) -> Result<Outcome> {
         CommandConfig::Export(export) => cmd::export::run(export, out),
         CommandConfig::Snapshot(snapshot) => cmd::snapshot::run(snapshot),
         CommandConfig::Completions(shell) => cmd::completions::run(*shell, out),
+    }
+}
+
+/// clap's usage error in one line: its first paragraph (the problem, and the arguments it names on
+/// the lines below it), without the usage and help hints that follow.
+fn usage_line(rendered: &str) -> String {
+    let paragraph: Vec<&str> = rendered.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+    let text = paragraph.join(" ");
+    let text = text.trim_start_matches("error: ").trim_end_matches(':');
+    if text.is_empty() { "invalid arguments".to_string() } else { text.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usage_line;
+
+    #[test]
+    fn a_usage_error_keeps_the_arguments_it_names() {
+        let rendered = "error: the following required arguments were not provided:\n  <DIR>\n\nUsage: twtune \
+                        snapshot <DIR>\n\nFor more information, try '--help'.\n";
+        assert_eq!(usage_line(rendered), "the following required arguments were not provided: <DIR>");
+        assert_eq!(
+            usage_line("error: unexpected argument '--x' found\n\n  tip: ...\n"),
+            "unexpected argument '--x' found"
+        );
+        assert_eq!(usage_line(""), "invalid arguments");
     }
 }

@@ -46,8 +46,8 @@ impl PortRange {
         (self.low..=self.high).contains(&port)
     }
 
-    /// Whether both bounds are even or both odd (the kernel docs advise different parity, so that
-    /// connect() and bind(0) draw from different halves).
+    /// Whether both bounds are even or both odd (different parity lets connect() and bind(0) draw
+    /// from different halves: docs/kernel-model.md, "Port settings").
     pub(crate) fn same_parity(self) -> bool {
         self.low % 2 == self.high % 2
     }

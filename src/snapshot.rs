@@ -46,12 +46,12 @@ fn pack(dir: &Path, archive: &Path) -> Result<()> {
         .arg(dir)
         .arg(".")
         .output()
-        .map_err(|e| Error::Archive { path: archive.to_path_buf(), problem: format!("cannot run tar: {e}") })?;
+        .map_err(|e| Error::Archive(format!("cannot run tar to write {}: {e}", archive.display())))?;
     if !output.status.success() {
         // tar can say several lines; the first names the problem.
         let stderr = String::from_utf8_lossy(&output.stderr);
         let first = stderr.lines().next().unwrap_or("failed");
-        return Err(Error::Archive { path: archive.to_path_buf(), problem: first.to_string() });
+        return Err(Error::Archive(format!("tar could not write {}: {first}", archive.display())));
     }
     Ok(())
 }

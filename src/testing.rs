@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::inspect::Inspection;
-use crate::inspect::sockets::{Socket, SocketCounter, TcpState};
+use crate::inspect::sockets::{Reuse, Socket, SocketCounter, TcpState};
 use crate::ports::{PortRange, PortSet};
 use crate::sysctl::KernelVersion;
 use crate::sysctl::keys::Settings;
@@ -85,18 +85,14 @@ impl Host {
     }
 
     pub(crate) fn socket(mut self, state: TcpState, local: &str, remote: &str) -> Host {
-        self.sockets.push(Socket { state, local: addr(local), remote: addr(remote) });
+        self.sockets.push(Socket::new(state, addr(local), addr(remote)));
         self
     }
 
     /// `n` sockets in `state` from consecutive ports starting at `first_port` of 10.0.0.1 to `remote`.
     pub(crate) fn outbound(mut self, n: u16, state: TcpState, first_port: u16, remote: &str) -> Host {
         for i in 0..n {
-            self.sockets.push(Socket {
-                state,
-                local: addr(&format!("10.0.0.1:{}", first_port + i)),
-                remote: addr(remote),
-            });
+            self.sockets.push(Socket::new(state, addr(&format!("10.0.0.1:{}", first_port + i)), addr(remote)));
         }
         self
     }
@@ -105,11 +101,11 @@ impl Host {
     pub(crate) fn inbound_time_wait(mut self, n: u16, port: u16) -> Host {
         self = self.socket(TcpState::Listen, &format!("0.0.0.0:{port}"), "0.0.0.0:0");
         for i in 0..n {
-            self.sockets.push(Socket {
-                state: TcpState::TimeWait,
-                local: addr(&format!("10.0.0.1:{port}")),
-                remote: addr(&format!("10.0.0.9:{}", 40000 + i)),
-            });
+            self.sockets.push(Socket::new(
+                TcpState::TimeWait,
+                addr(&format!("10.0.0.1:{port}")),
+                addr(&format!("10.0.0.9:{}", 40000 + i)),
+            ));
         }
         self
     }
@@ -134,7 +130,7 @@ impl Host {
             .expect("valid range");
         let reserved =
             PortSet::parse(settings.get("net.ipv4.ip_local_reserved_ports").unwrap_or("")).expect("valid set");
-        let mut counter = SocketCounter::new(range, reserved);
+        let mut counter = SocketCounter::new(range, reserved).reuse(Reuse::from_settings(&settings));
         self.sockets.iter().for_each(|s| counter.add(*s));
         Inspection {
             kernel: self.kernel.map_or_else(|| "unknown".to_string(), |v| format!("{v}.0")),

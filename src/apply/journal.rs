@@ -11,20 +11,20 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// A directory twtune keeps its journal and lock in.
-pub struct StateDir {
+pub(crate) struct StateDir {
     path: PathBuf,
 }
 
 /// Held while an apply or rollback runs; the kernel drops the lock when the process ends, however
 /// it ends.
-pub struct Lock {
+pub(crate) struct Lock {
     _file: File,
 }
 
 /// What happened to a journal entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Status {
+pub(crate) enum Status {
     /// Written before the first change; an apply that died here left the old state (every write
     /// is undone on failure) or was killed mid-way (roll it back).
     Pending,
@@ -37,12 +37,12 @@ pub enum Status {
 impl Status {
     /// Whether `rollback` can undo the entry: an applied one, or a pending one whose apply was
     /// killed between writes (its previous values are all in the entry).
-    pub fn can_roll_back(self) -> bool {
+    pub(crate) fn can_roll_back(self) -> bool {
         matches!(self, Status::Applied | Status::Pending)
     }
 
     /// The name used in the journal and in listings.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Status::Pending => "pending",
             Status::Applied => "applied",
@@ -54,7 +54,7 @@ impl Status {
 
 /// One key's change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyChange {
+pub(crate) struct KeyChange {
     pub key: String,
     pub before: String,
     pub after: String,
@@ -62,7 +62,7 @@ pub struct KeyChange {
 
 /// The persisted file before the apply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PersistRecord {
+pub(crate) struct PersistRecord {
     /// The file as written (beneath the root).
     pub path: PathBuf,
     /// Its content before the apply; `None` when it did not exist.
@@ -71,7 +71,7 @@ pub struct PersistRecord {
 
 /// One apply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub id: String,
     /// UTC, RFC 3339.
     pub created: String,
@@ -84,11 +84,11 @@ pub struct Entry {
 }
 
 impl StateDir {
-    pub fn new(path: &Path) -> StateDir {
+    pub(crate) fn new(path: &Path) -> StateDir {
         StateDir { path: path.to_path_buf() }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -97,7 +97,7 @@ impl StateDir {
     }
 
     /// Whether this process can create or write the state directory.
-    pub fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         let mut probe = self.path.as_path();
         while !probe.exists() {
             match probe.parent() {
@@ -112,7 +112,7 @@ impl StateDir {
     }
 
     /// Takes the lock, or fails at once when another twtune holds it.
-    pub fn lock(&self) -> Result<Lock> {
+    pub(crate) fn lock(&self) -> Result<Lock> {
         let io = |source| Error::Write { path: self.path.clone(), source };
         std::fs::create_dir_all(self.journal()).map_err(io)?;
         let path = self.path.join("lock");
@@ -131,7 +131,7 @@ impl StateDir {
     }
 
     /// Saves an entry atomically (a reader never sees half a file).
-    pub fn save(&self, entry: &Entry) -> Result<()> {
+    pub(crate) fn save(&self, entry: &Entry) -> Result<()> {
         let path = self.journal().join(format!("{}.json", entry.id));
         let text = serde_json::to_string_pretty(entry)
             .map_err(|e| Error::Write { path: path.clone(), source: std::io::Error::other(e) })?;
@@ -139,7 +139,7 @@ impl StateDir {
     }
 
     /// Every entry, oldest first. An entry that cannot be read is an error naming the file.
-    pub fn entries(&self) -> Result<Vec<Entry>> {
+    pub(crate) fn entries(&self) -> Result<Vec<Entry>> {
         let dir = self.journal();
         let listing = match std::fs::read_dir(&dir) {
             Ok(listing) => listing,
@@ -173,7 +173,7 @@ impl StateDir {
     }
 
     /// A new entry id: the UTC time to the second, then a counter if that id is taken.
-    pub fn new_id(&self, now: &Timestamp) -> String {
+    pub(crate) fn new_id(&self, now: &Timestamp) -> String {
         let base = now.compact.clone();
         (0..)
             .map(|n| if n == 0 { base.clone() } else { format!("{base}-{n}") })
@@ -215,7 +215,7 @@ pub(crate) fn entry_to_roll_back(entries: &[Entry], id: Option<&str>, state: &St
 
 /// A UTC time in the two forms twtune writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Timestamp {
+pub(crate) struct Timestamp {
     /// `2026-11-24T21:10:05Z`
     pub rfc3339: String,
     /// `20261124T211005Z`, sortable, for ids.
@@ -223,13 +223,13 @@ pub struct Timestamp {
 }
 
 impl Timestamp {
-    pub fn now() -> Timestamp {
+    pub(crate) fn now() -> Timestamp {
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         Timestamp::from_unix(secs)
     }
 
     /// Civil date from seconds since 1970 (Howard Hinnant's days-from-civil, inverted).
-    pub fn from_unix(secs: u64) -> Timestamp {
+    pub(crate) fn from_unix(secs: u64) -> Timestamp {
         let days = (secs / 86_400) as i64;
         let rem = secs % 86_400;
         let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);

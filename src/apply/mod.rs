@@ -13,7 +13,9 @@ pub(crate) mod show;
 pub(crate) mod transaction;
 
 use crate::error::{Error, Result};
+use crate::inspect::Inspection;
 use crate::ports::PortRange;
+use crate::profile::Profile;
 use crate::root::Root;
 use crate::rules::{self, Finding, Thresholds};
 use crate::sysctl::keys::spec_of;
@@ -118,6 +120,17 @@ impl Plan {
 }
 
 impl Plan {
+    /// The plan that meets `profile` on the inspected system: one change per unmet setting that has
+    /// a value to set, with the setting's own `why`.
+    pub(crate) fn from_profile(profile: &Profile, inspection: &Inspection) -> Result<Plan> {
+        let (findings, _) = crate::profile::evaluate(profile, inspection);
+        let unmet: Vec<Finding> = findings.into_iter().filter(|f| f.id.starts_with("profile.")).collect();
+        Plan::from_findings(&format!("profile {}", profile.name), &unmet, |f| {
+            let setting = f.key.as_ref().and_then(|k| profile.settings.get(k));
+            setting.map_or_else(|| f.message.clone(), |s| fold_whitespace(&s.why))
+        })
+    }
+
     /// The plan of the audit's recommendations for the system beneath `root` (for `apply
     /// --recommended` and `export --recommended`), checked against the current values.
     pub(crate) fn recommended(root: &Root) -> Result<Plan> {

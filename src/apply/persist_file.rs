@@ -29,7 +29,10 @@ pub(crate) fn persist_target(root: &Path, shown: &str) -> Result<PersistTarget> 
     if !shown.starts_with('/') || !shown.ends_with(".conf") {
         return Err(refuse("give an absolute path to a .conf file, such as /etc/sysctl.d/90-twtune.conf"));
     }
+    // Absolute, because the journal keeps it: a rollback run from another directory must find the
+    // same file when --root was given as a relative path.
     let path = beneath(root, Path::new(shown));
+    let path = std::path::absolute(&path).unwrap_or(path);
     match std::fs::symlink_metadata(&path) {
         Ok(meta) if meta.file_type().is_symlink() => return Err(refuse("it is a link; give the file itself")),
         Ok(meta) if !meta.is_file() => return Err(refuse("it is not a regular file")),

@@ -6,6 +6,7 @@ use std::io::Write;
 use anstyle::Style;
 
 use super::journal::{Entry, StateDir};
+use super::persist_file::PersistTarget;
 use super::{Plan, count};
 use crate::report::human::wrapped;
 use crate::sysctl::procsys::ProcSys;
@@ -39,9 +40,38 @@ pub(crate) fn journal(entries: &[Entry], state: &StateDir, out: &mut dyn Write) 
     Ok(())
 }
 
-/// What a rollback of `entry` restores: each key from its value now to its value before the apply
-/// (noting a key changed since), and what happens to the persisted file.
-pub(crate) fn rollback(entry: &Entry, procsys: &ProcSys, out: &mut dyn Write) -> std::io::Result<()> {
+/// Said when the system already meets the plan's source.
+pub(crate) fn nothing_to_apply(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "Nothing to apply: every setting of the {} is already met.", plan.source)
+}
+
+/// The changes as `--select` offers them: `key: current -> new`.
+pub(crate) fn choices(plan: &Plan) -> Vec<String> {
+    plan.changes.iter().map(|c| format!("{}: {} -> {}", c.key, c.current, c.new)).collect()
+}
+
+/// What an apply did: the journal entry that undoes it, and where the values were persisted.
+pub(crate) fn applied(
+    plan: &Plan,
+    entry: &Entry,
+    persist: Option<&PersistTarget>,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "Applied {} (journal entry {}); `twtune rollback` undoes {}.",
+        count(plan.changes.len(), "change"),
+        entry.id,
+        if plan.changes.len() == 1 { "it" } else { "them" }
+    )?;
+    if let Some(target) = persist {
+        writeln!(out, "Persisted to {}.", target.shown)?;
+    }
+    Ok(())
+}
+
+/// Said before anything else when the entry to roll back belongs to an apply that was killed.
+pub(crate) fn pending(entry: &Entry, out: &mut dyn Write) -> std::io::Result<()> {
     if entry.status == super::journal::Status::Pending {
         writeln!(
             out,
@@ -49,22 +79,29 @@ pub(crate) fn rollback(entry: &Entry, procsys: &ProcSys, out: &mut dyn Write) ->
             entry.id
         )?;
     }
-    writeln!(out, "{HEADING}Rollback of {}{HEADING:#} ({}, {})", entry.id, entry.source, entry.created)?;
+    Ok(())
+}
+
+/// What a rollback of `entry` restores: each key from its value now to its value before the apply
+/// (noting a key changed since), and what happens to the persisted file. A key name in the journal
+/// that is not valid stops it there.
+pub(crate) fn rollback(entry: &Entry, procsys: &ProcSys, out: &mut dyn Write) -> crate::error::Result<()> {
+    let output = crate::error::Error::Output;
+    writeln!(out, "{HEADING}Rollback of {}{HEADING:#} ({}, {})", entry.id, entry.source, entry.created)
+        .map_err(output)?;
     for change in entry.changes.iter().rev() {
-        let now = crate::sysctl::SysctlKey::parse(&change.key)
-            .ok()
-            .and_then(|key| procsys.read(&key).ok())
-            .unwrap_or_else(|| "(unreadable)".into());
+        let key = crate::sysctl::SysctlKey::parse(&change.key)?;
+        let now = procsys.read(&key).unwrap_or_else(|_| "(unreadable)".into());
         let note = if now != change.after {
             format!("   (changed since the apply, which set {:?})", change.after)
         } else {
             String::new()
         };
-        writeln!(out, "  {}: {now} -> {}{note}", change.key, change.before)?;
+        writeln!(out, "  {}: {now} -> {}{note}", change.key, change.before).map_err(output)?;
     }
     if let Some(persist) = &entry.persist {
         let action = if persist.previous.is_some() { "restore the previous content of" } else { "remove" };
-        writeln!(out, "  and {action} {}", persist.path.display())?;
+        writeln!(out, "  and {action} {}", persist.path.display()).map_err(output)?;
     }
     Ok(())
 }

@@ -180,3 +180,12 @@ fn findings_become_one_change_per_key() {
     assert_eq!(plan.changes.len(), 1, "one per key, and none for a key already at its value");
     assert_eq!((plan.changes[0].new.as_str(), plan.changes[0].why.as_str()), ("1", "a message"));
 }
+
+#[test]
+fn the_journal_keeps_the_persisted_file_as_an_absolute_path() {
+    let target = super::persist_file::persist_target(Path::new("relative/root"), "/etc/sysctl.d/90-twtune.conf")
+        .expect("a new file is fine");
+    assert!(target.path.is_absolute(), "{}", target.path.display());
+    assert!(target.path.ends_with("relative/root/etc/sysctl.d/90-twtune.conf"), "{}", target.path.display());
+    assert_eq!(target.shown, "/etc/sysctl.d/90-twtune.conf");
+}

@@ -17,7 +17,7 @@ use crate::sysctl::procsys::{ProcSys, WriteError};
 
 /// What a transaction may be told while it runs.
 pub(crate) struct Controls {
-    /// Set by SIGINT/SIGTERM; checked between writes.
+    /// Set by SIGINT, SIGTERM, SIGHUP or SIGQUIT; checked between writes.
     pub interrupted: Arc<AtomicBool>,
     /// Pause after each write (tests use it to interrupt mid-way).
     pub write_delay: Option<Duration>,

@@ -11,7 +11,6 @@ use crate::config::ApplyConfig;
 use crate::error::{Error, Outcome, Result};
 use crate::profile::{self, catalog::Catalog};
 use crate::root::Root;
-use crate::sysctl::fold_whitespace;
 
 pub(crate) fn run(config: &ApplyConfig, out: &mut dyn Write, confirm: &dyn Confirm) -> Result<Outcome> {
     let output = Error::Output;
@@ -20,19 +19,12 @@ pub(crate) fn run(config: &ApplyConfig, out: &mut dyn Write, confirm: &dyn Confi
     let extra_keys = profile.as_ref().map(profile::Profile::keys).unwrap_or_default();
     let inspection = crate::inspect::evidence::read_default(&root, &extra_keys)?;
     let mut plan = match &profile {
-        Some(p) => {
-            let (findings, _) = profile::evaluate(p, &inspection);
-            let unmet: Vec<_> = findings.into_iter().filter(|f| f.id.starts_with("profile.")).collect();
-            Plan::from_findings(&format!("profile {}", p.name), &unmet, |f| {
-                let setting = f.key.as_ref().and_then(|k| p.settings.get(k));
-                setting.map_or_else(|| f.message.clone(), |s| fold_whitespace(&s.why))
-            })?
-        }
+        Some(profile) => Plan::from_profile(profile, &inspection)?,
         None => Plan::recommended(&root)?,
     };
     plan.check(|key| inspection.settings.get(key).map(str::to_string))?;
     if plan.changes.is_empty() {
-        writeln!(out, "Nothing to apply: every setting of the {} is already met.", plan.source).map_err(output)?;
+        show::nothing_to_apply(&plan, out).map_err(output)?;
         return Ok(Outcome::Clean);
     }
     show::plan(&plan, out).map_err(output)?;
@@ -54,9 +46,7 @@ pub(crate) fn run(config: &ApplyConfig, out: &mut dyn Write, confirm: &dyn Confi
     let interactive = config.target.interactive;
     if config.select {
         require_terminal(interactive, "--select needs a terminal to pick changes on (stdin and stderr)")?;
-        let items: Vec<String> =
-            plan.changes.iter().map(|c| format!("{}: {} -> {}", c.key, c.current, c.new)).collect();
-        let picked = confirm.select("Changes to apply (space toggles, enter accepts)", &items)?;
+        let picked = confirm.select("Changes to apply (space toggles, enter accepts)", &show::choices(&plan))?;
         plan.select(&picked);
         if plan.changes.is_empty() {
             writeln!(out, "Nothing selected: nothing was changed.").map_err(output)?;
@@ -71,24 +61,13 @@ pub(crate) fn run(config: &ApplyConfig, out: &mut dyn Write, confirm: &dyn Confi
 
     let controls = preflight::controls(config.target.write_delay)?;
     let applied = transaction::apply(&plan, &procsys, &state, persist.as_ref(), &controls)?;
-    writeln!(
-        out,
-        "Applied {} (journal entry {}); `twtune rollback` undoes {}.",
-        count(plan.changes.len(), "change"),
-        applied.entry.id,
-        if plan.changes.len() == 1 { "it" } else { "them" }
-    )
-    .map_err(output)?;
-    match &persist {
-        Some(target) => {
-            writeln!(out, "Persisted to {}.", target.shown).map_err(output)?;
-            for warning in overrides(root.path(), &plan, target) {
-                anstream::eprintln!("twtune: warning: {warning}");
-            }
-        }
-        None => anstream::eprintln!(
-            "twtune: warning: not persisted (--no-persist): these values are lost at the next reboot"
-        ),
+    show::applied(&plan, &applied.entry, persist.as_ref(), out).map_err(output)?;
+    let warnings = match &persist {
+        Some(target) => overrides(root.path(), &plan, target),
+        None => vec!["not persisted (--no-persist): these values are lost at the next reboot".to_string()],
+    };
+    for warning in warnings {
+        anstream::eprintln!("twtune: warning: {warning}");
     }
     Ok(Outcome::Clean)
 }

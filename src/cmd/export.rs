@@ -6,7 +6,7 @@ use std::io::Write;
 use crate::apply::Plan;
 use crate::config::ExportConfig;
 use crate::error::{Error, Outcome, Result};
-use crate::export::{self, AnsibleOptions, Export, ExportFormat, Item};
+use crate::export::{self, AnsibleOptions, Export, Item, Rendered};
 use crate::files::{write_atomically, write_into_empty_dir};
 use crate::profile::catalog::Catalog;
 use crate::root::Root;
@@ -17,34 +17,20 @@ pub(crate) fn run(config: &ExportConfig, out: &mut dyn Write) -> Result<Outcome>
         Some(arg) => Export::from_profile(&Catalog::new(root.path()).load(arg)?),
         None => {
             let plan = Plan::recommended(&root)?;
-            let host = root.hostname().unwrap_or_else(|| "this host".into());
-            Export {
-                source: format!("the recommendations of an audit of {host}"),
-                items: plan.changes.into_iter().map(|c| Item::new(c.key.to_string(), c.new, c.why, c.risk)).collect(),
-                skipped: Vec::new(),
-            }
+            let items = plan.changes.into_iter().map(|c| Item::new(c.key.to_string(), c.new, c.why, c.risk)).collect();
+            Export::recommendations(&root.hostname().unwrap_or_else(|| "this host".into()), items)
         }
     };
     let ansible = AnsibleOptions { hosts: config.hosts.clone(), sysctl_file: config.sysctl_file.clone() };
-    if matches!(config.format, ExportFormat::Ansible | ExportFormat::AnsibleRole) {
-        export::check_ansible_safe(&export).map_err(Error::Export)?;
-    }
-    let text = match config.format {
-        ExportFormat::Ansible => export::ansible_playbook(&export, &ansible),
-        ExportFormat::SysctlD => export::sysctl_d(&export),
-        ExportFormat::Json => export::json(&export),
-        ExportFormat::K8s => export::kubernetes(&export),
-        ExportFormat::AnsibleRole => {
-            let dir = config.output.as_ref().ok_or_else(|| {
-                Error::Usage("--format ansible-role writes a directory: give it with --output DIR".into())
-            })?;
-            write_into_empty_dir(dir, &export::ansible_role(&export, &ansible), " for the role")?;
-            return Ok(Outcome::Clean);
+    match (export::render(&export, config.format, &ansible)?, &config.output) {
+        (Rendered::Files(files), Some(dir)) => write_into_empty_dir(dir, &files, " for the role")?,
+        (Rendered::Files(_), None) => {
+            return Err(Error::Usage("--format ansible-role writes a directory: give it with --output DIR".into()));
         }
-    };
-    match &config.output {
-        Some(path) => write_atomically(path, &text).map_err(|source| Error::Write { path: path.clone(), source })?,
-        None => out.write_all(text.as_bytes()).map_err(Error::Output)?,
+        (Rendered::Text(text), Some(path)) => {
+            write_atomically(path, &text).map_err(|source| Error::Write { path: path.clone(), source })?
+        }
+        (Rendered::Text(text), None) => out.write_all(text.as_bytes()).map_err(Error::Output)?,
     }
     Ok(Outcome::Clean)
 }

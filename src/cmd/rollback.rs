@@ -20,10 +20,11 @@ pub(crate) fn run(config: &RollbackConfig, out: &mut dyn Write, confirm: &dyn Co
         return Ok(Outcome::Clean);
     }
     let mut entry = entry_to_roll_back(&entries, config.id.as_deref(), &state)?;
-    let keys: Vec<SysctlKey> = entry.changes.iter().map(|c| SysctlKey::parse(&c.key)).collect::<Result<_>>()?;
+    show::pending(&entry, out).map_err(output)?;
     let root = Root::open(&config.target.root)?;
     let procsys = preflight::open_procsys(root.path())?;
-    show::rollback(&entry, &procsys, out).map_err(output)?;
+    show::rollback(&entry, &procsys, out)?;
+    let keys: Vec<SysctlKey> = entry.changes.iter().map(|c| SysctlKey::parse(&c.key)).collect::<Result<_>>()?;
     preflight::check_permitted(&procsys, keys.iter(), &state, entry.persist.as_ref().map(|p| p.path.as_path()))?;
     let prompt = format!("Roll back {}?", count(entry.changes.len(), "change"));
     if !consent(config.yes, config.target.interactive, confirm, &prompt)? {

@@ -57,9 +57,10 @@ fn accepting_applies_and_select_keeps_a_subset() {
     let mut config = apply_config(dir.path(), "outbound-heavy");
     config.select = true;
     let mut out = Vec::new();
-    // outbound-heavy on a default host: ip_local_port_range, then tcp_tw_reuse. Keep the second only.
+    // outbound-heavy on a default host: ip_local_port_range, ip_local_reserved_ports, then tcp_tw_reuse.
+    // Keep the last only.
     let outcome =
-        super::apply::run(&config, &mut out, &Scripted { answer: true, selection: vec![1] }).expect("applies");
+        super::apply::run(&config, &mut out, &Scripted { answer: true, selection: vec![2] }).expect("applies");
     assert_eq!(outcome, Outcome::Clean);
     assert_eq!(value(dir.path(), "net.ipv4.tcp_tw_reuse"), "1");
     assert_eq!(value(dir.path(), "net.ipv4.ip_local_port_range"), "32768 60999", "not selected");

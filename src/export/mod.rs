@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::error::Error;
 use crate::ports::PortSet;
 use crate::profile::Profile;
 use crate::profile::parse::{Bound, Setting, static_check};
@@ -131,6 +132,11 @@ pub(crate) fn export_value(key: &str, setting: &Setting) -> Option<String> {
 }
 
 impl Export {
+    /// The export of an audit's recommendations for `host`.
+    pub(crate) fn recommendations(host: &str, items: Vec<Item>) -> Export {
+        Export { source: format!("the recommendations of an audit of {host}"), items, skipped: Vec::new() }
+    }
+
     /// Every setting of a resolved profile.
     pub(crate) fn from_profile(profile: &Profile) -> Export {
         let mut items = Vec::new();
@@ -191,14 +197,34 @@ fn header(export: &Export, format: &str) -> String {
 }
 
 /// Refuses values Ansible would template (`{{`, `{%`): exported text must mean what it says.
-pub(crate) fn check_ansible_safe(export: &Export) -> Result<(), String> {
+pub(crate) fn check_ansible_safe(export: &Export) -> Result<(), Error> {
     match export.items.iter().find(|i| ["{{", "{%", "{#"].iter().any(|m| i.value.contains(m) || i.key.contains(m))) {
-        Some(item) => Err(format!(
+        Some(item) => Err(Error::Export(format!(
             "{} = {:?} looks like an Ansible template; it cannot be exported to Ansible",
             item.key, item.value
-        )),
+        ))),
         None => Ok(()),
     }
+}
+
+/// What an export renders to: one text, or the files of a role (relative path, content).
+pub(crate) enum Rendered {
+    Text(String),
+    Files(Vec<(&'static str, String)>),
+}
+
+/// Renders `export` in `format`, refusing what Ansible would run as a template.
+pub(crate) fn render(export: &Export, format: ExportFormat, ansible: &AnsibleOptions) -> Result<Rendered, Error> {
+    if matches!(format, ExportFormat::Ansible | ExportFormat::AnsibleRole) {
+        check_ansible_safe(export)?;
+    }
+    Ok(match format {
+        ExportFormat::Ansible => Rendered::Text(ansible_playbook(export, ansible)),
+        ExportFormat::AnsibleRole => Rendered::Files(ansible_role(export, ansible)),
+        ExportFormat::SysctlD => Rendered::Text(sysctl_d(export)),
+        ExportFormat::Json => Rendered::Text(json(export)),
+        ExportFormat::K8s => Rendered::Text(kubernetes(export)),
+    })
 }
 
 /// A playbook applying every item with ansible.posix.sysctl, then checking the runtime values.

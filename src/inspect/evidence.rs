@@ -66,7 +66,6 @@ pub(crate) fn collect(request: &Request, extra_keys: Vec<String>) -> Result<Evid
         ))),
         NetnsTarget::File(path) => {
             let namespace = std::fs::File::open(path).map_err(|e| namespace_error(path, &e))?;
-            let path_for_error = path.clone();
             let request = request.clone();
             let path = path.clone();
             std::thread::spawn(move || {
@@ -78,10 +77,7 @@ pub(crate) fn collect(request: &Request, extra_keys: Vec<String>) -> Result<Evid
                 collect_in(&Root::thread_network_namespace(), &request, &extra_keys)
             })
             .join()
-            .map_err(|_| Error::Namespace {
-                path: path_for_error,
-                problem: "the namespace thread stopped unexpectedly".into(),
-            })?
+            .map_err(|_| Error::NamespaceThread)?
         }
     }
 }
@@ -96,7 +92,7 @@ fn namespace_error(path: &Path, e: &std::io::Error) -> Error {
 }
 
 /// One inspection of `root` with the default socket source (netlink on a live system), for the
-/// commands that act on the audit's recommendations.
+/// commands that plan changes (`apply`, `export --recommended`).
 pub(crate) fn read_default(root: &Root, extra_keys: &[String]) -> Result<Inspection> {
     let (mut source, fallback) = open_source(root, SocketSourceChoice::Auto)?;
     let mut inspection = inspect::read(root, source.as_mut(), 10, extra_keys)?;

@@ -18,7 +18,7 @@ use crate::root::Root;
 use crate::sysctl::keys::Settings;
 use crate::sysctl::{KernelVersion, SysctlKey, fold_whitespace};
 use crate::sysctl_d::Tree;
-use sockets::{SocketCounter, SocketSource, SocketSummary};
+use sockets::{Reuse, SocketCounter, SocketSource, SocketSummary};
 
 /// Counters kept from `/proc/net/netstat` (TcpExt) and `/proc/net/snmp` (Tcp), by their kernel names.
 const TCP_EXT_COUNTERS: &[&str] = &[
@@ -94,9 +94,16 @@ pub(crate) fn read(
         None => PortSet::default(),
     };
 
-    let mut counter = SocketCounter::new(range, reserved);
+    let mut counter = SocketCounter::new(range, reserved).reuse(Reuse::from_settings(&settings));
     source.scan(&mut |socket| counter.add(socket), &mut warnings)?;
     let sockets = counter.finish(source.name(), top);
+    if sockets.untracked_addresses > 0 {
+        warnings.push(format!(
+            "{} sockets are on local addresses beyond the first {}; their bind() budget is not reported",
+            sockets.untracked_addresses,
+            sockets::MAX_LOCAL_ADDRESSES
+        ));
+    }
     let sysctl_d = Tree::read(root.path())?;
 
     Ok(Inspection { kernel, kernel_version, settings, counters, sockets, sysctl_d, warnings })

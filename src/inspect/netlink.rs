@@ -148,7 +148,9 @@ fn word(bytes: &[u8], at: usize) -> [u8; 4] {
     [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]
 }
 
-/// One `inet_diag_msg`: family, state, then ports (big-endian) and addresses (network order).
+/// One `inet_diag_msg`: family, state, timer, retransmits, then the socket id (ports big-endian,
+/// addresses in network order, the bound interface, a cookie), then `idiag_expires` (ms left on the
+/// timer; for TIME_WAIT, timer 3, the time until it ends).
 pub(crate) fn parse_inet_diag_msg(p: &[u8]) -> Option<TcpSocket> {
     if p.len() < INET_DIAG_MSG {
         return None;
@@ -166,10 +168,15 @@ pub(crate) fn parse_inet_diag_msg(p: &[u8]) -> Option<TcpSocket> {
             _ => None,
         }
     };
-    Some(TcpSocket {
-        state,
-        local: SocketAddr::new(address(8)?, port(4)),
-        remote: SocketAddr::new(address(24)?, port(6)),
+    let socket = TcpSocket {
+        interface: u32::from_ne_bytes(word(p, 40)),
+        ..TcpSocket::new(state, SocketAddr::new(address(8)?, port(4)), SocketAddr::new(address(24)?, port(6)))
+    };
+    const TIME_WAIT_TIMER: u8 = 3;
+    Some(if state == TcpState::TimeWait && p[2] == TIME_WAIT_TIMER {
+        socket.expiring_in(u32::from_ne_bytes(word(p, 52)))
+    } else {
+        socket
     })
 }
 
@@ -207,6 +214,13 @@ mod tests {
         assert_eq!(v4.state, TcpState::TimeWait);
         assert_eq!(v4.local, "127.0.0.1:40000".parse().expect("addr"));
         assert_eq!(v4.remote, "127.0.0.2:8080".parse().expect("addr"));
+        assert_eq!((v4.expires_ms, v4.interface), (None, 0), "no TIME_WAIT timer in this record");
+        let mut timed = record(AF_INET, 6, 40000, 8080, &[127, 0, 0, 1], &[127, 0, 0, 2]);
+        timed[2] = 3;
+        timed[40..44].copy_from_slice(&1u32.to_ne_bytes());
+        timed[52..56].copy_from_slice(&58_972u32.to_ne_bytes());
+        let timed = parse_inet_diag_msg(&timed).expect("v4 with a timer");
+        assert_eq!((timed.expires_ms, timed.interface), (Some(58_972), 1));
         let one = Ipv6Addr::LOCALHOST.octets();
         let v6 = parse_inet_diag_msg(&record(AF_INET6, 10, 443, 0, &one, &[0; 16])).expect("v6");
         assert_eq!((v6.state, v6.local), (TcpState::Listen, "[::1]:443".parse().expect("addr")));

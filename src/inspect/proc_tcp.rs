@@ -35,10 +35,17 @@ pub(crate) fn parse_tcp_line(line: &[u8], family: Family) -> Result<Option<Socke
     let remote = fields.next().ok_or("missing remote address")?;
     let state = fields.next().ok_or("missing state")?;
     let state = u8::try_from(parse_hex(state).ok_or("state is not hex")?).map_err(|_| "state out of range")?;
-    Ok(Some(Socket {
-        state: TcpState::from_code(state).ok_or("unknown TCP state")?,
-        local: parse_endpoint(local, family)?,
-        remote: parse_endpoint(remote, family)?,
+    let state = TcpState::from_code(state).ok_or("unknown TCP state")?;
+    let socket = Socket::new(state, parse_endpoint(local, family)?, parse_endpoint(remote, family)?);
+    // `tr:tm->when`: for TIME_WAIT, timer 3 and the time left in USER_HZ (1/100 s) ticks. A line
+    // without it is still a socket, only of unknown age.
+    let timer = fields.nth(1).and_then(|field| {
+        let colon = field.iter().position(|b| *b == b':')?;
+        Some((parse_hex(&field[..colon])?, parse_hex(&field[colon + 1..])?))
+    });
+    Ok(Some(match (state, timer) {
+        (TcpState::TimeWait, Some((3, ticks))) => socket.expiring_in(ticks.saturating_mul(10)),
+        _ => socket,
     }))
 }
 
@@ -178,6 +185,17 @@ mod tests {
         assert_eq!(sockets[1].state, TcpState::TimeWait);
         assert_eq!(sockets[1].local, "127.0.0.1:40000".parse().expect("addr"));
         assert_eq!(sockets[1].remote, "127.0.0.2:8080".parse().expect("addr"));
+        // `03:00001730`: 0x1730 = 5936 hundredths of a second left.
+        assert_eq!((sockets[0].expires_ms, sockets[1].expires_ms), (None, Some(59_360)));
+    }
+
+    #[test]
+    fn a_time_wait_line_with_a_bad_timer_is_a_socket_of_unknown_age() {
+        for timer in ["03:zz", "03", "", "02:00001730"] {
+            let line = format!("   1: 0100007F:9C40 0200007F:1F90 06 00000000:00000000 {timer} 00000000");
+            let socket = parse_tcp_line(line.as_bytes(), Family::V4).expect("valid").expect("a socket");
+            assert_eq!((socket.state, socket.expires_ms), (TcpState::TimeWait, None), "{timer:?}");
+        }
     }
 
     #[test]

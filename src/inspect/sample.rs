@@ -1,6 +1,7 @@
-//! Rates from two inspections taken an interval apart: connection and TIME_WAIT rates from the
-//! counters, and for each destination bucket the time left before it runs out at its measured
-//! growth. Pure.
+//! Rates from two inspections taken an interval apart: connection, TIME_WAIT and reuse rates from
+//! the counters, and for each destination bucket the time left before it runs out at the measured
+//! growth of the ports it holds (TIME_WAIT that connect() may take over is not held, so a bucket
+//! that reuse keeps level has no time to exhaustion). Pure.
 
 use std::collections::HashMap;
 
@@ -20,6 +21,8 @@ pub(crate) struct Rates {
     pub time_wait_entries_per_sec: f64,
     /// Connections that skipped TIME_WAIT per second because the table was full (`TCPTimeWaitOverflow`).
     pub overflow_per_sec: f64,
+    /// TIME_WAIT tuples connect() took over per second (`TWRecycled`): reuse at work.
+    pub time_wait_reused_per_sec: f64,
 }
 
 fn per_second(first: &Inspection, second: &Inspection, counter: &str, seconds: f64) -> f64 {
@@ -33,15 +36,13 @@ fn per_second(first: &Inspection, second: &Inspection, counter: &str, seconds: f
 /// returns the counter rates.
 pub(crate) fn apply_sample(first: &Inspection, second: &mut Inspection, seconds: f64) -> Rates {
     let before: HashMap<(&str, &str), u32> =
-        first.sockets.buckets.iter().map(|b| ((b.local_ip.as_str(), b.remote.as_str()), b.count)).collect();
+        first.sockets.buckets.iter().map(|b| ((b.local_ip.as_str(), b.remote.as_str()), b.held)).collect();
     for bucket in &mut second.sockets.buckets {
         let previous = before.get(&(bucket.local_ip.as_str(), bucket.remote.as_str())).copied().unwrap_or(0);
-        let growth = f64::from(bucket.count) - f64::from(previous);
+        let growth = f64::from(bucket.held) - f64::from(previous);
         bucket.growth_per_sec = Some((growth / seconds * 10.0).round() / 10.0);
-        bucket.seconds_to_exhaustion = (growth > 0.0).then(|| {
-            let left = f64::from(bucket.usable_ports.saturating_sub(bucket.count));
-            (left / (growth / seconds)).round()
-        });
+        bucket.seconds_to_exhaustion =
+            (growth > 0.0).then(|| (f64::from(bucket.available) / (growth / seconds)).round());
     }
     Rates {
         interval_seconds: seconds,
@@ -49,13 +50,14 @@ pub(crate) fn apply_sample(first: &Inspection, second: &mut Inspection, seconds:
         passive_opens_per_sec: per_second(first, second, "PassiveOpens", seconds),
         time_wait_entries_per_sec: per_second(first, second, "TW", seconds),
         overflow_per_sec: per_second(first, second, "TCPTimeWaitOverflow", seconds),
+        time_wait_reused_per_sec: per_second(first, second, "TWRecycled", seconds),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::sockets::TcpState;
+    use crate::inspect::sockets::{Socket, TcpState};
     use crate::testing::Host;
 
     fn inspection(outbound: u16, counters: &[(&str, i64)]) -> Inspection {
@@ -94,6 +96,36 @@ mod tests {
         apply_sample(&first, &mut shrinking, 1.0);
         assert_eq!(shrinking.sockets.buckets[0].growth_per_sec, Some(-200.0));
         assert_eq!(shrinking.sockets.buckets[0].seconds_to_exhaustion, None);
+    }
+
+    #[test]
+    fn a_bucket_kept_level_by_reuse_has_no_time_to_exhaustion() {
+        // Loopback, tcp_tw_reuse=2: 300 TIME_WAIT, all older than the delay, then 500 a second later.
+        let host = |n: u16, recycled: i64| {
+            let mut host = Host::new()
+                .set("net.ipv4.ip_local_port_range", "40000 40999")
+                .set("net.ipv4.tcp_tw_reuse", "2")
+                .counter("TWRecycled", recycled)
+                .top(usize::MAX);
+            for i in 0..n {
+                host.sockets.push(
+                    Socket::new(
+                        TcpState::TimeWait,
+                        format!("127.0.0.1:{}", 40000 + i).parse().expect("addr"),
+                        "127.0.0.1:8080".parse().expect("addr"),
+                    )
+                    .expiring_in(30_000),
+                );
+            }
+            host.inspection()
+        };
+        let first = host(300, 1000);
+        let mut second = host(500, 1400);
+        let rates = apply_sample(&first, &mut second, 2.0);
+        assert_eq!(rates.time_wait_reused_per_sec, 200.0);
+        let bucket = &second.sockets.buckets[0];
+        assert_eq!((bucket.count, bucket.reusable, bucket.held, bucket.available), (500, 500, 0, 1000));
+        assert_eq!((bucket.growth_per_sec, bucket.seconds_to_exhaustion), (Some(0.0), None));
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! The TCP socket table, aggregated while it is read: a [`SocketSource`] streams [`Socket`]s into a
-//! [`SocketCounter`], which keeps counts only (per state, per local port, per destination bucket),
-//! never the sockets themselves, so memory does not grow with the number of TIME_WAIT sockets.
+//! [`SocketCounter`], which keeps counts only (per state, per local port, per destination bucket,
+//! a port bitmap per local address), never the sockets themselves, so memory does not grow with the
+//! number of TIME_WAIT sockets.
 //!
-//! The analysis follows how the kernel spends ephemeral ports (docs/kernel-model.md, "The
-//! connect() port budget"): connect() without bind() can reuse a local port for any 4-tuple that
-//! differs, so the budget that runs out is per (local IP, remote IP, remote port) bucket: the ports
-//! of `ip_local_port_range`, minus reserved ports, minus ports a listener holds inside the range.
+//! Two budgets, as the kernel spends ephemeral ports (docs/kernel-model.md, "The connect() port
+//! budget" and "The bind() port budget"; how twtune computes each number: docs/port-model.md):
+//! - connect() without bind() can reuse a local port for any 4-tuple that differs, so its budget is
+//!   per (local IP, remote IP, remote port) bucket: the ports of `ip_local_port_range`, minus
+//!   reserved ports, minus ports a listener holds inside the range, minus the ports the bucket
+//!   *holds*: its sockets except the TIME_WAIT ones connect() may take over now ([`Reuse`]).
+//! - bind(addr, 0), and so a client that binds before it connects, needs a port that no socket on
+//!   that address (or a wildcard listener) holds: its budget is per local address.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +19,15 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::ports::{PortRange, PortSet};
+use crate::sysctl::keys::Settings;
+
+/// How long TIME_WAIT lasts (`TCP_TIMEWAIT_LEN`, fixed in the kernel), in milliseconds.
+pub(crate) const TIME_WAIT_MS: u32 = 60_000;
+/// `LOOPBACK_IFINDEX`: a socket bound to `lo` with SO_BINDTODEVICE.
+const LOOPBACK_INTERFACE: u32 = 1;
+/// Local addresses whose bind() budget is tracked (8 KiB each); a captured table with more is
+/// untrusted input, and the rest are left out with a warning.
+pub(crate) const MAX_LOCAL_ADDRESSES: usize = 1024;
 
 /// TCP states with the numbers the kernel uses in `/proc/net/tcp` and sock_diag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +96,77 @@ pub(crate) struct Socket {
     pub state: TcpState,
     pub local: SocketAddr,
     pub remote: SocketAddr,
+    /// For a TIME_WAIT socket: milliseconds until its timer fires, which tells its age (TIME_WAIT
+    /// lasts [`TIME_WAIT_MS`]); `None` when the source does not say.
+    pub expires_ms: Option<u32>,
+    /// The interface the socket is bound to (SO_BINDTODEVICE); 0 when none or not known.
+    pub interface: u32,
+}
+
+impl Socket {
+    /// A socket with no timer and no bound interface.
+    pub(crate) fn new(state: TcpState, local: SocketAddr, remote: SocketAddr) -> Socket {
+        Socket { state, local, remote, expires_ms: None, interface: 0 }
+    }
+
+    /// The same socket with its timer firing in `ms` milliseconds.
+    pub(crate) fn expiring_in(self, ms: u32) -> Socket {
+        Socket { expires_ms: Some(ms), ..self }
+    }
+}
+
+/// When connect() may take over a TIME_WAIT tuple instead of skipping the port (`tcp_twsk_unique`):
+/// reuse is on for the destination (`tcp_tw_reuse` 1: all; 2: a loopback address at either end, or a
+/// socket bound to `lo`), the old connection carried timestamps, and it has been in TIME_WAIT
+/// longer than `tcp_tw_reuse_delay`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Reuse {
+    /// `tcp_tw_reuse`: 0 off, 1 every destination, 2 loopback only.
+    pub mode: i64,
+    /// `tcp_timestamps` is not 0. Whether the peer answered with timestamps is not in the table;
+    /// loopback peers are this kernel, and `TWRecycled` in `--sample` shows whether reuse happens.
+    pub timestamps: bool,
+    /// `tcp_tw_reuse_delay`; 1000 ms where the kernel has no such key (about 1 s before 6.14).
+    pub delay_ms: u32,
+}
+
+impl Reuse {
+    /// No reuse at all (`tcp_tw_reuse=0`).
+    pub(crate) const OFF: Reuse = Reuse { mode: 0, timestamps: true, delay_ms: 1000 };
+
+    /// The policy the namespace's settings make; an absent `tcp_tw_reuse` (before 4.18 it had no
+    /// value 2, before 3.x no key) is taken as off.
+    pub(crate) fn from_settings(settings: &Settings) -> Reuse {
+        Reuse {
+            mode: settings.int("net.ipv4.tcp_tw_reuse").unwrap_or(0),
+            timestamps: settings.int("net.ipv4.tcp_timestamps") != Some(0),
+            delay_ms: settings
+                .int("net.ipv4.tcp_tw_reuse_delay")
+                .and_then(|ms| u32::try_from(ms).ok())
+                .unwrap_or(Reuse::OFF.delay_ms),
+        }
+    }
+
+    /// Whether reuse can ever apply between these addresses (ignoring the age of a socket).
+    pub(crate) fn applies(&self, local: IpAddr, remote: IpAddr, interface: u32) -> bool {
+        self.timestamps
+            && match self.mode {
+                1 => true,
+                2 => {
+                    interface == LOOPBACK_INTERFACE
+                        || local.to_canonical().is_loopback()
+                        || remote.to_canonical().is_loopback()
+                }
+                _ => false,
+            }
+    }
+
+    /// Whether connect() may take over this TIME_WAIT socket now.
+    pub(crate) fn can_take_over(&self, socket: &Socket) -> bool {
+        socket.state == TcpState::TimeWait
+            && self.applies(socket.local.ip(), socket.remote.ip(), socket.interface)
+            && socket.expires_ms.is_some_and(|left| TIME_WAIT_MS.saturating_sub(left) > self.delay_ms)
+    }
 }
 
 /// Where the TCP socket table comes from: `/proc/net/tcp{,6}` or, later, netlink sock_diag.
@@ -111,32 +196,61 @@ struct BucketKey {
 struct BucketCount {
     sockets: u32,
     time_wait: u32,
+    /// TIME_WAIT sockets connect() may take over now.
+    reusable: u32,
 }
 
-/// Accumulates a socket table into counts. Memory is fixed (two 64 Ki-entry tables) plus one small
-/// entry per distinct destination bucket.
+/// The local ports one address uses, for the bind() budget.
+#[derive(Clone, Debug, Default)]
+struct AddressPorts {
+    /// Ports any socket on the address holds.
+    in_use: PortSet,
+    /// Ports two or more of its connections share (which only connect() does).
+    shared: PortSet,
+}
+
+/// Accumulates a socket table into counts. Memory is fixed (64 Ki-entry tables) plus one small
+/// entry per distinct destination bucket and an 8 KiB port bitmap per local address.
 pub(crate) struct SocketCounter {
     range: PortRange,
     reserved: PortSet,
+    reuse: Reuse,
     listening: PortSet,
     time_wait_by_local_port: Vec<u32>,
     states: [u64; 14],
     total: u64,
     buckets: HashMap<BucketKey, BucketCount>,
+    addresses: HashMap<IpAddr, AddressPorts>,
+    /// Ports of wildcard listeners (0.0.0.0, ::), which every address of the family shares.
+    wildcard_v4: PortSet,
+    wildcard_v6: PortSet,
+    /// Local addresses left out once [`MAX_LOCAL_ADDRESSES`] were tracked.
+    untracked_addresses: u64,
 }
 
 impl SocketCounter {
-    /// A counter for a namespace with this ephemeral range and these reserved ports.
+    /// A counter for a namespace with this ephemeral range and these reserved ports, without
+    /// TIME_WAIT reuse (see [`SocketCounter::reuse`]).
     pub(crate) fn new(range: PortRange, reserved: PortSet) -> SocketCounter {
         SocketCounter {
             range,
             reserved,
+            reuse: Reuse::OFF,
             listening: PortSet::default(),
             time_wait_by_local_port: vec![0; 65536],
             states: [0; 14],
             total: 0,
             buckets: HashMap::new(),
+            addresses: HashMap::new(),
+            wildcard_v4: PortSet::default(),
+            wildcard_v6: PortSet::default(),
+            untracked_addresses: 0,
         }
+    }
+
+    /// The same counter judging TIME_WAIT reuse by `reuse`.
+    pub(crate) fn reuse(self, reuse: Reuse) -> SocketCounter {
+        SocketCounter { reuse, ..self }
     }
 
     /// Counts one socket.
@@ -144,6 +258,7 @@ impl SocketCounter {
         self.total += 1;
         self.states[socket.state as usize] += 1;
         let local_port = socket.local.port();
+        self.note_local_port(&socket);
         match socket.state {
             TcpState::Listen => {
                 self.listening.insert(local_port);
@@ -171,14 +286,47 @@ impl SocketCounter {
         bucket.sockets = bucket.sockets.saturating_add(1);
         if socket.state == TcpState::TimeWait {
             bucket.time_wait = bucket.time_wait.saturating_add(1);
+            if self.reuse.can_take_over(&socket) {
+                bucket.reusable = bucket.reusable.saturating_add(1);
+            }
         }
     }
 
-    /// The summary, with the `top` fullest buckets.
+    /// Records the local port for the bind() budget of its address: any socket of the range, in any
+    /// state, keeps bind(addr, 0) off its port.
+    fn note_local_port(&mut self, socket: &Socket) {
+        let port = socket.local.port();
+        if !self.range.contains(port) {
+            return;
+        }
+        let ip = socket.local.ip().to_canonical();
+        if ip.is_unspecified() {
+            match ip {
+                IpAddr::V4(_) => self.wildcard_v4.insert(port),
+                IpAddr::V6(_) => self.wildcard_v6.insert(port),
+            }
+            return;
+        }
+        if !self.addresses.contains_key(&ip) && self.addresses.len() >= MAX_LOCAL_ADDRESSES {
+            self.untracked_addresses += 1;
+            return;
+        }
+        let ports = self.addresses.entry(ip).or_default();
+        if socket.state != TcpState::Listen && ports.in_use.contains(port) {
+            ports.shared.insert(port);
+        }
+        ports.in_use.insert(port);
+    }
+
+    /// The summary, with the `top` fullest buckets and local addresses.
     pub(crate) fn finish(self, source: &'static str, top: usize) -> SocketSummary {
         let listening_ports: Vec<u16> = self.listening.iter().collect();
-        let inbound: u64 =
-            listening_ports.iter().map(|p| u64::from(self.time_wait_by_local_port[usize::from(*p)])).sum();
+        let time_wait_at = |port: u16| u64::from(self.time_wait_by_local_port[usize::from(port)]);
+        let inbound: u64 = listening_ports.iter().map(|p| time_wait_at(*p)).sum();
+        // A TIME_WAIT socket on a port outside the range that nothing listens on holds no ephemeral
+        // port: the server side of a listener that has stopped, or a client that bound its port.
+        let without_listener: u64 =
+            (0..=u16::MAX).filter(|p| !self.range.contains(*p) && !self.listening.contains(*p)).map(time_wait_at).sum();
         let time_wait_total = self.states[TcpState::TimeWait as usize];
         let listeners_in_range: Vec<u16> = listening_ports
             .iter()
@@ -188,23 +336,89 @@ impl SocketCounter {
         let reserved_in_range = self.reserved.count_in(self.range);
         let usable_ports = self.range.size() - reserved_in_range - listeners_in_range.len() as u32;
 
-        let mut ranked: Vec<(BucketKey, BucketCount)> = self.buckets.into_iter().collect();
-        ranked.sort_by(|(ka, a), (kb, b)| b.sockets.cmp(&a.sockets).then(ka.cmp(kb)));
+        // Ports of addresses whose clients bind before they connect: connect() skips them for every
+        // destination (the kernel gives a port chosen by bind() to no one else).
+        let mut destinations: HashMap<IpAddr, u32> = HashMap::new();
+        self.buckets.keys().for_each(|key| *destinations.entry(key.local_ip).or_default() += 1);
+        let connectable = |p: u16| !self.reserved.contains(p) && !self.listening.contains(p);
+        let mut bound = PortSet::default();
+        let mut binding: Vec<IpAddr> = Vec::new();
+        for (ip, ports) in &self.addresses {
+            if binds_first(self.range, ports, &connectable, destinations.get(ip).copied().unwrap_or(0)) {
+                binding.push(*ip);
+                (self.range.low..=self.range.high)
+                    .filter(|p| connectable(*p) && ports.in_use.contains(*p))
+                    .for_each(|p| bound.insert(p));
+            }
+        }
+        let bound_ports = bound.count_in(self.range);
+
+        let mut ranked: Vec<(BucketKey, BucketCount)> = self
+            .buckets
+            .into_iter()
+            .map(|(key, mut count)| {
+                // A plain connect() skips a bound port altogether: nothing there is taken over.
+                if binding.contains(&key.local_ip) {
+                    count.reusable = 0;
+                }
+                (key, count)
+            })
+            .collect();
+        // What a destination cannot get: the ports bind() users hold, and its own held ports where
+        // connect() chose them (a binding address's ports are among the bound ones already).
+        let unavailable = |key: &BucketKey, count: &BucketCount| {
+            let own = if binding.contains(&key.local_ip) { 0 } else { count.sockets - count.reusable };
+            (bound_ports + own).min(usable_ports)
+        };
+        ranked.sort_by(|(ka, a), (kb, b)| {
+            unavailable(kb, b).cmp(&unavailable(ka, a)).then(b.sockets.cmp(&a.sockets)).then(ka.cmp(kb))
+        });
         let bucket_count = ranked.len();
         let buckets = ranked
             .into_iter()
             .take(top)
-            .map(|(key, count)| Bucket {
-                local_ip: key.local_ip.to_string(),
-                remote: SocketAddr::new(key.remote_ip, key.remote_port).to_string(),
-                count: count.sockets,
-                time_wait: count.time_wait,
-                usable_ports,
-                usage_pct: percent(count.sockets, usable_ports),
-                growth_per_sec: None,
-                seconds_to_exhaustion: None,
+            .map(|(key, count)| {
+                let unavailable = unavailable(&key, &count);
+                Bucket {
+                    local_ip: key.local_ip.to_string(),
+                    remote: SocketAddr::new(key.remote_ip, key.remote_port).to_string(),
+                    count: count.sockets,
+                    time_wait: count.time_wait,
+                    reusable: count.reusable,
+                    held: count.sockets - count.reusable,
+                    usable_ports,
+                    available: usable_ports - unavailable,
+                    usage_pct: percent(unavailable, usable_ports),
+                    reuse_applies: !binding.contains(&key.local_ip)
+                        && self.reuse.applies(key.local_ip, key.remote_ip, 0),
+                    growth_per_sec: None,
+                    seconds_to_exhaustion: None,
+                }
             })
             .collect();
+
+        let bind_usable = self.range.size() - reserved_in_range;
+        let mut local_ports: Vec<LocalPorts> = self
+            .addresses
+            .iter()
+            .map(|(ip, ports)| {
+                let wildcard = if ip.is_ipv4() { &self.wildcard_v4 } else { &self.wildcard_v6 };
+                let in_use = (self.range.low..=self.range.high)
+                    .filter(|p| !self.reserved.contains(*p) && (ports.in_use.contains(*p) || wildcard.contains(*p)))
+                    .count() as u32;
+                LocalPorts {
+                    local_ip: ip.to_string(),
+                    ports_in_use: in_use,
+                    usable_ports: bind_usable,
+                    available: bind_usable.saturating_sub(in_use),
+                    usage_pct: percent(in_use, bind_usable),
+                    binds_first: binding.contains(ip),
+                    destinations: destinations.get(ip).copied().unwrap_or(0),
+                }
+            })
+            .collect();
+        local_ports.sort_by(|a, b| b.ports_in_use.cmp(&a.ports_in_use).then_with(|| a.local_ip.cmp(&b.local_ip)));
+        local_ports.truncate(top);
 
         SocketSummary {
             source,
@@ -214,7 +428,12 @@ impl SocketCounter {
                 .filter(|s| self.states[**s as usize] > 0)
                 .map(|s| (s.name(), self.states[*s as usize]))
                 .collect(),
-            time_wait: TimeWaitSplit { total: time_wait_total, outbound: time_wait_total - inbound, inbound },
+            time_wait: TimeWaitSplit {
+                total: time_wait_total,
+                outbound: time_wait_total - inbound - without_listener,
+                inbound,
+                without_listener,
+            },
             listening_ports,
             ephemeral: EphemeralPorts {
                 range: self.range.to_string(),
@@ -222,11 +441,36 @@ impl SocketCounter {
                 reserved_in_range,
                 listeners_in_range,
                 usable_ports,
+                bound_ports,
             },
             bucket_count,
             buckets,
+            local_ports,
+            untracked_addresses: self.untracked_addresses,
         }
     }
+}
+
+/// Whether the clients on an address bind before they connect, judged from the ports they use (the
+/// table does not say how a port was chosen). connect() gives one port to many destinations and
+/// takes ports of the parity of the range's low bound first; bind(0) gives each port to one socket
+/// and takes the other parity first (docs/kernel-model.md, "The bind() port budget"). So: no port
+/// shared by two connections, and more ports of bind()'s parity in use than of connect()'s, or,
+/// with several destinations, every port of both.
+fn binds_first(range: PortRange, ports: &AddressPorts, connectable: &impl Fn(u16) -> bool, destinations: u32) -> bool {
+    if (range.low..=range.high).any(|p| connectable(p) && ports.shared.contains(p)) {
+        return false;
+    }
+    // [connect()'s parity, bind()'s parity]: ports in use, and ports there are.
+    let (mut in_use, mut there) = ([0u32; 2], [0u32; 2]);
+    for port in (range.low..=range.high).filter(|p| connectable(*p)) {
+        let parity = usize::from((port - range.low) % 2 == 1);
+        there[parity] += 1;
+        if ports.in_use.contains(port) {
+            in_use[parity] += 1;
+        }
+    }
+    in_use[1] > in_use[0] || (in_use == there && in_use[1] > 0 && destinations >= 2)
 }
 
 /// `part` as a percentage of `whole`, rounded to one decimal.
@@ -252,19 +496,27 @@ pub(crate) struct SocketSummary {
     pub ephemeral: EphemeralPorts,
     /// How many distinct destination buckets hold at least one ephemeral port.
     pub bucket_count: usize,
-    /// The fullest buckets, most used first.
+    /// The fullest buckets (by ports held), most used first.
     pub buckets: Vec<Bucket>,
+    /// The bind() budget of each local address, most used first.
+    pub local_ports: Vec<LocalPorts>,
+    /// Sockets on local addresses beyond the tracked number, left out of `local_ports`.
+    #[serde(skip)]
+    pub untracked_addresses: u64,
 }
 
-/// TIME_WAIT sockets by who closed first.
+/// TIME_WAIT sockets by who closed first. `total = outbound + inbound + without_listener`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct TimeWaitSplit {
     pub total: u64,
-    /// Local port is not a listening port: this host connected out and closed first; these hold
-    /// ephemeral ports.
+    /// Local port inside the ephemeral range and not a listening port: this host connected out and
+    /// closed first; these hold ephemeral ports.
     pub outbound: u64,
     /// Local port is a listening port: server side; these cost memory, not ports.
     pub inbound: u64,
+    /// Local port outside the range and not listening: a server that stopped or restarted, or a
+    /// client that bound its port; these hold no ephemeral port.
+    pub without_listener: u64,
 }
 
 /// The ephemeral-port budget of the namespace.
@@ -280,6 +532,9 @@ pub(crate) struct EphemeralPorts {
     pub listeners_in_range: Vec<u16>,
     /// Ports connect() can hand out per bucket: size − reserved − listeners in range.
     pub usable_ports: u32,
+    /// Of those, ports that clients binding before they connect hold (inferred, see
+    /// [`binds_first`]): connect() skips them for every destination.
+    pub bound_ports: u32,
 }
 
 /// One destination bucket (local IP, remote IP, remote port).
@@ -288,18 +543,49 @@ pub(crate) struct Bucket {
     pub local_ip: String,
     /// `ip:port`, or `[ip]:port` for IPv6.
     pub remote: String,
-    /// Sockets holding an ephemeral port in this bucket (any state but LISTEN).
+    /// Sockets using an ephemeral port in this bucket (any state but LISTEN).
     pub count: u32,
     /// Of those, sockets in TIME_WAIT.
     pub time_wait: u32,
+    /// Of those, TIME_WAIT sockets connect() may take over now.
+    pub reusable: u32,
+    /// Ports the bucket holds: `count - reusable`.
+    pub held: u32,
     pub usable_ports: u32,
-    /// `count` as a percentage of `usable_ports`.
+    /// Ports connect() can still get for this destination now: `usable_ports - held`.
+    pub available: u32,
+    /// `held` as a percentage of `usable_ports`.
     pub usage_pct: f64,
-    /// With `--sample`: the change of `count` per second over the interval.
+    /// Whether TIME_WAIT reuse can apply to this destination at all (mode, loopback, timestamps).
+    #[serde(skip)]
+    pub reuse_applies: bool,
+    /// With `--sample`: the change of `held` per second over the interval.
     pub growth_per_sec: Option<f64>,
-    /// With `--sample`: seconds until no usable port is left at the measured growth; `null` when
-    /// not growing or not sampled.
+    /// With `--sample`: seconds until `available` reaches 0 at the measured growth of `held`;
+    /// `null` when not growing or not sampled.
     pub seconds_to_exhaustion: Option<f64>,
+}
+
+/// The bind() budget of one local address: bind(addr, 0) needs a port of the range that no socket
+/// on this address, or a wildcard listener, holds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct LocalPorts {
+    /// IPv4-mapped IPv6 addresses are joined to their IPv4 address.
+    pub local_ip: String,
+    /// Distinct ports of the range (reserved ones aside) that sockets on this address hold.
+    pub ports_in_use: u32,
+    /// Ports of the range that are not reserved.
+    pub usable_ports: u32,
+    /// How many more bind(addr, 0) can succeed: `usable_ports - ports_in_use`.
+    pub available: u32,
+    /// `ports_in_use` as a percentage of `usable_ports`.
+    pub usage_pct: f64,
+    /// Whether the clients on this address bind before they connect (see [`binds_first`]).
+    #[serde(skip)]
+    pub binds_first: bool,
+    /// Destination buckets of this address.
+    #[serde(skip)]
+    pub destinations: u32,
 }
 
 #[cfg(test)]
@@ -307,7 +593,7 @@ mod tests {
     use super::*;
 
     fn socket(state: TcpState, local: &str, remote: &str) -> Socket {
-        Socket { state, local: local.parse().expect("test address"), remote: remote.parse().expect("test address") }
+        Socket::new(state, local.parse().expect("test address"), remote.parse().expect("test address"))
     }
 
     fn counter() -> SocketCounter {
@@ -332,7 +618,7 @@ mod tests {
         c.add(socket(TcpState::TimeWait, "10.0.0.1:40001", "10.0.0.9:443"));
         c.add(socket(TcpState::TimeWait, "10.0.0.1:40002", "10.0.0.9:443"));
         let s = c.finish("test", 10);
-        assert_eq!(s.time_wait, TimeWaitSplit { total: 3, outbound: 2, inbound: 1 });
+        assert_eq!(s.time_wait, TimeWaitSplit { total: 3, outbound: 2, inbound: 1, without_listener: 0 });
         assert_eq!(s.total, 4);
         assert_eq!(s.states.get("TIME_WAIT"), Some(&3));
         assert_eq!(s.listening_ports, vec![80]);
@@ -386,6 +672,154 @@ mod tests {
         assert_eq!(s.bucket_count, 5);
         // Ties are ordered by address, so output is stable.
         assert_eq!(s.buckets[0].remote, "127.0.0.2:1000");
+    }
+
+    /// `n` TIME_WAIT sockets from consecutive ports of `local_ip` to `remote`, `age_ms` old.
+    fn time_wait(c: &mut SocketCounter, n: u16, local_ip: &str, remote: &str, age_ms: u32) {
+        for i in 0..n {
+            let local = format!("{local_ip}:{}", 40020 + i);
+            c.add(socket(TcpState::TimeWait, &local, remote).expiring_in(TIME_WAIT_MS - age_ms));
+        }
+    }
+
+    #[test]
+    fn reuse_follows_mode_destination_timestamps_and_age() {
+        let reuse = |mode: i64, timestamps: bool| Reuse { mode, timestamps, delay_ms: 1000 };
+        let cases = [
+            // (policy, remote, age ms, reusable of 5)
+            (reuse(0, true), "127.0.0.2:80", 5000, 0),
+            (reuse(1, true), "10.0.0.9:80", 5000, 5),
+            (reuse(1, true), "10.0.0.9:80", 500, 0),
+            (reuse(2, true), "127.0.0.2:80", 5000, 5),
+            (reuse(2, true), "10.0.0.9:80", 5000, 0),
+            (reuse(1, false), "10.0.0.9:80", 5000, 0),
+        ];
+        for (policy, remote, age, expected) in cases {
+            let mut c = counter().reuse(policy);
+            let local_ip = if remote.starts_with("127.") { "127.0.0.1" } else { "10.0.0.1" };
+            time_wait(&mut c, 5, local_ip, remote, age);
+            c.add(socket(TcpState::Established, &format!("{local_ip}:40090"), remote));
+            let b = &c.finish("test", 10).buckets[0];
+            assert_eq!(b.reusable, expected, "{policy:?} {remote} {age} ms");
+            assert_eq!((b.count, b.held, b.available), (6, 6 - expected, 90 - (6 - expected)), "{policy:?}");
+        }
+        // A socket bound to lo counts as loopback for mode 2; one of unknown age is never reusable.
+        let mut c = counter().reuse(reuse(2, true));
+        let bound = Socket { interface: 1, ..socket(TcpState::TimeWait, "10.0.0.1:40020", "10.0.0.9:80") };
+        c.add(bound.expiring_in(10_000));
+        c.add(socket(TcpState::TimeWait, "10.0.0.1:40021", "10.0.0.9:80"));
+        assert_eq!(c.finish("test", 10).buckets[0].reusable, 1);
+    }
+
+    #[test]
+    fn buckets_rank_by_ports_held() {
+        let mut c = counter().reuse(Reuse { mode: 1, timestamps: true, delay_ms: 1000 });
+        time_wait(&mut c, 30, "10.0.0.1", "10.0.0.9:80", 5000);
+        for port in 40060..40070 {
+            c.add(socket(TcpState::Established, &format!("10.0.0.1:{port}"), "10.0.0.9:81"));
+        }
+        let s = c.finish("test", 10);
+        let order: Vec<(&str, u32, u32)> = s.buckets.iter().map(|b| (b.remote.as_str(), b.count, b.held)).collect();
+        assert_eq!(order, vec![("10.0.0.9:81", 10, 10), ("10.0.0.9:80", 30, 0)]);
+        assert_eq!(s.buckets[0].usage_pct, 11.1, "10 of 90 usable ports held");
+    }
+
+    #[test]
+    fn time_wait_without_a_listener_outside_the_range_holds_no_port() {
+        let mut c = counter();
+        // A server on :8080 that stopped: its TIME_WAIT stays, toward the clients' ephemeral ports.
+        for i in 0..4 {
+            c.add(socket(TcpState::TimeWait, "10.0.0.1:8080", &format!("10.0.0.9:{}", 40050 + i)));
+        }
+        c.add(socket(TcpState::TimeWait, "10.0.0.1:40020", "10.0.0.9:443"));
+        let s = c.finish("test", 10);
+        assert_eq!(s.time_wait, TimeWaitSplit { total: 5, outbound: 1, inbound: 0, without_listener: 4 });
+        assert_eq!(s.bucket_count, 1, "only the outbound socket is in a bucket");
+        assert_eq!(s.buckets[0].remote, "10.0.0.9:443");
+    }
+
+    #[test]
+    fn the_bind_budget_counts_distinct_ports_per_address_with_wildcard_listeners() {
+        let mut c = counter();
+        // Ports 40020..40029 to two destinations from 127.0.0.1: connect() shared them.
+        for port in 40020..40030 {
+            c.add(socket(TcpState::TimeWait, &format!("127.0.0.1:{port}"), "127.0.0.2:80"));
+            c.add(socket(TcpState::Established, &format!("[::ffff:127.0.0.1]:{port}"), "127.0.0.2:81"));
+        }
+        c.add(socket(TcpState::Listen, "0.0.0.0:40050", "0.0.0.0:0"));
+        c.add(socket(TcpState::Listen, "[::]:40051", "[::]:0"));
+        c.add(socket(TcpState::Established, "127.0.0.3:40060", "127.0.0.2:80"));
+        // A reserved port and a port outside the range are not part of the budget.
+        c.add(socket(TcpState::Established, "127.0.0.1:40010", "127.0.0.2:80"));
+        c.add(socket(TcpState::Established, "127.0.0.1:5000", "127.0.0.2:80"));
+        let s = c.finish("test", 10);
+        let view: Vec<(&str, u32, u32, bool, u32)> = s
+            .local_ports
+            .iter()
+            .map(|l| (l.local_ip.as_str(), l.ports_in_use, l.available, l.binds_first, l.destinations))
+            .collect();
+        // 90 usable for bind (100 - 10 reserved); 10 own ports and the IPv4 wildcard listener.
+        // Shared ports, and an even (connect-parity) port: connect() chose these.
+        assert_eq!(view, vec![("127.0.0.1", 11, 79, false, 2), ("127.0.0.3", 2, 88, false, 1)]);
+        assert_eq!(s.local_ports[0].usage_pct, 12.2);
+    }
+
+    #[test]
+    fn ports_bound_before_connect_are_skipped_by_connect_for_every_destination() {
+        let mut c = SocketCounter::new(PortRange { low: 40000, high: 40099 }, PortSet::default()).reuse(Reuse {
+            mode: 1,
+            timestamps: true,
+            delay_ms: 1000,
+        });
+        // 127.0.0.1 binds first: odd ports (bind(0)'s parity), one connection each, two destinations,
+        // all TIME_WAIT old enough for reuse, which a plain connect() cannot use on a bound port.
+        for (i, port) in (40001..40040).step_by(2).enumerate() {
+            let remote = if i % 2 == 0 { "127.0.0.2:9000" } else { "127.0.0.2:9001" };
+            c.add(socket(TcpState::TimeWait, &format!("127.0.0.1:{port}"), remote).expiring_in(30_000));
+        }
+        // 10.0.0.1 lets connect() choose: even ports.
+        for port in (40000..40010).step_by(2) {
+            c.add(socket(TcpState::Established, &format!("10.0.0.1:{port}"), "10.0.0.9:443"));
+        }
+        let s = c.finish("test", 10);
+        assert_eq!(s.ephemeral.bound_ports, 20);
+        let view: Vec<(&str, u32, u32, u32, u32)> =
+            s.buckets.iter().map(|b| (b.remote.as_str(), b.count, b.reusable, b.held, b.available)).collect();
+        assert_eq!(
+            view,
+            vec![
+                // 100 usable - 20 bound - 5 own.
+                ("10.0.0.9:443", 5, 0, 5, 75),
+                // 100 usable - 20 bound (their own among them); no TIME_WAIT taken over.
+                ("127.0.0.2:9000", 10, 0, 10, 80),
+                ("127.0.0.2:9001", 10, 0, 10, 80),
+            ]
+        );
+        let binding: Vec<(&str, bool)> = s.local_ports.iter().map(|l| (l.local_ip.as_str(), l.binds_first)).collect();
+        assert_eq!(binding, vec![("127.0.0.1", true), ("10.0.0.1", false)]);
+    }
+
+    #[test]
+    fn a_client_whose_connect_chooses_its_ports_is_not_taken_for_one_that_binds() {
+        // One destination past half the range: every even port, then odd ones.
+        let mut c = SocketCounter::new(PortRange { low: 40000, high: 40099 }, PortSet::default());
+        for port in (40000..40100).step_by(2).chain((40001..40041).step_by(2)) {
+            c.add(socket(TcpState::TimeWait, &format!("127.0.0.1:{port}"), "127.0.0.2:80"));
+        }
+        let s = c.finish("test", 10);
+        assert_eq!((s.ephemeral.bound_ports, s.buckets[0].available), (0, 30));
+        assert!(!s.local_ports[0].binds_first);
+    }
+
+    #[test]
+    fn local_addresses_beyond_the_limit_are_counted_not_tracked() {
+        let mut c = SocketCounter::new(PortRange { low: 40000, high: 40099 }, PortSet::default());
+        for i in 0..=MAX_LOCAL_ADDRESSES as u32 {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            c.add(socket(TcpState::Established, &format!("{ip}:40000"), "10.255.0.1:80"));
+        }
+        let s = c.finish("test", usize::MAX);
+        assert_eq!((s.local_ports.len(), s.untracked_addresses), (MAX_LOCAL_ADDRESSES, 1));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::profile::parse::{ProfileFile, parse_profile};
 pub(crate) const PROFILES_DIR: &str = "etc/twtune/profiles.d";
 
 /// The shipped profiles, embedded at build time.
-const BUILT_IN: &[(&str, &str)] = &[
+pub(crate) const BUILT_IN: &[(&str, &str)] = &[
     ("baseline", include_str!("../../profiles/baseline.yaml")),
     ("inbound-heavy", include_str!("../../profiles/inbound-heavy.yaml")),
     ("kubernetes-node", include_str!("../../profiles/kubernetes-node.yaml")),

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::inspect::Inspection;
 use crate::ports::{PortRange, PortSet};
-use crate::rules::{Finding, Thresholds};
+use crate::rules::{Finding, MIN_USABLE_PORTS, Thresholds};
 use crate::sysctl::keys::Settings;
 use crate::sysctl::keys::spec_of;
 use crate::sysctl::{KernelVersion, fold_whitespace};
@@ -155,7 +155,7 @@ fn recommended(setting: &Setting, current: &str, default: Option<i64>) -> Option
         } else {
             return None;
         };
-        // Keep the bounds of different parity, as the kernel docs advise.
+        // Keep the bounds of different parity (docs/kernel-model.md, "Port settings").
         let moved = if moved.same_parity() && moved.high > moved.low {
             PortRange { high: moved.high - 1, ..moved }
         } else {
@@ -285,7 +285,43 @@ pub(crate) fn evaluate(profile: &Profile, inspection: &Inspection) -> (Vec<Findi
             }
         }
     }
+    keep_the_pool(&mut findings, inspection);
     (findings, warnings)
+}
+
+/// Withdraws the recommendations of port settings that together would leave fewer than
+/// [`MIN_USABLE_PORTS`] ephemeral ports to hand out (say, reserving the NodePorts inside a narrow
+/// range): the finding stays, and says to move the range instead.
+fn keep_the_pool(findings: &mut [Finding], inspection: &Inspection) {
+    const RANGE: &str = "net.ipv4.ip_local_port_range";
+    const RESERVED: &str = "net.ipv4.ip_local_reserved_ports";
+    let after = |key: &str| {
+        findings
+            .iter()
+            .find(|f| f.key.as_deref() == Some(key) && f.id.starts_with("profile."))
+            .and_then(|f| f.recommended.clone())
+            .or_else(|| inspection.settings.get(key).map(str::to_string))
+    };
+    let (Some(Ok(range)), Ok(reserved)) =
+        (after(RANGE).map(|r| PortRange::parse(&r)), PortSet::parse(&after(RESERVED).unwrap_or_default()))
+    else {
+        return;
+    };
+    let listeners =
+        inspection.sockets.listening_ports.iter().filter(|p| range.contains(**p) && !reserved.contains(**p)).count();
+    let usable = range.size() - reserved.count_in(range) - listeners as u32;
+    if usable >= MIN_USABLE_PORTS {
+        return;
+    }
+    for f in
+        findings.iter_mut().filter(|f| matches!(f.key.as_deref(), Some(RANGE | RESERVED)) && f.recommended.is_some())
+    {
+        f.recommended = None;
+        f.message.push_str(&format!(
+            "; not recommended here: with it only {usable} ports of {range} would be usable (fewer than \
+             {MIN_USABLE_PORTS}), so move ip_local_port_range clear of the ports instead"
+        ));
+    }
 }
 
 /// A finding when `key` meets the profile now but the next boot will not keep it: no file sets it

@@ -426,3 +426,75 @@ fn inbound_heavy_leaves_tw_reuse_alone_and_outbound_heavy_sets_it() {
     let recommended = crate::ports::PortRange::parse(&range.recommend.as_ref().expect("recommend").0).expect("range");
     assert!(!recommended.same_parity(), "a wide range with bounds of different parity");
 }
+
+#[test]
+fn a_host_set_to_a_shipped_profile_passes_it_with_no_finding_about_its_keys() {
+    let catalog = catalog::Catalog::new(std::path::Path::new("/nonexistent-root"));
+    for (name, _) in catalog::BUILT_IN {
+        let profile = catalog.load(name).expect(name);
+        // Start from the kernel defaults (6.18: tcp_tw_recycle is gone), then take every
+        // recommendation the profile makes.
+        let exists = |key: &str| spec_of(key).is_none_or(|s| s.exists_in(KernelVersion::new(6, 18)));
+        let mut host = Host::defaults();
+        for key in profile.settings.keys().filter(|k| exists(k)) {
+            if let Some(default) = spec_of(key).and_then(|s| s.default)
+                && !host.settings.contains_key(key)
+            {
+                host = host.set(key, default);
+            }
+        }
+        for _ in 0..3 {
+            let (findings, _) = evaluate(&profile, &host.inspection());
+            for f in findings.iter().filter(|f| f.id.starts_with("profile.")) {
+                let value = f.recommended.clone().unwrap_or_else(|| panic!("{name}: {} has no recommendation", f.id));
+                host = host.set(f.key.as_deref().expect("key"), &value);
+            }
+        }
+        // ... and persist them, as `twtune apply` would.
+        let root = tempfile::tempdir().expect("temp dir");
+        let dir = root.path().join("etc/sysctl.d");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let lines: String = profile
+            .settings
+            .keys()
+            .filter(|k| exists(k))
+            .filter_map(|k| host.settings.get(k).cloned().flatten().map(|v| format!("{k} = {v}\n")))
+            .collect();
+        std::fs::write(dir.join("90-twtune.conf"), lines).expect("write");
+        let host = host.sysctl_d(root.path());
+
+        let inspection = host.inspection();
+        let (mut findings, _) = evaluate(&profile, &inspection);
+        findings.extend(crate::rules::evaluate(&inspection, &profile.thresholds()));
+        let about_its_keys: Vec<String> = findings
+            .iter()
+            .filter(|f| {
+                f.key.as_deref().is_some_and(|k| profile.settings.contains_key(k))
+                    || f.id.starts_with("port-range.")
+                    || f.id == "ports.pool-too-small"
+            })
+            .map(|f| format!("{}: {}", f.id, f.message))
+            .collect();
+        assert!(about_its_keys.is_empty(), "{name}: {about_its_keys:#?}");
+    }
+}
+
+#[test]
+fn no_profile_recommends_port_settings_that_empty_the_pool() {
+    // kubernetes-node keeps the range clear of the NodePorts; a narrow range inside them must not be
+    // answered with a reservation of every port.
+    let profile = profile_with(
+        "  net.ipv4.ip_local_reserved_ports: {includes: \"30000-32767\", why: keep NodePorts free, risk: fewer ports}\n",
+    );
+    let host = Host::defaults().set("net.ipv4.ip_local_port_range", "30000 30599");
+    let (findings, _) = evaluate(&profile, &host.inspection());
+    let f = findings.iter().find(|f| f.id == "profile.net.ipv4.ip_local_reserved_ports").expect("unmet");
+    assert_eq!(f.recommended, None);
+    assert!(f.message.contains("only 0 ports of 30000 30599 would be usable"), "{}", f.message);
+    assert!(f.message.contains("move ip_local_port_range"), "{}", f.message);
+    // In a wide range the same reservation is fine.
+    let wide = Host::defaults().set("net.ipv4.ip_local_port_range", "10000 65535");
+    let (findings, _) = evaluate(&profile, &wide.inspection());
+    let f = findings.iter().find(|f| f.id == "profile.net.ipv4.ip_local_reserved_ports").expect("unmet");
+    assert_eq!(f.recommended.as_deref(), Some("30000-32767"));
+}

@@ -1,5 +1,7 @@
-//! The human-readable report: a summary line, the TIME_WAIT breakdown, the fullest destination
-//! buckets, then the findings by severity with their risk and advice.
+//! The human-readable report: a summary line, the TIME_WAIT breakdown, the port arithmetic (the
+//! fullest destination buckets with what they hold, what reuse frees and what is left; the bind()
+//! budget of each local address; which runs out first), then the findings by severity with their
+//! risk and advice.
 //!
 //! Styles are written as ANSI sequences; the caller's `anstream` writer strips them when colour is
 //! off (`--color never`, `NO_COLOR`, not a terminal).
@@ -34,7 +36,7 @@ pub(crate) fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     summary(report, out)?;
     time_wait(report, out)?;
     buckets(report, out)?;
-    persisted(report, out)?;
+    sysctl_d(report, out)?;
     findings(report, out)?;
     warnings(report, out)
 }
@@ -77,6 +79,14 @@ fn time_wait(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         tw.outbound
     )?;
     writeln!(out, "  {:>width$} inbound: server side (local port is a listening port); memory only", tw.inbound)?;
+    if tw.without_listener > 0 {
+        writeln!(
+            out,
+            "  {:>width$} without a listener, on ports outside the ephemeral range: probably the server side of a \
+             listener that stopped or restarted (or clients that bound their port); they hold no ephemeral port",
+            tw.without_listener
+        )?;
+    }
     let counter = |name: &str| report.counters.get(name).map_or("-".to_string(), i64::to_string);
     writeln!(
         out,
@@ -90,13 +100,29 @@ fn time_wait(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     if let Some(r) = &report.rates {
         writeln!(
             out,
-            "  measured over {:.1} s: {} connects/s, {} accepts/s, {} TIME_WAIT entries/s, {} overflows/s",
+            "  measured over {:.1} s: {} connects/s, {} accepts/s, {} TIME_WAIT entries/s, {} reused/s, {} \
+             overflows/s",
             r.interval_seconds,
             r.active_opens_per_sec,
             r.passive_opens_per_sec,
             r.time_wait_entries_per_sec,
+            r.time_wait_reused_per_sec,
             r.overflow_per_sec
         )?;
+        if r.time_wait_reused_per_sec > 0.0 {
+            writeln!(
+                out,
+                "  connect() took over {} TIME_WAIT tuples per second (TWRecycled): reuse is at work",
+                r.time_wait_reused_per_sec
+            )?;
+        }
+        if s.buckets.iter().any(|b| b.available == 0) || s.local_ports.iter().any(|l| l.available == 0) {
+            writeln!(
+                out,
+                "  a budget below is empty: connect() or bind() to it fails now, and the kernel counts no failed \
+                 call, so these rates do not show the failures"
+            )?;
+        }
     }
     let e = &s.ephemeral;
     writeln!(out, "\n{HEADING}Ephemeral ports{HEADING:#}")?;
@@ -108,10 +134,37 @@ fn time_wait(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         e.reserved_in_range,
         e.listeners_in_range.len(),
         e.usable_ports
-    )
+    )?;
+    if e.bound_ports > 0 {
+        writeln!(
+            out,
+            "  {} of them are held by clients that bind before they connect (inferred): connect() skips them for \
+             every destination, so a new destination gets {}",
+            e.bound_ports,
+            e.usable_ports.saturating_sub(e.bound_ports)
+        )?;
+    }
+    writeln!(out, "  {}", reuse_summary(report))
 }
 
-fn persisted(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+/// What TIME_WAIT reuse does for connect() in this namespace, in one line.
+fn reuse_summary(report: &Report) -> String {
+    let settings = &report.settings;
+    let mode = settings.int("net.ipv4.tcp_tw_reuse");
+    let delay = settings.int("net.ipv4.tcp_tw_reuse_delay").map_or("about 1000 ms".to_string(), |d| format!("{d} ms"));
+    let scope = match mode {
+        Some(1) => "every destination",
+        Some(2) => "loopback destinations only",
+        Some(_) => return "TIME_WAIT reuse: off (tcp_tw_reuse=0): connect() skips every port a TIME_WAIT holds".into(),
+        None => return "TIME_WAIT reuse: tcp_tw_reuse is absent; taken as off".into(),
+    };
+    if settings.int("net.ipv4.tcp_timestamps") == Some(0) {
+        return format!("TIME_WAIT reuse for {scope} cannot work: tcp_timestamps=0 (the old connection needs them)");
+    }
+    format!("TIME_WAIT reuse: connect() may take over TIME_WAIT older than {delay}, for {scope}")
+}
+
+fn sysctl_d(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let c = &report.sysctl_d;
     writeln!(
         out,
@@ -129,39 +182,124 @@ fn buckets(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     }
     writeln!(
         out,
-        "\n{HEADING}Fullest destinations{HEADING:#} ({} of {} buckets of local IP -> remote IP:port)",
+        "\n{HEADING}Fullest destinations{HEADING:#} ({} of {} buckets of local IP -> remote IP:port; held = \
+         sockets - TIME_WAIT that connect() may take over)",
         s.buckets.len(),
         s.bucket_count
     )?;
-    let rows: Vec<(String, String, String, String)> = s
+    let header = ["destination", "sockets", "TIME_WAIT", "reusable", "held/usable", "used", "left"];
+    let rows: Vec<[String; 7]> = s
         .buckets
         .iter()
         .map(|b| {
-            let time_wait = match (b.growth_per_sec, b.seconds_to_exhaustion) {
-                (_, Some(eta)) => format!("{}  (full in {eta:.0} s)", b.time_wait),
-                (Some(growth), None) => format!("{}  ({growth:+}/s)", b.time_wait),
-                (None, None) => b.time_wait.to_string(),
+            let left = match (b.growth_per_sec, b.seconds_to_exhaustion) {
+                (_, Some(eta)) => format!("{}  (none in {eta:.0} s)", b.available),
+                (Some(growth), None) => format!("{}  ({:+}/s held)", b.available, growth),
+                (None, None) => b.available.to_string(),
             };
-            (
+            [
                 format!("{} -> {}", b.local_ip, b.remote),
-                format!("{}/{}", b.count, b.usable_ports),
+                b.count.to_string(),
+                b.time_wait.to_string(),
+                b.reusable.to_string(),
+                format!("{}/{}", b.held, b.usable_ports),
                 format!("{:.1} %", b.usage_pct),
-                time_wait,
-            )
+                left,
+            ]
         })
         .collect();
-    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max("destination".len());
-    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max("ports".len());
-    writeln!(out, "  {DIM}{:<w0$}  {:>w1$}  {:>7}  {:>9}{DIM:#}", "destination", "ports", "used", "TIME_WAIT")?;
-    for (row, bucket) in rows.iter().zip(&s.buckets) {
-        let style = if bucket.usage_pct >= report.thresholds.port_crit_pct {
-            CRIT
-        } else if bucket.usage_pct >= report.thresholds.port_warn_pct {
-            WARN
-        } else {
-            Style::new()
-        };
-        writeln!(out, "  {:<w0$}  {:>w1$}  {style}{:>7}{style:#}  {:>9}", row.0, row.1, row.2, row.3)?;
+    let styles: Vec<Style> = s.buckets.iter().map(|b| usage_style(report, b.usage_pct)).collect();
+    table(out, &header, &rows, &styles)?;
+
+    if !s.local_ports.is_empty() {
+        writeln!(
+            out,
+            "\n{HEADING}Local addresses{HEADING:#} (bind(addr, 0) needs a port no socket on the address holds)"
+        )?;
+        let header = ["local address", "ports in use/usable", "used", "left"];
+        let rows: Vec<[String; 4]> = s
+            .local_ports
+            .iter()
+            .map(|l| {
+                [
+                    l.local_ip.clone(),
+                    format!("{}/{}", l.ports_in_use, l.usable_ports),
+                    format!("{:.1} %", l.usage_pct),
+                    l.available.to_string(),
+                ]
+            })
+            .collect();
+        let styles: Vec<Style> = s.local_ports.iter().map(|l| usage_style(report, l.usage_pct)).collect();
+        table(out, &header, &rows, &styles)?;
+    }
+    if let Some(first) = runs_out_first(report) {
+        writeln!(out, "  {first}")?;
+    }
+    Ok(())
+}
+
+/// Which budget of the fullest bucket's address runs out first: connect() to the bucket, or
+/// bind(addr, 0) on its address.
+fn runs_out_first(report: &Report) -> Option<String> {
+    let bucket = report.sockets.buckets.first()?;
+    let local = report.sockets.local_ports.iter().find(|l| l.local_ip == bucket.local_ip)?;
+    Some(if local.binds_first {
+        format!(
+            "First to run out: the ports of {}, whose clients probably bind before they connect: bind(addr, 0) \
+             has {} left (EADDRINUSE), and connect() skips bound ports for every destination ({} left toward {})",
+            local.local_ip, local.available, bucket.available, bucket.remote
+        )
+    } else if local.available < bucket.available {
+        format!(
+            "First to run out: bind(addr, 0) on {} ({} left; EADDRINUSE, for a client that binds before it \
+             connects) before connect() to {} ({} left; connect() also skips ports bound that way)",
+            local.local_ip, local.available, bucket.remote, bucket.available
+        )
+    } else {
+        format!(
+            "First to run out: connect() to {} from {} ({} left; EADDRNOTAVAIL), before bind(addr, 0) on the \
+             address ({} left)",
+            bucket.remote, bucket.local_ip, bucket.available, local.available
+        )
+    })
+}
+
+fn usage_style(report: &Report, usage_pct: f64) -> Style {
+    if usage_pct >= report.thresholds.port_crit_pct {
+        CRIT
+    } else if usage_pct >= report.thresholds.port_warn_pct {
+        WARN
+    } else {
+        Style::new()
+    }
+}
+
+/// A table: the first column left-aligned, the others right-aligned, the second-to-last (the
+/// share used) in the row's style.
+fn table<const N: usize>(
+    out: &mut dyn Write,
+    header: &[&str; N],
+    rows: &[[String; N]],
+    styles: &[Style],
+) -> io::Result<()> {
+    let widths: Vec<usize> =
+        (0..N).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0).max(header[i].len())).collect();
+    let line = |cells: &[String], style: Style| -> String {
+        let mut text = format!("{:<w$}", cells[0], w = widths[0]);
+        for (i, cell) in cells.iter().enumerate().skip(1) {
+            let cell = format!("{cell:>w$}", w = widths[i]);
+            if i == N - 2 {
+                text.push_str(&format!("  {style}{cell}{style:#}"));
+            } else {
+                text.push_str(&format!("  {cell}"));
+            }
+        }
+        text
+    };
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    writeln!(out, "  {DIM}{}{DIM:#}", line(&header, Style::new()))?;
+    for (row, style) in rows.iter().zip(styles) {
+        writeln!(out, "  {}", line(row, *style))?;
     }
     Ok(())
 }

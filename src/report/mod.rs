@@ -12,11 +12,12 @@ use serde::Serialize;
 use crate::inspect::Inspection;
 use crate::inspect::sample::Rates;
 use crate::inspect::sockets::SocketSummary;
-use crate::rules::{Finding, Severity, Thresholds};
+use crate::profile::Profile;
+use crate::rules::{self, Finding, Severity, Thresholds};
 use crate::sysctl::keys::Settings;
 
 /// Version of the JSON document; raised whenever a field changes meaning or disappears.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 /// How a report is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,8 +74,23 @@ pub(crate) struct Report {
 }
 
 impl Report {
+    /// The audit's verdict on an inspection: the built-in rules (with the profile's thresholds),
+    /// then the profile's own findings and warnings, most severe first.
+    pub(crate) fn judge(mut inspection: Inspection, profile: Option<Profile>, rates: Option<Rates>) -> Report {
+        let thresholds = profile.as_ref().map(Profile::thresholds).unwrap_or_default();
+        let mut findings = rules::evaluate(&inspection, &thresholds);
+        let summary = profile.map(|profile| {
+            let (unmet, warnings) = crate::profile::evaluate(&profile, &inspection);
+            findings.extend(unmet);
+            inspection.warnings.extend(warnings);
+            ProfileSummary { name: profile.name, source: profile.source, chain: profile.chain }
+        });
+        rules::sort_findings(&mut findings);
+        Report::new(inspection, findings, summary, thresholds, rates)
+    }
+
     /// Assembles a report from an inspection and the findings about it.
-    pub(crate) fn new(
+    fn new(
         inspection: Inspection,
         findings: Vec<Finding>,
         profile: Option<ProfileSummary>,
@@ -96,6 +112,11 @@ impl Report {
             findings,
             warnings: inspection.warnings,
         }
+    }
+
+    /// Whether a finding reaches `threshold` (`--fail-on`; `None`: never).
+    pub(crate) fn fails(&self, threshold: Option<Severity>) -> bool {
+        threshold.is_some_and(|threshold| self.worst().is_some_and(|worst| worst >= threshold))
     }
 
     /// The most severe finding, if any.

@@ -66,10 +66,11 @@ pub(crate) fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         Family {
             name: "twtune_time_wait_sockets",
             kind: "gauge",
-            help: "TIME_WAIT sockets by direction: outbound (this host closed first; each holds an ephemeral port) or inbound (server side; memory only).",
+            help: "TIME_WAIT sockets by direction: outbound (this host closed first; each holds an ephemeral port), inbound (server side; memory only) or without_listener (a stopped server's port outside the range; no ephemeral port).",
             samples: vec![
                 (labels(&[("direction", "outbound")]), s.time_wait.outbound as f64),
                 (labels(&[("direction", "inbound")]), s.time_wait.inbound as f64),
+                (labels(&[("direction", "without_listener")]), s.time_wait.without_listener as f64),
             ],
         },
         Family {
@@ -91,6 +92,18 @@ pub(crate) fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             samples: s.buckets.iter().map(|b| (bucket_labels(b), f64::from(b.count))).collect(),
         },
         Family {
+            name: "twtune_bucket_held_ports",
+            kind: "gauge",
+            help: "Ports a destination bucket holds: its sockets except the TIME_WAIT ones connect() may take over now.",
+            samples: s.buckets.iter().map(|b| (bucket_labels(b), f64::from(b.held))).collect(),
+        },
+        Family {
+            name: "twtune_bucket_available_ports",
+            kind: "gauge",
+            help: "Ports connect() can still get toward one destination (0 = connect() fails with EADDRNOTAVAIL now).",
+            samples: s.buckets.iter().map(|b| (bucket_labels(b), f64::from(b.available))).collect(),
+        },
+        Family {
             name: "twtune_bucket_usage_ratio",
             kind: "gauge",
             help: "Share of the usable ephemeral ports a destination bucket holds (1 = connect() fails with EADDRNOTAVAIL).",
@@ -100,9 +113,19 @@ pub(crate) fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
                 .map(|b| {
                     (
                         bucket_labels(b),
-                        if b.usable_ports == 0 { 1.0 } else { f64::from(b.count) / f64::from(b.usable_ports) },
+                        if b.usable_ports == 0 { 1.0 } else { f64::from(b.held) / f64::from(b.usable_ports) },
                     )
                 })
+                .collect(),
+        },
+        Family {
+            name: "twtune_local_address_available_ports",
+            kind: "gauge",
+            help: "Ports bind(addr, 0) can still get on one local address (0 = bind() fails with EADDRINUSE now).",
+            samples: s
+                .local_ports
+                .iter()
+                .map(|l| (labels(&[("local_ip", &l.local_ip)]), f64::from(l.available)))
                 .collect(),
         },
         Family {
@@ -184,6 +207,7 @@ pub(crate) fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
                 ("passive_opens", r.passive_opens_per_sec),
                 ("time_wait_entries", r.time_wait_entries_per_sec),
                 ("time_wait_overflows", r.overflow_per_sec),
+                ("time_wait_reused", r.time_wait_reused_per_sec),
             ]
             .iter()
             .map(|(name, v)| (labels(&[("event", name)]), *v))

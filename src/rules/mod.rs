@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::inspect::Inspection;
-use crate::inspect::sockets::Bucket;
+use crate::inspect::sockets::{Bucket, LocalPorts};
 use crate::ports::{KUBERNETES_NODEPORT, PortRange, PortSet};
 use crate::sysctl::keys::spec_of;
 
@@ -97,6 +97,8 @@ timestamps defeat the protection. The kernel docs advise changing it only on exp
 pub(crate) fn evaluate(inspection: &Inspection, thresholds: &Thresholds) -> Vec<Finding> {
     let mut findings = Vec::new();
     bucket_exhaustion(inspection, thresholds, &mut findings);
+    bind_exhaustion(inspection, thresholds, &mut findings);
+    pool_too_small(inspection, &mut findings);
     exhaustion_soon(inspection, &mut findings);
     outbound_pressure(inspection, thresholds, &mut findings);
     reuse_without_timestamps(inspection, &mut findings);
@@ -147,22 +149,120 @@ impl Finding {
     }
 }
 
-/// A bucket at or above the warning share of its usable ports.
-fn bucket_severity(bucket: &Bucket, t: &Thresholds) -> Option<Severity> {
-    if bucket.usage_pct >= t.port_crit_pct {
+/// A share of held ports at or above the warning share of the usable ones.
+fn usage_severity(usage_pct: f64, t: &Thresholds) -> Option<Severity> {
+    if usage_pct >= t.port_crit_pct {
         Some(Severity::Crit)
-    } else if bucket.usage_pct >= t.port_warn_pct {
+    } else if usage_pct >= t.port_warn_pct {
         Some(Severity::Warn)
     } else {
         None
     }
 }
 
-fn bucket_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Finding>) {
-    let sockets = &inspection.sockets;
+fn bucket_severity(bucket: &Bucket, t: &Thresholds) -> Option<Severity> {
+    usage_severity(bucket.usage_pct, t)
+}
+
+/// The bind() budget of a bucket's local address, when it is what limits the bucket: its clients
+/// bind before they connect, or it runs out before the bucket does. Then bind(addr, 0) fails
+/// first, connect() without bind() also skips the ports bound that way, and reuse does not help.
+fn bind_runs_out_first<'a>(inspection: &'a Inspection, bucket: &Bucket) -> Option<&'a LocalPorts> {
+    inspection
+        .sockets
+        .local_ports
+        .iter()
+        .find(|l| l.local_ip == bucket.local_ip && (l.binds_first || l.available < bucket.available))
+}
+
+/// Said of a budget with nothing left: the failing calls are invisible to the rate counters.
+const FAILING_NOW: &str = "the kernel counts no failed call (ActiveOpens and AttemptFails do not move), so \
+rates and --sample cannot show these failures";
+
+/// The arithmetic of a bucket, in words: sockets, reusable TIME_WAIT, held, left.
+fn bucket_arithmetic(bucket: &Bucket) -> String {
+    let reuse = if bucket.reusable > 0 {
+        format!(", {} of its {} TIME_WAIT reusable by connect() now", bucket.reusable, bucket.time_wait)
+    } else {
+        String::new()
+    };
+    format!(
+        "{} -> {} holds {} of {} usable ephemeral ports ({:.1} %; {} sockets{reuse}), {} left",
+        bucket.local_ip,
+        bucket.remote,
+        bucket.held,
+        bucket.usable_ports,
+        bucket.usage_pct,
+        bucket.count,
+        bucket.available
+    )
+}
+
+/// The remedies for a bucket running out, application first, each with its risk.
+fn bucket_remedies(inspection: &Inspection, bucket: &Bucket) -> Vec<Advice> {
     let settings = &inspection.settings;
     let range = settings.get(PORT_RANGE).unwrap_or("32768 60999");
     let tw_reuse = settings.get(TW_REUSE);
+    let rate = bucket.usable_ports / TIME_WAIT_SECONDS;
+    let mut advice = vec![
+        Advice {
+            action: "Reuse connections in the application: HTTP keep-alive, a connection pool sized for the \
+                     load, idle timeouts longer than the gap between requests, and no close on a request \
+                     timeout. A reused connection spends no new port and leaves no TIME_WAIT."
+                .into(),
+            risk: "None at the kernel level; it takes a code or configuration change, and the peer must \
+                   allow keep-alive."
+                .into(),
+        },
+        Advice {
+            action: "Spread connections over more source addresses (each local IP has its own budget per \
+                     destination) or more destination addresses or ports; if the application binds before \
+                     connecting, set IP_BIND_ADDRESS_NO_PORT (Linux 4.2+) so the port is chosen per \
+                     destination at connect() instead of once for all destinations."
+                .into(),
+            risk: "Extra addresses must be routed and allowed by the peers' firewalls; \
+                   IP_BIND_ADDRESS_NO_PORT is a code change."
+                .into(),
+        },
+        Advice {
+            action: format!(
+                "Widen {PORT_RANGE} (now \"{range}\", {} usable ports), keeping bounds of different parity, \
+                 e.g. \"10000 65535\"; without reuse a bucket sustains about usable_ports / 60 s \
+                 (here {rate}) new connections per second.",
+                bucket.usable_ports
+            ),
+            risk: "Services listening on ports inside the new range can fail with EADDRINUSE at restart: \
+                   list them in ip_local_reserved_ports; port-based firewall rules and NAT port plans may \
+                   assume the old range; on Kubernetes nodes keep clear of NodePorts 30000-32767."
+                .into(),
+        },
+    ];
+    // Reuse helps connect() only where it does not apply yet, where TIME_WAIT fills the bucket, and
+    // not where bind() runs out first.
+    if !bucket.reuse_applies && tw_reuse != Some("1") && bind_runs_out_first(inspection, bucket).is_none() {
+        let share = if bucket.time_wait * 2 >= bucket.count {
+            "most of them are TIME_WAIT, which it can take over"
+        } else {
+            "but few of them are TIME_WAIT here, so it will help little"
+        };
+        let timestamps =
+            if settings.int(TIMESTAMPS) == Some(0) { "; it cannot work while tcp_timestamps=0" } else { "" };
+        advice.push(Advice {
+            action: format!(
+                "Set {TW_REUSE}=1 (now {}) so connect() may take over TIME_WAIT tuples older than about \
+                 1 s (tcp_tw_reuse_delay from Linux 6.14, default 1000 ms; 0-2 s on older kernels); \
+                 {share}{timestamps}.",
+                tw_reuse.unwrap_or("absent")
+            ),
+            risk: TW_REUSE_RISK.into(),
+        });
+    }
+    advice
+}
+
+fn bucket_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Finding>) {
+    let sockets = &inspection.sockets;
+    let tw_reuse = inspection.settings.get(TW_REUSE);
     let listed_over = sockets.buckets.iter().filter(|b| bucket_severity(b, t).is_some()).count();
     let maybe_more = listed_over == sockets.buckets.len() && sockets.bucket_count > sockets.buckets.len();
 
@@ -170,62 +270,22 @@ fn bucket_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Find
         let Some(severity) = bucket_severity(bucket, t) else {
             continue;
         };
-        let rate = bucket.usable_ports / TIME_WAIT_SECONDS;
-        let mut message = format!(
-            "{} -> {} holds {} of {} usable ephemeral ports ({:.1} %); when none is left, connect() to it fails \
-             with EADDRNOTAVAIL",
-            bucket.local_ip, bucket.remote, bucket.count, bucket.usable_ports, bucket.usage_pct
-        );
+        let mut message = bucket_arithmetic(bucket);
+        if bucket.available == 0 {
+            message.push_str(&format!(": connect() to it is failing now with EADDRNOTAVAIL, and {FAILING_NOW}"));
+        } else {
+            message.push_str("; when none is left, connect() to it fails with EADDRNOTAVAIL");
+        }
+        if let Some(local) = bind_runs_out_first(inspection, bucket) {
+            let why = if local.binds_first { "its clients bind before they connect" } else { "it runs out first" };
+            message.push_str(&format!(
+                "; the bind() budget of {} limits it: {why} ({} ports left for bind(addr, 0), see \
+                 ports.bind-exhaustion)",
+                local.local_ip, local.available
+            ));
+        }
         if maybe_more {
             message.push_str(" (more buckets may be as full: raise --top to list them)");
-        }
-        let mut advice = vec![
-            Advice {
-                action: "Reuse connections in the application: HTTP keep-alive, a connection pool sized for the \
-                         load, idle timeouts longer than the gap between requests, and no close on a request \
-                         timeout. A reused connection spends no new port and leaves no TIME_WAIT."
-                    .into(),
-                risk: "None at the kernel level; it takes a code or configuration change, and the peer must \
-                       allow keep-alive."
-                    .into(),
-            },
-            Advice {
-                action: "Spread connections over more source addresses (each local IP has its own budget per \
-                         destination) or more destination addresses or ports; if the application binds before \
-                         connecting, set IP_BIND_ADDRESS_NO_PORT (Linux 4.2+) so the port is chosen per \
-                         destination at connect() instead of once for all destinations."
-                    .into(),
-                risk: "Extra addresses must be routed and allowed by the peers' firewalls; \
-                       IP_BIND_ADDRESS_NO_PORT is a code change."
-                    .into(),
-            },
-            Advice {
-                action: format!(
-                    "Widen {PORT_RANGE} (now \"{range}\", {} usable ports), keeping bounds of different parity, \
-                     e.g. \"10000 65535\"; without reuse a bucket sustains about usable_ports / 60 s \
-                     (here {rate}) new connections per second.",
-                    bucket.usable_ports
-                ),
-                risk: "Services listening on ports inside the new range can fail with EADDRINUSE at restart: \
-                       list them in ip_local_reserved_ports; port-based firewall rules and NAT port plans may \
-                       assume the old range; on Kubernetes nodes keep clear of NodePorts 30000-32767."
-                    .into(),
-            },
-        ];
-        if tw_reuse != Some("1") {
-            let share = if bucket.time_wait * 2 >= bucket.count {
-                "most of them are TIME_WAIT, which it can take over"
-            } else {
-                "but few of them are TIME_WAIT here, so it will help little"
-            };
-            advice.push(Advice {
-                action: format!(
-                    "Set {TW_REUSE}=1 (now {}) so connect() may take over TIME_WAIT tuples older than about \
-                     1 s (tcp_tw_reuse_delay from Linux 6.14, default 1000 ms; 0-2 s on older kernels); {share}.",
-                    tw_reuse.unwrap_or("absent")
-                ),
-                risk: TW_REUSE_RISK.into(),
-            });
         }
         let mut f = finding(
             "ports.bucket-exhaustion",
@@ -239,14 +299,143 @@ fn bucket_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Find
             "remote": bucket.remote,
             "count": bucket.count,
             "time_wait": bucket.time_wait,
+            "reusable": bucket.reusable,
+            "held": bucket.held,
             "usable_ports": bucket.usable_ports,
+            "available": bucket.available,
             "usage_pct": bucket.usage_pct,
-            "connections_per_sec_without_reuse": rate,
+            "connections_per_sec_without_reuse": bucket.usable_ports / TIME_WAIT_SECONDS,
             "tcp_tw_reuse": tw_reuse,
+        }));
+        f.advice = bucket_remedies(inspection, bucket);
+        out.push(f);
+    }
+}
+
+/// The bind() budget of each local address: bind(addr, 0), and every client that binds before it
+/// connects, needs a port that no socket on the address holds. TIME_WAIT reuse does not help here.
+/// Reported where it runs out before every destination of the address does (for a client whose
+/// connect() chooses its ports, the destination buckets say it all).
+fn bind_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Finding>) {
+    let sockets = &inspection.sockets;
+    for local in &sockets.local_ports {
+        let Some(severity) = usage_severity(local.usage_pct, t) else { continue };
+        let first = local.binds_first
+            || sockets.buckets.iter().filter(|b| b.local_ip == local.local_ip).all(|b| local.available < b.available);
+        if !first {
+            continue;
+        }
+        let mut message = format!(
+            "{} has {} of its {} ports for bind(addr, 0) in use ({:.1} %), {} left",
+            local.local_ip, local.ports_in_use, local.usable_ports, local.usage_pct, local.available
+        );
+        if local.available == 0 {
+            message.push_str(&format!(": bind() to port 0 on it is failing now with EADDRINUSE, and {FAILING_NOW}"));
+        } else {
+            message
+                .push_str("; when none is left, bind() to port 0 fails with EADDRINUSE, for every destination at once");
+        }
+        if local.binds_first {
+            message.push_str(
+                "; its clients probably bind before they connect (no port serves two connections, and the \
+                 ports are mostly of the parity bind(0) prefers), so connect() without bind() skips these \
+                 ports too, for every destination",
+            );
+        }
+        let advice = vec![
+            Advice {
+                action: "Let connect() choose the port: set IP_BIND_ADDRESS_NO_PORT (Linux 4.2+) before bind(), or \
+                         do not bind() at all, so each destination has its own budget of every port instead \
+                         of all destinations sharing one."
+                    .into(),
+                risk: "A code or configuration change in the client; none at the kernel level.".into(),
+            },
+            Advice {
+                action: "Reuse connections in the application (keep-alive, a pool, no close on a request \
+                         timeout): every connection spends a port for 60 s of TIME_WAIT after it closes."
+                    .into(),
+                risk: "None at the kernel level; the peer must allow keep-alive.".into(),
+            },
+            Advice {
+                action: format!(
+                    "Spread the binds over more local addresses, or widen {PORT_RANGE} (keeping bounds of \
+                     different parity): each address has usable_ports ({}) for bind(0).",
+                    local.usable_ports
+                ),
+                risk: "Extra addresses must be routed; a wider range can collide with services listening \
+                       inside it (reserve their ports) and with port-based firewall rules."
+                    .into(),
+            },
+        ];
+        let mut f = finding(
+            "ports.bind-exhaustion",
+            severity,
+            message,
+            "The client fix carries no kernel risk; tcp_tw_reuse does not help bind(), which never takes over \
+             a TIME_WAIT port.",
+        )
+        .evidence(json!({
+            "local_ip": local.local_ip,
+            "ports_in_use": local.ports_in_use,
+            "usable_ports": local.usable_ports,
+            "available": local.available,
+            "usage_pct": local.usage_pct,
         }));
         f.advice = advice;
         out.push(f);
     }
+}
+
+/// Below this many usable ephemeral ports the pool itself is the problem: one destination then
+/// sustains fewer than about 17 new connections per second without reuse (a port is held for the
+/// 60 s of TIME_WAIT after each close), which a single client closing a connection per request
+/// exceeds. No rule or profile recommends a change that leaves fewer.
+pub(crate) const MIN_USABLE_PORTS: u32 = 1000;
+
+/// Too few ports left to hand out at all.
+fn pool_too_small(inspection: &Inspection, out: &mut Vec<Finding>) {
+    let ephemeral = &inspection.sockets.ephemeral;
+    if ephemeral.usable_ports >= MIN_USABLE_PORTS {
+        return;
+    }
+    let consequence = if ephemeral.usable_ports == 0 {
+        format!("no port is left: every connect() without bind() fails with EADDRNOTAVAIL, and {FAILING_NOW}")
+    } else {
+        format!(
+            "below {MIN_USABLE_PORTS}, one destination sustains only about {} new connections per second \
+             without reuse",
+            ephemeral.usable_ports / TIME_WAIT_SECONDS
+        )
+    };
+    let recommended = (ephemeral.size < MIN_USABLE_PORTS + ephemeral.reserved_in_range)
+        .then(|| PortRange::DEFAULT.to_string())
+        .filter(|default| inspection.settings.get(PORT_RANGE) != Some(default.as_str()));
+    out.push(
+        finding(
+            "ports.pool-too-small",
+            Severity::Crit,
+            format!(
+                "ip_local_port_range \"{}\" has {} ports - {} reserved - {} listening = {} usable ephemeral \
+                 ports: {consequence}; widen or move the range (the reserved ports stay reserved)",
+                ephemeral.range,
+                ephemeral.size,
+                ephemeral.reserved_in_range,
+                ephemeral.listeners_in_range.len(),
+                ephemeral.usable_ports
+            ),
+            "Moving the range changes which ports outgoing connections use (port-based firewall rules, NAT \
+             port plans) and can collide with services listening inside the new range.",
+        )
+        .about(PORT_RANGE, inspection.settings.get(PORT_RANGE), recommended)
+        .evidence(json!({
+            "range": ephemeral.range,
+            "size": ephemeral.size,
+            "reserved_in_range": ephemeral.reserved_in_range,
+            "listeners_in_range": ephemeral.listeners_in_range,
+            "usable_ports": ephemeral.usable_ports,
+            "minimum": MIN_USABLE_PORTS,
+        })),
+    );
 }
 
 /// A bucket that runs out within this many seconds at its measured growth is critical.
@@ -254,7 +443,8 @@ const SOON_CRIT_SECONDS: f64 = 300.0;
 /// ... and within this many, a warning.
 const SOON_WARN_SECONDS: f64 = 3600.0;
 
-/// With `--sample`: buckets that, at the growth measured over the interval, run out soon.
+/// With `--sample`: buckets that, at the growth of held ports measured over the interval, run out
+/// soon. Carries the remedies itself: the bucket need not be full enough for ports.bucket-exhaustion.
 fn exhaustion_soon(inspection: &Inspection, out: &mut Vec<Finding>) {
     for bucket in &inspection.sockets.buckets {
         let Some(seconds) = bucket.seconds_to_exhaustion else { continue };
@@ -266,31 +456,32 @@ fn exhaustion_soon(inspection: &Inspection, out: &mut Vec<Finding>) {
             continue;
         };
         let minutes = (seconds / 60.0).ceil();
-        out.push(
-            finding(
-                "ports.bucket-exhaustion-soon",
-                severity,
-                format!(
-                    "{} -> {} gains {} sockets per second and has {} of {} usable ports left: at this rate it runs out \
-                     in about {seconds:.0} s ({minutes:.0} min), after which connect() to it fails with EADDRNOTAVAIL",
-                    bucket.local_ip,
-                    bucket.remote,
-                    bucket.growth_per_sec.unwrap_or(0.0),
-                    bucket.usable_ports.saturating_sub(bucket.count),
-                    bucket.usable_ports
-                ),
-                "See ports.bucket-exhaustion for the remedies, application reuse first; a short sample can \
-                 overstate a burst, so sample again over a longer interval before changing settings.",
-            )
-            .evidence(json!({
-                "local_ip": bucket.local_ip,
-                "remote": bucket.remote,
-                "count": bucket.count,
-                "usable_ports": bucket.usable_ports,
-                "growth_per_sec": bucket.growth_per_sec,
-                "seconds_to_exhaustion": seconds,
-            })),
-        );
+        let mut f = finding(
+            "ports.bucket-exhaustion-soon",
+            severity,
+            format!(
+                "{}; it gains {} held ports per second over the sample: at that rate, a straight line, it runs out \
+                 in about {seconds:.0} s ({minutes:.0} min), after which connect() to it fails with \
+                 EADDRNOTAVAIL (TIME_WAIT that connect() may take over is not counted as held, so reuse that \
+                 keeps the bucket level shows no growth)",
+                bucket_arithmetic(bucket),
+                bucket.growth_per_sec.unwrap_or(0.0),
+            ),
+            "The application fix carries no kernel risk; a short sample can overstate a burst, so sample \
+             again over a longer interval before changing settings.",
+        )
+        .evidence(json!({
+            "local_ip": bucket.local_ip,
+            "remote": bucket.remote,
+            "count": bucket.count,
+            "held": bucket.held,
+            "available": bucket.available,
+            "usable_ports": bucket.usable_ports,
+            "growth_per_sec": bucket.growth_per_sec,
+            "seconds_to_exhaustion": seconds,
+        }));
+        f.advice = bucket_remedies(inspection, bucket);
+        out.push(f);
     }
 }
 
@@ -301,12 +492,15 @@ fn outbound_pressure(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Find
     if tw_reuse.is_none() || tw_reuse == Some("1") || tw.outbound < tw.inbound {
         return;
     }
-    // Reuse only helps where TIME_WAIT, not live connections, fills a bucket.
-    let Some(bucket) = sockets
-        .buckets
-        .iter()
-        .find(|b| bucket_severity(b, t).is_some() && b.time_wait * 2 >= b.count && b.time_wait > 0)
-    else {
+    // Reuse only helps where TIME_WAIT, not live connections, fills a bucket, where it does not
+    // apply already (loopback under the default 2), and where bind() does not run out first.
+    let Some(bucket) = sockets.buckets.iter().find(|b| {
+        bucket_severity(b, t).is_some()
+            && b.time_wait * 2 >= b.count
+            && b.time_wait > 0
+            && !b.reuse_applies
+            && bind_runs_out_first(inspection, b).is_none()
+    }) else {
         return;
     };
     let mut message = format!(
@@ -584,24 +778,53 @@ fn port_range_shape(inspection: &Inspection, out: &mut Vec<Finding>) {
     if unreserved > 0 {
         let mut wanted = reserved.clone();
         (KUBERNETES_NODEPORT.low..=KUBERNETES_NODEPORT.high).for_each(|p| wanted.insert(p));
-        out.push(
+        let listeners = inspection.sockets.ephemeral.listeners_in_range.iter().filter(|p| !wanted.contains(**p));
+        let left = range.size() - wanted.count_in(range) - listeners.count() as u32;
+        let overlap = format!(
+            "ip_local_port_range \"{current}\" overlaps the Kubernetes NodePort range 30000-32767 ({unreserved} \
+             ports not reserved): on a Kubernetes node, connect() can take a port kube-proxy needs"
+        );
+        let mut f = if left >= MIN_USABLE_PORTS {
+            finding(
+                "port-range.nodeport-overlap",
+                Severity::Info,
+                format!("{overlap} for a NodePort service"),
+                &format!(
+                    "Reserving them shrinks the ephemeral pool by {unreserved} ports to {left}; on hosts that are \
+                     not Kubernetes nodes this finding can be ignored."
+                ),
+            )
+            .about(RESERVED_PORTS, settings.get(RESERVED_PORTS), Some(wanted.to_string()))
+        } else {
+            // Reserving would leave (next to) nothing to hand out: move the range instead.
+            let moved = clear_of_nodeports(range);
             finding(
                 "port-range.nodeport-overlap",
                 Severity::Info,
                 format!(
-                    "ip_local_port_range \"{current}\" overlaps the Kubernetes NodePort range 30000-32767 \
-                     ({unreserved} ports not reserved): on a Kubernetes node, connect() can take a port \
-                     kube-proxy needs for a NodePort service"
+                    "{overlap}; reserving them would leave only {left} usable ports (fewer than {MIN_USABLE_PORTS}), \
+                     so move the range clear of them to \"{moved}\" instead"
                 ),
-                &format!(
-                    "Reserving them shrinks the ephemeral pool by {unreserved} ports; on hosts that are not \
-                     Kubernetes nodes this finding can be ignored."
-                ),
+                "Moving the range changes which ports outgoing connections use (port-based firewall rules, NAT \
+                 port plans); on hosts that are not Kubernetes nodes this finding can be ignored.",
             )
-            .about(RESERVED_PORTS, settings.get(RESERVED_PORTS), Some(wanted.to_string()))
-            .evidence(json!({ "range": current, "unreserved_overlap": unreserved })),
-        );
+            .about(PORT_RANGE, Some(current), Some(moved.to_string()))
+        };
+        f = f.evidence(json!({ "range": current, "unreserved_overlap": unreserved, "usable_if_reserved": left }));
+        out.push(f);
     }
+}
+
+/// A range clear of the NodePorts: the part above them when that leaves enough ports (bounds of
+/// different parity), else the kernel default, which starts above them.
+fn clear_of_nodeports(range: PortRange) -> PortRange {
+    let low = KUBERNETES_NODEPORT.high + 1;
+    if range.high <= low {
+        return PortRange::DEFAULT;
+    }
+    let high = if (PortRange { low, high: range.high }).same_parity() { range.high - 1 } else { range.high };
+    let above = PortRange { low, high };
+    if above.size() >= MIN_USABLE_PORTS { above } else { PortRange::DEFAULT }
 }
 
 fn listen_overflows(inspection: &Inspection, out: &mut Vec<Finding>) {

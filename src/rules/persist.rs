@@ -1,4 +1,4 @@
-//! Rules about the persisted configuration: what the next boot (or `sysctl --system`) will do to
+//! Rules about the sysctl.d tree (the `persist.*` findings): what the next boot (or `sysctl --system`) will do to
 //! the audited keys, keys set differently by several files, obsolete keys and malformed lines.
 //! Pure: judges the [`Tree`](crate::sysctl_d::Tree) held by the inspection.
 
@@ -110,17 +110,18 @@ fn obsolete_keys(inspection: &Inspection, out: &mut Vec<Finding>) {
         let Some(spec) = spec_of(&key).filter(|s| !s.exists_in(version)) else { continue };
         let removed = spec.until.map_or(String::new(), |v| format!(" (removed after Linux {v})"));
         for a in inspection.sysctl_d.resolve(&key).all.iter().filter(|a| !a.glob) {
-            let (severity, consequence) = if a.ignore_failure {
-                (Severity::Info, "the - prefix makes both tools skip it quietly".to_string())
-            } else {
-                (
-                    Severity::Warn,
-                    format!(
-                        "`sysctl --system` fails on it (cannot stat /proc/sys/{}) unless the line starts with -",
-                        key.replace('.', "/")
-                    ),
-                )
-            };
+            // Measured with procps 4.0.2 and systemd 252 (docs/kernel-model.md, "Boot-time
+            // configuration"): the boot tools go on, but `sysctl -p FILE` fails, with or without `-`.
+            let systemd = if a.ignore_failure { "skips it quietly (- prefix)" } else { "logs a warning and goes on" };
+            let consequence = format!(
+                "at boot nothing breaks (`sysctl --system` skips it silently and exits 0, systemd-sysctl {systemd}), \
+                 but `sysctl -p {}`, as configuration tools run to reload a file, exits 1 on it (cannot stat \
+                 /proc/sys/{}), even with a - prefix",
+                a.file,
+                key.replace('.', "/")
+            );
+            // Dead configuration: nothing breaks at boot, so it is information, prefix or not.
+            let severity = Severity::Info;
             out.push(
                 finding(
                     "persist.obsolete-key",
@@ -216,7 +217,9 @@ mod tests {
     fn obsolete_tw_recycle_in_a_file() {
         let findings = run(&[]);
         let f = findings.iter().find(|f| f.id == "persist.obsolete-key").expect("obsolete");
-        assert_eq!(f.severity, Severity::Info, "the line has the - prefix");
+        assert_eq!(f.severity, Severity::Info, "nothing breaks at boot");
+        assert!(f.message.contains("`sysctl --system` skips it silently and exits 0"), "{}", f.message);
+        assert!(f.message.contains("systemd-sysctl skips it quietly (- prefix)"), "{}", f.message);
         assert!(f.message.starts_with("/etc/sysctl.d/80-old.conf:2 sets net.ipv4.tcp_tw_recycle"), "{}", f.message);
     }
 

@@ -298,7 +298,9 @@ fn findings_come_most_severe_first() {
     let mut sorted = severities.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(severities, sorted);
-    assert_eq!(findings[0].id, "tw-recycle.enabled");
+    // Two critical findings lead, by id: the 100-port pool, then tcp_tw_recycle.
+    let first: Vec<&str> = findings.iter().take(2).map(|f| f.id.as_str()).collect();
+    assert_eq!(first, vec!["ports.pool-too-small", "tw-recycle.enabled"]);
 }
 
 #[test]
@@ -307,4 +309,125 @@ fn absent_keys_produce_no_findings_and_no_panic() {
     bare.settings.values_mut().for_each(|v| *v = None);
     bare.counters.clear();
     assert!(bare.findings().is_empty());
+}
+
+/// `n` TIME_WAIT sockets `age_ms` old from consecutive ports of `local_ip` to `remote`.
+fn aged_time_wait(mut host: Host, n: u16, local_ip: &str, remote: &str, age_ms: u32) -> Host {
+    use crate::inspect::sockets::{Socket, TIME_WAIT_MS};
+    for i in 0..n {
+        let local = crate::testing::addr(&format!("{local_ip}:{}", 40000 + i));
+        let socket = Socket::new(TcpState::TimeWait, local, crate::testing::addr(remote));
+        host.sockets.push(socket.expiring_in(TIME_WAIT_MS - age_ms));
+    }
+    host
+}
+
+/// A 1000-port range: the smallest pool no rule calls too small.
+fn thousand_ports() -> Host {
+    host().set(PORT_RANGE, "40000 40999")
+}
+
+#[test]
+fn loopback_time_wait_that_reuse_takes_over_is_not_held() {
+    // tcp_tw_reuse=2 (the default) over loopback: 900 TIME_WAIT older than the delay, 50 younger.
+    let churn = aged_time_wait(thousand_ports(), 900, "127.0.0.1", "127.0.0.1:8080", 5000);
+    let churn = aged_time_wait(churn, 50, "127.0.0.2", "127.0.0.1:8080", 200);
+    let inspection = churn.inspection();
+    let view: Vec<(&str, u32, u32, u32, u32)> = inspection
+        .sockets
+        .buckets
+        .iter()
+        .map(|b| (b.local_ip.as_str(), b.count, b.reusable, b.held, b.available))
+        .collect();
+    assert_eq!(view, vec![("127.0.0.2", 50, 0, 50, 950), ("127.0.0.1", 900, 900, 0, 1000)]);
+    let findings = churn.findings();
+    assert!(findings.iter().all(|f| f.id != "ports.bucket-exhaustion"), "{:?}", ids(&findings));
+    assert!(findings.iter().all(|f| f.id != "tw-reuse.outbound-pressure"), "reuse already applies to loopback");
+
+    // The same churn toward another host: tcp_tw_reuse=2 does not apply, every TIME_WAIT is held.
+    let remote = aged_time_wait(thousand_ports(), 900, "10.0.0.1", "10.0.0.2:8080", 5000).findings();
+    let f = only(&remote, "ports.bucket-exhaustion");
+    assert_eq!(f.severity, Severity::Crit);
+    assert!(f.message.contains("holds 900 of 1000 usable ephemeral ports"), "{}", f.message);
+    assert!(f.advice.iter().any(|a| a.action.contains("tcp_tw_reuse=1")), "reuse=1 would take them over");
+    only(&remote, "tw-reuse.outbound-pressure");
+}
+
+#[test]
+fn a_full_bucket_says_connect_is_failing_now_and_rates_cannot_see_it() {
+    let findings = thousand_ports().outbound(1000, TcpState::TimeWait, 40000, "10.0.0.2:443").findings();
+    let f = only(&findings, "ports.bucket-exhaustion");
+    assert!(f.message.contains("0 left: connect() to it is failing now with EADDRNOTAVAIL"), "{}", f.message);
+    assert!(f.message.contains("cannot show these failures"), "{}", f.message);
+}
+
+#[test]
+fn binding_before_connect_exhausts_the_address_and_is_not_answered_with_tw_reuse() {
+    // 500 connections to :9000 and 500 to :9001, each on a port of its own (bind before connect).
+    let mut bound = thousand_ports().set("net.ipv4.tcp_tw_reuse", "0");
+    for i in 0..1000u16 {
+        let remote = if i < 500 { "10.0.0.2:9000" } else { "10.0.0.2:9001" };
+        bound = bound.socket(TcpState::TimeWait, &format!("10.0.0.1:{}", 40000 + i), remote);
+    }
+    let findings = bound.findings();
+    let bind = only(&findings, "ports.bind-exhaustion");
+    assert_eq!(bind.severity, Severity::Crit);
+    assert!(bind.message.contains("1000 of its 1000 ports for bind(addr, 0) in use"), "{}", bind.message);
+    assert!(bind.message.contains("failing now with EADDRINUSE"), "{}", bind.message);
+    assert!(bind.message.contains("probably bind before they connect"), "{}", bind.message);
+    assert!(bind.advice[0].action.contains("IP_BIND_ADDRESS_NO_PORT"), "{:?}", bind.advice);
+    assert!(bind.advice.iter().all(|a| !a.action.contains("tcp_tw_reuse")), "{:?}", bind.advice);
+    for bucket in findings.iter().filter(|f| f.id == "ports.bucket-exhaustion") {
+        assert!(bucket.message.contains("the bind() budget of 10.0.0.1 limits it"), "{}", bucket.message);
+        assert!(bucket.advice.iter().all(|a| !a.action.contains("tcp_tw_reuse")), "{:?}", bucket.advice);
+    }
+    assert!(findings.iter().all(|f| f.id != "tw-reuse.outbound-pressure"), "{:?}", ids(&findings));
+}
+
+#[test]
+fn too_small_a_pool_is_critical_and_an_empty_one_an_outage() {
+    let narrow = host().set(PORT_RANGE, "30000 30599").findings();
+    let f = only(&narrow, "ports.pool-too-small");
+    assert_eq!(f.severity, Severity::Crit);
+    assert!(f.message.contains("600 ports - 0 reserved - 0 listening = 600 usable"), "{}", f.message);
+    assert!(f.message.contains("about 10 new connections per second"), "{}", f.message);
+    assert_eq!(f.recommended.as_deref(), Some("32768 60999"));
+    // Reserving the NodePorts is not proposed: it would leave no port; moving the range is.
+    let nodeport = only(&narrow, "port-range.nodeport-overlap");
+    assert_eq!((nodeport.key.as_deref(), nodeport.recommended.as_deref()), (Some(PORT_RANGE), Some("32768 60999")));
+    assert!(nodeport.message.contains("would leave only 0 usable ports"), "{}", nodeport.message);
+
+    let empty = host().set(PORT_RANGE, "30000 30599").set(RESERVED_PORTS, "30000-32767").findings();
+    let f = only(&empty, "ports.pool-too-small");
+    assert!(
+        f.message.contains("= 0 usable") && f.message.contains("every connect() without bind() fails"),
+        "{}",
+        f.message
+    );
+    assert!(thousand_ports().findings().iter().all(|f| f.id != "ports.pool-too-small"));
+}
+
+#[test]
+fn reserving_the_nodeports_is_proposed_only_when_enough_ports_stay() {
+    let wide = host().set(PORT_RANGE, "10000 65535").findings();
+    let f = only(&wide, "port-range.nodeport-overlap");
+    assert_eq!((f.key.as_deref(), f.recommended.as_deref()), (Some(RESERVED_PORTS), Some("30000-32767")));
+    let mostly_nodeports = host().set(PORT_RANGE, "30000 33499").findings();
+    let f = only(&mostly_nodeports, "port-range.nodeport-overlap");
+    // 3500 ports, 2768 of them NodePorts: 732 would be left; above them 32768-33499 is too small too.
+    assert_eq!((f.key.as_deref(), f.recommended.as_deref()), (Some(PORT_RANGE), Some("32768 60999")));
+}
+
+#[test]
+fn a_bucket_running_out_soon_carries_its_own_remedies() {
+    let host = thousand_ports().outbound(100, TcpState::Established, 40000, "10.0.0.2:443");
+    let mut inspection = host.inspection();
+    inspection.sockets.buckets[0].growth_per_sec = Some(10.0);
+    inspection.sockets.buckets[0].seconds_to_exhaustion = Some(90.0);
+    let findings = evaluate(&inspection, &Thresholds::default());
+    let f = only(&findings, "ports.bucket-exhaustion-soon");
+    assert_eq!(f.severity, Severity::Crit);
+    assert!(findings.iter().all(|f| f.id != "ports.bucket-exhaustion"), "10 % full: not exhausted yet");
+    assert!(f.advice[0].action.starts_with("Reuse connections in the application"), "{:?}", f.advice);
+    assert!(f.message.contains("a straight line") && f.message.contains("not counted as held"), "{}", f.message);
 }

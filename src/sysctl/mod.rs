@@ -3,7 +3,8 @@
 //! decides which keys exist, what twtune knows of each key ([`keys`]), and every write to
 //! `/proc/sys` ([`procsys`]).
 //!
-//! This module itself is pure; reading sysctls is [`crate::root`]'s job, writing them [`procsys`]'s.
+//! This module itself is pure. An audit reads sysctls through `root`; [`procsys`] reads back what it
+//! writes.
 
 pub(crate) mod keys;
 pub(crate) mod procsys;

@@ -64,7 +64,9 @@ impl ProcSys {
     /// an error.
     pub(crate) fn write(&self, key: &SysctlKey, value: &str) -> Result<(), WriteError> {
         let wanted = fold_whitespace(value);
-        let mut file = self.open_key(key, OFlags::WRONLY)?;
+        // O_TRUNC as a shell redirection does: procfs ignores it, and a file of a captured tree is
+        // rewritten whole instead of keeping the tail of a longer old value.
+        let mut file = self.open_key(key, OFlags::WRONLY | OFlags::TRUNC)?;
         // One write of the whole value: with kernel.sysctl_writes_strict=1 a split write is refused.
         let written = file.write(format!("{wanted}\n").as_bytes())?;
         if written != wanted.len() + 1 {

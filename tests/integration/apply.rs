@@ -48,8 +48,8 @@ fn apply_and_rollback_round_trip() {
     Run::new(&["apply", "outbound-heavy", "--yes"])
         .args(state_arg(state.path()))
         .stdout(Expect::contains(&[
-            "net.ipv4.tcp_tw_reuse         2 -> 1",
-            "Applied 2 changes (journal entry ",
+            "net.ipv4.tcp_tw_reuse             2 -> 1",
+            "Applied 3 changes (journal entry ",
             &format!("Persisted to {PERSISTED}."),
         ]))
         .run();
@@ -93,7 +93,7 @@ fn dry_run_changes_nothing() {
     let state = setup();
     let out = Run::new(&["apply", "outbound-heavy", "--dry-run"])
         .args(state_arg(state.path()))
-        .stdout(Expect::contains(&["Plan (profile outbound-heavy): 2 changes", "why:", "risk:"]))
+        .stdout(Expect::contains(&["Plan (profile outbound-heavy): 3 changes", "why:", "risk:"]))
         .run();
     assert!(out.ends_with("Dry run: nothing was changed.\n"), "{out}");
     assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2");
@@ -152,7 +152,7 @@ fn without_root_nothing_is_written() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     // The plan is shown before the first write; nothing claims to have been applied.
     assert!(
-        stdout.starts_with("Plan (profile outbound-heavy): 2 changes\n") && !stdout.contains("Applied"),
+        stdout.starts_with("Plan (profile outbound-heavy): 3 changes\n") && !stdout.contains("Applied"),
         "{stdout}"
     );
     assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2");
@@ -183,18 +183,18 @@ fn a_second_apply_waits_for_no_one_and_says_so() {
         return;
     }
     let state = setup();
-    let held = twtune::StateDir::new(state.path()).lock().expect("take the lock");
+    let held = twtune::lock_state_dir(state.path()).expect("take the lock");
     Run::new(&["apply", "outbound-heavy", "--yes"])
         .args(state_arg(state.path()))
         .status(2)
-        .stdout(Expect::contains(&["Plan (profile outbound-heavy): 2 changes"]))
+        .stdout(Expect::contains(&["Plan (profile outbound-heavy): 3 changes"]))
         .stderr(Expect::one_line(&["another twtune apply or rollback is running", &std::process::id().to_string()]))
         .run();
     assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2");
     drop(held);
     Run::new(&["apply", "outbound-heavy", "--yes"])
         .args(state_arg(state.path()))
-        .stdout(Expect::contains(&["Applied 2 changes"]))
+        .stdout(Expect::contains(&["Applied 3 changes"]))
         .run();
 }
 
@@ -207,7 +207,7 @@ fn a_file_that_overrides_the_applied_keys_is_named() {
     std::fs::write("/etc/sysctl.d/99-zz-team.conf", "net.ipv4.tcp_tw_reuse = 0\n").expect("write");
     Run::new(&["apply", "outbound-heavy", "--yes"])
         .args(state_arg(state.path()))
-        .stdout(Expect::contains(&["Applied 2 changes"]))
+        .stdout(Expect::contains(&["Applied 3 changes"]))
         // One warning per boot order, and none about ip_local_port_range, which no file overrides.
         .stderr(
             "twtune: warning: at the next boot (systemd-sysctl) /etc/sysctl.d/99-zz-team.conf:1 sets \
@@ -249,7 +249,7 @@ fn ctrl_c_during_apply_leaves_the_old_state() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stdout.starts_with("Plan (profile outbound-heavy): 2 changes\n") && !stdout.contains("Applied"),
+        stdout.starts_with("Plan (profile outbound-heavy): 3 changes\n") && !stdout.contains("Applied"),
         "{stdout}"
     );
     assert_eq!(
@@ -264,7 +264,7 @@ fn answer_prompt(state: &Path, key: &str) -> (String, i32) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_twtune"));
     command.args(["apply", "outbound-heavy"]).args(state_arg(state)).env("TERM", "dumb");
     let mut session = rexpect::session::spawn_command(command, Some(20_000)).expect("spawn in a pty");
-    session.exp_string("Apply 2 changes?").expect("the prompt");
+    session.exp_string("Apply 3 changes?").expect("the prompt");
     session.send(key).expect("answer");
     session.flush().expect("flush");
     let rest = session.exp_eof().expect("exit");
@@ -289,7 +289,7 @@ fn answering_the_real_prompt_y_applies_and_n_changes_nothing() {
 
     let (rest, code) = answer_prompt(state.path(), "y");
     assert_eq!(code, 0, "{rest}");
-    assert!(rest.contains("Applied 2 changes"), "{rest}");
+    assert!(rest.contains("Applied 3 changes"), "{rest}");
     assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "1");
     assert!(Path::new(PERSISTED).exists());
 }

@@ -14,10 +14,10 @@ fn client_exhaustion_root_reports_outbound_time_wait_and_a_critical_bucket() {
     let root = fixture("client-exhaustion");
     let (code, report) = audit_json(&["--root", root.to_str().expect("utf-8 path")]);
     assert_eq!(code, 1, "a crit finding fails the default --fail-on warn");
-    assert_eq!(report.schema_version, 1);
+    assert_eq!(report.schema_version, 2);
     assert_eq!(report.kernel, "6.18.44-fc-v669");
     assert_eq!(report.sockets.source, "proc");
-    assert_eq!(report.sockets.time_wait, TimeWait { total: 200, outbound: 200, inbound: 0 });
+    assert_eq!(report.sockets.time_wait, TimeWait { total: 200, outbound: 200, inbound: 0, without_listener: 0 });
     assert_eq!(report.counters["sockstat_tw"], 200);
     assert_eq!(report.settings["net.ipv4.ip_local_port_range"].as_deref(), Some("40000 40199"));
     assert_eq!(report.settings["net.ipv4.tcp_max_orphans"], None, "absent in a child namespace");
@@ -42,7 +42,7 @@ fn server_root_explains_inbound_time_wait_without_pushing_tw_reuse() {
     let root = fixture("server-time-wait");
     let (code, report) = audit_json(&["--root", root.to_str().expect("utf-8 path")]);
     assert_eq!(code, 0, "an info finding does not fail --fail-on warn");
-    assert_eq!(report.sockets.time_wait, TimeWait { total: 500, outbound: 0, inbound: 500 });
+    assert_eq!(report.sockets.time_wait, TimeWait { total: 500, outbound: 0, inbound: 500, without_listener: 0 });
     assert_eq!(report.sockets.listening_ports, vec![80, 443]);
     report.one("tw.mostly-inbound");
     assert!(report.findings.iter().all(|f| f.key.as_deref() != Some("net.ipv4.tcp_tw_reuse")));
@@ -145,14 +145,15 @@ fn human_report_has_summary_breakdown_buckets_and_findings_with_risk() {
             "200 outbound: this host connected out and closed first",
             "0 inbound: server side",
             "ip_local_port_range 40000 40199: 200 ports - 0 reserved - 0 listening = 200 usable per destination",
-            "127.0.0.1 -> 127.0.0.1:8080  170/200   85.0 %        170",
+            "127.0.0.1 -> 127.0.0.1:8080      170        170         0      170/200  85.0 %    30",
             "CRIT ports.bucket-exhaustion",
+            "CRIT ports.pool-too-small",
             "WARN tw-reuse.outbound-pressure  net.ipv4.tcp_tw_reuse: 0 -> 1",
             "what to do, best first:",
             "risk:",
         ]))
         .run();
-    assert!(out.starts_with("twtune audit  kernel 6.18.44-fc-v669  2 findings: 1 crit, 1 warn\n"), "{out}");
+    assert!(out.starts_with("twtune audit  kernel 6.18.44-fc-v669  3 findings: 2 crit, 1 warn\n"), "{out}");
     assert!(!out.contains('\x1b'), "no colour when stdout is not a terminal");
 }
 

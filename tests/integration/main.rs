@@ -3,13 +3,14 @@
 
 mod apply;
 mod audit;
+mod differential;
 mod export;
 mod layout;
 mod man;
 mod netlink;
 mod netns;
 mod outputs;
-mod persisted;
 mod profiles;
 mod real_kernel;
+mod sysctl_d;
 mod util;

@@ -94,7 +94,11 @@ fn prometheus_output_parses_with_a_real_parser() {
     );
     assert_eq!(value("twtune_sysctl", serde_json::json!({"key": "net.ipv4.tcp_tw_reuse"})), 0.0);
     assert_eq!(value("twtune_ip_local_port_range", serde_json::json!({"bound": "high"})), 40199.0);
-    assert_eq!(value("twtune_findings", serde_json::json!({"severity": "crit"})), 1.0);
+    assert_eq!(
+        value("twtune_findings", serde_json::json!({"severity": "crit"})),
+        2.0,
+        "bucket-exhaustion, pool-too-small"
+    );
     assert_eq!(value("twtune_findings", serde_json::json!({"severity": "info"})), 0.0);
     assert_eq!(families["twtune_kernel_counter"]["type"], "counter");
     assert_eq!(value("twtune_kernel_counter", serde_json::json!({"name": "TW"})), 200.0);

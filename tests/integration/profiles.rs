@@ -49,8 +49,8 @@ fn check_accepts_valid_files_and_the_shipped_profiles() {
         .args(&shipped)
         .arg(&team)
         .stdout(Expect::contains(&[
-            &format!("{}: ok (team-clients <- outbound-heavy <- baseline, 6 settings)\n", team.display()),
-            &format!("{}: ok (outbound-heavy <- baseline, 5 settings)\n", shipped[1].display()),
+            &format!("{}: ok (team-clients <- outbound-heavy <- baseline, 7 settings)\n", team.display()),
+            &format!("{}: ok (outbound-heavy <- baseline, 6 settings)\n", shipped[1].display()),
         ]))
         .run();
     assert_eq!(out.lines().count(), 5, "one line per file:\n{out}");
@@ -66,7 +66,7 @@ fn check_reports_every_bad_file_and_exits_2() {
         .arg(&team)
         .arg(invalid.join("wrong-type.yaml"))
         .status(2)
-        .stdout(format!("{}: ok (team-clients <- outbound-heavy <- baseline, 6 settings)\n", team.display()))
+        .stdout(format!("{}: ok (team-clients <- outbound-heavy <- baseline, 7 settings)\n", team.display()))
         .stderr(format!(
             "twtune: {dir}/duplicate-key.yaml:9:3: duplicate key: net.ipv4.tcp_tw_reuse\n\
              twtune: {dir}/wrong-type.yaml:5: net.core.somaxconn: value: \"lots\" is not an integer of at least 0\n",
@@ -211,7 +211,14 @@ fn audit_against_outbound_heavy_adds_one_finding_per_unmet_setting() {
     assert_eq!(profile.chain, vec!["outbound-heavy", "baseline"]);
     let mut ids: Vec<&str> = report.ids().into_iter().filter(|id| id.starts_with("profile.")).collect();
     ids.sort();
-    assert_eq!(ids, vec!["profile.net.ipv4.ip_local_port_range", "profile.net.ipv4.tcp_tw_reuse"]);
+    assert_eq!(
+        ids,
+        vec![
+            "profile.net.ipv4.ip_local_port_range",
+            "profile.net.ipv4.ip_local_reserved_ports",
+            "profile.net.ipv4.tcp_tw_reuse"
+        ]
+    );
     let range = report.one("profile.net.ipv4.ip_local_port_range");
     assert_eq!((range.current.as_deref(), range.recommended.as_deref()), (Some("40000 40199"), Some("10000 65535")));
     assert!(
@@ -303,7 +310,7 @@ fn show_accepts_a_path_and_prints_a_profile_that_checks() {
     // Resolved: the chain is folded into the one profile.
     Run::new(&["profiles", "check"])
         .arg(&copy)
-        .stdout(format!("{}: ok (team-clients, 6 settings)\n", copy.display()))
+        .stdout(format!("{}: ok (team-clients, 7 settings)\n", copy.display()))
         .run();
     assert!(Path::new(&copy).exists());
 }

@@ -217,9 +217,17 @@ fn audit_against_profiles_reads_their_keys_from_the_kernel() {
     };
     // A fresh namespace has kernel defaults: outbound-heavy wants reuse and a wider range.
     let (_, report) = audit_json(&["--profile", "outbound-heavy"]);
-    assert_eq!(profile_ids(&report), vec!["profile.net.ipv4.ip_local_port_range", "profile.net.ipv4.tcp_tw_reuse"]);
+    assert_eq!(
+        profile_ids(&report),
+        vec![
+            "profile.net.ipv4.ip_local_port_range",
+            "profile.net.ipv4.ip_local_reserved_ports",
+            "profile.net.ipv4.tcp_tw_reuse"
+        ]
+    );
     set_sysctl("net.ipv4.tcp_tw_reuse", "1");
     set_sysctl("net.ipv4.ip_local_port_range", "10000 65535");
+    set_sysctl("net.ipv4.ip_local_reserved_ports", "30000-32767");
     let (_, report) = audit_json(&["--profile", "outbound-heavy"]);
     assert!(profile_ids(&report).is_empty(), "{:?}", report.ids());
     assert!(
@@ -227,6 +235,7 @@ fn audit_against_profiles_reads_their_keys_from_the_kernel() {
         "tcp_max_tw_buckets >= default is judged from tcp_ehash_entries: {:?}",
         report.warnings
     );
+    set_sysctl("net.ipv4.ip_local_reserved_ports", "\n");
 
     // inbound-heavy: somaxconn below 4096 is unmet, a lowered tcp_max_tw_buckets breaks the baseline.
     set_sysctl("net.core.somaxconn", "1024");

@@ -247,6 +247,7 @@ pub(crate) struct Rates {
     pub passive_opens_per_sec: f64,
     pub time_wait_entries_per_sec: f64,
     pub overflow_per_sec: f64,
+    pub time_wait_reused_per_sec: f64,
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -283,6 +284,7 @@ pub(crate) struct Sockets {
     pub ephemeral: Ephemeral,
     pub bucket_count: usize,
     pub buckets: Vec<Bucket>,
+    pub local_ports: Vec<LocalPorts>,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -291,6 +293,7 @@ pub(crate) struct TimeWait {
     pub total: u64,
     pub outbound: u64,
     pub inbound: u64,
+    pub without_listener: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,6 +304,7 @@ pub(crate) struct Ephemeral {
     pub reserved_in_range: u32,
     pub listeners_in_range: Vec<u16>,
     pub usable_ports: u32,
+    pub bound_ports: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,10 +314,24 @@ pub(crate) struct Bucket {
     pub remote: String,
     pub count: u32,
     pub time_wait: u32,
+    pub reusable: u32,
+    pub held: u32,
     pub usable_ports: u32,
+    pub available: i64,
     pub usage_pct: f64,
     pub growth_per_sec: Option<f64>,
     pub seconds_to_exhaustion: Option<f64>,
+}
+
+/// The bind() budget of one local address.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LocalPorts {
+    pub local_ip: String,
+    pub ports_in_use: u32,
+    pub usable_ports: u32,
+    pub available: i64,
+    pub usage_pct: f64,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,4 +1,4 @@
-//! Persisted configuration: `twtune explain`, the persist.* findings of `audit`, and twtune's
+//! The sysctl.d tree: `twtune explain`, the persist.* findings of `audit`, and twtune's
 //! predictions checked against the real `sysctl --system` and `systemd-sysctl`, run over fixture
 //! trees bind-mounted in private network and mount namespaces.
 
@@ -256,7 +256,7 @@ fn compare_with(tool: &[&str], order: &str) {
 
 #[test]
 fn procps_prediction_matches_the_real_sysctl_system() {
-    if !enter("persisted::procps_prediction_matches_the_real_sysctl_system") {
+    if !enter("sysctl_d::procps_prediction_matches_the_real_sysctl_system") {
         return;
     }
     compare_with(&["sysctl", "--system"], "procps");
@@ -265,7 +265,7 @@ fn procps_prediction_matches_the_real_sysctl_system() {
 
 #[test]
 fn systemd_prediction_matches_the_real_systemd_sysctl() {
-    if !enter("persisted::systemd_prediction_matches_the_real_systemd_sysctl") {
+    if !enter("sysctl_d::systemd_prediction_matches_the_real_systemd_sysctl") {
         return;
     }
     let Some(binary) =

@@ -1,7 +1,7 @@
 //! Rates from two inspections taken an interval apart: connection, TIME_WAIT and reuse rates from
 //! the counters, and for each destination bucket the time left before it runs out at the measured
-//! growth of the ports it holds (TIME_WAIT that connect() may take over is not held, so a bucket
-//! that reuse keeps level has no time to exhaustion). Pure.
+//! growth of the ports it holds (TIME_WAIT that connect() may take over is not held, and where
+//! reuse applies held levels off, so such a bucket has no time to exhaustion). Pure.
 
 use std::collections::HashMap;
 
@@ -41,8 +41,11 @@ pub(crate) fn apply_sample(first: &Inspection, second: &mut Inspection, seconds:
         let previous = before.get(&(bucket.local_ip.as_str(), bucket.remote.as_str())).copied().unwrap_or(0);
         let growth = f64::from(bucket.held) - f64::from(previous);
         bucket.growth_per_sec = Some((growth / seconds * 10.0).round() / 10.0);
+        // Where reuse applies, TIME_WAIT comes back to connect() within the delay: held levels off at
+        // the connection rate times the delay, and a rise over a short sample is that level moving,
+        // not a line to extrapolate. The level itself is judged by ports.bucket-exhaustion.
         bucket.seconds_to_exhaustion =
-            (growth > 0.0).then(|| (f64::from(bucket.available) / (growth / seconds)).round());
+            (growth > 0.0 && !bucket.reuse_applies).then(|| (f64::from(bucket.available) / (growth / seconds)).round());
     }
     Rates {
         interval_seconds: seconds,
@@ -101,7 +104,7 @@ mod tests {
     #[test]
     fn a_bucket_kept_level_by_reuse_has_no_time_to_exhaustion() {
         // Loopback, tcp_tw_reuse=2: 300 TIME_WAIT, all older than the delay, then 500 a second later.
-        let host = |n: u16, recycled: i64| {
+        let host = |n: u16, recycled: i64| -> Host {
             let mut host = Host::new()
                 .set("net.ipv4.ip_local_port_range", "40000 40999")
                 .set("net.ipv4.tcp_tw_reuse", "2")
@@ -117,15 +120,27 @@ mod tests {
                     .expiring_in(30_000),
                 );
             }
-            host.inspection()
+            host
         };
-        let first = host(300, 1000);
-        let mut second = host(500, 1400);
+        let first = host(300, 1000).inspection();
+        let mut second = host(500, 1400).inspection();
         let rates = apply_sample(&first, &mut second, 2.0);
         assert_eq!(rates.time_wait_reused_per_sec, 200.0);
         let bucket = &second.sockets.buckets[0];
         assert_eq!((bucket.count, bucket.reusable, bucket.held, bucket.available), (500, 500, 0, 1000));
         assert_eq!((bucket.growth_per_sec, bucket.seconds_to_exhaustion), (Some(0.0), None));
+
+        // Held rising under reuse (100 young TIME_WAIT more): a level moving, not a line.
+        let mut faster = host(500, 1400);
+        for i in 500..600u16 {
+            let local = format!("127.0.0.1:{}", 40000 + i).parse().expect("addr");
+            let young = Socket::new(TcpState::TimeWait, local, "127.0.0.1:8080".parse().expect("addr"));
+            faster.sockets.push(young.expiring_in(59_800));
+        }
+        let mut faster = faster.inspection();
+        apply_sample(&first, &mut faster, 2.0);
+        let bucket = &faster.sockets.buckets[0];
+        assert_eq!((bucket.held, bucket.growth_per_sec, bucket.seconds_to_exhaustion), (100, Some(50.0), None));
     }
 
     #[test]

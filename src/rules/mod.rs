@@ -755,8 +755,19 @@ fn port_range_shape(inspection: &Inspection, out: &mut Vec<Finding>) {
     if let Some(start) = settings.int("net.ipv4.ip_unprivileged_port_start")
         && range.starts_below(start)
     {
-        // Raising the low bound to the start works only if the start is inside the range.
-        let recommended = (start <= i64::from(range.high)).then(|| format!("{start} {}", range.high));
+        // Raising the low bound to the start, where that keeps enough ports; else the same size
+        // moved up to the start (as far as 65535 allows). Nothing for a range wholly below it.
+        let raised =
+            u16::try_from(start).ok().filter(|s| *s <= range.high).map(|low| PortRange { low, high: range.high });
+        let recommended = match raised {
+            Some(raised) if raised.size() >= MIN_USABLE_PORTS => Some(raised),
+            Some(raised) => Some(PortRange {
+                low: raised.low,
+                high: u16::try_from(i64::from(raised.low) + i64::from(range.size()) - 1).unwrap_or(u16::MAX),
+            }),
+            None => None,
+        }
+        .map(|r| r.to_string());
         out.push(
             finding(
                 "port-range.below-unprivileged",

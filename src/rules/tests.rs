@@ -431,3 +431,15 @@ fn a_bucket_running_out_soon_carries_its_own_remedies() {
     assert!(f.advice[0].action.starts_with("Reuse connections in the application"), "{:?}", f.advice);
     assert!(f.message.contains("a straight line") && f.message.contains("not counted as held"), "{}", f.message);
 }
+
+#[test]
+fn raising_a_range_to_the_unprivileged_start_keeps_the_pool() {
+    let raise = |range: &str| {
+        let findings = host().set(PORT_RANGE, range).findings();
+        only(&findings, "port-range.below-unprivileged").recommended.clone()
+    };
+    // Enough ports stay above 1024: the low bound is raised.
+    assert_eq!(raise("1000 60999").as_deref(), Some("1024 60999"));
+    // 1000 ports from 1000: raising would leave 976, so the range moves up whole.
+    assert_eq!(raise("1000 1999").as_deref(), Some("1024 2023"));
+}

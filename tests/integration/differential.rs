@@ -698,3 +698,59 @@ fn nodeport_range_too_small_and_fully_reserved() {
     let (held, err) = connect_until_failure(&server, LIMIT, Client::Plain);
     kernel_agrees("every port of the range reserved", predicted, held.len(), &err, EADDRNOTAVAIL);
 }
+
+/// The loopback churn: a client closing first at about 150 connections a second, over a
+/// 500-port range, with the default tcp_tw_reuse=2. The kernel keeps up by taking over TIME_WAIT
+/// older than the delay (no connect error, TWRecycled climbs); twtune must see that: reusable
+/// TIME_WAIT is not held, no time to exhaustion, no advice to turn reuse on. Right after the churn,
+/// its `available` is what connect() gets.
+#[test]
+fn loopback_churn_with_the_default_reuse_is_not_an_emergency() {
+    if !enter("differential::loopback_churn_with_the_default_reuse_is_not_an_emergency") {
+        return;
+    }
+    prepare("40000 40499", "2");
+    set_sysctl("net.ipv4.tcp_tw_reuse_delay", "1000");
+    let server = listen("127.0.0.1:9000");
+    let to = address(&server);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut made = 0u32;
+            // Bounded: 8 s at most, then it stops by itself.
+            let deadline = std::time::Instant::now() + Duration::from_secs(8);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                let stream = TcpStream::connect(to).unwrap_or_else(|e| panic!("churn connect {made}: {e}"));
+                let (mut accepted, _) = server.accept().expect("accept");
+                drop(stream);
+                assert_eq!(accepted.read(&mut [0u8; 1]).expect("read EOF"), 0);
+                made += 1;
+                std::thread::sleep(Duration::from_micros(6_500));
+            }
+            (made, server)
+        })
+    };
+    // Past the first delay, the pool is in its steady state: ports come back as TIME_WAIT ages.
+    std::thread::sleep(Duration::from_millis(3500));
+    let (_, sampled) = audit_json(&["--fail-on", "never", "--sample", "2s"]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (made, server) = churn.join().expect("the churn ran without a connect error");
+    assert!(made > 500, "the churn used more connections ({made}) than the range has ports");
+
+    let rates = sampled.rates.as_ref().expect("rates");
+    assert!(rates.time_wait_reused_per_sec > 0.0, "{rates:?}");
+    let b = bucket(&sampled, "127.0.0.1:9000");
+    assert!(b.reusable > 0 && b.held < b.count, "{b:?}");
+    for quiet in ["ports.bucket-exhaustion-soon", "tw-reuse.outbound-pressure"] {
+        assert!(sampled.with_id(quiet).is_empty(), "{quiet}: {:?}", sampled.ids());
+    }
+
+    // Differential: once the last TIME_WAIT is older than the delay, connect() gets what twtune says
+    // is available (every TIME_WAIT taken over, so the whole range).
+    std::thread::sleep(Duration::from_millis(1300));
+    let report = audit();
+    let b = bucket(&report, "127.0.0.1:9000");
+    let (held, err) = connect_until_failure(&server, LIMIT, Client::Plain);
+    kernel_agrees("connect() to 127.0.0.1:9000 after the churn", b.available, held.len(), &err, EADDRNOTAVAIL);
+}

@@ -118,8 +118,10 @@ fn sample(root: &Root, request: &Request, extra_keys: &[String], source: &mut dy
     let first = inspect::read(root, source, usize::MAX, extra_keys)?;
     let start = std::time::Instant::now();
     std::thread::sleep(interval);
-    let mut second = inspect::read(root, source, request.top, extra_keys)?;
+    // Every bucket of the second read too, so that one growing fast from nothing is not left out.
+    let mut second = inspect::read(root, source, usize::MAX, extra_keys)?;
     let rates = apply_sample(&first, &mut second, start.elapsed().as_secs_f64());
+    second.sockets.keep_top(request.top);
     Ok(Evidence { inspection: second, rates: Some(rates) })
 }
 

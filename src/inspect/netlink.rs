@@ -56,7 +56,9 @@ impl NetlinkSocketSource {
         let body = SockDiagMessage::InetRequest(InetRequest {
             family,
             protocol: IPPROTO_TCP,
-            extensions: ExtensionFlags::empty(),
+            // tcp_info of live sockets: whether the connection carries timestamps, which TIME_WAIT
+            // reuse needs from the peer too.
+            extensions: ExtensionFlags::INFO,
             states: StateFlags::all(),
             socket_id,
         });
@@ -170,6 +172,7 @@ pub(crate) fn parse_inet_diag_msg(p: &[u8]) -> Option<TcpSocket> {
     };
     let socket = TcpSocket {
         interface: u32::from_ne_bytes(word(p, 40)),
+        timestamps: tcp_info_timestamps(&p[INET_DIAG_MSG..]),
         ..TcpSocket::new(state, SocketAddr::new(address(8)?, port(4)), SocketAddr::new(address(24)?, port(6)))
     };
     const TIME_WAIT_TIMER: u8 = 3;
@@ -178,6 +181,30 @@ pub(crate) fn parse_inet_diag_msg(p: &[u8]) -> Option<TcpSocket> {
     } else {
         socket
     })
+}
+
+/// `INET_DIAG_INFO`: the attribute holding `struct tcp_info`.
+const INET_DIAG_INFO: u16 = 2;
+/// `tcpi_options` is the sixth byte of `struct tcp_info`; `TCPI_OPT_TIMESTAMPS` its first bit.
+const TCPI_OPTIONS: usize = 5;
+const TCPI_OPT_TIMESTAMPS: u8 = 1;
+
+/// Whether the connection negotiated timestamps, from the `INET_DIAG_INFO` attribute among the
+/// attributes that follow an `inet_diag_msg`; `None` without it (TIME_WAIT and listening sockets
+/// have none).
+fn tcp_info_timestamps(mut attributes: &[u8]) -> Option<bool> {
+    while attributes.len() >= 4 {
+        let length = usize::from(u16::from_ne_bytes([attributes[0], attributes[1]]));
+        let kind = u16::from_ne_bytes([attributes[2], attributes[3]]);
+        if length < 4 || length > attributes.len() {
+            return None;
+        }
+        if kind == INET_DIAG_INFO {
+            return attributes.get(4 + TCPI_OPTIONS).map(|options| options & TCPI_OPT_TIMESTAMPS != 0);
+        }
+        attributes = &attributes[((length + 3) & !3).min(attributes.len())..];
+    }
+    None
 }
 
 #[cfg(test)]
@@ -220,7 +247,16 @@ mod tests {
         timed[40..44].copy_from_slice(&1u32.to_ne_bytes());
         timed[52..56].copy_from_slice(&58_972u32.to_ne_bytes());
         let timed = parse_inet_diag_msg(&timed).expect("v4 with a timer");
-        assert_eq!((timed.expires_ms, timed.interface), (Some(58_972), 1));
+        assert_eq!((timed.expires_ms, timed.interface, timed.timestamps), (Some(58_972), 1, None));
+        // An established socket with tcp_info: a padding attribute, then INET_DIAG_INFO.
+        let mut live = record(AF_INET, 1, 40001, 8080, &[127, 0, 0, 1], &[127, 0, 0, 2]);
+        live.extend_from_slice(&[5, 0, 9, 0, 0xff, 0, 0, 0]);
+        for options in [1u8, 0] {
+            let mut with_info = live.clone();
+            with_info.extend_from_slice(&[12, 0, 2, 0, 1, 0, 0, 0, 0, options, 0, 0]);
+            assert_eq!(parse_inet_diag_msg(&with_info).expect("live").timestamps, Some(options == 1));
+        }
+        assert_eq!(parse_inet_diag_msg(&live).expect("live").timestamps, None, "no INET_DIAG_INFO");
         let one = Ipv6Addr::LOCALHOST.octets();
         let v6 = parse_inet_diag_msg(&record(AF_INET6, 10, 443, 0, &one, &[0; 16])).expect("v6");
         assert_eq!((v6.state, v6.local), (TcpState::Listen, "[::1]:443".parse().expect("addr")));

@@ -1,13 +1,14 @@
 //! Rates from two inspections taken an interval apart: connection, TIME_WAIT and reuse rates from
 //! the counters, and for each destination bucket the time left before it runs out at the measured
-//! growth of the ports it holds (TIME_WAIT that connect() may take over is not held, and where
-//! reuse applies held levels off, so such a bucket has no time to exhaustion). Pure.
+//! growth of what it spends (see [`trend`]: reuse levels TIME_WAIT off, so only live sockets are a
+//! trend there; clients that bind first share one pool). Pure.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
 use crate::inspect::Inspection;
+use crate::inspect::sockets::Bucket;
 
 /// Counter rates over the sampling interval.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -32,20 +33,44 @@ fn per_second(first: &Inspection, second: &Inspection, counter: &str, seconds: f
     (delta / seconds * 10.0).round() / 10.0
 }
 
-/// Fills in `second`'s bucket times to exhaustion from `first` (which must list every bucket) and
-/// returns the counter rates.
+/// A bucket that runs out within this many seconds at its measured growth is worth a warning, and
+/// is listed even beyond `--top`.
+pub(crate) const SOON_SECONDS: f64 = 3600.0;
+
+/// What a bucket's time to exhaustion is extrapolated from:
+/// - where its clients bind before they connect, the ports bound by all such clients (they share one
+///   pool, whatever the destination);
+/// - where TIME_WAIT reuse applies, its sockets other than TIME_WAIT: TIME_WAIT comes back to
+///   connect() within the delay, so held TIME_WAIT levels off at the connection rate times the delay
+///   (a level the bucket rule judges), while live sockets that pile up (a leak) do not;
+/// - otherwise the ports it holds.
+fn trend(bucket: &Bucket, bound_ports: u32) -> u32 {
+    if bucket.bound_first {
+        bound_ports
+    } else if bucket.reuse_applies {
+        bucket.count - bucket.time_wait
+    } else {
+        bucket.held
+    }
+}
+
+/// Fills in `second`'s bucket growth and times to exhaustion from `first` (both must list every
+/// bucket) and returns the counter rates.
 pub(crate) fn apply_sample(first: &Inspection, second: &mut Inspection, seconds: f64) -> Rates {
-    let before: HashMap<(&str, &str), u32> =
-        first.sockets.buckets.iter().map(|b| ((b.local_ip.as_str(), b.remote.as_str()), b.held)).collect();
+    let bound_before = first.sockets.ephemeral.bound_ports;
+    let before: HashMap<(&str, &str), u32> = first
+        .sockets
+        .buckets
+        .iter()
+        .map(|b| ((b.local_ip.as_str(), b.remote.as_str()), trend(b, bound_before)))
+        .collect();
+    let bound_now = second.sockets.ephemeral.bound_ports;
     for bucket in &mut second.sockets.buckets {
         let previous = before.get(&(bucket.local_ip.as_str(), bucket.remote.as_str())).copied().unwrap_or(0);
-        let growth = f64::from(bucket.held) - f64::from(previous);
+        let growth = f64::from(trend(bucket, bound_now)) - f64::from(previous);
         bucket.growth_per_sec = Some((growth / seconds * 10.0).round() / 10.0);
-        // Where reuse applies, TIME_WAIT comes back to connect() within the delay: held levels off at
-        // the connection rate times the delay, and a rise over a short sample is that level moving,
-        // not a line to extrapolate. The level itself is judged by ports.bucket-exhaustion.
         bucket.seconds_to_exhaustion =
-            (growth > 0.0 && !bucket.reuse_applies).then(|| (f64::from(bucket.available) / (growth / seconds)).round());
+            (growth > 0.0).then(|| (f64::from(bucket.available) / (growth / seconds)).round());
     }
     Rates {
         interval_seconds: seconds,
@@ -130,7 +155,8 @@ mod tests {
         assert_eq!((bucket.count, bucket.reusable, bucket.held, bucket.available), (500, 500, 0, 1000));
         assert_eq!((bucket.growth_per_sec, bucket.seconds_to_exhaustion), (Some(0.0), None));
 
-        // Held rising under reuse (100 young TIME_WAIT more): a level moving, not a line.
+        // Held rising under reuse (100 young TIME_WAIT more): a level moving, not a line; live
+        // sockets piling up are a trend.
         let mut faster = host(500, 1400);
         for i in 500..600u16 {
             let local = format!("127.0.0.1:{}", 40000 + i).parse().expect("addr");
@@ -140,7 +166,17 @@ mod tests {
         let mut faster = faster.inspection();
         apply_sample(&first, &mut faster, 2.0);
         let bucket = &faster.sockets.buckets[0];
-        assert_eq!((bucket.held, bucket.growth_per_sec, bucket.seconds_to_exhaustion), (100, Some(50.0), None));
+        assert_eq!((bucket.held, bucket.growth_per_sec, bucket.seconds_to_exhaustion), (100, Some(0.0), None));
+        let mut leaking = host(500, 1400);
+        for i in 500..600u16 {
+            let local = format!("127.0.0.1:{}", 40000 + i).parse().expect("addr");
+            leaking.sockets.push(Socket::new(TcpState::CloseWait, local, "127.0.0.1:8080".parse().expect("addr")));
+        }
+        let mut leaking = leaking.inspection();
+        apply_sample(&first, &mut leaking, 2.0);
+        let bucket = &leaking.sockets.buckets[0];
+        // 100 CLOSE_WAIT in 2 s with 900 ports left: 18 s.
+        assert_eq!((bucket.growth_per_sec, bucket.seconds_to_exhaustion), (Some(50.0), Some(18.0)));
     }
 
     #[test]

@@ -101,12 +101,15 @@ pub(crate) struct Socket {
     pub expires_ms: Option<u32>,
     /// The interface the socket is bound to (SO_BINDTODEVICE); 0 when none or not known.
     pub interface: u32,
+    /// For a live connection: whether it carries TCP timestamps (both ends agreed); `None` when the
+    /// source does not say (`/proc/net/tcp`, TIME_WAIT sockets).
+    pub timestamps: Option<bool>,
 }
 
 impl Socket {
     /// A socket with no timer and no bound interface.
     pub(crate) fn new(state: TcpState, local: SocketAddr, remote: SocketAddr) -> Socket {
-        Socket { state, local, remote, expires_ms: None, interface: 0 }
+        Socket { state, local, remote, expires_ms: None, interface: 0, timestamps: None }
     }
 
     /// The same socket with its timer firing in `ms` milliseconds.
@@ -198,6 +201,9 @@ struct BucketCount {
     time_wait: u32,
     /// TIME_WAIT sockets connect() may take over now.
     reusable: u32,
+    /// A live connection of the bucket carries no timestamps: the peer does not send them, so none
+    /// of its TIME_WAIT can be taken over.
+    peer_without_timestamps: bool,
 }
 
 /// The local ports one address uses, for the bind() budget.
@@ -290,6 +296,9 @@ impl SocketCounter {
                 bucket.reusable = bucket.reusable.saturating_add(1);
             }
         }
+        if socket.timestamps == Some(false) {
+            bucket.peer_without_timestamps = true;
+        }
     }
 
     /// Records the local port for the bind() budget of its address: any socket of the range, in any
@@ -357,8 +366,9 @@ impl SocketCounter {
             .buckets
             .into_iter()
             .map(|(key, mut count)| {
-                // A plain connect() skips a bound port altogether: nothing there is taken over.
-                if binding.contains(&key.local_ip) {
+                // A plain connect() skips a bound port altogether, and a peer without timestamps leaves
+                // nothing to take over: no reuse there.
+                if binding.contains(&key.local_ip) || count.peer_without_timestamps {
                     count.reusable = 0;
                 }
                 (key, count)
@@ -390,7 +400,9 @@ impl SocketCounter {
                     available: usable_ports - unavailable,
                     usage_pct: percent(unavailable, usable_ports),
                     reuse_applies: !binding.contains(&key.local_ip)
+                        && !count.peer_without_timestamps
                         && self.reuse.applies(key.local_ip, key.remote_ip, 0),
+                    bound_first: binding.contains(&key.local_ip),
                     growth_per_sec: None,
                     seconds_to_exhaustion: None,
                 }
@@ -452,15 +464,14 @@ impl SocketCounter {
 }
 
 /// Whether the clients on an address bind before they connect, judged from the ports they use (the
-/// table does not say how a port was chosen). connect() gives one port to many destinations and
-/// takes ports of the parity of the range's low bound first; bind(0) gives each port to one socket
-/// and takes the other parity first (docs/kernel-model.md, "The bind() port budget"). So: no port
-/// shared by two connections, and more ports of bind()'s parity in use than of connect()'s, or,
-/// with several destinations, every port of both.
+/// table does not say how a port was chosen). connect() takes ports of the parity of the range's
+/// low bound first, and the other parity only once a destination has used all of those; bind(0)
+/// takes the other parity first (docs/kernel-model.md, "The bind() port budget"). So: more ports
+/// of bind()'s parity in use than of connect()'s (a majority, whatever a few connect() clients on
+/// the same address add), or every port of both in use, none shared by two connections (connect()
+/// shares ports between destinations; bind() never does), with several destinations.
 fn binds_first(range: PortRange, ports: &AddressPorts, connectable: &impl Fn(u16) -> bool, destinations: u32) -> bool {
-    if (range.low..=range.high).any(|p| connectable(p) && ports.shared.contains(p)) {
-        return false;
-    }
+    let shared = (range.low..=range.high).any(|p| connectable(p) && ports.shared.contains(p));
     // [connect()'s parity, bind()'s parity]: ports in use, and ports there are.
     let (mut in_use, mut there) = ([0u32; 2], [0u32; 2]);
     for port in (range.low..=range.high).filter(|p| connectable(*p)) {
@@ -470,7 +481,7 @@ fn binds_first(range: PortRange, ports: &AddressPorts, connectable: &impl Fn(u16
             in_use[parity] += 1;
         }
     }
-    in_use[1] > in_use[0] || (in_use == there && in_use[1] > 0 && destinations >= 2)
+    in_use[1] > in_use[0] || (in_use == there && in_use[1] > 0 && !shared && destinations >= 2)
 }
 
 /// `part` as a percentage of `whole`, rounded to one decimal.
@@ -503,6 +514,19 @@ pub(crate) struct SocketSummary {
     /// Sockets on local addresses beyond the tracked number, left out of `local_ports`.
     #[serde(skip)]
     pub untracked_addresses: u64,
+}
+
+impl SocketSummary {
+    /// Keeps the `top` fullest buckets and local addresses, and any further bucket that, sampled,
+    /// runs out within an hour.
+    pub(crate) fn keep_top(&mut self, top: usize) {
+        let mut index = 0;
+        self.buckets.retain(|b| {
+            index += 1;
+            index <= top || b.seconds_to_exhaustion.is_some_and(|s| s <= super::sample::SOON_SECONDS)
+        });
+        self.local_ports.truncate(top);
+    }
 }
 
 /// TIME_WAIT sockets by who closed first. `total = outbound + inbound + without_listener`.
@@ -559,6 +583,9 @@ pub(crate) struct Bucket {
     /// Whether TIME_WAIT reuse can apply to this destination at all (mode, loopback, timestamps).
     #[serde(skip)]
     pub reuse_applies: bool,
+    /// Whether the clients of its local address bind before they connect (see [`binds_first`]).
+    #[serde(skip)]
+    pub bound_first: bool,
     /// With `--sample`: the change of `held` per second over the interval.
     pub growth_per_sec: Option<f64>,
     /// With `--sample`: seconds until `available` reaches 0 at the measured growth of `held`;
@@ -709,6 +736,23 @@ mod tests {
         c.add(bound.expiring_in(10_000));
         c.add(socket(TcpState::TimeWait, "10.0.0.1:40021", "10.0.0.9:80"));
         assert_eq!(c.finish("test", 10).buckets[0].reusable, 1);
+    }
+
+    #[test]
+    fn a_peer_whose_connections_carry_no_timestamps_has_nothing_to_take_over() {
+        let mut c = counter().reuse(Reuse { mode: 1, timestamps: true, delay_ms: 1000 });
+        time_wait(&mut c, 5, "10.0.0.1", "10.0.0.9:80", 5000);
+        time_wait(&mut c, 5, "10.0.0.1", "10.0.0.8:80", 5000);
+        let live = |remote: &str, timestamps| Socket {
+            timestamps: Some(timestamps),
+            ..socket(TcpState::Established, "10.0.0.1:40090", remote)
+        };
+        c.add(live("10.0.0.9:80", false));
+        c.add(live("10.0.0.8:80", true));
+        let s = c.finish("test", 10);
+        let view: Vec<(&str, u32, bool)> =
+            s.buckets.iter().map(|b| (b.remote.as_str(), b.reusable, b.reuse_applies)).collect();
+        assert_eq!(view, vec![("10.0.0.9:80", 0, false), ("10.0.0.8:80", 5, true)]);
     }
 
     #[test]

@@ -187,25 +187,34 @@ fn buckets(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         s.buckets.len(),
         s.bucket_count
     )?;
-    let header = ["destination", "sockets", "TIME_WAIT", "reusable", "held/usable", "used", "left"];
-    let rows: Vec<[String; 7]> = s
+    // Ports bound before connect() are gone for every destination: a column of their own, when any.
+    let bound = s.ephemeral.bound_ports;
+    let mut header = vec!["destination", "sockets", "TIME_WAIT", "reusable", "held/usable"];
+    if bound > 0 {
+        header.push("+bound");
+    }
+    header.extend(["used", "left"]);
+    let rows: Vec<Vec<String>> = s
         .buckets
         .iter()
         .map(|b| {
             let left = match (b.growth_per_sec, b.seconds_to_exhaustion) {
                 (_, Some(eta)) => format!("{}  (none in {eta:.0} s)", b.available),
-                (Some(growth), None) => format!("{}  ({:+}/s held)", b.available, growth),
+                (Some(growth), None) => format!("{}  ({:+}/s)", b.available, growth),
                 (None, None) => b.available.to_string(),
             };
-            [
+            let mut row = vec![
                 format!("{} -> {}", b.local_ip, b.remote),
                 b.count.to_string(),
                 b.time_wait.to_string(),
                 b.reusable.to_string(),
-                format!("{}/{}", b.held, b.usable_ports),
-                format!("{:.1} %", b.usage_pct),
-                left,
-            ]
+                format!("{}/{}", if b.bound_first { 0 } else { b.held }, b.usable_ports),
+            ];
+            if bound > 0 {
+                row.push(format!("+{bound}"));
+            }
+            row.extend([format!("{:.1} %", b.usage_pct), left]);
+            row
         })
         .collect();
     let styles: Vec<Style> = s.buckets.iter().map(|b| usage_style(report, b.usage_pct)).collect();
@@ -216,12 +225,12 @@ fn buckets(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             out,
             "\n{HEADING}Local addresses{HEADING:#} (bind(addr, 0) needs a port no socket on the address holds)"
         )?;
-        let header = ["local address", "ports in use/usable", "used", "left"];
-        let rows: Vec<[String; 4]> = s
+        let header = vec!["local address", "ports in use/usable", "used", "left"];
+        let rows: Vec<Vec<String>> = s
             .local_ports
             .iter()
             .map(|l| {
-                [
+                vec![
                     l.local_ip.clone(),
                     format!("{}/{}", l.ports_in_use, l.usable_ports),
                     format!("{:.1} %", l.usage_pct),
@@ -238,27 +247,21 @@ fn buckets(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-/// Which budget of the fullest bucket's address runs out first: connect() to the bucket, or
-/// bind(addr, 0) on its address.
+/// Which budget of the fullest bucket's address runs out first: connect() to the bucket, or, for
+/// clients that bind before they connect, bind(addr, 0) on its address.
 fn runs_out_first(report: &Report) -> Option<String> {
     let bucket = report.sockets.buckets.first()?;
     let local = report.sockets.local_ports.iter().find(|l| l.local_ip == bucket.local_ip)?;
-    Some(if local.binds_first {
+    Some(if bucket.bound_first {
         format!(
             "First to run out: the ports of {}, whose clients probably bind before they connect: bind(addr, 0) \
              has {} left (EADDRINUSE), and connect() skips bound ports for every destination ({} left toward {})",
             local.local_ip, local.available, bucket.available, bucket.remote
         )
-    } else if local.available < bucket.available {
-        format!(
-            "First to run out: bind(addr, 0) on {} ({} left; EADDRINUSE, for a client that binds before it \
-             connects) before connect() to {} ({} left; connect() also skips ports bound that way)",
-            local.local_ip, local.available, bucket.remote, bucket.available
-        )
     } else {
         format!(
-            "First to run out: connect() to {} from {} ({} left; EADDRNOTAVAIL), before bind(addr, 0) on the \
-             address ({} left)",
+            "First to run out: connect() to {} from {} ({} left; EADDRNOTAVAIL). bind(addr, 0) on the address has \
+             {} left, which matters only to clients that bind() first",
             bucket.remote, bucket.local_ip, bucket.available, local.available
         )
     })
@@ -276,19 +279,15 @@ fn usage_style(report: &Report, usage_pct: f64) -> Style {
 
 /// A table: the first column left-aligned, the others right-aligned, the second-to-last (the
 /// share used) in the row's style.
-fn table<const N: usize>(
-    out: &mut dyn Write,
-    header: &[&str; N],
-    rows: &[[String; N]],
-    styles: &[Style],
-) -> io::Result<()> {
+fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>], styles: &[Style]) -> io::Result<()> {
+    let n = header.len();
     let widths: Vec<usize> =
-        (0..N).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0).max(header[i].len())).collect();
+        (0..n).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0).max(header[i].len())).collect();
     let line = |cells: &[String], style: Style| -> String {
         let mut text = format!("{:<w$}", cells[0], w = widths[0]);
         for (i, cell) in cells.iter().enumerate().skip(1) {
             let cell = format!("{cell:>w$}", w = widths[i]);
-            if i == N - 2 {
+            if i == n - 2 {
                 text.push_str(&format!("  {style}{cell}{style:#}"));
             } else {
                 text.push_str(&format!("  {cell}"));

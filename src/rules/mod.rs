@@ -164,37 +164,45 @@ fn bucket_severity(bucket: &Bucket, t: &Thresholds) -> Option<Severity> {
     usage_severity(bucket.usage_pct, t)
 }
 
-/// The bind() budget of a bucket's local address, when it is what limits the bucket: its clients
-/// bind before they connect, or it runs out before the bucket does. Then bind(addr, 0) fails
-/// first, connect() without bind() also skips the ports bound that way, and reuse does not help.
+/// The bind() budget of a bucket's local address, when its clients bind before they connect: then
+/// bind(addr, 0) fails first, connect() without bind() skips the ports bound that way, and reuse
+/// does not help. (For a client whose connect() chooses its ports the bind() budget does not
+/// matter: only a client that binds spends it.)
 fn bind_runs_out_first<'a>(inspection: &'a Inspection, bucket: &Bucket) -> Option<&'a LocalPorts> {
-    inspection
-        .sockets
-        .local_ports
-        .iter()
-        .find(|l| l.local_ip == bucket.local_ip && (l.binds_first || l.available < bucket.available))
+    if !bucket.bound_first {
+        return None;
+    }
+    inspection.sockets.local_ports.iter().find(|l| l.local_ip == bucket.local_ip)
 }
 
 /// Said of a budget with nothing left: the failing calls are invisible to the rate counters.
 const FAILING_NOW: &str = "the kernel counts no failed call (ActiveOpens and AttemptFails do not move), so \
 rates and --sample cannot show these failures";
 
-/// The arithmetic of a bucket, in words: sockets, reusable TIME_WAIT, held, left.
-fn bucket_arithmetic(bucket: &Bucket) -> String {
+/// The arithmetic of a bucket, in words: sockets, reusable TIME_WAIT, held, bound, left.
+fn bucket_arithmetic(inspection: &Inspection, bucket: &Bucket) -> String {
+    let bound = inspection.sockets.ephemeral.bound_ports;
+    let destination = format!("{} -> {}", bucket.local_ip, bucket.remote);
+    if bucket.bound_first {
+        return format!(
+            "{destination}: its {} sockets are on ports bound before connect(); with the {bound} ports such \
+             clients hold, {} of {} usable ephemeral ports are left ({:.1} % gone)",
+            bucket.count, bucket.available, bucket.usable_ports, bucket.usage_pct
+        );
+    }
     let reuse = if bucket.reusable > 0 {
         format!(", {} of its {} TIME_WAIT reusable by connect() now", bucket.reusable, bucket.time_wait)
     } else {
         String::new()
     };
+    let bound = if bound > 0 {
+        format!(" and {bound} more are bound by clients that bind before they connect")
+    } else {
+        String::new()
+    };
     format!(
-        "{} -> {} holds {} of {} usable ephemeral ports ({:.1} %; {} sockets{reuse}), {} left",
-        bucket.local_ip,
-        bucket.remote,
-        bucket.held,
-        bucket.usable_ports,
-        bucket.usage_pct,
-        bucket.count,
-        bucket.available
+        "{destination} holds {} of {} usable ephemeral ports ({} sockets{reuse}){bound}: {} left ({:.1} % gone)",
+        bucket.held, bucket.usable_ports, bucket.count, bucket.available, bucket.usage_pct
     )
 }
 
@@ -237,6 +245,10 @@ fn bucket_remedies(inspection: &Inspection, bucket: &Bucket) -> Vec<Advice> {
                 .into(),
         },
     ];
+    // For clients that bind first, letting connect() choose the port is the first cure.
+    if bucket.bound_first {
+        advice.swap(0, 1);
+    }
     // Reuse helps connect() only where it does not apply yet, where TIME_WAIT fills the bucket, and
     // not where bind() runs out first.
     if !bucket.reuse_applies && tw_reuse != Some("1") && bind_runs_out_first(inspection, bucket).is_none() {
@@ -270,17 +282,16 @@ fn bucket_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Find
         let Some(severity) = bucket_severity(bucket, t) else {
             continue;
         };
-        let mut message = bucket_arithmetic(bucket);
+        let mut message = bucket_arithmetic(inspection, bucket);
         if bucket.available == 0 {
             message.push_str(&format!(": connect() to it is failing now with EADDRNOTAVAIL, and {FAILING_NOW}"));
         } else {
             message.push_str("; when none is left, connect() to it fails with EADDRNOTAVAIL");
         }
         if let Some(local) = bind_runs_out_first(inspection, bucket) {
-            let why = if local.binds_first { "its clients bind before they connect" } else { "it runs out first" };
             message.push_str(&format!(
-                "; the bind() budget of {} limits it: {why} ({} ports left for bind(addr, 0), see \
-                 ports.bind-exhaustion)",
+                "; the bind() budget of {} limits it: its clients bind before they connect, so bind() fails \
+                 first with EADDRINUSE ({} ports left for bind(addr, 0), see ports.bind-exhaustion)",
                 local.local_ip, local.available
             ));
         }
@@ -314,17 +325,12 @@ fn bucket_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Find
 
 /// The bind() budget of each local address: bind(addr, 0), and every client that binds before it
 /// connects, needs a port that no socket on the address holds. TIME_WAIT reuse does not help here.
-/// Reported where it runs out before every destination of the address does (for a client whose
-/// connect() chooses its ports, the destination buckets say it all).
+/// Reported for addresses whose clients bind before they connect: for a client whose connect()
+/// chooses its ports (TIME_WAIT that reuse takes over still fills the bind() budget), the
+/// destination buckets say it all.
 fn bind_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Finding>) {
-    let sockets = &inspection.sockets;
-    for local in &sockets.local_ports {
+    for local in inspection.sockets.local_ports.iter().filter(|l| l.binds_first) {
         let Some(severity) = usage_severity(local.usage_pct, t) else { continue };
-        let first = local.binds_first
-            || sockets.buckets.iter().filter(|b| b.local_ip == local.local_ip).all(|b| local.available < b.available);
-        if !first {
-            continue;
-        }
         let mut message = format!(
             "{} has {} of its {} ports for bind(addr, 0) in use ({:.1} %), {} left",
             local.local_ip, local.ports_in_use, local.usable_ports, local.usage_pct, local.available
@@ -335,13 +341,10 @@ fn bind_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Findin
             message
                 .push_str("; when none is left, bind() to port 0 fails with EADDRINUSE, for every destination at once");
         }
-        if local.binds_first {
-            message.push_str(
-                "; its clients probably bind before they connect (no port serves two connections, and the \
-                 ports are mostly of the parity bind(0) prefers), so connect() without bind() skips these \
-                 ports too, for every destination",
-            );
-        }
+        message.push_str(
+            "; its clients probably bind before they connect (most of its ports are of the parity bind(0) \
+             takes first), so connect() without bind() skips these ports too, for every destination",
+        );
         let advice = vec![
             Advice {
                 action: "Let connect() choose the port: set IP_BIND_ADDRESS_NO_PORT (Linux 4.2+) before bind(), or \
@@ -441,7 +444,7 @@ fn pool_too_small(inspection: &Inspection, out: &mut Vec<Finding>) {
 /// A bucket that runs out within this many seconds at its measured growth is critical.
 const SOON_CRIT_SECONDS: f64 = 300.0;
 /// ... and within this many, a warning.
-const SOON_WARN_SECONDS: f64 = 3600.0;
+const SOON_WARN_SECONDS: f64 = crate::inspect::sample::SOON_SECONDS;
 
 /// With `--sample`: buckets that, at the growth of held ports measured over the interval, run out
 /// soon. Carries the remedies itself: the bucket need not be full enough for ports.bucket-exhaustion.
@@ -464,7 +467,7 @@ fn exhaustion_soon(inspection: &Inspection, out: &mut Vec<Finding>) {
                  in about {seconds:.0} s ({minutes:.0} min), after which connect() to it fails with \
                  EADDRNOTAVAIL (TIME_WAIT that connect() may take over is not counted as held, so reuse that \
                  keeps the bucket level shows no growth)",
-                bucket_arithmetic(bucket),
+                bucket_arithmetic(inspection, bucket),
                 bucket.growth_per_sec.unwrap_or(0.0),
             ),
             "The application fix carries no kernel risk; a short sample can overstate a burst, so sample \

@@ -343,6 +343,8 @@ fn loopback_time_wait_that_reuse_takes_over_is_not_held() {
     let findings = churn.findings();
     assert!(findings.iter().all(|f| f.id != "ports.bucket-exhaustion"), "{:?}", ids(&findings));
     assert!(findings.iter().all(|f| f.id != "tw-reuse.outbound-pressure"), "reuse already applies to loopback");
+    // TIME_WAIT fills the bind() budget of 127.0.0.1, but nothing there binds: no bind() finding.
+    assert!(findings.iter().all(|f| f.id != "ports.bind-exhaustion"), "{:?}", ids(&findings));
 
     // The same churn toward another host: tcp_tw_reuse=2 does not apply, every TIME_WAIT is held.
     let remote = aged_time_wait(thousand_ports(), 900, "10.0.0.1", "10.0.0.2:8080", 5000).findings();
@@ -357,7 +359,11 @@ fn loopback_time_wait_that_reuse_takes_over_is_not_held() {
 fn a_full_bucket_says_connect_is_failing_now_and_rates_cannot_see_it() {
     let findings = thousand_ports().outbound(1000, TcpState::TimeWait, 40000, "10.0.0.2:443").findings();
     let f = only(&findings, "ports.bucket-exhaustion");
-    assert!(f.message.contains("0 left: connect() to it is failing now with EADDRNOTAVAIL"), "{}", f.message);
+    assert!(
+        f.message.contains("0 left (100.0 % gone): connect() to it is failing now with EADDRNOTAVAIL"),
+        "{}",
+        f.message
+    );
     assert!(f.message.contains("cannot show these failures"), "{}", f.message);
 }
 
@@ -442,4 +448,21 @@ fn raising_a_range_to_the_unprivileged_start_keeps_the_pool() {
     assert_eq!(raise("1000 60999").as_deref(), Some("1024 60999"));
     // 1000 ports from 1000: raising would leave 976, so the range moves up whole.
     assert_eq!(raise("1000 1999").as_deref(), Some("1024 2023"));
+}
+
+#[test]
+fn a_client_whose_connect_chooses_its_ports_past_half_the_range_still_gets_reuse_advice() {
+    // Two destinations, 600 TIME_WAIT each on the same even-first ports (connect() shares them): the
+    // bind() budget of the address is fuller than either bucket, but nothing binds.
+    let mut both = thousand_ports().set("net.ipv4.tcp_tw_reuse", "0");
+    for remote in ["10.0.0.2:443", "10.0.0.3:443"] {
+        for port in (40000..41000).step_by(2).chain((40001..40200).step_by(2)) {
+            both = both.socket(TcpState::TimeWait, &format!("10.0.0.1:{port}"), remote);
+        }
+    }
+    let findings = both.findings();
+    assert!(findings.iter().all(|f| f.id != "ports.bind-exhaustion"), "{:?}", ids(&findings));
+    only(&findings, "tw-reuse.outbound-pressure");
+    let bucket = findings.iter().find(|f| f.id == "ports.bucket-exhaustion").expect("600 of 1000 held");
+    assert!(bucket.advice.iter().any(|a| a.action.contains("tcp_tw_reuse=1")), "{:?}", bucket.advice);
 }

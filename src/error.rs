@@ -31,6 +31,23 @@ impl Outcome {
 /// Exit status of every error.
 pub(crate) const ERROR_EXIT_CODE: u8 = 2;
 
+/// Set once a line could not be written to stderr (a full disk, a closed descriptor): the run then
+/// exits 2 whatever it concluded, since what it had to say was lost.
+static STDERR_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes `twtune: LINE` to stderr; a failure to write is remembered, never a panic.
+pub(crate) fn say(line: &str) {
+    use std::io::Write;
+    if writeln!(anstream::stderr(), "twtune: {line}").is_err() {
+        STDERR_FAILED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Whether a line to stderr was lost.
+pub(crate) fn stderr_failed() -> bool {
+    STDERR_FAILED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Everything that can make twtune stop without a result.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {

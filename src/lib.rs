@@ -45,12 +45,24 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> u8 {
         Ok(cli) => cli,
         // Help and version go to stdout and exit 0.
         Err(err) if !err.use_stderr() => {
-            let _ = err.print();
-            return 0;
+            return match err.print().and_then(|()| std::io::stdout().flush()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    error::say(&format!("cannot write output: {e}"));
+                    error::ERROR_EXIT_CODE
+                }
+            };
+        }
+        // Bare `twtune`: clap would print the description as if it were the error.
+        Err(err) if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            error::say(
+                "a command is needed (audit, explain, apply, rollback, export, snapshot, profiles, completions); see 'twtune --help'",
+            );
+            return error::ERROR_EXIT_CODE;
         }
         // A usage error is one line, like every other error.
         Err(err) => {
-            anstream::eprintln!("twtune: {}; see 'twtune --help'", usage_line(&err.render().to_string()));
+            error::say(&format!("{}; see 'twtune --help'", usage_line(&err.render().to_string())));
             return error::ERROR_EXIT_CODE;
         }
     };
@@ -64,22 +76,48 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> u8 {
     } else {
         Box::new(stdout)
     };
-    let result = execute(&config, &mut out).and_then(|outcome| match out.flush() {
+    let writes_stdout = !matches!(config.command, CommandConfig::Snapshot(_));
+    let checked = if writes_stdout { stdout_open() } else { Ok(()) };
+    let result = checked.and_then(|()| execute(&config, &mut out)).and_then(|outcome| match out.flush() {
         // `twtune audit | head`: the reader left, but the verdict stands (pipefail users rely on it).
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(error::Error::Output(e)),
         _ => Ok(outcome),
     });
-    match result {
+    let code = match result {
         Ok(outcome) => outcome.code(),
         // The reader went away (`twtune audit | head`): nothing is wrong with the audit.
         Err(err) if err.is_broken_pipe() => 0,
         Err(err) => {
             for line in err.lines() {
-                anstream::eprintln!("twtune: {line}");
+                error::say(&line);
             }
             err.exit_code()
         }
+    };
+    if error::stderr_failed() { error::ERROR_EXIT_CODE } else { code }
+}
+
+/// Refuses to run with stdout closed (`twtune audit >&-`), where the report would be lost with exit
+/// 0. The Rust runtime reopens a closed stdout on /dev/null read-write before `main`; a shell's
+/// `>/dev/null` opens it write-only, so /dev/null read-write on stdout means it was closed.
+fn stdout_open() -> Result<()> {
+    let stdout = std::io::stdout();
+    let closed = match (rustix::fs::fstat(&stdout), rustix::fs::fcntl_getfl(&stdout)) {
+        (Ok(stat), Ok(flags)) => {
+            let dev_null = rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::CharacterDevice
+                && rustix::fs::major(stat.st_rdev) == 1
+                && rustix::fs::minor(stat.st_rdev) == 3;
+            dev_null && flags.contains(rustix::fs::OFlags::RDWR)
+        }
+        (Err(rustix::io::Errno::BADF), _) | (_, Err(rustix::io::Errno::BADF)) => true,
+        _ => false,
+    };
+    if closed {
+        return Err(error::Error::Output(std::io::Error::other(
+            "stdout is closed; give the report somewhere to go (a file, a pipe or /dev/null)",
+        )));
     }
+    Ok(())
 }
 
 /// Takes the lock of the state directory `dir` as an apply or rollback does, and holds it until the

@@ -67,7 +67,7 @@ pub(crate) fn run(config: &ApplyConfig, out: &mut dyn Write, confirm: &dyn Confi
         None => vec!["not persisted (--no-persist): these values are lost at the next reboot".to_string()],
     };
     for warning in warnings {
-        anstream::eprintln!("twtune: warning: {warning}");
+        crate::error::say(&format!("warning: {warning}"));
     }
     Ok(Outcome::Clean)
 }

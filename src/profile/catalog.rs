@@ -32,6 +32,9 @@ pub(crate) struct Listed {
     pub description: String,
 }
 
+/// How many profiles one `extends` chain may hold.
+const MAX_EXTENDS_DEPTH: usize = 32;
+
 /// The profiles visible beneath one root.
 pub(crate) struct Catalog {
     dir: PathBuf,
@@ -152,6 +155,14 @@ impl Catalog {
         };
         let Some((parent_name, line)) = &file.extends else { return Ok(own) };
         let at = |message: String| Error::Profile { location: format!("{source}:{line}"), message };
+        // Profiles are files anyone with write access to profiles.d can plant: a chain deep enough
+        // to exhaust the stack is refused, far beyond any real use.
+        if stack.len() >= MAX_EXTENDS_DEPTH {
+            return Err(at(format!(
+                "extends chain deeper than {MAX_EXTENDS_DEPTH} profiles ({} <- ...); shorten it",
+                stack.first().map_or("", String::as_str)
+            )));
+        }
         if stack.contains(parent_name) {
             let mut cycle = stack.clone();
             cycle.push(parent_name.clone());

@@ -342,8 +342,19 @@ fn parse_yaml(text: &str, file: &str) -> Result<RawProfile, Error> {
     })
 }
 
-/// Rewords the parser's messages where they speak to developers rather than to profile authors.
+/// Rewords the parser's messages where they speak to developers rather than to profile authors, and
+/// keeps the file's own text out of them where it is not a plausible field name: `--profile` may
+/// be given any file, and root's error must not print a line of /etc/shadow.
 fn yaml_message(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, expected)) = rest.split_once('`')
+    {
+        let plausible =
+            field.len() <= 64 && field.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !plausible {
+            return format!("not a profile: a top-level key is not a profile field{expected}");
+        }
+    }
     if message.starts_with("duplicate mapping key") {
         return message.replacen("duplicate mapping key", "duplicate key", 1);
     }

@@ -47,6 +47,12 @@ fn invalid_profiles_fail_with_precise_messages() {
             "p.yaml:5:5: unknown field `valeu`",
         ),
         ("name: t\ndescription: d\ncolour: red\n", "p.yaml:3:1: unknown field `colour`"),
+        // Not a profile at all (`--profile /etc/shadow`): its text is not echoed.
+        (
+            "root:$6$secret:19000:0:99999:7:::\n",
+            "p.yaml:1:1: not a profile: a top-level key is not a profile field, expected one of name, description, \
+             extends, notes, thresholds, settings",
+        ),
         (
             "name: t\ndescription: d\nsettings:\n  net.core.somaxconn: {value: 1, why: w, risk: r}\n  net.core.somaxconn: {value: 2, why: w, risk: r}\n",
             "p.yaml:5:3: duplicate key: net.core.somaxconn",

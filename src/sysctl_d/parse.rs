@@ -101,30 +101,44 @@ pub(crate) fn parse_conf(text: &str) -> ParsedConf {
 pub(crate) fn glob_matches(pattern: &str, key: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let k: Vec<char> = key.chars().collect();
-    // Memoised on (pattern position, key position) so that many `*` cannot make it exponential.
-    let mut memo = vec![None; (p.len() + 1) * (k.len() + 1)];
-    glob_at(&p, &k, 0, 0, &mut memo)
-}
-
-fn glob_at(p: &[char], k: &[char], i: usize, j: usize, memo: &mut Vec<Option<bool>>) -> bool {
-    let slot = i * (k.len() + 1) + j;
-    if let Some(known) = memo[slot] {
-        return known;
+    // The set of key positions the pattern read so far can end at, one pattern token at a time:
+    // no recursion and O(pattern × key) steps, whatever the stars (a file is untrusted input).
+    let mut at = vec![false; k.len() + 1];
+    at[0] = true;
+    let mut i = 0;
+    while i < p.len() {
+        let mut next = vec![false; k.len() + 1];
+        match p[i] {
+            '*' => {
+                // Any run of characters: every position from the first reachable one on.
+                if let Some(first) = at.iter().position(|r| *r) {
+                    next[first..].iter_mut().for_each(|r| *r = true);
+                }
+                while p.get(i + 1) == Some(&'*') {
+                    i += 1;
+                }
+            }
+            '[' if class_end(&p, i).is_some() => {
+                let close = class_end(&p, i).unwrap_or(i);
+                for j in 0..k.len() {
+                    next[j + 1] = at[j] && class_matches(&p[i + 1..close], k[j]);
+                }
+                i = close;
+            }
+            // An unclosed `[` is a literal, as every other character but `?`.
+            c => {
+                for j in 0..k.len() {
+                    next[j + 1] = at[j] && (c == '?' || k[j] == c);
+                }
+            }
+        }
+        if !next.contains(&true) {
+            return false;
+        }
+        at = next;
+        i += 1;
     }
-    let result = match p.get(i) {
-        None => j == k.len(),
-        Some('*') => (j..=k.len()).any(|next| glob_at(p, k, i + 1, next, memo)),
-        Some('?') => j < k.len() && glob_at(p, k, i + 1, j + 1, memo),
-        Some('[') => match (class_end(p, i), k.get(j)) {
-            (Some(close), Some(c)) => class_matches(&p[i + 1..close], *c) && glob_at(p, k, close + 1, j + 1, memo),
-            (Some(_), None) => false,
-            // An unclosed `[` is a literal.
-            (None, c) => c == Some(&'[') && glob_at(p, k, i + 1, j + 1, memo),
-        },
-        Some(c) => k.get(j) == Some(c) && glob_at(p, k, i + 1, j + 1, memo),
-    };
-    memo[slot] = Some(result);
-    result
+    at[k.len()]
 }
 
 /// The index of the `]` closing the class that opens at `open` (a `]` right after `[` or `[!` is a
@@ -266,5 +280,15 @@ mod tests {
         let pattern = "*a".repeat(40) + "b";
         let key = "a".repeat(200);
         assert!(!glob_matches(&pattern, &key));
+    }
+
+    #[test]
+    fn a_pattern_of_150_000_stars_neither_overflows_nor_crawls() {
+        // Recursive matching overflowed the stack here; now it is one pass per pattern token.
+        let pattern = format!("net.ipv4.{}", "*".repeat(150_000));
+        assert!(glob_matches(&pattern, "net.ipv4.tcp_tw_reuse"));
+        assert!(!glob_matches(&pattern, "net.core.somaxconn"));
+        let alternating = "*?".repeat(2_000);
+        assert!(!glob_matches(&alternating, "net.ipv4.tcp_tw_reuse"), "needs 2000 characters");
     }
 }

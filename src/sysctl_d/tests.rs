@@ -119,3 +119,26 @@ fn a_dangling_link_is_a_problem_not_an_error() {
     assert_eq!(t.problems.len(), 1, "{:?}", t.problems);
     assert!(t.problems[0].starts_with("/etc/sysctl.d/10-x.conf: cannot read"), "{:?}", t.problems);
 }
+
+#[test]
+fn many_keys_resolve_through_the_index_in_file_order() {
+    // 20 000 keys, each set twice, and one glob over all: the later explicit value wins everywhere.
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("etc/sysctl.d");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let lines =
+        |value: u32| -> String { (0..20_000).map(|i| format!("net.ipv4.conf.if{i}.rp_filter = {value}\n")).collect() };
+    std::fs::write(dir.join("10-first.conf"), lines(1)).expect("write");
+    std::fs::write(dir.join("20-glob.conf"), "net.ipv4.conf.*.rp_filter = 7\n").expect("write");
+    std::fs::write(dir.join("30-second.conf"), lines(2)).expect("write");
+    let tree = Tree::read(root.path()).expect("tree");
+    assert_eq!(tree.explicit_keys().len(), 20_000);
+    for i in [0, 12_345, 19_999] {
+        let r = tree.resolve(&format!("net.ipv4.conf.if{i}.rp_filter"));
+        let order: Vec<(&str, bool)> = r.all.iter().map(|a| (a.value.as_str(), a.glob)).collect();
+        assert_eq!(order, vec![("1", false), ("7", true), ("2", false)]);
+        assert_eq!(r.procps.map(|a| a.value), Some("2".into()));
+    }
+    let only_glob = tree.resolve("net.ipv4.conf.eth0.rp_filter");
+    assert_eq!(only_glob.procps.map(|a| (a.value, a.glob)), Some(("7".into(), true)));
+}

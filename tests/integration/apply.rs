@@ -312,6 +312,27 @@ fn no_persist_changes_runtime_only_and_warns() {
 }
 
 #[test]
+fn a_warning_that_cannot_be_written_fails_the_run_without_a_panic() {
+    if !enter("apply::a_warning_that_cannot_be_written_fails_the_run_without_a_panic") {
+        return;
+    }
+    let state = setup();
+    set_sysctl("net.ipv4.tcp_fin_timeout", "10");
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("open /dev/full");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_twtune"))
+        .args(["apply", "--recommended", "--yes", "--no-persist"])
+        .args(state_arg(state.path()))
+        .stdout(std::process::Stdio::null())
+        .stderr(full)
+        .status()
+        .expect("run twtune");
+    // The change is made (and journalled); the warning that it is not persisted is lost, so the
+    // status is 2, not 0, and not a panic's 101.
+    assert_eq!(status.code(), Some(2));
+    assert_eq!(sysctl("net.ipv4.tcp_fin_timeout"), "60");
+}
+
+#[test]
 fn a_value_the_kernel_rewrites_is_an_error_and_is_restored() {
     if !enter("apply::a_value_the_kernel_rewrites_is_an_error_and_is_restored") {
         return;

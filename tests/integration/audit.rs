@@ -222,7 +222,18 @@ fn bad_arguments_exit_2_with_one_line() {
         .stderr(Expect::one_line(&["'yaml'", "--format", "; see 'twtune --help'"]))
         .run();
     Run::new(&["frobnicate"]).status(2).stderr(Expect::one_line(&["'frobnicate'", "; see 'twtune --help'"])).run();
-    Run::new(&[]).status(2).stderr(Expect::one_line(&["; see 'twtune --help'"])).run();
+    Run::new(&[])
+        .status(2)
+        .stderr("twtune: a command is needed (audit, explain, apply, rollback, export, snapshot, profiles, completions); see 'twtune --help'\n")
+        .run();
+    // A missing argument keeps the names clap lists below its first line.
+    Run::new(&["snapshot"])
+        .status(2)
+        .stderr(Expect::one_line(&[
+            "the following required arguments were not provided: <DIR>",
+            "; see 'twtune --help'",
+        ]))
+        .run();
 }
 
 #[test]

@@ -225,3 +225,51 @@ fn a_snapshot_carries_the_keys_of_local_profiles() {
     let (_, report) = audit_json(&["--profile", "edge", "--root", snapshot.to_str().expect("utf-8")]);
     assert_eq!(report.one("profile.net.ipv4.conf.all.rp_filter").current.as_deref(), Some("2"));
 }
+
+/// `/dev/full` for writing: every write to it fails with ENOSPC.
+fn full() -> std::fs::File {
+    std::fs::OpenOptions::new().write(true).open("/dev/full").expect("open /dev/full")
+}
+
+#[test]
+fn a_full_stdout_or_stderr_is_an_error_not_a_panic_nor_success() {
+    use std::process::Stdio;
+    let run = |args: &[&str], stdout: Stdio, stderr: Stdio| {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_twtune"))
+            .args(args)
+            .stdout(stdout)
+            .stderr(stderr)
+            .status()
+            .expect("run twtune");
+        status.code()
+    };
+    // stdout full: the completion script, help, and a report cannot be written.
+    for args in [&["completions", "bash"][..], &["--help"], &["audit", "--root"]] {
+        let mut args = args.to_vec();
+        let root = fixture("idle");
+        if args.last() == Some(&"--root") {
+            args.push(root.to_str().expect("utf-8"));
+        }
+        assert_eq!(run(&args, Stdio::from(full()), Stdio::null()), Some(2), "{args:?} into a full stdout");
+    }
+    // stderr full: the error itself cannot be said (this used to panic, exit 101), and the status
+    // still says it failed; a usage error likewise.
+    assert_eq!(run(&["audit", "--root", "/nonexistent"], Stdio::null(), Stdio::from(full())), Some(2));
+    assert_eq!(run(&["audit", "--bogus"], Stdio::null(), Stdio::from(full())), Some(2));
+}
+
+#[test]
+fn a_closed_stdout_is_refused_before_anything_is_read() {
+    let twtune = env!("CARGO_BIN_EXE_twtune");
+    let root = fixture("idle");
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec \"{twtune}\" audit --root \"{}\" >&-", root.display()))
+        .output()
+        .expect("run sh");
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "twtune: cannot write output: stdout is closed; give the report somewhere to go (a file, a pipe or /dev/null)\n"
+    );
+}

@@ -146,6 +146,24 @@ fn children_override_parents_setting_by_setting() {
 }
 
 #[test]
+fn an_extends_chain_5000_deep_is_refused_not_a_stack_overflow() {
+    let files: Vec<(String, String)> = (0..5000)
+        .map(|i| (format!("p{i}.yaml"), format!("name: p{i}\ndescription: d\nextends: p{}\n", i + 1)))
+        .collect();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let root = root_with_profiles(&refs);
+    let dir = root.path().join("etc/twtune/profiles.d");
+    Run::new(&["profiles", "show", "p0", "--root"])
+        .arg(root.path())
+        .status(2)
+        .stderr(format!(
+            "twtune: {}/p31.yaml:3: extends chain deeper than 32 profiles (p0 <- ...); shorten it\n",
+            dir.display()
+        ))
+        .run();
+}
+
+#[test]
 fn extends_cycles_and_missing_parents_are_errors() {
     let root = root_with_profiles(&[
         ("a.yaml", "name: a\ndescription: d\nextends: b\n"),

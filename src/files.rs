@@ -1,12 +1,107 @@
-//! File helpers shared by the commands that write (apply, export, snapshot) and by `config`: where a
-//! path of the configured system lies beneath a root, reading a file that may not exist, the atomic
-//! replacement of a file, and writing into a new or empty directory only. Reading the system for
-//! an audit is `root`'s job.
+//! File helpers: reading beneath a root without leaving it (every link resolved inside the tree, no
+//! FIFO or device opened, every read bounded), where a path of the configured system lies beneath
+//! a root, reading a file that may not exist, the atomic replacement of a file, and writing into a
+//! new or empty directory only. Shared by `root`, the sysctl.d reader, apply, export and snapshot.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+
 use crate::error::{Error, Result};
+
+/// Opens `dir` as the root of the reads beneath it (`O_PATH`, no I/O of its own).
+pub(crate) fn open_root(dir: &Path) -> std::io::Result<OwnedFd> {
+    Ok(rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
+}
+
+/// Opens `relative` beneath `root` as the system beneath it would: links, absolute or relative,
+/// are resolved inside `root` (`RESOLVE_IN_ROOT`), so a captured tree cannot point outside itself;
+/// `O_NONBLOCK`, so a FIFO does not block the open. Only a regular file (or, with `directory`, a
+/// directory) is accepted: a FIFO or a device is refused with `InvalidInput`.
+fn open_in_root(root: &OwnedFd, relative: &Path, directory: bool) -> std::io::Result<OwnedFd> {
+    let relative = relative.strip_prefix("/").unwrap_or(relative);
+    let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    if directory {
+        flags |= OFlags::DIRECTORY;
+    }
+    let fd = rustix::fs::openat2(root, relative, flags, Mode::empty(), ResolveFlags::IN_ROOT)?;
+    let stat = rustix::fs::fstat(&fd)?;
+    let kind = FileType::from_raw_mode(stat.st_mode);
+    // /dev/null reads as an empty file at once; it stands for "nothing here" (a /etc/sysctl.conf
+    // masked by a bind mount of it).
+    let dev_null = kind == FileType::CharacterDevice
+        && rustix::fs::major(stat.st_rdev) == 1
+        && rustix::fs::minor(stat.st_rdev) == 3;
+    match (kind, directory) {
+        (FileType::RegularFile, false) | (FileType::Directory, true) => Ok(fd),
+        (FileType::CharacterDevice, false) if dev_null => Ok(fd),
+        (FileType::Directory, false) => Err(rustix::io::Errno::ISDIR.into()),
+        (_, true) => Err(rustix::io::Errno::NOTDIR.into()),
+        (other, false) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("a {} is not read (only regular files are)", kind_name(other)),
+        )),
+    }
+}
+
+fn kind_name(kind: FileType) -> &'static str {
+    match kind {
+        FileType::Fifo => "FIFO",
+        FileType::CharacterDevice | FileType::BlockDevice => "device",
+        FileType::Socket => "socket",
+        _ => "special file",
+    }
+}
+
+/// A regular file beneath `root` (see [`open_in_root`]), for streaming.
+pub(crate) fn open_file_in_root(root: &OwnedFd, relative: &Path) -> std::io::Result<File> {
+    open_in_root(root, relative, false).map(File::from)
+}
+
+/// The whole of a regular file beneath `root`, refused when it is larger than `limit` bytes.
+pub(crate) fn read_in_root(root: &OwnedFd, relative: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    read_bounded(open_file_in_root(root, relative)?, limit)
+}
+
+/// The names in a directory beneath `root`, as the tree resolves it; `.` and `..` left out.
+pub(crate) fn list_in_root(root: &OwnedFd, relative: &Path) -> std::io::Result<Vec<String>> {
+    let dir = open_in_root(root, relative, true)?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name != "." && name != ".." {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// The target of a link beneath `root` (the link itself resolved inside the tree, not followed).
+pub(crate) fn link_in_root(root: &OwnedFd, relative: &Path) -> std::io::Result<PathBuf> {
+    let relative = relative.strip_prefix("/").unwrap_or(relative);
+    let parent = relative.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = relative.file_name().ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let dir = open_in_root(root, parent, true)?;
+    let target = rustix::fs::readlinkat(&dir, name, Vec::new())?;
+    Ok(PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(target.into_bytes())))
+}
+
+/// Reads `file` to its end, refused when it holds more than `limit` bytes (a device or a file
+/// growing while read has no size to check beforehand, so one byte past the limit is read).
+pub(crate) fn read_bounded(file: File, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes, which is not what the kernel writes here"),
+        ));
+    }
+    Ok(bytes)
+}
 
 /// `path` of the configured system, beneath `root`.
 pub(crate) fn beneath(root: &Path, path: &Path) -> PathBuf {

@@ -74,7 +74,7 @@ pub(crate) fn collect(request: &Request, extra_keys: Vec<String>) -> Result<Evid
                     Some(rustix::thread::LinkNameSpaceType::Network),
                 )
                 .map_err(|e| namespace_error(&path, &e.into()))?;
-                collect_in(&Root::thread_network_namespace(), &request, &extra_keys)
+                collect_in(&Root::thread_network_namespace()?, &request, &extra_keys)
             })
             .join()
             .map_err(|_| Error::NamespaceThread)?

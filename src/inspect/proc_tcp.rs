@@ -4,7 +4,7 @@
 //! Line format (docs/kernel-model.md, "Socket tables"): `sl local rem st ...`, addresses as `%08X` of the big-endian
 //! address read as a native integer (four such words for IPv6), ports and state in hex.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
@@ -118,7 +118,11 @@ impl SocketSource for ProcSocketSource<'_> {
     }
 }
 
-/// Streams one table through `visit`, reusing one line buffer.
+/// Longer lines than any the kernel writes (about 150 bytes) are skipped, not buffered: the table
+/// of a captured tree is untrusted input.
+const MAX_LINE: usize = 4096;
+
+/// Streams one table through `visit`, reusing one line buffer of at most [`MAX_LINE`] bytes.
 fn scan_table(
     mut reader: impl BufRead,
     family: Family,
@@ -129,18 +133,21 @@ fn scan_table(
     let mut line = Vec::with_capacity(256);
     let mut number = 0;
     let mut skipped = 0usize;
+    let read_error = |source| crate::error::Error::Read { path: path.to_path_buf(), source, hint: "" };
     loop {
         line.clear();
-        let read = reader.read_until(b'\n', &mut line).map_err(|source| crate::error::Error::Read {
-            path: path.to_path_buf(),
-            source,
-            hint: "",
-        })?;
+        let read = (&mut reader).take(MAX_LINE as u64).read_until(b'\n', &mut line).map_err(read_error)?;
         if read == 0 {
             break;
         }
         number += 1;
-        match parse_tcp_line(&line, family) {
+        let parsed = if line.len() == MAX_LINE && line.last() != Some(&b'\n') {
+            skip_rest_of_line(&mut reader).map_err(read_error)?;
+            Err("line longer than any the kernel writes")
+        } else {
+            parse_tcp_line(&line, family)
+        };
+        match parsed {
             Ok(Some(socket)) => visit(socket),
             Ok(None) => {}
             Err(problem) => {
@@ -156,6 +163,26 @@ fn scan_table(
         warnings.push(format!("{}: {} malformed lines skipped in all", path.display(), skipped));
     }
     Ok(())
+}
+
+/// Reads past the next line end without keeping what it reads.
+fn skip_rest_of_line(reader: &mut impl BufRead) -> std::io::Result<()> {
+    loop {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        match buffer.iter().position(|b| *b == b'\n') {
+            Some(end) => {
+                reader.consume(end + 1);
+                return Ok(());
+            }
+            None => {
+                let all = buffer.len();
+                reader.consume(all);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -219,6 +246,15 @@ mod tests {
         assert_eq!(warnings[1], "proc/net/tcp:5: state is not hex; line skipped");
         assert_eq!(warnings[2], "proc/net/tcp:6: unknown TCP state; line skipped");
         assert_eq!(warnings[3], "proc/net/tcp: 5 malformed lines skipped in all");
+    }
+
+    #[test]
+    fn a_line_longer_than_the_kernel_writes_is_skipped_and_the_next_one_read() {
+        let huge = "9".repeat(3 * MAX_LINE);
+        let text = format!("{V4}   9: {huge}\n   1: 0100007F:9C40 0200007F:1F90 06 00000000:00000000 03:00001730 0\n");
+        let (sockets, warnings) = parse_all(&text, Family::V4);
+        assert_eq!(sockets.len(), 3, "the header's two sockets and the line after the long one");
+        assert_eq!(warnings, vec!["proc/net/tcp:4: line longer than any the kernel writes; line skipped".to_string()]);
     }
 
     #[test]

@@ -18,11 +18,13 @@ pub(crate) mod parse;
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::files::{link_in_root, list_in_root, read_in_root};
 use crate::problem::LineProblem;
 use crate::sysctl::fold_whitespace;
 use crate::sysctl::keys::Settings;
@@ -158,15 +160,19 @@ impl Resolution {
 }
 
 impl Tree {
-    /// Reads the configuration beneath `root`. Missing directories are normal; an unreadable file
-    /// is a problem, not an error, so one bad file does not hide the rest.
+    /// Reads the configuration beneath `root`, every link resolved inside it. Missing directories
+    /// are normal; an unreadable directory or file is a problem, not an error, so one bad file does
+    /// not hide the rest.
     pub(crate) fn read(root: &Path) -> Result<Tree> {
+        let dir = crate::files::open_root(root)
+            .map_err(|e| Error::Root { path: root.to_path_buf(), reason: e.to_string() })?;
+        let tree = Beneath { path: root, dir: &dir };
         // procps reads every directory systemd reads, so its list (and its read problems) covers
         // systemd's too.
         let mut problems = Vec::new();
-        let systemd = collect(root, SYSTEMD_DIRS, &mut Vec::new())?;
-        let mut procps = collect(root, PROCPS_DIRS, &mut problems)?;
-        if let Some(file) = read_conf(root, &root.join(SYSCTL_CONF), "/etc/sysctl.conf", &mut problems) {
+        let systemd = collect(&tree, SYSTEMD_DIRS, &mut Vec::new());
+        let mut procps = collect(&tree, PROCPS_DIRS, &mut problems);
+        if let Some(file) = read_conf(&tree, SYSCTL_CONF, "/etc/sysctl.conf", &mut problems) {
             procps.push(file);
         }
         // /etc/sysctl.conf is often read twice (as 99-sysctl.conf and at the end): report it once.
@@ -252,47 +258,67 @@ fn winner(assignments: &[Assignment]) -> Option<Assignment> {
     assignments.iter().rev().find(|a| !a.glob).or_else(|| assignments.last()).cloned()
 }
 
-/// The files of `dirs` beneath `root` in application order: first directory wins a file name, a
+/// A root directory: its path, for names in messages, and the descriptor every read resolves in.
+struct Beneath<'a> {
+    path: &'a Path,
+    dir: &'a OwnedFd,
+}
+
+/// The largest configuration file read; a larger one is a problem, not memory spent.
+const MAX_CONF_BYTES: u64 = 1 << 20;
+
+/// The files of `dirs` beneath the root in application order: first directory wins a file name, a
 /// link to /dev/null masks the name, the rest sorted by file name.
-fn collect(root: &Path, dirs: &[&str], problems: &mut Vec<String>) -> Result<Vec<ConfFile>> {
-    let mut chosen: std::collections::BTreeMap<String, Option<(PathBuf, String)>> = Default::default();
+fn collect(root: &Beneath<'_>, dirs: &[&str], problems: &mut Vec<String>) -> Vec<ConfFile> {
+    let mut chosen: std::collections::BTreeMap<String, Option<String>> = Default::default();
     for dir in dirs {
-        let entries = match std::fs::read_dir(root.join(dir)) {
-            Ok(entries) => entries,
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => continue,
-            Err(source) => return Err(Error::Read { path: root.join(dir), source, hint: "" }),
+        let mut names = match list_in_root(root.dir, Path::new(dir)) {
+            Ok(names) => names,
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::InvalidInput) => {
+                continue;
+            }
+            Err(e) => {
+                problems.push(format!("/{dir}: cannot read the directory: {e}"));
+                continue;
+            }
         };
-        let mut names: Vec<String> =
-            entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.ends_with(".conf")).collect();
+        names.retain(|n| n.ends_with(".conf"));
         names.sort();
         for name in names {
             if chosen.contains_key(&name) {
                 continue;
             }
-            let path = root.join(dir).join(&name);
-            let shown = format!("/{dir}/{name}");
-            let masked = std::fs::read_link(&path).is_ok_and(|target| target == Path::new("/dev/null"));
-            chosen.insert(name, (!masked).then_some((path, shown)));
+            let relative = format!("{dir}/{name}");
+            let masked =
+                link_in_root(root.dir, Path::new(&relative)).is_ok_and(|target| target == Path::new("/dev/null"));
+            chosen.insert(name, (!masked).then_some(relative));
         }
     }
-    Ok(chosen.into_values().flatten().filter_map(|(path, shown)| read_conf(root, &path, &shown, problems)).collect())
+    chosen
+        .into_values()
+        .flatten()
+        .filter_map(|relative| read_conf(root, &relative, &format!("/{relative}"), problems))
+        .collect()
 }
 
-/// Reads and parses one file. A link is followed beneath the root (an absolute target such as
-/// `/etc/sysctl.conf` means `ROOT/etc/sysctl.conf`). A missing file is `None`; an unreadable or
-/// dangling one is `None` with a problem.
-fn read_conf(root: &Path, path: &Path, shown: &str, problems: &mut Vec<String>) -> Option<ConfFile> {
-    let source = match std::fs::read_link(path) {
-        Ok(link) if link.is_absolute() => root.join(link.strip_prefix("/").unwrap_or(&link)),
-        Ok(link) => path.parent().map_or(link.clone(), |dir| dir.join(&link)),
-        Err(_) => path.to_path_buf(),
+/// Reads and parses one file, a link resolved inside the root (an absolute target such as
+/// `/etc/sysctl.conf` means `ROOT/etc/sysctl.conf`). A missing file is `None`; an unreadable,
+/// dangling, oversized or not regular one (a FIFO, a device) is `None` with a problem.
+fn read_conf(root: &Beneath<'_>, relative: &str, shown: &str, problems: &mut Vec<String>) -> Option<ConfFile> {
+    let path = root.path.join(relative);
+    let link = link_in_root(root.dir, Path::new(relative)).ok();
+    // The file the link names, for telling two names of one file apart.
+    let source = match &link {
+        Some(target) if target.is_absolute() => root.path.join(target.strip_prefix("/").unwrap_or(target)),
+        Some(target) => path.parent().map_or(target.clone(), |dir| dir.join(target)),
+        None => path.clone(),
     };
-    match std::fs::read(&source) {
+    match read_in_root(root.dir, Path::new(relative), MAX_CONF_BYTES) {
         Ok(bytes) => {
             let parsed = parse_conf(&String::from_utf8_lossy(&bytes));
             Some(ConfFile { path: shown.to_string(), source, lines: parsed.lines, problems: parsed.problems })
         }
-        Err(e) if e.kind() == ErrorKind::NotFound && source == path => None,
+        Err(e) if e.kind() == ErrorKind::NotFound && link.is_none() => None,
         Err(e) => {
             problems.push(format!("{shown}: cannot read: {e}"));
             None

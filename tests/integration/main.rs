@@ -13,4 +13,5 @@ mod outputs;
 mod profiles;
 mod real_kernel;
 mod sysctl_d;
+mod untrusted;
 mod util;

@@ -1,0 +1,111 @@
+//! A captured `--root` tree is untrusted input: links stay inside it, FIFOs and devices are not
+//! waited on, oversized and non-UTF-8 text does not take the audit down, and nothing outside the
+//! tree reaches a report.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use crate::util::{Expect, Run, audit_json, copy_tree, fixture};
+
+/// A writable copy of the idle fixture, and beside it (outside the tree) a file it must not read.
+fn tree_and_secret() -> (tempfile::TempDir, tempfile::TempDir) {
+    let tree = tempfile::tempdir().expect("temp dir");
+    copy_tree(&fixture("idle"), tree.path());
+    let outside = tempfile::tempdir().expect("temp dir");
+    std::fs::write(outside.path().join("secret"), "31337\n").expect("write secret");
+    (tree, outside)
+}
+
+fn root_arg(tree: &Path) -> String {
+    tree.to_str().expect("utf-8 path").to_string()
+}
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+}
+
+#[test]
+fn links_in_a_tree_resolve_inside_it() {
+    let (tree, outside) = tree_and_secret();
+    let secret = outside.path().join("secret");
+    let key = tree.path().join("proc/sys/net/ipv4/tcp_fin_timeout");
+    std::fs::remove_file(&key).expect("remove");
+    // Absolute: means ROOT/<that path>, which the tree does not have.
+    symlink(&secret, &key).expect("symlink");
+    let relative = tree.path().join("proc/sys/net/ipv4/tcp_keepalive_time");
+    std::fs::remove_file(&relative).expect("remove");
+    // Relative and climbing: `..` stops at the root.
+    symlink(format!("{}/../../../../../../../..{}", "..", secret.display()), &relative).expect("symlink");
+    // A sysctl.d file linked out of the tree.
+    std::fs::create_dir_all(tree.path().join("etc/sysctl.d")).expect("mkdir");
+    std::fs::write(outside.path().join("evil.conf"), "net.ipv4.tcp_fin_timeout = 31337\n").expect("write");
+    symlink(outside.path().join("evil.conf"), tree.path().join("etc/sysctl.d/50-evil.conf")).expect("symlink");
+
+    let (_, report) = audit_json(&["--fail-on", "never", "--root", &root_arg(tree.path())]);
+    assert_eq!(report.settings["net.ipv4.tcp_fin_timeout"], None, "the link leads nowhere inside the tree");
+    assert_eq!(report.settings["net.ipv4.tcp_keepalive_time"], None);
+    let json = format!("{:?} {:?}", report.findings, report.warnings);
+    assert!(!json.contains("31337"), "nothing from outside the tree: {json}");
+    let explain = Run::new(&["explain", "net.ipv4.tcp_fin_timeout", "--format", "json", "--root"])
+        .arg(tree.path())
+        .stdout(Expect::satisfies("no value from outside the tree", |s| !s.contains("31337")))
+        .run();
+    assert!(explain.contains("\"runtime\": null"), "{explain}");
+}
+
+#[test]
+fn a_fifo_is_refused_not_waited_on() {
+    let (tree, _outside) = tree_and_secret();
+    // As a sysctl value: that key is treated as absent, with a warning.
+    let key = tree.path().join("proc/sys/net/ipv4/tcp_fin_timeout");
+    std::fs::remove_file(&key).expect("remove");
+    mkfifo(&key);
+    // As a sysctl.d file: a problem of the tree, the audit goes on.
+    std::fs::create_dir_all(tree.path().join("etc/sysctl.d")).expect("mkdir");
+    mkfifo(&tree.path().join("etc/sysctl.d/10-fifo.conf"));
+    let (_, report) = audit_json(&["--fail-on", "never", "--root", &root_arg(tree.path())]);
+    assert_eq!(report.settings["net.ipv4.tcp_fin_timeout"], None);
+    assert!(
+        report.warnings.iter().any(|w| w.contains("tcp_fin_timeout") && w.contains("FIFO")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(report.findings.iter().any(|f| f.id == "persist.malformed" && f.message.contains("10-fifo.conf")));
+    // As a table every audit needs: an error, at once.
+    let tcp = tree.path().join("proc/net/tcp");
+    std::fs::remove_file(&tcp).expect("remove");
+    mkfifo(&tcp);
+    Run::new(&["audit", "--root"])
+        .arg(tree.path())
+        .status(2)
+        .stderr(Expect::one_line(&["proc/net/tcp", "a FIFO is not read"]))
+        .run();
+}
+
+#[test]
+fn oversized_and_non_utf8_text_is_bounded_and_read_lossily() {
+    let (tree, _outside) = tree_and_secret();
+    // A 2 MiB sysctl value: refused (treated as absent, with a warning), not read into memory.
+    std::fs::write(tree.path().join("proc/sys/net/ipv4/tcp_fin_timeout"), vec![b'9'; 2 << 20]).expect("write");
+    // Invalid UTF-8 in the kernel release and in sockstat: read lossily, the audit goes on.
+    std::fs::write(tree.path().join("proc/sys/kernel/osrelease"), b"6.18.0-\xff\xfe\n").expect("write");
+    let sockstat = std::fs::read(tree.path().join("proc/net/sockstat")).expect("read");
+    let mut broken = b"\xff garbage\n".to_vec();
+    broken.extend(sockstat);
+    std::fs::write(tree.path().join("proc/net/sockstat"), broken).expect("write");
+    let (_, report) = audit_json(&["--fail-on", "never", "--root", &root_arg(tree.path())]);
+    assert_eq!(report.settings["net.ipv4.tcp_fin_timeout"], None);
+    assert!(
+        report.warnings.iter().any(|w| w.contains("tcp_fin_timeout") && w.contains("larger than")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(report.kernel.starts_with("6.18.0-"), "{}", report.kernel);
+    // A proc/net table without a line end, larger than any the kernel writes: an error, bounded.
+    std::fs::write(tree.path().join("proc/net/netstat"), vec![b'x'; 2 << 20]).expect("write");
+    Run::new(&["audit", "--root"])
+        .arg(tree.path())
+        .status(2)
+        .stderr(Expect::one_line(&["proc/net/netstat", "larger than"]))
+        .run();
+}

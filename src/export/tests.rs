@@ -142,3 +142,40 @@ fn kubernetes_keeps_only_safe_sysctls_as_entries() {
     let none = kubernetes(&Export { source: "t".into(), items: vec![], skipped: vec![] });
     assert_eq!(yaml(&none)["securityContext"]["sysctls"], Value::Array(vec![]));
 }
+
+#[test]
+fn a_hostile_host_name_stays_inside_its_comment() {
+    // sethostname(2) takes any bytes: a line break and a second play, or a second setting.
+    let host = "web1\n- hosts: all\n  tasks:\n    - ansible.builtin.shell: id\r\nkernel.core_pattern = |/tmp/x\u{2028}\u{1b}[2J";
+    let items = vec![Item::new("net.ipv4.tcp_tw_reuse".into(), "1".into(), "w".into(), "r".into())];
+    let export = Export::recommendations(host, items);
+    let playbook = yaml(&ansible_playbook(&export, &options()));
+    assert_eq!(playbook.as_array().map(Vec::len), Some(1), "one play, no second one: {playbook}");
+    for (path, text) in ansible_role(&export, &options()) {
+        if path.ends_with(".yml") {
+            yaml(&text);
+        }
+        assert!(!text.contains('\u{1b}') && !text.contains("\nkernel.core_pattern"), "{path}");
+    }
+    let dropin = sysctl_d(&export);
+    let assignments: Vec<&str> = dropin.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect();
+    assert_eq!(assignments, vec!["net.ipv4.tcp_tw_reuse = 1"], "{dropin}");
+    yaml(&kubernetes(&export));
+}
+
+#[test]
+fn a_value_with_a_line_break_is_refused_for_every_format() {
+    let items = vec![Item::new(
+        "net.ipv4.conf.all.rp_filter".into(),
+        "1\nkernel.core_pattern = |/tmp/x".into(),
+        "w".into(),
+        "r".into(),
+    )];
+    let export = Export { source: "profile evil".into(), items, skipped: Vec::new() };
+    for format in
+        [ExportFormat::Ansible, ExportFormat::AnsibleRole, ExportFormat::SysctlD, ExportFormat::Json, ExportFormat::K8s]
+    {
+        let err = render(&export, format, &options()).err().expect("refused");
+        assert!(err.to_string().contains("holds a line break or a control character"), "{format:?}: {err}");
+    }
+}

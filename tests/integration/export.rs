@@ -255,3 +255,29 @@ fn the_drop_in_loads_with_sysctl_p() {
     assert!(output.status.success(), "sysctl -p failed: {}", String::from_utf8_lossy(&output.stderr));
     assert_runtime(&exported_values("outbound-heavy"));
 }
+
+#[test]
+fn a_hostile_host_name_cannot_add_a_setting_to_the_drop_in() {
+    if !enter("export::a_hostile_host_name_cannot_add_a_setting_to_the_drop_in") {
+        return;
+    }
+    // A captured tree whose host name carries a line break and a setting of its own (a net key,
+    // so that even a failure would stay in this test's namespace).
+    let tree = tempfile::tempdir().expect("temp dir");
+    crate::util::copy_tree(&crate::util::fixture("misconfigured"), tree.path());
+    std::fs::write(tree.path().join("proc/sys/kernel/hostname"), "web1\nnet.ipv4.tcp_fin_timeout = 7\n")
+        .expect("write hostname");
+    let work = tempfile::tempdir().expect("temp dir");
+    let file = work.path().join("twtune.conf");
+    Run::new(&["export", "--recommended", "--format", "sysctl-d", "--root"])
+        .arg(tree.path())
+        .arg("-o")
+        .arg(&file)
+        .run();
+    let text = std::fs::read_to_string(&file).expect("drop-in");
+    assert!(text.contains("audit of web1 net.ipv4.tcp_fin_timeout = 7."), "folded into the comment: {text}");
+    let before = crate::netns::sysctl("net.ipv4.tcp_fin_timeout");
+    let output = Command::new("sysctl").arg("-p").arg(&file).output().expect("sysctl -p");
+    assert!(output.status.success(), "sysctl -p failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert_ne!(crate::netns::sysctl("net.ipv4.tcp_fin_timeout"), "7", "the host name set nothing (was {before})");
+}

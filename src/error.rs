@@ -91,6 +91,11 @@ pub(crate) enum Error {
     #[error("not allowed to {what} ({reason}): run as root, e.g. with sudo")]
     NotPermitted { what: String, reason: String },
 
+    /// The state directory (or a file in it) could be changed by someone other than the user running
+    /// twtune, or is a link: its journal would steer root's writes.
+    #[error("state directory {}: {why}; twtune keeps its journal only where no one else can write", path.display())]
+    UntrustedState { path: PathBuf, why: String },
+
     /// Another apply or rollback holds the lock.
     #[error(
         "another twtune apply or rollback is running (lock {path} held by process {holder}); wait for it, then try again"

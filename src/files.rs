@@ -137,23 +137,79 @@ pub(crate) fn write_into_empty_dir(dir: &Path, files: &[(&str, String)], purpose
     Ok(())
 }
 
-/// Writes a file so that readers see the old or the new content, never a mix: a temporary file in
-/// the same directory, fsync, rename over the target, fsync of the directory.
+/// A name no one can guess: `.NAME.twtune-` and 16 random hex digits.
+fn temporary_name(name: &str) -> std::io::Result<String> {
+    let mut bytes = [0u8; 8];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        filled += rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty())?;
+    }
+    Ok(format!(".{name}.twtune-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
+/// Creates a new directory of an unguessable name beside `path`, mode 0700 (`mkdir` fails on
+/// anything already there, a planted link included).
+pub(crate) fn private_dir_beside(path: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let staging = dir.join(temporary_name(&name)?);
+    std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
+    Ok(staging)
+}
+
+/// Writes a file so that readers see the old or the new content, never a mix: a temporary file of
+/// an unguessable name created with `O_CREAT | O_EXCL | O_NOFOLLOW` beside it (so no planted link
+/// or file is used), fsync, rename over the target, fsync of the directory. What is there must be
+/// a regular file or nothing: a link is refused rather than replaced, and a device or FIFO
+/// (`--output /dev/null`) is refused rather than turned into a file. With `no_links`, no
+/// component of the directory's path may be a link either (the files root writes: the persisted
+/// file, the journal).
 pub(crate) fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
+    write_file(path, content, false)
+}
+
+/// [`write_atomically`], refusing a link anywhere in the path.
+pub(crate) fn write_atomically_no_links(path: &Path, content: &str) -> std::io::Result<()> {
+    write_file(path, content, true)
+}
+
+fn write_file(path: &Path, content: &str, no_links: bool) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, OFlags};
     // `x.conf` has the empty path as parent: that is the current directory.
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("no file name"))?;
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temporary = dir.join(format!(".{name}.twtune-{}", std::process::id()));
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let resolve =
+        if no_links { ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS } else { ResolveFlags::empty() };
+    let dirfd = rustix::fs::openat2(rustix::fs::CWD, dir, flags, Mode::empty(), resolve)?;
+    match rustix::fs::statat(&dirfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile => {
+            let kind = FileType::from_raw_mode(stat.st_mode);
+            let what = if kind == FileType::Symlink { "link" } else { kind_name(kind) };
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("it is a {what}, not a regular file; twtune writes only regular files"),
+            ));
+        }
+        Ok(_) => {}
+        Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let temporary = temporary_name(&name.to_string_lossy())?;
+    let create = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(&dirfd, temporary.as_str(), create, Mode::from_raw_mode(0o644))?;
     let result = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
+        let mut file = File::from(fd);
         file.write_all(content.as_bytes())?;
         file.sync_all()?;
-        std::fs::rename(&temporary, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        rustix::fs::renameat(&dirfd, temporary.as_str(), &dirfd, name)?;
+        rustix::fs::fsync(&dirfd)?;
+        Ok(())
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
+        let _ = rustix::fs::unlinkat(&dirfd, temporary.as_str(), AtFlags::empty());
     }
     result
 }

@@ -4,7 +4,7 @@
 //! directory and /etc/sysctl.conf (links kept as links, so masking and `99-sysctl.conf` still
 //! work), and local profiles.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::error::{Error, Result};
@@ -29,9 +29,11 @@ pub(crate) fn to_directory(root: &Root, dir: &Path) -> Result<()> {
     capture(root, dir)
 }
 
-/// Takes a snapshot into one .tar.gz file, staged in a directory beside it that is removed after.
+/// Takes a snapshot into one .tar.gz file, staged in a new private directory beside it (an
+/// unguessable name, created here, mode 0700: nothing planted in it can be followed) that is
+/// removed after.
 pub(crate) fn to_archive(root: &Root, archive: &Path) -> Result<()> {
-    let staging = PathBuf::from(format!("{}.twtune-{}", archive.display(), std::process::id()));
+    let staging = crate::files::private_dir_beside(archive).map_err(io_error(archive))?;
     let result = capture(root, &staging).and_then(|()| pack(&staging, archive));
     let _ = std::fs::remove_dir_all(&staging);
     result

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{Mode, OFlags};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -111,12 +112,28 @@ impl StateDir {
         })
     }
 
+    /// Refuses a state directory, or its journal directory, that is a link, not a directory, not
+    /// owned by the user running twtune, or writable by group or others: whoever can plant an entry
+    /// there could make root's rollback overwrite or delete any file.
+    fn check_trusted(&self) -> Result<()> {
+        for dir in [self.path.clone(), self.journal()] {
+            let Ok(meta) = std::fs::symlink_metadata(&dir) else { continue };
+            trusted(&dir, &meta, true)?;
+        }
+        Ok(())
+    }
+
     /// Takes the lock, or fails at once when another twtune holds it.
     pub(crate) fn lock(&self) -> Result<Lock> {
         let io = |source| Error::Write { path: self.path.clone(), source };
         std::fs::create_dir_all(self.journal()).map_err(io)?;
+        self.check_trusted()?;
         let path = self.path.join("lock");
-        let mut file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
+        // Never through a link: a `lock` linked to another file would have that file truncated.
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(&path, flags, Mode::from_raw_mode(0o644)).map_err(|e| io(e.into()))?;
+        let mut file = File::from(fd);
+        trusted(&path, &file.metadata().map_err(io)?, false)?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {
                 file.set_len(0).and_then(|()| writeln!(file, "{}", std::process::id())).map_err(io)?;
@@ -135,11 +152,15 @@ impl StateDir {
         let path = self.journal().join(format!("{}.json", entry.id));
         let text = serde_json::to_string_pretty(entry)
             .map_err(|e| Error::Write { path: path.clone(), source: std::io::Error::other(e) })?;
-        crate::files::write_atomically(&path, &format!("{text}\n")).map_err(|source| Error::Write { path, source })
+        crate::files::write_atomically_no_links(&path, &format!("{text}\n"))
+            .map_err(|source| Error::Write { path, source })
     }
 
-    /// Every entry, oldest first. An entry that cannot be read is an error naming the file.
+    /// Every entry, oldest first. An entry that cannot be read, or is not what twtune writes (an id
+    /// that is not its file name, a persisted file that is not a `.conf` path), is an error naming
+    /// the file: the journal steers root's writes, so it is untrusted input too.
     pub(crate) fn entries(&self) -> Result<Vec<Entry>> {
+        self.check_trusted()?;
         let dir = self.journal();
         let listing = match std::fs::read_dir(&dir) {
             Ok(listing) => listing,
@@ -150,20 +171,7 @@ impl StateDir {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
             .collect();
-        let mut entries: Vec<Entry> = paths
-            .into_iter()
-            .map(|path| {
-                let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
-                    path: path.clone(),
-                    source,
-                    hint: "",
-                })?;
-                serde_json::from_str(&text).map_err(|e| Error::Malformed {
-                    path: path.clone(),
-                    problem: format!("not a twtune journal entry ({e}); move it away to go on"),
-                })
-            })
-            .collect::<Result<_>>()?;
+        let mut entries: Vec<Entry> = paths.into_iter().map(|path| read_entry(&path)).collect::<Result<_>>()?;
         // Ids are a time, then `-N` for a second entry in the same second.
         entries.sort_by_key(|e| {
             let (time, counter) = e.id.split_once('-').unwrap_or((&e.id, "0"));
@@ -180,6 +188,63 @@ impl StateDir {
             .find(|id| !self.journal().join(format!("{id}.json")).exists())
             .unwrap_or(base)
     }
+}
+
+/// The largest journal entry read: an entry holds a few keys and one sysctl.d file's content.
+const MAX_ENTRY_BYTES: u64 = 1 << 20;
+
+/// Refuses what another user could change: a link, a file of another owner, or one writable by
+/// group or others (`dir`: it must be a directory, else a regular file).
+fn trusted(path: &Path, meta: &std::fs::Metadata, dir: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: String| Err(Error::UntrustedState { path: path.to_path_buf(), why });
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        return refuse("it is a link".into());
+    }
+    if dir && !kind.is_dir() || !dir && !kind.is_file() {
+        return refuse(format!("not a {}", if dir { "directory" } else { "regular file" }));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return refuse(format!("owned by uid {}, not by the user running twtune (uid {me})", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return refuse(format!("writable by group or others (mode {:o})", meta.mode() & 0o7777));
+    }
+    Ok(())
+}
+
+/// One journal entry, read as untrusted input: not through a link, a regular file owned by the
+/// user and no one else's to write, bounded, and its fields what twtune writes.
+fn read_entry(path: &Path) -> Result<Entry> {
+    let malformed = |problem: String| Error::Malformed { path: path.to_path_buf(), problem };
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let read_error = |source: std::io::Error| Error::Read { path: path.to_path_buf(), source, hint: "" };
+    let file = File::from(rustix::fs::open(path, flags, Mode::empty()).map_err(|e| read_error(e.into()))?);
+    trusted(path, &file.metadata().map_err(read_error)?, false)?;
+    let bytes = crate::files::read_bounded(file, MAX_ENTRY_BYTES).map_err(read_error)?;
+    let entry: Entry = serde_json::from_slice(&bytes).map_err(|e| {
+        // serde's message can quote the file; keep it to its first line and a bounded length.
+        let reason: String = e.to_string().lines().next().unwrap_or("").chars().take(200).collect();
+        malformed(format!("not a twtune journal entry ({reason}); move it away to go on"))
+    })?;
+    let valid_id = !entry.id.is_empty() && entry.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !valid_id || path.file_stem().is_none_or(|stem| stem != entry.id.as_str()) {
+        return Err(malformed(format!(
+            "its id {:?} is not its file name; twtune did not write it: move it away to go on",
+            entry.id.chars().take(64).collect::<String>()
+        )));
+    }
+    if let Some(persist) = &entry.persist
+        && !(persist.path.is_absolute() && persist.path.extension().is_some_and(|e| e == "conf"))
+    {
+        return Err(malformed(format!(
+            "its persisted file {} is not an absolute .conf path; twtune did not write it: move it away to go on",
+            persist.path.display()
+        )));
+    }
+    Ok(entry)
 }
 
 /// The entry a rollback restores: `id`, or the newest one that can be rolled back. Refused when the

@@ -189,3 +189,84 @@ fn the_journal_keeps_the_persisted_file_as_an_absolute_path() {
     assert!(target.path.ends_with("relative/root/etc/sysctl.d/90-twtune.conf"), "{}", target.path.display());
     assert_eq!(target.shown, "/etc/sysctl.d/90-twtune.conf");
 }
+
+/// A state directory in a fresh temporary directory, and the temporary directory.
+fn state_in_temp() -> (tempfile::TempDir, StateDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = StateDir::new(&dir.path().join("state"));
+    state.lock().expect("a new state directory is fine");
+    (dir, state)
+}
+
+#[test]
+fn a_state_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, state) = state_in_temp();
+    std::fs::set_permissions(dir.path().join("state"), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let err = state.lock().err().expect("refused");
+    assert!(err.to_string().contains("writable by group or others (mode 777)"), "{err}");
+    assert!(state.entries().is_err(), "nor are its entries read");
+    std::fs::set_permissions(dir.path().join("state"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(dir.path().join("state"), Some(65534), None).expect("chown");
+        let err = state.lock().err().expect("refused");
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+    }
+}
+
+#[test]
+fn a_lock_linked_to_another_file_leaves_that_file_alone() {
+    let (dir, state) = state_in_temp();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").expect("write");
+    std::fs::remove_file(dir.path().join("state/lock")).expect("remove lock");
+    std::os::unix::fs::symlink(&victim, dir.path().join("state/lock")).expect("symlink");
+    assert!(state.lock().is_err(), "a linked lock is refused");
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious\n");
+}
+
+#[test]
+fn planted_journal_entries_are_refused_before_they_steer_a_write() {
+    let (dir, state) = state_in_temp();
+    let journal = dir.path().join("state/journal");
+    let entry = |id: &str, persist: &str| {
+        format!(
+            "{{\"id\":\"{id}\",\"created\":\"c\",\"twtune_version\":\"0\",\"source\":\"s\",\"status\":\"applied\",\
+             \"changes\":[],\"persist\":{{\"path\":\"{persist}\",\"previous\":null}}}}"
+        )
+    };
+    // An id that is a path: it would make twtune write its JSON elsewhere.
+    std::fs::write(journal.join("20260101T000000Z.json"), entry("../../victim", "/etc/sysctl.d/x.conf")).expect("w");
+    let err = state.entries().expect_err("refused");
+    assert!(err.to_string().contains("is not its file name"), "{err}");
+    // A persisted file that is not a .conf path: a rollback would remove /etc/passwd.
+    std::fs::write(journal.join("20260101T000000Z.json"), entry("20260101T000000Z", "/etc/passwd")).expect("w");
+    let err = state.entries().expect_err("refused");
+    assert!(err.to_string().contains("not an absolute .conf path"), "{err}");
+    // Ten megabytes of JSON: refused, and the error stays one short line.
+    std::fs::write(journal.join("20260101T000000Z.json"), "x".repeat(10 << 20)).expect("w");
+    let err = state.entries().expect_err("refused").to_string();
+    assert!(err.contains("larger than") && err.len() < 300 && !err.contains('\n'), "{}", &err[..err.len().min(300)]);
+    // A link in place of an entry.
+    std::fs::remove_file(journal.join("20260101T000000Z.json")).expect("rm");
+    std::os::unix::fs::symlink("/etc/hostname", journal.join("20260101T000000Z.json")).expect("symlink");
+    assert!(state.entries().is_err(), "an entry that is a link is not read");
+}
+
+#[test]
+fn the_persisted_file_and_journal_are_never_written_through_a_link() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").expect("write");
+    let link = dir.path().join("90-twtune.conf");
+    std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+    let err = crate::files::write_atomically_no_links(&link, "x = 1\n").expect_err("a link is refused");
+    assert!(err.to_string().contains("it is a link"), "{err}");
+    // A link among the parents.
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).expect("mkdir");
+    std::os::unix::fs::symlink(&real, dir.path().join("linked")).expect("symlink");
+    assert!(crate::files::write_atomically_no_links(&dir.path().join("linked/90-twtune.conf"), "x = 1\n").is_err());
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious\n");
+    assert!(std::fs::read_dir(&real).expect("list").next().is_none(), "nothing written through the link");
+}

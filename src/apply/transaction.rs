@@ -11,7 +11,7 @@ use super::Plan;
 use super::journal::{Entry, KeyChange, PersistRecord, StateDir, Status, Timestamp};
 use super::persist_file::{PersistTarget, render_persist_file};
 use crate::error::{Error, Result};
-use crate::files::{read_optional, write_atomically};
+use crate::files::{read_optional, write_atomically_no_links};
 use crate::sysctl::SysctlKey;
 use crate::sysctl::procsys::{ProcSys, WriteError};
 
@@ -148,7 +148,7 @@ pub(super) fn commit(
     }
     if let Some((path, content)) = file {
         let result = match content {
-            Some(text) => write_atomically(path, text),
+            Some(text) => write_atomically_no_links(path, text),
             None => std::fs::remove_file(path)
                 .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }),
         };

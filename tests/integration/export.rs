@@ -281,3 +281,27 @@ fn a_hostile_host_name_cannot_add_a_setting_to_the_drop_in() {
     assert!(output.status.success(), "sysctl -p failed: {}", String::from_utf8_lossy(&output.stderr));
     assert_ne!(crate::netns::sysctl("net.ipv4.tcp_fin_timeout"), "7", "the host name set nothing (was {before})");
 }
+
+#[test]
+fn output_to_a_device_is_refused_and_the_device_stays() {
+    // As root, renaming over /dev/null would replace the device with a file.
+    let dev_null = std::fs::symlink_metadata("/dev/null").expect("stat /dev/null");
+    Run::new(&["export", "outbound-heavy", "--format", "sysctl-d", "-o", "/dev/null"])
+        .status(2)
+        .stderr(Expect::one_line(&["/dev/null", "not a regular file"]))
+        .run();
+    let after = std::fs::symlink_metadata("/dev/null").expect("stat /dev/null");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(after.file_type().is_char_device() && dev_null.file_type().is_char_device());
+    // A link planted where the output goes is refused too, and its target is left alone.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").expect("write");
+    std::os::unix::fs::symlink(&victim, dir.path().join("out.conf")).expect("symlink");
+    Run::new(&["export", "outbound-heavy", "--format", "sysctl-d", "-o"])
+        .arg(dir.path().join("out.conf"))
+        .status(2)
+        .stderr(Expect::one_line(&["out.conf", "it is a link"]))
+        .run();
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious\n");
+}

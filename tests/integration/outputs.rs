@@ -273,3 +273,25 @@ fn a_closed_stdout_is_refused_before_anything_is_read() {
         "twtune: cannot write output: stdout is closed; give the report somewhere to go (a file, a pipe or /dev/null)\n"
     );
 }
+
+#[test]
+fn an_archive_is_staged_where_nothing_can_be_planted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let archive = dir.path().join("snap.tar.gz");
+    // The old staging name, planted beforehand with a link to a victim: neither is used.
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").expect("write");
+    let planted = dir.path().join(format!("snap.tar.gz.twtune-{}", std::process::id()));
+    std::fs::create_dir(&planted).expect("mkdir");
+    std::os::unix::fs::symlink(&victim, planted.join("proc")).expect("symlink");
+    Run::new(&["snapshot", "--root"]).arg(fixture("idle")).arg("--archive").arg(&archive).run();
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious\n");
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut left = left;
+    left.sort();
+    let planted_name = planted.file_name().expect("name").to_string_lossy().into_owned();
+    assert_eq!(left, vec!["snap.tar.gz".to_string(), planted_name, "victim".into()], "no staging left behind");
+}

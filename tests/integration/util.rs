@@ -204,6 +204,9 @@ pub(crate) fn connections(listener: &TcpListener, n: usize, client_closes: bool)
         // Wait for the FIN so that the close order is what the caller asked for.
         assert_eq!(second.read(&mut [0u8; 1]).expect("read EOF"), 0);
     }
+    // Let the last FIN and ACK cross, so that the closer of the last connection is in TIME_WAIT
+    // (not still FIN_WAIT2) when the test counts; on a loaded machine that takes a moment.
+    std::thread::sleep(std::time::Duration::from_millis(100));
 }
 
 /// Runs `twtune audit --format json` with extra arguments and returns (exit code, report). A

@@ -127,6 +127,10 @@ pub(crate) enum Error {
     #[error("cannot {what}: /proc/sys is read-only here (a container?); change it on the host or in the pod spec")]
     ReadOnly { what: String },
 
+    /// The file system of a file to write is mounted read-only.
+    #[error("cannot {what}: its file system is read-only; give another --persist-file or --state-dir, or remount it")]
+    ReadOnlyFile { what: String },
+
     /// A signal handler could not be installed, so an interrupt could leave half a change.
     #[error("cannot catch signal {signal}: {source}; nothing was changed")]
     Signal { signal: i32, source: std::io::Error },

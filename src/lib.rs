@@ -18,6 +18,8 @@ mod error;
 mod explain;
 mod export;
 mod files;
+#[cfg(test)]
+mod fuzz;
 mod inspect;
 mod ports;
 mod problem;

@@ -26,6 +26,10 @@ pub(crate) struct PersistTarget {
 /// no file of someone else's is rewritten.
 pub(crate) fn persist_target(root: &Path, shown: &str) -> Result<PersistTarget> {
     let refuse = |why: &str| Error::PersistFile { shown: shown.to_string(), why: why.to_string() };
+    // The command line's path was read lossily: a name that was not UTF-8 is refused, not bent.
+    if shown.contains('\u{fffd}') {
+        return Err(refuse("the path is not valid UTF-8; give a UTF-8 path"));
+    }
     if !shown.starts_with('/') || !shown.ends_with(".conf") {
         return Err(refuse("give an absolute path to a .conf file, such as /etc/sysctl.d/90-twtune.conf"));
     }

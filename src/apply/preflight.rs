@@ -47,9 +47,14 @@ pub(crate) fn check_permitted<'a>(
         while !dir.exists() {
             dir = dir.parent().unwrap_or(Path::new("/"));
         }
-        rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).map_err(|e| Error::NotPermitted {
-            what: format!("write {}", path.display()),
-            reason: std::io::Error::from(e).to_string(),
+        rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).map_err(|e| {
+            let what = format!("write {}", path.display());
+            // A read-only file system is not a matter of privilege: root cannot write it either.
+            if e == rustix::io::Errno::ROFS {
+                Error::ReadOnlyFile { what }
+            } else {
+                Error::NotPermitted { what, reason: std::io::Error::from(e).to_string() }
+            }
         })?;
     }
     Ok(())

@@ -270,3 +270,28 @@ fn the_persisted_file_and_journal_are_never_written_through_a_link() {
     assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious\n");
     assert!(std::fs::read_dir(&real).expect("list").next().is_none(), "nothing written through the link");
 }
+
+#[test]
+fn a_rollback_never_overwrites_a_file_twtune_did_not_write() {
+    let dir = root();
+    let procsys = ProcSys::open(dir.path()).expect("proc/sys");
+    let state = StateDir::new(&dir.path().join("state"));
+    let persist = PersistTarget {
+        path: dir.path().join("etc/sysctl.d/90-twtune.conf"),
+        shown: "/etc/sysctl.d/90-twtune.conf".into(),
+    };
+    let plan = Plan { source: "t".into(), changes: vec![change("net.ipv4.tcp_tw_reuse", "2", "1")] };
+    let mut entry = apply(&plan, &procsys, &state, Some(&persist), &controls()).expect("apply").entry;
+    // Someone replaced the file with their own since.
+    std::fs::write(&persist.path, "# mine\nnet.ipv4.tcp_tw_reuse = 1\n").expect("write");
+    let err = rollback(&mut entry, &procsys, &state, &controls()).expect_err("refused");
+    assert!(err.to_string().contains("which twtune did not write"), "{err}");
+    assert_eq!(std::fs::read_to_string(&persist.path).expect("kept"), "# mine\nnet.ipv4.tcp_tw_reuse = 1\n");
+    assert_eq!(value(dir.path(), "net.ipv4.tcp_tw_reuse"), "1", "nothing was changed");
+}
+
+#[test]
+fn a_persist_file_name_that_is_not_utf8_is_refused() {
+    let err = super::persist_file::persist_target(Path::new("/r"), "/etc/sysctl.d/\u{fffd}.conf").expect_err("refused");
+    assert!(err.to_string().contains("not valid UTF-8"), "{err}");
+}

@@ -109,6 +109,19 @@ pub(crate) fn rollback(entry: &mut Entry, procsys: &ProcSys, state: &StateDir, c
         let now = procsys.read(&key).map_err(|source| Error::Read { path: procsys.path_of(&key), source, hint: "" })?;
         writes.push((key, now, change.before.clone()));
     }
+    // The file must still be twtune's (or gone): an entry names a path, and root is about to
+    // overwrite or remove it.
+    if let Some(persist) = &entry.persist
+        && let Some(text) = read_optional(&persist.path)?
+        && !text.starts_with(super::persist_file::PERSIST_HEADER)
+    {
+        return Err(Error::Journal(format!(
+            "journal entry {} would restore {}, which twtune did not write (no twtune header); nothing was \
+             changed",
+            entry.id,
+            persist.path.display()
+        )));
+    }
     let file = entry.persist.as_ref().map(|p| (p.path.clone(), p.previous.clone()));
     commit(procsys, &writes, file.as_ref(), controls)?;
     entry.status = Status::RolledBack;

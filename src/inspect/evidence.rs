@@ -65,7 +65,12 @@ pub(crate) fn collect(request: &Request, extra_keys: Vec<String>) -> Result<Evid
             "--netns {name:?}: give the name of a namespace in /run/netns (as `ip netns list` shows), not a path"
         ))),
         NetnsTarget::File(path) => {
-            let namespace = std::fs::File::open(path).map_err(|e| namespace_error(path, &e))?;
+            // O_NONBLOCK: a FIFO planted as /run/netns/NAME must not hang the open (setns then
+            // refuses what is not a namespace).
+            let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC;
+            let namespace = rustix::fs::open(path, flags, rustix::fs::Mode::empty())
+                .map(std::fs::File::from)
+                .map_err(|e| namespace_error(path, &e.into()))?;
             let request = request.clone();
             let path = path.clone();
             std::thread::spawn(move || {

@@ -119,7 +119,7 @@ pub(crate) fn parse_messages(
                 if code < 0 {
                     return Err(Error::Netlink(format!(
                         "the dump stopped early: {}",
-                        std::io::Error::from_raw_os_error(-code)
+                        std::io::Error::from_raw_os_error(code.saturating_neg())
                     )));
                 }
                 return Ok(true);
@@ -129,7 +129,7 @@ pub(crate) fn parse_messages(
                 if code != 0 {
                     return Err(Error::Netlink(format!(
                         "the kernel refused the dump: {}",
-                        std::io::Error::from_raw_os_error(-code)
+                        std::io::Error::from_raw_os_error(code.saturating_neg())
                     )));
                 }
             }

@@ -193,11 +193,17 @@ fn built_in_file(name: &str) -> String {
 fn read_profile_file(path: &Path) -> Result<String> {
     use std::io::Read;
     let read_error = |source| Error::Read { path: path.to_path_buf(), source, hint: "" };
-    // Read at most one byte past the limit: a device or a FIFO has no size to check beforehand.
+    // O_NONBLOCK and a regular file only: a FIFO given as a profile must not hang root's twtune.
+    let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC;
+    let file = std::fs::File::from(
+        rustix::fs::open(path, flags, rustix::fs::Mode::empty()).map_err(|e| read_error(e.into()))?,
+    );
+    if !file.metadata().map_err(read_error)?.is_file() {
+        return Err(read_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file")));
+    }
+    // Read at most one byte past the limit: a file growing while read has no size to check.
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(MAX_PROFILE_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(read_error)?;
+    file.take(MAX_PROFILE_BYTES + 1).read_to_end(&mut bytes).map_err(read_error)?;
     if bytes.len() as u64 > MAX_PROFILE_BYTES {
         return Err(Error::Profile {
             location: path.display().to_string(),

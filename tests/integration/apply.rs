@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::netns::{enter, set_sysctl, sysctl};
+use crate::netns::{enter, run, set_sysctl, sysctl};
 use crate::util::{Expect, Run, audit_json};
 
 const PERSISTED: &str = "/etc/sysctl.d/90-twtune.conf";
@@ -359,4 +359,24 @@ fn a_value_the_kernel_rewrites_is_an_error_and_is_restored() {
         .run();
     assert_eq!((sysctl("net.ipv4.tcp_syn_retries"), sysctl("net.core.somaxconn")), (before, "4096".to_string()));
     assert!(!Path::new(PERSISTED).exists());
+}
+
+#[test]
+fn a_read_only_persist_directory_is_named_as_such_not_as_privilege() {
+    if !enter("apply::a_read_only_persist_directory_is_named_as_such_not_as_privilege") {
+        return;
+    }
+    let state = setup();
+    let ro = state.path().join("ro");
+    std::fs::create_dir(&ro).expect("mkdir");
+    run("mount", &["-t", "tmpfs", "-o", "ro,size=1m", "twtune-ro", ro.to_str().expect("utf-8")]);
+    set_sysctl("net.ipv4.tcp_fin_timeout", "10");
+    Run::new(&["apply", "--recommended", "--yes", "--persist-file"])
+        .arg(ro.join("90-twtune.conf"))
+        .args(state_arg(state.path()))
+        .status(2)
+        .stdout(Expect::contains(&["Plan (recommended)"]))
+        .stderr(Expect::one_line(&["its file system is read-only"]))
+        .run();
+    assert_eq!(sysctl("net.ipv4.tcp_fin_timeout"), "10", "nothing was changed");
 }

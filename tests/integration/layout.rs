@@ -30,7 +30,7 @@ fn top_module(path: &Path) -> Option<String> {
     let first = relative.components().next()?.as_os_str().to_string_lossy().into_owned();
     let name = first.trim_end_matches(".rs").to_string();
     let file = relative.file_stem()?.to_string_lossy();
-    if ["lib", "main", "testing"].contains(&name.as_str()) || file == "tests" {
+    if ["lib", "main", "testing", "fuzz"].contains(&name.as_str()) || file == "tests" {
         return None;
     }
     Some(name)

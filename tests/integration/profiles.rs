@@ -199,9 +199,18 @@ fn a_local_file_must_be_named_after_its_profile() {
 
 #[test]
 fn a_device_or_huge_file_is_refused_without_reading_it_all() {
+    // A device is not read at all; a huge regular file only as far as the limit.
     Run::new(&["profiles", "check", "/dev/zero"])
         .status(2)
-        .stderr("twtune: /dev/zero: more than 1048576 bytes is too large for a profile\n")
+        .stderr("twtune: cannot read /dev/zero: not a regular file\n")
+        .run();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let huge = dir.path().join("huge.yaml");
+    std::fs::write(&huge, vec![b'#'; (1 << 20) + 10]).expect("write");
+    Run::new(&["profiles", "check"])
+        .arg(&huge)
+        .status(2)
+        .stderr(format!("twtune: {}: more than 1048576 bytes is too large for a profile\n", huge.display()))
         .run();
 }
 

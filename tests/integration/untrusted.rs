@@ -109,3 +109,25 @@ fn oversized_and_non_utf8_text_is_bounded_and_read_lossily() {
         .stderr(Expect::one_line(&["proc/net/netstat", "larger than"]))
         .run();
 }
+
+#[test]
+fn a_fifo_given_as_a_profile_is_refused_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("p.yaml");
+    mkfifo(&fifo);
+    Run::new(&["profiles", "check"])
+        .arg(&fifo)
+        .status(2)
+        .stderr(Expect::one_line(&["p.yaml", "not a regular file"]))
+        .run();
+    let tree = dir.path().join("root");
+    copy_tree(&fixture("idle"), &tree);
+    std::fs::create_dir_all(tree.join("etc/twtune/profiles.d")).expect("mkdir");
+    mkfifo(&tree.join("etc/twtune/profiles.d/planted.yaml"));
+    // In profiles.d only regular files are profiles: the FIFO is no profile, and nothing waits.
+    Run::new(&["audit", "--profile", "planted", "--root"])
+        .arg(&tree)
+        .status(2)
+        .stderr(Expect::one_line(&["no profile named \"planted\""]))
+        .run();
+}

@@ -115,6 +115,11 @@ pub(crate) enum Error {
     #[error("{0}")]
     Transaction(String),
 
+    /// An apply failed and some keys could not be restored: they keep their new values, and the
+    /// journal entry (status `incomplete`) holds their previous ones for a rollback.
+    #[error("{0}")]
+    Incomplete(String),
+
     /// The journal has no entry to act on, or the entry cannot be rolled back now.
     #[error("{0}")]
     Journal(String),

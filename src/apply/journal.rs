@@ -32,6 +32,9 @@ pub(crate) enum Status {
     Applied,
     /// A write failed or the user interrupted; everything was restored.
     Failed,
+    /// A write failed and some keys could not be restored (a /proc/sys that became read-only):
+    /// they keep their new values until a rollback restores them.
+    Incomplete,
     RolledBack,
 }
 
@@ -39,7 +42,7 @@ impl Status {
     /// Whether `rollback` can undo the entry: an applied one, or a pending one whose apply was
     /// killed between writes (its previous values are all in the entry).
     pub(crate) fn can_roll_back(self) -> bool {
-        matches!(self, Status::Applied | Status::Pending)
+        matches!(self, Status::Applied | Status::Pending | Status::Incomplete)
     }
 
     /// The name used in the journal and in listings.
@@ -48,6 +51,7 @@ impl Status {
             Status::Pending => "pending",
             Status::Applied => "applied",
             Status::Failed => "failed",
+            Status::Incomplete => "incomplete",
             Status::RolledBack => "rolled-back",
         }
     }

@@ -75,7 +75,7 @@ pub(crate) fn pending(entry: &Entry, out: &mut dyn Write) -> std::io::Result<()>
     if entry.status == super::journal::Status::Pending {
         writeln!(
             out,
-            "Journal entry {} never completed (the apply was killed): restoring its previous values.",
+            "Journal entry {} never completed (the apply was killed, or could not mark it): restoring its previous values.",
             entry.id
         )?;
     }

@@ -27,6 +27,8 @@ pub(crate) struct Controls {
 #[derive(Debug)]
 pub(crate) struct Applied {
     pub entry: Entry,
+    /// Said when the changes are made but the journal could not record it.
+    pub warning: Option<String>,
 }
 
 /// Applies `plan`: takes the lock, journals the old state, writes every key (reading each back),
@@ -79,8 +81,21 @@ pub(crate) fn apply(
     match commit(procsys, &writes, file.as_ref(), controls) {
         Ok(()) => {
             entry.status = Status::Applied;
-            state.save(&entry)?;
-            Ok(Applied { entry })
+            // Everything is changed now: a journal that cannot be marked (a full disk) does not undo
+            // that. The entry stays pending, which rollback treats as applied.
+            let warning = state.save(&entry).err().map(|e| {
+                format!("applied, but the journal entry could not be marked applied ({e}); it stays pending, and `twtune rollback` still undoes it")
+            });
+            Ok(Applied { entry, warning })
+        }
+        Err(Error::Incomplete(message)) => {
+            // Some keys kept their new values: the entry keeps every previous value for rollback.
+            entry.status = Status::Incomplete;
+            let _ = state.save(&entry);
+            Err(Error::Incomplete(format!(
+                "{message}; journal entry {} keeps their previous values: `twtune rollback {}` restores them",
+                entry.id, entry.id
+            )))
         }
         Err(err) => {
             entry.status = Status::Failed;
@@ -93,7 +108,12 @@ pub(crate) fn apply(
 
 /// Restores a journal entry: every key back to its value before the apply, and the persisted file
 /// back to its previous content (removed if it did not exist). Transactional like `apply`.
-pub(crate) fn rollback(entry: &mut Entry, procsys: &ProcSys, state: &StateDir, controls: &Controls) -> Result<()> {
+pub(crate) fn rollback(
+    entry: &mut Entry,
+    procsys: &ProcSys,
+    state: &StateDir,
+    controls: &Controls,
+) -> Result<Option<String>> {
     let _lock = state.lock()?;
     // Read the entry again under the lock: another rollback may have finished meanwhile.
     let current = state.entries()?.into_iter().find(|e| e.id == entry.id);
@@ -125,7 +145,11 @@ pub(crate) fn rollback(entry: &mut Entry, procsys: &ProcSys, state: &StateDir, c
     let file = entry.persist.as_ref().map(|p| (p.path.clone(), p.previous.clone()));
     commit(procsys, &writes, file.as_ref(), controls)?;
     entry.status = Status::RolledBack;
-    state.save(entry)
+    // Everything is restored: a journal that cannot be marked (a full disk) does not change that, and
+    // a later rollback of the entry only writes the same values again.
+    Ok(state.save(entry).err().map(|e| {
+        format!("rolled back, but the journal entry could not be marked rolled-back ({e}); a later rollback of it changes nothing")
+    }))
 }
 
 /// Writes `(key, old, new)` in order, then sets the file to its new content (`None`: remove it).
@@ -182,14 +206,15 @@ fn undo(procsys: &ProcSys, done: &[&(SysctlKey, String, String)], what: String) 
             Err(e) => failed.push(format!("{key} (still changed: {e})")),
         }
     }
-    let restored_text = if restored.is_empty() {
-        "nothing had been changed".to_string()
-    } else {
-        format!("restored {}", restored.join(", "))
+    let restored_text = match (restored.is_empty(), failed.is_empty()) {
+        (true, true) => "nothing had been changed".to_string(),
+        (true, false) => "nothing could be restored".to_string(),
+        _ => format!("restored {}", restored.join(", ")),
     };
-    let mut message = format!("{what}; {restored_text}; the persisted file is unchanged");
-    if !failed.is_empty() {
-        message.push_str(&format!("; COULD NOT RESTORE {}", failed.join(", ")));
+    let message = format!("{what}; {restored_text}; the persisted file is unchanged");
+    if failed.is_empty() {
+        Error::Transaction(message)
+    } else {
+        Error::Incomplete(format!("{message}; COULD NOT RESTORE {}, which keep their new values", failed.join(", ")))
     }
-    Error::Transaction(message)
 }

@@ -62,10 +62,11 @@ pub(crate) fn run(config: &ApplyConfig, out: &mut dyn Write, confirm: &dyn Confi
     let controls = preflight::controls(config.target.write_delay)?;
     let applied = transaction::apply(&plan, &procsys, &state, persist.as_ref(), &controls)?;
     show::applied(&plan, &applied.entry, persist.as_ref(), out).map_err(output)?;
-    let warnings = match &persist {
+    let mut warnings: Vec<String> = applied.warning.into_iter().collect();
+    warnings.extend(match &persist {
         Some(target) => overrides(root.path(), &plan, target),
         None => vec!["not persisted (--no-persist): these values are lost at the next reboot".to_string()],
-    };
+    });
     for warning in warnings {
         crate::error::say(&format!("warning: {warning}"));
     }

@@ -32,7 +32,10 @@ pub(crate) fn run(config: &RollbackConfig, out: &mut dyn Write, confirm: &dyn Co
         return Ok(Outcome::Declined);
     }
     let controls = preflight::controls(config.target.write_delay)?;
-    transaction::rollback(&mut entry, &procsys, &state, &controls)?;
+    let warning = transaction::rollback(&mut entry, &procsys, &state, &controls)?;
     writeln!(out, "Rolled back journal entry {}.", entry.id).map_err(output)?;
+    if let Some(warning) = warning {
+        crate::error::say(&format!("warning: {warning}"));
+    }
     Ok(Outcome::Clean)
 }

@@ -380,3 +380,76 @@ fn a_read_only_persist_directory_is_named_as_such_not_as_privilege() {
         .run();
     assert_eq!(sysctl("net.ipv4.tcp_fin_timeout"), "10", "nothing was changed");
 }
+
+#[test]
+fn a_proc_sys_turning_read_only_mid_apply_leaves_an_entry_rollback_can_finish() {
+    if !enter("apply::a_proc_sys_turning_read_only_mid_apply_leaves_an_entry_rollback_can_finish") {
+        return;
+    }
+    let state = setup();
+    let child = Command::new(env!("CARGO_BIN_EXE_twtune"))
+        .args(["apply", "outbound-heavy", "--yes"])
+        .args(state_arg(state.path()))
+        .env("TWTUNE_TEST_WRITE_DELAY_MS", "1500")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sysctl("net.ipv4.ip_local_port_range") != "10000 65535" {
+        assert!(std::time::Instant::now() < deadline, "the first write never happened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // This mount namespace's /proc only: the next write and the undo both meet a read-only /proc/sys.
+    run("mount", &["-o", "remount,bind,ro", "/proc"]);
+    let output = child.wait_with_output().expect("wait");
+    run("mount", &["-o", "remount,bind,rw", "/proc"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("nothing could be restored"), "{stderr}");
+    assert!(stderr.contains("COULD NOT RESTORE net.ipv4.ip_local_port_range"), "{stderr}");
+    assert!(stderr.contains("which keep their new values"), "{stderr}");
+    assert!(!stderr.contains("nothing had been changed"), "an honest message: {stderr}");
+    assert!(stderr.contains("`twtune rollback "), "{stderr}");
+    assert_eq!(sysctl("net.ipv4.ip_local_port_range"), "10000 65535", "still changed");
+    // Later, with /proc/sys writable again, the entry is rolled back.
+    Run::new(&["rollback", "--list"]).args(state_arg(state.path())).stdout(Expect::contains(&["incomplete"])).run();
+    Run::new(&["rollback", "--yes"])
+        .args(state_arg(state.path()))
+        .stdout(Expect::contains(&["Rolled back journal entry "]))
+        .run();
+    assert_eq!(sysctl("net.ipv4.ip_local_port_range"), "32768 60999");
+}
+
+#[test]
+fn a_full_state_directory_after_the_writes_says_what_happened_and_rollback_finishes() {
+    if !enter("apply::a_full_state_directory_after_the_writes_says_what_happened_and_rollback_finishes") {
+        return;
+    }
+    let _state = setup();
+    // Two pages: the lock and the pending entry fit, the entry marked applied does not.
+    let full = tempfile::tempdir().expect("temp dir");
+    run("mount", &["-t", "tmpfs", "-o", "size=8k", "twtune-full", full.path().to_str().expect("utf-8")]);
+    let state = full.path().join("state");
+    set_sysctl("net.ipv4.tcp_fin_timeout", "10");
+    Run::new(&["apply", "--recommended", "--yes", "--no-persist"])
+        .args(state_arg(&state))
+        .stdout(Expect::contains(&["Applied 1 change"]))
+        .stderr(Expect::satisfies("the journal warning, then the --no-persist one", |s| {
+            s.lines().count() == 2 && s.contains("could not be marked applied") && s.contains("No space left")
+        }))
+        .run();
+    assert_eq!(sysctl("net.ipv4.tcp_fin_timeout"), "60", "applied, as exit 0 says");
+    // The pending entry rolls back; marking it fails too, which is said, and a second rollback
+    // finishes the same way instead of failing for ever.
+    for _ in 0..2 {
+        Run::new(&["rollback", "--yes"])
+            .args(state_arg(&state))
+            .stdout(Expect::contains(&["Rolled back journal entry "]))
+            .stderr(Expect::one_line(&["could not be marked rolled-back"]))
+            .run();
+        assert_eq!(sysctl("net.ipv4.tcp_fin_timeout"), "10");
+    }
+    run("umount", &[full.path().to_str().expect("utf-8")]);
+}

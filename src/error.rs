@@ -35,10 +35,23 @@ pub(crate) const ERROR_EXIT_CODE: u8 = 2;
 /// exits 2 whatever it concluded, since what it had to say was lost.
 static STDERR_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Writes `twtune: LINE` to stderr; a failure to write is remembered, never a panic.
+/// Text from files made safe for a terminal: every control character (an escape sequence, a
+/// carriage return, a bell) shown as `\u{..}`, so that nothing read from a host or a tree can
+/// move the cursor, recolour or rewrite what twtune prints.
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect(),
+    )
+}
+
+/// Writes `twtune: LINE` to stderr, control characters escaped; a failure to write is remembered,
+/// never a panic.
 pub(crate) fn say(line: &str) {
     use std::io::Write;
-    if writeln!(anstream::stderr(), "twtune: {line}").is_err() {
+    if writeln!(anstream::stderr(), "twtune: {}", printable(line)).is_err() {
         STDERR_FAILED.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use anstyle::Style;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, printable};
 use crate::profile::{Profile, Verdict, check, describe};
 use crate::report::Format;
 use crate::root::Root;
@@ -129,7 +129,9 @@ impl Explanation {
             None => "nothing: the kernel default stays".to_string(),
         };
         let place = |a: &Option<Assignment>| match a {
-            Some(a) => format!("{:?}  {}{}", a.comparable(), a.place(), if a.glob { " (glob)" } else { "" }),
+            Some(a) => {
+                format!("{:?}  {}{}", a.comparable(), printable(&a.place()), if a.glob { " (glob)" } else { "" })
+            }
             None => none(),
         };
         writeln!(out, "{HEADING}{}{HEADING:#}", self.key)?;
@@ -144,7 +146,7 @@ impl Explanation {
         writeln!(out)?;
         for (i, a) in self.shadowed.iter().enumerate() {
             let label = if i == 0 { "overridden" } else { "" };
-            writeln!(out, "  {DIM}{label:<28}  {:?}  {}{DIM:#}", a.comparable(), a.place())?;
+            writeln!(out, "  {DIM}{label:<28}  {:?}  {}{DIM:#}", a.comparable(), printable(&a.place()))?;
         }
         if let Some(p) = &self.profile {
             match (&p.expects, p.met) {
@@ -160,7 +162,7 @@ impl Explanation {
                     };
                     writeln!(out, "  profile {:<21} expects {expects}: {verdict}", p.name)?;
                     if let Some(why) = &p.why {
-                        writeln!(out, "  {DIM}why: {why}{DIM:#}")?;
+                        writeln!(out, "  {DIM}why: {}{DIM:#}", printable(why))?;
                     }
                 }
             }

@@ -19,7 +19,8 @@ pub(crate) fn plan(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "{HEADING}Plan{HEADING:#} ({}): {}", plan.source, count(plan.changes.len(), "change"))?;
     let width = plan.changes.iter().map(|c| c.key.as_str().len()).max().unwrap_or(0);
     for change in &plan.changes {
-        writeln!(out, "\n  {HEADING}{:<width$}{HEADING:#}  {} -> {}", change.key.as_str(), change.current, change.new)?;
+        let (current, new) = (crate::error::printable(&change.current), crate::error::printable(&change.new));
+        writeln!(out, "\n  {HEADING}{:<width$}{HEADING:#}  {current} -> {new}", change.key.as_str())?;
         wrapped(out, &format!("    {DIM}why:{DIM:#}  "), "          ", &change.why)?;
         wrapped(out, &format!("    {DIM}risk:{DIM:#} "), "          ", &change.risk)?;
     }

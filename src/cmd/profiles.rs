@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use crate::config::ProfilesConfig;
-use crate::error::{Error, Outcome, Result};
+use crate::error::{Error, Outcome, Result, printable};
 use crate::profile::catalog::Catalog;
 
 pub(crate) fn run(config: &ProfilesConfig, out: &mut dyn Write) -> Result<Outcome> {
@@ -12,8 +12,8 @@ pub(crate) fn run(config: &ProfilesConfig, out: &mut dyn Write) -> Result<Outcom
             let (listed, errors) = Catalog::new(root).list();
             let width = listed.iter().map(|l| l.name.len()).max().unwrap_or(0);
             for profile in &listed {
-                writeln!(out, "{:<width$}  {}  ({})", profile.name, profile.description, profile.source)
-                    .map_err(Error::Output)?;
+                let (description, source) = (printable(&profile.description), printable(&profile.source));
+                writeln!(out, "{:<width$}  {description}  ({source})", profile.name).map_err(Error::Output)?;
             }
             outcome(errors)
         }

@@ -3,6 +3,7 @@
 //! given where a profile name is expected. Resolves `extends` chains and refuses cycles.
 
 use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -35,9 +36,12 @@ pub(crate) struct Listed {
 /// How many profiles one `extends` chain may hold.
 const MAX_EXTENDS_DEPTH: usize = 32;
 
-/// The profiles visible beneath one root.
+/// The profiles visible beneath one root. Local files are read inside the root (a link in
+/// profiles.d means a path of the tree), only as regular files, and bounded.
 pub(crate) struct Catalog {
     dir: PathBuf,
+    /// The root, opened; `None` when it cannot be (then there are no local profiles).
+    root: Option<OwnedFd>,
 }
 
 /// Whether a profile argument names a file rather than a profile.
@@ -48,7 +52,24 @@ pub(crate) fn is_path(arg: &str) -> bool {
 impl Catalog {
     /// The catalogue seen from `root` (`/` on a live host).
     pub(crate) fn new(root: &Path) -> Catalog {
-        Catalog { dir: root.join(PROFILES_DIR) }
+        Catalog { dir: root.join(PROFILES_DIR), root: crate::files::open_root(root).ok() }
+    }
+
+    /// A local profile file, read inside the root; `Ok(None)` when there is none of that name.
+    fn read_local(&self, name: &str) -> Result<Option<String>> {
+        let Some(root) = &self.root else { return Ok(None) };
+        let path = self.dir.join(name);
+        match crate::files::read_in_root(root, &Path::new(PROFILES_DIR).join(name), MAX_PROFILE_BYTES) {
+            Ok(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| Error::Profile { location: path.display().to_string(), message: "not UTF-8 text".into() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(Error::Profile {
+                location: path.display().to_string(),
+                message: format!("more than {MAX_PROFILE_BYTES} bytes is too large for a profile"),
+            }),
+            Err(source) => Err(Error::Read { path, source, hint: "" }),
+        }
     }
 
     /// Loads and resolves a profile given by name or path.
@@ -85,10 +106,13 @@ impl Catalog {
                 Err(err) => errors.push(err),
             }
         }
-        for path in self.local_files(&mut errors) {
+        for name in self.local_files(&mut errors) {
+            let path = self.dir.join(&name);
             let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
             let display = path.display().to_string();
-            match read_profile_file(&path).and_then(|text| parse_profile(&text, &display, Some(stem))) {
+            let text =
+                self.read_local(&name).and_then(|t| t.ok_or_else(|| Error::UnknownProfile { name: name.clone() }));
+            match text.and_then(|text| parse_profile(&text, &display, Some(stem))) {
                 Ok(file) => {
                     let source = if listed.get(&file.name).is_some_and(|l| l.source == "built-in") {
                         format!("{display} (overrides built-in)")
@@ -103,22 +127,23 @@ impl Catalog {
         (listed.into_values().collect(), errors)
     }
 
-    /// The `.yaml`/`.yml` files of the local directory, sorted. A missing directory has none.
-    fn local_files(&self, errors: &mut Vec<Error>) -> Vec<PathBuf> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+    /// The names of the `.yaml`/`.yml` files of the local directory, sorted. A missing directory
+    /// has none.
+    fn local_files(&self, errors: &mut Vec<Error>) -> Vec<String> {
+        let Some(root) = &self.root else { return Vec::new() };
+        let mut names = match crate::files::list_in_root(root, Path::new(PROFILES_DIR)) {
+            Ok(names) => names,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+                return Vec::new();
+            }
             Err(source) => {
                 errors.push(Error::Read { path: self.dir.clone(), source, hint: "" });
                 return Vec::new();
             }
         };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-            .collect();
-        files.sort();
-        files
+        names.retain(|n| n.ends_with(".yaml") || n.ends_with(".yml"));
+        names.sort();
+        names
     }
 
     /// Finds a profile by name: a local file first, then a built-in one.
@@ -127,10 +152,10 @@ impl Catalog {
             return Ok(None);
         }
         for extension in ["yaml", "yml"] {
-            let path = self.dir.join(format!("{name}.{extension}"));
-            if path.is_file() {
-                let display = path.display().to_string();
-                return Ok(Some((parse_profile(&read_profile_file(&path)?, &display, Some(name))?, display)));
+            let file = format!("{name}.{extension}");
+            if let Some(text) = self.read_local(&file)? {
+                let display = self.dir.join(&file).display().to_string();
+                return Ok(Some((parse_profile(&text, &display, Some(name))?, display)));
             }
         }
         match BUILT_IN.iter().find(|(n, _)| *n == name) {

@@ -10,6 +10,7 @@ use std::io::{self, Write};
 
 use anstyle::{AnsiColor, Style};
 
+use crate::error::printable;
 use crate::report::Report;
 use crate::rules::{Finding, Severity};
 
@@ -42,9 +43,9 @@ pub(crate) fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 }
 
 fn summary(report: &Report, out: &mut dyn Write) -> io::Result<()> {
-    write!(out, "{HEADING}twtune audit{HEADING:#}  kernel {}  ", report.kernel)?;
+    write!(out, "{HEADING}twtune audit{HEADING:#}  kernel {}  ", printable(&report.kernel))?;
     if let Some(profile) = &report.profile {
-        write!(out, "profile {} ({})  ", profile.chain.join(" <- "), profile.source)?;
+        write!(out, "profile {} ({})  ", printable(&profile.chain.join(" <- ")), printable(&profile.source))?;
     }
     let counts = report.severity_counts();
     if counts.is_empty() {
@@ -357,6 +358,8 @@ pub(crate) fn wrapped(out: &mut dyn Write, first: &str, rest: &str, text: &str) 
     let mut line = String::new();
     let mut prefix = first;
     for word in text.split_whitespace() {
+        // The words come from files and the kernel: no control character reaches the terminal.
+        let word = crate::error::printable(word);
         let used = visible_len(prefix) + line.len();
         if !line.is_empty() && used + 1 + word.len() > WIDTH {
             writeln!(out, "{prefix}{line}")?;
@@ -366,7 +369,7 @@ pub(crate) fn wrapped(out: &mut dyn Write, first: &str, rest: &str, text: &str) 
         if !line.is_empty() {
             line.push(' ');
         }
-        line.push_str(word);
+        line.push_str(&word);
     }
     writeln!(out, "{prefix}{line}")
 }

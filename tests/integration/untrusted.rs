@@ -124,10 +124,40 @@ fn a_fifo_given_as_a_profile_is_refused_at_once() {
     copy_tree(&fixture("idle"), &tree);
     std::fs::create_dir_all(tree.join("etc/twtune/profiles.d")).expect("mkdir");
     mkfifo(&tree.join("etc/twtune/profiles.d/planted.yaml"));
-    // In profiles.d only regular files are profiles: the FIFO is no profile, and nothing waits.
+    // In profiles.d (read inside the tree) too: refused at once, nothing waits.
     Run::new(&["audit", "--profile", "planted", "--root"])
         .arg(&tree)
         .status(2)
-        .stderr(Expect::one_line(&["no profile named \"planted\""]))
+        .stderr(Expect::one_line(&["profiles.d/planted.yaml", "a FIFO is not read"]))
         .run();
+    // A profiles.d linked out of the tree is the tree's own path: an absolute link means ROOT/...
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::write(outside.join("leak.yaml"), "name: leak\ndescription: from outside the tree\nsettings: {}\n")
+        .expect("write");
+    std::fs::remove_dir_all(tree.join("etc/twtune/profiles.d")).expect("rm");
+    std::os::unix::fs::symlink(&outside, tree.join("etc/twtune/profiles.d")).expect("symlink");
+    Run::new(&["profiles", "list", "--root"])
+        .arg(&tree)
+        .stdout(Expect::satisfies("only the built-in profiles", |s| !s.contains("leak") && s.contains("baseline")))
+        .run();
+}
+
+#[test]
+fn escape_sequences_from_files_do_not_reach_the_terminal() {
+    let (tree, _outside) = tree_and_secret();
+    std::fs::write(tree.path().join("proc/sys/kernel/osrelease"), "6.18.0\u{1b}[2J\n").expect("write");
+    std::fs::create_dir_all(tree.path().join("etc/sysctl.d")).expect("mkdir");
+    std::fs::write(tree.path().join("etc/sysctl.d/10-x.conf"), "\u{1b}]0;pwned\u{7} no equals sign\n").expect("write");
+    // With colour forced on, twtune's own styles are there; the files' sequences are not.
+    let report = Run::new(&["audit", "--color", "always", "--fail-on", "never", "--root"])
+        .arg(tree.path())
+        .stdout(Expect::contains(&["twtune audit"]))
+        .run();
+    assert!(report.contains('\u{1b}'), "colour is on");
+    assert!(!report.contains("\u{1b}[2J") && !report.contains("\u{1b}]0;"), "{report:?}");
+    assert!(report.contains("kernel 6.18.0\\u{1b}[2J"), "shown escaped: {report:?}");
+    // And in an error line.
+    let root = tree.path().join("missing\u{1b}[2J");
+    Run::new(&["audit", "--root"]).arg(&root).status(2).stderr(Expect::one_line(&["missing\\u{1b}[2J"])).run();
 }

@@ -70,6 +70,21 @@ impl Root {
         self.path.join(&self.net_dir).join(name)
     }
 
+    /// A regular file beneath the root (`relative`, resolved inside it), for copying.
+    pub(crate) fn open_file(&self, relative: &Path) -> std::io::Result<File> {
+        open_file_in_root(&self.dir, relative)
+    }
+
+    /// The names in a directory beneath the root, resolved inside it.
+    pub(crate) fn list(&self, relative: &Path) -> std::io::Result<Vec<String>> {
+        crate::files::list_in_root(&self.dir, relative)
+    }
+
+    /// `proc/net/NAME` relative to the root (in the namespace this root reads).
+    pub(crate) fn proc_net_relative(&self, name: &str) -> PathBuf {
+        self.net_dir.join(name)
+    }
+
     /// A regular file beneath the root, whole and lossily decoded; `Ok(None)` when it is missing.
     fn read_text(&self, relative: &Path, limit: u64) -> std::io::Result<Option<String>> {
         match read_in_root(&self.dir, relative, limit) {

@@ -58,21 +58,22 @@ fn pack(dir: &Path, archive: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Copies everything an audit reads from `root` into `target`.
+/// Copies everything an audit reads from `root` into `target`. The source is read as an audit
+/// reads it: inside the root, regular files only; links of the sysctl.d directories are kept as
+/// links (never followed), so masking and `99-sysctl.conf` still work in the copy.
 pub(crate) fn capture(root: &Root, target: &Path) -> Result<()> {
     std::fs::create_dir_all(target).map_err(io_error(target))?;
     let source = root.path();
     // The kernel release is required; the host name names the snapshot's origin in exports.
-    copy_file(&source.join("proc/sys/kernel/osrelease"), &target.join("proc/sys/kernel/osrelease"), true)?;
-    copy_file(&source.join("proc/sys/kernel/hostname"), &target.join("proc/sys/kernel/hostname"), false)?;
+    for (file, required) in [("proc/sys/kernel/osrelease", true), ("proc/sys/kernel/hostname", false)] {
+        copy_file(root, Path::new(file), &target.join(file), required)?;
+    }
     for dir in SYSCTL_DIRS {
-        let from = source.join("proc/sys").join(dir);
-        let Ok(entries) = std::fs::read_dir(&from) else { continue };
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_file()) {
-                // Write-only keys and keys this namespace hides cannot be read: they are skipped.
-                let _ = copy_file(&entry.path(), &target.join("proc/sys").join(dir).join(entry.file_name()), false);
-            }
+        let relative = Path::new("proc/sys").join(dir);
+        let Ok(names) = root.list(&relative) else { continue };
+        for name in names {
+            // Write-only keys, keys this namespace hides and subdirectories are skipped.
+            let _ = copy_file(root, &relative.join(&name), &target.join(&relative).join(&name), false);
         }
     }
     // Keys that profiles name outside those directories (net.ipv4.conf.all.rp_filter, ...), so
@@ -83,15 +84,12 @@ pub(crate) fn capture(root: &Root, target: &Path) -> Result<()> {
         for key in profile.keys() {
             let Ok(key) = crate::sysctl::SysctlKey::parse(&key) else { continue };
             let relative = Path::new("proc/sys").join(key.relative_path());
-            let _ = copy_file(&source.join(&relative), &target.join(&relative), false);
+            let _ = copy_file(root, &relative, &target.join(&relative), false);
         }
     }
     for table in NET_TABLES {
-        copy_file(
-            &root.proc_net_path(table),
-            &target.join("proc/net").join(table),
-            *table != "sockstat6" && *table != "tcp6",
-        )?;
+        let required = *table != "sockstat6" && *table != "tcp6";
+        copy_file(root, &root.proc_net_relative(table), &target.join("proc/net").join(table), required)?;
     }
     // `lib` is often a link to `usr/lib`: keep it one, so lib/sysctl.d stays the same directory.
     for top in ["lib"] {
@@ -103,48 +101,54 @@ pub(crate) fn capture(root: &Root, target: &Path) -> Result<()> {
         if std::fs::symlink_metadata(target.join(dir)).is_ok() {
             continue; // reached through a link already copied (lib -> usr/lib)
         }
-        copy_tree(&source.join(dir), &target.join(dir))?;
+        copy_tree(root, Path::new(dir), &target.join(dir))?;
     }
-    copy_entry(&source.join(SYSCTL_CONF), &target.join(SYSCTL_CONF))
+    copy_entry(root, Path::new(SYSCTL_CONF), &target.join(SYSCTL_CONF))
 }
 
-/// Copies a file; a missing one is an error only when `required`.
-fn copy_file(from: &Path, to: &Path, required: bool) -> Result<()> {
-    match std::fs::read(from) {
-        Ok(bytes) => {
+/// Copies a regular file beneath the root; a missing (or unreadable, when not `required`) one is
+/// skipped.
+fn copy_file(root: &Root, relative: &Path, to: &Path, required: bool) -> Result<()> {
+    match root.open_file(relative) {
+        Ok(mut file) => {
             std::fs::create_dir_all(to.parent().unwrap_or(Path::new("."))).map_err(io_error(to))?;
-            std::fs::write(to, bytes).map_err(io_error(to))
-        }
-        Err(e)
-            if !required && matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) =>
-        {
+            let mut out = std::fs::File::create(to).map_err(io_error(to))?;
+            std::io::copy(&mut file, &mut out).map_err(|source| Error::Read {
+                path: root.path().join(relative),
+                source,
+                hint: "",
+            })?;
             Ok(())
         }
-        Err(source) => Err(Error::Read { path: from.to_path_buf(), source, hint: "" }),
+        Err(_) if !required => Ok(()),
+        Err(source) => Err(Error::Read { path: root.path().join(relative), source, hint: "" }),
     }
 }
 
-/// Copies a file or a link (as a link); nothing when it does not exist.
-fn copy_entry(from: &Path, to: &Path) -> Result<()> {
-    let Ok(meta) = std::fs::symlink_metadata(from) else { return Ok(()) };
+/// Copies a file or a link (as a link, never followed); nothing when it does not exist.
+fn copy_entry(root: &Root, relative: &Path, to: &Path) -> Result<()> {
+    let from = root.path().join(relative);
+    let Ok(meta) = std::fs::symlink_metadata(&from) else { return Ok(()) };
     std::fs::create_dir_all(to.parent().unwrap_or(Path::new("."))).map_err(io_error(to))?;
     if meta.file_type().is_symlink() {
-        let link = std::fs::read_link(from).map_err(io_error(from))?;
+        let link = std::fs::read_link(&from).map_err(io_error(&from))?;
         std::os::unix::fs::symlink(link, to).map_err(io_error(to))
     } else if meta.is_dir() {
         Ok(())
     } else {
-        // A regular file, or a device such as /dev/null bound over /etc/sysctl.conf: by content.
-        copy_file(from, to, true)
+        // A regular file, or /dev/null bound over /etc/sysctl.conf (read as empty): by content. A
+        // FIFO or another device is refused, not waited on.
+        copy_file(root, relative, to, true)
     }
 }
 
-/// Copies the files and links of a directory (not its subdirectories); nothing when it is missing.
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(from) else { return Ok(()) };
+/// Copies the files and links of a directory beneath the root (not its subdirectories); nothing
+/// when it is missing.
+fn copy_tree(root: &Root, relative: &Path, to: &Path) -> Result<()> {
+    let Ok(names) = root.list(relative) else { return Ok(()) };
     std::fs::create_dir_all(to).map_err(io_error(to))?;
-    for entry in entries.flatten() {
-        copy_entry(&entry.path(), &to.join(entry.file_name()))?;
+    for name in names {
+        copy_entry(root, &relative.join(&name), &to.join(&name))?;
     }
     Ok(())
 }

@@ -161,3 +161,31 @@ fn escape_sequences_from_files_do_not_reach_the_terminal() {
     let root = tree.path().join("missing\u{1b}[2J");
     Run::new(&["audit", "--root"]).arg(&root).status(2).stderr(Expect::one_line(&["missing\\u{1b}[2J"])).run();
 }
+
+#[test]
+fn a_snapshot_of_a_hostile_tree_copies_nothing_from_outside_it() {
+    let (tree, outside) = tree_and_secret();
+    let secret = outside.path().join("secret");
+    // A table linked out of the tree, a FIFO in sysctl.d, a sysctl.d link kept as a link.
+    let netstat = tree.path().join("proc/net/netstat");
+    let original = std::fs::read(&netstat).expect("read");
+    std::fs::create_dir_all(tree.path().join(outside.path().strip_prefix("/").expect("absolute"))).expect("mkdir");
+    std::fs::write(tree.path().join(secret.strip_prefix("/").expect("absolute")), &original).expect("in-tree twin");
+    std::fs::remove_file(&netstat).expect("rm");
+    symlink(&secret, &netstat).expect("symlink");
+    std::fs::create_dir_all(tree.path().join("etc/sysctl.d")).expect("mkdir");
+    mkfifo(&tree.path().join("etc/sysctl.d/20-fifo.conf"));
+    symlink(&secret, tree.path().join("etc/sysctl.d/30-link.conf")).expect("symlink");
+    let copy = tempfile::tempdir().expect("temp dir");
+    let target = copy.path().join("snap");
+    Run::new(&["snapshot", "--root"])
+        .arg(tree.path())
+        .arg(&target)
+        .status(2)
+        .stderr(Expect::one_line(&["20-fifo.conf", "a FIFO is not read"]))
+        .run();
+    // What was copied before the FIFO stopped it came from inside the tree.
+    let copied = std::fs::read(target.join("proc/net/netstat")).expect("copied");
+    assert_eq!(copied, original, "the in-tree twin, not {}", secret.display());
+    assert!(std::fs::read_link(target.join("etc/sysctl.d/30-link.conf")).is_ok(), "kept as a link");
+}

@@ -189,3 +189,62 @@ fn a_snapshot_of_a_hostile_tree_copies_nothing_from_outside_it() {
     assert_eq!(copied, original, "the in-tree twin, not {}", secret.display());
     assert!(std::fs::read_link(target.join("etc/sysctl.d/30-link.conf")).is_ok(), "kept as a link");
 }
+
+#[test]
+fn a_fifo_as_a_network_namespace_is_refused_at_once() {
+    if !crate::netns::enter("untrusted::a_fifo_as_a_network_namespace_is_refused_at_once") {
+        return;
+    }
+    // This mount namespace's own /run: a FIFO planted where `ip netns` keeps its names.
+    crate::netns::run("mount", &["-t", "tmpfs", "-o", "size=1m", "twtune-test", "/run"]);
+    std::fs::create_dir_all("/run/netns").expect("mkdir");
+    mkfifo(Path::new("/run/netns/planted"));
+    Run::new(&["audit", "--netns", "planted"]).status(2).stderr(Expect::one_line(&["/run/netns/planted"])).run();
+}
+
+#[test]
+fn a_journal_directory_that_is_a_link_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&state).expect("mkdir");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    symlink(&elsewhere, state.join("journal")).expect("symlink");
+    Run::new(&["rollback", "--list", "--state-dir"])
+        .arg(&state)
+        .status(2)
+        .stderr(Expect::one_line(&["journal", "it is a link"]))
+        .run();
+}
+
+#[test]
+fn an_unreadable_sysctl_d_directory_is_a_problem_not_an_abort() {
+    use std::os::unix::fs::PermissionsExt;
+    if !running_as_root() {
+        assert!(std::env::var("CI").is_err(), "CI runs as root: this test needs it to drop privileges");
+        eprintln!("SKIPPED: needs root to run twtune as another user");
+        return;
+    }
+    // A tree any user can read, but for one sysctl.d directory; twtune runs as nobody.
+    let parent = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let tree = parent.path().join("root");
+    copy_tree(&fixture("idle"), &tree);
+    std::fs::create_dir_all(tree.join("etc/sysctl.d")).expect("mkdir");
+    std::fs::write(tree.join("etc/sysctl.d/10-a.conf"), "net.ipv4.tcp_fin_timeout = 30\n").expect("write");
+    std::fs::set_permissions(tree.join("etc/sysctl.d"), std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let output = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_twtune"))
+        .args(["audit", "--format", "json", "--fail-on", "never", "--root"])
+        .arg(&tree)
+        .output()
+        .expect("setpriv");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("/etc/sysctl.d: cannot read the directory"), "{stdout}");
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}

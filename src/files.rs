@@ -108,13 +108,47 @@ pub(crate) fn beneath(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
-/// The content of a file, or `None` when it does not exist.
-pub(crate) fn read_optional(path: &Path) -> Result<Option<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(Error::Read { path: path.to_path_buf(), source, hint: "" }),
+/// The largest persisted file twtune reads back (its own sysctl.d file, a few KB): the same bound
+/// as a journal entry, so that what an apply records a rollback can read.
+pub(crate) const MAX_PERSISTED_BYTES: u64 = 512 << 10;
+
+/// The content of one of root's own files (the persisted file), or `None` when it does not exist:
+/// no link anywhere in its path, a regular file only (`O_NONBLOCK`: a FIFO does not block), at
+/// most [`MAX_PERSISTED_BYTES`]. Checked as it is opened, so nothing swapped in between a check and
+/// the read is followed.
+pub(crate) fn read_optional_no_links(path: &Path) -> std::io::Result<Option<String>> {
+    use rustix::fs::OFlags;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("no file name"))?;
+    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let dirfd = match rustix::fs::openat2(
+        rustix::fs::CWD,
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve,
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(&dirfd, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "it is a link; twtune reads only its own files",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != FileType::RegularFile {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
     }
+    let bytes = read_bounded(File::from(fd), MAX_PERSISTED_BYTES)?;
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// Refuses a directory that already holds anything: twtune never mixes its files with others'.
@@ -245,8 +279,8 @@ mod tests {
         let path = dir.path().join("x.conf");
         write_atomically(&path, "old").expect("first write");
         write_atomically(&path, "new").expect("second write");
-        assert_eq!(read_optional(&path).expect("readable"), Some("new".into()));
+        assert_eq!(read_optional_no_links(&path).expect("readable"), Some("new".into()));
         assert_eq!(std::fs::read_dir(dir.path()).expect("listable").count(), 1);
-        assert_eq!(read_optional(&dir.path().join("absent")).expect("absent is fine"), None);
+        assert_eq!(read_optional_no_links(&dir.path().join("absent")).expect("absent is fine"), None);
     }
 }

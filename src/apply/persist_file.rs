@@ -30,6 +30,9 @@ pub(crate) fn persist_target(root: &Path, shown: &str) -> Result<PersistTarget> 
     if shown.contains('\u{fffd}') {
         return Err(refuse("the path is not valid UTF-8; give a UTF-8 path"));
     }
+    if Path::new(shown).components().any(|c| c == std::path::Component::ParentDir) {
+        return Err(refuse("the path climbs with `..`; give it plainly"));
+    }
     if !shown.starts_with('/') || !shown.ends_with(".conf") {
         return Err(refuse("give an absolute path to a .conf file, such as /etc/sysctl.d/90-twtune.conf"));
     }
@@ -41,11 +44,9 @@ pub(crate) fn persist_target(root: &Path, shown: &str) -> Result<PersistTarget> 
         Ok(meta) if meta.file_type().is_symlink() => return Err(refuse("it is a link; give the file itself")),
         Ok(meta) if !meta.is_file() => return Err(refuse("it is not a regular file")),
         Ok(_) => {
-            let text = std::fs::read_to_string(&path).map_err(|source| Error::Read {
-                path: path.clone(),
-                source,
-                hint: "",
-            })?;
+            let text = crate::files::read_optional_no_links(&path)
+                .map_err(|source| Error::Read { path: path.clone(), source, hint: "" })?
+                .unwrap_or_default();
             if !text.starts_with(PERSIST_HEADER) {
                 return Err(refuse(
                     "it exists and twtune did not write it (no twtune header); choose a file of twtune's own",

@@ -295,3 +295,21 @@ fn a_persist_file_name_that_is_not_utf8_is_refused() {
     let err = super::persist_file::persist_target(Path::new("/r"), "/etc/sysctl.d/\u{fffd}.conf").expect_err("refused");
     assert!(err.to_string().contains("not valid UTF-8"), "{err}");
 }
+
+#[test]
+fn a_persisted_file_too_large_to_journal_is_refused_before_anything_changes() {
+    let dir = root();
+    let procsys = ProcSys::open(dir.path()).expect("proc/sys");
+    let state = StateDir::new(&dir.path().join("state"));
+    let persist = PersistTarget {
+        path: dir.path().join("etc/sysctl.d/90-twtune.conf"),
+        shown: "/etc/sysctl.d/90-twtune.conf".into(),
+    };
+    let huge = format!("{}\n{}", super::persist_file::PERSIST_HEADER, "# x\n".repeat(200_000));
+    write_atomically(&persist.path, &huge).expect("seed");
+    let plan = Plan { source: "t".into(), changes: vec![change("net.ipv4.tcp_tw_reuse", "2", "1")] };
+    let err = apply(&plan, &procsys, &state, Some(&persist), &controls()).expect_err("refused");
+    assert!(err.to_string().contains("larger than"), "{err}");
+    assert_eq!(value(dir.path(), "net.ipv4.tcp_tw_reuse"), "2", "nothing changed");
+    assert!(state.entries().expect("journal").is_empty(), "no entry a rollback could not read");
+}

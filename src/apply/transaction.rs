@@ -11,7 +11,7 @@ use super::Plan;
 use super::journal::{Entry, KeyChange, PersistRecord, StateDir, Status, Timestamp};
 use super::persist_file::{PersistTarget, render_persist_file};
 use crate::error::{Error, Result};
-use crate::files::{read_optional, write_atomically_no_links};
+use crate::files::{read_optional_no_links, write_atomically_no_links};
 use crate::sysctl::SysctlKey;
 use crate::sysctl::procsys::{ProcSys, WriteError};
 
@@ -54,7 +54,14 @@ pub(crate) fn apply(
         changes.push((change, before));
     }
     let persist_record = match persist {
-        Some(target) => Some(PersistRecord { path: target.path.clone(), previous: read_optional(&target.path)? }),
+        Some(target) => Some(PersistRecord {
+            path: target.path.clone(),
+            previous: read_optional_no_links(&target.path).map_err(|source| Error::Read {
+                path: target.path.clone(),
+                source,
+                hint: "",
+            })?,
+        }),
         None => None,
     };
     let new_content = persist.map(|target| {
@@ -132,7 +139,11 @@ pub(crate) fn rollback(
     // The file must still be twtune's (or gone): an entry names a path, and root is about to
     // overwrite or remove it.
     if let Some(persist) = &entry.persist
-        && let Some(text) = read_optional(&persist.path)?
+        && let Some(text) = read_optional_no_links(&persist.path).map_err(|source| Error::Read {
+            path: persist.path.clone(),
+            source,
+            hint: "",
+        })?
         && !text.starts_with(super::persist_file::PERSIST_HEADER)
     {
         return Err(Error::Journal(format!(

@@ -179,3 +179,30 @@ fn a_value_with_a_line_break_is_refused_for_every_format() {
         assert!(err.to_string().contains("holds a line break or a control character"), "{format:?}: {err}");
     }
 }
+
+#[test]
+fn nothing_from_a_host_or_profile_reaches_a_field_ansible_evaluates() {
+    // A host name that is a template: it stays out of the play's name (templated by Ansible).
+    let host = "{{ lookup('pipe','touch /tmp/pwned') }}";
+    let items = vec![Item::new("net.ipv4.tcp_tw_reuse".into(), "1".into(), "w".into(), "r".into())];
+    let export = Export::recommendations(host, items);
+    let playbook = ansible_playbook(&export, &options());
+    let play = &yaml(&playbook)[0];
+    assert_eq!(play["name"], "TIME_WAIT and ephemeral-port settings (twtune)");
+    assert!(playbook.lines().filter(|l| l.contains("lookup")).all(|l| l.trim_start().starts_with('#')), "{playbook}");
+    for (path, text) in ansible_role(&export, &options()) {
+        if path.ends_with(".yml") {
+            assert!(text.lines().filter(|l| l.contains("lookup")).all(|l| l.trim_start().starts_with('#')), "{path}");
+        }
+    }
+    // A value that would break out of the read-back expression without braces.
+    let quote = "a' ~ lookup('pipe','id') ~ 'b";
+    let items = vec![Item::new("net.ipv4.tcp_congestion_control".into(), quote.into(), "w".into(), "r".into())];
+    let export = Export { source: "profile evil".into(), items, skipped: Vec::new() };
+    let err = check_ansible_safe(&export).expect_err("refused");
+    assert!(err.to_string().contains("characters Ansible could evaluate"), "{err}");
+    // What sysctl values are made of passes.
+    let items =
+        vec![Item::new("net.ipv4.ip_local_reserved_ports".into(), "8080,30000-32767".into(), "w".into(), "r".into())];
+    check_ansible_safe(&Export { source: "p".into(), items, skipped: Vec::new() }).expect("plain values pass");
+}

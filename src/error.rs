@@ -153,6 +153,10 @@ pub(crate) enum Error {
     #[error("cannot catch signal {signal}: {source}; nothing was changed")]
     Signal { signal: i32, source: std::io::Error },
 
+    /// A directory to write into (a snapshot, a role) could be changed by someone else meanwhile.
+    #[error("{}: {why}; give a new directory, or one of your own that no one else can write", path.display())]
+    UnsafeDirectory { path: PathBuf, why: String },
+
     /// A directory to write into (a snapshot, a role) already has files.
     #[error("{} is not empty: give a new or empty directory{purpose}", path.display())]
     NotEmpty {

@@ -151,9 +151,59 @@ pub(crate) fn read_optional_no_links(path: &Path) -> std::io::Result<Option<Stri
     Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
+/// Why another user could change `path` (a link, another owner, writable by group or others),
+/// if they could; `dir`: it must be a directory, else a regular file.
+pub(crate) fn not_private(meta: &std::fs::Metadata, dir: bool) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        return Some("it is a link".into());
+    }
+    if dir && !kind.is_dir() || !dir && !kind.is_file() {
+        return Some(format!("not a {}", if dir { "directory" } else { "regular file" }));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Some(format!("owned by uid {}, not by the user running twtune (uid {me})", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Some(format!("writable by group or others (mode {:o})", meta.mode() & 0o7777));
+    }
+    None
+}
+
+/// Why another user could swap a directory on the way to `path` (its existing ancestors): a link,
+/// an owner other than root or the user, or writable by others without the sticky bit.
+pub(crate) fn unsafe_ancestor(path: &Path) -> Option<(PathBuf, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let path = std::path::absolute(path).ok()?;
+    let me = rustix::process::geteuid().as_raw();
+    for ancestor in path.ancestors().skip(1) {
+        let Ok(meta) = std::fs::symlink_metadata(ancestor) else { continue };
+        let why = if meta.file_type().is_symlink() {
+            "a link".to_string()
+        } else if meta.uid() != 0 && meta.uid() != me {
+            format!("owned by uid {}", meta.uid())
+        } else if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
+            "writable by others without the sticky bit".to_string()
+        } else {
+            continue;
+        };
+        return Some((ancestor.to_path_buf(), why));
+    }
+    None
+}
+
 /// Refuses a directory that already holds anything: twtune never mixes its files with others'.
-/// `purpose` names what the directory is for (" for the role"), or is empty.
+/// An existing directory must also be the user's own and writable by no one else, and no link, so
+/// that nothing can be planted or swapped in it while twtune writes there as root. `purpose` names
+/// what the directory is for (" for the role"), or is empty.
 pub(crate) fn ensure_empty(dir: &Path, purpose: &'static str) -> Result<()> {
+    if let Ok(meta) = std::fs::symlink_metadata(dir)
+        && let Some(why) = not_private(&meta, true)
+    {
+        return Err(Error::UnsafeDirectory { path: dir.to_path_buf(), why });
+    }
     if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(Error::NotEmpty { path: dir.to_path_buf(), purpose });
     }

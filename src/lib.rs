@@ -47,6 +47,10 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> u8 {
         Ok(cli) => cli,
         // Help and version go to stdout and exit 0.
         Err(err) if !err.use_stderr() => {
+            if let Err(closed) = stdout_open() {
+                error::say(&closed.to_string());
+                return error::ERROR_EXIT_CODE;
+            }
             return match err.print().and_then(|()| std::io::stdout().flush()) {
                 Ok(()) => 0,
                 Err(e) => {

@@ -42,6 +42,8 @@ pub(crate) fn to_archive(root: &Root, archive: &Path) -> Result<()> {
 /// Writes one gzip-compressed tar of `dir` (with GNU tar, present on every system twtune targets).
 fn pack(dir: &Path, archive: &Path) -> Result<()> {
     let output = Command::new("tar")
+        // `host:file` would be a remote archive to tar; --force-local keeps every name a file.
+        .arg("--force-local")
         .arg("-czf")
         .arg(archive)
         .arg("-C")

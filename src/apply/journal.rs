@@ -120,6 +120,9 @@ impl StateDir {
     /// owned by the user running twtune, or writable by group or others: whoever can plant an entry
     /// there could make root's rollback overwrite or delete any file.
     fn check_trusted(&self) -> Result<()> {
+        if let Some((path, why)) = crate::files::unsafe_ancestor(&self.path) {
+            return Err(Error::UntrustedState { path, why: format!("a directory on the way to it is {why}") });
+        }
         for dir in [self.path.clone(), self.journal()] {
             let Ok(meta) = std::fs::symlink_metadata(&dir) else { continue };
             trusted(&dir, &meta, true)?;
@@ -130,6 +133,8 @@ impl StateDir {
     /// Takes the lock, or fails at once when another twtune holds it.
     pub(crate) fn lock(&self) -> Result<Lock> {
         let io = |source| Error::Write { path: self.path.clone(), source };
+        // Checked before anything is created through a planted link, and again after.
+        self.check_trusted()?;
         std::fs::create_dir_all(self.journal()).map_err(io)?;
         self.check_trusted()?;
         let path = self.path.join("lock");
@@ -197,26 +202,12 @@ impl StateDir {
 /// The largest journal entry read: an entry holds a few keys and one sysctl.d file's content.
 const MAX_ENTRY_BYTES: u64 = 1 << 20;
 
-/// Refuses what another user could change: a link, a file of another owner, or one writable by
-/// group or others (`dir`: it must be a directory, else a regular file).
+/// Refuses what another user could change (see [`crate::files::not_private`]).
 fn trusted(path: &Path, meta: &std::fs::Metadata, dir: bool) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let refuse = |why: String| Err(Error::UntrustedState { path: path.to_path_buf(), why });
-    let kind = meta.file_type();
-    if kind.is_symlink() {
-        return refuse("it is a link".into());
+    match crate::files::not_private(meta, dir) {
+        Some(why) => Err(Error::UntrustedState { path: path.to_path_buf(), why }),
+        None => Ok(()),
     }
-    if dir && !kind.is_dir() || !dir && !kind.is_file() {
-        return refuse(format!("not a {}", if dir { "directory" } else { "regular file" }));
-    }
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me {
-        return refuse(format!("owned by uid {}, not by the user running twtune (uid {me})", meta.uid()));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return refuse(format!("writable by group or others (mode {:o})", meta.mode() & 0o7777));
-    }
-    Ok(())
 }
 
 /// One journal entry, read as untrusted input: not through a link, a regular file owned by the

@@ -12,8 +12,11 @@ use crate::rules::Severity;
 const GAUGES: &[&str] = &["CurrEstab"];
 
 /// Escapes a label value: backslash, double quote and newline.
+/// Escapes a label value as the text format wants (backslash, double quote, line feed); any other
+/// control character from a file (a carriage return, an escape) is shown as `?`.
 fn label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    escaped.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 /// One metric family: HELP, TYPE, then its samples (name suffix is empty for plain samples).
@@ -226,6 +229,7 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(label("x\ry\u{1b}[2J"), "x?y?[2J");
         assert_eq!(labels(&[("k", "v"), ("x", "[::1]:443")]), "{k=\"v\",x=\"[::1]:443\"}");
         assert_eq!(labels(&[]), "");
     }

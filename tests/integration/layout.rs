@@ -108,9 +108,9 @@ const LAYERS: &[&[&str]] = &[
     &["rules", "profile"],
     &["inspect"],
     &["sysctl_d"],
-    &["root", "files"],
+    &["root"],
     &["sysctl"],
-    &["ports", "problem", "error"],
+    &["files", "ports", "problem", "error"],
 ];
 
 fn layer(module: &str) -> usize {

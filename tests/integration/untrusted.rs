@@ -248,3 +248,42 @@ fn an_unreadable_sysctl_d_directory_is_a_problem_not_an_abort() {
 fn running_as_root() -> bool {
     std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
+
+#[test]
+fn a_state_directory_reached_through_a_link_is_refused() {
+    // A tree whose var is a link: the default state directory beneath it would be someone else's.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tree = dir.path().join("root");
+    copy_tree(&fixture("idle"), &tree);
+    let other = dir.path().join("other/lib/twtune");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    symlink(dir.path().join("other"), tree.join("var")).expect("symlink");
+    Run::new(&["rollback", "--list", "--root"])
+        .arg(&tree)
+        .status(2)
+        .stderr(Expect::one_line(&["a directory on the way to it is a link"]))
+        .run();
+}
+
+#[test]
+fn a_snapshot_into_a_directory_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    Run::new(&["snapshot", "--root"])
+        .arg(fixture("idle"))
+        .arg(&shared)
+        .status(2)
+        .stderr(Expect::one_line(&["shared", "writable by group or others"]))
+        .run();
+    let link = dir.path().join("link");
+    symlink(&shared, &link).expect("symlink");
+    Run::new(&["snapshot", "--root"])
+        .arg(fixture("idle"))
+        .arg(&link)
+        .status(2)
+        .stderr(Expect::one_line(&["it is a link"]))
+        .run();
+}

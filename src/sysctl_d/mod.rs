@@ -100,9 +100,15 @@ struct Index {
     by_key: HashMap<String, Vec<usize>>,
     /// Positions in `assignments` of glob keys.
     globs: Vec<usize>,
-    /// `-key` exclusions.
-    excludes: Vec<String>,
+    /// `-key` exclusions of one key.
+    excluded_keys: std::collections::HashSet<String>,
+    /// `-pattern` exclusions with globs.
+    excluded_globs: Vec<String>,
 }
+
+/// How many glob lines (assignments and exclusions) a tree may hold: every key resolved is matched
+/// against each, and real trees have a handful. The rest are skipped with a problem.
+const MAX_GLOBS: usize = 256;
 
 impl Index {
     fn new(files: &[ConfFile]) -> Index {
@@ -114,12 +120,21 @@ impl Index {
                         let position = index.assignments.len();
                         index.assignments.push((f, l));
                         if is_glob(key) {
-                            index.globs.push(position);
+                            if index.globs.len() + index.excluded_globs.len() < MAX_GLOBS {
+                                index.globs.push(position);
+                            }
                         } else {
                             index.by_key.entry(key.clone()).or_default().push(position);
                         }
                     }
-                    ConfLine::Exclude { pattern, .. } => index.excludes.push(pattern.clone()),
+                    ConfLine::Exclude { pattern, .. } if is_glob(pattern) => {
+                        if index.globs.len() + index.excluded_globs.len() < MAX_GLOBS {
+                            index.excluded_globs.push(pattern.clone());
+                        }
+                    }
+                    ConfLine::Exclude { pattern, .. } => {
+                        index.excluded_keys.insert(pattern.clone());
+                    }
                 }
             }
         }
@@ -180,7 +195,20 @@ impl Tree {
         for file in procps.iter().filter(|f| seen.insert(f.source.clone())) {
             problems.extend(file.problems.iter().map(|p| format!("{}:{}: {}", file.path, p.line, p.problem)));
         }
-        Ok(Tree { systemd_index: Index::new(&systemd), procps_index: Index::new(&procps), systemd, procps, problems })
+        let procps_index = Index::new(&procps);
+        let globs: usize = procps
+            .iter()
+            .flat_map(|f| &f.lines)
+            .filter(
+                |l| matches!(l, ConfLine::Assign { key, .. } | ConfLine::Exclude { pattern: key, .. } if is_glob(key)),
+            )
+            .count();
+        if globs > MAX_GLOBS {
+            problems.push(format!(
+                "{globs} glob lines in the sysctl.d files: only the first {MAX_GLOBS} are honoured, the rest skipped"
+            ));
+        }
+        Ok(Tree { systemd_index: Index::new(&systemd), procps_index, systemd, procps, problems })
     }
 
     /// What both orders do to `key` (dotted form).
@@ -227,7 +255,7 @@ impl Tree {
 /// the key is excluded (`-key`) anywhere; explicit assignments are kept either way.
 fn assignments(files: &[ConfFile], index: &Index, key: &str) -> Vec<Assignment> {
     let excluded =
-        index.excludes.iter().any(|pattern| pattern == key || (is_glob(pattern) && glob_matches(pattern, key)));
+        index.excluded_keys.contains(key) || index.excluded_globs.iter().any(|pattern| glob_matches(pattern, key));
     let mut positions: Vec<usize> = index.by_key.get(key).cloned().unwrap_or_default();
     if !excluded {
         positions.extend(index.globs.iter().copied().filter(|p| {

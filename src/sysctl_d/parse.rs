@@ -53,6 +53,10 @@ pub(crate) fn effective_value(value: &str) -> &str {
     }
 }
 
+/// Real sysctl names are well under 100 characters; a longer key is garbage (or an attack on the
+/// glob matcher) and is skipped with a problem.
+pub(crate) const MAX_KEY_LEN: usize = 256;
+
 /// Parses one configuration file.
 pub(crate) fn parse_conf(text: &str) -> ParsedConf {
     let mut parsed = ParsedConf::default();
@@ -68,7 +72,7 @@ pub(crate) fn parse_conf(text: &str) -> ParsedConf {
             None => (false, trimmed),
         };
         let Some((key, value)) = rest.split_once('=') else {
-            if ignore_failure && !rest.is_empty() && !rest.contains(char::is_whitespace) {
+            if ignore_failure && !rest.is_empty() && !rest.contains(char::is_whitespace) && rest.len() <= MAX_KEY_LEN {
                 parsed.lines.push(ConfLine::Exclude { pattern: normalize_key(rest), line });
             } else {
                 parsed.problems.push(problem("expected \"key = value\" (no '=' in the line)"));
@@ -76,6 +80,10 @@ pub(crate) fn parse_conf(text: &str) -> ParsedConf {
             continue;
         };
         let key = key.trim();
+        if key.len() > MAX_KEY_LEN {
+            parsed.problems.push(problem(&format!("a key longer than {MAX_KEY_LEN} characters; skipped")));
+            continue;
+        }
         if key.is_empty() {
             parsed.problems.push(problem("no key before '='"));
             continue;
@@ -99,15 +107,27 @@ pub(crate) fn parse_conf(text: &str) -> ParsedConf {
 /// fnmatch-style matching of a key against a glob: `*` any run of characters, `?` one character,
 /// `[...]` a class (`[!...]` negated, ranges `a-z`).
 pub(crate) fn glob_matches(pattern: &str, key: &str) -> bool {
+    // The literal part before the first wildcard must match as it is: most globs fail here, at
+    // the cost of a string comparison (a tree may hold a thousand globs and thousands of keys).
+    let literal = pattern.find(['*', '?', '[']).map_or(pattern, |i| &pattern[..i]);
+    if !key.starts_with(literal) {
+        return false;
+    }
+    // Likewise the literal part after the last wildcard (a `]` may close a class: not literal).
+    let tail = pattern.rfind(['*', '?', '[', ']']).map_or("", |i| &pattern[i + 1..]);
+    if !key.ends_with(tail) {
+        return false;
+    }
     let p: Vec<char> = pattern.chars().collect();
     let k: Vec<char> = key.chars().collect();
     // The set of key positions the pattern read so far can end at, one pattern token at a time:
     // no recursion and O(pattern × key) steps, whatever the stars (a file is untrusted input).
     let mut at = vec![false; k.len() + 1];
+    let mut next = vec![false; k.len() + 1];
     at[0] = true;
     let mut i = 0;
     while i < p.len() {
-        let mut next = vec![false; k.len() + 1];
+        next.iter_mut().for_each(|r| *r = false);
         match p[i] {
             '*' => {
                 // Any run of characters: every position from the first reachable one on.
@@ -135,7 +155,7 @@ pub(crate) fn glob_matches(pattern: &str, key: &str) -> bool {
         if !next.contains(&true) {
             return false;
         }
-        at = next;
+        std::mem::swap(&mut at, &mut next);
         i += 1;
     }
     at[k.len()]

@@ -142,3 +142,23 @@ fn many_keys_resolve_through_the_index_in_file_order() {
     let only_glob = tree.resolve("net.ipv4.conf.eth0.rp_filter");
     assert_eq!(only_glob.procps.map(|a| (a.value, a.glob)), Some(("7".into(), true)));
 }
+
+#[test]
+fn glob_lines_and_key_lengths_are_bounded() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("etc/sysctl.d");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let mut text: String = (0..300).map(|i| format!("net.ipv4.conf.g{i}x*.rp_filter = 1\n")).collect();
+    text.push_str(&format!("net.ipv4.{} = 1\n", "a".repeat(300)));
+    std::fs::write(dir.join("10-globs.conf"), text).expect("write");
+    let tree = Tree::read(root.path()).expect("tree");
+    assert!(
+        tree.problems.iter().any(|p| p.contains("300 glob lines") && p.contains("first 256")),
+        "{:?}",
+        tree.problems
+    );
+    assert!(tree.problems.iter().any(|p| p.contains("longer than 256 characters")), "{:?}", tree.problems);
+    // The first 256 globs still apply, the rest do not.
+    assert!(tree.resolve("net.ipv4.conf.g10xy.rp_filter").procps.is_some());
+    assert!(tree.resolve("net.ipv4.conf.g299xy.rp_filter").procps.is_none());
+}

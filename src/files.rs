@@ -194,6 +194,24 @@ pub(crate) fn unsafe_ancestor(path: &Path) -> Option<(PathBuf, String)> {
     None
 }
 
+/// Removes one of root's own files (the persisted file, at a rollback): no link anywhere in the
+/// path is followed (the name itself is unlinked, never its target); a missing file is fine.
+pub(crate) fn remove_no_links(path: &Path) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, OFlags};
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| std::io::Error::other("no file name"))?;
+    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    match rustix::fs::openat2(rustix::fs::CWD, dir, flags, Mode::empty(), resolve) {
+        Ok(dirfd) => match rustix::fs::unlinkat(&dirfd, name, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        },
+        Err(rustix::io::Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Refuses a directory that already holds anything: twtune never mixes its files with others'.
 /// An existing directory must also be the user's own and writable by no one else, and no link, so
 /// that nothing can be planted or swapped in it while twtune writes there as root. `purpose` names

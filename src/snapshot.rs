@@ -33,6 +33,14 @@ pub(crate) fn to_directory(root: &Root, dir: &Path) -> Result<()> {
 /// unguessable name, created here, mode 0700: nothing planted in it can be followed) that is
 /// removed after.
 pub(crate) fn to_archive(root: &Root, archive: &Path) -> Result<()> {
+    // tar would follow a link or block on a FIFO at the archive's name: only a regular file (or
+    // nothing) is written over.
+    if let Ok(meta) = std::fs::symlink_metadata(archive)
+        && !meta.file_type().is_file()
+    {
+        let what = if meta.file_type().is_symlink() { "a link" } else { "not a regular file" };
+        return Err(Error::Archive(format!("{}: it is {what}; give a new file name", archive.display())));
+    }
     let staging = crate::files::private_dir_beside(archive).map_err(io_error(archive))?;
     let result = capture(root, &staging).and_then(|()| pack(&staging, archive));
     let _ = std::fs::remove_dir_all(&staging);

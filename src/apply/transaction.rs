@@ -197,8 +197,7 @@ pub(super) fn commit(
     if let Some((path, content)) = file {
         let result = match content {
             Some(text) => write_atomically_no_links(path, text),
-            None => std::fs::remove_file(path)
-                .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }),
+            None => crate::files::remove_no_links(path),
         };
         if let Err(e) = result {
             return Err(undo(procsys, &done, format!("writing {} failed: {e}", path.display())));

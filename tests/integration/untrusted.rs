@@ -287,3 +287,29 @@ fn a_snapshot_into_a_directory_others_can_write_is_refused() {
         .stderr(Expect::one_line(&["it is a link"]))
         .run();
 }
+
+#[test]
+fn an_archive_name_that_is_a_link_or_a_fifo_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").expect("write");
+    let link = dir.path().join("snap.tar.gz");
+    symlink(&victim, &link).expect("symlink");
+    Run::new(&["snapshot", "--root"])
+        .arg(fixture("idle"))
+        .arg("--archive")
+        .arg(&link)
+        .status(2)
+        .stderr(Expect::one_line(&["it is a link"]))
+        .run();
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious\n");
+    let fifo = dir.path().join("fifo.tar.gz");
+    mkfifo(&fifo);
+    Run::new(&["snapshot", "--root"])
+        .arg(fixture("idle"))
+        .arg("--archive")
+        .arg(&fifo)
+        .status(2)
+        .stderr(Expect::one_line(&["not a regular file"]))
+        .run();
+}

@@ -3,7 +3,8 @@
 //! previous value and the previous content of the persisted file.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
@@ -139,18 +140,25 @@ impl StateDir {
         self.check_trusted()?;
         let path = self.path.join("lock");
         // Never through a link: a `lock` linked to another file would have that file truncated.
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let fd = rustix::fs::open(&path, flags, Mode::from_raw_mode(0o644)).map_err(|e| io(e.into()))?;
         let mut file = File::from(fd);
-        trusted(&path, &file.metadata().map_err(io)?, false)?;
+        let metadata = file.metadata().map_err(io)?;
+        trusted(&path, &metadata, false)?;
+        // A second name would make the truncation below reach another file.
+        if metadata.nlink() != 1 {
+            return Err(Error::UntrustedState { path, why: "it has more than one name (a hard link)".to_string() });
+        }
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {
                 file.set_len(0).and_then(|()| writeln!(file, "{}", std::process::id())).map_err(io)?;
                 Ok(Lock { _file: file })
             }
             Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                Err(Error::Locked { path, holder: holder.trim().to_string() })
+                // Read through the descriptor just checked, not the name again, and only a PID's worth.
+                let mut holder = String::new();
+                let _ = (&mut file).take(64).read_to_string(&mut holder);
+                Err(Error::Locked { path, holder: crate::error::printable(holder.trim()).to_string() })
             }
             Err(e) => Err(io(e.into())),
         }
@@ -358,6 +366,20 @@ mod tests {
         // flock locks belong to the open file description: a second open conflicts, even here.
         let err = state.lock().err().expect("second lock refused");
         assert!(err.to_string().contains(&std::process::id().to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_lock_with_a_second_name_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = StateDir::new(&dir.path().join("state"));
+        drop(state.lock().expect("first lock"));
+        let other = dir.path().join("other");
+        std::fs::write(&other, "keep me\n").expect("write");
+        std::fs::remove_file(dir.path().join("state/lock")).expect("remove");
+        std::fs::hard_link(&other, dir.path().join("state/lock")).expect("hard link");
+        let err = state.lock().err().expect("a hard-linked lock is refused");
+        assert!(err.to_string().contains("more than one name"), "{err}");
+        assert_eq!(std::fs::read_to_string(&other).expect("read"), "keep me\n");
     }
 
     #[test]

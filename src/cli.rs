@@ -142,6 +142,11 @@ pub struct AuditArgs {
     #[arg(long, value_name = "PID", conflicts_with = "root")]
     pub netns_pid: Option<u32>,
 
+    /// Audit every network namespace of the host: those of all processes (containers, pods) and
+    /// those under /run/netns, with a summary table. Needs root.
+    #[arg(long, conflicts_with_all = ["netns", "netns_pid", "root"])]
+    pub all_netns: bool,
+
     /// Read counters and sockets twice, DURATION apart (e.g. 5s, 500ms, 1m), and add rates and
     /// each bucket's time to exhaustion.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

@@ -231,6 +231,7 @@ impl AuditConfig {
                     }
                     (Some(name), _) => NetnsTarget::File(Path::new("/run/netns").join(name)),
                     (None, Some(pid)) => NetnsTarget::File(PathBuf::from(format!("/proc/{pid}/ns/net"))),
+                    (None, None) if args.all_netns => NetnsTarget::All,
                     (None, None) => NetnsTarget::Own,
                 },
                 sample: args.sample,

@@ -1,12 +1,14 @@
-//! `twtune audit`: the evidence, the rules and the profile's findings, as one report.
+//! `twtune audit`: the evidence, the rules and the profile's findings, as one report; with
+//! `--all-netns`, one per network namespace.
 
 use std::io::Write;
 
 use crate::config::AuditConfig;
 use crate::error::{Error, Outcome, Result};
-use crate::inspect::evidence::{self, Evidence};
-use crate::profile::{self, catalog::Catalog};
+use crate::inspect::evidence::{self, Evidence, NetnsTarget};
+use crate::profile::{self, Profile, catalog::Catalog};
 use crate::report::Report;
+use crate::report::sweep::{NamespaceReport, SweepReport};
 use crate::root::Root;
 
 pub(crate) fn run(config: &AuditConfig, out: &mut dyn Write) -> Result<Outcome> {
@@ -14,11 +16,40 @@ pub(crate) fn run(config: &AuditConfig, out: &mut dyn Write) -> Result<Outcome> 
     // A bad profile is reported before anything is read.
     let profile = config.profile.as_deref().map(|arg| Catalog::new(root.path()).load(arg)).transpose()?;
     let extra_keys = profile.as_ref().map(profile::Profile::keys).unwrap_or_default();
-    let Evidence { inspection, rates } = evidence::collect(&config.request, extra_keys)?;
-    let report = Report::judge(inspection, profile, rates);
+    if config.request.netns == NetnsTarget::All {
+        return sweep(config, profile, extra_keys, out);
+    }
+    let Evidence { inspection, rates, other_namespaces } = evidence::collect(&config.request, extra_keys)?;
+    let mut report = Report::judge(inspection, profile, rates);
+    report.other_namespaces = other_namespaces;
     let outcome = if report.fails(config.fail_on) { Outcome::Findings } else { Outcome::Clean };
-    // `twtune audit | head`: the reader left, but the verdict stands (pipefail users rely on it).
-    match report.render(config.format, out) {
+    finish(outcome, report.render(config.format, out))
+}
+
+fn sweep(
+    config: &AuditConfig,
+    profile: Option<Profile>,
+    extra_keys: Vec<String>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let swept = evidence::sweep(&config.request, extra_keys)?;
+    let namespaces = swept
+        .namespaces
+        .into_iter()
+        .map(|s| NamespaceReport {
+            netns: s.namespace,
+            report: Report::judge(s.evidence.inspection, profile.clone(), s.evidence.rates),
+        })
+        .collect();
+    let report = SweepReport::new(namespaces, swept.notes);
+    let outcome = if report.fails(config.fail_on) { Outcome::Findings } else { Outcome::Clean };
+    finish(outcome, report.render(config.format, out))
+}
+
+/// The outcome, unless writing the report failed. `twtune audit | head`: the reader left, but the
+/// verdict stands (pipefail users rely on it).
+fn finish(outcome: Outcome, written: std::io::Result<()>) -> Result<Outcome> {
+    match written {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(outcome),
         Err(e) => Err(Error::Output(e)),
         Ok(()) => Ok(outcome),

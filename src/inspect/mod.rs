@@ -3,9 +3,12 @@
 //! socket source and namespace and samples twice for rates. Reading and judging are kept apart so
 //! the rules stay pure and fixture trees can stand in for a live host.
 
+pub(crate) mod cgroup;
 pub(crate) mod counters;
 pub(crate) mod evidence;
 pub(crate) mod netlink;
+pub(crate) mod netns;
+pub(crate) mod owners;
 pub(crate) mod proc_tcp;
 pub(crate) mod sample;
 pub(crate) mod sockets;
@@ -18,7 +21,7 @@ use crate::root::Root;
 use crate::sysctl::keys::Settings;
 use crate::sysctl::{KernelVersion, SysctlKey, fold_whitespace};
 use crate::sysctl_d::Tree;
-use sockets::{Reuse, SocketCounter, SocketSource, SocketSummary};
+use sockets::{Reuse, SocketCounter, SocketSource, SocketSummary, Tracking};
 
 /// Counters kept from `/proc/net/netstat` (TcpExt) and `/proc/net/snmp` (Tcp), by their kernel names.
 const TCP_EXT_COUNTERS: &[&str] = &[
@@ -56,13 +59,14 @@ pub(crate) struct Inspection {
 }
 
 /// Reads a whole inspection beneath `root`, streaming the socket table from `source` and keeping the
-/// `top` fullest destination buckets. `extra_keys` are read besides the
-/// [audited keys](crate::sysctl::keys::audited_keys) (a profile's).
+/// `top` fullest destination buckets and recording what `tracking` asks for. `extra_keys` are read
+/// besides the [audited keys](crate::sysctl::keys::audited_keys) (a profile's).
 pub(crate) fn read(
     root: &Root,
     source: &mut dyn SocketSource,
     top: usize,
     extra_keys: &[String],
+    tracking: Tracking,
 ) -> Result<Inspection> {
     let mut warnings = Vec::new();
     let kernel = root.kernel_release()?;
@@ -94,7 +98,7 @@ pub(crate) fn read(
         None => PortSet::default(),
     };
 
-    let mut counter = SocketCounter::new(range, reserved).reuse(Reuse::from_settings(&settings));
+    let mut counter = SocketCounter::new(range, reserved).reuse(Reuse::from_settings(&settings)).tracking(tracking);
     source.scan(&mut |socket| counter.add(socket), &mut warnings)?;
     let sockets = counter.finish(source.name(), top);
     if sockets.untracked_addresses > 0 {

@@ -152,7 +152,7 @@ fn word(bytes: &[u8], at: usize) -> [u8; 4] {
 
 /// One `inet_diag_msg`: family, state, timer, retransmits, then the socket id (ports big-endian,
 /// addresses in network order, the bound interface, a cookie), then `idiag_expires` (ms left on the
-/// timer; for TIME_WAIT, timer 3, the time until it ends).
+/// timer; for TIME_WAIT, timer 3, the time until it ends), the queues, the uid and the inode.
 pub(crate) fn parse_inet_diag_msg(p: &[u8]) -> Option<TcpSocket> {
     if p.len() < INET_DIAG_MSG {
         return None;
@@ -173,6 +173,7 @@ pub(crate) fn parse_inet_diag_msg(p: &[u8]) -> Option<TcpSocket> {
     let socket = TcpSocket {
         interface: u32::from_ne_bytes(word(p, 40)),
         timestamps: tcp_info_timestamps(&p[INET_DIAG_MSG..]),
+        inode: u32::from_ne_bytes(word(p, 68)),
         ..TcpSocket::new(state, SocketAddr::new(address(8)?, port(4)), SocketAddr::new(address(24)?, port(6)))
     };
     const TIME_WAIT_TIMER: u8 = 3;
@@ -246,7 +247,9 @@ mod tests {
         timed[2] = 3;
         timed[40..44].copy_from_slice(&1u32.to_ne_bytes());
         timed[52..56].copy_from_slice(&58_972u32.to_ne_bytes());
+        timed[68..72].copy_from_slice(&4_026_531_999u32.to_ne_bytes());
         let timed = parse_inet_diag_msg(&timed).expect("v4 with a timer");
+        assert_eq!(timed.inode, 4_026_531_999);
         assert_eq!((timed.expires_ms, timed.interface, timed.timestamps), (Some(58_972), 1, None));
         // An established socket with tcp_info: a padding attribute, then INET_DIAG_INFO.
         let mut live = record(AF_INET, 1, 40001, 8080, &[127, 0, 0, 1], &[127, 0, 0, 2]);

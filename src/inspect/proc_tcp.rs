@@ -43,6 +43,9 @@ pub(crate) fn parse_tcp_line(line: &[u8], family: Family) -> Result<Option<Socke
         let colon = field.iter().position(|b| *b == b':')?;
         Some((parse_hex(&field[..colon])?, parse_hex(&field[colon + 1..])?))
     });
+    // `retrnsmt uid timeout inode`: the inode in decimal (0 for TIME_WAIT).
+    let inode = fields.nth(3).and_then(|f| std::str::from_utf8(f).ok()?.parse::<u32>().ok()).unwrap_or(0);
+    let socket = Socket { inode, ..socket };
     Ok(Some(match (state, timer) {
         (TcpState::TimeWait, Some((3, ticks))) => socket.expiring_in(ticks.saturating_mul(10)),
         _ => socket,
@@ -214,6 +217,7 @@ mod tests {
         assert_eq!(sockets[1].remote, "127.0.0.2:8080".parse().expect("addr"));
         // `03:00001730`: 0x1730 = 5936 hundredths of a second left.
         assert_eq!((sockets[0].expires_ms, sockets[1].expires_ms), (None, Some(59_360)));
+        assert_eq!((sockets[0].inode, sockets[1].inode), (1649, 0), "the listener's inode; TIME_WAIT has none");
     }
 
     #[test]

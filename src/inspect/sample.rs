@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::inspect::Inspection;
-use crate::inspect::sockets::Bucket;
+use crate::inspect::sockets::{Bucket, Churn};
 
 /// Counter rates over the sampling interval.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -54,6 +54,23 @@ fn trend(bucket: &Bucket, bound_ports: u32) -> u32 {
     }
 }
 
+/// How fast a bucket's connections come and go, from the counts the second read took against the
+/// first (see [`Churn`]).
+fn churn(bucket: &Bucket, seconds: f64) -> Option<Churn> {
+    let new = bucket.new?;
+    let round = |x: f64| (x * 10.0).round() / 10.0;
+    let new_per_sec = f64::from(new) / seconds;
+    let closed_here_per_sec = f64::from(bucket.recent_time_wait) / seconds;
+    let live = f64::from(bucket.count - bucket.time_wait);
+    Some(Churn {
+        new_per_sec: round(new_per_sec),
+        closed_here_per_sec: round(closed_here_per_sec),
+        closed_here_share: (new > 0).then(|| ((closed_here_per_sec / new_per_sec).min(1.0) * 100.0).round() / 100.0),
+        // Little's law: the live sockets are the arrivals times how long each stays.
+        mean_lifetime_seconds: (new > 0).then(|| (live / new_per_sec * 1000.0).round() / 1000.0),
+    })
+}
+
 /// Fills in `second`'s bucket growth and times to exhaustion from `first` (both must list every
 /// bucket) and returns the counter rates.
 pub(crate) fn apply_sample(first: &Inspection, second: &mut Inspection, seconds: f64) -> Rates {
@@ -64,8 +81,22 @@ pub(crate) fn apply_sample(first: &Inspection, second: &mut Inspection, seconds:
         .iter()
         .map(|b| ((b.local_ip.as_str(), b.remote.as_str()), trend(b, bound_before)))
         .collect();
+    let owners_before: HashMap<(&str, &str), &Vec<crate::inspect::owners::Owner>> = first
+        .sockets
+        .buckets
+        .iter()
+        .filter_map(|b| Some(((b.local_ip.as_str(), b.remote.as_str()), b.owners.as_ref().filter(|o| !o.is_empty())?)))
+        .collect();
     let bound_now = second.sockets.ephemeral.bound_ports;
     for bucket in &mut second.sockets.buckets {
+        let key = (bucket.local_ip.as_str(), bucket.remote.as_str());
+        // Short connections may have no live socket at one of the reads: take the owners of the other.
+        if bucket.owners.as_ref().is_some_and(Vec::is_empty)
+            && let Some(owners) = owners_before.get(&key)
+        {
+            bucket.owners = Some((*owners).clone());
+        }
+        bucket.churn = churn(bucket, seconds);
         let previous = before.get(&(bucket.local_ip.as_str(), bucket.remote.as_str())).copied().unwrap_or(0);
         let growth = f64::from(trend(bucket, bound_now)) - f64::from(previous);
         bucket.growth_per_sec = Some((growth / seconds * 10.0).round() / 10.0);

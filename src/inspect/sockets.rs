@@ -18,6 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::inspect::owners::Owner;
 use crate::ports::{PortRange, PortSet};
 use crate::sysctl::keys::Settings;
 
@@ -104,12 +105,15 @@ pub(crate) struct Socket {
     /// For a live connection: whether it carries TCP timestamps (both ends agreed); `None` when the
     /// source does not say (`/proc/net/tcp`, TIME_WAIT sockets).
     pub timestamps: Option<bool>,
+    /// The socket's inode (what `/proc/PID/fd/N` links name as `socket:[inode]`), which tells the
+    /// process holding it; 0 for TIME_WAIT sockets, which no process holds, and when unknown.
+    pub inode: u32,
 }
 
 impl Socket {
-    /// A socket with no timer and no bound interface.
+    /// A socket with no timer, no bound interface and no owner.
     pub(crate) fn new(state: TcpState, local: SocketAddr, remote: SocketAddr) -> Socket {
-        Socket { state, local, remote, expires_ms: None, interface: 0, timestamps: None }
+        Socket { state, local, remote, expires_ms: None, interface: 0, timestamps: None, inode: 0 }
     }
 
     /// The same socket with its timer firing in `ms` milliseconds.
@@ -195,8 +199,10 @@ struct BucketKey {
     remote_port: u16,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct BucketCount {
+    /// Numbers the buckets in the order they were met, to tie inodes to them.
+    id: u32,
     sockets: u32,
     time_wait: u32,
     /// TIME_WAIT sockets connect() may take over now.
@@ -204,6 +210,76 @@ struct BucketCount {
     /// A live connection of the bucket carries no timestamps: the peer does not send them, so none
     /// of its TIME_WAIT can be taken over.
     peer_without_timestamps: bool,
+    /// Recording: the local ports of its sockets.
+    ports: Option<SeenPorts>,
+    /// Comparing: sockets whose local port the bucket did not have at the previous read, and
+    /// TIME_WAIT sockets younger than the time since then.
+    new: u32,
+    recent_time_wait: u32,
+}
+
+/// The local ports of one bucket's sockets: a sorted list while short, a bitmap (8 KiB) beyond, so a
+/// bucket costs at most 8 KiB and small buckets two bytes a socket.
+#[derive(Clone, Debug)]
+enum SeenPorts {
+    Few(Vec<u16>),
+    Many(Box<PortSet>),
+}
+
+impl SeenPorts {
+    const FEW: usize = 4096;
+
+    fn insert(&mut self, port: u16) {
+        match self {
+            SeenPorts::Few(ports) if ports.len() < SeenPorts::FEW => ports.push(port),
+            SeenPorts::Few(ports) => {
+                let mut set = PortSet::default();
+                ports.iter().for_each(|p| set.insert(*p));
+                set.insert(port);
+                *self = SeenPorts::Many(Box::new(set));
+            }
+            SeenPorts::Many(set) => set.insert(port),
+        }
+    }
+
+    fn seal(&mut self) {
+        if let SeenPorts::Few(ports) = self {
+            ports.sort_unstable();
+        }
+    }
+
+    fn contains(&self, port: u16) -> bool {
+        match self {
+            SeenPorts::Few(ports) => ports.binary_search(&port).is_ok(),
+            SeenPorts::Many(set) => set.contains(port),
+        }
+    }
+}
+
+/// The local ports each bucket had at one read (`--sample`'s first), to tell the connections of
+/// the second read that are new.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Tuples(HashMap<BucketKey, SeenPortsEq>);
+
+/// [`SeenPorts`] compared by nothing: the tuples are working state, not part of a report's value.
+#[derive(Clone, Debug)]
+struct SeenPortsEq(SeenPorts);
+
+impl PartialEq for SeenPortsEq {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// What a counter records besides counts.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Tracking {
+    /// The inode of each live socket of a bucket, to find the processes holding it ([`super::owners`]).
+    pub owners: bool,
+    /// The local ports of every bucket, for a later read to compare with.
+    pub record: bool,
+    /// The ports of a previous read and the milliseconds since: what is new in this one.
+    pub previous: Option<(Tuples, u32)>,
 }
 
 /// The local ports one address uses, for the bind() budget.
@@ -232,6 +308,9 @@ pub(crate) struct SocketCounter {
     wildcard_v6: PortSet,
     /// Local addresses left out once [`MAX_LOCAL_ADDRESSES`] were tracked.
     untracked_addresses: u64,
+    tracking: Tracking,
+    /// (inode, bucket id) of live sockets, with [`Tracking::owners`].
+    live_inodes: Vec<(u32, u32)>,
 }
 
 impl SocketCounter {
@@ -251,7 +330,14 @@ impl SocketCounter {
             wildcard_v4: PortSet::default(),
             wildcard_v6: PortSet::default(),
             untracked_addresses: 0,
+            tracking: Tracking::default(),
+            live_inodes: Vec::new(),
         }
+    }
+
+    /// The same counter recording what `tracking` asks for.
+    pub(crate) fn tracking(self, tracking: Tracking) -> SocketCounter {
+        SocketCounter { tracking, ..self }
     }
 
     /// The same counter judging TIME_WAIT reuse by `reuse`.
@@ -288,8 +374,30 @@ impl SocketCounter {
             remote_ip: socket.remote.ip().to_canonical(),
             remote_port: socket.remote.port(),
         };
-        let bucket = self.buckets.entry(key).or_default();
+        let next_id = self.buckets.len() as u32;
+        let record = self.tracking.record;
+        let bucket = self.buckets.entry(key).or_insert_with(|| BucketCount {
+            id: next_id,
+            ports: record.then(|| SeenPorts::Few(Vec::new())),
+            ..BucketCount::default()
+        });
         bucket.sockets = bucket.sockets.saturating_add(1);
+        if let Some(ports) = &mut bucket.ports {
+            ports.insert(local_port);
+        }
+        if let Some((previous, since_ms)) = &self.tracking.previous {
+            if !previous.0.get(&key).is_some_and(|seen| seen.0.contains(local_port)) {
+                bucket.new += 1;
+            }
+            if socket.state == TcpState::TimeWait
+                && socket.expires_ms.is_some_and(|left| TIME_WAIT_MS.saturating_sub(left) <= *since_ms)
+            {
+                bucket.recent_time_wait += 1;
+            }
+        }
+        if self.tracking.owners && socket.state != TcpState::TimeWait && socket.inode != 0 {
+            self.live_inodes.push((socket.inode, bucket.id));
+        }
         if socket.state == TcpState::TimeWait {
             bucket.time_wait = bucket.time_wait.saturating_add(1);
             if self.reuse.can_take_over(&socket) {
@@ -362,10 +470,16 @@ impl SocketCounter {
         }
         let bound_ports = bound.count_in(self.range);
 
+        let mut tuples = self.tracking.record.then(Tuples::default);
+        let comparing = self.tracking.previous.is_some();
         let mut ranked: Vec<(BucketKey, BucketCount)> = self
             .buckets
             .into_iter()
             .map(|(key, mut count)| {
+                if let (Some(tuples), Some(mut ports)) = (tuples.as_mut(), count.ports.take()) {
+                    ports.seal();
+                    tuples.0.insert(key, SeenPortsEq(ports));
+                }
                 // A plain connect() skips a bound port altogether, and a peer without timestamps leaves
                 // nothing to take over: no reuse there.
                 if binding.contains(&key.local_ip) || count.peer_without_timestamps {
@@ -405,6 +519,11 @@ impl SocketCounter {
                     bound_first: binding.contains(&key.local_ip),
                     growth_per_sec: None,
                     seconds_to_exhaustion: None,
+                    owners: None,
+                    churn: None,
+                    id: count.id,
+                    new: comparing.then_some(count.new),
+                    recent_time_wait: count.recent_time_wait,
                 }
             })
             .collect();
@@ -459,6 +578,13 @@ impl SocketCounter {
             buckets,
             local_ports,
             untracked_addresses: self.untracked_addresses,
+            owners_unavailable: None,
+            live_inodes: {
+                let mut inodes = self.live_inodes;
+                inodes.sort_unstable();
+                inodes
+            },
+            tuples,
         }
     }
 }
@@ -514,6 +640,14 @@ pub(crate) struct SocketSummary {
     /// Sockets on local addresses beyond the tracked number, left out of `local_ports`.
     #[serde(skip)]
     pub untracked_addresses: u64,
+    /// Why `buckets[].owners` is null, when it is (not root, an offline tree).
+    pub owners_unavailable: Option<String>,
+    /// (inode, bucket id) of the live sockets, sorted, until the owners are looked up.
+    #[serde(skip)]
+    pub live_inodes: Vec<(u32, u32)>,
+    /// The ports of every bucket, when recorded for a later read.
+    #[serde(skip)]
+    pub tuples: Option<Tuples>,
 }
 
 impl SocketSummary {
@@ -591,6 +725,35 @@ pub(crate) struct Bucket {
     /// With `--sample`: seconds until `available` reaches 0 at the measured growth of `held`;
     /// `null` when not growing or not sampled.
     pub seconds_to_exhaustion: Option<f64>,
+    /// The processes holding its live sockets, most first (TIME_WAIT sockets have no owner);
+    /// `null` when they could not be looked up (`owners_unavailable` says why).
+    pub owners: Option<Vec<Owner>>,
+    /// With `--sample`: how fast connections come and go.
+    pub churn: Option<Churn>,
+    #[serde(skip)]
+    pub id: u32,
+    /// Compared with a previous read: sockets on a local port the bucket did not have then.
+    #[serde(skip)]
+    pub new: Option<u32>,
+    /// Compared with a previous read: TIME_WAIT sockets that entered TIME_WAIT since.
+    #[serde(skip)]
+    pub recent_time_wait: u32,
+}
+
+/// Connections of a bucket over a `--sample` interval.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct Churn {
+    /// New connections per second: sockets of the second read on a local port the bucket did not
+    /// hold at the first (a connection that opened and closed in between without leaving a
+    /// TIME_WAIT here is not seen).
+    pub new_per_sec: f64,
+    /// Connections this host closed first, per second: sockets that entered TIME_WAIT in the interval.
+    pub closed_here_per_sec: f64,
+    /// `closed_here_per_sec / new_per_sec`, at most 1; `null` without new connections.
+    pub closed_here_share: Option<f64>,
+    /// Mean lifetime of a connection in seconds by Little's law: live sockets / new per second;
+    /// `null` without new connections.
+    pub mean_lifetime_seconds: Option<f64>,
 }
 
 /// The bind() budget of one local address: bind(addr, 0) needs a port of the range that no socket

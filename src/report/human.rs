@@ -39,7 +39,24 @@ pub(crate) fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     buckets(report, out)?;
     sysctl_d(report, out)?;
     findings(report, out)?;
-    warnings(report, out)
+    warnings(report, out)?;
+    other_namespaces(report, out)
+}
+
+fn other_namespaces(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    match report.other_namespaces {
+        Some(others) if others.count > 0 => writeln!(
+            out,
+            "
+{DIM}{}{} other network namespace{} on this host (containers, pods, ip netns): \
+             `twtune audit --all-netns` audits them{}{DIM:#}",
+            if others.complete { "" } else { "at least " },
+            others.count,
+            plural(others.count),
+            if others.complete { "" } else { " (as root)" },
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn summary(report: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -220,6 +237,7 @@ fn buckets(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         .collect();
     let styles: Vec<Style> = s.buckets.iter().map(|b| usage_style(report, b.usage_pct)).collect();
     table(out, &header, &rows, &styles)?;
+    bucket_details(report, out)?;
 
     if !s.local_ports.is_empty() {
         writeln!(
@@ -246,6 +264,63 @@ fn buckets(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "  {first}")?;
     }
     Ok(())
+}
+
+/// Per bucket, who holds it and how fast its connections turn over (with `--sample`).
+fn bucket_details(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let s = &report.sockets;
+    if let Some(why) = &s.owners_unavailable {
+        writeln!(out, "  {DIM}owners not shown: {why}{DIM:#}")?;
+    }
+    for b in &s.buckets {
+        let mut parts = Vec::new();
+        if let Some(owners) = &b.owners {
+            parts.push(owners_text(owners, b.count > b.time_wait));
+        }
+        if let Some(c) = &b.churn {
+            let mut text = format!("{} new/s", c.new_per_sec);
+            if let Some(share) = c.closed_here_share {
+                text.push_str(&format!(", {:.0} % closed here first", share * 100.0));
+            }
+            if let Some(life) = c.mean_lifetime_seconds {
+                text.push_str(&format!(", mean life {}", seconds(life)));
+            }
+            parts.push(text);
+        }
+        if !parts.is_empty() {
+            wrapped(out, &format!("  {DIM}{} -> {}:{DIM:#} ", b.local_ip, b.remote), "      ", &parts.join("; "))?;
+        }
+    }
+    Ok(())
+}
+
+/// `pid 4242 curl (docker 0123456789ab) 37 sockets, ...`.
+pub(crate) fn owners_text(owners: &[crate::inspect::owners::Owner], live: bool) -> String {
+    if owners.is_empty() {
+        return if live {
+            "owner not found (the process ended, or holds the socket from another namespace)".into()
+        } else {
+            "no owner: TIME_WAIT sockets belong to no process".into()
+        };
+    }
+    let list: Vec<String> = owners
+        .iter()
+        .map(|o| {
+            let container = o.container.as_ref().map(|c| format!(" ({})", c.label())).unwrap_or_default();
+            format!(
+                "pid {} {}{container} {} socket{}",
+                o.pid,
+                printable(&o.command),
+                o.sockets,
+                plural(o.sockets as usize)
+            )
+        })
+        .collect();
+    format!("held by {}", list.join(", "))
+}
+
+fn seconds(value: f64) -> String {
+    if value < 1.0 { format!("{:.0} ms", value * 1000.0) } else { format!("{value:.1} s") }
 }
 
 /// Which budget of the fullest bucket's address runs out first: connect() to the bucket, or, for
@@ -309,6 +384,14 @@ fn findings(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         return Ok(());
     }
     writeln!(out, "\n{HEADING}Findings{HEADING:#}")?;
+    for finding in &report.findings {
+        one_finding(finding, out)?;
+    }
+    Ok(())
+}
+
+/// Only the findings, for a namespace of a sweep.
+pub(crate) fn findings_only(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     for finding in &report.findings {
         one_finding(finding, out)?;
     }

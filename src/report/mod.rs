@@ -3,6 +3,7 @@
 
 pub(crate) mod human;
 pub(crate) mod prometheus;
+pub(crate) mod sweep;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -10,6 +11,7 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::inspect::Inspection;
+use crate::inspect::evidence::OtherNamespaces;
 use crate::inspect::sample::Rates;
 use crate::inspect::sockets::SocketSummary;
 use crate::profile::Profile;
@@ -17,7 +19,7 @@ use crate::rules::{self, Finding, Severity, Thresholds};
 use crate::sysctl::keys::Settings;
 
 /// Version of the JSON document; raised whenever a field changes meaning or disappears.
-pub(crate) const SCHEMA_VERSION: u32 = 2;
+pub(crate) const SCHEMA_VERSION: u32 = 3;
 
 /// How a report is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +73,9 @@ pub(crate) struct Report {
     pub findings: Vec<Finding>,
     /// Things read with trouble; the audit went on without them.
     pub warnings: Vec<String>,
+    /// How many other network namespaces the host has (`--all-netns` audits them); `null` for an
+    /// offline tree and within a sweep.
+    pub other_namespaces: Option<OtherNamespaces>,
 }
 
 impl Report {
@@ -111,6 +116,7 @@ impl Report {
             sockets: inspection.sockets,
             findings,
             warnings: inspection.warnings,
+            other_namespaces: None,
         }
     }
 

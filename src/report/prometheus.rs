@@ -50,6 +50,34 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 
 /// Writes the metrics of `report`.
 pub(crate) fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    render_all(&[(report, Vec::new())], out)
+}
+
+/// Writes the metrics of several reports, each sample labelled with its report's `scope` labels
+/// (`netns`, ...), every family once (the text format wants a family's samples together).
+pub(crate) fn render_all(reports: &[(&Report, Vec<(&str, String)>)], out: &mut dyn Write) -> io::Result<()> {
+    let mut merged: Vec<Family<'static>> = Vec::new();
+    for (report, scope) in reports {
+        for family in families(report, scope) {
+            match merged.iter_mut().find(|f| f.name == family.name) {
+                Some(existing) => existing.samples.extend(family.samples),
+                None => merged.push(family),
+            }
+        }
+    }
+    let mut text = String::new();
+    merged.iter().for_each(|f| f.render(&mut text));
+    out.write_all(text.as_bytes())
+}
+
+/// The metric families of one report, each sample carrying `scope` first.
+fn families(report: &Report, scope: &[(&str, String)]) -> Vec<Family<'static>> {
+    let scoped = |pairs: &[(&str, &str)]| -> String {
+        let mut all: Vec<(&str, &str)> = scope.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        all.extend_from_slice(pairs);
+        labels(&all)
+    };
+    let labels = scoped;
     let s = &report.sockets;
     let bucket_labels =
         |b: &crate::inspect::sockets::Bucket| labels(&[("local_ip", &b.local_ip), ("remote", &b.remote)]);
@@ -64,7 +92,7 @@ pub(crate) fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             name: "twtune_time_wait_total",
             kind: "gauge",
             help: "TCP sockets in TIME_WAIT.",
-            samples: vec![(String::new(), s.time_wait.total as f64)],
+            samples: vec![(labels(&[]), s.time_wait.total as f64)],
         },
         Family {
             name: "twtune_time_wait_sockets",
@@ -86,7 +114,7 @@ pub(crate) fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             name: "twtune_ephemeral_usable_ports",
             kind: "gauge",
             help: "Ephemeral ports connect() can hand out per (local IP, remote IP, remote port): ip_local_port_range minus reserved ports and listeners in it.",
-            samples: vec![(String::new(), f64::from(s.ephemeral.usable_ports))],
+            samples: vec![(labels(&[]), f64::from(s.ephemeral.usable_ports))],
         },
         Family {
             name: "twtune_bucket_sockets",
@@ -217,9 +245,7 @@ pub(crate) fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             .collect(),
         });
     }
-    let mut text = String::new();
-    families.iter().for_each(|f| f.render(&mut text));
-    out.write_all(text.as_bytes())
+    families
 }
 
 #[cfg(test)]

@@ -109,6 +109,7 @@ pub(crate) fn evaluate(inspection: &Inspection, thresholds: &Thresholds) -> Vec<
     listeners_in_range(inspection, &mut findings);
     port_range_shape(inspection, &mut findings);
     listen_overflows(inspection, &mut findings);
+    churn::no_reuse(inspection, &mut findings);
     persist::evaluate(inspection, &mut findings);
     sort_findings(&mut findings);
     findings
@@ -871,6 +872,7 @@ fn listen_overflows(inspection: &Inspection, out: &mut Vec<Finding>) {
     );
 }
 
+mod churn;
 mod persist;
 #[cfg(test)]
 mod tests;

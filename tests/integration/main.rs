@@ -7,6 +7,7 @@ mod differential;
 mod export;
 mod layout;
 mod man;
+mod namespaces;
 mod netlink;
 mod netns;
 mod outputs;

@@ -240,6 +240,14 @@ pub(crate) struct Report {
     pub rates: Option<Rates>,
     pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
+    pub other_namespaces: Option<OtherNamespaces>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OtherNamespaces {
+    pub count: usize,
+    pub complete: bool,
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -288,6 +296,7 @@ pub(crate) struct Sockets {
     pub bucket_count: usize,
     pub buckets: Vec<Bucket>,
     pub local_ports: Vec<LocalPorts>,
+    pub owners_unavailable: Option<String>,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -324,6 +333,26 @@ pub(crate) struct Bucket {
     pub usage_pct: f64,
     pub growth_per_sec: Option<f64>,
     pub seconds_to_exhaustion: Option<f64>,
+    pub owners: Option<Vec<Owner>>,
+    pub churn: Option<Churn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Owner {
+    pub pid: u32,
+    pub command: String,
+    pub container: Option<serde_json::Value>,
+    pub sockets: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Churn {
+    pub new_per_sec: f64,
+    pub closed_here_per_sec: f64,
+    pub closed_here_share: Option<f64>,
+    pub mean_lifetime_seconds: Option<f64>,
 }
 
 /// The bind() budget of one local address.

@@ -1,0 +1,241 @@
+//! Every network namespace of the live host: those of all processes (`/proc/PID/ns/net`, one
+//! entry per namespace inode) and those bind-mounted under `/run/netns` (`ip netns add`) and
+//! `/var/run/docker/netns` even when no process is in them, each with the names people know it by
+//! (its `ip netns` name, the container or pod of its first process, `host` for PID 1's).
+//!
+//! The directory entries are untrusted: a link is not followed, a FIFO is not waited on
+//! (`O_NONBLOCK`), and only a file of the namespace file system (the device of our own
+//! `/proc/self/ns/net`) counts. Processes come and go while this runs; a process that ends
+//! between the listing and the read is simply not there.
+
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::files::read_bounded;
+use crate::inspect::cgroup::{self, Container};
+
+/// Directories where tools keep namespaces no process may be in.
+const NAMED_DIRS: &[(&str, &str)] = &[("/run/netns", ""), ("/var/run/docker/netns", "docker/")];
+/// Entries read from each of them, and processes listed per namespace in a report.
+const MAX_NAMED: usize = 4096;
+const MAX_LISTED_PIDS: usize = 64;
+
+/// One network namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct Namespace {
+    /// The namespace's inode, as `ip netns identify` and `ls -l /proc/PID/ns/net` show it (`net:[N]`).
+    pub inode: u64,
+    /// Its names under `/run/netns` (and `docker/NAME` under `/var/run/docker/netns`), joined by `,`;
+    /// `host` for PID 1's namespace without one.
+    pub name: Option<String>,
+    /// Processes in it, lowest first (at most 64 listed; `process_count` has them all).
+    pub pids: Vec<u32>,
+    pub process_count: usize,
+    /// The container or pod of its first process, from the process's cgroup.
+    pub container: Option<Container>,
+    /// How to open it: its named files, then the process files.
+    #[serde(skip)]
+    files: Vec<PathBuf>,
+    /// Every process, for the owners of its sockets.
+    #[serde(skip)]
+    pub all_pids: Vec<u32>,
+}
+
+impl Namespace {
+    /// What to call it in a table: its name, else its container, else its first process.
+    pub(crate) fn label(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        if let Some(container) = &self.container {
+            return container.label();
+        }
+        match self.all_pids.first() {
+            Some(pid) => format!("pid {pid} ({})", command(*pid).unwrap_or_else(|| "?".into())),
+            None => format!("net:[{}]", self.inode),
+        }
+    }
+
+    /// Opens the namespace, checking that the file opened is still this namespace (a process may
+    /// have ended and its PID been reused). `None`: it is gone.
+    pub(crate) fn open(&self) -> Option<OwnedFd> {
+        let nsfs = nsfs_device().ok()?;
+        self.files.iter().find_map(|file| {
+            let fd = open_namespace_file(file).ok()?;
+            let stat = rustix::fs::fstat(&fd).ok()?;
+            (stat.st_dev == nsfs && stat.st_ino == self.inode).then_some(fd)
+        })
+    }
+}
+
+/// The namespaces of the host as far as the caller can see them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Namespaces {
+    /// By inode.
+    pub list: Vec<Namespace>,
+    /// Processes whose namespace could not be read (another user's, without root).
+    pub unreadable: usize,
+}
+
+impl Namespaces {
+    /// The namespace with this inode.
+    pub(crate) fn get(&self, inode: u64) -> Option<&Namespace> {
+        self.list.iter().find(|ns| ns.inode == inode)
+    }
+}
+
+/// The device of the namespace file system.
+fn nsfs_device() -> std::io::Result<u64> {
+    Ok(rustix::fs::stat("/proc/self/ns/net")?.st_dev)
+}
+
+/// The inode of the network namespace this thread is in.
+pub(crate) fn current() -> std::io::Result<u64> {
+    Ok(rustix::fs::stat("/proc/thread-self/ns/net")?.st_ino)
+}
+
+/// The inode of a namespace file already open.
+pub(crate) fn inode_of(fd: &OwnedFd) -> std::io::Result<u64> {
+    Ok(rustix::fs::fstat(fd)?.st_ino)
+}
+
+/// Opens a namespace file: never blocking, never following a link of a named directory (the
+/// `/proc/PID/ns/net` magic link is the kernel's own and must be followed).
+pub(crate) fn open_namespace_file(path: &Path) -> std::io::Result<OwnedFd> {
+    let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    if !path.starts_with("/proc") {
+        flags |= OFlags::NOFOLLOW;
+    }
+    Ok(rustix::fs::open(path, flags, Mode::empty())?)
+}
+
+/// Lists the network namespaces of the host.
+pub(crate) fn enumerate() -> Result<Namespaces> {
+    let nsfs = nsfs_device().map_err(|e| Error::Namespace {
+        path: "/proc/self/ns/net".into(),
+        problem: format!("{e}; listing namespaces needs a mounted /proc"),
+    })?;
+    let mut found: BTreeMap<u64, Namespace> = BTreeMap::new();
+    let mut unreadable = 0;
+
+    for (dir, prefix) in NAMED_DIRS {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        for dirent in entries.flatten().take(MAX_NAMED) {
+            let path = dirent.path();
+            let Ok(fd) = open_namespace_file(&path) else { continue };
+            let Ok(stat) = rustix::fs::fstat(&fd) else { continue };
+            // `ip netns add` leaves an empty file when the mount failed: not a namespace.
+            if stat.st_dev != nsfs {
+                continue;
+            }
+            let name = format!("{prefix}{}", printable_name(&dirent.file_name().to_string_lossy()));
+            let ns = namespace(&mut found, stat.st_ino);
+            ns.name = Some(match ns.name.take() {
+                Some(names) => format!("{names},{name}"),
+                None => name,
+            });
+            ns.files.push(path);
+        }
+    }
+
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Err(Error::Namespace { path: "/proc".into(), problem: "cannot list processes".into() });
+    };
+    let mut pids: Vec<u32> = processes.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).collect();
+    pids.sort_unstable();
+    for pid in pids {
+        let file = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        match rustix::fs::stat(&file) {
+            Ok(stat) if stat.st_dev == nsfs => {
+                let ns = namespace(&mut found, stat.st_ino);
+                // PID 1's namespace is the host's; so is that of the kernel's threads (kthreadd is
+                // PID 2), which tells it where PID 1 cannot be looked at.
+                let host = pid == 1 || (pid == 2 && command(2).as_deref() == Some("kthreadd"));
+                if host && ns.name.is_none() {
+                    ns.name = Some("host".into());
+                }
+                ns.all_pids.push(pid);
+                if ns.files.len() < MAX_NAMED {
+                    ns.files.push(file);
+                }
+            }
+            Ok(_) => {}
+            Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => unreadable += 1,
+            // The process ended.
+            Err(_) => {}
+        }
+    }
+
+    let list = found
+        .into_values()
+        .map(|mut ns| {
+            ns.process_count = ns.all_pids.len();
+            ns.pids = ns.all_pids.iter().copied().take(MAX_LISTED_PIDS).collect();
+            ns.container = ns.all_pids.first().and_then(|pid| container_of(*pid));
+            ns
+        })
+        .collect();
+    Ok(Namespaces { list, unreadable })
+}
+
+fn namespace(found: &mut BTreeMap<u64, Namespace>, inode: u64) -> &mut Namespace {
+    found.entry(inode).or_insert_with(|| Namespace {
+        inode,
+        name: None,
+        pids: Vec::new(),
+        process_count: 0,
+        container: None,
+        files: Vec::new(),
+        all_pids: Vec::new(),
+    })
+}
+
+/// A file or command name as it may be shown: control characters as `?`, at most 64 characters.
+pub(crate) fn printable_name(text: &str) -> String {
+    text.chars().take(64).map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// Reads a small file of `/proc/PID`, bounded, never blocking.
+fn read_proc(pid: u32, name: &str, limit: u64) -> Option<String> {
+    let path = format!("/proc/{pid}/{name}");
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY;
+    let fd = rustix::fs::open(path.as_str(), flags, Mode::empty()).ok()?;
+    let bytes = read_bounded(std::fs::File::from(fd), limit).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// A process's command name (`/proc/PID/comm`, which the process sets itself), printable.
+pub(crate) fn command(pid: u32) -> Option<String> {
+    read_proc(pid, "comm", 64).map(|text| printable_name(text.trim_end_matches('\n')))
+}
+
+/// The container a process runs in, from its cgroup.
+pub(crate) fn container_of(pid: u32) -> Option<Container> {
+    cgroup::container(&read_proc(pid, "cgroup", cgroup::MAX_CGROUP_BYTES)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_found_in_its_namespace() {
+        let namespaces = enumerate().expect("list namespaces");
+        let own = current().expect("own namespace");
+        let ns = namespaces.get(own).expect("our namespace is listed");
+        assert!(ns.all_pids.contains(&std::process::id()), "{ns:?}");
+        assert!(ns.open().is_some_and(|fd| inode_of(&fd).ok() == Some(own)));
+        assert_eq!(ns.process_count, ns.all_pids.len());
+    }
+
+    #[test]
+    fn names_are_made_printable_and_short() {
+        assert_eq!(printable_name("blue\u{1b}[2J\n"), "blue?[2J?");
+        assert_eq!(printable_name(&"x".repeat(100)).len(), 64);
+    }
+}

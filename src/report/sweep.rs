@@ -1,0 +1,228 @@
+//! The report of `twtune audit --all-netns`: one audit [`Report`] per network namespace, worst
+//! first, and a summary across them, rendered as a table and each namespace's findings (human),
+//! one JSON document, or the metrics of every namespace labelled with it (Prometheus).
+
+use std::io::{self, Write};
+
+use anstyle::Style;
+use serde::Serialize;
+
+use crate::inspect::netns::Namespace;
+use crate::report::{Format, Report, SCHEMA_VERSION, human, prometheus};
+use crate::rules::Severity;
+
+/// Namespaces without findings listed in the human table before the rest are only counted.
+const QUIET_ROWS: usize = 20;
+
+/// One namespace and its audit.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct NamespaceReport {
+    pub netns: Namespace,
+    pub report: Report,
+}
+
+/// Across every namespace.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct SweepSummary {
+    /// Namespaces audited.
+    pub namespaces: usize,
+    /// Namespaces found but not audited (they disappeared, or reading failed): see `notes`.
+    pub not_audited: usize,
+    pub crit: usize,
+    pub warn: usize,
+    pub info: usize,
+    /// The worst finding of any namespace; `null` when there is none.
+    pub worst: Option<Severity>,
+    pub time_wait_outbound: u64,
+    pub time_wait_inbound: u64,
+    /// The fullest destination bucket of any namespace.
+    pub fullest: Option<Fullest>,
+    /// What happened to namespaces that were not audited, and other notes on the sweep.
+    pub notes: Vec<String>,
+}
+
+/// The fullest bucket of a sweep.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct Fullest {
+    pub netns: u64,
+    pub local_ip: String,
+    pub remote: String,
+    pub usage_pct: f64,
+}
+
+/// The sweep's report.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct SweepReport {
+    pub schema_version: u32,
+    pub twtune_version: &'static str,
+    /// Worst first: by worst finding, then by the usage of the fullest bucket.
+    pub namespaces: Vec<NamespaceReport>,
+    pub summary: SweepSummary,
+}
+
+fn fullest_usage(report: &Report) -> f64 {
+    report.sockets.buckets.first().map_or(0.0, |b| b.usage_pct)
+}
+
+impl SweepReport {
+    /// Orders the namespaces worst first and sums them up.
+    pub(crate) fn new(mut namespaces: Vec<NamespaceReport>, notes: Vec<String>) -> SweepReport {
+        namespaces.sort_by(|a, b| {
+            b.report
+                .worst()
+                .cmp(&a.report.worst())
+                .then(fullest_usage(&b.report).total_cmp(&fullest_usage(&a.report)))
+                .then(a.netns.inode.cmp(&b.netns.inode))
+        });
+        let mut summary = SweepSummary { namespaces: namespaces.len(), ..SweepSummary::default() };
+        summary.not_audited = notes.iter().filter(|n| n.starts_with("net:[")).count();
+        summary.notes = notes;
+        for ns in &namespaces {
+            for finding in &ns.report.findings {
+                match finding.severity {
+                    Severity::Crit => summary.crit += 1,
+                    Severity::Warn => summary.warn += 1,
+                    Severity::Info => summary.info += 1,
+                }
+            }
+            summary.worst = summary.worst.max(ns.report.worst());
+            summary.time_wait_outbound += ns.report.sockets.time_wait.outbound;
+            summary.time_wait_inbound += ns.report.sockets.time_wait.inbound;
+            if let Some(bucket) = ns.report.sockets.buckets.first()
+                && summary.fullest.as_ref().is_none_or(|f| bucket.usage_pct > f.usage_pct)
+            {
+                {
+                    summary.fullest = Some(Fullest {
+                        netns: ns.netns.inode,
+                        local_ip: bucket.local_ip.clone(),
+                        remote: bucket.remote.clone(),
+                        usage_pct: bucket.usage_pct,
+                    });
+                }
+            }
+        }
+        SweepReport { schema_version: SCHEMA_VERSION, twtune_version: env!("CARGO_PKG_VERSION"), namespaces, summary }
+    }
+
+    /// Whether a finding of any namespace reaches `threshold` (`--fail-on`).
+    pub(crate) fn fails(&self, threshold: Option<Severity>) -> bool {
+        self.namespaces.iter().any(|ns| ns.report.fails(threshold))
+    }
+
+    /// Writes the sweep in `format`.
+    pub(crate) fn render(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
+        match format {
+            Format::Human => self.human(out),
+            Format::Json => {
+                serde_json::to_writer_pretty(&mut *out, self)?;
+                writeln!(out)
+            }
+            Format::Prometheus => {
+                let scoped: Vec<(&Report, Vec<(&str, String)>)> = self
+                    .namespaces
+                    .iter()
+                    .map(|ns| {
+                        let mut scope = vec![("netns", ns.netns.inode.to_string()), ("netns_name", ns.netns.label())];
+                        if let Some(id) = ns.netns.container.as_ref().and_then(|c| c.short_id.clone()) {
+                            scope.push(("container", id));
+                        }
+                        if let Some(uid) = ns.netns.container.as_ref().and_then(|c| c.pod_uid.clone()) {
+                            scope.push(("pod_uid", uid));
+                        }
+                        (&ns.report, scope)
+                    })
+                    .collect();
+                prometheus::render_all(&scoped, out)
+            }
+        }
+    }
+
+    fn human(&self, out: &mut dyn Write) -> io::Result<()> {
+        let s = &self.summary;
+        let bold = Style::new().bold();
+        let with_findings = self.namespaces.iter().filter(|ns| !ns.report.findings.is_empty()).count();
+        writeln!(
+            out,
+            "{bold}twtune audit --all-netns{bold:#}  {} network namespace{}, {with_findings} with findings{}",
+            s.namespaces,
+            if s.namespaces == 1 { "" } else { "s" },
+            counts(s.crit, s.warn, s.info).map(|c| format!(": {c}")).unwrap_or_default(),
+        )?;
+        writeln!(out)?;
+        let header = ["namespace", "name or container", "TW out", "TW in", "fullest bucket", "used", "findings"];
+        let mut rows = Vec::new();
+        let mut quiet_hidden = 0;
+        let mut quiet_shown = 0;
+        for ns in &self.namespaces {
+            let r = &ns.report;
+            if r.findings.is_empty() {
+                if quiet_shown >= QUIET_ROWS {
+                    quiet_hidden += 1;
+                    continue;
+                }
+                quiet_shown += 1;
+            }
+            let bucket = r.sockets.buckets.first();
+            let severities = r.severity_counts();
+            rows.push(vec![
+                format!("net:[{}]", ns.netns.inode),
+                crate::error::printable(&ns.netns.label()).into_owned(),
+                r.sockets.time_wait.outbound.to_string(),
+                r.sockets.time_wait.inbound.to_string(),
+                bucket.map_or("-".into(), |b| format!("{} -> {}", b.local_ip, b.remote)),
+                bucket.map_or("-".into(), |b| format!("{:.1} %", b.usage_pct)),
+                if severities.is_empty() {
+                    "none".into()
+                } else {
+                    severities.iter().map(|(s, n)| format!("{n} {}", s.name())).collect::<Vec<_>>().join(", ")
+                },
+            ]);
+        }
+        table(out, &header, &rows)?;
+        if quiet_hidden > 0 {
+            writeln!(out, "  and {quiet_hidden} more namespaces without findings (all are in --format json)")?;
+        }
+        for ns in self.namespaces.iter().filter(|ns| !ns.report.findings.is_empty()) {
+            writeln!(
+                out,
+                "\n{bold}== net:[{}] {} =={bold:#}",
+                ns.netns.inode,
+                crate::error::printable(&ns.netns.label())
+            )?;
+            human::findings_only(&ns.report, out)?;
+        }
+        if !s.notes.is_empty() {
+            writeln!(out, "\n{bold}Notes{bold:#}")?;
+            for note in &s.notes {
+                human::wrapped(out, "  - ", "    ", &crate::error::printable(note))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn counts(crit: usize, warn: usize, info: usize) -> Option<String> {
+    let parts: Vec<String> = [(crit, "crit"), (warn, "warn"), (info, "info")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, name)| format!("{n} {name}"))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// A left-aligned table: namespace tables hold names, which read better aligned left.
+fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(header[i].len()))
+        .collect();
+    let line = |cells: Vec<&str>| -> String {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        padded.join("  ").trim_end().to_string()
+    };
+    let dim = Style::new().dimmed();
+    writeln!(out, "  {dim}{}{dim:#}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "  {}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! `conn.no-reuse`: a destination that gets many short connections which this host closes itself,
+//! the signature of a client that does not keep connections alive (a pool too small, a client
+//! made per request, a close on every request timeout). Judged from a bucket's churn, measured by
+//! `--sample`, and named after the processes holding the bucket's live sockets.
+
+use serde_json::json;
+
+use crate::inspect::Inspection;
+use crate::inspect::sockets::Bucket;
+use crate::rules::{Advice, Finding, Severity, finding};
+
+/// New connections per second into one destination from which a lack of reuse is worth a finding.
+pub(crate) const MIN_NEW_PER_SEC: f64 = 20.0;
+/// A connection living shorter than this on average was used for a request or a few at most.
+pub(crate) const MAX_LIFETIME_SECONDS: f64 = 1.0;
+/// Share of the connections this host closed first (its TIME_WAIT) from which the client is the
+/// one closing.
+pub(crate) const MIN_CLOSED_HERE: f64 = 0.5;
+
+pub(crate) fn no_reuse(inspection: &Inspection, out: &mut Vec<Finding>) {
+    for bucket in &inspection.sockets.buckets {
+        let Some(churn) = &bucket.churn else { continue };
+        let (Some(life), Some(share)) = (churn.mean_lifetime_seconds, churn.closed_here_share) else { continue };
+        if churn.new_per_sec < MIN_NEW_PER_SEC || life >= MAX_LIFETIME_SECONDS || share < MIN_CLOSED_HERE {
+            continue;
+        }
+        let owners = bucket.owners.as_deref().unwrap_or_default();
+        let who = match (&bucket.owners, owners.first()) {
+            (_, Some(o)) => {
+                let container = o.container.as_ref().map(|c| format!(" in {}", c.label())).unwrap_or_default();
+                format!("process {} ({}){container}", o.pid, o.command)
+            }
+            (Some(_), None) => "a process whose socket was not live at either read (find it with `ss -tnp`)".into(),
+            (None, None) => "a process twtune could not look up (run as root to see it)".into(),
+        };
+        let mut f = finding(
+            "conn.no-reuse",
+            Severity::Warn,
+            format!(
+                "{who} opens {:.0} new connections per second to {} from {} and closes {:.0} % of them itself, \
+                 after {} on average: connections are not reused. Each close leaves a TIME_WAIT that holds \
+                 its port toward this destination for 60 s, so at this rate {:.0} ports of {} are tied up \
+                 ({} now)",
+                churn.new_per_sec,
+                bucket.remote,
+                bucket.local_ip,
+                share * 100.0,
+                if life < 1.0 { format!("{:.0} ms", life * 1000.0) } else { format!("{life:.1} s") },
+                churn.closed_here_per_sec * 60.0,
+                bucket.usable_ports,
+                bucket.time_wait,
+            ),
+            "None from the kernel: the fix is in the client. Keeping connections open costs a socket and \
+             memory per idle connection on both ends, and a pool must not outlive the server's idle timeout.",
+        )
+        .evidence(json!({
+            "local_ip": bucket.local_ip,
+            "remote": bucket.remote,
+            "new_per_sec": churn.new_per_sec,
+            "closed_here_per_sec": churn.closed_here_per_sec,
+            "closed_here_share": share,
+            "mean_lifetime_seconds": life,
+            "time_wait": bucket.time_wait,
+            "owners": bucket.owners,
+        }));
+        f.advice = advice(bucket);
+        out.push(f);
+    }
+}
+
+fn advice(bucket: &Bucket) -> Vec<Advice> {
+    let remote = &bucket.remote;
+    vec![
+        Advice {
+            action: format!(
+                "Reuse connections to {remote}: one long-lived client (or connection pool) per process with \
+                 HTTP keep-alive, sized for the concurrency you need. A client (Go http.Client, Python \
+                 requests.Session, a Java HttpClient) created per request opens a new connection every time."
+            ),
+            risk: "A larger pool keeps more idle sockets open on both ends; set a bound.".into(),
+        },
+        Advice {
+            action: "Keep the pool's idle limits above the request rate: Go's http.Transport keeps only \
+                     MaxIdleConnsPerHost = 2 idle connections per host by default, so a burst of concurrent \
+                     requests closes all but two when they finish; raise it to the concurrency to this host."
+                .into(),
+            risk: "More idle connections held between bursts.".into(),
+        },
+        Advice {
+            action: "Check idle and request timeouts: the idle timeout must be longer than the interval \
+                     between requests and shorter than the server's; a timeout given as a bare number where \
+                     the unit is nanoseconds (a Go time.Duration of 30 is 30 ns) closes every idle connection \
+                     at once. A client that closes the connection on a request timeout, instead of draining \
+                     or abandoning just the request, turns every slow response into a new connection."
+                .into(),
+            risk: "A longer idle timeout than the server's meets connections the server already closed (a \
+                   reset on the next request); keep it below the server's."
+                .into(),
+        },
+        Advice {
+            action: "If a proxy makes these connections: nginx needs `keepalive N;` in the upstream block plus \
+                     `proxy_http_version 1.1;` and `proxy_set_header Connection \"\";`; haproxy needs \
+                     `http-reuse safe` (the default since 2.0) and no `option httpclose`."
+                .into(),
+            risk: "Upstream keep-alive holds idle connections to each backend; size it per worker.".into(),
+        },
+        Advice {
+            action: "Only if the client cannot change: on a kernel with TCP timestamps, net.ipv4.tcp_tw_reuse=1 \
+                     lets connect() take over this destination's TIME_WAIT ports after tcp_tw_reuse_delay \
+                     (1 s by default)."
+                .into(),
+            risk: "Relies on the peer's timestamps to reject old segments; it treats the symptom (ports), \
+                   not the cost of a handshake per request."
+                .into(),
+        },
+    ]
+}

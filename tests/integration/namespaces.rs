@@ -1,0 +1,359 @@
+//! Every network namespace and who is churning, on the real kernel: `audit --all-netns` over
+//! namespaces made by `ip netns add` and held by a process, names from container cgroups, owners
+//! of a bucket, `conn.no-reuse`, a namespace deleted during the sweep, and what happens without root.
+//! Everything runs in the test's private network and mount namespaces; namespaces, processes and
+//! cgroups the tests make are removed by them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::netns::{enter, run};
+use crate::util::{audit_json, twtune};
+
+const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/peers.py");
+const DOCKER_ID: &str = "d0c4e2a1b3f5a7c9e1d3b5f7a9c1e3d5b7f9a1c3e5d7b9f1a3c5e7d9b1f3a5c7";
+const CRI_ID: &str = "c71c0de5a1b2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef012345678";
+const POD_UID: &str = "5f1c3a52-8d3e-4b7f-9a61-0c2d3e4f5a6b";
+
+/// A process of the test, killed (and waited for) when dropped.
+struct Process(Child);
+
+impl Process {
+    /// Starts `program args` and waits for it to print `ready`.
+    fn ready(program: &str, args: &[&str]) -> Process {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read ready");
+        assert_eq!(line.trim(), "ready", "{program} {args:?} did not start");
+        Process(child)
+    }
+
+    /// A python peer of tests/support/peers.py.
+    fn peer(args: &[&str]) -> Process {
+        let mut all = vec![PEERS];
+        all.extend_from_slice(args);
+        Process::ready("python3", &all)
+    }
+
+    /// A process alone in a new network namespace (`unshare --net`), holding it.
+    fn holding_a_namespace() -> Process {
+        Process::ready("unshare", &["--net", "sh", "-c", "echo ready; exec sleep 600"])
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A cgroup (v2) made for the test, with the process moved into it; removed when dropped, after
+/// the process has ended.
+struct Cgroup {
+    dirs: Vec<PathBuf>,
+    process: Option<Process>,
+}
+
+impl Cgroup {
+    /// Creates `relative` (and its parents) under a writable cgroup2 hierarchy and moves `process`
+    /// into it.
+    fn with(relative: &str, process: Process) -> Cgroup {
+        let base = cgroup2_mount();
+        let mut dirs = Vec::new();
+        let mut dir = base.clone();
+        for part in relative.split('/') {
+            dir = dir.join(part);
+            if !dir.exists() {
+                std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+                dirs.push(dir.clone());
+            }
+        }
+        std::fs::write(dir.join("cgroup.procs"), process.pid().to_string())
+            .unwrap_or_else(|e| panic!("move {} into {}: {e}", process.pid(), dir.display()));
+        Cgroup { dirs, process: Some(process) }
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.as_ref().expect("process").pid()
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        drop(self.process.take());
+        for dir in self.dirs.iter().rev() {
+            // A cgroup can be removed once its last process has been reaped.
+            for _ in 0..50 {
+                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// A writable cgroup2 hierarchy: the host's where it is writable, otherwise a fresh mount of it in
+/// the test's private mount namespace.
+fn cgroup2_mount() -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("read mounts");
+    for line in mounts.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if fields.len() > 3 && fields[2] == "cgroup2" && fields[3].split(',').any(|o| o == "rw") {
+            return PathBuf::from(fields[1]);
+        }
+    }
+    let dir = Path::new("/tmp/twtune-test-cgroup2");
+    std::fs::create_dir_all(dir).expect("mount point");
+    run("mount", &["-t", "cgroup2", "none", dir.to_str().expect("path")]);
+    dir.to_path_buf()
+}
+
+/// `/run/netns` on a tmpfs of the test's mount namespace, so that `ip netns add` leaves nothing
+/// on the host.
+fn private_run_netns() {
+    std::fs::create_dir_all("/run/netns").expect("/run/netns");
+    run("mount", &["-t", "tmpfs", "-o", "size=1m", "twtune-test", "/run/netns"]);
+}
+
+/// The inode of a namespace file.
+fn inode(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{path}: {e}")).ino()
+}
+
+fn json(args: &[&str]) -> (i32, Value) {
+    let out = twtune().arg("audit").args(["--format", "json"]).args(args).output().expect("run twtune");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {text}\nstderr: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().expect("exit code"), value)
+}
+
+fn namespace(sweep: &Value, inode: u64) -> &Value {
+    sweep["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .find(|ns| ns["netns"]["inode"] == inode)
+        .unwrap_or_else(|| panic!("net:[{inode}] not in the sweep: {:#}", sweep["summary"]))
+}
+
+#[test]
+fn the_sweep_finds_named_and_held_namespaces_and_names_their_containers() {
+    if !enter("namespaces::the_sweep_finds_named_and_held_namespaces_and_names_their_containers") {
+        return;
+    }
+    private_run_netns();
+    run("ip", &["netns", "add", "twtune-blue"]);
+    let blue = inode("/run/netns/twtune-blue");
+    let docker = Cgroup::with(&format!("docker-{DOCKER_ID}.scope"), Process::holding_a_namespace());
+    let pod_path = format!(
+        "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{CRI_ID}.scope",
+        POD_UID.replace('-', "_")
+    );
+    let pod = Cgroup::with(&pod_path, Process::holding_a_namespace());
+    let docker_ns = inode(&format!("/proc/{}/ns/net", docker.pid()));
+    let pod_ns = inode(&format!("/proc/{}/ns/net", pod.pid()));
+    // Some TIME_WAIT in the test's own namespace, so that its row has numbers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    crate::util::connections(&listener, 5, true);
+    let own = inode("/proc/self/ns/net");
+
+    let (status, sweep) = json(&["--all-netns", "--fail-on", "never"]);
+    assert_eq!(status, 0, "{sweep:#}");
+    assert_eq!(sweep["schema_version"], 3);
+    let named = namespace(&sweep, blue);
+    assert_eq!(named["netns"]["name"], "twtune-blue", "no process is in it, it is found by its name");
+    assert_eq!(named["netns"]["pids"], serde_json::json!([]));
+    assert!(named["report"]["sockets"].is_object(), "audited like --netns: {named:#}");
+
+    let held = namespace(&sweep, docker_ns);
+    assert_eq!(held["netns"]["pids"], serde_json::json!([docker.pid()]));
+    let container = &held["netns"]["container"];
+    assert_eq!((container["runtime"].as_str(), container["id"].as_str()), (Some("docker"), Some(DOCKER_ID)));
+    assert_eq!(container["short_id"], &DOCKER_ID[..12]);
+
+    let in_pod = &namespace(&sweep, pod_ns)["netns"]["container"];
+    assert_eq!(in_pod["runtime"], "containerd");
+    assert_eq!((in_pod["pod_uid"].as_str(), in_pod["qos"].as_str()), (Some(POD_UID), Some("burstable")));
+
+    let ours = &namespace(&sweep, own)["report"]["sockets"]["time_wait"];
+    assert_eq!(ours["outbound"], 5, "each namespace is read in itself: {ours}");
+    assert!(sweep["summary"]["namespaces"].as_u64().expect("count") >= 4, "{:#}", sweep["summary"]);
+    assert!(sweep["summary"]["time_wait_outbound"].as_u64().expect("sum") >= 5);
+
+    let human = twtune().args(["audit", "--all-netns", "--fail-on", "never"]).output().expect("run");
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(human.status.success(), "{text}");
+    for piece in [
+        "twtune audit --all-netns".to_string(),
+        "twtune-blue".into(),
+        format!("docker {}", &DOCKER_ID[..12]),
+        format!("pod {POD_UID} burstable {}", &CRI_ID[..12]),
+        format!("net:[{own}]"),
+    ] {
+        assert!(text.contains(&piece), "{piece:?} missing from\n{text}");
+    }
+
+    let metrics = twtune().args(["audit", "--all-netns", "--format", "prometheus"]).output().expect("run");
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(metrics.contains(&format!("netns=\"{blue}\",netns_name=\"twtune-blue\"")), "{metrics}");
+    assert!(metrics.contains(&format!("container=\"{}\"", &DOCKER_ID[..12])), "{metrics}");
+    assert_eq!(metrics.matches("# TYPE twtune_time_wait_sockets gauge").count(), 1, "one family, many namespaces");
+    assert!(metrics.contains(&format!("twtune_time_wait_sockets{{netns=\"{own}\"")), "{metrics}");
+
+    // A plain audit points at the others.
+    let (_, single) = json(&["--fail-on", "never"]);
+    let others = &single["other_namespaces"];
+    assert!(others["count"].as_u64().expect("count") >= 3, "{others}");
+    // Complete when every process's namespace can be looked at (a sandbox may hide PID 1's even from root).
+    let all_readable = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .all(|e| !matches!(std::fs::metadata(e.path().join("ns/net")), Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied));
+    assert_eq!(others["complete"], all_readable, "{others}");
+    let plain = twtune().args(["audit", "--fail-on", "never"]).output().expect("run");
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("`twtune audit --all-netns` audits them"));
+
+    drop((docker, pod));
+    run("ip", &["netns", "del", "twtune-blue"]);
+}
+
+#[test]
+fn a_namespace_deleted_during_the_sweep_is_a_note() {
+    if !enter("namespaces::a_namespace_deleted_during_the_sweep_is_a_note") {
+        return;
+    }
+    private_run_netns();
+    run("ip", &["netns", "add", "twtune-gone"]);
+    let gone = inode("/run/netns/twtune-gone");
+    // Debug builds wait this long between listing the namespaces and reading them.
+    let sweep = Command::new(env!("CARGO_BIN_EXE_twtune"))
+        .args(["audit", "--all-netns", "--format", "json", "--fail-on", "never"])
+        .env("TWTUNE_TEST_SWEEP_PAUSE_MS", "1500")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the sweep");
+    std::thread::sleep(Duration::from_millis(500));
+    run("ip", &["netns", "del", "twtune-gone"]);
+    let out = sweep.wait_with_output().expect("sweep");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let sweep: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let notes: Vec<&str> =
+        sweep["summary"]["notes"].as_array().expect("notes").iter().filter_map(Value::as_str).collect();
+    assert!(notes.iter().any(|n| n.starts_with(&format!("net:[{gone}]")) && n.contains("disappeared")), "{notes:?}");
+    assert!(sweep["summary"]["not_audited"].as_u64().expect("count") >= 1);
+    assert!(!sweep["namespaces"].as_array().expect("list").iter().any(|ns| ns["netns"]["inode"] == gone));
+}
+
+#[test]
+fn the_owner_of_a_bucket_is_the_process_holding_its_sockets() {
+    if !enter("namespaces::the_owner_of_a_bucket_is_the_process_holding_its_sockets") {
+        return;
+    }
+    let _server = Process::peer(&["server", "7001"]);
+    let client = Process::peer(&["hold", "7001", "30"]);
+    let (_, report) = audit_json(&["--fail-on", "never"]);
+    let bucket = &report.sockets.buckets[0];
+    assert_eq!(bucket.remote, "127.0.0.1:7001");
+    let owners = bucket.owners.as_ref().unwrap_or_else(|| panic!("owners: {bucket:#?}"));
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    assert_eq!((owners[0].pid, owners[0].command.as_str(), owners[0].sockets), (client.pid(), "python3", 30));
+    assert_eq!(owners[0].container, None);
+    assert_eq!(report.sockets.owners_unavailable, None);
+    let text = twtune().args(["audit", "--fail-on", "never"]).output().expect("run");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("held by pid {} python3 30 sockets", client.pid())), "{text}");
+
+    // Closed by the client: TIME_WAIT only, which no process owns, and the report says so.
+    drop(client);
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, report) = audit_json(&["--fail-on", "never"]);
+    let bucket = &report.sockets.buckets[0];
+    assert_eq!((bucket.time_wait, bucket.count), (30, 30), "{bucket:#?}");
+    assert_eq!(bucket.owners.as_ref().map(Vec::len), Some(0), "TIME_WAIT has no owner, and none is guessed");
+    let text = twtune().args(["audit", "--fail-on", "never"]).output().expect("run");
+    assert!(String::from_utf8_lossy(&text.stdout).contains("no owner: TIME_WAIT sockets belong to no process"));
+}
+
+#[test]
+fn without_root_owners_are_null_with_the_reason_and_the_sweep_refuses_in_one_line() {
+    if !enter("namespaces::without_root_owners_are_null_with_the_reason_and_the_sweep_refuses_in_one_line") {
+        return;
+    }
+    let _server = Process::peer(&["server", "7002"]);
+    let _client = Process::peer(&["hold", "7002", "3"]);
+    let nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_twtune"))
+            .args(args)
+            .output()
+            .expect("setpriv")
+    };
+    let out = nobody(&["audit", "--format", "json", "--fail-on", "never"]);
+    let report: crate::util::Report = serde_json::from_slice(&out.stdout).expect("a report");
+    assert!(report.sockets.buckets[0].owners.is_none());
+    assert!(report.sockets.owners_unavailable.as_deref().is_some_and(|why| why.contains("root")));
+    assert!(report.other_namespaces.is_some_and(|others| !others.complete), "a lower bound without root");
+
+    let out = nobody(&["audit", "--all-netns"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--all-netns") && stderr.contains("root"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_client_that_does_not_reuse_connections_is_flagged_with_its_pid_and_a_pool_is_not() {
+    if !enter("namespaces::a_client_that_does_not_reuse_connections_is_flagged_with_its_pid_and_a_pool_is_not") {
+        return;
+    }
+    let _churn_server = Process::peer(&["server", "7003"]);
+    let _pool_server = Process::peer(&["server", "7004"]);
+    // Five workers each holding a connection for 60 ms: about 70 new connections a second, each
+    // closed by the client.
+    let churn = Process::peer(&["churn", "7003", "5", "60"]);
+    let pool = Process::peer(&["pool", "7004", "5"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, report) = audit_json(&["--sample", "2s", "--fail-on", "never"]);
+    let flagged = report.with_id("conn.no-reuse");
+    assert_eq!(flagged.len(), 1, "{:?}", report.ids());
+    let evidence = &flagged[0].evidence;
+    assert_eq!(evidence["remote"], "127.0.0.1:7003");
+    assert!(evidence["new_per_sec"].as_f64().expect("rate") > 20.0, "{evidence:?}");
+    assert!(evidence["mean_lifetime_seconds"].as_f64().expect("life") < 1.0, "{evidence:?}");
+    assert!(evidence["closed_here_share"].as_f64().expect("share") >= 0.5, "{evidence:?}");
+    assert_eq!(evidence["owners"][0]["pid"], churn.pid(), "{evidence:?}");
+    assert!(flagged[0].message.contains(&format!("process {} (python3)", churn.pid())), "{}", flagged[0].message);
+    let advice: String = flagged[0].advice.iter().map(|a| a.action.as_str()).collect();
+    for piece in ["keep-alive", "MaxIdleConnsPerHost", "nanoseconds", "keepalive", "http-reuse"] {
+        assert!(advice.contains(piece), "{piece} missing from the advice");
+    }
+
+    let pooled = report.sockets.buckets.iter().find(|b| b.remote == "127.0.0.1:7004").expect("the pool's bucket");
+    let churn = pooled.churn.as_ref().expect("sampled");
+    assert_eq!((churn.new_per_sec, churn.mean_lifetime_seconds), (0.0, None), "{pooled:#?}");
+    let owners = pooled.owners.as_ref().expect("owners");
+    assert_eq!((owners[0].pid, owners[0].sockets), (pool.pid(), 5));
+    let churning = report.sockets.buckets.iter().find(|b| b.remote == "127.0.0.1:7003").expect("the churn's bucket");
+    let rates = churning.churn.as_ref().expect("sampled");
+    assert!(rates.closed_here_per_sec > 20.0 && rates.closed_here_share.is_some_and(|s| s >= 0.5), "{rates:?}");
+}

@@ -1,0 +1,80 @@
+"""TCP peers for the namespace tests, each a process of its own so that twtune can name it.
+
+    peers.py server PORT              accept, read until the client closes, then close (the client
+                                      closes first: TIME_WAIT on the client side)
+    peers.py hold PORT N              open N connections to 127.0.0.1:PORT and keep them
+    peers.py churn PORT WORKERS MS    WORKERS loops: connect, send a request, wait for the answer,
+                                      hold MS milliseconds, close (no reuse; the client closes)
+    peers.py pool PORT N              N long-lived connections, a request on each every 20 ms
+
+Each prints "ready" once its connections (or listener) exist, then runs until killed.
+"""
+
+import socket
+import sys
+import threading
+import time
+
+
+def serve(port):
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(1024)
+    print("ready", flush=True)
+
+    def answer(conn):
+        with conn:
+            while True:
+                data = conn.recv(64)
+                if not data:
+                    return
+                conn.sendall(b"ok")
+
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+
+def request(conn):
+    conn.sendall(b"GET")
+    conn.recv(2)
+
+
+def main():
+    mode, port = sys.argv[1], int(sys.argv[2])
+    if mode == "server":
+        serve(port)
+    elif mode == "hold":
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(int(sys.argv[3]))]
+        print("ready", flush=True)
+        while held:
+            time.sleep(3600)
+    elif mode == "churn":
+        workers, hold = int(sys.argv[3]), int(sys.argv[4]) / 1000.0
+
+        def loop():
+            while True:
+                conn = socket.create_connection(("127.0.0.1", port))
+                request(conn)
+                time.sleep(hold)
+                conn.close()
+
+        for _ in range(workers):
+            threading.Thread(target=loop, daemon=True).start()
+        print("ready", flush=True)
+        while True:
+            time.sleep(3600)
+    elif mode == "pool":
+        pool = [socket.create_connection(("127.0.0.1", port)) for _ in range(int(sys.argv[3]))]
+        print("ready", flush=True)
+        while True:
+            for conn in pool:
+                request(conn)
+            time.sleep(0.02)
+    else:
+        sys.exit("unknown mode " + mode)
+
+
+if __name__ == "__main__":
+    main()

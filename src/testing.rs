@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::inspect::Inspection;
-use crate::inspect::sockets::{Reuse, Socket, SocketCounter, TcpState};
+use crate::inspect::sockets::{Reuse, Socket, SocketCounter, TcpState, Tracking};
 use crate::ports::{PortRange, PortSet};
 use crate::sysctl::KernelVersion;
 use crate::sysctl::keys::Settings;
@@ -125,12 +125,17 @@ impl Host {
     /// The inspection of this host, its sockets counted against its port range and reserved ports
     /// (the kernel defaults where they are not set).
     pub(crate) fn inspection(&self) -> Inspection {
+        self.inspection_with(Tracking::default())
+    }
+
+    /// [`Host::inspection`], with the counter recording what `tracking` asks for.
+    pub(crate) fn inspection_with(&self, tracking: Tracking) -> Inspection {
         let settings = Settings(self.settings.clone());
         let range = PortRange::parse(settings.get("net.ipv4.ip_local_port_range").unwrap_or("32768 60999"))
             .expect("valid range");
         let reserved =
             PortSet::parse(settings.get("net.ipv4.ip_local_reserved_ports").unwrap_or("")).expect("valid set");
-        let mut counter = SocketCounter::new(range, reserved).reuse(Reuse::from_settings(&settings));
+        let mut counter = SocketCounter::new(range, reserved).reuse(Reuse::from_settings(&settings)).tracking(tracking);
         self.sockets.iter().for_each(|s| counter.add(*s));
         Inspection {
             kernel: self.kernel.map_or_else(|| "unknown".to_string(), |v| format!("{v}.0")),

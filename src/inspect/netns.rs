@@ -3,13 +3,13 @@
 //! `/var/run/docker/netns` even when no process is in them, each with the names people know it by
 //! (its `ip netns` name, the container or pod of its first process, `host` for PID 1's).
 //!
-//! The directory entries are untrusted: a link is not followed, a FIFO is not waited on
-//! (`O_NONBLOCK`), and only a file of the namespace file system (the device of our own
-//! `/proc/self/ns/net`) counts. Processes come and go while this runs; a process that ends
+//! The directory entries are untrusted: they are looked at as paths only (`O_PATH`, so a FIFO or a
+//! device is never opened), a link is not followed, and only a file of the namespace file system
+//! (the device of our own `/proc/self/ns/net`) counts. Processes come and go while this runs; a process that ends
 //! between the listing and the read is simply not there.
 
 use std::collections::BTreeMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
@@ -73,6 +73,22 @@ impl Namespace {
     }
 }
 
+#[cfg(test)]
+impl Namespace {
+    /// A namespace as [`enumerate`] would list it, for report tests.
+    pub(crate) fn example(inode: u64, name: Option<&str>, container: Option<Container>, pids: &[u32]) -> Namespace {
+        Namespace {
+            inode,
+            name: name.map(str::to_string),
+            pids: pids.to_vec(),
+            process_count: pids.len(),
+            container,
+            files: Vec::new(),
+            all_pids: pids.to_vec(),
+        }
+    }
+}
+
 /// The namespaces of the host as far as the caller can see them.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Namespaces {
@@ -104,14 +120,21 @@ pub(crate) fn inode_of(fd: &OwnedFd) -> std::io::Result<u64> {
     Ok(rustix::fs::fstat(fd)?.st_ino)
 }
 
-/// Opens a namespace file: never blocking, never following a link of a named directory (the
-/// `/proc/PID/ns/net` magic link is the kernel's own and must be followed).
+/// Opens a namespace file for setns(2). It is first opened as a path only (`O_PATH`: nothing of a
+/// FIFO or a device is opened, no link of a named directory is followed; the `/proc/PID/ns/net`
+/// magic link is the kernel's own and must be), checked to be of the namespace file system, and
+/// only then opened for real through its descriptor.
 pub(crate) fn open_namespace_file(path: &Path) -> std::io::Result<OwnedFd> {
-    let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
     if !path.starts_with("/proc") {
         flags |= OFlags::NOFOLLOW;
     }
-    Ok(rustix::fs::open(path, flags, Mode::empty())?)
+    let handle = rustix::fs::open(path, flags, Mode::empty())?;
+    if rustix::fs::fstat(&handle)?.st_dev != nsfs_device()? {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a namespace file"));
+    }
+    let reopen = format!("/proc/thread-self/fd/{}", handle.as_raw_fd());
+    Ok(rustix::fs::open(reopen.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?)
 }
 
 /// Lists the network namespaces of the host.
@@ -127,8 +150,9 @@ pub(crate) fn enumerate() -> Result<Namespaces> {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
         for dirent in entries.flatten().take(MAX_NAMED) {
             let path = dirent.path();
-            let Ok(fd) = open_namespace_file(&path) else { continue };
-            let Ok(stat) = rustix::fs::fstat(&fd) else { continue };
+            let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let Ok(handle) = rustix::fs::open(&path, flags, Mode::empty()) else { continue };
+            let Ok(stat) = rustix::fs::fstat(&handle) else { continue };
             // `ip netns add` leaves an empty file when the mount failed: not a namespace.
             if stat.st_dev != nsfs {
                 continue;

@@ -216,4 +216,36 @@ mod tests {
         let mut second = inspection(0, &[("ActiveOpens", 10)]);
         assert_eq!(apply_sample(&first, &mut second, 1.0).active_opens_per_sec, 0.0);
     }
+
+    #[test]
+    fn churn_counts_new_tuples_fresh_time_wait_and_little_s_law() {
+        use crate::inspect::sockets::Tracking;
+        let host = |live: std::ops::Range<u16>, closed: std::ops::Range<u16>| {
+            let mut host = Host::new().set("net.ipv4.ip_local_port_range", "40000 40999").top(usize::MAX);
+            for port in live {
+                host = host.socket(TcpState::Established, &format!("10.0.0.1:{port}"), "10.0.0.2:443");
+            }
+            for port in closed {
+                let local = format!("10.0.0.1:{port}").parse().expect("addr");
+                let closed = Socket::new(TcpState::TimeWait, local, "10.0.0.2:443".parse().expect("addr"));
+                host.sockets.push(closed.expiring_in(59_500));
+            }
+            host
+        };
+        let first = host(40000..40010, 0..0);
+        // Two seconds later: 4 of the 10 still open, 2 new open ones, 100 new that this host closed.
+        let mut later = host(40000..40004, 0..0);
+        later.sockets.extend(host(40100..40102, 40200..40300).sockets);
+        let previous = first.inspection_with(Tracking { record: true, ..Tracking::default() }).sockets.tuples;
+        let compare = Tracking { previous: Some((previous.expect("recorded"), 2000)), ..Tracking::default() };
+        let mut second = later.inspection_with(compare);
+        let first = first.inspection();
+        apply_sample(&first, &mut second, 2.0);
+        let churn = second.sockets.buckets[0].churn.clone().expect("churn");
+        assert_eq!((churn.new_per_sec, churn.closed_here_per_sec, churn.closed_here_share), (51.0, 50.0, Some(0.98)));
+        // 6 live sockets at 51 new a second: about 118 ms each.
+        assert_eq!(churn.mean_lifetime_seconds, Some(0.118));
+        let unsampled = host(40000..40010, 0..0).inspection();
+        assert_eq!(unsampled.sockets.buckets[0].churn, None);
+    }
 }

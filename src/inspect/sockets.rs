@@ -1035,4 +1035,54 @@ mod tests {
         assert_eq!(percent(80, 100), 80.0);
         assert_eq!(percent(1, 0), 100.0);
     }
+
+    #[test]
+    fn a_second_read_tells_new_connections_and_fresh_time_wait_from_the_first() {
+        let live = |port: u16, remote: &str| socket(TcpState::Established, &format!("10.0.0.1:{port}"), remote);
+        let mut first = counter().tracking(Tracking { record: true, ..Tracking::default() });
+        (40000..40010).for_each(|p| first.add(live(p, "10.0.0.2:443")));
+        let tuples = first.finish("test", usize::MAX).tuples.expect("recorded");
+
+        let mut second = counter().tracking(Tracking { previous: Some((tuples, 2000)), ..Tracking::default() });
+        (40000..40005).for_each(|p| second.add(live(p, "10.0.0.2:443")));
+        // New ports: one that closed a second ago, ten that closed long before the first read could
+        // have seen them (but are new to this bucket all the same).
+        second.add(socket(TcpState::TimeWait, "10.0.0.1:40010", "10.0.0.2:443").expiring_in(59_000));
+        (40011..40021).for_each(|p| {
+            second.add(socket(TcpState::TimeWait, &format!("10.0.0.1:{p}"), "10.0.0.2:443").expiring_in(30_000))
+        });
+        (40000..40003).for_each(|p| second.add(live(p, "10.0.0.3:80")));
+        let summary = second.finish("test", usize::MAX);
+        let bucket = |remote: &str| summary.buckets.iter().find(|b| b.remote == remote).expect("bucket");
+        assert_eq!((bucket("10.0.0.2:443").new, bucket("10.0.0.2:443").recent_time_wait), (Some(11), 1));
+        assert_eq!(bucket("10.0.0.3:80").new, Some(3), "a bucket the first read did not have is all new");
+        assert_eq!(counter().finish("test", 1).tuples, None, "nothing recorded unless asked");
+    }
+
+    #[test]
+    fn a_large_bucket_records_its_ports_in_a_bitmap() {
+        let mut ports = SeenPorts::Few(Vec::new());
+        (1000..1000 + 5000u16).rev().for_each(|p| ports.insert(p));
+        assert!(matches!(ports, SeenPorts::Many(_)));
+        ports.seal();
+        assert!(ports.contains(1000) && ports.contains(5999) && !ports.contains(6000) && !ports.contains(999));
+        let mut few = SeenPorts::Few(vec![]);
+        [7, 3, 5].iter().for_each(|p| few.insert(*p));
+        few.seal();
+        assert!(few.contains(3) && few.contains(7) && !few.contains(4));
+    }
+
+    #[test]
+    fn the_inodes_of_live_sockets_are_kept_for_their_owners_and_time_wait_has_none() {
+        let mut c = counter().tracking(Tracking { owners: true, ..Tracking::default() });
+        let with_inode = |s: Socket, inode| Socket { inode, ..s };
+        c.add(with_inode(socket(TcpState::Established, "10.0.0.1:40001", "10.0.0.2:443"), 900));
+        c.add(with_inode(socket(TcpState::Established, "10.0.0.1:40002", "10.0.0.3:443"), 100));
+        c.add(socket(TcpState::TimeWait, "10.0.0.1:40003", "10.0.0.2:443"));
+        c.add(with_inode(socket(TcpState::Established, "10.0.0.1:40004", "10.0.0.2:443"), 500));
+        let summary = c.finish("test", usize::MAX);
+        let id = |remote: &str| summary.buckets.iter().find(|b| b.remote == remote).expect("bucket").id;
+        let (a, b) = (id("10.0.0.2:443"), id("10.0.0.3:443"));
+        assert_eq!(summary.live_inodes, vec![(100, b), (500, a), (900, a)], "sorted by inode");
+    }
 }

@@ -49,11 +49,10 @@ fn other_namespaces(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             out,
             "
 {DIM}{}{} other network namespace{} on this host (containers, pods, ip netns): \
-             `twtune audit --all-netns` audits them{}{DIM:#}",
+             `twtune audit --all-netns` audits them{DIM:#}",
             if others.complete { "" } else { "at least " },
             others.count,
             plural(others.count),
-            if others.complete { "" } else { " (as root)" },
         ),
         _ => Ok(()),
     }

@@ -226,3 +226,73 @@ fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Resu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::sockets::TcpState;
+    use crate::testing::Host;
+
+    fn sweep() -> SweepReport {
+        let quiet = Report::judge(Host::defaults().inspection(), None, None);
+        // 95 of 100 ports held toward one destination: critical.
+        let full = Host::defaults()
+            .set("net.ipv4.ip_local_port_range", "40000 40099")
+            .outbound(95, TcpState::Established, 40000, "10.0.0.2:443")
+            .inspection();
+        let full = Report::judge(full, None, None);
+        assert_eq!(full.worst(), Some(Severity::Crit));
+        let docker = crate::inspect::cgroup::from_path(&format!("/docker/{}", "ab".repeat(32)));
+        SweepReport::new(
+            vec![
+                NamespaceReport { netns: Namespace::example(1, Some("host"), None, &[1, 2]), report: quiet },
+                NamespaceReport { netns: Namespace::example(7, None, docker, &[300]), report: full },
+            ],
+            vec!["net:[9] (blue): it disappeared before it was read".into()],
+        )
+    }
+
+    #[test]
+    fn the_worst_namespace_comes_first_and_the_summary_adds_them_up() {
+        let sweep = sweep();
+        assert_eq!(sweep.namespaces.iter().map(|ns| ns.netns.inode).collect::<Vec<_>>(), vec![7, 1]);
+        let s = &sweep.summary;
+        assert_eq!((s.namespaces, s.not_audited, s.worst), (2, 1, Some(Severity::Crit)));
+        assert!(s.crit >= 1 && s.time_wait_outbound == 0);
+        assert_eq!(s.fullest.as_ref().map(|f| (f.netns, f.remote.as_str())), Some((7, "10.0.0.2:443")));
+        assert!(sweep.fails(Some(Severity::Crit)) && !sweep.fails(None));
+    }
+
+    #[test]
+    fn human_a_table_then_each_namespace_with_findings() {
+        let mut out = Vec::new();
+        sweep().render(Format::Human, &mut out).expect("render");
+        let text = String::from_utf8(out).expect("utf-8");
+        let table = text.find("name or container").expect("table");
+        let docker_row = text.find("docker abababababab").expect("docker row");
+        let heading = text.find("== net:[7] docker abababababab ==").expect("its heading");
+        assert!(table < docker_row && docker_row < heading, "{text}");
+        assert!(!text.contains("== net:[1]"), "a quiet namespace takes one row, no heading: {text}");
+        assert!(text.contains("ports.bucket-exhaustion") && text.contains("disappeared"), "{text}");
+    }
+
+    #[test]
+    fn json_and_prometheus_carry_the_namespace() {
+        let sweep = sweep();
+        let value = serde_json::to_value(&sweep).expect("json");
+        assert_eq!(value["namespaces"][0]["netns"]["container"]["runtime"], "docker");
+        assert_eq!(value["namespaces"][1]["netns"]["name"], "host");
+        assert!(value["namespaces"][0]["report"]["findings"].is_array());
+        let mut out = Vec::new();
+        sweep.render(Format::Prometheus, &mut out).expect("render");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(text.matches("# TYPE twtune_time_wait_total gauge").count(), 1, "{text}");
+        assert!(
+            text.contains(
+                "twtune_time_wait_total{netns=\"7\",netns_name=\"docker abababababab\",container=\"abababababab\"} 0"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("twtune_time_wait_total{netns=\"1\",netns_name=\"host\"} 0"), "{text}");
+    }
+}

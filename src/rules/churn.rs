@@ -38,17 +38,22 @@ pub(crate) fn no_reuse(inspection: &Inspection, out: &mut Vec<Finding>) {
             Severity::Warn,
             format!(
                 "{who} opens {:.0} new connections per second to {} from {} and closes {:.0} % of them itself, \
-                 after {} on average: connections are not reused. Each close leaves a TIME_WAIT that holds \
-                 its port toward this destination for 60 s, so at this rate {:.0} ports of {} are tied up \
-                 ({} now)",
+                 after {} on average: connections are not reused. Each close leaves a TIME_WAIT toward this \
+                 destination for 60 s: about {:.0} of them at this rate ({} now), {}",
                 churn.new_per_sec,
                 bucket.remote,
                 bucket.local_ip,
                 share * 100.0,
                 if life < 1.0 { format!("{:.0} ms", life * 1000.0) } else { format!("{life:.1} s") },
                 churn.closed_here_per_sec * 60.0,
-                bucket.usable_ports,
                 bucket.time_wait,
+                if bucket.reuse_applies {
+                    "which connect() may take over once older than tcp_tw_reuse_delay, at the cost of a \
+                     handshake per request"
+                        .to_string()
+                } else {
+                    format!("each holding one of the {} ports connect() has for it", bucket.usable_ports)
+                },
             ),
             "None from the kernel: the fix is in the client. Keeping connections open costs a socket and \
              memory per idle connection on both ends, and a pool must not outlive the server's idle timeout.",
@@ -70,7 +75,7 @@ pub(crate) fn no_reuse(inspection: &Inspection, out: &mut Vec<Finding>) {
 
 fn advice(bucket: &Bucket) -> Vec<Advice> {
     let remote = &bucket.remote;
-    vec![
+    let mut advice = vec![
         Advice {
             action: format!(
                 "Reuse connections to {remote}: one long-lived client (or connection pool) per process with \
@@ -104,7 +109,10 @@ fn advice(bucket: &Bucket) -> Vec<Advice> {
                 .into(),
             risk: "Upstream keep-alive holds idle connections to each backend; size it per worker.".into(),
         },
-        Advice {
+    ];
+    // Reuse already applies to this destination: the kernel has nothing more to give.
+    if !bucket.reuse_applies {
+        advice.push(Advice {
             action: "Only if the client cannot change: on a kernel with TCP timestamps, net.ipv4.tcp_tw_reuse=1 \
                      lets connect() take over this destination's TIME_WAIT ports after tcp_tw_reuse_delay \
                      (1 s by default)."
@@ -112,6 +120,7 @@ fn advice(bucket: &Bucket) -> Vec<Advice> {
             risk: "Relies on the peer's timestamps to reject old segments; it treats the symptom (ports), \
                    not the cost of a handshake per request."
                 .into(),
-        },
-    ]
+        });
+    }
+    advice
 }

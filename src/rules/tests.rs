@@ -466,3 +466,69 @@ fn a_client_whose_connect_chooses_its_ports_past_half_the_range_still_gets_reuse
     let bucket = findings.iter().find(|f| f.id == "ports.bucket-exhaustion").expect("600 of 1000 held");
     assert!(bucket.advice.iter().any(|a| a.action.contains("tcp_tw_reuse=1")), "{:?}", bucket.advice);
 }
+
+/// A host whose one bucket (toward 10.0.0.2:443) was sampled with this churn and these owners.
+fn churning(new_per_sec: f64, life: f64, share: f64, owners: Option<Vec<crate::inspect::owners::Owner>>) -> Inspection {
+    let mut inspection = host().outbound(100, TcpState::TimeWait, 40000, "10.0.0.2:443").inspection();
+    let bucket = &mut inspection.sockets.buckets[0];
+    bucket.churn = Some(crate::inspect::sockets::Churn {
+        new_per_sec,
+        closed_here_per_sec: new_per_sec * share,
+        closed_here_share: Some(share),
+        mean_lifetime_seconds: Some(life),
+    });
+    bucket.owners = owners;
+    inspection
+}
+
+fn owner(pid: u32, docker: bool) -> crate::inspect::owners::Owner {
+    let container =
+        docker.then(|| crate::inspect::cgroup::from_path(&format!("/docker/{}", "ab".repeat(32)))).flatten();
+    crate::inspect::owners::Owner { pid, command: "curl".into(), container, sockets: 3 }
+}
+
+#[test]
+fn many_short_connections_closed_here_are_flagged_with_their_owner() {
+    let findings = evaluate(&churning(50.0, 0.05, 1.0, Some(vec![owner(4242, true)])), &Thresholds::default());
+    let f = only(&findings, "conn.no-reuse");
+    assert_eq!(f.severity, Severity::Warn);
+    assert!(
+        f.message.starts_with("process 4242 (curl) in docker abababababab opens 50 new connections"),
+        "{}",
+        f.message
+    );
+    assert!(f.message.contains("after 50 ms on average") && f.message.contains("about 3000 of them"), "{}", f.message);
+    assert!(f.message.contains("each holding one of the 28232 ports"), "no reuse toward 10.0.0.2: {}", f.message);
+    assert_eq!(f.evidence["owners"][0]["pid"], 4242);
+    assert!(f.advice[0].action.starts_with("Reuse connections to 10.0.0.2:443"), "application fix first");
+    let all: String = f.advice.iter().map(|a| a.action.as_str()).collect();
+    for piece in
+        ["MaxIdleConnsPerHost = 2", "30 is 30 ns", "proxy_set_header Connection", "http-reuse", "tcp_tw_reuse=1"]
+    {
+        assert!(all.contains(piece), "{piece}");
+    }
+    // Toward loopback, where tcp_tw_reuse=2 (the default) already applies, the kernel has nothing to add.
+    let mut loopback = churning(50.0, 0.05, 1.0, Some(vec![owner(4242, false)]));
+    loopback.sockets.buckets[0].reuse_applies = true;
+    let findings = evaluate(&loopback, &Thresholds::default());
+    let f = only(&findings, "conn.no-reuse");
+    assert!(f.message.contains("may take over") && f.advice.iter().all(|a| !a.action.contains("tcp_tw_reuse=1")));
+}
+
+#[test]
+fn churn_below_any_threshold_or_closed_by_the_peer_is_not_flagged() {
+    for (rate, life, share) in [(19.0, 0.05, 1.0), (50.0, 1.0, 1.0), (50.0, 0.05, 0.4)] {
+        let findings = evaluate(&churning(rate, life, share, Some(vec![owner(1, false)])), &Thresholds::default());
+        assert!(findings.iter().all(|f| f.id != "conn.no-reuse"), "{rate}/s, {life} s, {share}: {:?}", ids(&findings));
+    }
+    let unsampled = host().outbound(100, TcpState::TimeWait, 40000, "10.0.0.2:443").findings();
+    assert!(unsampled.iter().all(|f| f.id != "conn.no-reuse"), "needs --sample");
+}
+
+#[test]
+fn an_owner_not_seen_or_not_looked_up_is_said_so() {
+    let unseen = evaluate(&churning(50.0, 0.01, 1.0, Some(Vec::new())), &Thresholds::default());
+    assert!(only(&unseen, "conn.no-reuse").message.contains("not live at either read"));
+    let unknown = evaluate(&churning(50.0, 0.01, 1.0, None), &Thresholds::default());
+    assert!(only(&unknown, "conn.no-reuse").message.contains("run as root"));
+}

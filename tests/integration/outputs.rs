@@ -29,7 +29,7 @@ fn completions_for_each_shell() {
 
 /// The Python interpreter with prometheus_client (scripts/test installs it). Under CI=true its
 /// absence fails the test; elsewhere the test is skipped with a message.
-fn python_with_prometheus_client() -> Option<PathBuf> {
+pub(crate) fn python_with_prometheus_client() -> Option<PathBuf> {
     let candidates = [std::env::var_os("TWTUNE_PYTHON").map(PathBuf::from), Some(PathBuf::from("python3"))];
     for python in candidates.into_iter().flatten() {
         let ok =
@@ -56,16 +56,10 @@ for family in text_string_to_metric_families(sys.stdin.read()):
 print(json.dumps(families))
 "#;
 
-#[test]
-fn prometheus_output_parses_with_a_real_parser() {
-    let Some(python) = python_with_prometheus_client() else { return };
-    // Findings still decide the status.
-    let metrics = Run::new(&["audit", "--format", "prometheus", "--root"])
-        .arg(fixture("client-exhaustion"))
-        .status(1)
-        .stdout(Expect::contains(&["# HELP ", "# TYPE "]))
-        .run();
-    let mut child = Command::new(&python)
+/// The metric families of `metrics` as the reference parser reads them (name -> type, help,
+/// samples as [name, labels, value]); panics when it refuses them.
+pub(crate) fn parsed_metrics(python: &Path, metrics: &str) -> serde_json::Value {
+    let mut child = Command::new(python)
         .args(["-c", PARSE])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -76,7 +70,19 @@ fn prometheus_output_parses_with_a_real_parser() {
     drop(child.stdin.take());
     let output = child.wait_with_output().expect("parse");
     assert!(output.status.success(), "the parser refused the output: {}", String::from_utf8_lossy(&output.stderr));
-    let families: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    serde_json::from_slice(&output.stdout).expect("json")
+}
+
+#[test]
+fn prometheus_output_parses_with_a_real_parser() {
+    let Some(python) = python_with_prometheus_client() else { return };
+    // Findings still decide the status.
+    let metrics = Run::new(&["audit", "--format", "prometheus", "--root"])
+        .arg(fixture("client-exhaustion"))
+        .status(1)
+        .stdout(Expect::contains(&["# HELP ", "# TYPE "]))
+        .run();
+    let families = parsed_metrics(&python, &metrics);
     let value = |family: &str, labels: serde_json::Value| -> f64 {
         families[family]["samples"]
             .as_array()

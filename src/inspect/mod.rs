@@ -108,6 +108,13 @@ pub(crate) fn read(
             sockets::MAX_LOCAL_ADDRESSES
         ));
     }
+    if sockets.unowned > 0 {
+        warnings.push(format!(
+            "{} live sockets beyond the first {} were not looked up for their owners",
+            sockets.unowned,
+            sockets::MAX_OWNED_SOCKETS
+        ));
+    }
     let sysctl_d = Tree::read(root.path())?;
 
     Ok(Inspection { kernel, kernel_version, settings, counters, sockets, sysctl_d, warnings })

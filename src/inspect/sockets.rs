@@ -29,6 +29,9 @@ const LOOPBACK_INTERFACE: u32 = 1;
 /// Local addresses whose bind() budget is tracked (8 KiB each); a captured table with more is
 /// untrusted input, and the rest are left out with a warning.
 pub(crate) const MAX_LOCAL_ADDRESSES: usize = 1024;
+/// Live sockets whose inode is kept for the owner lookup (8 bytes each, 8 MiB at most); beyond,
+/// their owners are not looked up, with a warning.
+pub(crate) const MAX_OWNED_SOCKETS: usize = 1 << 20;
 
 /// TCP states with the numbers the kernel uses in `/proc/net/tcp` and sock_diag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -311,6 +314,8 @@ pub(crate) struct SocketCounter {
     tracking: Tracking,
     /// (inode, bucket id) of live sockets, with [`Tracking::owners`].
     live_inodes: Vec<(u32, u32)>,
+    /// Live sockets beyond [`MAX_OWNED_SOCKETS`], whose owners are not looked up.
+    unowned: u64,
 }
 
 impl SocketCounter {
@@ -332,6 +337,7 @@ impl SocketCounter {
             untracked_addresses: 0,
             tracking: Tracking::default(),
             live_inodes: Vec::new(),
+            unowned: 0,
         }
     }
 
@@ -396,7 +402,11 @@ impl SocketCounter {
             }
         }
         if self.tracking.owners && socket.state != TcpState::TimeWait && socket.inode != 0 {
-            self.live_inodes.push((socket.inode, bucket.id));
+            if self.live_inodes.len() < MAX_OWNED_SOCKETS {
+                self.live_inodes.push((socket.inode, bucket.id));
+            } else {
+                self.unowned += 1;
+            }
         }
         if socket.state == TcpState::TimeWait {
             bucket.time_wait = bucket.time_wait.saturating_add(1);
@@ -579,6 +589,7 @@ impl SocketCounter {
             local_ports,
             untracked_addresses: self.untracked_addresses,
             owners_unavailable: None,
+            unowned: self.unowned,
             live_inodes: {
                 let mut inodes = self.live_inodes;
                 inodes.sort_unstable();
@@ -642,6 +653,9 @@ pub(crate) struct SocketSummary {
     pub untracked_addresses: u64,
     /// Why `buckets[].owners` is null, when it is (not root, an offline tree).
     pub owners_unavailable: Option<String>,
+    /// Live sockets whose owner was not looked up (beyond [`MAX_OWNED_SOCKETS`]).
+    #[serde(skip)]
+    pub unowned: u64,
     /// (inode, bucket id) of the live sockets, sorted, until the owners are looked up.
     #[serde(skip)]
     pub live_inodes: Vec<(u32, u32)>,

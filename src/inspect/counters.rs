@@ -11,16 +11,26 @@ use crate::problem::{LineProblem, Parsed};
 /// Parses the `TCP:` line of `/proc/net/sockstat` (`TCP: inuse 1 orphan 0 tw 0 alloc 1 mem 200`)
 /// into its key/value pairs.
 pub(crate) fn parse_sockstat_tcp(text: &str) -> Parsed<BTreeMap<String, i64>> {
+    parse_sockstat_line(text, "TCP:")
+}
+
+/// The `TCP6:` line of `/proc/net/sockstat6` (`TCP6: inuse 3`), as [`parse_sockstat_tcp`] reads
+/// the `TCP:` line.
+pub(crate) fn parse_sockstat6_tcp(text: &str) -> Parsed<BTreeMap<String, i64>> {
+    parse_sockstat_line(text, "TCP6:")
+}
+
+fn parse_sockstat_line(text: &str, prefix: &str) -> Parsed<BTreeMap<String, i64>> {
     let mut parsed = Parsed::<BTreeMap<String, i64>>::default();
     for (index, line) in text.lines().enumerate() {
-        let Some(rest) = line.strip_prefix("TCP:") else {
+        let Some(rest) = line.strip_prefix(prefix) else {
             continue;
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         if !fields.len().is_multiple_of(2) {
             parsed
                 .problems
-                .push(LineProblem { line: index + 1, problem: "TCP: line has a name without a value".into() });
+                .push(LineProblem { line: index + 1, problem: format!("{prefix} line has a name without a value") });
         }
         for pair in fields.chunks_exact(2) {
             match pair[1].parse::<i64>() {
@@ -118,6 +128,9 @@ mod tests {
 
     #[test]
     fn sockstat_without_tcp_line_is_empty() {
+        let six = parse_sockstat6_tcp("TCP6: inuse 3\nUDP6: inuse 1\n");
+        assert_eq!(six.value.get("inuse"), Some(&3));
+        assert_eq!(parse_sockstat6_tcp("TCP: inuse 9\n").value.get("inuse"), None, "not the IPv4 line");
         let parsed = parse_sockstat_tcp("sockets: used 1\n");
         assert!(parsed.value.is_empty() && parsed.problems.is_empty());
     }

@@ -304,10 +304,10 @@ fn open_source(root: &Root, choice: SocketSourceChoice) -> Result<(Source<'_>, O
         SocketSourceChoice::Netlink if !root.is_live() => Err(Error::Usage(
             "--socket-source netlink reads the live system; a --root tree has only /proc/net/tcp (use proc)".into(),
         )),
-        SocketSourceChoice::Netlink => Ok((Box::new(NetlinkSocketSource::open()?), None)),
+        SocketSourceChoice::Netlink => Ok((Box::new(NetlinkSocketSource::open()?.skipping_empty_ipv6(root)), None)),
         SocketSourceChoice::Auto if !root.is_live() => Ok((proc(), None)),
         SocketSourceChoice::Auto => match NetlinkSocketSource::open() {
-            Ok(netlink) => Ok((Box::new(netlink), None)),
+            Ok(netlink) => Ok((Box::new(netlink.skipping_empty_ipv6(root)), None)),
             Err(e) => Ok((proc(), Some(format!("{e}; read /proc/net/tcp instead")))),
         },
     }

@@ -18,6 +18,7 @@ use netlink_sys::{Socket, SocketAddr as NetlinkAddr};
 
 use crate::error::{Error, Result};
 use crate::inspect::sockets::{Socket as TcpSocket, SocketSource, TcpState};
+use crate::root::Root;
 
 const NLMSG_HEADER: usize = 16;
 const NLMSG_ERROR: u16 = 2;
@@ -32,6 +33,8 @@ const RECEIVE_BUFFER: usize = 256 * 1024;
 pub(crate) struct NetlinkSocketSource {
     socket: Socket,
     buffer: Vec<u8>,
+    /// The namespace's `/proc/net`, to tell whether it has any IPv6 socket at all.
+    counts: Option<Root>,
 }
 
 fn netlink_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -45,7 +48,30 @@ impl NetlinkSocketSource {
             Socket::new(NETLINK_SOCK_DIAG).map_err(|e| netlink_error("cannot open a sock_diag socket", e))?;
         socket.bind_auto().map_err(|e| netlink_error("cannot bind the sock_diag socket", e))?;
         socket.connect(&NetlinkAddr::new(0, 0)).map_err(|e| netlink_error("cannot connect the sock_diag socket", e))?;
-        Ok(NetlinkSocketSource { socket, buffer: vec![0; RECEIVE_BUFFER] })
+        Ok(NetlinkSocketSource { socket, buffer: vec![0; RECEIVE_BUFFER], counts: None })
+    }
+
+    /// The same source skipping the IPv6 dump when `root`'s counts show the namespace has no IPv6
+    /// socket: each dump walks the whole TCP hash table, which namespaces made by `ip netns add`
+    /// share with the host (`tcp_child_ehash_entries` 0), so an empty dump is not free.
+    pub(crate) fn skipping_empty_ipv6(self, root: &Root) -> NetlinkSocketSource {
+        NetlinkSocketSource { counts: Some(root.clone()), ..self }
+    }
+
+    /// Whether the namespace has no IPv6 TCP socket: `TCP6: inuse` (listening and connected IPv6
+    /// sockets) is 0 and every TIME_WAIT socket of the namespace (`TCP: tw`, both families share one
+    /// count) was in the IPv4 dump, read after it, so that a socket made during the dump is not lost.
+    fn ipv6_is_empty(&self, ipv4_time_wait: u64) -> bool {
+        let Some(root) = &self.counts else { return false };
+        let count = |name: &str,
+                     parse: fn(&str) -> crate::problem::Parsed<std::collections::BTreeMap<String, i64>>,
+                     field: &str| {
+            let text = root.read_proc_net(name, false).ok()??;
+            parse(&text).value.get(field).copied()
+        };
+        let in_use6 = count("sockstat6", super::counters::parse_sockstat6_tcp, "inuse");
+        let time_wait = count("sockstat", super::counters::parse_sockstat_tcp, "tw");
+        in_use6 == Some(0) && time_wait.and_then(|tw| u64::try_from(tw).ok()) == Some(ipv4_time_wait)
     }
 
     fn request(&self, family: u8) -> Result<()> {
@@ -93,7 +119,18 @@ impl SocketSource for NetlinkSocketSource {
     }
 
     fn scan(&mut self, visit: &mut dyn FnMut(TcpSocket), warnings: &mut Vec<String>) -> Result<()> {
-        self.dump(AF_INET, visit, warnings)?;
+        let mut time_wait = 0u64;
+        self.dump(
+            AF_INET,
+            &mut |socket| {
+                time_wait += u64::from(socket.state == TcpState::TimeWait);
+                visit(socket)
+            },
+            warnings,
+        )?;
+        if self.ipv6_is_empty(time_wait) {
+            return Ok(());
+        }
         self.dump(AF_INET6, visit, warnings)
     }
 }

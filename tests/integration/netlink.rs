@@ -51,6 +51,33 @@ fn netlink_and_proc_give_identical_results() {
 }
 
 #[test]
+fn the_ipv6_table_is_read_whenever_it_holds_a_socket() {
+    if !enter("netlink::the_ipv6_table_is_read_whenever_it_holds_a_socket") {
+        return;
+    }
+    // netlink skips the IPv6 dump only when the counts say there is no IPv6 socket. Here: IPv6
+    // TIME_WAIT alone (no IPv6 socket in use, but more TIME_WAIT than the IPv4 dump holds), then
+    // IPv4 alone, then one live IPv6 socket.
+    let v6 = TcpListener::bind("[::1]:8443").expect("listen");
+    connections(&v6, 40, true);
+    drop(v6);
+    let view = |expect_tw: u64| {
+        let (_, netlink) = audit_json(&["--socket-source", "netlink"]);
+        let (_, proc) = audit_json(&["--socket-source", "proc"]);
+        assert_eq!(socket_view(&netlink), socket_view(&proc));
+        assert_eq!(netlink.sockets.time_wait.total, expect_tw);
+        netlink
+    };
+    assert_eq!(view(40).sockets.buckets[0].remote, "[::1]:8443");
+    let v4 = TcpListener::bind("127.0.0.1:8080").expect("listen");
+    connections(&v4, 10, true);
+    view(50);
+    let _live6 = TcpListener::bind("[::1]:9443").expect("listen");
+    let report = view(50);
+    assert!(report.sockets.listening_ports.contains(&9443), "{:?}", report.sockets.listening_ports);
+}
+
+#[test]
 fn a_netns_name_is_not_a_path() {
     for name in ["../../proc/1/ns/net", "/proc/1/ns/net", ".."] {
         Run::new(&["audit", "--netns", name])

@@ -6,6 +6,7 @@ use std::io::Write;
 use crate::config::AuditConfig;
 use crate::error::{Error, Outcome, Result};
 use crate::inspect::evidence::{self, Evidence, NetnsTarget};
+use crate::inspect::sweep;
 use crate::profile::{self, Profile, catalog::Catalog};
 use crate::report::Report;
 use crate::report::sweep::{NamespaceReport, SweepReport};
@@ -32,7 +33,7 @@ fn sweep(
     extra_keys: Vec<String>,
     out: &mut dyn Write,
 ) -> Result<Outcome> {
-    let swept = evidence::sweep(&config.request, extra_keys)?;
+    let swept = sweep::sweep(&config.request, &extra_keys)?;
     let namespaces = swept
         .namespaces
         .into_iter()

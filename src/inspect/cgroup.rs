@@ -101,14 +101,22 @@ fn is_container_id(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
-/// The pod UID and QoS class of a path under `kubepods`.
+/// The pod UID and QoS class of a path under `kubepods`, which the kubelet makes at the top of
+/// the hierarchy (or under `kubelet.slice`, as kind nests it: `kubelet-kubepods.slice`). A
+/// `kubepods` further down is someone's own cgroup (a delegated subtree), not a pod.
 fn pod(parts: &[&str]) -> Option<(String, &'static str)> {
-    let top = parts.iter().position(|p| *p == "kubepods.slice" || *p == "kubepods")?;
+    let is_kubepods = |p: &str| matches!(p, "kubepods.slice" | "kubepods" | "kubelet-kubepods.slice");
+    let top = match parts {
+        [first, ..] if is_kubepods(first) => 0,
+        [first, second, ..] if matches!(*first, "kubelet.slice" | "kubelet") && is_kubepods(second) => 1,
+        _ => return None,
+    };
     let mut qos = "guaranteed";
     for part in &parts[top + 1..] {
         let name = part.strip_suffix(".slice").unwrap_or(part);
-        // systemd: kubepods-burstable.slice, kubepods-burstable-pod<uid>.slice, kubepods-pod<uid>.slice;
-        // cgroupfs: burstable, pod<uid>.
+        // systemd: kubepods-burstable.slice, kubepods-burstable-pod<uid>.slice, kubepods-pod<uid>.slice
+        // (kind: kubelet-kubepods-...); cgroupfs: burstable, pod<uid>.
+        let name = name.strip_prefix("kubelet-").unwrap_or(name);
         let name = name.strip_prefix("kubepods-").unwrap_or(name);
         for class in ["burstable", "besteffort"] {
             if name == class || name.starts_with(&format!("{class}-")) {
@@ -126,8 +134,11 @@ fn pod(parts: &[&str]) -> Option<(String, &'static str)> {
     None
 }
 
-/// `8-4-4-4-12` lower-case hex digits.
+/// `8-4-4-4-12` lower-case hex digits, or 32 without dashes (a static pod's UID is a hash).
 fn is_uid(text: &str) -> bool {
+    if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        return true;
+    }
     let groups: Vec<&str> = text.split('-').collect();
     groups.len() == 5
         && groups
@@ -180,6 +191,15 @@ mod tests {
         let c = from_path(&cgroupfs).expect("cgroupfs pod");
         assert_eq!((c.runtime, c.id.as_deref(), c.qos), ("kubernetes", Some(ID), Some("besteffort")));
 
+        let kind = format!(
+            "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod{}.slice/cri-containerd-{ID}.scope",
+            UID.replace('-', "_")
+        );
+        let c = from_path(&kind).expect("kind's nesting");
+        assert_eq!((c.runtime, c.pod_uid.as_deref(), c.qos), ("containerd", Some(UID), Some("besteffort")));
+        let static_pod = from_path("/kubepods/burstable/pod0123456789abcdef0123456789abcdef").expect("static pod");
+        assert_eq!(static_pod.pod_uid.as_deref(), Some("0123456789abcdef0123456789abcdef"));
+
         let pod_only = format!("/kubepods/burstable/pod{UID}");
         let c = from_path(&pod_only).expect("the pod's own cgroup");
         assert_eq!((c.id, c.pod_uid.as_deref()), (None, Some(UID)));
@@ -207,6 +227,8 @@ mod tests {
             format!("/somewhere/{ID}"),
             "/kubepods/burstable/podnot-a-uid".into(),
             "/kubepods/burstable/pod\u{1b}[2J".into(),
+            // A `kubepods` of one's own, deep in a delegated subtree, is not a pod.
+            format!("/user.slice/user-1000.slice/kubepods/burstable/pod{UID}"),
         ] {
             assert_eq!(from_path(&path), None, "{path}");
         }

@@ -7,13 +7,13 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::inspect::netlink::NetlinkSocketSource;
-use crate::inspect::netns::{self, Namespace, Namespaces};
+use crate::inspect::netns::{self, Namespaces};
 use crate::inspect::owners;
 use crate::inspect::proc_tcp::ProcSocketSource;
 use crate::inspect::sample::{Rates, apply_sample};
@@ -30,7 +30,7 @@ pub(crate) enum NetnsTarget {
     File(PathBuf),
     /// A `--netns` value that is not a name.
     Invalid(String),
-    /// Every one of the host (`--all-netns`): see [`sweep`].
+    /// Every one of the host (`--all-netns`): see [`super::sweep`].
     All,
 }
 
@@ -73,33 +73,51 @@ pub(crate) struct OtherNamespaces {
 
 /// Whose fd tables hold the sockets of the audited namespace.
 #[derive(Clone, Debug)]
-enum Owners {
-    Pids(Vec<u32>),
+pub(super) enum Owners {
+    /// The processes of namespace `inode`, as last listed.
+    Pids {
+        inode: u64,
+        pids: Vec<u32>,
+    },
     Unavailable(&'static str),
 }
 
 impl Owners {
     /// The processes of namespace `inode`, where the live host can be read as root.
-    fn of(live: bool, namespaces: Option<&Namespaces>, inode: Option<u64>) -> Owners {
+    pub(super) fn of(live: bool, namespaces: Option<&Namespaces>, inode: Option<u64>) -> Owners {
         if !live {
             return Owners::Unavailable("an offline tree has no processes");
         }
         if !rustix::process::geteuid().is_root() {
             return Owners::Unavailable("finding the process of a socket reads other users' /proc/PID/fd: run as root");
         }
-        let pids = inode.and_then(|inode| Some(namespaces?.get(inode)?.all_pids.clone()));
-        Owners::Pids(pids.unwrap_or_default())
+        let (Some(namespaces), Some(inode)) = (namespaces, inode) else {
+            return Owners::Unavailable("the processes of the namespace could not be listed");
+        };
+        Owners::Pids { inode, pids: namespaces.get(inode).map(|ns| ns.all_pids.clone()).unwrap_or_default() }
+    }
+
+    /// The same namespace with its processes listed anew (a sample's second read comes seconds
+    /// after the first, and clients started per request come and go).
+    pub(super) fn refreshed(&self, namespaces: Option<&Namespaces>) -> Owners {
+        match (self, namespaces) {
+            (Owners::Pids { inode, .. }, Some(namespaces)) => Owners::Pids {
+                inode: *inode,
+                pids: namespaces.get(*inode).map(|ns| ns.all_pids.clone()).unwrap_or_default(),
+            },
+            _ => self.clone(),
+        }
     }
 
     fn attribute(&self, inspection: &mut Inspection) {
         match self {
-            Owners::Pids(pids) => owners::attribute(&mut inspection.sockets, Some(pids), None),
+            Owners::Pids { pids, .. } => owners::attribute(&mut inspection.sockets, Some(pids), None),
             Owners::Unavailable(why) => owners::attribute(&mut inspection.sockets, None, Some(why)),
         }
     }
 
     fn wanted(&self) -> bool {
-        matches!(self, Owners::Pids(_))
+        matches!(self, Owners::Pids { .. })
     }
 }
 
@@ -146,100 +164,18 @@ pub(crate) fn collect(request: &Request, extra_keys: Vec<String>) -> Result<Evid
 
 /// Moves the calling thread into the network namespace open as `namespace` (read from `path`).
 /// setns(2) refuses what is not a network namespace.
-fn enter(namespace: &OwnedFd, path: &Path) -> Result<()> {
+pub(super) fn enter(namespace: &OwnedFd, path: &Path) -> Result<()> {
     rustix::thread::move_into_link_name_space(namespace.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
         .map_err(|e| namespace_error(path, &e.into()))
 }
 
-fn namespace_error(path: &Path, e: &std::io::Error) -> Error {
+pub(super) fn namespace_error(path: &Path, e: &std::io::Error) -> Error {
     let what = match e.kind() {
         std::io::ErrorKind::NotFound => "no such network namespace".to_string(),
         std::io::ErrorKind::PermissionDenied => format!("{e}: entering a network namespace needs root (CAP_SYS_ADMIN)"),
         _ => e.to_string(),
     };
     Error::Namespace { path: path.to_path_buf(), problem: what }
-}
-
-/// One namespace of a sweep and what was read in it.
-pub(crate) struct Swept {
-    pub namespace: Namespace,
-    pub evidence: Evidence,
-}
-
-/// What `--all-netns` collected: every namespace that could be read, and a note for each that
-/// could not (it disappeared, or reading it failed).
-pub(crate) struct Sweep {
-    pub namespaces: Vec<Swept>,
-    pub notes: Vec<String>,
-}
-
-/// Namespaces read at once: reading is mostly waiting on the kernel, and a `--sample` mostly
-/// sleeping, so the sample of many namespaces runs side by side (each costs about 400 KiB).
-const SWEEP_WORKERS: usize = 4;
-const SAMPLE_WORKERS: usize = 32;
-
-/// Audits every network namespace of the host (`--all-netns`), each as `--netns-pid` would.
-pub(crate) fn sweep(request: &Request, extra_keys: Vec<String>) -> Result<Sweep> {
-    if !rustix::process::geteuid().is_root() {
-        return Err(Error::NotPermitted {
-            what: "audit every network namespace (--all-netns)".into(),
-            reason: "entering another namespace and reading its processes needs root".into(),
-        });
-    }
-    let found = netns::enumerate()?;
-    pause_for_tests();
-    let workers = if request.sample.is_some() { SAMPLE_WORKERS } else { SWEEP_WORKERS }.min(found.list.len());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut outcomes: Vec<(usize, std::result::Result<Evidence, String>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(ns) = found.list.get(i) else { break };
-                        done.push((i, read_namespace(ns, request, &extra_keys)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-    });
-    outcomes.sort_by_key(|(i, _)| *i);
-    let mut sweep = Sweep { namespaces: Vec::new(), notes: Vec::new() };
-    let mut outcomes = outcomes.into_iter().peekable();
-    for (i, namespace) in found.list.into_iter().enumerate() {
-        match outcomes.next_if(|(at, _)| *at == i).map(|(_, outcome)| outcome) {
-            Some(Ok(evidence)) => sweep.namespaces.push(Swept { namespace, evidence }),
-            Some(Err(why)) => sweep.notes.push(format!("net:[{}] ({}): {why}", namespace.inode, namespace.label())),
-            None => sweep.notes.push(format!("net:[{}]: its reader stopped unexpectedly", namespace.inode)),
-        }
-    }
-    if found.unreadable > 0 {
-        sweep.notes.push(format!("the network namespace of {} processes could not be read", found.unreadable));
-    }
-    Ok(sweep)
-}
-
-/// Reads one namespace of a sweep on the calling (worker) thread, which stays in it afterwards.
-fn read_namespace(ns: &Namespace, request: &Request, extra_keys: &[String]) -> std::result::Result<Evidence, String> {
-    let Some(fd) = ns.open() else {
-        return Err("it disappeared before it was read (its last process ended or it was deleted)".into());
-    };
-    enter(&fd, Path::new(&format!("net:[{}]", ns.inode))).map_err(|e| e.to_string())?;
-    let owners = Owners::Pids(ns.all_pids.clone());
-    let root = Root::thread_network_namespace().map_err(|e| e.to_string())?;
-    collect_in(&root, request, extra_keys, &owners).map_err(|e| e.to_string())
-}
-
-/// Debug builds only: waits `TWTUNE_TEST_SWEEP_PAUSE_MS` between listing the namespaces and
-/// reading them, so that a test can delete one in between.
-fn pause_for_tests() {
-    #[cfg(debug_assertions)]
-    if let Some(ms) = std::env::var("TWTUNE_TEST_SWEEP_PAUSE_MS").ok().and_then(|v| v.parse().ok()) {
-        std::thread::sleep(Duration::from_millis(ms));
-    }
 }
 
 /// One inspection of `root` with the default socket source (netlink on a live system), for the
@@ -251,43 +187,63 @@ pub(crate) fn read_default(root: &Root, extra_keys: &[String]) -> Result<Inspect
     Ok(inspection)
 }
 
-/// Collects beneath `root` in the calling thread's network namespace.
-fn collect_in(root: &Root, request: &Request, extra_keys: &[String], owners: &Owners) -> Result<Evidence> {
-    let (mut source, fallback) = open_source(root, request.socket_source)?;
-    let mut evidence = sample(root, request, extra_keys, source.as_mut(), owners)?;
-    evidence.inspection.warnings.extend(fallback);
-    Ok(evidence)
+/// Collects beneath `root` in the calling thread's network namespace: one read, or two `--sample`
+/// apart.
+pub(super) fn collect_in(root: &Root, request: &Request, extra_keys: &[String], owners: &Owners) -> Result<Evidence> {
+    let Some(interval) = request.sample else {
+        let (mut source, fallback) = open_source(root, request.socket_source)?;
+        let tracking = Tracking { owners: owners.wanted(), ..Tracking::default() };
+        let mut inspection = inspect::read(root, source.as_mut(), request.top, extra_keys, tracking)?;
+        owners.attribute(&mut inspection);
+        inspection.warnings.extend(fallback);
+        return Ok(Evidence { inspection, rates: None, other_namespaces: None });
+    };
+    let first = first_read(root, request, extra_keys, owners)?;
+    std::thread::sleep(interval);
+    let owners = owners.refreshed(netns::enumerate().ok().as_ref());
+    second_read(root, request, extra_keys, &owners, first)
 }
 
-/// One read, or two `--sample` apart.
-fn sample(
+/// The first read of a `--sample`, waiting for the second.
+pub(super) struct FirstRead {
+    inspection: Inspection,
+    /// When its socket table had been read.
+    taken: Instant,
+}
+
+/// The first read lists every bucket, so that any bucket of the second can be compared, and records
+/// which connections each holds, so that the second can tell the new ones.
+pub(super) fn first_read(root: &Root, request: &Request, extra_keys: &[String], owners: &Owners) -> Result<FirstRead> {
+    let (mut source, fallback) = open_source(root, request.socket_source)?;
+    let record = Tracking { owners: owners.wanted(), record: true, ..Tracking::default() };
+    let mut inspection = inspect::read(root, source.as_mut(), usize::MAX, extra_keys, record)?;
+    let taken = Instant::now();
+    owners.attribute(&mut inspection);
+    inspection.warnings.extend(fallback);
+    Ok(FirstRead { inspection, taken })
+}
+
+/// The second read of a `--sample`, compared with the first. Every bucket is read again, so that one
+/// growing fast from nothing is not left out; `--top` applies after the comparison.
+pub(super) fn second_read(
     root: &Root,
     request: &Request,
     extra_keys: &[String],
-    source: &mut dyn SocketSource,
     owners: &Owners,
+    mut first: FirstRead,
 ) -> Result<Evidence> {
-    let tracking = Tracking { owners: owners.wanted(), ..Tracking::default() };
-    let Some(interval) = request.sample else {
-        let mut inspection = inspect::read(root, source, request.top, extra_keys, tracking)?;
-        owners.attribute(&mut inspection);
-        return Ok(Evidence { inspection, rates: None, other_namespaces: None });
+    let (mut source, fallback) = open_source(root, request.socket_source)?;
+    let since = first.taken.elapsed();
+    let previous = first.inspection.sockets.tuples.take().unwrap_or_default();
+    let compare = Tracking {
+        owners: owners.wanted(),
+        previous: Some((previous, u32::try_from(since.as_millis()).unwrap_or(u32::MAX))),
+        ..Tracking::default()
     };
-    // The first read lists every bucket, so that any bucket of the second can be compared, and
-    // records their ports, so that the second can tell new connections.
-    let record = Tracking { record: true, ..tracking.clone() };
-    let mut first = inspect::read(root, source, usize::MAX, extra_keys, record)?;
-    owners.attribute(&mut first);
-    let start = std::time::Instant::now();
-    std::thread::sleep(interval);
-    // Every bucket of the second read too, so that one growing fast from nothing is not left out.
-    let since = start.elapsed();
-    let previous = first.sockets.tuples.take().unwrap_or_default();
-    let compare =
-        Tracking { previous: Some((previous, u32::try_from(since.as_millis()).unwrap_or(u32::MAX))), ..tracking };
-    let mut second = inspect::read(root, source, usize::MAX, extra_keys, compare)?;
+    let mut second = inspect::read(root, source.as_mut(), usize::MAX, extra_keys, compare)?;
     owners.attribute(&mut second);
-    let rates = apply_sample(&first, &mut second, since.as_secs_f64());
+    second.warnings.extend(fallback);
+    let rates = apply_sample(&first.inspection, &mut second, since.as_secs_f64());
     second.sockets.keep_top(request.top);
     Ok(Evidence { inspection: second, rates: Some(rates), other_namespaces: None })
 }

@@ -12,6 +12,7 @@ pub(crate) mod owners;
 pub(crate) mod proc_tcp;
 pub(crate) mod sample;
 pub(crate) mod sockets;
+pub(crate) mod sweep;
 
 use std::collections::BTreeMap;
 

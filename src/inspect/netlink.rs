@@ -211,6 +211,8 @@ pub(crate) fn parse_inet_diag_msg(p: &[u8]) -> Option<TcpSocket> {
         interface: u32::from_ne_bytes(word(p, 40)),
         timestamps: tcp_info_timestamps(&p[INET_DIAG_MSG..]),
         inode: u32::from_ne_bytes(word(p, 68)),
+        // `idiag_cookie`: two native words, low first.
+        cookie: u64::from(u32::from_ne_bytes(word(p, 44))) | (u64::from(u32::from_ne_bytes(word(p, 48))) << 32),
         ..TcpSocket::new(state, SocketAddr::new(address(8)?, port(4)), SocketAddr::new(address(24)?, port(6)))
     };
     const TIME_WAIT_TIMER: u8 = 3;
@@ -285,8 +287,10 @@ mod tests {
         timed[40..44].copy_from_slice(&1u32.to_ne_bytes());
         timed[52..56].copy_from_slice(&58_972u32.to_ne_bytes());
         timed[68..72].copy_from_slice(&4_026_531_999u32.to_ne_bytes());
+        timed[44..48].copy_from_slice(&7u32.to_ne_bytes());
+        timed[48..52].copy_from_slice(&1u32.to_ne_bytes());
         let timed = parse_inet_diag_msg(&timed).expect("v4 with a timer");
-        assert_eq!(timed.inode, 4_026_531_999);
+        assert_eq!((timed.inode, timed.cookie), (4_026_531_999, (1 << 32) | 7));
         assert_eq!((timed.expires_ms, timed.interface, timed.timestamps), (Some(58_972), 1, None));
         // An established socket with tcp_info: a padding attribute, then INET_DIAG_INFO.
         let mut live = record(AF_INET, 1, 40001, 8080, &[127, 0, 0, 1], &[127, 0, 0, 2]);

@@ -4,7 +4,7 @@
 //! (its `ip netns` name, the container or pod of its first process, `host` for PID 1's).
 //!
 //! The directory entries are untrusted: they are looked at as paths only (`O_PATH`, so a FIFO or a
-//! device is never opened), a link is not followed, and only a file of the namespace file system
+//! device is never opened, wherever a link points), and only a file of the namespace file system
 //! (the device of our own `/proc/self/ns/net`) counts. Processes come and go while this runs; a process that ends
 //! between the listing and the read is simply not there.
 
@@ -30,9 +30,11 @@ const MAX_LISTED_PIDS: usize = 64;
 pub(crate) struct Namespace {
     /// The namespace's inode, as `ip netns identify` and `ls -l /proc/PID/ns/net` show it (`net:[N]`).
     pub inode: u64,
-    /// Its names under `/run/netns` (and `docker/NAME` under `/var/run/docker/netns`), joined by `,`;
-    /// `host` for PID 1's namespace without one.
+    /// Its names under `/run/netns` (and `docker/NAME` under `/var/run/docker/netns`), joined by `,`.
     pub name: Option<String>,
+    /// Whether it is the host's: the namespace of the kernel's own threads (kthreadd), seen from
+    /// the host's PID namespace.
+    pub host: bool,
     /// Processes in it, lowest first (at most 64 listed; `process_count` has them all).
     pub pids: Vec<u32>,
     pub process_count: usize,
@@ -44,21 +46,35 @@ pub(crate) struct Namespace {
     /// Every process, for the owners of its sockets.
     #[serde(skip)]
     pub all_pids: Vec<u32>,
+    /// The command of its first process, read when it was listed.
+    #[serde(skip)]
+    first_command: Option<String>,
 }
 
 impl Namespace {
-    /// What to call it in a table: its name, else its container, else its first process.
+    /// What people call it: `host`, else its container or pod (with its file name, which runtimes
+    /// choose, in brackets), else its name, else its first process.
     pub(crate) fn label(&self) -> String {
+        let bracketed = |name: &Option<String>| name.as_ref().map(|n| format!(" [{n}]")).unwrap_or_default();
+        if self.host {
+            return format!("host{}", bracketed(&self.name));
+        }
+        if let Some(container) = &self.container {
+            return format!("{}{}", container.label(), bracketed(&self.name));
+        }
         if let Some(name) = &self.name {
             return name.clone();
         }
-        if let Some(container) = &self.container {
-            return container.label();
-        }
         match self.all_pids.first() {
-            Some(pid) => format!("pid {pid} ({})", command(*pid).unwrap_or_else(|| "?".into())),
+            Some(pid) => format!("pid {pid} ({})", self.first_command.as_deref().unwrap_or("?")),
             None => format!("net:[{}]", self.inode),
         }
+    }
+
+    /// A name that stays while the namespace lives (for metric labels): the label without a
+    /// process, which changes when the process does.
+    pub(crate) fn stable_name(&self) -> Option<String> {
+        (self.host || self.container.is_some() || self.name.is_some()).then(|| self.label())
     }
 
     /// Opens the namespace, checking that the file opened is still this namespace (a process may
@@ -79,7 +95,9 @@ impl Namespace {
     pub(crate) fn example(inode: u64, name: Option<&str>, container: Option<Container>, pids: &[u32]) -> Namespace {
         Namespace {
             inode,
-            name: name.map(str::to_string),
+            host: name == Some("host"),
+            first_command: None,
+            name: name.filter(|n| *n != "host").map(str::to_string),
             pids: pids.to_vec(),
             process_count: pids.len(),
             container,
@@ -121,15 +139,10 @@ pub(crate) fn inode_of(fd: &OwnedFd) -> std::io::Result<u64> {
 }
 
 /// Opens a namespace file for setns(2). It is first opened as a path only (`O_PATH`: nothing of a
-/// FIFO or a device is opened, no link of a named directory is followed; the `/proc/PID/ns/net`
-/// magic link is the kernel's own and must be), checked to be of the namespace file system, and
-/// only then opened for real through its descriptor.
+/// FIFO or a device is opened, whatever a link points to), checked to be of the namespace file
+/// system, and only then opened for real through its descriptor.
 pub(crate) fn open_namespace_file(path: &Path) -> std::io::Result<OwnedFd> {
-    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
-    if !path.starts_with("/proc") {
-        flags |= OFlags::NOFOLLOW;
-    }
-    let handle = rustix::fs::open(path, flags, Mode::empty())?;
+    let handle = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
     if rustix::fs::fstat(&handle)?.st_dev != nsfs_device()? {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a namespace file"));
     }
@@ -150,8 +163,9 @@ pub(crate) fn enumerate() -> Result<Namespaces> {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
         for dirent in entries.flatten().take(MAX_NAMED) {
             let path = dirent.path();
-            let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let Ok(handle) = rustix::fs::open(&path, flags, Mode::empty()) else { continue };
+            // A link is looked at where it points (`ln -s /proc/PID/ns/net /run/netns/NAME` is a
+            // known recipe): O_PATH opens nothing, and only a namespace file counts.
+            let Ok(handle) = rustix::fs::open(&path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) else { continue };
             let Ok(stat) = rustix::fs::fstat(&handle) else { continue };
             // `ip netns add` leaves an empty file when the mount failed: not a namespace.
             if stat.st_dev != nsfs {
@@ -170,6 +184,7 @@ pub(crate) fn enumerate() -> Result<Namespaces> {
     let Ok(processes) = std::fs::read_dir("/proc") else {
         return Err(Error::Namespace { path: "/proc".into(), problem: "cannot list processes".into() });
     };
+    let top_pid_namespace = in_top_pid_namespace();
     let mut pids: Vec<u32> = processes.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).collect();
     pids.sort_unstable();
     for pid in pids {
@@ -177,11 +192,13 @@ pub(crate) fn enumerate() -> Result<Namespaces> {
         match rustix::fs::stat(&file) {
             Ok(stat) if stat.st_dev == nsfs => {
                 let ns = namespace(&mut found, stat.st_ino);
-                // PID 1's namespace is the host's; so is that of the kernel's threads (kthreadd is
-                // PID 2), which tells it where PID 1 cannot be looked at.
-                let host = pid == 1 || (pid == 2 && command(2).as_deref() == Some("kthreadd"));
-                if host && ns.name.is_none() {
-                    ns.name = Some("host".into());
+                // The kernel's threads (kthreadd, PID 2 of the host's PID namespace) live in the
+                // host's network namespace; inside another PID namespace PID 2 is someone else.
+                if pid == 2 && top_pid_namespace && command(2).as_deref() == Some("kthreadd") {
+                    ns.host = true;
+                }
+                if ns.all_pids.is_empty() {
+                    ns.first_command = command(pid);
                 }
                 ns.all_pids.push(pid);
                 if ns.files.len() < MAX_NAMED {
@@ -207,9 +224,24 @@ pub(crate) fn enumerate() -> Result<Namespaces> {
     Ok(Namespaces { list, unreadable })
 }
 
+/// Whether this process is in the host's PID namespace: its `NSpid` line lists one PID only (one per
+/// level of nesting otherwise).
+fn in_top_pid_namespace() -> bool {
+    let status = read_proc_self_status().unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("NSpid:")).is_some_and(|pids| pids.split_whitespace().count() == 1)
+}
+
+fn read_proc_self_status() -> Option<String> {
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open("/proc/self/status", flags, Mode::empty()).ok()?;
+    Some(String::from_utf8_lossy(&read_bounded(std::fs::File::from(fd), 64 * 1024).ok()?).into_owned())
+}
+
 fn namespace(found: &mut BTreeMap<u64, Namespace>, inode: u64) -> &mut Namespace {
     found.entry(inode).or_insert_with(|| Namespace {
         inode,
+        host: false,
+        first_command: None,
         name: None,
         pids: Vec::new(),
         process_count: 0,
@@ -219,9 +251,13 @@ fn namespace(found: &mut BTreeMap<u64, Namespace>, inode: u64) -> &mut Namespace
     })
 }
 
-/// A file or command name as it may be shown: control characters as `?`, at most 64 characters.
+/// A file or command name as it may be shown: control characters and the invisible marks that
+/// reorder text (bidirectional overrides and isolates) as `?`, at most 64 characters.
 pub(crate) fn printable_name(text: &str) -> String {
-    text.chars().take(64).map(|c| if c.is_control() { '?' } else { c }).collect()
+    let hidden = |c: char| {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    text.chars().take(64).map(|c| if hidden(c) { '?' } else { c }).collect()
 }
 
 /// Reads a small file of `/proc/PID`, bounded, never blocking.
@@ -258,8 +294,32 @@ mod tests {
     }
 
     #[test]
+    fn the_host_is_kthreadds_namespace_seen_from_the_host_pid_namespace() {
+        let namespaces = enumerate().expect("list namespaces");
+        let hosts: Vec<&Namespace> = namespaces.list.iter().filter(|ns| ns.host).collect();
+        assert!(hosts.len() <= 1, "{hosts:?}");
+        if in_top_pid_namespace() && command(2).as_deref() == Some("kthreadd") {
+            assert_eq!(hosts.len(), 1);
+            assert!(hosts[0].all_pids.contains(&2) && hosts[0].label().starts_with("host"));
+        }
+    }
+
+    #[test]
+    fn a_container_is_named_before_the_file_its_runtime_chose() {
+        let docker = crate::inspect::cgroup::from_path(&format!("/docker/{}", "ab".repeat(32)));
+        let mut ns = Namespace::example(9, Some("cni-0a1b"), docker, &[10]);
+        assert_eq!(ns.label(), "docker abababababab [cni-0a1b]");
+        ns.container = None;
+        assert_eq!((ns.label(), ns.stable_name()), ("cni-0a1b".to_string(), Some("cni-0a1b".to_string())));
+        ns.name = None;
+        assert_eq!((ns.label(), ns.stable_name()), ("pid 10 (?)".to_string(), None));
+        assert_eq!(Namespace::example(1, Some("host"), None, &[2]).label(), "host");
+    }
+
+    #[test]
     fn names_are_made_printable_and_short() {
         assert_eq!(printable_name("blue\u{1b}[2J\n"), "blue?[2J?");
+        assert_eq!(printable_name("evil\u{202e}txt.exe\u{2066}"), "evil?txt.exe?");
         assert_eq!(printable_name(&"x".repeat(100)).len(), 64);
     }
 }

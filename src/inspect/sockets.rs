@@ -111,12 +111,16 @@ pub(crate) struct Socket {
     /// The socket's inode (what `/proc/PID/fd/N` links name as `socket:[inode]`), which tells the
     /// process holding it; 0 for TIME_WAIT sockets, which no process holds, and when unknown.
     pub inode: u32,
+    /// The kernel's cookie of the connection (sock_diag), which a TIME_WAIT socket keeps from the
+    /// socket it replaces: what tells a connection from a later one on the same port. 0 when the
+    /// source does not say (`/proc/net/tcp`).
+    pub cookie: u64,
 }
 
 impl Socket {
     /// A socket with no timer, no bound interface and no owner.
     pub(crate) fn new(state: TcpState, local: SocketAddr, remote: SocketAddr) -> Socket {
-        Socket { state, local, remote, expires_ms: None, interface: 0, timestamps: None, inode: 0 }
+        Socket { state, local, remote, expires_ms: None, interface: 0, timestamps: None, inode: 0, cookie: 0 }
     }
 
     /// The same socket with its timer firing in `ms` milliseconds.
@@ -259,10 +263,20 @@ impl SeenPorts {
     }
 }
 
-/// The local ports each bucket had at one read (`--sample`'s first), to tell the connections of
-/// the second read that are new.
+/// The connections each bucket had at one read (`--sample`'s first), to tell those of the second
+/// read that are new: by the kernel's cookie where the source gives one (a new connection on a
+/// port seen before, as when ports run short or TIME_WAIT is taken over, is still new), else by
+/// local port.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Tuples(HashMap<BucketKey, SeenPortsEq>);
+pub(crate) struct Tuples {
+    ports: HashMap<BucketKey, SeenPortsEq>,
+    /// Sorted; empty when the source gave none or there were more than [`MAX_COOKIES`].
+    cookies: Vec<u64>,
+}
+
+/// Cookies kept from a first read (8 bytes each, 8 MiB at most); beyond, new connections are told
+/// by port.
+const MAX_COOKIES: usize = 1 << 20;
 
 /// [`SeenPorts`] compared by nothing: the tuples are working state, not part of a report's value.
 #[derive(Clone, Debug)]
@@ -316,6 +330,8 @@ pub(crate) struct SocketCounter {
     live_inodes: Vec<(u32, u32)>,
     /// Live sockets beyond [`MAX_OWNED_SOCKETS`], whose owners are not looked up.
     unowned: u64,
+    /// Recording: the cookies of the buckets' sockets.
+    cookies: Vec<u64>,
 }
 
 impl SocketCounter {
@@ -338,6 +354,7 @@ impl SocketCounter {
             tracking: Tracking::default(),
             live_inodes: Vec::new(),
             unowned: 0,
+            cookies: Vec::new(),
         }
     }
 
@@ -390,9 +407,18 @@ impl SocketCounter {
         bucket.sockets = bucket.sockets.saturating_add(1);
         if let Some(ports) = &mut bucket.ports {
             ports.insert(local_port);
+            // One past the limit marks the list as incomplete, and it stops growing there.
+            if socket.cookie != 0 && self.cookies.len() <= MAX_COOKIES {
+                self.cookies.push(socket.cookie);
+            }
         }
         if let Some((previous, since_ms)) = &self.tracking.previous {
-            if !previous.0.get(&key).is_some_and(|seen| seen.0.contains(local_port)) {
+            let seen = if socket.cookie != 0 && !previous.cookies.is_empty() {
+                previous.cookies.binary_search(&socket.cookie).is_ok()
+            } else {
+                previous.ports.get(&key).is_some_and(|seen| seen.0.contains(local_port))
+            };
+            if !seen {
                 bucket.new += 1;
             }
             if socket.state == TcpState::TimeWait
@@ -480,7 +506,14 @@ impl SocketCounter {
         }
         let bound_ports = bound.count_in(self.range);
 
-        let mut tuples = self.tracking.record.then(Tuples::default);
+        let mut tuples = self.tracking.record.then(|| {
+            let mut cookies = self.cookies;
+            cookies.sort_unstable();
+            if cookies.len() > MAX_COOKIES {
+                cookies = Vec::new();
+            }
+            Tuples { ports: HashMap::new(), cookies }
+        });
         let comparing = self.tracking.previous.is_some();
         let mut ranked: Vec<(BucketKey, BucketCount)> = self
             .buckets
@@ -488,7 +521,7 @@ impl SocketCounter {
             .map(|(key, mut count)| {
                 if let (Some(tuples), Some(mut ports)) = (tuples.as_mut(), count.ports.take()) {
                     ports.seal();
-                    tuples.0.insert(key, SeenPortsEq(ports));
+                    tuples.ports.insert(key, SeenPortsEq(ports));
                 }
                 // A plain connect() skips a bound port altogether, and a peer without timestamps leaves
                 // nothing to take over: no reuse there.
@@ -1071,6 +1104,21 @@ mod tests {
         assert_eq!((bucket("10.0.0.2:443").new, bucket("10.0.0.2:443").recent_time_wait), (Some(11), 1));
         assert_eq!(bucket("10.0.0.3:80").new, Some(3), "a bucket the first read did not have is all new");
         assert_eq!(counter().finish("test", 1).tuples, None, "nothing recorded unless asked");
+    }
+
+    #[test]
+    fn with_cookies_a_new_connection_on_a_port_seen_before_is_new() {
+        let with =
+            |state, port: u16, cookie| Socket { cookie, ..socket(state, &format!("10.0.0.1:{port}"), "10.0.0.2:443") };
+        let mut first = counter().tracking(Tracking { record: true, ..Tracking::default() });
+        (0..10u16).for_each(|i| first.add(with(TcpState::Established, 40000 + i, 100 + u64::from(i))));
+        let tuples = first.finish("test", usize::MAX).tuples.expect("recorded");
+        let mut second = counter().tracking(Tracking { previous: Some((tuples, 2000)), ..Tracking::default() });
+        // The same ports: five the same connections (now in TIME_WAIT, cookie kept), five new ones.
+        (0..5u16).for_each(|i| second.add(with(TcpState::TimeWait, 40000 + i, 100 + u64::from(i)).expiring_in(59_500)));
+        (5..10u16).for_each(|i| second.add(with(TcpState::Established, 40000 + i, 900 + u64::from(i))));
+        let summary = second.finish("test", usize::MAX);
+        assert_eq!((summary.buckets[0].new, summary.buckets[0].recent_time_wait), (Some(5), 5));
     }
 
     #[test]

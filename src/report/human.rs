@@ -297,7 +297,9 @@ fn bucket_details(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 pub(crate) fn owners_text(owners: &[crate::inspect::owners::Owner], live: bool) -> String {
     if owners.is_empty() {
         return if live {
-            "owner not found (the process ended, or holds the socket from another namespace)".into()
+            "no owner found: its live sockets are orphans (closed by their process, still finishing) or held \
+             from another namespace"
+                .into()
         } else {
             "no owner: TIME_WAIT sockets belong to no process".into()
         };

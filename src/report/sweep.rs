@@ -8,6 +8,7 @@ use anstyle::Style;
 use serde::Serialize;
 
 use crate::inspect::netns::Namespace;
+use crate::inspect::sweep::Note;
 use crate::report::{Format, Report, SCHEMA_VERSION, human, prometheus};
 use crate::rules::Severity;
 
@@ -66,7 +67,7 @@ fn fullest_usage(report: &Report) -> f64 {
 
 impl SweepReport {
     /// Orders the namespaces worst first and sums them up.
-    pub(crate) fn new(mut namespaces: Vec<NamespaceReport>, notes: Vec<String>) -> SweepReport {
+    pub(crate) fn new(mut namespaces: Vec<NamespaceReport>, notes: Vec<Note>) -> SweepReport {
         namespaces.sort_by(|a, b| {
             b.report
                 .worst()
@@ -75,8 +76,8 @@ impl SweepReport {
                 .then(a.netns.inode.cmp(&b.netns.inode))
         });
         let mut summary = SweepSummary { namespaces: namespaces.len(), ..SweepSummary::default() };
-        summary.not_audited = notes.iter().filter(|n| n.starts_with("net:[")).count();
-        summary.notes = notes;
+        summary.not_audited = notes.iter().filter(|n| matches!(n, Note::Disappeared { .. })).count();
+        summary.notes = notes.iter().map(ToString::to_string).collect();
         for ns in &namespaces {
             for finding in &ns.report.findings {
                 match finding.severity {
@@ -122,7 +123,11 @@ impl SweepReport {
                     .namespaces
                     .iter()
                     .map(|ns| {
-                        let mut scope = vec![("netns", ns.netns.inode.to_string()), ("netns_name", ns.netns.label())];
+                        let mut scope = vec![("netns", ns.netns.inode.to_string())];
+                        // Not a process's name: that would start a new series whenever it restarts.
+                        if let Some(name) = ns.netns.stable_name() {
+                            scope.push(("netns_name", name));
+                        }
                         if let Some(id) = ns.netns.container.as_ref().and_then(|c| c.short_id.clone()) {
                             scope.push(("container", id));
                         }
@@ -248,7 +253,7 @@ mod tests {
                 NamespaceReport { netns: Namespace::example(1, Some("host"), None, &[1, 2]), report: quiet },
                 NamespaceReport { netns: Namespace::example(7, None, docker, &[300]), report: full },
             ],
-            vec!["net:[9] (blue): it disappeared before it was read".into()],
+            vec![Note::Disappeared { inode: 9, label: "blue".into() }, Note::Unreadable { processes: 1 }],
         )
     }
 
@@ -258,6 +263,7 @@ mod tests {
         assert_eq!(sweep.namespaces.iter().map(|ns| ns.netns.inode).collect::<Vec<_>>(), vec![7, 1]);
         let s = &sweep.summary;
         assert_eq!((s.namespaces, s.not_audited, s.worst), (2, 1, Some(Severity::Crit)));
+        assert_eq!(s.notes[1], "the network namespace of 1 process could not be looked at");
         assert!(s.crit >= 1 && s.time_wait_outbound == 0);
         assert_eq!(s.fullest.as_ref().map(|f| (f.netns, f.remote.as_str())), Some((7, "10.0.0.2:443")));
         assert!(sweep.fails(Some(Severity::Crit)) && !sweep.fails(None));
@@ -281,7 +287,10 @@ mod tests {
         let sweep = sweep();
         let value = serde_json::to_value(&sweep).expect("json");
         assert_eq!(value["namespaces"][0]["netns"]["container"]["runtime"], "docker");
-        assert_eq!(value["namespaces"][1]["netns"]["name"], "host");
+        assert_eq!(
+            (&value["namespaces"][1]["netns"]["name"], &value["namespaces"][1]["netns"]["host"]),
+            (&serde_json::Value::Null, &serde_json::Value::Bool(true))
+        );
         assert!(value["namespaces"][0]["report"]["findings"].is_array());
         let mut out = Vec::new();
         sweep.render(Format::Prometheus, &mut out).expect("render");

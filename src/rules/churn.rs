@@ -37,8 +37,10 @@ pub(crate) fn no_reuse(inspection: &Inspection, out: &mut Vec<Finding>) {
             "conn.no-reuse",
             Severity::Warn,
             format!(
-                "{who} opens {:.0} new connections per second to {} from {} and closes {:.0} % of them itself, \
-                 after {} on average: connections are not reused. Each close leaves a TIME_WAIT toward this \
+                "{who} opens at least {:.0} new connections per second to {} from {} and closes {:.0} % of \
+                 those seen here itself, after {} on average: connections are not reused (a connection \
+                 the peer closes, or a TIME_WAIT taken over within the sample, leaves no trace here, so \
+                 the rate is a lower bound). Each close leaves a TIME_WAIT toward this \
                  destination for 60 s: about {:.0} of them at this rate ({} now), {}",
                 churn.new_per_sec,
                 bucket.remote,

@@ -200,15 +200,20 @@ fn a_fifo_as_a_network_namespace_is_refused_at_once() {
     std::fs::create_dir_all("/run/netns").expect("mkdir");
     mkfifo(Path::new("/run/netns/planted"));
     Run::new(&["audit", "--netns", "planted"]).status(2).stderr(Expect::one_line(&["/run/netns/planted"])).run();
-    // The sweep passes over it, and over a link and a plain file, without waiting or following.
-    symlink("/proc/1/ns/net", "/run/netns/linked").expect("symlink");
+    // The sweep passes over it, over a plain file and a link to one, without waiting; a link to a
+    // namespace (a known recipe) names it.
+    symlink("/etc/passwd", "/run/netns/linked").expect("symlink");
     std::fs::write("/run/netns/plain", "").expect("plain file");
+    symlink(format!("/proc/{}/ns/net", std::process::id()), "/run/netns/ours").expect("symlink");
     let out = crate::util::twtune().args(["audit", "--all-netns", "--format", "json", "--fail-on", "never"]).output();
     let out = out.expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let sweep: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let names: Vec<&str> =
+        sweep["namespaces"].as_array().expect("list").iter().filter_map(|ns| ns["netns"]["name"].as_str()).collect();
+    assert!(names.contains(&"ours"), "{names:?}");
     for name in ["planted", "linked", "plain"] {
-        assert!(!text.contains(&format!("\"{name}\"")), "{name} taken for a namespace");
+        assert!(!names.iter().any(|n| n.split(',').any(|n| n == name)), "{name} taken for a namespace: {names:?}");
     }
 }
 

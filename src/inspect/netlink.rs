@@ -58,20 +58,18 @@ impl NetlinkSocketSource {
         NetlinkSocketSource { counts: Some(root.clone()), ..self }
     }
 
-    /// Whether the namespace has no IPv6 TCP socket: `TCP6: inuse` (listening and connected IPv6
-    /// sockets) is 0 and every TIME_WAIT socket of the namespace (`TCP: tw`, both families share one
-    /// count) was in the IPv4 dump, read after it, so that a socket made during the dump is not lost.
-    fn ipv6_is_empty(&self, ipv4_time_wait: u64) -> bool {
-        let Some(root) = &self.counts else { return false };
-        let count = |name: &str,
-                     parse: fn(&str) -> crate::problem::Parsed<std::collections::BTreeMap<String, i64>>,
-                     field: &str| {
-            let text = root.read_proc_net(name, false).ok()??;
-            parse(&text).value.get(field).copied()
+    /// `TCP6: inuse` (listening and connected IPv6 sockets), `TCP: inuse` and `TCP: tw` (TIME_WAIT
+    /// of both families, which share one count) of the namespace.
+    fn counts(&self) -> Option<(i64, i64, i64)> {
+        let root = self.counts.as_ref()?;
+        let read = |name: &str| root.read_proc_net(name, false).ok().flatten();
+        let v4 = super::counters::parse_sockstat_tcp(&read("sockstat")?).value;
+        // No sockstat6: a kernel without IPv6, so no IPv6 socket.
+        let v6 = match read("sockstat6") {
+            Some(text) => *super::counters::parse_sockstat6_tcp(&text).value.get("inuse")?,
+            None => 0,
         };
-        let in_use6 = count("sockstat6", super::counters::parse_sockstat6_tcp, "inuse");
-        let time_wait = count("sockstat", super::counters::parse_sockstat_tcp, "tw");
-        in_use6 == Some(0) && time_wait.and_then(|tw| u64::try_from(tw).ok()) == Some(ipv4_time_wait)
+        Some((v6, *v4.get("inuse")?, *v4.get("tw")?))
     }
 
     fn request(&self, family: u8) -> Result<()> {
@@ -119,6 +117,10 @@ impl SocketSource for NetlinkSocketSource {
     }
 
     fn scan(&mut self, visit: &mut dyn FnMut(TcpSocket), warnings: &mut Vec<String>) -> Result<()> {
+        // A namespace with no TCP socket at all (an idle container's) needs no walk.
+        if self.counts() == Some((0, 0, 0)) {
+            return Ok(());
+        }
         let mut time_wait = 0u64;
         self.dump(
             AF_INET,
@@ -128,7 +130,11 @@ impl SocketSource for NetlinkSocketSource {
             },
             warnings,
         )?;
-        if self.ipv6_is_empty(time_wait) {
+        // No IPv6 socket: none in use, and every TIME_WAIT was in the IPv4 dump (read after it, so
+        // that a socket made during the dump is not lost).
+        if let Some((0, _, tw)) = self.counts()
+            && u64::try_from(tw).ok() == Some(time_wait)
+        {
             return Ok(());
         }
         self.dump(AF_INET6, visit, warnings)

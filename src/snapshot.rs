@@ -14,9 +14,9 @@ use crate::root::Root;
 use crate::sysctl_d::{PROCPS_DIRS, SYSCTL_CONF};
 
 /// `/proc/net` tables an audit reads.
-const NET_TABLES: &[&str] = &["netstat", "snmp", "sockstat", "sockstat6", "tcp", "tcp6"];
+const NET_TABLES: &[&str] = &["netstat", "snmp", "sockstat", "sockstat6", "tcp", "tcp6", "stat/nf_conntrack"];
 /// `/proc/sys` directories whose keys are copied (their files only, not subdirectories).
-const SYSCTL_DIRS: &[&str] = &["net/core", "net/ipv4"];
+const SYSCTL_DIRS: &[&str] = &["net/core", "net/ipv4", "net/netfilter"];
 
 /// Everything `io_error` wraps is a write into the snapshot.
 fn io_error(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -98,7 +98,7 @@ pub(crate) fn capture(root: &Root, target: &Path) -> Result<()> {
         }
     }
     for table in NET_TABLES {
-        let required = *table != "sockstat6" && *table != "tcp6";
+        let required = !matches!(*table, "sockstat6" | "tcp6" | "stat/nf_conntrack");
         copy_file(root, &root.proc_net_relative(table), &target.join("proc/net").join(table), required)?;
     }
     // `lib` is often a link to `usr/lib`: keep it one, so lib/sysctl.d stays the same directory.

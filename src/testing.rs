@@ -25,6 +25,7 @@ pub(crate) struct Host {
     pub counters: BTreeMap<String, i64>,
     pub sockets: Vec<Socket>,
     pub sysctl_d: Tree,
+    pub conntrack: Option<crate::inspect::conntrack::Conntrack>,
     pub top: usize,
 }
 
@@ -42,6 +43,7 @@ impl Host {
             counters: BTreeMap::new(),
             sockets: Vec::new(),
             sysctl_d: Tree::default(),
+            conntrack: None,
             top: 10,
         }
     }
@@ -144,6 +146,7 @@ impl Host {
             counters: self.counters.clone(),
             sockets: counter.finish("test", self.top),
             sysctl_d: self.sysctl_d.clone(),
+            conntrack: self.conntrack.clone(),
             warnings: Vec::new(),
         }
     }

@@ -4,6 +4,7 @@
 //! the rules stay pure and fixture trees can stand in for a live host.
 
 pub(crate) mod cgroup;
+pub(crate) mod conntrack;
 pub(crate) mod counters;
 pub(crate) mod evidence;
 pub(crate) mod netlink;
@@ -22,6 +23,7 @@ use crate::root::Root;
 use crate::sysctl::keys::Settings;
 use crate::sysctl::{KernelVersion, SysctlKey, fold_whitespace};
 use crate::sysctl_d::Tree;
+use conntrack::Conntrack;
 use sockets::{Reuse, SocketCounter, SocketSource, SocketSummary, Tracking};
 
 /// Counters kept from `/proc/net/netstat` (TcpExt) and `/proc/net/snmp` (Tcp), by their kernel names.
@@ -30,6 +32,7 @@ const TCP_EXT_COUNTERS: &[&str] = &[
     "ListenOverflows",
     "PAWSActive",
     "PAWSEstab",
+    "PAWSTimewait",
     "SyncookiesSent",
     "TCPAbortOnMemory",
     "TCPAbortOnTimeout",
@@ -55,6 +58,8 @@ pub(crate) struct Inspection {
     pub sockets: SocketSummary,
     /// The sysctl.d configuration the next boot applies.
     pub sysctl_d: Tree,
+    /// Connection tracking, where `nf_conntrack` is loaded; `None` where it is not.
+    pub conntrack: Option<Conntrack>,
     /// Things that were read with trouble; the audit went on without them.
     pub warnings: Vec<String>,
 }
@@ -118,7 +123,60 @@ pub(crate) fn read(
     }
     let sysctl_d = Tree::read(root.path())?;
 
-    Ok(Inspection { kernel, kernel_version, settings, counters, sockets, sysctl_d, warnings })
+    let conntrack = read_conntrack(root, top, &mut warnings)?;
+    Ok(Inspection { kernel, kernel_version, settings, counters, sockets, sysctl_d, conntrack, warnings })
+}
+
+/// Connection tracking of the namespace, when `nf_conntrack` is loaded (its keys exist). The table
+/// itself is dumped on a live system only (ctnetlink, which needs CAP_NET_ADMIN).
+fn read_conntrack(root: &Root, top: usize, warnings: &mut Vec<String>) -> Result<Option<Conntrack>> {
+    let number = |key: &str| -> Result<Option<u64>> {
+        let value = root.read_sysctl(&SysctlKey::parse(&format!("net.netfilter.{key}"))?)?;
+        Ok(value.and_then(|v| v.trim().parse().ok()))
+    };
+    let Some(count) = number("nf_conntrack_count")? else { return Ok(None) };
+    let mut tcp_timeouts = BTreeMap::new();
+    for name in conntrack::TIMEOUT_KEYS {
+        if let Some(seconds) = number(&format!("nf_conntrack_tcp_timeout_{name}"))? {
+            tcp_timeouts.insert((*name).to_string(), seconds);
+        }
+    }
+    let statistics = match root.read_proc_net("stat/nf_conntrack", false)? {
+        Some(text) => {
+            let parsed = conntrack::parse_stats(&text);
+            let path = root.proc_net_path("stat/nf_conntrack");
+            warnings.extend(parsed.problems.iter().map(|p| format!("{}:{}: {}", path.display(), p.line, p.problem)));
+            parsed.value
+        }
+        None => BTreeMap::new(),
+    };
+    let (nat_range, nat_range_source, table, table_unavailable) = if root.is_live() {
+        let rules = conntrack::nat_rules();
+        let (range, source) = conntrack::choose_range(rules.as_deref());
+        match conntrack::dump(range, top, warnings) {
+            Ok(table) => (range, source, Some(table), None),
+            Err(e) => (range, source, None, Some(e.to_string())),
+        }
+    } else {
+        let (range, _) = conntrack::choose_range(None);
+        (
+            range,
+            "the kernel's default 1024-65535 (an offline tree has no rules)".into(),
+            None,
+            Some("an offline tree has no table to dump".into()),
+        )
+    };
+    Ok(Some(Conntrack {
+        count: Some(count),
+        max: number("nf_conntrack_max")?,
+        statistics,
+        tcp_timeouts,
+        nat_range,
+        nat_range_source,
+        statistics_growth: None,
+        table,
+        table_unavailable,
+    }))
 }
 
 fn read_settings(root: &Root, extra_keys: &[String], warnings: &mut Vec<String>) -> Result<Settings> {

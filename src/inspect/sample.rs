@@ -103,6 +103,17 @@ pub(crate) fn apply_sample(first: &Inspection, second: &mut Inspection, seconds:
         bucket.seconds_to_exhaustion =
             (growth > 0.0).then(|| (f64::from(bucket.available) / (growth / seconds)).round());
     }
+    if let (Some(before), Some(now)) = (&first.conntrack, &mut second.conntrack) {
+        now.statistics_growth = Some(
+            now.statistics
+                .iter()
+                .filter(|(name, _)| name.as_str() != "entries")
+                .map(|(name, value)| {
+                    (name.clone(), value.saturating_sub(before.statistics.get(name).copied().unwrap_or(0)))
+                })
+                .collect(),
+        );
+    }
     Rates {
         interval_seconds: seconds,
         active_opens_per_sec: per_second(first, second, "ActiveOpens", seconds),

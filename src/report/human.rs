@@ -37,6 +37,7 @@ pub(crate) fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     summary(report, out)?;
     time_wait(report, out)?;
     buckets(report, out)?;
+    conntrack(report, out)?;
     sysctl_d(report, out)?;
     findings(report, out)?;
     warnings(report, out)?;
@@ -263,6 +264,78 @@ fn buckets(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "  {first}")?;
     }
     Ok(())
+}
+
+fn conntrack(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let Some(ct) = &report.conntrack else {
+        return writeln!(out, "\n{HEADING}Connection tracking{HEADING:#}: nf_conntrack is not loaded here");
+    };
+    writeln!(out, "\n{HEADING}Connection tracking{HEADING:#}")?;
+    let count = ct.count.unwrap_or(0);
+    let share = match ct.max {
+        Some(max) if max > 0 => {
+            format!(" of nf_conntrack_max {max} ({:.1} %, the limit is global)", count as f64 * 100.0 / max as f64)
+        }
+        _ => String::new(),
+    };
+    let stat = |name: &str| ct.statistics.get(name).copied().unwrap_or(0);
+    writeln!(
+        out,
+        "  {count} entries{share}; since boot: insert_failed {}, drop {}, early_drop {}, clashres {}",
+        stat("insert_failed"),
+        stat("drop"),
+        stat("early_drop"),
+        stat("clashres")
+    )?;
+    if let Some(growth) = &ct.statistics_growth {
+        let g = |name: &str| growth.get(name).copied().unwrap_or(0);
+        writeln!(
+            out,
+            "  during the sample: insert_failed +{}, drop +{}, early_drop +{}",
+            g("insert_failed"),
+            g("drop"),
+            g("early_drop")
+        )?;
+    }
+    let timeouts: Vec<String> = ct.tcp_timeouts.iter().map(|(k, v)| format!("{} {v} s", k.to_uppercase())).collect();
+    if !timeouts.is_empty() {
+        writeln!(out, "  TCP timeouts: {}", timeouts.join(", "))?;
+    }
+    let Some(dump) = &ct.table else {
+        return writeln!(
+            out,
+            "  {DIM}table not read: {}{DIM:#}",
+            printable(ct.table_unavailable.as_deref().unwrap_or("?"))
+        );
+    };
+    let states: Vec<String> = dump.tcp_states.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    writeln!(
+        out,
+        "  {} entries dumped; TCP: {}",
+        dump.entries,
+        if states.is_empty() { "none".into() } else { states.join(", ") }
+    )?;
+    if dump.snat_buckets.is_empty() {
+        return writeln!(out, "  no source-NAT flow");
+    }
+    writeln!(out, "  source NAT, port range from {}:", ct.nat_range_source)?;
+    let header = ["translated source -> destination", "entries", "TIME_WAIT", "live", "used", "left"];
+    let rows: Vec<Vec<String>> = dump
+        .snat_buckets
+        .iter()
+        .map(|b| {
+            vec![
+                format!("{} -> {} {}", b.source_ip, b.remote, b.protocol),
+                b.count.to_string(),
+                b.time_wait.to_string(),
+                b.held.to_string(),
+                format!("{:.1} %", b.usage_pct),
+                format!("{} (+{} reclaimable)", b.available, b.reclaimable),
+            ]
+        })
+        .collect();
+    let styles: Vec<Style> = dump.snat_buckets.iter().map(|b| usage_style(report, b.usage_pct)).collect();
+    table(out, &header, &rows, &styles)
 }
 
 /// Per bucket, who holds it and how fast its connections turn over (with `--sample`).

@@ -66,6 +66,8 @@ pub(crate) struct Report {
     /// documented).
     #[serde(rename = "config")]
     pub sysctl_d: SysctlDFiles,
+    /// Connection tracking, where `nf_conntrack` is loaded; `null` where it is not.
+    pub conntrack: Option<crate::inspect::conntrack::Conntrack>,
     /// The rule thresholds in force (the built-in ones, or a profile's).
     pub thresholds: Thresholds,
     /// With `--sample`: rates over the interval; `null` otherwise.
@@ -114,6 +116,7 @@ impl Report {
             settings: inspection.settings,
             counters: inspection.counters,
             sockets: inspection.sockets,
+            conntrack: inspection.conntrack,
             findings,
             warnings: inspection.warnings,
             other_namespaces: None,

@@ -102,6 +102,22 @@ pub(crate) const KEYS: &[KeySpec] = &[
         ..with_default(int("net.ipv4.tcp_tw_reuse_delay", 1, 60000), "1000")
     },
     KeySpec { audited: false, ..spec("net.ipv4.tcp_wmem", Shape::Ints { count: 3, min: 1, max: INT_MAX }) },
+    // Connection tracking: present where nf_conntrack is loaded, read by the conntrack section of
+    // an audit. nf_conntrack_max is global (a namespace other than the host's cannot write it) and
+    // its default depends on memory; the timeouts are per namespace, in seconds.
+    KeySpec { audited: false, ..int("net.netfilter.nf_conntrack_max", 0, INT_MAX) },
+    KeySpec {
+        audited: false,
+        ..with_default(int("net.netfilter.nf_conntrack_tcp_timeout_close_wait", 1, INT_MAX), "60")
+    },
+    KeySpec {
+        audited: false,
+        ..with_default(int("net.netfilter.nf_conntrack_tcp_timeout_established", 1, INT_MAX), "432000")
+    },
+    KeySpec {
+        audited: false,
+        ..with_default(int("net.netfilter.nf_conntrack_tcp_timeout_time_wait", 1, INT_MAX), "120")
+    },
 ];
 
 /// The facts about `name`, if twtune knows the key.

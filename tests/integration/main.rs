@@ -3,6 +3,7 @@
 
 mod apply;
 mod audit;
+mod conntrack;
 mod differential;
 mod export;
 mod layout;

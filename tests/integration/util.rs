@@ -235,12 +235,58 @@ pub(crate) struct Report {
     pub settings: std::collections::BTreeMap<String, Option<String>>,
     pub counters: std::collections::BTreeMap<String, i64>,
     pub sockets: Sockets,
+    pub conntrack: Option<Conntrack>,
     pub config: ConfigFiles,
     pub thresholds: Thresholds,
     pub rates: Option<Rates>,
     pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
     pub other_namespaces: Option<OtherNamespaces>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Conntrack {
+    pub count: Option<u64>,
+    pub max: Option<u64>,
+    pub statistics: std::collections::BTreeMap<String, u64>,
+    pub tcp_timeouts: std::collections::BTreeMap<String, u64>,
+    pub nat_range: NatRange,
+    pub nat_range_source: String,
+    pub statistics_growth: Option<std::collections::BTreeMap<String, u64>>,
+    pub table: Option<ConntrackTable>,
+    pub table_unavailable: Option<String>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NatRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConntrackTable {
+    pub entries: u64,
+    pub tcp_states: std::collections::BTreeMap<String, u64>,
+    pub snat_bucket_count: usize,
+    pub snat_buckets: Vec<SnatBucket>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SnatBucket {
+    pub source_ip: String,
+    pub remote: String,
+    pub protocol: String,
+    pub count: u32,
+    pub time_wait: u32,
+    pub held: u32,
+    pub usable_ports: u32,
+    pub available: u32,
+    pub reclaimable: u32,
+    pub usage_pct: f64,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]

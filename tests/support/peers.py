@@ -6,9 +6,16 @@
     peers.py churn PORT WORKERS MS    WORKERS loops: connect, send a request, wait for the answer,
                                       hold MS milliseconds, close (no reuse; the client closes)
     peers.py pool PORT N              N long-lived connections, a request on each every 20 ms
+    peers.py closed PORT N            N connections, each used for a request and closed (the client
+                                      closes first), one after the other
+    peers.py fill PORT                connect (1 s timeout) and keep each connection until one
+                                      fails; print how many succeeded, then hold them
 
-Each prints "ready" once its connections (or listener) exist, then runs until killed.
+Each prints "ready" once its connections (or listener) exist, then runs until killed. The address
+is 127.0.0.1, or PEER_HOST from the environment.
 """
+
+import os
 
 import socket
 import sys
@@ -16,10 +23,13 @@ import threading
 import time
 
 
+HOST = os.environ.get("PEER_HOST", "127.0.0.1")
+
+
 def serve(port):
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
+    listener.bind((HOST, port))
     listener.listen(1024)
     print("ready", flush=True)
 
@@ -46,7 +56,7 @@ def main():
     if mode == "server":
         serve(port)
     elif mode == "hold":
-        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(int(sys.argv[3]))]
+        held = [socket.create_connection((HOST, port)) for _ in range(int(sys.argv[3]))]
         print("ready", flush=True)
         while held:
             time.sleep(3600)
@@ -55,7 +65,7 @@ def main():
 
         def loop():
             while True:
-                conn = socket.create_connection(("127.0.0.1", port))
+                conn = socket.create_connection((HOST, port))
                 request(conn)
                 time.sleep(hold)
                 conn.close()
@@ -66,12 +76,31 @@ def main():
         while True:
             time.sleep(3600)
     elif mode == "pool":
-        pool = [socket.create_connection(("127.0.0.1", port)) for _ in range(int(sys.argv[3]))]
+        pool = [socket.create_connection((HOST, port)) for _ in range(int(sys.argv[3]))]
         print("ready", flush=True)
         while True:
             for conn in pool:
                 request(conn)
             time.sleep(0.02)
+    elif mode == "closed":
+        for _ in range(int(sys.argv[3])):
+            conn = socket.create_connection((HOST, port))
+            request(conn)
+            conn.close()
+        time.sleep(0.2)
+        print("ready", flush=True)
+        while True:
+            time.sleep(3600)
+    elif mode == "fill":
+        held = []
+        while True:
+            try:
+                held.append(socket.create_connection((HOST, port), timeout=1.0))
+            except OSError:
+                break
+        print(len(held), flush=True)
+        while held:
+            time.sleep(3600)
     else:
         sys.exit("unknown mode " + mode)
 

@@ -1,0 +1,662 @@
+//! Connection tracking of one network namespace: the table's size and limit, its per-CPU
+//! statistics, the TCP timeouts, and a ctnetlink dump of the table streamed into counts (entries by
+//! TCP state; source-NAT flows per translated source and destination, the "SNAT buckets"). Like the
+//! socket table, the dump is aggregated as it is read: memory does not grow with the number of
+//! entries, only with the number of distinct NAT buckets.
+//!
+//! A source-NAT bucket is (translated source address, destination address, destination port,
+//! protocol): the NAT can give each flow toward one destination a different source port of its
+//! range, so that is its budget. Every entry holds its port, a TCP entry in TIME_WAIT or CLOSE too,
+//! with one exception: when a new TCP flow's last probes of the range find no free port, the NAT
+//! may evict a TIME_WAIT entry whose sequence numbers the new flow has passed
+//! (`nf_nat_used_tuple_harder`, the last 32 of at most 128 probes from a random start). So the
+//! free ports (`available`) are certain and the TIME_WAIT ones (`reclaimable`) a matter of luck:
+//! on 6.18, MASQUERADE over 100 ports with 40 flows open admits exactly 60 more; with 40 open and
+//! 30 in TIME_WAIT, 41 more (30 free, 11 evicted).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::problem::{LineProblem, Parsed};
+
+const NLMSG_HEADER: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_DUMP: u16 = 0x300;
+/// `NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET` (and `..._CT_NEW` for the entries of a dump).
+const CT_GET: u16 = 1 << 8 | 1;
+const CT_NEW: u16 = 1 << 8;
+/// `struct nfgenmsg`: family, version, resource id.
+const NFGENMSG: usize = 4;
+const RECEIVE_BUFFER: usize = 256 * 1024;
+
+// Attributes (include/uapi/linux/netfilter/nfnetlink_conntrack.h).
+const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_TUPLE_REPLY: u16 = 2;
+const CTA_STATUS: u16 = 3;
+const CTA_PROTOINFO: u16 = 4;
+const CTA_TUPLE_IP: u16 = 1;
+const CTA_TUPLE_PROTO: u16 = 2;
+const CTA_IP_V4_SRC: u16 = 1;
+const CTA_IP_V4_DST: u16 = 2;
+const CTA_IP_V6_SRC: u16 = 3;
+const CTA_IP_V6_DST: u16 = 4;
+const CTA_PROTO_NUM: u16 = 1;
+const CTA_PROTO_SRC_PORT: u16 = 2;
+const CTA_PROTO_DST_PORT: u16 = 3;
+const CTA_PROTOINFO_TCP: u16 = 1;
+const CTA_PROTOINFO_TCP_STATE: u16 = 1;
+/// `IPS_SRC_NAT`: the flow's source was translated.
+const IPS_SRC_NAT: u32 = 1 << 4;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+/// Conntrack's TCP states (`enum tcp_conntrack`), by number.
+const TCP_STATES: [&str; 10] = [
+    "NONE",
+    "SYN_SENT",
+    "SYN_RECV",
+    "ESTABLISHED",
+    "FIN_WAIT",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "TIME_WAIT",
+    "CLOSE",
+    "SYN_SENT2",
+];
+const TCP_TIME_WAIT: u8 = 7;
+const TCP_CLOSE: u8 = 8;
+
+/// Distinct NAT buckets counted; a table with more is summarised with a warning.
+pub(crate) const MAX_SNAT_BUCKETS: usize = 65_536;
+
+/// One conntrack entry, as far as twtune needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Flow {
+    pub protocol: u8,
+    pub original_source: SocketAddr,
+    pub original_destination: SocketAddr,
+    /// Where replies go: the translated source, for a source-NAT flow.
+    pub reply_destination: SocketAddr,
+    pub status: u32,
+    pub tcp_state: Option<u8>,
+}
+
+impl Flow {
+    fn source_natted(&self) -> bool {
+        self.status & IPS_SRC_NAT != 0
+    }
+}
+
+/// The per-CPU lines of `/proc/net/stat/nf_conntrack` (hexadecimal, the header names the columns),
+/// summed per column. `entries` is the table's count on every line, so it is taken once.
+pub(crate) fn parse_stats(text: &str) -> Parsed<BTreeMap<String, u64>> {
+    let mut parsed = Parsed::<BTreeMap<String, u64>>::default();
+    let mut lines = text.lines().enumerate();
+    let Some((_, header)) = lines.next() else { return parsed };
+    let names: Vec<&str> = header.split_whitespace().collect();
+    for (index, line) in lines {
+        let values: Vec<&str> = line.split_whitespace().collect();
+        if values.is_empty() {
+            continue;
+        }
+        if values.len() != names.len() {
+            parsed.problems.push(LineProblem { line: index + 1, problem: "not one value per column".into() });
+            continue;
+        }
+        for (name, value) in names.iter().zip(values) {
+            let Ok(value) = u64::from_str_radix(value, 16) else {
+                parsed.problems.push(LineProblem { line: index + 1, problem: format!("{name}: {value:?} is not hex") });
+                continue;
+            };
+            let total = parsed.value.entry((*name).to_string()).or_default();
+            *total = if *name == "entries" { value } else { total.saturating_add(value) };
+        }
+    }
+    parsed
+}
+
+/// The conntrack table over ctnetlink, in the calling thread's network namespace.
+pub(crate) struct ConntrackDump {
+    socket: netlink_sys::Socket,
+    buffer: Vec<u8>,
+}
+
+fn netlink_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Netlink(format!("conntrack: {what}: {e}"))
+}
+
+impl ConntrackDump {
+    pub(crate) fn open() -> Result<ConntrackDump> {
+        use netlink_sys::protocols::NETLINK_NETFILTER;
+        let mut socket = netlink_sys::Socket::new(NETLINK_NETFILTER)
+            .map_err(|e| netlink_error("cannot open a netfilter netlink socket", e))?;
+        socket.bind_auto().map_err(|e| netlink_error("cannot bind", e))?;
+        socket.connect(&netlink_sys::SocketAddr::new(0, 0)).map_err(|e| netlink_error("cannot connect", e))?;
+        Ok(ConntrackDump { socket, buffer: vec![0; RECEIVE_BUFFER] })
+    }
+
+    /// Streams every entry, both families, through `visit`.
+    pub(crate) fn scan(&mut self, visit: &mut dyn FnMut(Flow), warnings: &mut Vec<String>) -> Result<()> {
+        let mut request = Vec::with_capacity(NLMSG_HEADER + NFGENMSG);
+        request.extend_from_slice(&((NLMSG_HEADER + NFGENMSG) as u32).to_ne_bytes());
+        request.extend_from_slice(&CT_GET.to_ne_bytes());
+        request.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        request.extend_from_slice(&[0; 8]); // sequence, port id
+        request.extend_from_slice(&[0, 0, 0, 0]); // AF_UNSPEC: every family; version 0; resource 0
+        self.socket.send(&request, 0).map_err(|e| netlink_error("cannot send the dump request", e))?;
+        loop {
+            let received = self
+                .socket
+                .recv(&mut &mut self.buffer[..], 0)
+                .map_err(|e| netlink_error("cannot receive the dump", e))?;
+            if received == 0 {
+                return Err(Error::Netlink("conntrack: the dump ended without NLMSG_DONE".into()));
+            }
+            if parse_messages(&self.buffer[..received], visit, warnings)? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Walks the messages of one receive. `Ok(true)` once the dump is done.
+pub(crate) fn parse_messages(bytes: &[u8], visit: &mut dyn FnMut(Flow), warnings: &mut Vec<String>) -> Result<bool> {
+    let mut offset = 0;
+    while offset + NLMSG_HEADER <= bytes.len() {
+        let length = u32::from_ne_bytes(word(bytes, offset)) as usize;
+        let kind = u16::from_ne_bytes([bytes[offset + 4], bytes[offset + 5]]);
+        if length < NLMSG_HEADER || offset + length > bytes.len() {
+            return Err(Error::Netlink(format!("conntrack: a malformed message (length {length})")));
+        }
+        let payload = &bytes[offset + NLMSG_HEADER..offset + length];
+        match kind {
+            NLMSG_DONE => return Ok(true),
+            NLMSG_ERROR => {
+                let code = if payload.len() >= 4 { i32::from_ne_bytes(word(payload, 0)) } else { -1 };
+                if code != 0 {
+                    return Err(Error::Netlink(format!(
+                        "conntrack: the kernel refused the dump: {}",
+                        std::io::Error::from_raw_os_error(code.saturating_neg())
+                    )));
+                }
+            }
+            CT_NEW => match payload.get(NFGENMSG..).and_then(parse_flow) {
+                Some(flow) => visit(flow),
+                None => {
+                    warnings.push(format!("a conntrack entry of {} bytes could not be read; skipped", payload.len()))
+                }
+            },
+            _ => {}
+        }
+        offset += (length + 3) & !3;
+    }
+    Ok(false)
+}
+
+fn word(bytes: &[u8], at: usize) -> [u8; 4] {
+    [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]
+}
+
+/// The attributes of a netlink attribute stream: (type without its flags, value).
+fn attributes(mut bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if bytes.len() < 4 {
+            return None;
+        }
+        let length = usize::from(u16::from_ne_bytes([bytes[0], bytes[1]]));
+        let kind = u16::from_ne_bytes([bytes[2], bytes[3]]) & 0x3fff;
+        if length < 4 || length > bytes.len() {
+            return None;
+        }
+        let value = &bytes[4..length];
+        bytes = &bytes[((length + 3) & !3).min(bytes.len())..];
+        Some((kind, value))
+    })
+}
+
+fn find(bytes: &[u8], kind: u16) -> Option<&[u8]> {
+    attributes(bytes).find(|(k, _)| *k == kind).map(|(_, v)| v)
+}
+
+/// A tuple: (protocol, source, destination).
+fn tuple(bytes: &[u8]) -> Option<(u8, SocketAddr, SocketAddr)> {
+    let ip = find(bytes, CTA_TUPLE_IP)?;
+    let address = |v4: u16, v6: u16| -> Option<IpAddr> {
+        if let Some(v) = find(ip, v4) {
+            return Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v).ok()?)));
+        }
+        Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(find(ip, v6)?).ok()?)))
+    };
+    let proto = find(bytes, CTA_TUPLE_PROTO)?;
+    let number = *find(proto, CTA_PROTO_NUM)?.first()?;
+    // Ports are in network order; protocols without ports (ICMP) have none.
+    let port = |kind| find(proto, kind).and_then(|v| Some(u16::from_be_bytes(<[u8; 2]>::try_from(v).ok()?)));
+    Some((
+        number,
+        SocketAddr::new(address(CTA_IP_V4_SRC, CTA_IP_V6_SRC)?, port(CTA_PROTO_SRC_PORT).unwrap_or(0)),
+        SocketAddr::new(address(CTA_IP_V4_DST, CTA_IP_V6_DST)?, port(CTA_PROTO_DST_PORT).unwrap_or(0)),
+    ))
+}
+
+/// One `IPCTNL_MSG_CT_NEW` payload (after its nfgenmsg).
+pub(crate) fn parse_flow(bytes: &[u8]) -> Option<Flow> {
+    let (protocol, original_source, original_destination) = tuple(find(bytes, CTA_TUPLE_ORIG)?)?;
+    let (_, _, reply_destination) = tuple(find(bytes, CTA_TUPLE_REPLY)?)?;
+    let status = find(bytes, CTA_STATUS).and_then(|v| Some(u32::from_be_bytes(<[u8; 4]>::try_from(v).ok()?)))?;
+    let tcp_state = find(bytes, CTA_PROTOINFO)
+        .and_then(|info| find(info, CTA_PROTOINFO_TCP))
+        .and_then(|tcp| find(tcp, CTA_PROTOINFO_TCP_STATE))
+        .and_then(|v| v.first().copied());
+    Some(Flow { protocol, original_source, original_destination, reply_destination, status, tcp_state })
+}
+
+/// The source-NAT port range a bucket's flows can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct NatRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl NatRange {
+    /// Where a rule sets no range and the original source port is above 1023 (`nf_nat_l4proto_unique_tuple`).
+    pub(crate) const DEFAULT: NatRange = NatRange { low: 1024, high: 65535 };
+
+    fn size(self) -> u32 {
+        u32::from(self.high) - u32::from(self.low) + 1
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct SnatKey {
+    source: IpAddr,
+    destination: SocketAddr,
+    protocol: u8,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct SnatCount {
+    entries: u32,
+    /// TCP entries in TIME_WAIT or CLOSE.
+    closed: u32,
+}
+
+/// Counts a conntrack dump as it streams.
+#[derive(Debug, Default)]
+pub(crate) struct FlowCounter {
+    total: u64,
+    tcp_states: [u64; TCP_STATES.len()],
+    snat: HashMap<SnatKey, SnatCount>,
+    untracked_buckets: u64,
+}
+
+impl FlowCounter {
+    pub(crate) fn add(&mut self, flow: Flow) {
+        self.total += 1;
+        let closed = matches!(flow.tcp_state, Some(TCP_TIME_WAIT | TCP_CLOSE));
+        if flow.protocol == IPPROTO_TCP
+            && let Some(slot) = flow.tcp_state.and_then(|s| self.tcp_states.get_mut(usize::from(s)))
+        {
+            *slot += 1;
+        }
+        if !flow.source_natted() || !matches!(flow.protocol, IPPROTO_TCP | IPPROTO_UDP) {
+            return;
+        }
+        let key = SnatKey {
+            source: flow.reply_destination.ip().to_canonical(),
+            destination: flow.original_destination,
+            protocol: flow.protocol,
+        };
+        if !self.snat.contains_key(&key) && self.snat.len() >= MAX_SNAT_BUCKETS {
+            self.untracked_buckets += 1;
+            return;
+        }
+        let count = self.snat.entry(key).or_default();
+        count.entries += 1;
+        count.closed += u32::from(closed);
+    }
+
+    /// The summary, with the `top` fullest NAT buckets, judged against `range`.
+    pub(crate) fn finish(self, range: NatRange, top: usize) -> FlowSummary {
+        let usable = range.size();
+        let mut buckets: Vec<SnatBucket> = self
+            .snat
+            .into_iter()
+            .map(|(key, count)| {
+                let held = count.entries - count.closed;
+                let available = usable.saturating_sub(count.entries);
+                SnatBucket {
+                    source_ip: key.source.to_string(),
+                    remote: key.destination.to_string(),
+                    protocol: if key.protocol == IPPROTO_TCP { "tcp" } else { "udp" },
+                    count: count.entries,
+                    time_wait: count.closed,
+                    held,
+                    usable_ports: usable,
+                    available,
+                    reclaimable: count.closed.min(usable),
+                    usage_pct: if usable == 0 {
+                        100.0
+                    } else {
+                        (f64::from(usable - available) * 1000.0 / f64::from(usable)).round() / 10.0
+                    },
+                }
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.available.cmp(&b.available).then(b.held.cmp(&a.held)).then(a.remote.cmp(&b.remote)));
+        let bucket_count = buckets.len();
+        buckets.truncate(top);
+        FlowSummary {
+            entries: self.total,
+            tcp_states: TCP_STATES
+                .iter()
+                .zip(self.tcp_states)
+                .filter(|(_, n)| *n > 0)
+                .map(|(name, n)| (*name, n))
+                .collect(),
+            snat_bucket_count: bucket_count,
+            snat_buckets: buckets,
+            untracked_buckets: self.untracked_buckets,
+        }
+    }
+}
+
+/// What the dump said.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct FlowSummary {
+    /// Entries dumped (both families, every protocol).
+    pub entries: u64,
+    /// TCP entries by conntrack state, states with none left out.
+    pub tcp_states: BTreeMap<&'static str, u64>,
+    /// Distinct source-NAT buckets.
+    pub snat_bucket_count: usize,
+    /// The fullest source-NAT buckets, by ports held.
+    pub snat_buckets: Vec<SnatBucket>,
+    #[serde(skip)]
+    pub untracked_buckets: u64,
+}
+
+/// Source-NAT flows toward one destination from one translated address.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct SnatBucket {
+    /// The translated source address (what the destination sees).
+    pub source_ip: String,
+    /// `ip:port`, or `[ip]:port` for IPv6.
+    pub remote: String,
+    /// `tcp` or `udp`.
+    pub protocol: &'static str,
+    /// Entries in the bucket.
+    pub count: u32,
+    /// Of those, TCP entries in TIME_WAIT or CLOSE.
+    pub time_wait: u32,
+    /// Live flows: `count - time_wait`.
+    pub held: u32,
+    /// Ports of the NAT's range.
+    pub usable_ports: u32,
+    /// How many more flows toward this destination certainly get a port now: `usable_ports - count`.
+    pub available: u32,
+    /// TIME_WAIT entries a new TCP flow may evict once no port is free (by chance; see the module).
+    pub reclaimable: u32,
+    /// `(usable_ports - available)` as a percentage of `usable_ports`.
+    pub usage_pct: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attribute(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut a = Vec::new();
+        a.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+        a.extend_from_slice(&kind.to_ne_bytes());
+        a.extend_from_slice(value);
+        while a.len() % 4 != 0 {
+            a.push(0);
+        }
+        a
+    }
+
+    fn nested(kind: u16, parts: &[Vec<u8>]) -> Vec<u8> {
+        attribute(kind | 0x8000, &parts.concat())
+    }
+
+    fn tuple_attr(kind: u16, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+        nested(
+            kind,
+            &[
+                nested(CTA_TUPLE_IP, &[attribute(CTA_IP_V4_SRC, &src), attribute(CTA_IP_V4_DST, &dst)]),
+                nested(
+                    CTA_TUPLE_PROTO,
+                    &[
+                        attribute(CTA_PROTO_NUM, &[IPPROTO_TCP]),
+                        attribute(CTA_PROTO_SRC_PORT | 0x4000, &sport.to_be_bytes()),
+                        attribute(CTA_PROTO_DST_PORT | 0x4000, &dport.to_be_bytes()),
+                    ],
+                ),
+            ],
+        )
+    }
+
+    /// A client 10.1.0.2:5000 to 10.2.0.2:80, masqueraded as 10.2.0.1:40001.
+    fn entry(state: u8, nat: bool, port: u16) -> Vec<u8> {
+        let mut payload = vec![2, 0, 0, 0];
+        payload.extend(tuple_attr(CTA_TUPLE_ORIG, [10, 1, 0, 2], 5000, [10, 2, 0, 2], 80));
+        payload.extend(tuple_attr(CTA_TUPLE_REPLY, [10, 2, 0, 2], 80, [10, 2, 0, 1], port));
+        let status = if nat { IPS_SRC_NAT | 8 } else { 8 };
+        payload.extend(attribute(CTA_STATUS | 0x4000, &status.to_be_bytes()));
+        payload.extend(nested(
+            CTA_PROTOINFO,
+            &[nested(CTA_PROTOINFO_TCP, &[attribute(CTA_PROTOINFO_TCP_STATE, &[state])])],
+        ));
+        payload
+    }
+
+    fn message(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&((NLMSG_HEADER + payload.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&[0; 10]);
+        m.extend_from_slice(payload);
+        while m.len() % 4 != 0 {
+            m.push(0);
+        }
+        m
+    }
+
+    #[test]
+    fn an_entry_decodes_with_its_translation_and_state() {
+        let flow = parse_flow(&entry(3, true, 40001)[NFGENMSG..]).expect("flow");
+        assert_eq!(flow.original_source, "10.1.0.2:5000".parse().expect("addr"));
+        assert_eq!(flow.original_destination, "10.2.0.2:80".parse().expect("addr"));
+        assert_eq!(flow.reply_destination, "10.2.0.1:40001".parse().expect("addr"));
+        assert_eq!((flow.protocol, flow.tcp_state, flow.source_natted()), (6, Some(3), true));
+        assert!(parse_flow(&[1, 2, 3]).is_none());
+    }
+
+    #[test]
+    fn a_dump_is_counted_into_nat_buckets_where_time_wait_is_reclaimable_only() {
+        let mut bytes = Vec::new();
+        for port in 0..40 {
+            bytes.extend(message(CT_NEW, &entry(3, true, 40000 + port)));
+        }
+        for port in 40..100 {
+            bytes.extend(message(CT_NEW, &entry(TCP_TIME_WAIT, true, 40000 + port)));
+        }
+        bytes.extend(message(CT_NEW, &entry(3, false, 1)));
+        bytes.extend(message(CT_NEW, &[2, 0, 0, 0, 9, 9]));
+        bytes.extend(message(NLMSG_DONE, &[0; 4]));
+        let mut counter = FlowCounter::default();
+        let mut warnings = Vec::new();
+        assert!(parse_messages(&bytes, &mut |f| counter.add(f), &mut warnings).expect("parses"));
+        assert_eq!(warnings.len(), 1, "the short entry is a warning");
+        let summary = counter.finish(NatRange { low: 40000, high: 40099 }, 10);
+        assert_eq!(summary.entries, 101);
+        assert_eq!(summary.tcp_states.get("ESTABLISHED"), Some(&41));
+        assert_eq!(summary.tcp_states.get("TIME_WAIT"), Some(&60));
+        assert_eq!(summary.snat_bucket_count, 1, "the entry without NAT is in no bucket");
+        let b = &summary.snat_buckets[0];
+        assert_eq!((b.source_ip.as_str(), b.remote.as_str(), b.protocol), ("10.2.0.1", "10.2.0.2:80", "tcp"));
+        assert_eq!((b.count, b.time_wait, b.held, b.usable_ports), (100, 60, 40, 100));
+        assert_eq!((b.available, b.reclaimable, b.usage_pct), (0, 60, 100.0), "TIME_WAIT holds its port but for luck");
+    }
+
+    #[test]
+    fn errors_and_malformed_messages_are_reported() {
+        let refused = message(NLMSG_ERROR, &(-1i32).to_ne_bytes());
+        assert!(parse_messages(&refused, &mut |_| {}, &mut Vec::new()).is_err());
+        let mut cut = message(CT_NEW, &entry(3, true, 1));
+        cut.truncate(30);
+        assert!(parse_messages(&cut, &mut |_| {}, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn statistics_sum_the_cpus_but_not_the_entries() {
+        let text = "entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart\n\
+            0000000a  00000001 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000002 00000000 00000000 00000000  00000000 00000000 00000000 00000003\n\
+            0000000a  00000001 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000010 00000000 00000000 00000000  00000000 00000000 00000000 00000000\n";
+        let parsed = parse_stats(text);
+        assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
+        let s = parsed.value;
+        assert_eq!((s["entries"], s["clashres"], s["insert_failed"], s["search_restart"]), (10, 2, 18, 3));
+        assert_eq!(parse_stats("a b\n1 zz\n1\n").problems.len(), 2);
+        assert!(parse_stats("").value.is_empty());
+    }
+}
+
+/// Connection tracking in one namespace, as the report shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct Conntrack {
+    /// `nf_conntrack_count`: entries of this namespace.
+    pub count: Option<u64>,
+    /// `nf_conntrack_max`: the limit, global to the host (one table for every namespace).
+    pub max: Option<u64>,
+    /// `/proc/net/stat/nf_conntrack`, summed over the CPUs: `insert_failed`, `drop`, `early_drop`,
+    /// `clashres`, `search_restart`, ...
+    pub statistics: BTreeMap<String, u64>,
+    /// `nf_conntrack_tcp_timeout_*` in seconds: `time_wait`, `close_wait`, `established`.
+    pub tcp_timeouts: BTreeMap<String, u64>,
+    /// The source-NAT port range the buckets are judged against.
+    pub nat_range: NatRange,
+    /// Where that range comes from.
+    pub nat_range_source: String,
+    /// With `--sample`: how much each statistic grew over the interval.
+    pub statistics_growth: Option<BTreeMap<String, u64>>,
+    /// The dump of the table; `null` when it could not be read (`table_unavailable` says why).
+    pub table: Option<FlowSummary>,
+    pub table_unavailable: Option<String>,
+}
+
+/// Dumps the table of the calling thread's namespace into counts.
+pub(crate) fn dump(range: NatRange, top: usize, warnings: &mut Vec<String>) -> Result<FlowSummary> {
+    let mut counter = FlowCounter::default();
+    ConntrackDump::open()?.scan(&mut |flow| counter.add(flow), warnings)?;
+    let summary = counter.finish(range, top);
+    if summary.untracked_buckets > 0 {
+        warnings.push(format!(
+            "{} source-NAT entries are in buckets beyond the first {MAX_SNAT_BUCKETS}; they are not counted per bucket",
+            summary.untracked_buckets
+        ));
+    }
+    Ok(summary)
+}
+
+/// The nat table's rules as `iptables-save -t nat` prints them, run in the calling thread's
+/// namespace (a child process inherits the thread's namespaces); `None` without the tool.
+pub(crate) fn nat_rules() -> Option<String> {
+    const LIMIT: usize = 1 << 20;
+    // A fixed path: a root tool does not run what PATH happens to name.
+    let tool =
+        ["/usr/sbin/iptables-save", "/sbin/iptables-save"].into_iter().find(|p| std::path::Path::new(p).exists())?;
+    let output = std::process::Command::new(tool)
+        .args(["-t", "nat"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    (output.status.success() && output.stdout.len() <= LIMIT)
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The TCP timeouts reported, by the suffix of their key.
+pub(crate) const TIMEOUT_KEYS: &[&str] = &["time_wait", "close_wait", "established"];
+
+/// The port ranges that the source-NAT rules of an `iptables-save -t nat` text set (`MASQUERADE
+/// --to-ports A-B`, `SNAT --to-source ADDR:A-B`), distinct, in order.
+pub(crate) fn nat_ranges(rules: &str) -> Vec<NatRange> {
+    let mut ranges = Vec::new();
+    for line in rules.lines().filter(|l| l.starts_with("-A ")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(target) = words.windows(2).find(|w| w[0] == "-j").map(|w| w[1]) else { continue };
+        let ports = match target {
+            "MASQUERADE" => words.windows(2).find(|w| w[0] == "--to-ports").map(|w| w[1]),
+            "SNAT" => words
+                .windows(2)
+                .find(|w| w[0] == "--to-source")
+                .and_then(|w| w[1].rsplit_once(':').map(|(_, p)| p))
+                .filter(|p| !p.contains(']')),
+            _ => None,
+        };
+        let Some(ports) = ports else { continue };
+        let (low, high) = ports.split_once('-').unwrap_or((ports, ports));
+        if let (Ok(low), Ok(high)) = (low.parse::<u16>(), high.parse::<u16>())
+            && low <= high
+            && low > 0
+        {
+            let range = NatRange { low, high };
+            if !ranges.contains(&range) {
+                ranges.push(range);
+            }
+        }
+    }
+    ranges
+}
+
+/// The range to judge NAT buckets against, and why: the rules' range when they set exactly one,
+/// the smallest of several, else the kernel's default.
+pub(crate) fn choose_range(rules: Option<&str>) -> (NatRange, String) {
+    let Some(rules) = rules else {
+        return (NatRange::DEFAULT, "the kernel's default 1024-65535 (the NAT rules could not be read)".into());
+    };
+    let ranges = nat_ranges(rules);
+    match ranges.as_slice() {
+        [] => (NatRange::DEFAULT, "the kernel's default 1024-65535 (no source-NAT rule sets a port range)".into()),
+        [one] => (*one, format!("the source-NAT rule's --to-ports {}-{}", one.low, one.high)),
+        several => {
+            let smallest = *several.iter().min_by_key(|r| r.size()).expect("not empty");
+            (
+                smallest,
+                format!("the smallest of {} source-NAT port ranges, {}-{}", several.len(), smallest.low, smallest.high),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    #[test]
+    fn ranges_come_from_masquerade_and_snat_rules() {
+        let rules = "*nat\n:POSTROUTING ACCEPT [0:0]\n\
+            -A POSTROUTING -s 10.1.0.0/24 -o veth-s -j MASQUERADE --to-ports 40000-40099\n\
+            -A POSTROUTING -s 10.3.0.0/24 -j SNAT --to-source 10.2.0.1:50000-50999\n\
+            -A POSTROUTING -j SNAT --to-source 10.2.0.9\n\
+            -A POSTROUTING -j MASQUERADE --to-ports 40000-40099\n\
+            -A PREROUTING -j DNAT --to-destination 10.9.9.9:80\nCOMMIT\n";
+        assert_eq!(nat_ranges(rules), vec![NatRange { low: 40000, high: 40099 }, NatRange { low: 50000, high: 50999 }]);
+        let (range, why) = choose_range(Some(rules));
+        assert_eq!((range, why.contains("smallest of 2")), (NatRange { low: 40000, high: 40099 }, true));
+        assert_eq!(choose_range(Some("*nat\n-A POSTROUTING -j MASQUERADE\n")).0, NatRange::DEFAULT);
+        assert!(choose_range(None).1.contains("could not be read"));
+        assert_eq!(choose_range(Some("-A P -j MASQUERADE --to-ports 9\n")).0, NatRange { low: 9, high: 9 });
+        for bad in
+            ["-A P -j MASQUERADE --to-ports 9-1", "-A P -j MASQUERADE --to-ports x", "-A P -j MASQUERADE --to-ports"]
+        {
+            assert!(nat_ranges(bad).is_empty(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Rules one layer down, on connection tracking and source NAT: a table near its limit, insertions
+//! lost to races, a NAT port pool near its end, conntrack's TIME_WAIT outliving TCP's, and SYNs a
+//! server's TIME_WAIT rejected for their timestamps (clients behind one NAT address).
+
+use serde_json::json;
+
+use crate::inspect::Inspection;
+use crate::inspect::conntrack::Conntrack;
+use crate::rules::{Advice, Finding, Severity, Thresholds, finding, usage_severity};
+
+const MAX_KEY: &str = "net.netfilter.nf_conntrack_max";
+const TIME_WAIT_KEY: &str = "net.netfilter.nf_conntrack_tcp_timeout_time_wait";
+/// Shares of `nf_conntrack_max` from which a namespace's table is worth a warning, then critical.
+const TABLE_WARN: f64 = 0.80;
+const TABLE_CRIT: f64 = 0.95;
+
+pub(crate) fn evaluate(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Finding>) {
+    if let Some(ct) = &inspection.conntrack {
+        table_full(ct, out);
+        insert_failed(ct, out);
+        snat_exhaustion(ct, t, out);
+        time_wait_longer(ct, out);
+    }
+    paws_time_wait(inspection, out);
+}
+
+/// A statistic's growth over `--sample`, or its count since boot.
+fn grew(ct: &Conntrack, name: &str) -> (u64, bool) {
+    match &ct.statistics_growth {
+        Some(growth) => (growth.get(name).copied().unwrap_or(0), true),
+        None => (ct.statistics.get(name).copied().unwrap_or(0), false),
+    }
+}
+
+fn table_full(ct: &Conntrack, out: &mut Vec<Finding>) {
+    let (Some(count), Some(max)) = (ct.count, ct.max) else { return };
+    let share = if max == 0 { 0.0 } else { count as f64 / max as f64 };
+    let (drops, sampled) = grew(ct, "drop");
+    let (early, _) = grew(ct, "early_drop");
+    let severity = if share >= TABLE_CRIT || drops + early > 0 {
+        Severity::Crit
+    } else if share >= TABLE_WARN {
+        Severity::Warn
+    } else {
+        return;
+    };
+    let when = if sampled { "during the sample" } else { "since boot" };
+    let f = finding(
+        "conntrack.table-full",
+        severity,
+        format!(
+            "the connection-tracking table holds {count} entries of nf_conntrack_max {max} ({:.0} %){}: a full \
+             table drops the first packet of every new flow (connects hang and retry). nf_conntrack_max is one \
+             value for the whole host, and each namespace's count is held against it",
+            share * 100.0,
+            if drops + early > 0 {
+                format!(", and {drops} new flows were dropped and {early} entries evicted early for want of room {when}")
+            } else {
+                String::new()
+            },
+        ),
+        "A larger table costs kernel memory, about 320 bytes per entry (the nf_conntrack slab object), and the hash (nf_conntrack_buckets) \
+         should grow with it; it is global, so it is set on the host (or the node), not in a pod.",
+    )
+    .about(MAX_KEY, Some(&max.to_string()), Some(max.saturating_mul(2).max(262_144).to_string()))
+    .evidence(json!({"count": count, "max": max, "drop": drops, "early_drop": early, "sampled": sampled}));
+    out.push(Finding {
+        advice: vec![
+            Advice {
+                action: "Find who fills it: the same short connections that exhaust ports fill the table (each \
+                         closed flow stays nf_conntrack_tcp_timeout_time_wait, 120 s); reuse connections first."
+                    .into(),
+                risk: "None from the kernel.".into(),
+            },
+            Advice {
+                action: format!("Raise {MAX_KEY} (and nf_conntrack_buckets) on the host."),
+                risk: "Kernel memory, about 320 bytes per entry.".into(),
+            },
+        ],
+        ..f
+    });
+}
+
+fn insert_failed(ct: &Conntrack, out: &mut Vec<Finding>) {
+    let (failed, sampled) = grew(ct, "insert_failed");
+    if failed == 0 {
+        return;
+    }
+    let (clashes, _) = grew(ct, "clashres");
+    let mut f = finding(
+        "conntrack.insert-failed",
+        if sampled { Severity::Warn } else { Severity::Info },
+        format!(
+            "{failed} conntrack insertions failed {}: two packets of new flows raced for the same entry (typically \
+             UDP DNS queries sent in parallel from one socket, or two flows given the same NAT source port), and \
+             the losing packet was dropped; its sender retries after 1 s (TCP SYN) or 5 s (a DNS resolver), the \
+             known cause of 1 s and 5 s delays on NATed pods. {clashes} clashes were resolved",
+            if sampled { "during the sample" } else { "since boot" }
+        ),
+        "The advice changes the NAT's port choice or its path, not the kernel's safety.",
+    )
+    .evidence(json!({"insert_failed": failed, "clashres": clashes, "sampled": sampled}));
+    f.advice = vec![
+        Advice {
+            action:
+                "Add --random-fully to the MASQUERADE (or SNAT) rule, so that the NAT picks source ports at random \
+                     rather than in sequence, and two flows rarely race for one."
+                    .into(),
+            risk: "Source ports become unpredictable to peers (harmless) and the original source port is no longer \
+                   kept where it was free."
+                .into(),
+        },
+        Advice {
+            action: "Take hops out of the NAT: for DNS, a node-local cache (NodeLocal DNSCache) or resolv.conf \
+                     `options single-request-reopen`; a kernel of 5.0 or later resolves more UDP clashes itself."
+                .into(),
+            risk: "A node-local cache is one more component to run.".into(),
+        },
+    ];
+    out.push(f);
+}
+
+fn snat_exhaustion(ct: &Conntrack, t: &Thresholds, out: &mut Vec<Finding>) {
+    let Some(table) = &ct.table else { return };
+    for b in &table.snat_buckets {
+        let Some(severity) = usage_severity(b.usage_pct, t) else { continue };
+        let mut f = finding(
+            "snat.bucket-exhaustion",
+            severity,
+            format!(
+                "the source NAT toward {} {} from {} has {} of its {} ports ({}) in use: {} live flows and {} \
+                 entries in TIME_WAIT or CLOSE. {} more flows certainly get a port; beyond, a new TCP flow gets one \
+                 only by evicting a TIME_WAIT entry, by chance, and otherwise its SYN is dropped (connect times out; \
+                 no error says why)",
+                b.protocol,
+                b.remote,
+                b.source_ip,
+                b.usable_ports - b.available,
+                b.usable_ports,
+                ct.nat_range_source,
+                b.held,
+                b.time_wait,
+                b.available,
+            ),
+            "Reusing connections has no kernel risk; more NAT addresses or a wider range change what peers see.",
+        )
+        .evidence(json!({
+            "source_ip": b.source_ip, "remote": b.remote, "count": b.count, "held": b.held,
+            "time_wait": b.time_wait, "available": b.available, "usable_ports": b.usable_ports,
+            "usage_pct": b.usage_pct, "nat_range": ct.nat_range,
+        }));
+        f.advice = vec![
+            Advice {
+                action: format!(
+                    "Reuse connections to {}: each flow closed through the NAT keeps its port for \
+                     nf_conntrack_tcp_timeout_time_wait (120 s), twice as long as TCP's own TIME_WAIT.",
+                    b.remote
+                ),
+                risk: "Idle pooled connections hold NAT entries too (established: 5 days by default).".into(),
+            },
+            Advice {
+                action: "Give the NAT more source addresses (SNAT --to-source A-B) or spread the traffic over more \
+                         destination addresses or ports: the budget is per (source, destination, port)."
+                    .into(),
+                risk: "Peers see more source addresses; allow-lists must include them.".into(),
+            },
+            Advice {
+                action: "Widen the rule's --to-ports range, if it sets one.".into(),
+                risk: "Ports in the range must not be used by services on the NAT host.".into(),
+            },
+        ];
+        out.push(f);
+    }
+}
+
+fn time_wait_longer(ct: &Conntrack, out: &mut Vec<Finding>) {
+    let Some(seconds) = ct.tcp_timeouts.get("time_wait").copied() else { return };
+    let Some(table) = &ct.table else { return };
+    let closed: u32 = table.snat_buckets.iter().map(|b| b.time_wait).sum();
+    if seconds <= 60 || closed == 0 {
+        return;
+    }
+    let f = finding(
+        "conntrack.timewait-longer-than-tcp",
+        Severity::Info,
+        format!(
+            "conntrack keeps a closed TCP flow {seconds} s ({TIME_WAIT_KEY}), while TCP's TIME_WAIT lasts 60 s: \
+             through this NAT, {closed} closed flows hold their source port, and a NAT port pool drains at half the \
+             rate a host's own ports do"
+        ),
+        "Shorter than TCP's 60 s, late segments of an old flow can be matched to a new flow on the same tuple; \
+         down to 60 s matches TCP and is what many distributions' container hosts use.",
+    )
+    .about(TIME_WAIT_KEY, Some(&seconds.to_string()), Some("60".into()))
+    .evidence(json!({"timeout": seconds, "natted_time_wait": closed}));
+    out.push(f);
+}
+
+fn paws_time_wait(inspection: &Inspection, out: &mut Vec<Finding>) {
+    let Some(rejected) = inspection.counters.get("PAWSTimewait").copied().filter(|n| *n > 0) else { return };
+    let f = finding(
+        "tcp.paws-timewait",
+        Severity::Info,
+        format!(
+            "{rejected} SYNs were rejected since boot by a TIME_WAIT socket of this host because their TCP \
+             timestamps went backwards (PAWSTimewait): typical of several clients behind one NAT address \
+             connecting to a server that closes first. The client retransmits its SYN after 1 s, so such connects \
+             take over a second"
+        ),
+        "Disabling tcp_timestamps would stop the rejections but also PAWS protection and tcp_tw_reuse everywhere: \
+         do not.",
+    )
+    .evidence(json!({"PAWSTimewait": rejected}));
+    out.push(Finding {
+        advice: vec![
+            Advice {
+                action: "Let the clients close first (HTTP keep-alive on the server, the client closing idle \
+                         connections), so that TIME_WAIT sits on the clients, not on this server."
+                    .into(),
+                risk: "Idle connections held open on the server.".into(),
+            },
+            Advice {
+                action: "Avoid source NAT in front of this server where the clients can reach it directly, or give \
+                         each client its own NAT address."
+                    .into(),
+                risk: "A change of network design.".into(),
+            },
+        ],
+        ..f
+    });
+}

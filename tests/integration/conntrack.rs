@@ -1,0 +1,222 @@
+//! Connection tracking and source NAT on the real kernel: a client namespace behind a NAT namespace
+//! (MASQUERADE) in front of a server namespace, all made by the test in its private namespaces.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::netns::{enter, run};
+use crate::util::twtune;
+
+const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/peers.py");
+
+/// A peer process in a namespace of the topology, killed when dropped.
+struct Peer(Child, String);
+
+impl Peer {
+    /// `peers.py ARGS` in namespace `ns` toward (or listening on) `host`; waits for its first line.
+    fn start(ns: &str, host: &str, args: &[&str]) -> Peer {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", PEERS])
+            .args(args)
+            .env("PEER_HOST", host)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start a peer");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("first line");
+        Peer(child, line.trim().to_string())
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// client (10.1.0.2) -> nat (10.1.0.1 | 10.2.0.1, MASQUERADE `masquerade` out of its server side)
+/// -> server (10.2.0.2). Removed when dropped.
+struct Topology;
+
+impl Topology {
+    fn new(masquerade: &[&str]) -> Topology {
+        std::fs::create_dir_all("/run/netns").expect("/run/netns");
+        run("mount", &["-t", "tmpfs", "-o", "size=1m", "twtune-test", "/run/netns"]);
+        for ns in ["tw-client", "tw-nat", "tw-server"] {
+            run("ip", &["netns", "add", ns]);
+            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        run("ip", &["link", "add", "tw-c", "netns", "tw-client", "type", "veth", "peer", "tw-nc", "netns", "tw-nat"]);
+        run("ip", &["link", "add", "tw-s", "netns", "tw-server", "type", "veth", "peer", "tw-ns", "netns", "tw-nat"]);
+        for (ns, dev, addr) in [
+            ("tw-client", "tw-c", "10.1.0.2/24"),
+            ("tw-nat", "tw-nc", "10.1.0.1/24"),
+            ("tw-nat", "tw-ns", "10.2.0.1/24"),
+            ("tw-server", "tw-s", "10.2.0.2/24"),
+        ] {
+            run("ip", &["-n", ns, "addr", "add", addr, "dev", dev]);
+            run("ip", &["-n", ns, "link", "set", dev, "up"]);
+        }
+        run("ip", &["-n", "tw-client", "route", "add", "default", "via", "10.1.0.1"]);
+        run("ip", &["netns", "exec", "tw-nat", "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        let mut rule: Vec<&str> = "netns exec tw-nat iptables -t nat -A POSTROUTING -o tw-ns".split(' ').collect();
+        if !masquerade.is_empty() {
+            rule.extend_from_slice(&["-p", "tcp"]);
+        }
+        rule.extend_from_slice(&["-j", "MASQUERADE"]);
+        rule.extend_from_slice(masquerade);
+        run("ip", &rule);
+        Topology
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for ns in ["tw-client", "tw-nat", "tw-server"] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn audit(args: &[&str]) -> Value {
+    let out = twtune().args(["audit", "--format", "json", "--fail-on", "never"]).args(args).output().expect("run");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn conntrack_count(ns: &str) -> u64 {
+    run("ip", &["netns", "exec", ns, "conntrack", "-C"]).trim().parse().expect("conntrack -C")
+}
+
+#[test]
+fn a_narrowed_nat_range_admits_exactly_the_flows_twtune_says_are_available() {
+    if !enter("conntrack::a_narrowed_nat_range_admits_exactly_the_flows_twtune_says_are_available") {
+        return;
+    }
+    let _topology = Topology::new(&["--to-ports", "40000-40099"]);
+    let _server = Peer::start("tw-server", "10.2.0.2", &["server", "80"]);
+    let held = Peer::start("tw-client", "10.2.0.2", &["hold", "80", "40"]);
+
+    let report = audit(&["--netns", "tw-nat"]);
+    let ct = &report["conntrack"];
+    assert_eq!(ct["nat_range"], serde_json::json!({"low": 40000, "high": 40099}), "{ct:#}");
+    assert!(ct["nat_range_source"].as_str().expect("source").contains("--to-ports 40000-40099"));
+    let table = &ct["table"];
+    assert_eq!(table["entries"].as_u64(), Some(conntrack_count("tw-nat")), "{table:#}");
+    assert_eq!(ct["count"].as_u64(), Some(conntrack_count("tw-nat")));
+    let bucket = &table["snat_buckets"][0];
+    assert_eq!((bucket["source_ip"].as_str(), bucket["remote"].as_str()), (Some("10.2.0.1"), Some("10.2.0.2:80")));
+    assert_eq!((bucket["count"].as_u64(), bucket["held"].as_u64()), (Some(40), Some(40)), "{bucket:#}");
+    let available = bucket["available"].as_u64().expect("available");
+    assert_eq!(available, 60);
+
+    // The differential: open flows until the NAT drops one.
+    let fill = Peer::start("tw-client", "10.2.0.2", &["fill", "80"]);
+    assert_eq!(fill.1.parse::<u64>().ok(), Some(available), "flows admitted vs twtune's available");
+    let full = audit(&["--netns", "tw-nat"]);
+    assert_eq!(full["conntrack"]["table"]["snat_buckets"][0]["available"], 0);
+    let exhausted: Vec<&Value> =
+        full["findings"].as_array().expect("findings").iter().filter(|f| f["id"] == "snat.bucket-exhaustion").collect();
+    assert_eq!(exhausted.len(), 1, "{:#}", full["findings"]);
+    assert_eq!(
+        (exhausted[0]["severity"].as_str(), exhausted[0]["evidence"]["available"].as_u64()),
+        (Some("crit"), Some(0))
+    );
+
+    // Closed by the clients: 100 entries in TIME_WAIT, which conntrack -L lists as twtune counts them.
+    // A new flow gets one of their ports only by evicting it, by chance: none is available for sure.
+    drop((fill, held));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let closed = audit(&["--netns", "tw-nat"]);
+    let bucket = &closed["conntrack"]["table"]["snat_buckets"][0];
+    let listed = |state: &str| {
+        run("ip", &["netns", "exec", "tw-nat", "conntrack", "-L", "-p", "tcp", "--state", state]).lines().count() as u64
+    };
+    let states = &closed["conntrack"]["table"]["tcp_states"];
+    let (time_wait, close) = (listed("TIME_WAIT"), listed("CLOSE"));
+    assert_eq!(states["TIME_WAIT"].as_u64().unwrap_or(0), time_wait, "{states}");
+    assert_eq!(states["CLOSE"].as_u64().unwrap_or(0), close, "{states}");
+    assert_eq!(bucket["time_wait"].as_u64(), Some(time_wait + close), "{bucket:#}");
+    assert_eq!((bucket["available"].as_u64(), bucket["reclaimable"].as_u64()), (Some(0), Some(100)), "{bucket:#}");
+    let longer = closed["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["id"] == "conntrack.timewait-longer-than-tcp");
+    assert!(longer.is_some_and(|f| f["evidence"]["timeout"] == 120), "{:#}", closed["findings"]);
+    let again = Peer::start("tw-client", "10.2.0.2", &["fill", "80"]);
+    let admitted: u64 = again.1.parse().expect("count");
+    assert!(admitted <= 100, "at most the reclaimable ones: {admitted}");
+}
+
+#[test]
+fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
+    if !enter("conntrack::statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s") {
+        return;
+    }
+    let _topology = Topology::new(&[]);
+    let _server = Peer::start("tw-server", "10.2.0.2", &["server", "80"]);
+    let _held = Peer::start("tw-client", "10.2.0.2", &["hold", "80", "5"]);
+    let (_, report) = crate::util::audit_json(&["--netns", "tw-nat", "--fail-on", "never"]);
+    let ct = report.conntrack.expect("conntrack is loaded");
+    assert_eq!(ct.nat_range, crate::util::NatRange { low: 1024, high: 65535 });
+    assert!(ct.nat_range_source.contains("no source-NAT rule sets a port range"), "{}", ct.nat_range_source);
+    assert_eq!(ct.tcp_timeouts.get("time_wait"), Some(&120));
+    assert!(ct.max.is_some_and(|max| max > 0), "the global limit is read");
+    // conntrack -S: one line per CPU, `name=value` fields.
+    let stats = run("ip", &["netns", "exec", "tw-nat", "conntrack", "-S"]);
+    let mut sums = std::collections::BTreeMap::<String, u64>::new();
+    for field in stats.split_whitespace().filter_map(|f| f.split_once('=')) {
+        if let Ok(n) = field.1.parse::<u64>() {
+            *sums.entry(field.0.to_string()).or_default() += n;
+        }
+    }
+    for (ours, theirs) in [
+        ("insert_failed", "insert_failed"),
+        ("drop", "drop"),
+        ("early_drop", "early_drop"),
+        ("search_restart", "search_restart"),
+    ] {
+        assert_eq!(ct.statistics.get(ours), sums.get(theirs), "{ours}: {stats}");
+    }
+    let table = ct.table.expect("dumped");
+    assert_eq!(table.entries, conntrack_count("tw-nat"));
+    assert_eq!((table.snat_bucket_count, table.tcp_states.get("ESTABLISHED")), (1, Some(&5)));
+    let b = &table.snat_buckets[0];
+    assert_eq!((b.source_ip.as_str(), b.remote.as_str(), b.protocol.as_str()), ("10.2.0.1", "10.2.0.2:80", "tcp"));
+    assert_eq!((b.count, b.time_wait, b.held, b.usable_ports), (5, 0, 5, 64512), "the default range 1024-65535");
+    assert_eq!((b.available, b.reclaimable, b.usage_pct), (64507, 0, 0.0));
+
+    // Sampled: the statistics' growth over the interval, none here.
+    let (_, sampled) = crate::util::audit_json(&["--netns", "tw-nat", "--sample", "500ms", "--fail-on", "never"]);
+    let growth = sampled.conntrack.and_then(|ct| ct.statistics_growth).expect("growth with --sample");
+    assert_eq!((growth.get("insert_failed"), growth.get("drop")), (Some(&0), Some(&0)), "{growth:?}");
+    assert!(!growth.contains_key("entries"), "a count, not a counter");
+}
+
+#[test]
+fn a_nearly_full_table_and_lost_insertions_on_a_captured_root() {
+    // nf_conntrack_max is global: a nearly full table is a captured tree, never the host's limit.
+    let (status, report) =
+        crate::util::audit_json(&["--root", crate::util::fixture("conntrack-full").to_str().expect("path")]);
+    assert_eq!(status, 1);
+    let full = report.one("conntrack.table-full");
+    assert_eq!(full.severity, "crit", "63000 of 65536");
+    assert_eq!(full.key.as_deref(), Some("net.netfilter.nf_conntrack_max"));
+    assert_eq!(report.one("conntrack.insert-failed").evidence["insert_failed"], 5);
+    assert_eq!(report.one("tcp.paws-timewait").evidence["PAWSTimewait"], 156);
+    let ct = report.conntrack.expect("conntrack");
+    assert_eq!((ct.count, ct.max), (Some(63000), Some(65536)));
+    assert!(ct.table.is_none() && ct.table_unavailable.is_some_and(|why| why.contains("offline")));
+}
+
+#[test]
+fn a_tree_without_conntrack_says_it_is_not_loaded() {
+    let (_, report) = crate::util::audit_json(&["--root", crate::util::fixture("idle").to_str().expect("path")]);
+    assert!(report.conntrack.is_none());
+    let out = twtune().args(["audit", "--root"]).arg(crate::util::fixture("idle")).output().expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nf_conntrack is not loaded here"));
+}

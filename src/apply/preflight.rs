@@ -23,6 +23,9 @@ pub(crate) fn open_procsys(root: &Path) -> Result<ProcSys> {
     })
 }
 
+/// Keys with one value for the whole host, readable but not writable from another network namespace.
+const GLOBAL_KEYS: &[&str] = &["net.netfilter.nf_conntrack_max"];
+
 /// Everything that will be written must be writable, checked before the first write.
 pub(crate) fn check_permitted<'a>(
     procsys: &ProcSys,
@@ -36,6 +39,15 @@ pub(crate) fn check_permitted<'a>(
             // A read-only /proc/sys (a container's) is not a matter of privilege.
             if e.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error()) {
                 Error::ReadOnly { what }
+            } else if rustix::process::geteuid().is_root() && GLOBAL_KEYS.contains(&key.as_str()) {
+                // Root, refused: the key is one value for the whole host, which only the host's
+                // (initial) network namespace may change.
+                Error::Refused {
+                    key: key.to_string(),
+                    problem: "it is global to the host, and only the host's own network namespace may change it \
+                              (this one is a container's or a pod's): apply it on the host or node"
+                        .into(),
+                }
             } else {
                 Error::NotPermitted { what, reason: e.to_string() }
             }

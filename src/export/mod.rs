@@ -430,7 +430,8 @@ const KUBERNETES_SAFE: &[(&str, &str)] = &[
 ];
 
 /// Keys that exist only in the host's initial network namespace: no pod can set them.
-const NODE_ONLY: &[&str] = &["net.ipv4.tcp_max_orphans", "net.ipv4.tcp_mem", "net.ipv4.udp_mem"];
+const NODE_ONLY: &[&str] =
+    &["net.ipv4.tcp_max_orphans", "net.ipv4.tcp_mem", "net.ipv4.udp_mem", "net.netfilter.nf_conntrack_max"];
 
 /// A pod securityContext snippet: the safe sysctls as entries, the rest as comments saying what
 /// they need.

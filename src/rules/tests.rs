@@ -532,3 +532,113 @@ fn an_owner_not_seen_or_not_looked_up_is_said_so() {
     let unknown = evaluate(&churning(50.0, 0.01, 1.0, None), &Thresholds::default());
     assert!(only(&unknown, "conn.no-reuse").message.contains("run as root"));
 }
+
+/// A namespace whose connection tracking holds `count` of `max` entries, with these statistics and
+/// source-NAT buckets.
+fn tracked(
+    count: u64,
+    max: u64,
+    statistics: &[(&str, u64)],
+    buckets: Vec<crate::inspect::conntrack::SnatBucket>,
+) -> Inspection {
+    use crate::inspect::conntrack::{Conntrack, FlowSummary, NatRange};
+    let mut inspection = host().inspection();
+    inspection.conntrack = Some(Conntrack {
+        count: Some(count),
+        max: Some(max),
+        statistics: statistics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        tcp_timeouts: [("time_wait".to_string(), 120)].into_iter().collect(),
+        nat_range: NatRange::DEFAULT,
+        nat_range_source: "the kernel's default".into(),
+        statistics_growth: None,
+        table: Some(FlowSummary {
+            entries: count,
+            tcp_states: Default::default(),
+            snat_bucket_count: buckets.len(),
+            snat_buckets: buckets,
+            untracked_buckets: 0,
+        }),
+        table_unavailable: None,
+    });
+    inspection
+}
+
+fn snat(count: u32, time_wait: u32, usable: u32) -> crate::inspect::conntrack::SnatBucket {
+    let available = usable.saturating_sub(count);
+    crate::inspect::conntrack::SnatBucket {
+        source_ip: "10.2.0.1".into(),
+        remote: "10.2.0.2:80".into(),
+        protocol: "tcp",
+        count,
+        time_wait,
+        held: count - time_wait,
+        usable_ports: usable,
+        available,
+        reclaimable: time_wait,
+        usage_pct: f64::from(usable - available) * 100.0 / f64::from(usable),
+    }
+}
+
+#[test]
+fn a_conntrack_table_is_judged_against_its_limit_and_its_drops() {
+    let find =
+        |i: &Inspection| evaluate(i, &Thresholds::default()).into_iter().find(|f| f.id == "conntrack.table-full");
+    assert!(find(&tracked(79_000, 100_000, &[], vec![])).is_none());
+    assert_eq!(find(&tracked(80_000, 100_000, &[], vec![])).map(|f| f.severity), Some(Severity::Warn));
+    assert_eq!(find(&tracked(95_000, 100_000, &[], vec![])).map(|f| f.severity), Some(Severity::Crit));
+    let dropped = find(&tracked(10, 100_000, &[("early_drop", 3)], vec![])).expect("drops since boot");
+    assert_eq!(dropped.severity, Severity::Crit);
+    assert!(
+        dropped.message.contains("3 entries evicted early") && dropped.message.contains("since boot"),
+        "{}",
+        dropped.message
+    );
+    // Sampled: only growth during the interval counts.
+    let mut sampled = tracked(10, 100_000, &[("early_drop", 3)], vec![]);
+    sampled.conntrack.as_mut().expect("ct").statistics_growth =
+        Some([("early_drop".to_string(), 0)].into_iter().collect());
+    assert!(find(&sampled).is_none(), "old drops, none now");
+}
+
+#[test]
+fn insertions_lost_say_since_when_and_give_random_fully_first() {
+    let since_boot = evaluate(&tracked(10, 1000, &[("insert_failed", 7)], vec![]), &Thresholds::default());
+    let f = only(&since_boot, "conntrack.insert-failed");
+    assert_eq!(f.severity, Severity::Info);
+    assert!(f.advice[0].action.contains("--random-fully"));
+    let mut sampled = tracked(10, 1000, &[("insert_failed", 7)], vec![]);
+    sampled.conntrack.as_mut().expect("ct").statistics_growth =
+        Some([("insert_failed".to_string(), 2)].into_iter().collect());
+    let now = evaluate(&sampled, &Thresholds::default());
+    assert_eq!(only(&now, "conntrack.insert-failed").severity, Severity::Warn);
+    assert!(
+        evaluate(&tracked(10, 1000, &[], vec![]), &Thresholds::default())
+            .iter()
+            .all(|f| f.id != "conntrack.insert-failed")
+    );
+}
+
+#[test]
+fn a_nat_bucket_near_its_pool_and_conntrack_time_wait_longer_than_tcp() {
+    let findings = evaluate(&tracked(90, 1000, &[], vec![snat(90, 30, 100)]), &Thresholds::default());
+    let f = only(&findings, "snat.bucket-exhaustion");
+    assert_eq!(f.severity, Severity::Crit, "90 % used");
+    assert!(f.message.contains("10 more flows certainly get a port"), "{}", f.message);
+    assert!(f.advice[0].action.starts_with("Reuse connections to 10.2.0.2:80"));
+    let longer = only(&findings, "conntrack.timewait-longer-than-tcp");
+    assert_eq!((longer.recommended.as_deref(), longer.evidence["natted_time_wait"].as_u64()), (Some("60"), Some(30)));
+    let quiet = evaluate(&tracked(10, 1000, &[], vec![snat(10, 0, 100)]), &Thresholds::default());
+    assert!(
+        quiet.iter().all(|f| f.id != "snat.bucket-exhaustion" && f.id != "conntrack.timewait-longer-than-tcp"),
+        "{:?}",
+        ids(&quiet)
+    );
+}
+
+#[test]
+fn paws_rejections_of_a_server_time_wait_are_explained() {
+    let findings = host().counter("PAWSTimewait", 156).findings();
+    let f = only(&findings, "tcp.paws-timewait");
+    assert!(f.message.contains("156 SYNs") && f.risk.contains("do not"), "{}", f.message);
+    assert!(host().counter("PAWSTimewait", 0).findings().iter().all(|f| f.id != "tcp.paws-timewait"));
+}

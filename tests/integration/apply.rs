@@ -453,3 +453,46 @@ fn a_full_state_directory_after_the_writes_says_what_happened_and_rollback_finis
     }
     run("umount", &[full.path().to_str().expect("utf-8")]);
 }
+
+#[test]
+fn conntrack_timeouts_apply_per_namespace_and_the_global_limit_is_refused_here() {
+    if !enter("apply::conntrack_timeouts_apply_per_namespace_and_the_global_limit_is_refused_here") {
+        return;
+    }
+    let state = setup();
+    let profile = profile_file(
+        state.path(),
+        "nat",
+        "name: nat\ndescription: d\nsettings:\n  net.netfilter.nf_conntrack_tcp_timeout_time_wait: {max: 60, why: w, risk: r}\n",
+    );
+    Run::new(&["apply", "--yes"])
+        .arg(&profile)
+        .args(state_arg(state.path()))
+        .stdout(Expect::contains(&["net.netfilter.nf_conntrack_tcp_timeout_time_wait", "Applied 1 change"]))
+        .run();
+    assert_eq!(sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait"), "60");
+    let persisted = std::fs::read_to_string(PERSISTED).expect("persisted");
+    assert!(persisted.contains("net.netfilter.nf_conntrack_tcp_timeout_time_wait = 60"), "{persisted}");
+
+    // nf_conntrack_max is global: a namespace other than the host's cannot write it, and nothing changes.
+    let before = sysctl("net.netfilter.nf_conntrack_max");
+    let raise = format!("{}", before.parse::<u64>().expect("max") + 1);
+    let global = profile_file(
+        state.path(),
+        "global",
+        &format!(
+            "name: global\ndescription: d\nsettings:\n  net.netfilter.nf_conntrack_max: {{min: {raise}, why: w, risk: r}}\n"
+        ),
+    );
+    let out = crate::util::twtune()
+        .args(["apply", "--yes"])
+        .arg(&global)
+        .args(state_arg(state.path()))
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("net.netfilter.nf_conntrack_max"), "{stderr}");
+    assert_eq!(sysctl("net.netfilter.nf_conntrack_max"), before, "the host's limit is untouched");
+}

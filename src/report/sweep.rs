@@ -154,7 +154,8 @@ impl SweepReport {
             counts(s.crit, s.warn, s.info).map(|c| format!(": {c}")).unwrap_or_default(),
         )?;
         writeln!(out)?;
-        let header = ["namespace", "name or container", "TW out", "TW in", "fullest bucket", "used", "findings"];
+        let header =
+            ["namespace", "name or container", "TW out", "TW in", "fullest bucket", "used", "conntrack", "findings"];
         let mut rows = Vec::new();
         let mut quiet_hidden = 0;
         let mut quiet_shown = 0;
@@ -176,6 +177,7 @@ impl SweepReport {
                 r.sockets.time_wait.inbound.to_string(),
                 bucket.map_or("-".into(), |b| format!("{} -> {}", b.local_ip, b.remote)),
                 bucket.map_or("-".into(), |b| format!("{:.1} %", b.usage_pct)),
+                r.conntrack.as_ref().and_then(|ct| ct.count).map_or("-".into(), |n| n.to_string()),
                 if severities.is_empty() {
                     "none".into()
                 } else {

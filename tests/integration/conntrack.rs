@@ -195,6 +195,19 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
     let growth = sampled.conntrack.and_then(|ct| ct.statistics_growth).expect("growth with --sample");
     assert_eq!((growth.get("insert_failed"), growth.get("drop")), (Some(&0), Some(&0)), "{growth:?}");
     assert!(!growth.contains_key("entries"), "a count, not a counter");
+
+    // The sweep reads conntrack in each namespace.
+    let sweep =
+        twtune().args(["audit", "--all-netns", "--format", "json", "--fail-on", "never"]).output().expect("run");
+    let sweep: Value = serde_json::from_slice(&sweep.stdout).expect("JSON");
+    let nat = sweep["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .find(|ns| ns["netns"]["name"] == "tw-nat")
+        .expect("the NAT namespace is swept");
+    assert_eq!(nat["report"]["conntrack"]["count"].as_u64(), Some(conntrack_count("tw-nat")));
+    assert_eq!(nat["report"]["conntrack"]["table"]["snat_buckets"][0]["held"], 5);
 }
 
 #[test]

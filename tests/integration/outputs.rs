@@ -128,8 +128,10 @@ fn comparable(report: &Report) -> String {
     let s = &report.sockets;
     let findings: Vec<String> =
         report.findings.iter().map(|f| format!("{} {:?} {:?} {}", f.id, f.current, f.recommended, f.message)).collect();
+    // The conntrack table is dumped live only; what the snapshot keeps must read back the same.
+    let conntrack = report.conntrack.as_ref().map(|ct| (ct.count, ct.max, &ct.statistics, &ct.tcp_timeouts));
     format!(
-        "{} {:?} {:?} {} {:?} {:?} {:?} {:?} {} {:?} {:?} {:?} {:?}",
+        "{} {:?} {:?} {} {:?} {:?} {:?} {:?} {} {:?} {:?} {:?} {:?} {:?}",
         report.kernel,
         report.settings,
         report.counters,
@@ -143,6 +145,7 @@ fn comparable(report: &Report) -> String {
         report.config.procps,
         findings,
         report.warnings,
+        conntrack,
     )
 }
 

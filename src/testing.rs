@@ -147,6 +147,7 @@ impl Host {
             sockets: counter.finish("test", self.top),
             sysctl_d: self.sysctl_d.clone(),
             conntrack: self.conntrack.clone(),
+            counter_growth: None,
             warnings: Vec::new(),
         }
     }

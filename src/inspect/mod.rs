@@ -60,6 +60,9 @@ pub(crate) struct Inspection {
     pub sysctl_d: Tree,
     /// Connection tracking, where `nf_conntrack` is loaded; `None` where it is not.
     pub conntrack: Option<Conntrack>,
+    /// With `--sample`: how much each counter grew over the interval (for the rules that judge a
+    /// rate rather than a count since boot).
+    pub counter_growth: Option<BTreeMap<String, i64>>,
     /// Things that were read with trouble; the audit went on without them.
     pub warnings: Vec<String>,
 }
@@ -124,7 +127,17 @@ pub(crate) fn read(
     let sysctl_d = Tree::read(root.path())?;
 
     let conntrack = read_conntrack(root, top, &mut warnings)?;
-    Ok(Inspection { kernel, kernel_version, settings, counters, sockets, sysctl_d, conntrack, warnings })
+    Ok(Inspection {
+        kernel,
+        kernel_version,
+        settings,
+        counters,
+        sockets,
+        sysctl_d,
+        conntrack,
+        counter_growth: None,
+        warnings,
+    })
 }
 
 /// Connection tracking of the namespace, when `nf_conntrack` is loaded (its keys exist). The table

@@ -103,6 +103,15 @@ pub(crate) fn apply_sample(first: &Inspection, second: &mut Inspection, seconds:
         bucket.seconds_to_exhaustion =
             (growth > 0.0).then(|| (f64::from(bucket.available) / (growth / seconds)).round());
     }
+    second.counter_growth = Some(
+        second
+            .counters
+            .iter()
+            .map(|(name, value)| {
+                (name.clone(), value.saturating_sub(first.counters.get(name).copied().unwrap_or(*value)).max(0))
+            })
+            .collect(),
+    );
     if let (Some(before), Some(now)) = (&first.conntrack, &mut second.conntrack) {
         now.statistics_growth = Some(
             now.statistics

@@ -197,12 +197,20 @@ fn time_wait_longer(ct: &Conntrack, out: &mut Vec<Finding>) {
 }
 
 fn paws_time_wait(inspection: &Inspection, out: &mut Vec<Finding>) {
-    let Some(rejected) = inspection.counters.get("PAWSTimewait").copied().filter(|n| *n > 0) else { return };
+    let since_boot = inspection.counters.get("PAWSTimewait").copied().unwrap_or(0);
+    let sampled = inspection.counter_growth.as_ref().map(|g| g.get("PAWSTimewait").copied().unwrap_or(0));
+    let (rejected, severity, when) = match sampled {
+        Some(0) | None if since_boot == 0 => return,
+        // Sampled and nothing now: only the past; say so at info.
+        Some(0) => (since_boot, Severity::Info, "since boot (none during the sample)".to_string()),
+        Some(grew) => (grew, Severity::Warn, "during the sample".to_string()),
+        None => (since_boot, Severity::Info, "since boot".to_string()),
+    };
     let f = finding(
         "tcp.paws-timewait",
-        Severity::Info,
+        severity,
         format!(
-            "{rejected} SYNs were rejected since boot by a TIME_WAIT socket of this host because their TCP \
+            "{rejected} SYNs were rejected {when} by a TIME_WAIT socket of this host because their TCP \
              timestamps went backwards (PAWSTimewait): typical of several clients behind one NAT address \
              connecting to a server that closes first. The client retransmits its SYN after 1 s, so such connects \
              take over a second"
@@ -210,7 +218,7 @@ fn paws_time_wait(inspection: &Inspection, out: &mut Vec<Finding>) {
         "Disabling tcp_timestamps would stop the rejections but also PAWS protection and tcp_tw_reuse everywhere: \
          do not.",
     )
-    .evidence(json!({"PAWSTimewait": rejected}));
+    .evidence(json!({"PAWSTimewait": since_boot, "during_sample": sampled}));
     out.push(Finding {
         advice: vec![
             Advice {

@@ -641,4 +641,10 @@ fn paws_rejections_of_a_server_time_wait_are_explained() {
     let f = only(&findings, "tcp.paws-timewait");
     assert!(f.message.contains("156 SYNs") && f.risk.contains("do not"), "{}", f.message);
     assert!(host().counter("PAWSTimewait", 0).findings().iter().all(|f| f.id != "tcp.paws-timewait"));
+    let mut sampled = host().counter("PAWSTimewait", 156).inspection();
+    sampled.counter_growth = Some([("PAWSTimewait".to_string(), 12)].into_iter().collect());
+    let now = evaluate(&sampled, &Thresholds::default());
+    let f = only(&now, "tcp.paws-timewait");
+    assert_eq!(f.severity, Severity::Warn);
+    assert!(f.message.starts_with("12 SYNs were rejected during the sample"), "{}", f.message);
 }

@@ -159,6 +159,8 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
     }
     let _topology = Topology::new(&[]);
     let _server = Peer::start("tw-server", "10.2.0.2", &["server", "80"]);
+    // Client churn through the NAT: 50 connections made and closed, then 5 held open.
+    let _churned = Peer::start("tw-client", "10.2.0.2", &["closed", "80", "50"]);
     let _held = Peer::start("tw-client", "10.2.0.2", &["hold", "80", "5"]);
     let (_, report) = crate::util::audit_json(&["--netns", "tw-nat", "--fail-on", "never"]);
     let ct = report.conntrack.expect("conntrack is loaded");
@@ -184,11 +186,16 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
     }
     let table = ct.table.expect("dumped");
     assert_eq!(table.entries, conntrack_count("tw-nat"));
+    let listed = |state: &str| {
+        run("ip", &["netns", "exec", "tw-nat", "conntrack", "-L", "-p", "tcp", "--state", state]).lines().count() as u64
+    };
     assert_eq!((table.snat_bucket_count, table.tcp_states.get("ESTABLISHED")), (1, Some(&5)));
+    assert_eq!(table.tcp_states.get("TIME_WAIT").copied().unwrap_or(0), listed("TIME_WAIT"));
     let b = &table.snat_buckets[0];
     assert_eq!((b.source_ip.as_str(), b.remote.as_str(), b.protocol.as_str()), ("10.2.0.1", "10.2.0.2:80", "tcp"));
-    assert_eq!((b.count, b.time_wait, b.held, b.usable_ports), (5, 0, 5, 64512), "the default range 1024-65535");
-    assert_eq!((b.available, b.reclaimable, b.usage_pct), (64507, 0, 0.0));
+    assert_eq!((b.count, b.held, b.usable_ports), (55, 5, 64512), "the default range 1024-65535");
+    assert_eq!(u64::from(b.time_wait), listed("TIME_WAIT") + listed("CLOSE"));
+    assert_eq!((b.available, b.reclaimable), (64512 - 55, 50));
 
     // Sampled: the statistics' growth over the interval, none here.
     let (_, sampled) = crate::util::audit_json(&["--netns", "tw-nat", "--sample", "500ms", "--fail-on", "never"]);
@@ -208,6 +215,12 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
         .expect("the NAT namespace is swept");
     assert_eq!(nat["report"]["conntrack"]["count"].as_u64(), Some(conntrack_count("tw-nat")));
     assert_eq!(nat["report"]["conntrack"]["table"]["snat_buckets"][0]["held"], 5);
+    let longer = nat["report"]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .any(|f| f["id"] == "conntrack.timewait-longer-than-tcp");
+    assert!(longer, "50 NATed flows in TIME_WAIT for 120 s: {:#}", nat["report"]["findings"]);
 }
 
 #[test]

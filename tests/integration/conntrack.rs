@@ -195,7 +195,7 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
     assert_eq!((b.source_ip.as_str(), b.remote.as_str(), b.protocol.as_str()), ("10.2.0.1", "10.2.0.2:80", "tcp"));
     assert_eq!((b.count, b.held, b.usable_ports), (55, 5, 64512), "the default range 1024-65535");
     assert_eq!(u64::from(b.time_wait), listed("TIME_WAIT") + listed("CLOSE"));
-    assert_eq!((b.available, b.reclaimable), (64512 - 55, 50));
+    assert_eq!((b.available, b.reclaimable, b.usage_pct), (64512 - 55, 50, 0.1));
 
     // Sampled: the statistics' growth over the interval, none here.
     let (_, sampled) = crate::util::audit_json(&["--netns", "tw-nat", "--sample", "500ms", "--fail-on", "never"]);

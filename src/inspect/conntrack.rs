@@ -19,7 +19,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
 use crate::problem::{LineProblem, Parsed};
 
 const NLMSG_HEADER: usize = 16;
@@ -126,12 +125,15 @@ pub(crate) struct ConntrackDump {
     buffer: Vec<u8>,
 }
 
-fn netlink_error(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Netlink(format!("conntrack: {what}: {e}"))
+/// Why a dump failed, for `table_unavailable`.
+type Failed = String;
+
+fn netlink_error(what: &str, e: impl std::fmt::Display) -> Failed {
+    format!("ctnetlink: {what}: {e}")
 }
 
 impl ConntrackDump {
-    pub(crate) fn open() -> Result<ConntrackDump> {
+    pub(crate) fn open() -> std::result::Result<ConntrackDump, Failed> {
         use netlink_sys::protocols::NETLINK_NETFILTER;
         let mut socket = netlink_sys::Socket::new(NETLINK_NETFILTER)
             .map_err(|e| netlink_error("cannot open a netfilter netlink socket", e))?;
@@ -141,7 +143,11 @@ impl ConntrackDump {
     }
 
     /// Streams every entry, both families, through `visit`.
-    pub(crate) fn scan(&mut self, visit: &mut dyn FnMut(Flow), warnings: &mut Vec<String>) -> Result<()> {
+    pub(crate) fn scan(
+        &mut self,
+        visit: &mut dyn FnMut(Flow),
+        warnings: &mut Vec<String>,
+    ) -> std::result::Result<(), Failed> {
         let mut request = Vec::with_capacity(NLMSG_HEADER + NFGENMSG);
         request.extend_from_slice(&((NLMSG_HEADER + NFGENMSG) as u32).to_ne_bytes());
         request.extend_from_slice(&CT_GET.to_ne_bytes());
@@ -155,7 +161,7 @@ impl ConntrackDump {
                 .recv(&mut &mut self.buffer[..], 0)
                 .map_err(|e| netlink_error("cannot receive the dump", e))?;
             if received == 0 {
-                return Err(Error::Netlink("conntrack: the dump ended without NLMSG_DONE".into()));
+                return Err("ctnetlink: the dump ended without NLMSG_DONE".into());
             }
             if parse_messages(&self.buffer[..received], visit, warnings)? {
                 return Ok(());
@@ -165,13 +171,17 @@ impl ConntrackDump {
 }
 
 /// Walks the messages of one receive. `Ok(true)` once the dump is done.
-pub(crate) fn parse_messages(bytes: &[u8], visit: &mut dyn FnMut(Flow), warnings: &mut Vec<String>) -> Result<bool> {
+pub(crate) fn parse_messages(
+    bytes: &[u8],
+    visit: &mut dyn FnMut(Flow),
+    warnings: &mut Vec<String>,
+) -> std::result::Result<bool, Failed> {
     let mut offset = 0;
     while offset + NLMSG_HEADER <= bytes.len() {
         let length = u32::from_ne_bytes(word(bytes, offset)) as usize;
         let kind = u16::from_ne_bytes([bytes[offset + 4], bytes[offset + 5]]);
         if length < NLMSG_HEADER || offset + length > bytes.len() {
-            return Err(Error::Netlink(format!("conntrack: a malformed message (length {length})")));
+            return Err(format!("ctnetlink: a malformed message (length {length})"));
         }
         let payload = &bytes[offset + NLMSG_HEADER..offset + length];
         match kind {
@@ -179,10 +189,9 @@ pub(crate) fn parse_messages(bytes: &[u8], visit: &mut dyn FnMut(Flow), warnings
             NLMSG_ERROR => {
                 let code = if payload.len() >= 4 { i32::from_ne_bytes(word(payload, 0)) } else { -1 };
                 if code != 0 {
-                    return Err(Error::Netlink(format!(
-                        "conntrack: the kernel refused the dump: {}",
-                        std::io::Error::from_raw_os_error(code.saturating_neg())
-                    )));
+                    let why = std::io::Error::from_raw_os_error(code.saturating_neg());
+                    let hint = if code == -1 { ": dumping the conntrack table needs CAP_NET_ADMIN (root)" } else { "" };
+                    return Err(format!("ctnetlink: the kernel refused the dump: {why}{hint}"));
                 }
             }
             CT_NEW => match payload.get(NFGENMSG..).and_then(parse_flow) {
@@ -551,7 +560,11 @@ pub(crate) struct Conntrack {
 }
 
 /// Dumps the table of the calling thread's namespace into counts.
-pub(crate) fn dump(range: NatRange, top: usize, warnings: &mut Vec<String>) -> Result<FlowSummary> {
+pub(crate) fn dump(
+    range: NatRange,
+    top: usize,
+    warnings: &mut Vec<String>,
+) -> std::result::Result<FlowSummary, Failed> {
     let mut counter = FlowCounter::default();
     ConntrackDump::open()?.scan(&mut |flow| counter.add(flow), warnings)?;
     let summary = counter.finish(range, top);

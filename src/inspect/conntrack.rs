@@ -70,8 +70,9 @@ const TCP_STATES: [&str; 10] = [
 const TCP_TIME_WAIT: u8 = 7;
 const TCP_CLOSE: u8 = 8;
 
-/// Distinct NAT buckets counted; a table with more is summarised with a warning.
-pub(crate) const MAX_SNAT_BUCKETS: usize = 65_536;
+/// Distinct NAT buckets counted (about 4 MiB of map); a table with more is summarised with a
+/// warning, and a bucket first met beyond the limit is not seen.
+pub(crate) const MAX_SNAT_BUCKETS: usize = 32_768;
 
 /// One conntrack entry, as far as twtune needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -287,7 +288,7 @@ struct SnatKey {
     protocol: u8,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 struct SnatCount {
     entries: u32,
     /// TCP entries in TIME_WAIT or CLOSE.
@@ -332,12 +333,27 @@ impl FlowCounter {
     /// The summary, with the `top` fullest NAT buckets, judged against `range`.
     pub(crate) fn finish(self, range: NatRange, top: usize) -> FlowSummary {
         let usable = range.size();
-        let mut buckets: Vec<SnatBucket> = self
-            .snat
+        let bucket_count = self.snat.len();
+        // Ranked on numbers in a heap of the kept ones, which alone are made into strings: a table
+        // of many buckets costs no more than its map.
+        let available = |c: &SnatCount| usable.saturating_sub(c.entries);
+        let rank = |(key, count): (&SnatKey, &SnatCount)| {
+            (available(count), std::cmp::Reverse(count.entries - count.closed), *key, *count)
+        };
+        let mut heap = std::collections::BinaryHeap::with_capacity(top.min(bucket_count) + 1);
+        for entry in &self.snat {
+            heap.push(rank(entry));
+            if heap.len() > top {
+                heap.pop();
+            }
+        }
+        drop(self.snat);
+        let ranked: Vec<(SnatKey, SnatCount)> = heap.into_sorted_vec().into_iter().map(|(_, _, k, c)| (k, c)).collect();
+        let buckets: Vec<SnatBucket> = ranked
             .into_iter()
             .map(|(key, count)| {
                 let held = count.entries - count.closed;
-                let available = usable.saturating_sub(count.entries);
+                let available = available(&count);
                 SnatBucket {
                     source_ip: key.source.to_string(),
                     remote: key.destination.to_string(),
@@ -356,9 +372,6 @@ impl FlowCounter {
                 }
             })
             .collect();
-        buckets.sort_by(|a, b| a.available.cmp(&b.available).then(b.held.cmp(&a.held)).then(a.remote.cmp(&b.remote)));
-        let bucket_count = buckets.len();
-        buckets.truncate(top);
         FlowSummary {
             entries: self.total,
             tcp_states: TCP_STATES
@@ -511,6 +524,28 @@ mod tests {
         assert_eq!((b.source_ip.as_str(), b.remote.as_str(), b.protocol), ("10.2.0.1", "10.2.0.2:80", "tcp"));
         assert_eq!((b.count, b.time_wait, b.held, b.usable_ports), (100, 60, 40, 100));
         assert_eq!((b.available, b.reclaimable, b.usage_pct), (0, 60, 100.0), "TIME_WAIT holds its port but for luck");
+    }
+
+    #[test]
+    fn the_fullest_buckets_are_kept_and_the_rest_only_counted() {
+        let mut counter = FlowCounter::default();
+        for (destination, flows) in [(1u8, 3u16), (2, 9), (3, 1), (4, 5)] {
+            for port in 0..flows {
+                let reply = format!("10.2.0.1:{}", 40000 + port).parse().expect("addr");
+                counter.add(Flow {
+                    protocol: IPPROTO_TCP,
+                    original_source: "10.1.0.2:5000".parse().expect("addr"),
+                    original_destination: format!("10.2.0.{destination}:80").parse().expect("addr"),
+                    reply_destination: reply,
+                    status: IPS_SRC_NAT,
+                    tcp_state: Some(3),
+                });
+            }
+        }
+        let summary = counter.finish(NatRange { low: 40000, high: 40099 }, 2);
+        assert_eq!(summary.snat_bucket_count, 4);
+        let kept: Vec<(&str, u32)> = summary.snat_buckets.iter().map(|b| (b.remote.as_str(), b.available)).collect();
+        assert_eq!(kept, vec![("10.2.0.2:80", 91), ("10.2.0.4:80", 95)]);
     }
 
     #[test]

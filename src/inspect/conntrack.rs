@@ -80,6 +80,8 @@ pub(crate) struct Flow {
     pub protocol: u8,
     pub original_source: SocketAddr,
     pub original_destination: SocketAddr,
+    /// Where replies come from: the real destination, after any DNAT (a Service address's backend).
+    pub reply_source: SocketAddr,
     /// Where replies go: the translated source, for a source-NAT flow.
     pub reply_destination: SocketAddr,
     pub status: u32,
@@ -256,13 +258,13 @@ fn tuple(bytes: &[u8]) -> Option<(u8, SocketAddr, SocketAddr)> {
 /// One `IPCTNL_MSG_CT_NEW` payload (after its nfgenmsg).
 pub(crate) fn parse_flow(bytes: &[u8]) -> Option<Flow> {
     let (protocol, original_source, original_destination) = tuple(find(bytes, CTA_TUPLE_ORIG)?)?;
-    let (_, _, reply_destination) = tuple(find(bytes, CTA_TUPLE_REPLY)?)?;
+    let (_, reply_source, reply_destination) = tuple(find(bytes, CTA_TUPLE_REPLY)?)?;
     let status = find(bytes, CTA_STATUS).and_then(|v| Some(u32::from_be_bytes(<[u8; 4]>::try_from(v).ok()?)))?;
     let tcp_state = find(bytes, CTA_PROTOINFO)
         .and_then(|info| find(info, CTA_PROTOINFO_TCP))
         .and_then(|tcp| find(tcp, CTA_PROTOINFO_TCP_STATE))
         .and_then(|v| v.first().copied());
-    Some(Flow { protocol, original_source, original_destination, reply_destination, status, tcp_state })
+    Some(Flow { protocol, original_source, original_destination, reply_source, reply_destination, status, tcp_state })
 }
 
 /// The source-NAT port range a bucket's flows can use.
@@ -270,6 +272,12 @@ pub(crate) fn parse_flow(bytes: &[u8]) -> Option<Flow> {
 pub(crate) struct NatRange {
     pub low: u16,
     pub high: u16,
+}
+
+impl Default for NatRange {
+    fn default() -> Self {
+        NatRange::DEFAULT
+    }
 }
 
 impl NatRange {
@@ -290,14 +298,19 @@ struct SnatKey {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 struct SnatCount {
+    /// Some entry of the bucket had its source translated: only such buckets are NAT buckets.
+    natted: bool,
+    /// Translated entries on a port outside the range: the bucket is under another rule.
+    outside: u32,
     entries: u32,
     /// TCP entries in TIME_WAIT or CLOSE.
     closed: u32,
 }
 
-/// Counts a conntrack dump as it streams.
+/// Counts a conntrack dump as it streams, against the NAT's port range.
 #[derive(Debug, Default)]
 pub(crate) struct FlowCounter {
+    range: NatRange,
     total: u64,
     tcp_states: [u64; TCP_STATES.len()],
     snat: HashMap<SnatKey, SnatCount>,
@@ -305,6 +318,10 @@ pub(crate) struct FlowCounter {
 }
 
 impl FlowCounter {
+    pub(crate) fn new(range: NatRange) -> FlowCounter {
+        FlowCounter { range, ..FlowCounter::default() }
+    }
+
     pub(crate) fn add(&mut self, flow: Flow) {
         self.total += 1;
         let closed = matches!(flow.tcp_state, Some(TCP_TIME_WAIT | TCP_CLOSE));
@@ -313,30 +330,46 @@ impl FlowCounter {
         {
             *slot += 1;
         }
-        if !flow.source_natted() || !matches!(flow.protocol, IPPROTO_TCP | IPPROTO_UDP) {
+        if !matches!(flow.protocol, IPPROTO_TCP | IPPROTO_UDP) {
+            return;
+        }
+        // The NAT checks a new flow's port against the reply tuple: the real destination (after
+        // DNAT: a Service address and its backend share one pool) and the translated source. The
+        // NAT host's own connections from the same address spend the same pool, so every flow is
+        // counted by its reply tuple, and the buckets where some flow was translated are reported.
+        let port = flow.reply_destination.port();
+        let in_range = (self.range.low..=self.range.high).contains(&port);
+        // A flow of the NAT host itself spends the pool only with a port of its range.
+        if !flow.source_natted() && !in_range {
             return;
         }
         let key = SnatKey {
             source: flow.reply_destination.ip().to_canonical(),
-            destination: flow.original_destination,
+            destination: flow.reply_source,
             protocol: flow.protocol,
         };
         if !self.snat.contains_key(&key) && self.snat.len() >= MAX_SNAT_BUCKETS {
-            self.untracked_buckets += 1;
+            self.untracked_buckets += u64::from(flow.source_natted());
             return;
         }
         let count = self.snat.entry(key).or_default();
         count.entries += 1;
         count.closed += u32::from(closed);
+        count.natted |= flow.source_natted();
+        count.outside += u32::from(flow.source_natted() && !in_range);
     }
 
     /// The summary, with the `top` fullest NAT buckets, judged against `range`.
-    pub(crate) fn finish(self, range: NatRange, top: usize) -> FlowSummary {
-        let usable = range.size();
+    pub(crate) fn finish(mut self, top: usize) -> FlowSummary {
+        let range = self.range;
+        // A bucket with translated ports outside the range is not under it (another rule, without
+        // a range, translates it): it is judged against the kernel's default.
+        let usable_for = |c: &SnatCount| if c.outside > 0 { NatRange::DEFAULT.size() } else { range.size() };
+        self.snat.retain(|_, count| count.natted);
         let bucket_count = self.snat.len();
         // Ranked on numbers in a heap of the kept ones, which alone are made into strings: a table
         // of many buckets costs no more than its map.
-        let available = |c: &SnatCount| usable.saturating_sub(c.entries);
+        let available = |c: &SnatCount| usable_for(c).saturating_sub(c.entries);
         let rank = |(key, count): (&SnatKey, &SnatCount)| {
             (available(count), std::cmp::Reverse(count.entries - count.closed), *key, *count)
         };
@@ -354,6 +387,7 @@ impl FlowCounter {
             .map(|(key, count)| {
                 let held = count.entries - count.closed;
                 let available = available(&count);
+                let usable = usable_for(&count);
                 SnatBucket {
                     source_ip: key.source.to_string(),
                     remote: key.destination.to_string(),
@@ -509,26 +543,30 @@ mod tests {
             bytes.extend(message(CT_NEW, &entry(TCP_TIME_WAIT, true, 40000 + port)));
         }
         bytes.extend(message(CT_NEW, &entry(3, false, 1)));
+        // Nor does one from the NAT's own address on a port outside the range.
+        bytes.extend(message(CT_NEW, &entry(3, false, 40150)));
         bytes.extend(message(CT_NEW, &[2, 0, 0, 0, 9, 9]));
         bytes.extend(message(NLMSG_DONE, &[0; 4]));
-        let mut counter = FlowCounter::default();
+        let mut counter = FlowCounter::new(NatRange { low: 40000, high: 40099 });
         let mut warnings = Vec::new();
         assert!(parse_messages(&bytes, &mut |f| counter.add(f), &mut warnings).expect("parses"));
         assert_eq!(warnings.len(), 1, "the short entry is a warning");
-        let summary = counter.finish(NatRange { low: 40000, high: 40099 }, 10);
-        assert_eq!(summary.entries, 101);
-        assert_eq!(summary.tcp_states.get("ESTABLISHED"), Some(&41));
+        let summary = counter.finish(10);
+        assert_eq!(summary.entries, 102);
+        assert_eq!(summary.tcp_states.get("ESTABLISHED"), Some(&42));
         assert_eq!(summary.tcp_states.get("TIME_WAIT"), Some(&60));
-        assert_eq!(summary.snat_bucket_count, 1, "the entry without NAT is in no bucket");
+        assert_eq!(summary.snat_bucket_count, 1, "no bucket of untranslated flows alone");
         let b = &summary.snat_buckets[0];
         assert_eq!((b.source_ip.as_str(), b.remote.as_str(), b.protocol), ("10.2.0.1", "10.2.0.2:80", "tcp"));
+        // The untranslated flow from the NAT's own address on port 1 spends nothing of 40000-40099;
+        // the one on 40150 is outside it too; so 100 translated flows.
         assert_eq!((b.count, b.time_wait, b.held, b.usable_ports), (100, 60, 40, 100));
         assert_eq!((b.available, b.reclaimable, b.usage_pct), (0, 60, 100.0), "TIME_WAIT holds its port but for luck");
     }
 
     #[test]
     fn the_fullest_buckets_are_kept_and_the_rest_only_counted() {
-        let mut counter = FlowCounter::default();
+        let mut counter = FlowCounter::new(NatRange { low: 40000, high: 40099 });
         for (destination, flows) in [(1u8, 3u16), (2, 9), (3, 1), (4, 5)] {
             for port in 0..flows {
                 let reply = format!("10.2.0.1:{}", 40000 + port).parse().expect("addr");
@@ -536,16 +574,31 @@ mod tests {
                     protocol: IPPROTO_TCP,
                     original_source: "10.1.0.2:5000".parse().expect("addr"),
                     original_destination: format!("10.2.0.{destination}:80").parse().expect("addr"),
+                    reply_source: format!("10.2.0.{destination}:80").parse().expect("addr"),
                     reply_destination: reply,
                     status: IPS_SRC_NAT,
                     tcp_state: Some(3),
                 });
             }
         }
-        let summary = counter.finish(NatRange { low: 40000, high: 40099 }, 2);
+        let summary = counter.finish(2);
         assert_eq!(summary.snat_bucket_count, 4);
         let kept: Vec<(&str, u32)> = summary.snat_buckets.iter().map(|b| (b.remote.as_str(), b.available)).collect();
         assert_eq!(kept, vec![("10.2.0.2:80", 91), ("10.2.0.4:80", 95)]);
+        // Translated ports outside a 5-port range: that bucket is under another rule, judged by the default.
+        let mut counter = FlowCounter::new(NatRange { low: 40000, high: 40004 });
+        let flow = |port: u16| Flow {
+            protocol: IPPROTO_TCP,
+            original_source: "10.1.0.2:5000".parse().expect("addr"),
+            original_destination: "10.2.0.2:80".parse().expect("addr"),
+            reply_source: "10.2.0.2:80".parse().expect("addr"),
+            reply_destination: SocketAddr::new("10.2.0.1".parse().expect("ip"), port),
+            status: IPS_SRC_NAT,
+            tcp_state: Some(3),
+        };
+        (0..8).for_each(|p| counter.add(flow(40000 + p)));
+        let b = &counter.finish(10).snat_buckets[0];
+        assert_eq!((b.usable_ports, b.available), (64512, 64504));
     }
 
     #[test]
@@ -600,9 +653,9 @@ pub(crate) fn dump(
     top: usize,
     warnings: &mut Vec<String>,
 ) -> std::result::Result<FlowSummary, Failed> {
-    let mut counter = FlowCounter::default();
+    let mut counter = FlowCounter::new(range);
     ConntrackDump::open()?.scan(&mut |flow| counter.add(flow), warnings)?;
-    let summary = counter.finish(range, top);
+    let summary = counter.finish(top);
     if summary.untracked_buckets > 0 {
         warnings.push(format!(
             "{} source-NAT entries are in buckets beyond the first {MAX_SNAT_BUCKETS}; they are not counted per bucket",
@@ -612,33 +665,82 @@ pub(crate) fn dump(
     Ok(summary)
 }
 
-/// The nat table's rules as `iptables-save -t nat` prints them, run in the calling thread's
-/// namespace (a child process inherits the thread's namespaces); `None` without the tool.
-pub(crate) fn nat_rules() -> Option<String> {
-    const LIMIT: usize = 1 << 20;
-    // A fixed path: a root tool does not run what PATH happens to name.
-    let tool =
-        ["/usr/sbin/iptables-save", "/sbin/iptables-save"].into_iter().find(|p| std::path::Path::new(p).exists())?;
-    let output = std::process::Command::new(tool)
+/// The nat table's rules, as the iptables tools print them, run in the calling thread's namespace
+/// (a child process inherits the thread's namespaces), and the tools that were read; `None` when
+/// none could be. The nftables backend's tool is read first: listing never creates a table there.
+/// The legacy tool is run only where a legacy nat table exists already (`ip_tables_names`), since
+/// listing it would create one.
+pub(crate) fn nat_rules(root: &crate::root::Root) -> Option<(String, Vec<&'static str>)> {
+    let mut text = String::new();
+    let mut read = Vec::new();
+    // Fixed paths: a root tool does not run what PATH happens to name.
+    if let Some(rules) = run_bounded("/usr/sbin/iptables-nft-save") {
+        text.push_str(&rules);
+        read.push("iptables-nft-save");
+    }
+    let legacy_nat =
+        root.read_proc_net("ip_tables_names", false).ok().flatten().is_some_and(|t| t.lines().any(|l| l == "nat"));
+    if legacy_nat {
+        let legacy = ["/usr/sbin/iptables-legacy-save", "/usr/sbin/iptables-save", "/sbin/iptables-save"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        if let Some(rules) = legacy.and_then(run_bounded) {
+            text.push_str(&rules);
+            read.push("iptables-legacy-save");
+        }
+    }
+    (!read.is_empty()).then_some((text, read))
+}
+
+/// `TOOL -t nat`: no environment, no input, at most 1 MiB of output read and 2 s waited for; `None`
+/// when it is missing, fails, says more or takes longer.
+fn run_bounded(tool: &str) -> Option<String> {
+    use std::io::Read;
+    const LIMIT: u64 = 1 << 20;
+    if !std::path::Path::new(tool).exists() {
+        return None;
+    }
+    let mut child = std::process::Command::new(tool)
         .args(["-t", "nat"])
+        .env_clear()
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .ok()?;
-    (output.status.success() && output.stdout.len() <= LIMIT)
-        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    let stdout = child.stdout.take()?;
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        stdout.take(LIMIT + 1).read_to_end(&mut bytes).map(|_| bytes)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(5)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let bytes = reader.join().ok()?.ok()?;
+    (status?.success() && bytes.len() as u64 <= LIMIT).then(|| String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The TCP timeouts reported, by the suffix of their key.
 pub(crate) const TIMEOUT_KEYS: &[&str] = &["time_wait", "close_wait", "established"];
 
-/// The port ranges that the source-NAT rules of an `iptables-save -t nat` text set (`MASQUERADE
-/// --to-ports A-B`, `SNAT --to-source ADDR:A-B`), distinct, in order.
-pub(crate) fn nat_ranges(rules: &str) -> Vec<NatRange> {
+/// The source-NAT rules of an `iptables-save -t nat` text: the port ranges they set (`MASQUERADE
+/// --to-ports A-B`, `SNAT --to-source ADDR:A-B`), distinct, in order, and how many set none.
+pub(crate) fn nat_ranges(rules: &str) -> (Vec<NatRange>, usize) {
     let mut ranges = Vec::new();
+    let mut without = 0;
     for line in rules.lines().filter(|l| l.starts_with("-A ")) {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let Some(target) = words.windows(2).find(|w| w[0] == "-j").map(|w| w[1]) else { continue };
+        // The target is the last `-j` (a comment could hold one too, earlier).
+        let Some(target) = words.windows(2).rev().find(|w| w[0] == "-j").map(|w| w[1]) else { continue };
         let ports = match target {
             "MASQUERADE" => words.windows(2).find(|w| w[0] == "--to-ports").map(|w| w[1]),
             "SNAT" => words
@@ -646,9 +748,12 @@ pub(crate) fn nat_ranges(rules: &str) -> Vec<NatRange> {
                 .find(|w| w[0] == "--to-source")
                 .and_then(|w| w[1].rsplit_once(':').map(|(_, p)| p))
                 .filter(|p| !p.contains(']')),
-            _ => None,
+            _ => continue,
         };
-        let Some(ports) = ports else { continue };
+        let Some(ports) = ports else {
+            without += 1;
+            continue;
+        };
         let (low, high) = ports.split_once('-').unwrap_or((ports, ports));
         if let (Ok(low), Ok(high)) = (low.parse::<u16>(), high.parse::<u16>())
             && low <= high
@@ -660,24 +765,46 @@ pub(crate) fn nat_ranges(rules: &str) -> Vec<NatRange> {
             }
         }
     }
-    ranges
+    (ranges, without)
 }
 
-/// The range to judge NAT buckets against, and why: the rules' range when they set exactly one,
-/// the smallest of several, else the kernel's default.
-pub(crate) fn choose_range(rules: Option<&str>) -> (NatRange, String) {
-    let Some(rules) = rules else {
-        return (NatRange::DEFAULT, "the kernel's default 1024-65535 (the NAT rules could not be read)".into());
+/// The range to judge NAT buckets against, and why: the rules' range when they set exactly one (and
+/// say so when other rules set none), the smallest of several, else the kernel's default. `read`
+/// names the tools the rules came from.
+pub(crate) fn choose_range(rules: Option<(&str, &[&str])>) -> (NatRange, String) {
+    const UNREAD: &str = "native nftables rules and ip6tables are not read";
+    let Some((rules, read)) = rules else {
+        return (
+            NatRange::DEFAULT,
+            format!("the kernel's default 1024-65535 (no iptables nat rules could be read; {UNREAD})"),
+        );
     };
-    let ranges = nat_ranges(rules);
+    let from = format!("{}; {UNREAD}", read.join(" and "));
+    let (ranges, without) = nat_ranges(rules);
     match ranges.as_slice() {
-        [] => (NatRange::DEFAULT, "the kernel's default 1024-65535 (no source-NAT rule sets a port range)".into()),
-        [one] => (*one, format!("the source-NAT rule's --to-ports {}-{}", one.low, one.high)),
+        [] => (
+            NatRange::DEFAULT,
+            format!("the kernel's default 1024-65535 (no source-NAT rule sets a port range: {from})"),
+        ),
+        [one] if without == 0 => (*one, format!("the source-NAT rule's port range {}-{} ({from})", one.low, one.high)),
+        [one] => (
+            *one,
+            format!(
+                "the port range {}-{} of one source-NAT rule, while {without} other set none: flows under those \
+                 use 1024-65535 ({from})",
+                one.low, one.high
+            ),
+        ),
         several => {
             let smallest = *several.iter().min_by_key(|r| r.size()).expect("not empty");
             (
                 smallest,
-                format!("the smallest of {} source-NAT port ranges, {}-{}", several.len(), smallest.low, smallest.high),
+                format!(
+                    "the smallest of {} source-NAT port ranges, {}-{}, for every bucket ({from})",
+                    several.len(),
+                    smallest.low,
+                    smallest.high
+                ),
             )
         }
     }
@@ -687,24 +814,41 @@ pub(crate) fn choose_range(rules: Option<&str>) -> (NatRange, String) {
 mod range_tests {
     use super::*;
 
+    const READ: &[&str] = &["iptables-nft-save"];
+
     #[test]
     fn ranges_come_from_masquerade_and_snat_rules() {
         let rules = "*nat\n:POSTROUTING ACCEPT [0:0]\n\
-            -A POSTROUTING -s 10.1.0.0/24 -o veth-s -j MASQUERADE --to-ports 40000-40099\n\
+            -A POSTROUTING -s 10.1.0.0/24 -o veth-s -p tcp -j MASQUERADE --to-ports 40000-40099\n\
             -A POSTROUTING -s 10.3.0.0/24 -j SNAT --to-source 10.2.0.1:50000-50999\n\
             -A POSTROUTING -j SNAT --to-source 10.2.0.9\n\
-            -A POSTROUTING -j MASQUERADE --to-ports 40000-40099\n\
+            -A POSTROUTING -p tcp -j MASQUERADE --to-ports 40000-40099\n\
+            -A POSTROUTING -m comment --comment \"-j MASQUERADE --to-ports 1-2\" -j RETURN\n\
             -A PREROUTING -j DNAT --to-destination 10.9.9.9:80\nCOMMIT\n";
-        assert_eq!(nat_ranges(rules), vec![NatRange { low: 40000, high: 40099 }, NatRange { low: 50000, high: 50999 }]);
-        let (range, why) = choose_range(Some(rules));
+        let (ranges, without) = nat_ranges(rules);
+        assert_eq!(ranges, vec![NatRange { low: 40000, high: 40099 }, NatRange { low: 50000, high: 50999 }]);
+        assert_eq!(without, 1, "the SNAT to an address only");
+        let (range, why) = choose_range(Some((rules, READ)));
         assert_eq!((range, why.contains("smallest of 2")), (NatRange { low: 40000, high: 40099 }, true));
-        assert_eq!(choose_range(Some("*nat\n-A POSTROUTING -j MASQUERADE\n")).0, NatRange::DEFAULT);
-        assert!(choose_range(None).1.contains("could not be read"));
-        assert_eq!(choose_range(Some("-A P -j MASQUERADE --to-ports 9\n")).0, NatRange { low: 9, high: 9 });
-        for bad in
-            ["-A P -j MASQUERADE --to-ports 9-1", "-A P -j MASQUERADE --to-ports x", "-A P -j MASQUERADE --to-ports"]
-        {
-            assert!(nat_ranges(bad).is_empty(), "{bad}");
+        let masquerade = "*nat\n-A POSTROUTING -j MASQUERADE\n";
+        let (range, why) = choose_range(Some((masquerade, READ)));
+        assert_eq!(range, NatRange::DEFAULT);
+        assert!(why.contains("no source-NAT rule sets a port range: iptables-nft-save"), "{why}");
+        assert!(choose_range(None).1.contains("could be read"));
+        let mixed = "-A P -p tcp -j MASQUERADE --to-ports 9\n-A P -j MASQUERADE\n";
+        let (range, why) = choose_range(Some((mixed, READ)));
+        assert_eq!((range, why.contains("1 other set none")), (NatRange { low: 9, high: 9 }, true), "{why}");
+        for bad in ["-A P -j MASQUERADE --to-ports 9-1", "-A P -j MASQUERADE --to-ports x"] {
+            assert!(nat_ranges(bad).0.is_empty(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_rules_are_read_without_waiting_forever_or_reading_without_bound() {
+        assert_eq!(run_bounded("/nonexistent/iptables-save"), None);
+        // A tool that never ends is killed at its deadline.
+        let started = std::time::Instant::now();
+        assert_eq!(run_bounded("/usr/bin/yes"), None, "more than 1 MiB, or too long");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 }

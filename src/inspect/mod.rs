@@ -164,8 +164,9 @@ fn read_conntrack(root: &Root, top: usize, warnings: &mut Vec<String>) -> Result
         None => BTreeMap::new(),
     };
     let (nat_range, nat_range_source, table, table_unavailable) = if root.is_live() {
-        let rules = conntrack::nat_rules();
-        let (range, source) = conntrack::choose_range(rules.as_deref());
+        let rules = conntrack::nat_rules(root);
+        let (range, source) =
+            conntrack::choose_range(rules.as_ref().map(|(text, read)| (text.as_str(), read.as_slice())));
         match conntrack::dump(range, top, warnings) {
             Ok(table) => (range, source, Some(table), None),
             Err(e) => (range, source, None, Some(e.to_string())),

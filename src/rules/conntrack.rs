@@ -33,9 +33,14 @@ fn grew(ct: &Conntrack, name: &str) -> (u64, bool) {
 }
 
 fn table_full(ct: &Conntrack, out: &mut Vec<Finding>) {
-    let (Some(count), Some(max)) = (ct.count, ct.max) else { return };
-    let share = if max == 0 { 0.0 } else { count as f64 / max as f64 };
-    let (drops, sampled) = grew(ct, "drop");
+    // 0 means no limit: nothing to be full against.
+    let (Some(count), Some(max)) = (ct.count, ct.max.filter(|m| *m > 0)) else { return };
+    let share = count as f64 / max as f64;
+    // A clash the kernel cannot resolve counts in `drop` and in `insert_failed` both (and is
+    // insert-failed's business); what is left of `drop`, and `early_drop`, is a full table.
+    let (all_drops, sampled) = grew(ct, "drop");
+    let (failed, _) = grew(ct, "insert_failed");
+    let drops = all_drops.saturating_sub(failed);
     let (early, _) = grew(ct, "early_drop");
     let severity = if share >= TABLE_CRIT || drops + early > 0 {
         Severity::Crit
@@ -59,7 +64,7 @@ fn table_full(ct: &Conntrack, out: &mut Vec<Finding>) {
                 String::new()
             },
         ),
-        "A larger table costs kernel memory, about 320 bytes per entry (the nf_conntrack slab object), and the hash (nf_conntrack_buckets) \
+        "A larger table costs kernel memory, about 300 bytes per entry (the nf_conntrack slab object and its extensions), and the hash (nf_conntrack_buckets) \
          should grow with it; it is global, so it is set on the host (or the node), not in a pod.",
     )
     .about(MAX_KEY, Some(&max.to_string()), Some(max.saturating_mul(2).max(262_144).to_string()))
@@ -74,7 +79,7 @@ fn table_full(ct: &Conntrack, out: &mut Vec<Finding>) {
             },
             Advice {
                 action: format!("Raise {MAX_KEY} (and nf_conntrack_buckets) on the host."),
-                risk: "Kernel memory, about 320 bytes per entry.".into(),
+                risk: "Kernel memory, about 300 bytes per entry.".into(),
             },
         ],
         ..f
@@ -106,8 +111,9 @@ fn insert_failed(ct: &Conntrack, out: &mut Vec<Finding>) {
                 "Add --random-fully to the MASQUERADE (or SNAT) rule, so that the NAT picks source ports at random \
                      rather than in sequence, and two flows rarely race for one."
                     .into(),
-            risk: "Source ports become unpredictable to peers (harmless) and the original source port is no longer \
-                   kept where it was free."
+            risk: "The original source port is no longer kept where it was free, and the destination sees a \
+                   client's flows from changing ports: on kernels whose TCP timestamp offset depends on the ports, \
+                   a server's TIME_WAIT may then reject new SYNs (watch tcp.paws-timewait after the change)."
                 .into(),
         },
         Advice {
@@ -129,9 +135,10 @@ fn snat_exhaustion(ct: &Conntrack, t: &Thresholds, out: &mut Vec<Finding>) {
             severity,
             format!(
                 "the source NAT toward {} {} from {} has {} of its {} ports ({}) in use: {} live flows and {} \
-                 entries in TIME_WAIT or CLOSE. {} more flows certainly get a port; beyond, a new TCP flow gets one \
-                 only by evicting a TIME_WAIT entry, by chance, and otherwise its SYN is dropped (connect times out; \
-                 no error says why)",
+                 entries in TIME_WAIT or CLOSE. {} ports are free (a new flow finds one for sure in a range of up to \
+                 128 ports; in a larger one the NAT probes at most 240 from random places, so a nearly full pool \
+                 already fails some flows); beyond, a new TCP flow gets a port only by evicting a TIME_WAIT entry, \
+                 by chance, and otherwise its SYN is dropped (connect times out; no error says why)",
                 b.protocol,
                 b.remote,
                 b.source_ip,
@@ -185,11 +192,12 @@ fn time_wait_longer(ct: &Conntrack, out: &mut Vec<Finding>) {
         Severity::Info,
         format!(
             "conntrack keeps a closed TCP flow {seconds} s ({TIME_WAIT_KEY}), while TCP's TIME_WAIT lasts 60 s: \
-             through this NAT, {closed} closed flows hold their source port, and a NAT port pool drains at half the \
-             rate a host's own ports do"
+             through this NAT, {closed} closed flows hold their translated source port, so a pool of remapped \
+             ports drains at half the rate a host's own ports do (a client whose own port the NAT kept takes its \
+             old entry over with its next SYN)"
         ),
         "Shorter than TCP's 60 s, late segments of an old flow can be matched to a new flow on the same tuple; \
-         down to 60 s matches TCP and is what many distributions' container hosts use.",
+         60 s matches TCP.",
     )
     .about(TIME_WAIT_KEY, Some(&seconds.to_string()), Some("60".into()))
     .evidence(json!({"timeout": seconds, "natted_time_wait": closed}));
@@ -210,9 +218,9 @@ fn paws_time_wait(inspection: &Inspection, out: &mut Vec<Finding>) {
         "tcp.paws-timewait",
         severity,
         format!(
-            "{rejected} SYNs were rejected {when} by a TIME_WAIT socket of this host because their TCP \
-             timestamps went backwards (PAWSTimewait): typical of several clients behind one NAT address \
-             connecting to a server that closes first. The client retransmits its SYN after 1 s, so such connects \
+            "{rejected} segments, mostly SYNs, were rejected {when} by a TIME_WAIT socket of this host \
+             because their TCP timestamps went backwards (PAWSTimewait): typical of several clients behind one \
+             NAT address, or of a NAT that rewrites a client's ports, connecting to a server that closes first. The client retransmits its SYN after 1 s, so such connects \
              take over a second"
         ),
         "Disabling tcp_timestamps would stop the rejections but also PAWS protection and tcp_tw_reuse everywhere: \

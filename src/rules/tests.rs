@@ -593,6 +593,10 @@ fn a_conntrack_table_is_judged_against_its_limit_and_its_drops() {
         "{}",
         dropped.message
     );
+    // A NAT clash counts in drop and insert_failed both: not a full table. No limit (0): never full.
+    assert!(find(&tracked(10, 100_000, &[("drop", 4), ("insert_failed", 4)], vec![])).is_none());
+    assert!(find(&tracked(10, 100_000, &[("drop", 5), ("insert_failed", 4)], vec![])).is_some());
+    assert!(find(&tracked(1_000_000, 0, &[("early_drop", 3)], vec![])).is_none());
     // Sampled: only growth during the interval counts.
     let mut sampled = tracked(10, 100_000, &[("early_drop", 3)], vec![]);
     sampled.conntrack.as_mut().expect("ct").statistics_growth =
@@ -623,7 +627,7 @@ fn a_nat_bucket_near_its_pool_and_conntrack_time_wait_longer_than_tcp() {
     let findings = evaluate(&tracked(90, 1000, &[], vec![snat(90, 30, 100)]), &Thresholds::default());
     let f = only(&findings, "snat.bucket-exhaustion");
     assert_eq!(f.severity, Severity::Crit, "90 % used");
-    assert!(f.message.contains("10 more flows certainly get a port"), "{}", f.message);
+    assert!(f.message.contains("10 ports are free"), "{}", f.message);
     assert!(f.advice[0].action.starts_with("Reuse connections to 10.2.0.2:80"));
     let longer = only(&findings, "conntrack.timewait-longer-than-tcp");
     assert_eq!((longer.recommended.as_deref(), longer.evidence["natted_time_wait"].as_u64()), (Some("60"), Some(30)));
@@ -639,12 +643,12 @@ fn a_nat_bucket_near_its_pool_and_conntrack_time_wait_longer_than_tcp() {
 fn paws_rejections_of_a_server_time_wait_are_explained() {
     let findings = host().counter("PAWSTimewait", 156).findings();
     let f = only(&findings, "tcp.paws-timewait");
-    assert!(f.message.contains("156 SYNs") && f.risk.contains("do not"), "{}", f.message);
+    assert!(f.message.contains("156 segments, mostly SYNs") && f.risk.contains("do not"), "{}", f.message);
     assert!(host().counter("PAWSTimewait", 0).findings().iter().all(|f| f.id != "tcp.paws-timewait"));
     let mut sampled = host().counter("PAWSTimewait", 156).inspection();
     sampled.counter_growth = Some([("PAWSTimewait".to_string(), 12)].into_iter().collect());
     let now = evaluate(&sampled, &Thresholds::default());
     let f = only(&now, "tcp.paws-timewait");
     assert_eq!(f.severity, Severity::Warn);
-    assert!(f.message.starts_with("12 SYNs were rejected during the sample"), "{}", f.message);
+    assert!(f.message.starts_with("12 segments, mostly SYNs, were rejected during the sample"), "{}", f.message);
 }

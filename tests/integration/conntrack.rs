@@ -103,7 +103,8 @@ fn a_narrowed_nat_range_admits_exactly_the_flows_twtune_says_are_available() {
     let report = audit(&["--netns", "tw-nat"]);
     let ct = &report["conntrack"];
     assert_eq!(ct["nat_range"], serde_json::json!({"low": 40000, "high": 40099}), "{ct:#}");
-    assert!(ct["nat_range_source"].as_str().expect("source").contains("--to-ports 40000-40099"));
+    let source = ct["nat_range_source"].as_str().expect("source");
+    assert!(source.contains("port range 40000-40099 (iptables-nft-save"), "{source}");
     let table = &ct["table"];
     assert_eq!(table["entries"].as_u64(), Some(conntrack_count("tw-nat")), "{table:#}");
     assert_eq!(ct["count"].as_u64(), Some(conntrack_count("tw-nat")));
@@ -129,7 +130,25 @@ fn a_narrowed_nat_range_admits_exactly_the_flows_twtune_says_are_available() {
     // Closed by the clients: 100 entries in TIME_WAIT, which conntrack -L lists as twtune counts them.
     // A new flow gets one of their ports only by evicting it, by chance: none is available for sure.
     drop((fill, held));
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Until the closes have crossed the NAT: no entry left but TIME_WAIT and CLOSE.
+    let settled = || {
+        let all = conntrack_count("tw-nat");
+        let closed = ["TIME_WAIT", "CLOSE"]
+            .iter()
+            .map(|state| {
+                run("ip", &["netns", "exec", "tw-nat", "conntrack", "-L", "-p", "tcp", "--state", state])
+                    .lines()
+                    .count() as u64
+            })
+            .sum::<u64>();
+        all == closed
+    };
+    for _ in 0..100 {
+        if settled() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let closed = audit(&["--netns", "tw-nat"]);
     let bucket = &closed["conntrack"]["table"]["snat_buckets"][0];
     let listed = |state: &str| {
@@ -162,6 +181,16 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
     // Client churn through the NAT: 50 connections made and closed, then 5 held open.
     let _churned = Peer::start("tw-client", "10.2.0.2", &["closed", "80", "50"]);
     let _held = Peer::start("tw-client", "10.2.0.2", &["hold", "80", "5"]);
+    // Until every close has crossed the NAT: 50 in TIME_WAIT (or CLOSE), 5 established.
+    let state = |state: &str| {
+        run("ip", &["netns", "exec", "tw-nat", "conntrack", "-L", "-p", "tcp", "--state", state]).lines().count()
+    };
+    for _ in 0..100 {
+        if state("TIME_WAIT") + state("CLOSE") == 50 && state("ESTABLISHED") == 5 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let (_, report) = crate::util::audit_json(&["--netns", "tw-nat", "--fail-on", "never"]);
     let ct = report.conntrack.expect("conntrack is loaded");
     assert_eq!(ct.nat_range, crate::util::NatRange { low: 1024, high: 65535 });
@@ -245,4 +274,78 @@ fn a_tree_without_conntrack_says_it_is_not_loaded() {
     assert!(report.conntrack.is_none());
     let out = twtune().args(["audit", "--root"]).arg(crate::util::fixture("idle")).output().expect("run");
     assert!(String::from_utf8_lossy(&out.stdout).contains("nf_conntrack is not loaded here"));
+}
+
+/// `conntrack -S` summed over the CPUs, by field.
+fn conntrack_stats(ns: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut sums = std::collections::BTreeMap::new();
+    for field in
+        run("ip", &["netns", "exec", ns, "conntrack", "-S"]).split_whitespace().filter_map(|f| f.split_once('='))
+    {
+        if let Ok(n) = field.1.parse::<u64>() {
+            *sums.entry(field.0.to_string()).or_default() += n;
+        }
+    }
+    sums
+}
+
+#[test]
+fn a_service_address_and_its_backend_share_one_nat_pool() {
+    if !enter("conntrack::a_service_address_and_its_backend_share_one_nat_pool") {
+        return;
+    }
+    // kube-proxy's layout: a Service address (10.9.0.1) DNATed to its backend, and pods behind
+    // MASQUERADE. The NAT checks ports against the backend, so both paths spend one pool.
+    let _topology = Topology::new(&["--to-ports", "40000-40099"]);
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            "tw-nat",
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-d",
+            "10.9.0.1",
+            "-p",
+            "tcp",
+            "--dport",
+            "80",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "10.2.0.2:80",
+        ],
+    );
+    let _server = Peer::start("tw-server", "10.2.0.2", &["server", "80"]);
+    let _via_service = Peer::start("tw-client", "10.9.0.1", &["hold", "80", "20"]);
+    let _direct = Peer::start("tw-client", "10.2.0.2", &["hold", "80", "20"]);
+    let report = audit(&["--netns", "tw-nat"]);
+    let table = &report["conntrack"]["table"];
+    assert_eq!(table["snat_bucket_count"], 1, "{table:#}");
+    let bucket = &table["snat_buckets"][0];
+    assert_eq!((bucket["remote"].as_str(), bucket["count"].as_u64()), (Some("10.2.0.2:80"), Some(40)), "{bucket:#}");
+    let available = bucket["available"].as_u64().expect("available");
+    assert_eq!(available, 60);
+    let fill = Peer::start("tw-client", "10.2.0.2", &["fill", "80"]);
+    assert_eq!(fill.1.parse::<u64>().ok(), Some(available), "flows admitted to the backend vs twtune's available");
+
+    // The exhausted NAT counted its failures; twtune's sums are conntrack -S's, field by field.
+    let (_, typed) = crate::util::audit_json(&["--netns", "tw-nat", "--fail-on", "never"]);
+    let ours = typed.conntrack.expect("conntrack").statistics;
+    let theirs = conntrack_stats("tw-nat");
+    for (name, other) in [
+        ("insert_failed", "insert_failed"),
+        ("drop", "drop"),
+        ("early_drop", "early_drop"),
+        ("search_restart", "search_restart"),
+        ("clashres", "clash_resolve"),
+        ("found", "found"),
+        ("invalid", "invalid"),
+    ] {
+        assert_eq!(ours.get(name), theirs.get(other), "{name} / {other}: {theirs:?}");
+    }
 }

@@ -9,10 +9,11 @@
 //! range, so that is its budget. Every entry holds its port, a TCP entry in TIME_WAIT or CLOSE too,
 //! with one exception: when a new TCP flow's last probes of the range find no free port, the NAT
 //! may evict a TIME_WAIT entry whose sequence numbers the new flow has passed
-//! (`nf_nat_used_tuple_harder`, the last 32 of at most 128 probes from a random start). So the
-//! free ports (`available`) are certain and the TIME_WAIT ones (`reclaimable`) a matter of luck:
-//! on 6.18, MASQUERADE over 100 ports with 40 flows open admits exactly 60 more; with 40 open and
-//! 30 in TIME_WAIT, 41 more (30 free, 11 evicted).
+//! (`nf_nat_used_tuple_harder`, in the last probes of its search). So the free ports
+//! (`available`) are what the NAT has, and the TIME_WAIT ones (`reclaimable`) a matter of luck: on
+//! 6.18, MASQUERADE over 100 ports with 40 flows open admits exactly 60 more; with 40 open and 30
+//! in TIME_WAIT, 41 more (30 free, 11 evicted). A range of up to 128 ports is searched whole; a
+//! larger one only in 240 probes from random places, so there a nearly full pool fails some flows.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -26,6 +27,9 @@ const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_DUMP_INTR: u16 = 0x10;
+const INTERRUPTED: &str = "the conntrack table changed while it was dumped";
+const UNREADABLE: &str = "a conntrack entry could not be read";
 /// `NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET` (and `..._CT_NEW` for the entries of a dump).
 const CT_GET: u16 = 1 << 8 | 1;
 const CT_NEW: u16 = 1 << 8;
@@ -187,8 +191,20 @@ pub(crate) fn parse_messages(
             return Err(format!("ctnetlink: a malformed message (length {length})"));
         }
         let payload = &bytes[offset + NLMSG_HEADER..offset + length];
+        // NLM_F_DUMP_INTR: the table changed during the dump, which may then miss or repeat entries.
+        let flags = u16::from_ne_bytes([bytes[offset + 6], bytes[offset + 7]]);
+        if flags & NLM_F_DUMP_INTR != 0 && !warnings.iter().any(|w| w.starts_with(INTERRUPTED)) {
+            warnings.push(format!("{INTERRUPTED}: its counts may be off by the entries that came and went"));
+        }
         match kind {
-            NLMSG_DONE => return Ok(true),
+            NLMSG_DONE => {
+                let code = if payload.len() >= 4 { i32::from_ne_bytes(word(payload, 0)) } else { 0 };
+                if code < 0 {
+                    let why = std::io::Error::from_raw_os_error(code.saturating_neg());
+                    return Err(format!("ctnetlink: the dump stopped early: {why}"));
+                }
+                return Ok(true);
+            }
             NLMSG_ERROR => {
                 let code = if payload.len() >= 4 { i32::from_ne_bytes(word(payload, 0)) } else { -1 };
                 if code != 0 {
@@ -199,9 +215,10 @@ pub(crate) fn parse_messages(
             }
             CT_NEW => match payload.get(NFGENMSG..).and_then(parse_flow) {
                 Some(flow) => visit(flow),
-                None => {
-                    warnings.push(format!("a conntrack entry of {} bytes could not be read; skipped", payload.len()))
-                }
+                // One warning, however many: a hostile or broken table must not grow the report.
+                None if !warnings.iter().any(|w| w.starts_with(UNREADABLE)) => warnings
+                    .push(format!("{UNREADABLE} (the first of {} bytes); such entries are skipped", payload.len())),
+                None => {}
             },
             _ => {}
         }
@@ -608,6 +625,16 @@ mod tests {
         let mut cut = message(CT_NEW, &entry(3, true, 1));
         cut.truncate(30);
         assert!(parse_messages(&cut, &mut |_| {}, &mut Vec::new()).is_err());
+        let stopped = message(NLMSG_DONE, &(-4i32).to_ne_bytes());
+        assert!(parse_messages(&stopped, &mut |_| {}, &mut Vec::new()).expect_err("EINTR").contains("stopped early"));
+        let mut warnings = Vec::new();
+        let mut many = Vec::new();
+        (0..50).for_each(|_| many.extend(message(CT_NEW, &[2, 0, 0, 0, 9, 9])));
+        let mut interrupted = message(CT_NEW, &entry(3, true, 1));
+        interrupted[6] |= 0x10;
+        many.extend(interrupted);
+        assert!(!parse_messages(&many, &mut |_| {}, &mut warnings).expect("parses"));
+        assert_eq!(warnings.len(), 2, "one for the unreadable entries, one for the interruption: {warnings:?}");
     }
 
     #[test]

@@ -669,7 +669,10 @@ pub(crate) struct Conntrack {
     pub nat_range_source: String,
     /// With `--sample`: how much each statistic grew over the interval.
     pub statistics_growth: Option<BTreeMap<String, u64>>,
-    /// The dump of the table; `null` when it could not be read (`table_unavailable` says why).
+    /// The dump of the table, its fields (`entries`, `tcp_states`, `snat_bucket_count`,
+    /// `snat_buckets`) beside the others; absent when it could not be read (`table_unavailable`
+    /// says why).
+    #[serde(flatten)]
     pub table: Option<FlowSummary>,
     pub table_unavailable: Option<String>,
 }

@@ -105,7 +105,7 @@ fn a_narrowed_nat_range_admits_exactly_the_flows_twtune_says_are_available() {
     assert_eq!(ct["nat_range"], serde_json::json!({"low": 40000, "high": 40099}), "{ct:#}");
     let source = ct["nat_range_source"].as_str().expect("source");
     assert!(source.contains("port range 40000-40099 (iptables-nft-save"), "{source}");
-    let table = &ct["table"];
+    let table = ct;
     assert_eq!(table["entries"].as_u64(), Some(conntrack_count("tw-nat")), "{table:#}");
     assert_eq!(ct["count"].as_u64(), Some(conntrack_count("tw-nat")));
     let bucket = &table["snat_buckets"][0];
@@ -118,7 +118,7 @@ fn a_narrowed_nat_range_admits_exactly_the_flows_twtune_says_are_available() {
     let fill = Peer::start("tw-client", "10.2.0.2", &["fill", "80"]);
     assert_eq!(fill.1.parse::<u64>().ok(), Some(available), "flows admitted vs twtune's available");
     let full = audit(&["--netns", "tw-nat"]);
-    assert_eq!(full["conntrack"]["table"]["snat_buckets"][0]["available"], 0);
+    assert_eq!(full["conntrack"]["snat_buckets"][0]["available"], 0);
     let exhausted: Vec<&Value> =
         full["findings"].as_array().expect("findings").iter().filter(|f| f["id"] == "snat.bucket-exhaustion").collect();
     assert_eq!(exhausted.len(), 1, "{:#}", full["findings"]);
@@ -150,11 +150,11 @@ fn a_narrowed_nat_range_admits_exactly_the_flows_twtune_says_are_available() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let closed = audit(&["--netns", "tw-nat"]);
-    let bucket = &closed["conntrack"]["table"]["snat_buckets"][0];
+    let bucket = &closed["conntrack"]["snat_buckets"][0];
     let listed = |state: &str| {
         run("ip", &["netns", "exec", "tw-nat", "conntrack", "-L", "-p", "tcp", "--state", state]).lines().count() as u64
     };
-    let states = &closed["conntrack"]["table"]["tcp_states"];
+    let states = &closed["conntrack"]["tcp_states"];
     let (time_wait, close) = (listed("TIME_WAIT"), listed("CLOSE"));
     assert_eq!(states["TIME_WAIT"].as_u64().unwrap_or(0), time_wait, "{states}");
     assert_eq!(states["CLOSE"].as_u64().unwrap_or(0), close, "{states}");
@@ -213,7 +213,7 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
     ] {
         assert_eq!(ct.statistics.get(ours), sums.get(theirs), "{ours}: {stats}");
     }
-    let table = ct.table.expect("dumped");
+    let table = ct.dumped().expect("dumped");
     assert_eq!(table.entries, conntrack_count("tw-nat"));
     let listed = |state: &str| {
         run("ip", &["netns", "exec", "tw-nat", "conntrack", "-L", "-p", "tcp", "--state", state]).lines().count() as u64
@@ -243,7 +243,7 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
         .find(|ns| ns["netns"]["name"] == "tw-nat")
         .expect("the NAT namespace is swept");
     assert_eq!(nat["report"]["conntrack"]["count"].as_u64(), Some(conntrack_count("tw-nat")));
-    assert_eq!(nat["report"]["conntrack"]["table"]["snat_buckets"][0]["held"], 5);
+    assert_eq!(nat["report"]["conntrack"]["snat_buckets"][0]["held"], 5);
     let longer = nat["report"]["findings"]
         .as_array()
         .expect("findings")
@@ -265,7 +265,7 @@ fn a_nearly_full_table_and_lost_insertions_on_a_captured_root() {
     assert_eq!(report.one("tcp.paws-timewait").evidence["PAWSTimewait"], 156);
     let ct = report.conntrack.expect("conntrack");
     assert_eq!((ct.count, ct.max), (Some(63000), Some(65536)));
-    assert!(ct.table.is_none() && ct.table_unavailable.is_some_and(|why| why.contains("offline")));
+    assert!(ct.dumped().is_none() && ct.table_unavailable.is_some_and(|why| why.contains("offline")));
 }
 
 #[test]
@@ -324,7 +324,7 @@ fn a_service_address_and_its_backend_share_one_nat_pool() {
     let _via_service = Peer::start("tw-client", "10.9.0.1", &["hold", "80", "20"]);
     let _direct = Peer::start("tw-client", "10.2.0.2", &["hold", "80", "20"]);
     let report = audit(&["--netns", "tw-nat"]);
-    let table = &report["conntrack"]["table"];
+    let table = &report["conntrack"];
     assert_eq!(table["snat_bucket_count"], 1, "{table:#}");
     let bucket = &table["snat_buckets"][0];
     assert_eq!((bucket["remote"].as_str(), bucket["count"].as_u64()), (Some("10.2.0.2:80"), Some(40)), "{bucket:#}");

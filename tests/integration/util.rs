@@ -254,8 +254,32 @@ pub(crate) struct Conntrack {
     pub nat_range: NatRange,
     pub nat_range_source: String,
     pub statistics_growth: Option<std::collections::BTreeMap<String, u64>>,
-    pub table: Option<ConntrackTable>,
+    // The dump's fields, present only when the table was dumped.
+    #[serde(default)]
+    pub entries: Option<u64>,
+    #[serde(default)]
+    pub tcp_states: Option<std::collections::BTreeMap<String, u64>>,
+    #[serde(default)]
+    pub snat_bucket_count: Option<usize>,
+    #[serde(default)]
+    pub snat_buckets: Option<Vec<SnatBucket>>,
     pub table_unavailable: Option<String>,
+}
+
+impl Conntrack {
+    /// The dump, when there was one: all of its fields or none.
+    pub(crate) fn dumped(&self) -> Option<ConntrackTable> {
+        match (&self.entries, &self.tcp_states, &self.snat_bucket_count, &self.snat_buckets) {
+            (Some(entries), Some(tcp_states), Some(count), Some(buckets)) => Some(ConntrackTable {
+                entries: *entries,
+                tcp_states: tcp_states.clone(),
+                snat_bucket_count: *count,
+                snat_buckets: buckets.clone(),
+            }),
+            (None, None, None, None) => None,
+            partial => panic!("a partial dump in the JSON: {partial:?}"),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -265,8 +289,7 @@ pub(crate) struct NatRange {
     pub high: u16,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub(crate) struct ConntrackTable {
     pub entries: u64,
     pub tcp_states: std::collections::BTreeMap<String, u64>,
@@ -274,7 +297,7 @@ pub(crate) struct ConntrackTable {
     pub snat_buckets: Vec<SnatBucket>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SnatBucket {
     pub source_ip: String,

@@ -28,8 +28,13 @@ fn commands(cmd: &clap::Command, prefix: &str, roff: &mut Roff) {
             .filter(|a| !a.is_hide_set() && !matches!(a.get_id().as_str(), "help" | "version" | "color"))
         {
             roff.control("TP", []);
-            let values: Vec<String> =
-                arg.get_value_names().map(|v| v.iter().map(|n| format!("<{n}>")).collect()).unwrap_or_default();
+            // An on/off flag takes no value, whatever name clap gives it.
+            let takes_values = arg.get_action().takes_values();
+            let values: Vec<String> = arg
+                .get_value_names()
+                .filter(|_| takes_values)
+                .map(|v| v.iter().map(|n| format!("<{n}>")).collect())
+                .unwrap_or_default();
             let mut head = vec![];
             match (arg.get_short(), arg.get_long()) {
                 (Some(s), Some(l)) => head.push(bold(format!("-{s}, --{l}"))),
@@ -60,7 +65,7 @@ fn commands(cmd: &clap::Command, prefix: &str, roff: &mut Roff) {
             }
             let defaults: Vec<String> =
                 arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect();
-            if !defaults.is_empty() {
+            if !defaults.is_empty() && takes_values {
                 help.push_str(&format!(" Default: {}.", defaults.join(" ")));
             }
             roff.text([roman(help)]);

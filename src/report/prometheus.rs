@@ -1,6 +1,10 @@
 //! The report as node_exporter textfile-collector metrics (Prometheus text exposition format
-//! 0.0.4): TIME_WAIT totals and by direction, the fullest buckets, key settings, kernel counters,
-//! finding counts by severity and, with `--sample`, rates.
+//! 0.0.4), named after the Prometheus naming guide: one quantity per metric, units and `_total` at
+//! the end, counters as counters. What node_exporter already exports for the host (sockstat, most
+//! of netstat) is left to it, but for the TIME_WAIT counters, which twtune exports per network
+//! namespace (node_exporter sees only its own). What only twtune knows is here: TIME_WAIT by
+//! direction, the destination buckets, the bind() budget, source-NAT buckets, findings. The list
+//! is in the README.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -8,8 +12,22 @@ use std::io::{self, Write};
 use crate::report::Report;
 use crate::rules::Severity;
 
-/// Kernel values that go up and down (so must not be typed counter).
-const GAUGES: &[&str] = &["CurrEstab"];
+/// Kernel counters exported per namespace: (kernel name, metric, help).
+const COUNTERS: &[(&str, &str, &str)] = &[
+    (
+        "TW",
+        "twtune_tcp_time_wait_entered_total",
+        "TCP connections that entered TIME_WAIT (TcpExt TW; node_netstat_TcpExt_TW for the host).",
+    ),
+    ("TWRecycled", "twtune_tcp_time_wait_reused_total", "TIME_WAIT tuples connect() took over (TcpExt TWRecycled)."),
+    (
+        "TCPTimeWaitOverflow",
+        "twtune_tcp_time_wait_overflows_total",
+        "Connections that skipped TIME_WAIT because the table was full (TcpExt TCPTimeWaitOverflow).",
+    ),
+    ("ActiveOpens", "twtune_tcp_active_opens_total", "connect() calls that sent a SYN (Tcp ActiveOpens)."),
+    ("PassiveOpens", "twtune_tcp_passive_opens_total", "Connections accepted (Tcp PassiveOpens)."),
+];
 
 /// Escapes a label value: backslash, double quote and newline.
 /// Escapes a label value as the text format wants (backslash, double quote, line feed); any other
@@ -19,15 +37,19 @@ fn label(value: &str) -> String {
     escaped.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
-/// One metric family: HELP, TYPE, then its samples (name suffix is empty for plain samples).
-struct Family<'a> {
-    name: &'a str,
-    kind: &'a str,
-    help: &'a str,
+/// One metric family: HELP, TYPE, then its samples.
+struct Family {
+    name: String,
+    kind: &'static str,
+    help: String,
     samples: Vec<(String, f64)>,
 }
 
-impl Family<'_> {
+fn gauge(name: &str, help: &str, samples: Vec<(String, f64)>) -> Family {
+    Family { name: name.to_string(), kind: "gauge", help: help.to_string(), samples }
+}
+
+impl Family {
     fn render(&self, out: &mut String) {
         if self.samples.is_empty() {
             return;
@@ -56,7 +78,7 @@ pub(crate) fn render(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 /// Writes the metrics of several reports, each sample labelled with its report's `scope` labels
 /// (`netns`, ...), every family once (the text format wants a family's samples together).
 pub(crate) fn render_all(reports: &[(&Report, Vec<(&str, String)>)], out: &mut dyn Write) -> io::Result<()> {
-    let mut merged: Vec<Family<'static>> = Vec::new();
+    let mut merged: Vec<Family> = Vec::new();
     for (report, scope) in reports {
         for family in families(report, scope) {
             match merged.iter_mut().find(|f| f.name == family.name) {
@@ -70,180 +92,145 @@ pub(crate) fn render_all(reports: &[(&Report, Vec<(&str, String)>)], out: &mut d
     out.write_all(text.as_bytes())
 }
 
+/// A sysctl key as a metric name: `twtune_sysctl_net_ipv4_tcp_tw_reuse`, as node_exporter's sysctl
+/// collector names them (`node_sysctl_...`).
+fn sysctl_metric(key: &str) -> Option<String> {
+    let name: String = key.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_')).then(|| format!("twtune_sysctl_{name}"))
+}
+
 /// The metric families of one report, each sample carrying `scope` first.
-fn families(report: &Report, scope: &[(&str, String)]) -> Vec<Family<'static>> {
-    let scoped = |pairs: &[(&str, &str)]| -> String {
+fn families(report: &Report, scope: &[(&str, String)]) -> Vec<Family> {
+    let labels = |pairs: &[(&str, &str)]| -> String {
         let mut all: Vec<(&str, &str)> = scope.iter().map(|(k, v)| (*k, v.as_str())).collect();
         all.extend_from_slice(pairs);
         labels(&all)
     };
-    let labels = scoped;
     let s = &report.sockets;
-    let bucket_labels =
-        |b: &crate::inspect::sockets::Bucket| labels(&[("local_ip", &b.local_ip), ("remote", &b.remote)]);
+    let bucket = |b: &crate::inspect::sockets::Bucket| labels(&[("local_ip", &b.local_ip), ("remote", &b.remote)]);
+    let per_bucket = |value: &dyn Fn(&crate::inspect::sockets::Bucket) -> Option<f64>| -> Vec<(String, f64)> {
+        s.buckets.iter().filter_map(|b| Some((bucket(b), value(b)?))).collect()
+    };
     let mut families = vec![
-        Family {
-            name: "twtune_info",
-            kind: "gauge",
-            help: "Always 1; the labels name the twtune version and the kernel release.",
-            samples: vec![(labels(&[("version", report.twtune_version), ("kernel", &report.kernel)]), 1.0)],
-        },
-        Family {
-            name: "twtune_time_wait_total",
-            kind: "gauge",
-            help: "TCP sockets in TIME_WAIT.",
-            samples: vec![(labels(&[]), s.time_wait.total as f64)],
-        },
-        Family {
-            name: "twtune_time_wait_sockets",
-            kind: "gauge",
-            help: "TIME_WAIT sockets by direction: outbound (this host closed first; each holds an ephemeral port), inbound (server side; memory only) or without_listener (a stopped server's port outside the range; no ephemeral port).",
-            samples: vec![
+        gauge(
+            "twtune_info",
+            "Always 1; the labels name the twtune version and the kernel release.",
+            vec![(labels(&[("version", report.twtune_version), ("kernel", &report.kernel)]), 1.0)],
+        ),
+        gauge(
+            "twtune_time_wait_sockets",
+            "TIME_WAIT sockets by direction: outbound (this host closed first; each holds an ephemeral port), inbound (server side; memory only) or without_listener (a stopped server's port outside the range; no ephemeral port). Their sum is node_sockstat_TCP_tw.",
+            vec![
                 (labels(&[("direction", "outbound")]), s.time_wait.outbound as f64),
                 (labels(&[("direction", "inbound")]), s.time_wait.inbound as f64),
                 (labels(&[("direction", "without_listener")]), s.time_wait.without_listener as f64),
             ],
-        },
-        Family {
-            name: "twtune_tcp_sockets",
-            kind: "gauge",
-            help: "TCP sockets by state.",
-            samples: s.states.iter().map(|(state, n)| (labels(&[("state", state)]), *n as f64)).collect(),
-        },
-        Family {
-            name: "twtune_ephemeral_usable_ports",
-            kind: "gauge",
-            help: "Ephemeral ports connect() can hand out per (local IP, remote IP, remote port): ip_local_port_range minus reserved ports and listeners in it.",
-            samples: vec![(labels(&[]), f64::from(s.ephemeral.usable_ports))],
-        },
-        Family {
-            name: "twtune_bucket_sockets",
-            kind: "gauge",
-            help: "Sockets holding an ephemeral port toward one destination, for the fullest buckets.",
-            samples: s.buckets.iter().map(|b| (bucket_labels(b), f64::from(b.count))).collect(),
-        },
-        Family {
-            name: "twtune_bucket_held_ports",
-            kind: "gauge",
-            help: "Ports a destination bucket holds: its sockets except the TIME_WAIT ones connect() may take over now.",
-            samples: s.buckets.iter().map(|b| (bucket_labels(b), f64::from(b.held))).collect(),
-        },
-        Family {
-            name: "twtune_bucket_available_ports",
-            kind: "gauge",
-            help: "Ports connect() can still get toward one destination (0 = connect() fails with EADDRNOTAVAIL now).",
-            samples: s.buckets.iter().map(|b| (bucket_labels(b), f64::from(b.available))).collect(),
-        },
-        Family {
-            name: "twtune_bucket_usage_ratio",
-            kind: "gauge",
-            help: "Share of the usable ephemeral ports a destination bucket holds (1 = connect() fails with EADDRNOTAVAIL).",
-            samples: s
-                .buckets
-                .iter()
-                .map(|b| {
-                    (
-                        bucket_labels(b),
-                        if b.usable_ports == 0 { 1.0 } else { f64::from(b.held) / f64::from(b.usable_ports) },
-                    )
-                })
-                .collect(),
-        },
-        Family {
-            name: "twtune_local_address_available_ports",
-            kind: "gauge",
-            help: "Ports bind(addr, 0) can still get on one local address (0 = bind() fails with EADDRINUSE now).",
-            samples: s
-                .local_ports
-                .iter()
-                .map(|l| (labels(&[("local_ip", &l.local_ip)]), f64::from(l.available)))
-                .collect(),
-        },
-        Family {
-            name: "twtune_bucket_seconds_to_exhaustion",
-            kind: "gauge",
-            help: "With --sample: seconds until a growing bucket has no usable port left at the measured rate.",
-            samples: s.buckets.iter().filter_map(|b| Some((bucket_labels(b), b.seconds_to_exhaustion?))).collect(),
-        },
-        Family {
-            name: "twtune_sysctl",
-            kind: "gauge",
-            help: "Integer net sysctls the audit reads.",
-            samples: report
-                .settings
-                .0
-                .iter()
-                .filter_map(|(key, value)| {
-                    Some((labels(&[("key", key)]), value.as_deref()?.parse::<i64>().ok()? as f64))
-                })
-                .collect(),
-        },
-        Family {
-            name: "twtune_kernel_counter_total",
-            kind: "counter",
-            help: "TCP counters of the kernel (TcpExt, Tcp), since boot or since the namespace was created.",
-            samples: report
-                .counters
-                .iter()
-                .filter(|(name, _)| !name.starts_with("sockstat_") && !GAUGES.contains(&name.as_str()))
-                .map(|(name, v)| (labels(&[("name", name)]), *v as f64))
-                .collect(),
-        },
-        Family {
-            name: "twtune_kernel_gauge",
-            kind: "gauge",
-            help: "TCP gauges of the kernel: CurrEstab (established and close-wait connections) and the sockstat TCP line.",
-            samples: report
-                .counters
-                .iter()
-                .filter(|(name, _)| name.starts_with("sockstat_") || GAUGES.contains(&name.as_str()))
-                .map(|(name, v)| (labels(&[("name", name)]), *v as f64))
-                .collect(),
-        },
-        Family {
-            name: "twtune_findings",
-            kind: "gauge",
-            help: "Findings of the audit by severity.",
-            samples: [Severity::Crit, Severity::Warn, Severity::Info]
+        ),
+        gauge(
+            "twtune_ephemeral_usable_ports",
+            "Ephemeral ports connect() can hand out per (local IP, remote IP, remote port): ip_local_port_range minus reserved ports and listeners in it.",
+            vec![(labels(&[]), f64::from(s.ephemeral.usable_ports))],
+        ),
+        gauge(
+            "twtune_bucket_sockets",
+            "Sockets holding an ephemeral port toward one destination, for the fullest buckets.",
+            per_bucket(&|b| Some(f64::from(b.count))),
+        ),
+        gauge(
+            "twtune_bucket_held_ports",
+            "Ports a destination bucket holds: its sockets except the TIME_WAIT ones connect() may take over now.",
+            per_bucket(&|b| Some(f64::from(b.held))),
+        ),
+        gauge(
+            "twtune_bucket_available_ports",
+            "Ports connect() can still get toward one destination (0 = connect() fails with EADDRNOTAVAIL now).",
+            per_bucket(&|b| Some(f64::from(b.available))),
+        ),
+        gauge(
+            "twtune_bucket_usage_ratio",
+            "Share of the usable ephemeral ports a destination cannot get (1 = connect() fails with EADDRNOTAVAIL).",
+            per_bucket(&|b| Some(b.usage_pct / 100.0)),
+        ),
+        gauge(
+            "twtune_bucket_exhaustion_seconds",
+            "With --sample: seconds until a growing bucket has no usable port left at the measured rate.",
+            per_bucket(&|b| b.seconds_to_exhaustion),
+        ),
+        gauge(
+            "twtune_local_address_available_ports",
+            "Ports bind(addr, 0) can still get on one local address (0 = bind() fails with EADDRINUSE now).",
+            s.local_ports.iter().map(|l| (labels(&[("local_ip", &l.local_ip)]), f64::from(l.available))).collect(),
+        ),
+        gauge(
+            "twtune_findings",
+            "Findings of the audit by severity.",
+            [Severity::Crit, Severity::Warn, Severity::Info]
                 .iter()
                 .map(|sev| {
-                    (
-                        labels(&[("severity", sev.name())]),
-                        report.findings.iter().filter(|f| f.severity == *sev).count() as f64,
-                    )
+                    let n = report.findings.iter().filter(|f| f.severity == *sev).count();
+                    (labels(&[("severity", sev.name())]), n as f64)
                 })
                 .collect(),
-        },
+        ),
     ];
     if let Some(range) =
         report.settings.get("net.ipv4.ip_local_port_range").and_then(|r| crate::ports::PortRange::parse(r).ok())
     {
-        families.push(Family {
-            name: "twtune_ip_local_port_range",
-            kind: "gauge",
-            help: "Bounds of net.ipv4.ip_local_port_range.",
-            samples: vec![
-                (labels(&[("bound", "low")]), f64::from(range.low)),
-                (labels(&[("bound", "high")]), f64::from(range.high)),
-            ],
-        });
+        families.push(gauge(
+            "twtune_ephemeral_port_range_low",
+            "The low bound of net.ipv4.ip_local_port_range.",
+            vec![(labels(&[]), f64::from(range.low))],
+        ));
+        families.push(gauge(
+            "twtune_ephemeral_port_range_high",
+            "The high bound of net.ipv4.ip_local_port_range.",
+            vec![(labels(&[]), f64::from(range.high))],
+        ));
     }
-    if let Some(r) = &report.rates {
-        families.push(Family {
-            name: "twtune_rate_per_second",
-            kind: "gauge",
-            help: "With --sample: events per second over the sampling interval.",
-            samples: [
-                ("active_opens", r.active_opens_per_sec),
-                ("passive_opens", r.passive_opens_per_sec),
-                ("time_wait_entries", r.time_wait_entries_per_sec),
-                ("time_wait_overflows", r.overflow_per_sec),
-                ("time_wait_reused", r.time_wait_reused_per_sec),
-            ]
-            .iter()
-            .map(|(name, v)| (labels(&[("event", name)]), *v))
-            .collect(),
-        });
+    // One metric per integer setting: they are unrelated quantities.
+    for (key, value) in &report.settings.0 {
+        let (Some(name), Some(value)) = (sysctl_metric(key), value.as_deref().and_then(|v| v.parse::<i64>().ok()))
+        else {
+            continue;
+        };
+        families
+            .push(Family { help: format!("The sysctl {key}."), ..gauge(&name, "", vec![(labels(&[]), value as f64)]) });
+    }
+    for (counter, name, help) in COUNTERS {
+        if let Some(value) = report.counters.get(*counter) {
+            families.push(Family { kind: "counter", ..gauge(name, help, vec![(labels(&[]), *value as f64)]) });
+        }
+    }
+    if let Some(ct) = &report.conntrack {
+        if let Some(count) = ct.count {
+            families.push(gauge(
+                "twtune_conntrack_entries",
+                "Connection-tracking entries of the namespace (nf_conntrack_count).",
+                vec![(labels(&[]), count as f64)],
+            ));
+        }
+        if let Some(max) = ct.max {
+            families.push(gauge(
+                "twtune_conntrack_entries_limit",
+                "nf_conntrack_max: the limit each namespace's entries are held against, one value for the host.",
+                vec![(labels(&[]), max as f64)],
+            ));
+        }
+        if let Some(dump) = &ct.table {
+            let nat = |b: &crate::inspect::conntrack::SnatBucket| {
+                labels(&[("source_ip", &b.source_ip), ("remote", &b.remote), ("protocol", b.protocol)])
+            };
+            families.push(gauge(
+                "twtune_snat_bucket_available_ports",
+                "Free source-NAT ports toward one destination from one translated address (0 = new flows' SYNs are dropped unless a TIME_WAIT entry is evicted).",
+                dump.snat_buckets.iter().map(|b| (nat(b), f64::from(b.available))).collect(),
+            ));
+            families.push(gauge(
+                "twtune_snat_bucket_usage_ratio",
+                "Share of the NAT's port range a source-NAT bucket uses.",
+                dump.snat_buckets.iter().map(|b| (nat(b), b.usage_pct / 100.0)).collect(),
+            ));
+        }
     }
     families
 }

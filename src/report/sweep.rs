@@ -297,13 +297,16 @@ mod tests {
         let mut out = Vec::new();
         sweep.render(Format::Prometheus, &mut out).expect("render");
         let text = String::from_utf8(out).expect("utf-8");
-        assert_eq!(text.matches("# TYPE twtune_time_wait_total gauge").count(), 1, "{text}");
+        assert_eq!(text.matches("# TYPE twtune_time_wait_sockets gauge").count(), 1, "{text}");
         assert!(
             text.contains(
-                "twtune_time_wait_total{netns=\"7\",netns_name=\"docker abababababab\",container=\"abababababab\"} 0"
+                "twtune_time_wait_sockets{netns=\"7\",netns_name=\"docker abababababab\",container=\"abababababab\",direction=\"outbound\"} 0"
             ),
             "{text}"
         );
-        assert!(text.contains("twtune_time_wait_total{netns=\"1\",netns_name=\"host\"} 0"), "{text}");
+        assert!(
+            text.contains("twtune_time_wait_sockets{netns=\"1\",netns_name=\"host\",direction=\"outbound\"} 0"),
+            "{text}"
+        );
     }
 }

@@ -215,6 +215,7 @@ fn the_sweep_finds_named_and_held_namespaces_and_names_their_containers() {
     assert!(metrics.contains(&format!("container=\"{}\"", &DOCKER_ID[..12])), "{metrics}");
     assert_eq!(metrics.matches("# TYPE twtune_time_wait_sockets gauge").count(), 1, "one family, many namespaces");
     assert!(metrics.contains(&format!("twtune_time_wait_sockets{{netns=\"{own}\"")), "{metrics}");
+    crate::outputs::promtool_accepts(&metrics);
     if let Some(python) = crate::outputs::python_with_prometheus_client() {
         let families = crate::outputs::parsed_metrics(&python, &metrics);
         let own_label = own.to_string();

@@ -92,35 +92,87 @@ fn prometheus_output_parses_with_a_real_parser() {
             .and_then(|s| s[2].as_f64())
             .unwrap_or_else(|| panic!("no sample {family} {labels}"))
     };
-    assert_eq!(value("twtune_time_wait_total", serde_json::json!({})), 200.0);
     assert_eq!(value("twtune_time_wait_sockets", serde_json::json!({"direction": "outbound"})), 200.0);
     assert_eq!(
         value("twtune_bucket_usage_ratio", serde_json::json!({"local_ip": "127.0.0.1", "remote": "127.0.0.1:8080"})),
         0.85
     );
-    assert_eq!(value("twtune_sysctl", serde_json::json!({"key": "net.ipv4.tcp_tw_reuse"})), 0.0);
-    assert_eq!(value("twtune_ip_local_port_range", serde_json::json!({"bound": "high"})), 40199.0);
+    assert_eq!(value("twtune_sysctl_net_ipv4_tcp_tw_reuse", serde_json::json!({})), 0.0);
+    assert_eq!(value("twtune_ephemeral_port_range_high", serde_json::json!({})), 40199.0);
     assert_eq!(
         value("twtune_findings", serde_json::json!({"severity": "crit"})),
         2.0,
         "bucket-exhaustion, pool-too-small"
     );
     assert_eq!(value("twtune_findings", serde_json::json!({"severity": "info"})), 0.0);
-    assert_eq!(families["twtune_kernel_counter"]["type"], "counter");
-    assert_eq!(value("twtune_kernel_counter", serde_json::json!({"name": "TW"})), 200.0);
-    assert_eq!(families["twtune_kernel_gauge"]["type"], "gauge");
-    assert_eq!(value("twtune_kernel_gauge", serde_json::json!({"name": "CurrEstab"})), 10.0, "a gauge, not a counter");
-    assert_eq!(value("twtune_kernel_gauge", serde_json::json!({"name": "sockstat_tw"})), 200.0);
-    assert!(
-        families["twtune_kernel_counter"]["samples"]
-            .as_array()
-            .expect("samples")
-            .iter()
-            .all(|s| s[1]["name"] != "CurrEstab")
-    );
+    // Counters are counters (the parser names the family without `_total`), one quantity each.
+    assert_eq!(families["twtune_tcp_time_wait_entered"]["type"], "counter");
+    assert_eq!(value("twtune_tcp_time_wait_entered", serde_json::json!({})), 200.0);
+    assert_eq!(families["twtune_tcp_active_opens"]["type"], "counter");
+    // What node_exporter exports for the host is left to it; no quantity twice.
+    for gone in [
+        "twtune_time_wait_total",
+        "twtune_kernel_counter",
+        "twtune_kernel_gauge",
+        "twtune_rate_per_second",
+        "twtune_sysctl",
+        "twtune_tcp_sockets",
+    ] {
+        assert!(families.get(gone).is_none(), "{gone} is still exported");
+    }
     for family in families.as_object().expect("families").values() {
         assert!(!family["help"].as_str().unwrap_or("").is_empty(), "every family has HELP");
     }
+    promtool_accepts(&metrics);
+}
+
+/// `promtool check metrics` (Debian's prometheus package, which scripts/test installs) finds
+/// nothing in `metrics`.
+pub(crate) fn promtool_accepts(metrics: &str) {
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true but promtool is missing: scripts/test installs it"
+        );
+        eprintln!("SKIPPED: promtool is not installed");
+        return;
+    };
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), metrics.as_bytes()).expect("feed");
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("promtool");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\n{metrics}");
+}
+
+#[test]
+fn the_alert_rule_of_the_readme_passes_promtool_and_uses_exported_metrics() {
+    let rules = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/alerts.yml"))
+        .expect("docs/alerts.yml");
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("README");
+    assert!(readme.contains(rules.trim()), "the README shows docs/alerts.yml as it is");
+    let metrics = Run::new(&["audit", "--format", "prometheus", "--fail-on", "never", "--root"])
+        .arg(fixture("client-exhaustion"))
+        .stdout(Expect::contains(&["# TYPE "]))
+        .run();
+    for name in ["twtune_bucket_usage_ratio", "twtune_local_address_available_ports", "twtune_snat_bucket_usage_ratio"]
+    {
+        assert!(rules.contains(name), "{name} alerted on");
+        assert!(metrics.contains(name) || name.starts_with("twtune_snat"), "{name} not exported");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("alerts.yml");
+    std::fs::write(&file, &rules).expect("write");
+    let Ok(out) = Command::new("promtool").args(["check", "rules"]).arg(&file).output() else {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "CI=true but promtool is missing");
+        return;
+    };
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 /// Everything of a report except where the sockets were read from.

@@ -433,36 +433,46 @@ const KUBERNETES_SAFE: &[(&str, &str)] = &[
 const NODE_ONLY: &[&str] =
     &["net.ipv4.tcp_max_orphans", "net.ipv4.tcp_mem", "net.ipv4.udp_mem", "net.netfilter.nf_conntrack_max"];
 
-/// A pod securityContext snippet: the safe sysctls as entries, the rest as comments saying what
-/// they need.
+/// A complete Pod manifest whose `spec.securityContext.sysctls` holds the safe sysctls (the rest
+/// as comments saying what they need), valid against the Kubernetes schema as it is, so that it
+/// can be applied to try or copied into a pod template.
 pub(crate) fn kubernetes(export: &Export) -> String {
-    let mut text = header(export, "Kubernetes pod securityContext");
+    let mut text = header(export, "Kubernetes Pod");
     text.push_str(
-        "# Pods get their own network namespace, which starts from kernel defaults: node settings do not reach them.\n",
+        "# Pods get their own network namespace, which starts from kernel defaults: node settings do not reach them.\n\
+         # Copy spec.securityContext into your pod template (a Deployment's spec.template.spec), or apply this Pod to try it.\n",
     );
     let (safe, other): (Vec<&Item>, Vec<&Item>) =
         export.items.iter().partition(|i| KUBERNETES_SAFE.iter().any(|(k, _)| *k == i.key));
     for item in &other {
-        let need = if NODE_ONLY.contains(&item.key.as_str()) {
-            "global to the node: set it on the node (it is not per network namespace), not in a pod"
+        let need = if let Some(last) = &item.max_kernel {
+            format!(
+                "the key exists only up to Linux {last}, older than any kernel current Kubernetes runs on: a pod asking \
+                 for it would fail to start, so leave it out"
+            )
+        } else if NODE_ONLY.contains(&item.key.as_str()) {
+            "global to the node: set it on the node (it is not per network namespace), not in a pod".into()
         } else {
-            "not in Kubernetes' safe set: allowed in pods only where the kubelet runs with --allowed-unsafe-sysctls, or set on the node for hostNetwork pods"
+            "not in Kubernetes' safe set: allowed in pods only where the kubelet runs with --allowed-unsafe-sysctls, or set on the node for hostNetwork pods".into()
         };
         text.push_str(&comment("", "", &format!("{} = {}: {need}", item.key, item.value)));
     }
-    text.push_str("securityContext:\n  sysctls:");
+    text.push_str(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: twtune-sysctls\nspec:\n  securityContext:\n    sysctls:",
+    );
     if safe.is_empty() {
         text.push_str(" []\n");
-        return text;
-    }
-    text.push('\n');
-    for item in safe {
-        let since = KUBERNETES_SAFE.iter().find(|(k, _)| *k == item.key).map_or("all", |(_, v)| v);
-        if since != "all" {
-            text.push_str(&comment("    ", "", &format!("safe since Kubernetes {since}")));
+    } else {
+        text.push('\n');
+        for item in safe {
+            let since = KUBERNETES_SAFE.iter().find(|(k, _)| *k == item.key).map_or("all", |(_, v)| v);
+            if since != "all" {
+                text.push_str(&comment("      ", "", &format!("safe since Kubernetes {since}")));
+            }
+            text.push_str(&format!("      - name: {}\n        value: {}\n", quoted(&item.key), quoted(&item.value)));
         }
-        text.push_str(&format!("    - name: {}\n      value: {}\n", quoted(&item.key), quoted(&item.value)));
     }
+    text.push_str("  containers:\n    - name: app\n      image: registry.k8s.io/pause:3.10\n");
     text
 }
 

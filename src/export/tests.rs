@@ -127,20 +127,34 @@ fn kubernetes_keeps_only_safe_sysctls_as_entries() {
             Item::new("net.ipv4.tcp_tw_reuse".into(), "1".into(), "w".into(), "r".into()),
             Item::new("net.ipv4.tcp_keepalive_time".into(), "600".into(), "w".into(), "r".into()),
             Item::new("net.ipv4.tcp_max_orphans".into(), "65536".into(), "w".into(), "r".into()),
+            Item {
+                max_kernel: Some("4.11".into()),
+                ..Item::new("net.ipv4.tcp_tw_recycle".into(), "0".into(), "w".into(), "r".into())
+            },
         ],
         skipped: Vec::new(),
     };
     let text = kubernetes(&export);
     let doc = yaml(&text);
-    let names: Vec<&str> =
-        doc["securityContext"]["sysctls"].as_array().expect("list").iter().filter_map(|s| s["name"].as_str()).collect();
+    let names: Vec<&str> = doc["spec"]["securityContext"]["sysctls"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
     assert_eq!(names, vec!["net.ipv4.ip_local_port_range", "net.ipv4.tcp_keepalive_time"]);
     assert!(text.contains("# net.ipv4.tcp_tw_reuse = 1: not in Kubernetes' safe set"), "{text}");
     assert!(text.contains("--allowed-unsafe-sysctls"), "{text}");
     assert!(text.contains("# net.ipv4.tcp_max_orphans = 65536: global to the node"), "{text}");
     assert!(text.contains("# safe since Kubernetes 1.29"), "{text}");
+    assert!(text.contains("# net.ipv4.tcp_tw_recycle = 0: the key exists only up to Linux 4.11"), "{text}");
+    assert!(
+        !text.contains("tcp_tw_recycle = 0: not in Kubernetes"),
+        "no --allowed-unsafe-sysctls advice for a key that is gone"
+    );
     let none = kubernetes(&Export { source: "t".into(), items: vec![], skipped: vec![] });
-    assert_eq!(yaml(&none)["securityContext"]["sysctls"], Value::Array(vec![]));
+    assert_eq!(yaml(&none)["spec"]["securityContext"]["sysctls"], Value::Array(vec![]));
+    assert_eq!((&doc["apiVersion"], &doc["kind"]), (&Value::String("v1".into()), &Value::String("Pod".into())));
 }
 
 #[test]

@@ -305,3 +305,33 @@ fn output_to_a_device_is_refused_and_the_device_stays() {
         .run();
     assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious\n");
 }
+
+/// The oldest and newest Kubernetes versions the pinned kubernetes-validate has schemas for.
+const KUBERNETES_VERSIONS: &[&str] = &["1.25.0", "1.37.0"];
+
+#[test]
+fn the_kubernetes_export_is_a_valid_pod_for_the_oldest_and_newest_schemas() {
+    let validate = std::env::var_os("TWTUNE_KUBERNETES_VALIDATE").map(PathBuf::from);
+    let Some(validate) = validate.filter(|p| p.exists()) else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true but kubernetes-validate is missing: scripts/test installs it"
+        );
+        eprintln!("SKIPPED: kubernetes-validate is not installed (scripts/test installs it)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    for profile in ["baseline", "inbound-heavy", "outbound-heavy", "kubernetes-node"] {
+        let file = dir.path().join(format!("{profile}.yaml"));
+        std::fs::write(&file, export(&[profile, "--format", "k8s"])).expect("write");
+        for version in KUBERNETES_VERSIONS {
+            let out = std::process::Command::new(&validate)
+                .args(["--strict", "--quiet", "-k", version])
+                .arg(&file)
+                .output()
+                .expect("kubernetes-validate");
+            let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success() && said.trim().is_empty(), "{profile} against Kubernetes {version}: {said}");
+        }
+    }
+}

@@ -64,7 +64,7 @@ fn yaml_survives_any_text_in_why_and_risk() {
         }
     }
     let defaults = yaml(&role[0].1);
-    assert_eq!(defaults["twtune_sysctl"]["net.ipv4.tcp_tw_reuse"], "1");
+    assert_eq!(defaults["twtune_sysctl_settings"]["net.ipv4.tcp_tw_reuse"], "1");
     yaml(&kubernetes(&export));
     // The drop-in keeps one assignment per line: the comment cannot leak a line.
     let dropin = sysctl_d(&export);
@@ -96,7 +96,7 @@ fn settings_for_some_kernels_only_are_conditional() {
     let role = ansible_role(&export, &options());
     let defaults = yaml(&role[0].1);
     assert_eq!(defaults["twtune_sysctl_by_kernel"][0]["below_kernel"], "4.12");
-    assert!(defaults["twtune_sysctl"].get("net.ipv4.tcp_tw_recycle").is_none());
+    assert!(defaults["twtune_sysctl_settings"].get("net.ipv4.tcp_tw_recycle").is_none());
 }
 
 #[test]

@@ -47,7 +47,9 @@ fn every_format_matches_its_golden_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     let role = dir.path().join("twtune_sysctl");
     Run::new(&["export", "outbound-heavy", "--format", "ansible-role", "--output"]).arg(&role).run();
-    for file in ["defaults/main.yml", "tasks/main.yml", "handlers/main.yml", "meta/main.yml", "README.md"] {
+    for file in
+        ["defaults/main.yml", "tasks/main.yml", "handlers/main.yml", "meta/main.yml", "requirements.yml", "README.md"]
+    {
         assert_golden(&format!("role/{file}"), &std::fs::read_to_string(role.join(file)).expect(file));
     }
 }
@@ -143,12 +145,20 @@ fn ansible_playbook() -> Option<PathBuf> {
 }
 
 /// Runs a playbook on localhost with a private Ansible home and the Python beside ansible-playbook.
-fn run_playbook(playbook: &Path, work: &Path, roles: Option<&Path>) {
-    run_playbook_with(playbook, work, roles, &[]);
+fn run_playbook(playbook: &Path, work: &Path, roles: Option<&Path>) -> String {
+    run_playbook_with(playbook, work, roles, &[])
 }
 
-fn run_playbook_with(playbook: &Path, work: &Path, roles: Option<&Path>, extra: &[&str]) {
-    let Some(binary) = ansible_playbook() else { return };
+fn run_playbook_with(playbook: &Path, work: &Path, roles: Option<&Path>, extra: &[&str]) -> String {
+    let output = playbook_output(playbook, work, roles, extra);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "ansible-playbook failed\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("failed=0"), "{stdout}");
+    stdout
+}
+
+fn playbook_output(playbook: &Path, work: &Path, roles: Option<&Path>, extra: &[&str]) -> std::process::Output {
+    let binary = ansible_playbook().expect("ansible-playbook");
     let python = binary.with_file_name("python");
     let mut command = Command::new(&binary);
     command
@@ -166,10 +176,7 @@ fn run_playbook_with(playbook: &Path, work: &Path, roles: Option<&Path>, extra: 
     if let Some(roles) = roles {
         command.env("ANSIBLE_ROLES_PATH", roles);
     }
-    let output = command.output().expect("run ansible-playbook");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "ansible-playbook failed\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("failed=0"), "{stdout}");
+    command.output().expect("run ansible-playbook")
 }
 
 /// The exported values for every kernel (settings bounded to old kernels are skipped there).
@@ -219,6 +226,18 @@ fn the_playbook_sets_the_profile_values() {
     assert_runtime(&values);
     let persisted = std::fs::read_to_string(&file).expect("sysctl file");
     assert!(persisted.contains("net.ipv4.tcp_tw_reuse=1"), "{persisted}");
+    // Idempotent: a second run changes nothing (and runs no handler).
+    let again = run_playbook(&playbook, work.path(), None);
+    assert!(again.contains("changed=0"), "{again}");
+    // A later sysctl file that overrides a value fails the play, as in the role: the next boot
+    // would revert it.
+    std::fs::write("/etc/sysctl.d/99-override.conf", "net.ipv4.tcp_tw_reuse = 0\n").expect("override");
+    crate::netns::set_sysctl("net.ipv4.tcp_tw_reuse", "2");
+    let overridden = playbook_output(&playbook, work.path(), None, &[]);
+    let stdout = String::from_utf8_lossy(&overridden.stdout);
+    assert!(!overridden.status.success(), "{stdout}");
+    assert!(stdout.contains("another sysctl file") && stdout.contains("may override it"), "{stdout}");
+    std::fs::remove_file("/etc/sysctl.d/99-override.conf").expect("remove");
 }
 
 #[test]
@@ -238,6 +257,8 @@ fn the_role_sets_the_profile_values_and_its_handler_reloads() {
     assert_eq!(sysctl("net.ipv4.tcp_tw_reuse"), "2", "--check changed nothing");
     run_playbook(&site, work.path(), Some(&roles));
     assert_runtime(&exported_values("outbound-heavy"));
+    let again = run_playbook(&site, work.path(), Some(&roles));
+    assert!(again.contains("changed=0"), "a second run changes nothing: {again}");
     // The role's default file lives in the namespace's tmpfs over /etc/sysctl.d.
     let persisted = std::fs::read_to_string("/etc/sysctl.d/90-twtune.conf").expect("role's sysctl file");
     assert!(persisted.contains("net.ipv4.ip_local_port_range=10000 65535"), "{persisted}");
@@ -334,4 +355,55 @@ fn the_kubernetes_export_is_a_valid_pod_for_the_oldest_and_newest_schemas() {
             assert!(out.status.success() && said.trim().is_empty(), "{profile} against Kubernetes {version}: {said}");
         }
     }
+}
+
+/// A tool of the test venv (scripts/test installs it, pinned), from its environment variable.
+fn venv_tool(variable: &str, name: &str) -> Option<PathBuf> {
+    let tool = std::env::var_os(variable).map(PathBuf::from).filter(|p| p.exists());
+    if tool.is_none() {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI=true but {name} is missing: scripts/test installs it"
+        );
+        eprintln!("SKIPPED: {name} is not installed (scripts/test installs it)");
+    }
+    tool
+}
+
+#[test]
+fn every_profile_s_playbook_and_role_pass_ansible_lint_production_and_yamllint() {
+    let (Some(lint), Some(yamllint)) =
+        (venv_tool("TWTUNE_ANSIBLE_LINT", "ansible-lint"), venv_tool("TWTUNE_YAMLLINT", "yamllint"))
+    else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let project = work.path().join("project");
+    let mut targets = Vec::new();
+    for profile in ["baseline", "inbound-heavy", "outbound-heavy", "kubernetes-node"] {
+        let playbook = project.join(format!("{profile}.yml"));
+        let role = project.join(profile).join("twtune_sysctl");
+        std::fs::create_dir_all(playbook.parent().expect("dir")).expect("mkdir");
+        Run::new(&["export", profile, "--format", "ansible", "-o"]).arg(&playbook).run();
+        Run::new(&["export", profile, "--format", "ansible-role", "-o"]).arg(&role).run();
+        targets.push(playbook);
+        targets.push(role);
+    }
+    // No configuration file: the linters' own defaults, no rule disabled.
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let out = Command::new(&yamllint).arg("--strict").args(&targets).current_dir(&project).output().expect("yamllint");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "yamllint:\n{said}");
+    let out = Command::new(&lint)
+        .args(["--profile", "production", "--nocolor", "--offline"])
+        .args(&targets)
+        .current_dir(&project)
+        .env("HOME", &home)
+        .env("ANSIBLE_HOME", home.join("ansible"))
+        .output()
+        .expect("ansible-lint");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ansible-lint --profile production:\n{said}");
+    assert!(said.contains("0 failure(s), 0 warning(s)"), "{said}");
 }

@@ -56,7 +56,8 @@ fn yaml_survives_any_text_in_why_and_risk() {
     assert_eq!(play["hosts"], "web:&prod");
     assert_eq!(play["vars"]["twtune_sysctl_file"], "/tmp/a: b.conf");
     assert_eq!(play["tasks"][0]["ansible.posix.sysctl"]["value"], "1");
-    assert_eq!(play["tasks"].as_array().map(Vec::len), Some(3), "one task and two checks");
+    assert_eq!(play["tasks"].as_array().map(Vec::len), Some(4), "one task, the handlers' flush and two checks");
+    assert_eq!(play["handlers"][0]["changed_when"], true);
     let role = ansible_role(&export, &options());
     for (path, text) in &role {
         if path.ends_with(".yml") {

@@ -343,7 +343,7 @@ pub enum ExportFormat {
     SysctlD,
     /// An object from dotted key to value.
     Json,
-    /// A pod securityContext.sysctls snippet with the sysctls Kubernetes treats as safe.
+    /// A complete Pod whose securityContext.sysctls holds the sysctls Kubernetes treats as safe.
     K8s,
 }
 

@@ -218,6 +218,18 @@ fn folded_comment(indent: &str, label: &str, text: &str) -> String {
     out
 }
 
+/// `KEY: "value"` at `indent`, or, where that line would pass 80 columns, the value alone on the
+/// next line of a folded block scalar: a line without a space is one yamllint lets run long (a
+/// long port list). Values are checked plain before they get here (no leading space, no quote).
+fn yaml_entry(indent: &str, key: &str, value: &str) -> String {
+    let line = format!("{indent}{key}: {}", quoted(value));
+    if line.chars().count() <= 80 || value.contains(' ') {
+        format!("{line}\n")
+    } else {
+        format!("{indent}{key}: >-\n{indent}  {value}\n")
+    }
+}
+
 /// The header of a YAML file: the document start, then the header comments, folded.
 fn yaml_header(export: &Export, format: &str) -> String {
     let mut text = String::from("---\n");
@@ -296,7 +308,7 @@ pub(crate) fn render(export: &Export, format: ExportFormat, ansible: &AnsibleOpt
 
 /// How to install what the Ansible outputs need.
 const COLLECTION_NOTE: &str = "Needs the ansible.posix collection (in the `ansible` package; or \
-    `ansible-galaxy collection install -r requirements.yml`).";
+    `ansible-galaxy collection install ansible.posix`).";
 
 /// A playbook applying every item with ansible.posix.sysctl, running `sysctl --system` once so
 /// that every sysctl file is honoured, then checking the runtime values: a file that overrides one
@@ -310,13 +322,17 @@ pub(crate) fn ansible_playbook(export: &Export, options: &AnsibleOptions) -> Str
     // Facts (the kernel version) are needed only for settings that exist on some kernels only.
     let facts = export.items.iter().any(Item::kernel_bounded);
     text.push_str(&format!("  hosts: {}\n  become: true\n  gather_facts: {facts}\n", quoted(&options.hosts)));
-    text.push_str(&format!("  vars:\n    twtune_sysctl_file: {}\n  tasks:\n", quoted(&options.sysctl_file)));
+    text.push_str("  vars:\n");
+    text.push_str(&yaml_entry("    ", "twtune_sysctl_file", &options.sysctl_file));
+    text.push_str("  tasks:\n");
     for item in &export.items {
         text.push_str(&folded_comment("    ", "why: ", &item.why));
         text.push_str(&folded_comment("    ", "risk: ", &item.risk));
-        text.push_str(&format!("    - name: {}\n", quoted(&format!("Set {} to {}", item.key, item.value))));
+        // The value is not in the name: a long one would not fit the line.
+        text.push_str(&format!("    - name: {}\n", quoted(&format!("Set {}", item.key))));
         text.push_str("      ansible.posix.sysctl:\n");
-        text.push_str(&format!("        name: {}\n        value: {}\n", quoted(&item.key), quoted(&item.value)));
+        text.push_str(&format!("        name: {}\n", quoted(&item.key)));
+        text.push_str(&yaml_entry("        ", "value", &item.value));
         text.push_str(
             "        sysctl_file: \"{{ twtune_sysctl_file }}\"\n        sysctl_set: true\n        reload: false\n        \
              state: present\n      notify: \"Reload sysctl\"\n",
@@ -361,9 +377,10 @@ fn verify_tasks(indent: &str, pairs: &[(String, String)]) -> String {
     text.push_str(&format!(
         "{indent}- name: \"Check the runtime values\"\n{indent}  when: not ansible_check_mode\n{indent}  ansible.builtin.assert:\n{indent}    that:\n"
     ));
+    // The expected value alone on its line, so that a long one is a line yamllint lets run long.
     for (index, (_, value)) in pairs.iter().enumerate() {
         text.push_str(&format!(
-            "{indent}      - >-\n{indent}        (twtune_sysctl_runtime.stdout_lines[{index}].split() | join(' '))\n{indent}        == {}\n",
+            "{indent}      - >-\n{indent}        (twtune_sysctl_runtime.stdout_lines[{index}].split() | join(' '))\n{indent}        ==\n{indent}        {}\n",
             value.replace('\\', "\\\\").replace('"', "'")
         ));
     }
@@ -378,12 +395,13 @@ fn verify_tasks(indent: &str, pairs: &[(String, String)]) -> String {
 pub(crate) fn ansible_role(export: &Export, options: &AnsibleOptions) -> Vec<(&'static str, String)> {
     let (bounded, everywhere): (Vec<&Item>, Vec<&Item>) = export.items.iter().partition(|i| i.kernel_bounded());
     let mut defaults = yaml_header(export, "Ansible role defaults");
-    defaults.push_str(&format!("twtune_sysctl_file: {}\ntwtune_sysctl_settings:", quoted(&options.sysctl_file)));
+    defaults.push_str(&yaml_entry("", "twtune_sysctl_file", &options.sysctl_file));
+    defaults.push_str("twtune_sysctl_settings:");
     defaults.push_str(if everywhere.is_empty() { " {}\n" } else { "\n" });
     for item in &everywhere {
         defaults.push_str(&folded_comment("  ", "why: ", &item.why));
         defaults.push_str(&folded_comment("  ", "risk: ", &item.risk));
-        defaults.push_str(&format!("  {}: {}\n", quoted(&item.key), quoted(&item.value)));
+        defaults.push_str(&yaml_entry("  ", &quoted(&item.key), &item.value));
     }
     defaults.push_str(
         "# Settings for some kernel versions only (the key does not exist on the others).\ntwtune_sysctl_by_kernel:",
@@ -393,10 +411,10 @@ pub(crate) fn ansible_role(export: &Export, options: &AnsibleOptions) -> Vec<(&'
         defaults.push_str(&folded_comment("  ", "why: ", &item.why));
         defaults.push_str(&folded_comment("  ", "risk: ", &item.risk));
         let version = |v: Option<String>| v.map_or("null".to_string(), |v| quoted(&v));
+        defaults.push_str(&format!("  - name: {}\n", quoted(&item.key)));
+        defaults.push_str(&yaml_entry("    ", "value", &item.value));
         defaults.push_str(&format!(
-            "  - name: {}\n    value: {}\n    min_kernel: {}\n    below_kernel: {}\n",
-            quoted(&item.key),
-            quoted(&item.value),
+            "    min_kernel: {}\n    below_kernel: {}\n",
             version(item.min_kernel.clone()),
             version(item.max_kernel.as_deref().map(next_minor))
         ));
@@ -444,7 +462,7 @@ pub(crate) fn ansible_role(export: &Export, options: &AnsibleOptions) -> Vec<(&'
          (default `{}`), runs `sysctl --system` so that every sysctl file is honoured, then checks the runtime values.\n\n\
          Needs the `ansible.posix` collection: it is in the `ansible` package, or install it with \
          `ansible-galaxy collection install -r roles/twtune_sysctl/requirements.yml`. Keep the directory name \
-         `twtune_sysctl`: the role's variables carry it as their prefix.\n\n```yaml\n- hosts: all\n  become: true\n  roles:\n    - twtune_sysctl\n```\n\n\
+         `twtune_sysctl`: the role's variables carry it as their prefix.\n\n```yaml\n- name: TIME_WAIT and ephemeral-port settings\n  hosts: all\n  become: true\n  roles:\n    - twtune_sysctl\n```\n\n\
          | key | value | why |\n|---|---|---|\n{}",
         env!("CARGO_PKG_VERSION"),
         comment_text(&export.source),

@@ -29,7 +29,6 @@ const COUNTERS: &[(&str, &str, &str)] = &[
     ("PassiveOpens", "twtune_tcp_passive_opens_total", "Connections accepted (Tcp PassiveOpens)."),
 ];
 
-/// Escapes a label value: backslash, double quote and newline.
 /// Escapes a label value as the text format wants (backslash, double quote, line feed); any other
 /// control character from a file (a carriage return, an escape) is shown as `?`.
 fn label(value: &str) -> String {

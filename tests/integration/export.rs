@@ -389,6 +389,25 @@ fn every_profile_s_playbook_and_role_pass_ansible_lint_production_and_yamllint()
         targets.push(playbook);
         targets.push(role);
     }
+    // A long value (a reserved-port list) and a long file name must not make long lines either.
+    let ports: Vec<String> = (0..40).map(|i| (40001 + 2 * i).to_string()).collect();
+    let long = project.join("long-profile.yaml");
+    std::fs::write(
+        &long,
+        format!(
+            "name: long\ndescription: d\nsettings:\n  net.ipv4.ip_local_reserved_ports:\n    includes: \"{}\"\n    why: w\n    risk: r\n",
+            ports.join(",")
+        ),
+    )
+    .expect("profile");
+    let file = "/etc/sysctl.d/90-a-rather-long-name-for-the-persisted-sysctl-settings-file.conf";
+    let playbook = project.join("long.yml");
+    Run::new(&["export", "--sysctl-file", file, "--format", "ansible", "-o"]).arg(&playbook).arg(&long).run();
+    let role = project.join("long").join("twtune_sysctl");
+    Run::new(&["export", "--sysctl-file", file, "--format", "ansible-role", "-o"]).arg(&role).arg(&long).run();
+    assert!(std::fs::read_to_string(&playbook).expect("playbook").contains(&ports.join(",")));
+    targets.push(playbook);
+    targets.push(role);
     // No configuration file: the linters' own defaults, no rule disabled.
     let home = work.path().join("home");
     std::fs::create_dir_all(&home).expect("home");

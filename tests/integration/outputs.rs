@@ -356,3 +356,75 @@ fn an_archive_is_staged_where_nothing_can_be_planted() {
     let planted_name = planted.file_name().expect("name").to_string_lossy().into_owned();
     assert_eq!(left, vec!["snap.tar.gz".to_string(), planted_name, "victim".into()], "no staging left behind");
 }
+
+/// Runs `program args` with the twtune binary first on PATH (the scripts ask it for profiles), or
+/// `None` where the shell is missing (a failure under CI=true: scripts/test installs it).
+fn shell_output(program: &str, args: &[&str]) -> Option<String> {
+    let bin = Path::new(env!("CARGO_BIN_EXE_twtune")).parent().expect("bin dir").to_path_buf();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    match Command::new(program).args(args).env("PATH", path).env("HOME", std::env::temp_dir()).output() {
+        Ok(out) => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Err(_) => {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "CI=true but {program} is missing: scripts/test installs it"
+            );
+            eprintln!("SKIPPED: {program} is not installed");
+            None
+        }
+    }
+}
+
+#[test]
+fn each_shell_completes_keys_profiles_and_shells_and_no_file_where_none_is_wanted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = |shell: &str, name: &str| {
+        let text = Run::new(&["completions", shell]).stdout(Expect::contains(&["Added by twtune"])).run();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let (bash, fish, zsh) = (script("bash", "twtune.bash"), script("fish", "twtune.fish"), script("zsh", "_twtune"));
+    let lines = |text: String| -> Vec<String> {
+        let mut lines: Vec<String> = text
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or("").trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.sort();
+        lines
+    };
+    let keys = vec!["net.ipv4.tcp_tw_recycle", "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay"];
+    let shells = vec!["bash", "elvish", "fish", "powershell", "zsh"];
+    // (command line, what it must complete to), for each shell.
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("twtune explain net.ipv4.tcp_tw", keys.clone()),
+        ("twtune completions ", shells.clone()),
+        ("twtune apply ou", vec!["outbound-heavy"]),
+        ("twtune audit --profile kub", vec!["kubernetes-node"]),
+        ("twtune audit --color a", vec!["always", "auto"]),
+    ];
+    for (line, expected) in &cases {
+        let words: Vec<&str> = line.split(' ').collect();
+        let call = format!(
+            "source {}; COMP_WORDS=({}); COMP_CWORD={}; _twtune_values twtune '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            bash.display(),
+            words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" "),
+            words.len() - 1,
+            words[words.len() - 1],
+            words[words.len() - 2],
+        );
+        if let Some(out) = shell_output("bash", &["-c", &call]) {
+            assert_eq!(lines(out), *expected, "bash: {line}");
+        }
+        let call = format!("source {}; complete -C '{line}'", fish.display());
+        if let Some(out) = shell_output("fish", &["-c", &call]) {
+            assert_eq!(lines(out), *expected, "fish: {line}");
+        }
+        let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/zsh_complete.zsh");
+        let functions = zsh.parent().expect("dir").to_str().expect("utf-8").to_string();
+        if let Some(out) = shell_output("zsh", &[capture.to_str().expect("utf-8"), &functions, line]) {
+            assert_eq!(lines(out), *expected, "zsh: {line}");
+        }
+    }
+}

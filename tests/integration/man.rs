@@ -91,7 +91,10 @@ fn generated() -> String {
     // which mandoc warns about.
     let mut roff = Roff::new();
     roff.control("SH", ["OPTIONS"]);
-    for arg in cli.get_arguments().filter(|a| !a.is_hide_set()) {
+    // Built, so that clap's own -h and -V are among them.
+    let mut built = cli.clone();
+    built.build();
+    for arg in built.get_arguments().filter(|a| !a.is_hide_set()) {
         argument(arg, &mut roff);
     }
     roff.control("SH", ["COMMANDS"]);

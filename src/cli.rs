@@ -35,6 +35,15 @@ pub enum Command {
     #[command(after_help = EXIT_STATUS)]
     Audit(AuditArgs),
 
+    /// Watch TIME_WAIT, connection rates, the fullest destinations and the findings live, on a
+    /// full-screen view refreshed every interval.
+    ///
+    /// Keys: q (or Ctrl-C) quits, p pauses the view (reading goes on), s changes the sort order,
+    /// ? shows help; with --all-netns, Up/Down pick a namespace, Enter opens it, Esc goes back.
+    /// Needs a terminal: for a measurement to keep or to script, use `twtune audit --sample 5s`.
+    #[command(after_help = WATCH_EXIT_STATUS)]
+    Watch(WatchArgs),
+
     /// Explain one key: its value now, what the next boot sets and from which file and line, under
     /// both systemd-sysctl and `sysctl --system`, and the assignments that lose.
     Explain(ExplainArgs),
@@ -151,6 +160,35 @@ pub struct AuditArgs {
     /// each bucket's time to exhaustion.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub sample: Option<std::time::Duration>,
+}
+
+const WATCH_EXIT_STATUS: &str = "\
+Exit status:
+  0  quit with q, Ctrl-C or a termination signal
+  2  error: no terminal, bad argument, or a read failed (one line on stderr)";
+
+/// Options of `twtune watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Watch the network namespace /run/netns/NAME (as made by `ip netns add`). Needs root.
+    #[arg(long, value_name = "NAME", conflicts_with = "netns_pid")]
+    pub netns: Option<String>,
+
+    /// Watch the network namespace of process PID (a container's). Needs root.
+    #[arg(long, value_name = "PID")]
+    pub netns_pid: Option<u32>,
+
+    /// Watch every network namespace of the host, one row each. Needs root.
+    #[arg(long, conflicts_with_all = ["netns", "netns_pid"])]
+    pub all_netns: bool,
+
+    /// Time between two reads (e.g. 1s, 500ms, 5s).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+
+    /// How many of the fullest destination buckets to show.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub top: u32,
 }
 
 /// Output formats of `audit`.

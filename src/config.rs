@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::cli::{
     AuditArgs, AuditFormat, Cli, Command, ExplainArgs, ExportFormat as ExportFormatArg, FailOn, ProfilesCommand,
-    SocketSourceArg, TargetArgs,
+    SocketSourceArg, TargetArgs, WatchArgs,
 };
 use crate::export::ExportFormat;
 use crate::files::beneath;
@@ -33,6 +33,7 @@ pub(crate) enum CommandConfig {
     Export(ExportConfig),
     Rollback(RollbackConfig),
     Audit(AuditConfig),
+    Watch(WatchConfig),
     Explain(ExplainConfig),
     Profiles(ProfilesConfig),
 }
@@ -146,11 +147,56 @@ pub(crate) struct AuditConfig {
     pub request: Request,
 }
 
+/// Everything `twtune watch` needs.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct WatchConfig {
+    /// What to read every interval (`sample` is unused: the interval is below).
+    pub request: Request,
+    pub interval: Duration,
+    /// Whether stdin and stdout are terminals: the view needs both.
+    pub terminal: bool,
+    /// Whether the view may use colours (`--color`, `NO_COLOR`, `CLICOLOR`, `TERM`).
+    pub color: bool,
+}
+
+impl WatchConfig {
+    fn from_args(args: WatchArgs) -> WatchConfig {
+        WatchConfig {
+            request: Request {
+                root: PathBuf::from("/"),
+                netns: netns_target(args.netns, args.netns_pid, args.all_netns),
+                socket_source: SocketSourceChoice::Auto,
+                top: args.top as usize,
+                sample: None,
+            },
+            interval: args.interval,
+            terminal: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
+            // The global choice was set from --color before the config is built.
+            color: anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never,
+        }
+    }
+}
+
+/// The namespace `--netns NAME`, `--netns-pid PID` or `--all-netns` name.
+fn netns_target(netns: Option<String>, netns_pid: Option<u32>, all_netns: bool) -> NetnsTarget {
+    match (netns, netns_pid) {
+        // A name, not a path: `ip netns` names cannot hold a `/`; `..` would leave /run/netns.
+        (Some(name), _) if name.contains('/') || name == ".." || name == "." || name.is_empty() => {
+            NetnsTarget::Invalid(name)
+        }
+        (Some(name), _) => NetnsTarget::File(Path::new("/run/netns").join(name)),
+        (None, Some(pid)) => NetnsTarget::File(PathBuf::from(format!("/proc/{pid}/ns/net"))),
+        (None, None) if all_netns => NetnsTarget::All,
+        (None, None) => NetnsTarget::Own,
+    }
+}
+
 impl Config {
     /// Resolves the parsed command line.
     pub(crate) fn from_cli(cli: Cli) -> Config {
         let command = match cli.command {
             Command::Audit(args) => CommandConfig::Audit(AuditConfig::from_args(args)),
+            Command::Watch(args) => CommandConfig::Watch(WatchConfig::from_args(args)),
             Command::Apply(args) => CommandConfig::Apply(ApplyConfig {
                 dry_run: args.dry_run,
                 persist_file: (!args.no_persist).then(|| args.persist_file.to_string_lossy().into_owned()),
@@ -224,16 +270,7 @@ impl AuditConfig {
             request: Request {
                 root: args.root,
                 top: args.top as usize,
-                netns: match (args.netns, args.netns_pid) {
-                    // A name, not a path: `ip netns` names cannot hold a `/`; `..` would leave /run/netns.
-                    (Some(name), _) if name.contains('/') || name == ".." || name == "." || name.is_empty() => {
-                        NetnsTarget::Invalid(name)
-                    }
-                    (Some(name), _) => NetnsTarget::File(Path::new("/run/netns").join(name)),
-                    (None, Some(pid)) => NetnsTarget::File(PathBuf::from(format!("/proc/{pid}/ns/net"))),
-                    (None, None) if args.all_netns => NetnsTarget::All,
-                    (None, None) => NetnsTarget::Own,
-                },
+                netns: netns_target(args.netns, args.netns_pid, args.all_netns),
                 sample: args.sample,
                 socket_source: match args.socket_source {
                     SocketSourceArg::Auto => SocketSourceChoice::Auto,

@@ -32,6 +32,7 @@ mod sysctl;
 mod sysctl_d;
 #[cfg(test)]
 mod testing;
+mod watch;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -62,7 +63,7 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> u8 {
         // Bare `twtune`: clap would print the description as if it were the error.
         Err(err) if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             error::say(
-                "a command is needed (audit, explain, apply, rollback, export, snapshot, profiles, completions); see 'twtune --help'",
+                "a command is needed (audit, watch, explain, apply, rollback, export, snapshot, profiles, completions); see 'twtune --help'",
             );
             return error::ERROR_EXIT_CODE;
         }
@@ -82,7 +83,8 @@ pub fn run(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> u8 {
     } else {
         Box::new(stdout)
     };
-    let writes_stdout = !matches!(config.command, CommandConfig::Snapshot(_));
+    // `watch` draws on the terminal itself and refuses anything else.
+    let writes_stdout = !matches!(config.command, CommandConfig::Snapshot(_) | CommandConfig::Watch(_));
     let checked = if writes_stdout { stdout_open() } else { Ok(()) };
     let result = checked.and_then(|()| execute(&config, &mut out)).and_then(|outcome| match out.flush() {
         // `twtune audit | head`: the reader left, but the verdict stands (pipefail users rely on it).
@@ -136,6 +138,7 @@ fn execute(config: &Config, out: &mut dyn Write) -> Result<Outcome> {
     let terminal = apply::confirm::Terminal;
     match &config.command {
         CommandConfig::Audit(audit) => cmd::audit::run(audit, out),
+        CommandConfig::Watch(watch) => cmd::watch::run(watch),
         CommandConfig::Explain(explain) => cmd::explain::run(explain, out),
         CommandConfig::Profiles(profiles) => cmd::profiles::run(profiles, out),
         CommandConfig::Apply(apply) => cmd::apply::run(apply, out, &terminal),

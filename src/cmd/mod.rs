@@ -11,6 +11,7 @@ pub(crate) mod export;
 pub(crate) mod profiles;
 pub(crate) mod rollback;
 pub(crate) mod snapshot;
+pub(crate) mod watch;
 
 #[cfg(test)]
 mod tests;

@@ -206,7 +206,7 @@ pub(super) fn collect_in(root: &Root, request: &Request, extra_keys: &[String], 
 
 /// The first read of a `--sample`, waiting for the second.
 pub(super) struct FirstRead {
-    inspection: Inspection,
+    pub(super) inspection: Inspection,
     /// When its socket table had been read.
     taken: Instant,
 }
@@ -246,6 +246,59 @@ pub(super) fn second_read(
     let rates = apply_sample(&first.inspection, &mut second, since.as_secs_f64());
     second.sockets.keep_top(request.top);
     Ok(Evidence { inspection: second, rates: Some(rates), other_namespaces: None })
+}
+
+/// One read of `twtune watch`: compared with the read before it, when there is one, and kept whole
+/// (every bucket and connection) for the read after. Owners are looked up only when `owners` is
+/// given, since walking every process's fd table costs more than the socket table; otherwise each
+/// bucket keeps the owners the previous read found.
+pub(super) fn next_read(
+    root: &Root,
+    request: &Request,
+    extra_keys: &[String],
+    owners: Option<&Owners>,
+    previous: Option<FirstRead>,
+) -> Result<(Evidence, FirstRead)> {
+    let (mut source, fallback) = open_source(root, request.socket_source)?;
+    let mut previous = previous;
+    let since = previous.as_ref().map(|p| p.taken.elapsed());
+    let compare = previous.as_mut().zip(since).map(|(p, since)| {
+        let tuples = p.inspection.sockets.tuples.take().unwrap_or_default();
+        (tuples, u32::try_from(since.as_millis()).unwrap_or(u32::MAX))
+    });
+    let tracking = Tracking { owners: owners.is_some_and(Owners::wanted), record: true, previous: compare };
+    let mut now = inspect::read(root, source.as_mut(), usize::MAX, extra_keys, tracking)?;
+    let taken = Instant::now();
+    match owners {
+        Some(owners) => owners.attribute(&mut now),
+        None => {
+            if let Some(previous) = &previous {
+                carry_owners(&previous.inspection, &mut now);
+            }
+        }
+    }
+    now.warnings.extend(fallback);
+    let rates =
+        previous.as_ref().zip(since).map(|(p, since)| apply_sample(&p.inspection, &mut now, since.as_secs_f64()));
+    // What is shown is trimmed to `--top`; the whole read stays for the next comparison.
+    let tuples = now.sockets.tuples.take();
+    let mut shown = now.clone();
+    shown.sockets.keep_top(request.top);
+    now.sockets.tuples = tuples;
+    Ok((Evidence { inspection: shown, rates, other_namespaces: None }, FirstRead { inspection: now, taken }))
+}
+
+/// Gives each bucket of `now` the owners the same bucket had in `before`, and the same reason when
+/// there were none to look up.
+fn carry_owners(before: &Inspection, now: &mut Inspection) {
+    let owners: std::collections::HashMap<(&str, &str), &Option<Vec<owners::Owner>>> =
+        before.sockets.buckets.iter().map(|b| ((b.local_ip.as_str(), b.remote.as_str()), &b.owners)).collect();
+    for bucket in &mut now.sockets.buckets {
+        if let Some(found) = owners.get(&(bucket.local_ip.as_str(), bucket.remote.as_str())) {
+            bucket.owners.clone_from(found);
+        }
+    }
+    now.sockets.owners_unavailable.clone_from(&before.sockets.owners_unavailable);
 }
 
 type Source<'a> = Box<dyn SocketSource + 'a>;

@@ -14,6 +14,7 @@ pub(crate) mod proc_tcp;
 pub(crate) mod sample;
 pub(crate) mod sockets;
 pub(crate) mod sweep;
+pub(crate) mod watch;
 
 use std::collections::BTreeMap;
 

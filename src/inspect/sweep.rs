@@ -117,14 +117,18 @@ pub(crate) fn sweep(request: &Request, extra_keys: &[String]) -> Result<Sweep> {
 
 /// Runs `read` in namespace `ns` (open as `fd`) on the calling worker thread, which stays there.
 /// `None`: the namespace could not be opened any more.
-fn in_namespace<T>(ns: &Namespace, fd: Option<&OwnedFd>, read: impl FnOnce(&Root) -> Result<T>) -> Option<Result<T>> {
+pub(super) fn in_namespace<T>(
+    ns: &Namespace,
+    fd: Option<&OwnedFd>,
+    read: impl FnOnce(&Root) -> Result<T>,
+) -> Option<Result<T>> {
     let fd = fd?;
     let shown = format!("net:[{}] ({})", ns.inode, ns.label());
     Some(evidence::enter(fd, Path::new(&shown)).and_then(|()| read(&Root::thread_network_namespace()?)))
 }
 
 /// `work(0..count)` on [`WORKERS`] threads, results in order.
-fn parallel<T: Send>(count: usize, work: impl Fn(usize) -> Option<T> + Sync) -> Result<Vec<Option<T>>> {
+pub(super) fn parallel<T: Send>(count: usize, work: impl Fn(usize) -> Option<T> + Sync) -> Result<Vec<Option<T>>> {
     let next = AtomicUsize::new(0);
     let workers = WORKERS.min(count).max(1);
     let mut results: Vec<Option<T>> = (0..count).map(|_| None).collect();

@@ -224,7 +224,7 @@ fn bad_arguments_exit_2_with_one_line() {
     Run::new(&["frobnicate"]).status(2).stderr(Expect::one_line(&["'frobnicate'", "; see 'twtune --help'"])).run();
     Run::new(&[])
         .status(2)
-        .stderr("twtune: a command is needed (audit, explain, apply, rollback, export, snapshot, profiles, completions); see 'twtune --help'\n")
+        .stderr("twtune: a command is needed (audit, watch, explain, apply, rollback, export, snapshot, profiles, completions); see 'twtune --help'\n")
         .run();
     // A missing argument keeps the names clap lists below its first line.
     Run::new(&["snapshot"])

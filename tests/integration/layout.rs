@@ -103,7 +103,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["cli"],
     &["apply"],
-    &["export", "explain", "snapshot"],
+    &["export", "explain", "snapshot", "watch"],
     &["report"],
     &["rules", "profile"],
     &["inspect"],

@@ -17,3 +17,4 @@ mod real_kernel;
 mod sysctl_d;
 mod untrusted;
 mod util;
+mod watch;

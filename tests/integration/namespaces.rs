@@ -20,11 +20,11 @@ const CRI_ID: &str = "c71c0de5a1b2c3d4e5f60718293a4b5c6d7e8f90123456789abcdef012
 const POD_UID: &str = "5f1c3a52-8d3e-4b7f-9a61-0c2d3e4f5a6b";
 
 /// A process of the test, killed (and waited for) when dropped.
-struct Process(Child);
+pub(crate) struct Process(Child);
 
 impl Process {
     /// Starts `program args` and waits for it to print `ready`.
-    fn ready(program: &str, args: &[&str]) -> Process {
+    pub(crate) fn ready(program: &str, args: &[&str]) -> Process {
         let mut child = Command::new(program)
             .args(args)
             .stdout(Stdio::piped())
@@ -37,7 +37,7 @@ impl Process {
     }
 
     /// A python peer of tests/support/peers.py.
-    fn peer(args: &[&str]) -> Process {
+    pub(crate) fn peer(args: &[&str]) -> Process {
         let mut all = vec![PEERS];
         all.extend_from_slice(args);
         Process::ready("python3", &all)
@@ -48,7 +48,7 @@ impl Process {
         Process::ready("unshare", &["--net", "sh", "-c", "echo ready; exec sleep 600"])
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.0.id()
     }
 }
@@ -86,7 +86,7 @@ impl Cgroup {
         Cgroup { dirs, process: Some(process) }
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.process.as_ref().expect("process").pid()
     }
 }
@@ -124,7 +124,7 @@ fn cgroup2_mount() -> PathBuf {
 
 /// `/run/netns` on a tmpfs of the test's mount namespace, so that `ip netns add` leaves nothing
 /// on the host.
-fn private_run_netns() {
+pub(crate) fn private_run_netns() {
     std::fs::create_dir_all("/run/netns").expect("/run/netns");
     run("mount", &["-t", "tmpfs", "-o", "size=1m", "twtune-test", "/run/netns"]);
 }

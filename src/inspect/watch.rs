@@ -1,0 +1,278 @@
+//! The evidence of `twtune watch`: one network namespace (or every one) read again every interval
+//! on a thread of its own, each read compared with the one before, and handed to the view as a
+//! [`Tick`]. The view never waits for a read, and a read never waits for the view.
+//!
+//! Owners of sockets are looked up at the first read and then every [`OWNERS_EVERY`]: walking
+//! every process's fd table costs more than the socket table itself, and who holds a bucket
+//! changes far more slowly than how full it is. In between, buckets keep the owners last found.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::Mutex;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::inspect::evidence::{self, Evidence, FirstRead, NetnsTarget, Owners, Request};
+use crate::inspect::netns::{self, Namespace, Namespaces};
+use crate::inspect::sweep::{self, Note};
+use crate::root::Root;
+
+/// How often the owners of sockets are looked up again.
+pub(crate) const OWNERS_EVERY: Duration = Duration::from_secs(10);
+/// ... and how soon, while a listed bucket with live sockets has no owner found (short-lived
+/// connections may all have closed between the dump and the walk of the fd tables).
+const OWNERS_RETRY: Duration = Duration::from_secs(2);
+
+/// One namespace as read at a tick.
+pub(crate) struct Watched {
+    /// Its inode (0 where it could not be told, as on a system without nsfs).
+    pub inode: u64,
+    /// What people call it (see [`Namespace::label`]).
+    pub label: String,
+    pub evidence: Evidence,
+}
+
+/// Everything read at one interval.
+pub(crate) struct Tick {
+    pub namespaces: Vec<Watched>,
+    pub notes: Vec<String>,
+    /// How long the read took.
+    pub took: Duration,
+}
+
+/// A running watch: ticks arrive on [`Watch::ticks`] until the watch is dropped or a read fails
+/// (the failure is the last message).
+pub(crate) struct Watch {
+    pub ticks: Receiver<Result<Tick>>,
+    /// Dropped with the watch: the reading thread then stops at its next wait.
+    _stop: Sender<()>,
+}
+
+/// Starts watching what `request` names, one read every `interval`. What can be checked before the
+/// first read (the namespace's name, root for `--all-netns`) is an error here, before any view
+/// opens.
+pub(crate) fn start(request: Request, interval: Duration) -> Result<Watch> {
+    // One tick in flight: a view that cannot keep up makes the reader wait, not memory grow.
+    let (send, ticks) = mpsc::sync_channel(1);
+    let (stop, stopped) = mpsc::channel();
+    let reader = Reader { request, interval, send, stopped };
+    match reader.request.netns.clone() {
+        NetnsTarget::Invalid(name) => {
+            return Err(Error::Usage(format!(
+                "--netns {name:?}: give the name of a namespace in /run/netns (as `ip netns list` shows), not a path"
+            )));
+        }
+        NetnsTarget::All => {
+            if !rustix::process::geteuid().is_root() {
+                return Err(Error::NotPermitted {
+                    what: "watch every network namespace (--all-netns)".into(),
+                    reason: "entering another namespace and reading its processes needs root".into(),
+                });
+            }
+            spawn(move || reader.every_namespace())?;
+        }
+        NetnsTarget::Own => {
+            let root = Root::open(&reader.request.root)?;
+            let inode = netns::current().ok();
+            spawn(move || reader.one_namespace(&root, inode, None))?;
+        }
+        NetnsTarget::File(path) => {
+            let namespace = netns::open_namespace_file(&path).map_err(|e| evidence::namespace_error(&path, &e))?;
+            let inode = netns::inode_of(&namespace).ok();
+            let shown = path.display().to_string();
+            spawn(move || match evidence::enter(&namespace, &path).and_then(|()| Root::thread_network_namespace()) {
+                Ok(root) => reader.one_namespace(&root, inode, Some(shown)),
+                Err(e) => {
+                    let _ = reader.send.send(Err(e));
+                }
+            })?;
+        }
+    }
+    Ok(Watch { ticks, _stop: stop })
+}
+
+fn spawn(work: impl FnOnce() + Send + 'static) -> Result<()> {
+    std::thread::Builder::new().name("twtune-watch".into()).spawn(work).map(drop).map_err(|_| Error::NamespaceThread)
+}
+
+/// The reading thread's side of a watch.
+struct Reader {
+    request: Request,
+    interval: Duration,
+    send: SyncSender<Result<Tick>>,
+    stopped: Receiver<()>,
+}
+
+impl Reader {
+    /// Reads the namespace this thread is in, as `root`, until the watch ends.
+    fn one_namespace(self, root: &Root, inode: Option<u64>, file: Option<String>) {
+        let mut previous: Option<FirstRead> = None;
+        let mut owners_read: Option<Instant> = None;
+        let mut label = None;
+        loop {
+            let started = Instant::now();
+            let missing = previous.as_ref().is_some_and(|p| owner_missing(&p.inspection, self.request.top));
+            let owners = due(owners_read, started, missing).then(|| {
+                owners_read = Some(started);
+                let namespaces = netns::enumerate().ok();
+                // The label comes from the same listing: a container's name, `host`, or the file.
+                label = Some(namespace_label(namespaces.as_ref(), inode, file.as_deref()));
+                Owners::of(root.is_live(), namespaces.as_ref(), inode)
+            });
+            let read = evidence::next_read(root, &self.request, &[], owners.as_ref(), previous.take());
+            let tick = read.map(|(evidence, kept)| {
+                previous = Some(kept);
+                let label = label.clone().unwrap_or_default();
+                Tick {
+                    namespaces: vec![Watched { inode: inode.unwrap_or(0), label, evidence }],
+                    notes: Vec::new(),
+                    took: started.elapsed(),
+                }
+            });
+            if !self.deliver(tick, started) {
+                return;
+            }
+        }
+    }
+
+    /// Reads every namespace of the host, as a sweep does, until the watch ends. Namespaces stay
+    /// open from one tick to the next, so each read is compared with the same namespace's last.
+    fn every_namespace(self) {
+        let mut kept: HashMap<u64, (OwnedFd, Option<FirstRead>)> = HashMap::new();
+        let mut owners_read: Option<Instant> = None;
+        loop {
+            let started = Instant::now();
+            let found = match netns::enumerate() {
+                Ok(found) => found,
+                Err(e) => {
+                    let _ = self.send.send(Err(e));
+                    return;
+                }
+            };
+            let missing =
+                kept.values().any(|(_, p)| p.as_ref().is_some_and(|p| owner_missing(&p.inspection, self.request.top)));
+            let look_up = due(owners_read, started, missing);
+            if look_up {
+                owners_read = Some(started);
+            }
+            let opened: Vec<Option<(OwnedFd, Mutex<Option<FirstRead>>)>> = found
+                .list
+                .iter()
+                .map(|ns| match kept.remove(&ns.inode) {
+                    Some((fd, previous)) => Some((fd, Mutex::new(previous))),
+                    None => ns.open().map(|fd| (fd, Mutex::new(None))),
+                })
+                .collect();
+            let list = &found.list;
+            let owners = |ns: &Namespace| look_up.then(|| Owners::of(true, Some(&found), Some(ns.inode)));
+            let read = sweep::parallel(list.len(), |i| {
+                let (fd, previous) = opened[i].as_ref()?;
+                let previous = previous.lock().ok()?.take();
+                sweep::in_namespace(&list[i], Some(fd), |root| {
+                    evidence::next_read(root, &self.request, &[], owners(&list[i]).as_ref(), previous)
+                })
+            });
+            let tick = read.and_then(|results| self.collect(&found, opened, results, &mut kept, started));
+            if !self.deliver(tick, started) {
+                return;
+            }
+        }
+    }
+
+    /// The tick of one sweep; each namespace's read is kept for the next.
+    fn collect(
+        &self,
+        found: &Namespaces,
+        opened: Vec<Option<(OwnedFd, Mutex<Option<FirstRead>>)>>,
+        results: Vec<Option<Result<(Evidence, FirstRead)>>>,
+        kept: &mut HashMap<u64, (OwnedFd, Option<FirstRead>)>,
+        started: Instant,
+    ) -> Result<Tick> {
+        let mut tick = Tick { namespaces: Vec::new(), notes: Vec::new(), took: Duration::ZERO };
+        for ((ns, opened), result) in found.list.iter().zip(opened).zip(results) {
+            match (opened, result) {
+                (Some((fd, _)), Some(Ok((evidence, read)))) => {
+                    kept.insert(ns.inode, (fd, Some(read)));
+                    tick.namespaces.push(Watched { inode: ns.inode, label: ns.label(), evidence });
+                }
+                (_, Some(Err(e))) => return Err(e),
+                // Gone between the listing and its read: it is not shown any more.
+                _ => {}
+            }
+        }
+        if found.unreadable > 0 {
+            tick.notes.push(Note::Unreadable { processes: found.unreadable }.to_string());
+        }
+        tick.took = started.elapsed();
+        Ok(tick)
+    }
+
+    /// Sends a tick and waits for the next interval; `false` once the watch has ended (the view is
+    /// gone, or this was a failure).
+    fn deliver(&self, tick: Result<Tick>, started: Instant) -> bool {
+        let failed = tick.is_err();
+        if self.send.send(tick).is_err() || failed {
+            return false;
+        }
+        let next = started + self.interval;
+        let wait = next.saturating_duration_since(Instant::now());
+        matches!(self.stopped.recv_timeout(wait), Err(RecvTimeoutError::Timeout))
+    }
+}
+
+/// Whether the owners are due to be looked up again.
+fn due(last: Option<Instant>, now: Instant, missing: bool) -> bool {
+    let every = if missing { OWNERS_RETRY } else { OWNERS_EVERY };
+    last.is_none_or(|last| now.duration_since(last) >= every)
+}
+
+/// Whether one of the `top` buckets has live sockets but no owner was found for them.
+fn owner_missing(inspection: &crate::inspect::Inspection, top: usize) -> bool {
+    inspection
+        .sockets
+        .buckets
+        .iter()
+        .take(top)
+        .any(|b| b.count > b.time_wait && b.owners.as_ref().is_some_and(Vec::is_empty))
+}
+
+/// The name shown for a single watched namespace: its container, `host` or name from the listing,
+/// else the file it was opened from, else its inode.
+fn namespace_label(namespaces: Option<&Namespaces>, inode: Option<u64>, file: Option<&str>) -> String {
+    let listed = namespaces.zip(inode).and_then(|(all, inode)| all.get(inode));
+    match (listed, file, inode) {
+        (Some(ns), _, _) if ns.stable_name().is_some() => ns.label(),
+        (_, Some(file), _) => file.to_string(),
+        // Its first process would be twtune itself, or the shell that started it.
+        (_, None, Some(inode)) => format!("net:[{inode}]"),
+        (_, None, None) => "this namespace".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_are_looked_up_first_and_then_every_ten_seconds() {
+        let now = Instant::now();
+        assert!(due(None, now, false));
+        assert!(!due(Some(now), now + Duration::from_secs(9), false));
+        assert!(due(Some(now), now + OWNERS_EVERY, false));
+        // Sooner while a bucket's live sockets have no owner found.
+        assert!(!due(Some(now), now + Duration::from_secs(1), true));
+        assert!(due(Some(now), now + OWNERS_RETRY, true));
+    }
+
+    #[test]
+    fn a_watched_namespace_is_named_by_its_container_or_name_before_its_file() {
+        let named = Namespaces { list: vec![Namespace::example(7, Some("blue"), None, &[42])], unreadable: 0 };
+        assert_eq!(namespace_label(Some(&named), Some(7), Some("/run/netns/blue")), "blue");
+        let bare = Namespaces { list: vec![Namespace::example(7, None, None, &[42])], unreadable: 0 };
+        assert_eq!(namespace_label(Some(&bare), Some(7), Some("/proc/42/ns/net")), "/proc/42/ns/net");
+        assert_eq!(namespace_label(Some(&bare), Some(7), None), "net:[7]");
+        assert_eq!(namespace_label(None, Some(7), None), "net:[7]");
+        assert_eq!(namespace_label(None, None, None), "this namespace");
+    }
+}

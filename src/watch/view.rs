@@ -1,0 +1,656 @@
+//! Draws the [`State`] on a ratatui frame: one namespace in detail (TIME_WAIT, rates with
+//! sparklines, the fullest destinations and bind() budgets as bars, conntrack, findings), or with
+//! `--all-netns` a table of namespaces. Pure: the same state and size give the same frame.
+//!
+//! Text read from the host (namespace labels, commands, container names) is escaped before it is
+//! drawn, so that nothing in a process name can move the cursor or recolour the terminal.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph, Row as TableRow, Sparkline, Table};
+
+use crate::error::printable;
+use crate::inspect::sockets::Bucket;
+use crate::report::Report;
+use crate::rules::Severity;
+use crate::watch::state::{Data, History, Row, State};
+
+/// The smallest terminal the view is drawn on; below it, a message asks for more room.
+pub(crate) const MIN_WIDTH: u16 = 60;
+pub(crate) const MIN_HEIGHT: u16 = 16;
+
+/// Styles, or none at all when colours are off (`--color never`, `NO_COLOR`): the view is then
+/// read from its text and bar shapes alone.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Palette {
+    pub color: bool,
+}
+
+impl Palette {
+    fn fg(self, color: Color) -> Style {
+        if self.color { Style::new().fg(color) } else { Style::new() }
+    }
+    fn title(self) -> Style {
+        self.fg(Color::Cyan).add_modifier(Modifier::BOLD)
+    }
+    fn dim(self) -> Style {
+        self.fg(Color::DarkGray)
+    }
+    fn severity(self, severity: Severity) -> Style {
+        match severity {
+            Severity::Crit => self.fg(Color::Red).add_modifier(Modifier::BOLD),
+            Severity::Warn => self.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            Severity::Info => self.fg(Color::Blue),
+        }
+    }
+    /// A share used, coloured by the report's port thresholds.
+    fn usage(self, report: &Report, pct: f64) -> Style {
+        if pct >= report.thresholds.port_crit_pct {
+            self.severity(Severity::Crit)
+        } else if pct >= report.thresholds.port_warn_pct {
+            self.severity(Severity::Warn)
+        } else {
+            self.fg(Color::Green)
+        }
+    }
+}
+
+/// Draws the whole view.
+pub(crate) fn draw(frame: &mut Frame, state: &State, palette: Palette) {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let text = format!(
+            "twtune watch needs at least {MIN_WIDTH}x{MIN_HEIGHT} (this is {}x{}); enlarge the terminal or press q",
+            area.width, area.height
+        );
+        frame.render_widget(Paragraph::new(text).wrap(ratatui::widgets::Wrap { trim: true }), area);
+        return;
+    }
+    let [title, body, status] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)]).areas(area);
+    frame.render_widget(title_line(state, palette), title);
+    frame.render_widget(status_line(state, palette), status);
+    let data = state.shown();
+    match state.detail() {
+        _ if data.ticks == 0 => frame.render_widget(Paragraph::new("reading..."), body),
+        Some(row) => detail(frame, body, row, data.history.get(&row.inode), state, palette),
+        None if state.all => namespaces(frame, body, state, palette),
+        None => frame.render_widget(Paragraph::new("nothing was read"), body),
+    }
+    if state.help {
+        help(frame, area, state);
+    }
+}
+
+fn title_line(state: &State, palette: Palette) -> Paragraph<'static> {
+    let data = state.shown();
+    let what = match (state.all, state.detail()) {
+        (_, Some(row)) => printable(&row.label).into_owned(),
+        (true, None) => format!("{} network namespaces", data.rows.len()),
+        (false, None) => String::new(),
+    };
+    let mut spans = vec![
+        Span::styled("twtune watch", palette.title()),
+        Span::raw(format!("  {what}  every {}", duration(state.interval.as_secs_f64()))),
+    ];
+    if let Some(at) = data.at {
+        spans.push(Span::raw(format!("  {}", clock(at))));
+    }
+    let sort = if state.in_table() { state.namespace_sort.name() } else { state.bucket_sort.name() };
+    spans.push(Span::styled(format!("  sort: {sort}"), palette.dim()));
+    if state.paused() {
+        spans.push(Span::styled("  PAUSED (p resumes; reading goes on)", palette.severity(Severity::Warn)));
+    }
+    Paragraph::new(Line::from(spans))
+}
+
+fn status_line(state: &State, palette: Palette) -> Paragraph<'static> {
+    let data = state.shown();
+    let keys = if state.in_table() {
+        "q quit  p pause  s sort  Up/Down select  Enter open  ? help"
+    } else if state.all {
+        "q quit  p pause  s sort  Esc back  ? help"
+    } else {
+        "q quit  p pause  s sort  ? help"
+    };
+    let mut text = format!("{keys}   read in {} ms", data.took.as_millis());
+    for note in &data.notes {
+        text.push_str("   ");
+        text.push_str(&printable(note));
+    }
+    Paragraph::new(Line::styled(text, palette.dim()))
+}
+
+/// One namespace in detail.
+fn detail(frame: &mut Frame, area: Rect, row: &Row, history: Option<&History>, state: &State, palette: Palette) {
+    let report = &row.report;
+    let heights = Heights::of(report, area.height);
+    let [top, buckets_area, bind_area, conntrack_area, findings_area] = Layout::vertical([
+        Constraint::Length(heights.top),
+        Constraint::Length(heights.buckets),
+        Constraint::Length(heights.bind),
+        Constraint::Length(heights.conntrack),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    let [time_wait_area, rates_area] = Layout::horizontal([Constraint::Length(38), Constraint::Min(20)]).areas(top);
+    frame.render_widget(time_wait(report, palette), time_wait_area);
+    rates(frame, rates_area, report, history, palette);
+    frame.render_widget(bucket_table(report, state, buckets_area.width, palette), buckets_area);
+    if heights.bind > 0 {
+        frame.render_widget(bind_budget(report, bind_area.width.saturating_sub(2), palette), bind_area);
+    }
+    if heights.conntrack > 0 {
+        frame.render_widget(conntrack_block(report, conntrack_area.width.saturating_sub(2), palette), conntrack_area);
+    }
+    frame.render_widget(findings(report, palette), findings_area);
+}
+
+/// Rows of each part of the detail, most important first: the rates and the buckets get room before
+/// the bind() budget and conntrack, and the findings take what is left (one line at least).
+#[derive(Debug, PartialEq, Eq)]
+struct Heights {
+    top: u16,
+    buckets: u16,
+    bind: u16,
+    conntrack: u16,
+}
+
+impl Heights {
+    fn of(report: &Report, height: u16) -> Heights {
+        const FINDINGS: u16 = 3;
+        let top = 6.min(height);
+        let mut left = height - top;
+        // A border, the header and at least one row.
+        let wanted = report.sockets.buckets.len().max(1) as u16 + 3;
+        let buckets = wanted.min(left.saturating_sub(FINDINGS));
+        left -= buckets;
+        let conntrack = if report.conntrack.is_some() && left >= FINDINGS + 4 { 4 } else { 0 };
+        left -= conntrack;
+        let addresses = report.sockets.local_ports.len().min(3) as u16;
+        let bind = if addresses > 0 { (addresses + 2).min(left.saturating_sub(FINDINGS)) } else { 0 };
+        Heights { top, buckets, bind: if bind >= 3 { bind } else { 0 }, conntrack }
+    }
+}
+
+fn time_wait(report: &Report, palette: Palette) -> Paragraph<'static> {
+    let tw = report.sockets.time_wait;
+    let max = report.settings.get("net.ipv4.tcp_max_tw_buckets").map(str::to_string).unwrap_or_else(|| "?".into());
+    let line = |label: &str, value: u64, note: &str| {
+        Line::from(vec![
+            Span::raw(format!("{label:<12}{:>8}", number(value))),
+            Span::styled(format!("  {note}"), palette.dim()),
+        ])
+    };
+    Paragraph::new(vec![
+        line("outbound", tw.outbound, "holds ports"),
+        line("inbound", tw.inbound, "memory only"),
+        line("no listener", tw.without_listener, ""),
+        Line::raw(format!("{:<12}{:>8}  of {max} max", "total", number(tw.total))),
+    ])
+    .block(Block::bordered().title(" TIME_WAIT "))
+}
+
+/// The four rates, each with its sparkline of the last minutes.
+fn rates(frame: &mut Frame, area: Rect, report: &Report, history: Option<&History>, palette: Palette) {
+    let block = Block::bordered().title(" per second ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let empty = History::default();
+    let history = history.unwrap_or(&empty);
+    let series: [(&str, &[f64]); 4] = [
+        ("connects", &history.connects),
+        ("accepts", &history.accepts),
+        ("TIME_WAIT in", &history.time_wait_entries),
+        ("TWRecycled", &history.time_wait_reused),
+    ];
+    let rows = Layout::vertical([Constraint::Length(1); 4]).split(inner);
+    for ((label, values), row) in series.iter().zip(rows.iter()) {
+        let [text, spark] = Layout::horizontal([Constraint::Length(24), Constraint::Min(0)]).areas(*row);
+        let now = match (&report.rates, values.last()) {
+            (Some(_), Some(value)) => rate(*value),
+            _ => "-".into(),
+        };
+        frame.render_widget(Paragraph::new(format!("{label:<13}{now:>10} ")), text);
+        // The newest samples that fit, in tenths so that slow rates still show.
+        let shown = values.len().min(spark.width as usize);
+        let tenths: Vec<u64> = values[values.len() - shown..].iter().map(|v| (v * 10.0).round() as u64).collect();
+        frame.render_widget(Sparkline::default().data(tenths).style(palette.fg(Color::Cyan)), spark);
+    }
+}
+
+fn bucket_table(report: &Report, state: &State, width: u16, palette: Palette) -> Table<'static> {
+    let s = &report.sockets;
+    let title = format!(
+        " destinations: {} of {} buckets, by {} (held █, reusable ▒, free ░) ",
+        s.buckets.len(),
+        s.bucket_count,
+        state.bucket_sort.name()
+    );
+    let block = Block::bordered().title(title);
+    if s.buckets.is_empty() {
+        return Table::new([TableRow::new(["no outgoing connection holds an ephemeral port"])], [Constraint::Min(0)])
+            .block(block);
+    }
+    // Columns by importance, each shown only where the ones before it leave room.
+    type Cell<'r> = Box<dyn Fn(&Bucket) -> Line<'static> + 'r>;
+    let columns: [(&str, u16, Cell); 9] = [
+        ("local -> remote", 30, Box::new(|b| Line::raw(format!("{} -> {}", b.local_ip, b.remote)))),
+        ("free", 7, Box::new(|b| Line::raw(number(u64::from(b.available))))),
+        (
+            "used",
+            5,
+            Box::new(move |b| Line::styled(format!("{:.0}%", b.usage_pct), palette.usage(report, b.usage_pct))),
+        ),
+        ("runs out", 8, {
+            let warn = palette.severity(Severity::Warn);
+            Box::new(move |b| {
+                Line::styled(runs_out(b), if b.seconds_to_exhaustion.is_some() { warn } else { Style::new() })
+            })
+        }),
+        ("held", 7, Box::new(|b| Line::raw(number(u64::from(b.held))))),
+        ("new/s", 7, Box::new(|b| Line::raw(b.churn.as_ref().map_or("-".into(), |c| rate(c.new_per_sec))))),
+        ("reuse", 7, Box::new(|b| Line::raw(number(u64::from(b.reusable))))),
+        (
+            "ports used",
+            BAR,
+            Box::new(move |b| bar(b.held, b.reusable, b.usable_ports, BAR, palette, report, b.usage_pct)),
+        ),
+        ("owner", 18, Box::new(|b| Line::raw(owner(b)))),
+    ];
+    let mut room = width.saturating_sub(2);
+    let shown: Vec<&(&str, u16, Cell)> = columns
+        .iter()
+        .take_while(|(_, w, _)| {
+            let fits = room >= *w;
+            room = room.saturating_sub(w + 1);
+            fits
+        })
+        .collect();
+    // Shown in reading order: destination, bar, counts, then who.
+    let order = ["local -> remote", "ports used", "held", "reuse", "free", "used", "new/s", "runs out", "owner"];
+    let mut shown = shown;
+    shown.sort_by_key(|(name, _, _)| order.iter().position(|o| o == name));
+    let header = TableRow::new(shown.iter().map(|(name, _, _)| *name).collect::<Vec<_>>()).style(palette.dim());
+    let rows: Vec<TableRow> = state
+        .bucket_sort
+        .sorted(&s.buckets)
+        .into_iter()
+        .map(|b| TableRow::new(shown.iter().map(|(_, _, cell)| cell(b)).collect::<Vec<_>>()))
+        .collect();
+    let widths: Vec<Constraint> =
+        shown
+            .iter()
+            .map(|(name, w, _)| {
+                if matches!(*name, "local -> remote" | "owner") { Constraint::Min(*w) } else { Constraint::Length(*w) }
+            })
+            .collect();
+    Table::new(rows, widths).header(header).block(block)
+}
+
+/// Cells of a bucket's bar.
+const BAR: u16 = 16;
+
+/// A bar of `width` cells over `total`: `held` solid, `reusable` shaded, the rest free.
+fn bar(held: u32, reusable: u32, total: u32, width: u16, palette: Palette, report: &Report, pct: f64) -> Line<'static> {
+    let cells = |n: u32| -> usize {
+        if total == 0 || n == 0 {
+            0
+        } else {
+            ((f64::from(n) / f64::from(total) * f64::from(width)).round() as usize).max(1)
+        }
+    };
+    let width = usize::from(width);
+    let held_cells = cells(held).min(width);
+    let reusable_cells = cells(reusable).min(width - held_cells);
+    let free_cells = width - held_cells - reusable_cells;
+    Line::from(vec![
+        Span::styled("█".repeat(held_cells), palette.usage(report, pct)),
+        Span::styled("▒".repeat(reusable_cells), palette.fg(Color::Blue)),
+        Span::styled("░".repeat(free_cells), palette.dim()),
+    ])
+}
+
+fn runs_out(bucket: &Bucket) -> String {
+    match bucket.seconds_to_exhaustion {
+        Some(seconds) => duration(seconds),
+        None if bucket.growth_per_sec.is_some() => "no".into(),
+        None => "-".into(),
+    }
+}
+
+fn owner(bucket: &Bucket) -> String {
+    match bucket.owners.as_deref() {
+        None => "?".into(),
+        Some([]) if bucket.count == bucket.time_wait => "TIME_WAIT only".into(),
+        Some([]) => "none found".into(),
+        Some([first, rest @ ..]) => {
+            let more = if rest.is_empty() { String::new() } else { format!(" +{}", rest.len()) };
+            format!("{} {}{more}", first.pid, printable(&first.command))
+        }
+    }
+}
+
+fn bind_budget(report: &Report, width: u16, palette: Palette) -> Paragraph<'static> {
+    let bar_width = (width / 4).clamp(8, 24);
+    let lines: Vec<Line> = report
+        .sockets
+        .local_ports
+        .iter()
+        .take(3)
+        .map(|l| {
+            let mut spans = vec![Span::raw(format!("{:<16} ", l.local_ip))];
+            spans.extend(bar(l.ports_in_use, 0, l.usable_ports, bar_width, palette, report, l.usage_pct).spans);
+            spans.push(Span::raw(format!(
+                "  {} of {} ports in use, {} left for bind(addr, 0)",
+                number(u64::from(l.ports_in_use)),
+                number(u64::from(l.usable_ports)),
+                number(u64::from(l.available))
+            )));
+            Line::from(spans)
+        })
+        .collect();
+    Paragraph::new(lines).block(Block::bordered().title(" bind() budget per local address "))
+}
+
+fn conntrack_block(report: &Report, width: u16, palette: Palette) -> Paragraph<'static> {
+    let Some(ct) = &report.conntrack else { return Paragraph::new("") };
+    let mut lines = Vec::new();
+    match (ct.count, ct.max) {
+        (Some(count), Some(max)) if max > 0 => {
+            let pct = count as f64 * 100.0 / max as f64;
+            let mut spans = vec![Span::raw(format!("entries {:>9} of {:<9} {pct:>5.1}% ", number(count), number(max)))];
+            let capped = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+            spans.extend(bar(capped(count), 0, capped(max), (width / 4).clamp(8, 24), palette, report, pct).spans);
+            lines.push(Line::from(spans));
+        }
+        (Some(count), _) => lines.push(Line::raw(format!("entries {} (no limit)", number(count)))),
+        _ => lines.push(Line::raw("entries: unreadable")),
+    }
+    match ct.table.as_ref().and_then(|t| t.snat_buckets.first()) {
+        Some(b) => lines.push(Line::from(vec![
+            Span::raw(format!("fullest NAT bucket {} -> {} {}: ", b.source_ip, b.remote, b.protocol)),
+            Span::styled(format!("{:.0}% used", b.usage_pct), palette.usage(report, b.usage_pct)),
+            Span::raw(format!(
+                ", {} free, {} TIME_WAIT reclaimable",
+                number(u64::from(b.available)),
+                number(u64::from(b.reclaimable))
+            )),
+        ])),
+        None if ct.table.is_some() => lines.push(Line::raw("no source-NAT flow")),
+        None => lines.push(Line::raw(ct.table_unavailable.clone().unwrap_or_default())),
+    }
+    Paragraph::new(lines).block(Block::bordered().title(" conntrack "))
+}
+
+fn findings(report: &Report, palette: Palette) -> Paragraph<'static> {
+    let lines: Vec<Line> = if report.findings.is_empty() {
+        vec![Line::raw("no findings")]
+    } else {
+        report
+            .findings
+            .iter()
+            .map(|f| {
+                Line::from(vec![
+                    Span::styled(format!("{:<5}", f.severity.name().to_uppercase()), palette.severity(f.severity)),
+                    Span::styled(format!("{} ", f.id), palette.dim()),
+                    Span::raw(printable(&f.message).into_owned()),
+                ])
+            })
+            .collect()
+    };
+    let title = match report.severity_counts().as_slice() {
+        [] => " findings ".to_string(),
+        counts => {
+            let counts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {}", s.name())).collect();
+            format!(" findings: {} (twtune audit explains each) ", counts.join(", "))
+        }
+    };
+    Paragraph::new(lines).block(Block::bordered().title(title))
+}
+
+/// `--all-netns`: one row per namespace, and the findings of the selected one.
+fn namespaces(frame: &mut Frame, area: Rect, state: &State, palette: Palette) {
+    let data: &Data = state.shown();
+    let rows = state.namespace_sort.sorted(&data.rows);
+    let selected = state.selected_index();
+    let [table_area, findings_area] =
+        Layout::vertical([Constraint::Max(rows.len() as u16 + 3), Constraint::Min(3)]).areas(area);
+    let header = TableRow::new([
+        "namespace",
+        "TW out",
+        "TW in",
+        "fullest destination",
+        "used",
+        "new/s",
+        "conntrack",
+        "findings",
+    ])
+    .style(palette.dim());
+    let lines: Vec<TableRow> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let r = &row.report;
+            let fullest = r.sockets.buckets.first();
+            // Folded from +0.0: an empty f64 sum is -0.0.
+            let new = r.sockets.buckets.iter().filter_map(|b| b.churn.as_ref()).fold(0.0, |sum, c| sum + c.new_per_sec);
+            let conntrack = match r.conntrack.as_ref().map(|c| (c.count, c.max)) {
+                Some((Some(count), Some(max))) if max > 0 => format!("{:.1}%", count as f64 * 100.0 / max as f64),
+                Some((Some(count), _)) => number(count),
+                _ => "-".into(),
+            };
+            let counts: Vec<String> = r.severity_counts().iter().map(|(s, n)| format!("{n} {}", s.name())).collect();
+            let findings_style = r.worst().map_or(Style::new(), |w| palette.severity(w));
+            let line = TableRow::new(vec![
+                Line::raw(printable(&row.label).into_owned()),
+                Line::raw(number(r.sockets.time_wait.outbound)),
+                Line::raw(number(r.sockets.time_wait.inbound)),
+                Line::raw(fullest.map_or("-".into(), |b| b.remote.clone())),
+                fullest.map_or(Line::raw("-"), |b| {
+                    Line::styled(format!("{:.0}%", b.usage_pct), palette.usage(r, b.usage_pct))
+                }),
+                Line::raw(if r.rates.is_some() { rate(new) } else { "-".into() }),
+                Line::raw(conntrack),
+                Line::styled(if counts.is_empty() { "-".into() } else { counts.join(", ") }, findings_style),
+            ]);
+            if i == selected { line.style(Style::new().add_modifier(Modifier::REVERSED)) } else { line }
+        })
+        .collect();
+    let widths = [
+        Constraint::Min(20),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Min(16),
+        Constraint::Length(5),
+        Constraint::Length(7),
+        Constraint::Length(9),
+        Constraint::Length(16),
+    ];
+    let title = format!(" network namespaces, by {} ", state.namespace_sort.name());
+    frame.render_widget(Table::new(lines, widths).header(header).block(Block::bordered().title(title)), table_area);
+    if let Some(row) = rows.get(selected) {
+        frame.render_widget(findings(&row.report, palette), findings_area);
+    }
+}
+
+fn help(frame: &mut Frame, area: Rect, state: &State) {
+    let mut lines = vec![
+        Line::raw("q, Ctrl-C   quit"),
+        Line::raw("p, space    pause the view (reading goes on; p again shows the latest)"),
+        Line::raw("s           next sort order"),
+        Line::raw("?, h        this help (any key closes it)"),
+    ];
+    if state.all {
+        lines.push(Line::raw("Up/Down, k/j select a namespace"));
+        lines.push(Line::raw("Enter       open it; Esc or Backspace goes back"));
+    }
+    lines.extend([
+        Line::raw(""),
+        Line::raw("held: ports connect() cannot hand out; reusable: TIME_WAIT connect() may take over;"),
+        Line::raw("runs out: when free reaches 0 at the growth of the last interval."),
+        Line::raw("Findings are the audit's rules; `twtune audit --sample 5s` explains each."),
+    ]);
+    let width = area.width.min(90);
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let popup = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
+    frame.render_widget(Clear, popup);
+    frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(" keys ")), popup);
+}
+
+/// `12345` as `12 345`.
+fn number(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn rate(value: f64) -> String {
+    if value >= 100.0 { number(value.round() as u64) } else { format!("{value:.1}") }
+}
+
+/// Seconds as `45s`, `4m05s`, `2h03m`; a day or more as `>1 day`.
+fn duration(seconds: f64) -> String {
+    if seconds < 1.0 {
+        return format!("{:.0}ms", seconds * 1000.0);
+    }
+    let s = seconds.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => ">1 day".into(),
+    }
+}
+
+/// The time of day (UTC) of `at`.
+fn clock(at: std::time::SystemTime) -> String {
+    let s = at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) % 86400;
+    format!("{:02}:{:02}:{:02} UTC", s / 3600, s % 3600 / 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::watch::state::Key;
+    use crate::watch::state::tests::tick;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use std::time::{Duration, SystemTime};
+
+    fn frame(state: &State, width: u16, height: u16, color: bool) -> (String, ratatui::buffer::Buffer) {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+        terminal.draw(|f| draw(f, state, Palette { color })).expect("draw");
+        let buffer = terminal.backend().buffer().clone();
+        let text = (0..height)
+            .map(|y| (0..width).map(|x| buffer[(x, y)].symbol().to_string()).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n");
+        (text, buffer)
+    }
+
+    #[test]
+    fn the_detail_shows_time_wait_rates_buckets_budgets_and_findings() {
+        let mut state = State::new(false, Duration::from_secs(1));
+        state.update(tick(&[(1, "blue", &[(9, 25000), (2, 10)])], 120.0), SystemTime::UNIX_EPOCH);
+        state.update(tick(&[(1, "blue", &[(9, 26000), (2, 10)])], 140.0), SystemTime::UNIX_EPOCH);
+        let (text, _) = frame(&state, 140, 40, true);
+        for piece in [
+            "twtune watch  blue  every 1s  00:00:00 UTC",
+            "outbound      26 010  holds ports",
+            "connects            140 ▆█",
+            "10.0.0.1 -> 10.0.0.9:80",
+            "10.0.0.1 -> 10.0.0.2:80",
+            "bind() budget",
+            "findings: ",
+            "CRIT",
+            "q quit  p pause  s sort  ? help",
+        ] {
+            assert!(text.contains(piece), "{piece:?} missing from\n{text}");
+        }
+        let nine = text.find("10.0.0.9:80").expect("bucket");
+        let two = text.find("10.0.0.2:80").expect("bucket");
+        assert!(nine < two, "fullest first\n{text}");
+        state.key(Key::Char('s'));
+        state.key(Key::Char('s'));
+        state.key(Key::Char('s'));
+        state.key(Key::Char('s'));
+        let (text, _) = frame(&state, 140, 40, true);
+        assert!(text.contains("by destination"), "{text}");
+        assert!(text.find("10.0.0.2:80") < text.find("10.0.0.9:80"), "{text}");
+    }
+
+    #[test]
+    fn colours_only_when_asked_for() {
+        let mut state = State::new(false, Duration::from_secs(1));
+        state.update(tick(&[(1, "blue", &[(9, 25000)])], 1.0), SystemTime::UNIX_EPOCH);
+        let coloured = |color| {
+            let (_, buffer) = frame(&state, 120, 30, color);
+            buffer.content().iter().any(|cell| cell.fg != Color::Reset || cell.bg != Color::Reset)
+        };
+        assert!(coloured(true));
+        assert!(!coloured(false));
+    }
+
+    #[test]
+    fn a_small_terminal_gets_a_message_and_any_size_draws_without_panicking() {
+        let mut state = State::new(true, Duration::from_secs(1));
+        state.update(tick(&[(1, "a", &[(9, 100)]), (2, "b", &[])], 1.0), SystemTime::UNIX_EPOCH);
+        let (text, _) = frame(&state, 40, 10, false);
+        assert!(text.contains("needs at least 60x16"), "{text}");
+        // Small but enough: the buckets and a finding keep their rows before the budgets do.
+        state.key(Key::Enter);
+        let (text, _) = frame(&state, 70, 20, false);
+        assert!(text.contains("10.0.0.9:80") && text.contains("findings"), "{text}");
+        state.key(Key::Back);
+        for (w, h) in [(1, 1), (60, 16), (61, 17), (200, 60), (80, 24)] {
+            frame(&state, w, h, false);
+            state.key(Key::Enter);
+            frame(&state, w, h, false);
+            state.key(Key::Char('?'));
+            frame(&state, w, h, true);
+            state.key(Key::Back);
+            state.key(Key::Back);
+        }
+    }
+
+    #[test]
+    fn the_namespace_table_has_a_row_each_with_the_selection_highlighted() {
+        let mut state = State::new(true, Duration::from_secs(1));
+        state.update(
+            tick(&[(1, "blue", &[(9, 25000)]), (2, "container 0123abcd\u{1b}[2J", &[])], 1.0),
+            SystemTime::UNIX_EPOCH,
+        );
+        let (text, buffer) = frame(&state, 120, 30, false);
+        assert!(text.contains("2 network namespaces"), "{text}");
+        assert!(text.contains("blue"), "{text}");
+        assert!(text.contains("container 0123abcd\\u{1b}[2J"), "escaped: {text}");
+        let row = text.lines().position(|l| l.contains("blue")).expect("row") as u16;
+        assert!(buffer[(2, row)].modifier.contains(Modifier::REVERSED), "the worst namespace is selected first");
+        state.key(Key::Enter);
+        let (text, _) = frame(&state, 120, 30, false);
+        assert!(text.contains("Esc back") && text.contains("10.0.0.9:80"), "{text}");
+    }
+
+    #[test]
+    fn numbers_and_durations_read_easily() {
+        assert_eq!(number(0), "0");
+        assert_eq!(number(1234567), "1 234 567");
+        assert_eq!(duration(45.2), "45s");
+        assert_eq!(duration(245.0), "4m05s");
+        assert_eq!(duration(7380.0), "2h03m");
+        assert_eq!(duration(1e9), ">1 day");
+        assert_eq!(duration(0.5), "500ms");
+        assert_eq!(rate(3.25), "3.2");
+        assert_eq!(rate(1234.4), "1 234");
+        assert_eq!(clock(SystemTime::UNIX_EPOCH + Duration::from_secs(86400 + 3723)), "01:02:03 UTC");
+    }
+}

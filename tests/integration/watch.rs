@@ -1,0 +1,309 @@
+//! `twtune watch` driven as a person would drive it: the real binary on a terminal of `tmux`
+//! (send-keys, capture-pane), inside the test's private network namespace, over real churn from
+//! the python peers. Each tmux server is private to its test (a socket in a temporary directory)
+//! and killed when the test ends.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::namespaces::{Process, private_run_netns};
+use crate::netns::{enter, run};
+use crate::util::{Expect, Run};
+
+const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/peers.py");
+
+/// A tmux server of the test with one window running one command under `sh`, which afterwards
+/// prints the command's exit status and the terminal's modes, so that a test can see both.
+struct Tmux {
+    dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    /// Starts `env ENV twtune ARGS` on a `width` x `height` terminal.
+    fn start(env: &[&str], args: &[&str], width: u16, height: u16) -> Tmux {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let tmux = Tmux { dir };
+        let mut command = vec!["env".to_string()];
+        command.extend(env.iter().map(|e| e.to_string()));
+        command.push(env!("CARGO_BIN_EXE_twtune").to_string());
+        command.extend(args.iter().map(|a| a.to_string()));
+        let shell = format!("{}; echo EXIT=$?; stty -a; echo MODES-DONE; sleep 600", command.join(" "));
+        tmux.tmux(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            &shell,
+        ]);
+        tmux
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("tmux")
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let socket = self.socket();
+        let mut all = vec!["-S", socket.to_str().expect("socket path")];
+        all.extend_from_slice(args);
+        run("tmux", &all)
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    /// The screen as text.
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p"])
+    }
+
+    /// The screen with its colours and attributes as escape sequences.
+    fn styled_screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-e"])
+    }
+
+    fn alternate_screen(&self) -> bool {
+        self.tmux(&["display-message", "-p", "#{alternate_on}"]).trim() == "1"
+    }
+
+    /// Waits up to 20 s for the screen to satisfy `ready`, and returns it.
+    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; the screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for the command to end and returns its exit status, after checking that it left the
+    /// terminal as it found it: the normal screen, line editing and echo on.
+    fn exit_status(&self) -> i32 {
+        let screen = self.wait_for("the exit status", |s| s.contains("MODES-DONE"));
+        assert!(!self.alternate_screen(), "still on the alternate screen:\n{screen}");
+        let modes: Vec<&str> = screen.split_whitespace().collect();
+        for mode in ["icanon", "echo", "icrnl", "opost", "isig"] {
+            assert!(modes.contains(&mode), "{mode} not restored:\n{screen}");
+        }
+        let status = screen.split("EXIT=").nth(1).and_then(|s| s.split_whitespace().next()).expect("status");
+        status.parse().expect("a number")
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let socket = self.socket();
+        let _ = Command::new("tmux").arg("-S").arg(&socket).arg("kill-server").output();
+    }
+}
+
+/// The first number after `label` on the line that holds it.
+fn number_after(screen: &str, label: &str) -> u64 {
+    shown_number(screen, label).unwrap_or_else(|| panic!("no number after {label:?} in\n{screen}"))
+}
+
+fn shown_number(screen: &str, label: &str) -> Option<u64> {
+    let line = screen.lines().find(|l| l.contains(label))?;
+    let rest = &line[line.find(label)? + label.len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ' ')
+        .filter(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// The line of the screen holding `text`, as an index.
+fn row_of(screen: &str, text: &str) -> usize {
+    screen.lines().position(|l| l.contains(text)).unwrap_or_else(|| panic!("no {text:?} in\n{screen}"))
+}
+
+const CHURN: &str = "127.0.0.1 -> 127.0.0.1:7003";
+const POOL: &str = "127.0.0.1 -> 127.0.0.1:7004";
+
+/// A client without reuse (about 70 new connections a second, each closed by the client) and one
+/// holding 300 connections, in the test's namespace.
+fn churn_and_pool() -> Vec<Process> {
+    vec![
+        Process::peer(&["server", "7003"]),
+        Process::peer(&["server", "7004"]),
+        Process::peer(&["churn", "7003", "5", "60"]),
+        Process::peer(&["hold", "7004", "300"]),
+    ]
+}
+
+#[test]
+fn the_view_follows_real_churn_and_its_keys_sort_pause_help_resize_and_quit() {
+    if !enter("watch::the_view_follows_real_churn_and_its_keys_sort_pause_help_resize_and_quit") {
+        return;
+    }
+    let _peers = churn_and_pool();
+    let tmux = Tmux::start(&[], &["watch", "--interval", "500ms"], 140, 40);
+    let first = tmux.wait_for("both buckets with rates and the churn's owner", |s| {
+        s.contains(CHURN) && s.contains(POOL) && s.contains("python3") && s.contains("conn.no-reuse")
+    });
+    assert!(tmux.alternate_screen(), "the view is on the alternate screen");
+    // The pool holds 300 ports, the churn far fewer (its TIME_WAIT is reusable on loopback).
+    assert!(row_of(&first, POOL) < row_of(&first, CHURN), "fullest first:\n{first}");
+    assert!(number_after(&first, "connects") > 20, "{first}");
+
+    // The numbers move from one frame to the next: TIME_WAIT piles up behind the churn.
+    std::thread::sleep(Duration::from_millis(1500));
+    let later = tmux.screen();
+    assert!(number_after(&later, "outbound") > number_after(&first, "outbound"), "{first}\n{later}");
+
+    // s: by TIME_WAIT, the churn comes first.
+    tmux.keys(&["s"]);
+    let sorted = tmux.wait_for("the TIME_WAIT order", |s| s.contains("by TIME_WAIT"));
+    assert!(row_of(&sorted, CHURN) < row_of(&sorted, POOL), "{sorted}");
+
+    // p: the screen stands still while reading goes on; p again shows the latest.
+    tmux.keys(&["p"]);
+    let paused = tmux.wait_for("the pause", |s| s.contains("PAUSED"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(tmux.screen(), paused, "a paused view does not change");
+    tmux.keys(&["p"]);
+    let resumed = tmux.wait_for("the resumed view", |s| !s.contains("PAUSED"));
+    assert!(number_after(&resumed, "outbound") > number_after(&paused, "outbound"), "{paused}\n{resumed}");
+
+    // ?: the keys; any key closes them.
+    tmux.keys(&["?"]);
+    tmux.wait_for("the help", |s| s.contains("next sort order") && s.contains("pause the view"));
+    tmux.keys(&["x"]);
+    tmux.wait_for("the help to close", |s| !s.contains("next sort order"));
+
+    // A smaller terminal: redrawn to fit, buckets still there.
+    tmux.tmux(&["resize-window", "-x", "80", "-y", "24"]);
+    let small = tmux.wait_for("the redraw at 80x24", |s| {
+        s.lines().next().is_some_and(|l| l.starts_with("twtune watch"))
+            && s.contains(CHURN)
+            && s.lines().any(|l| l.ends_with('┘') && l.chars().count() == 80)
+    });
+    assert!(small.lines().all(|l| l.chars().count() <= 80), "{small}");
+
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(), 0);
+}
+
+#[test]
+fn ctrl_c_a_signal_and_a_panic_restore_the_terminal() {
+    if !enter("watch::ctrl_c_a_signal_and_a_panic_restore_the_terminal") {
+        return;
+    }
+    let interrupted = Tmux::start(&[], &["watch"], 100, 30);
+    interrupted.wait_for("the first frame", |s| s.contains("per second"));
+    interrupted.keys(&["C-c"]);
+    assert_eq!(interrupted.exit_status(), 0);
+
+    let terminated = Tmux::start(&[], &["watch"], 100, 30);
+    terminated.wait_for("the first frame", |s| s.contains("per second"));
+    // The pane's shell has one child: twtune (`env` executes it).
+    let shell = terminated.tmux(&["display-message", "-p", "#{pane_pid}"]);
+    run("pkill", &["-TERM", "-P", shell.trim()]);
+    assert_eq!(terminated.exit_status(), 0);
+
+    // A debug-build hook panics after the second frame.
+    let panicked =
+        Tmux::start(&["TWTUNE_TEST_WATCH_PANIC=2", "RUST_BACKTRACE=0"], &["watch", "--interval", "200ms"], 100, 30);
+    assert_eq!(panicked.exit_status(), 101);
+    assert!(panicked.screen().contains("a panic for the test"), "the message lands on the normal screen");
+}
+
+#[test]
+fn colours_follow_color_and_no_color() {
+    if !enter("watch::colours_follow_color_and_no_color") {
+        return;
+    }
+    // A colour escape: SGR with a foreground of the 8, 16 or 256 colours (39 is the default colour).
+    let coloured = |screen: &str| {
+        screen.split("\x1b[").skip(1).any(|sequence| {
+            let params = sequence.split('m').next().unwrap_or_default();
+            params.split(';').any(|p| matches!(p.parse::<u8>(), Ok(30..=38 | 90..=97)))
+        })
+    };
+    for (env, args, expected) in [
+        (&[][..], &["watch"][..], true),
+        (&["NO_COLOR=1"][..], &["watch"][..], false),
+        (&[][..], &["--color", "never", "watch"][..], false),
+        (&["NO_COLOR=1"][..], &["--color", "always", "watch"][..], true),
+    ] {
+        let tmux = Tmux::start(env, args, 100, 30);
+        tmux.wait_for("the first frame", |s| s.contains("per second"));
+        let screen = tmux.styled_screen();
+        assert_eq!(coloured(&screen), expected, "{env:?} {args:?}:\n{screen:?}");
+        tmux.keys(&["q"]);
+        assert_eq!(tmux.exit_status(), 0);
+    }
+}
+
+#[test]
+fn every_namespace_has_a_row_and_enter_opens_one() {
+    if !enter("watch::every_namespace_has_a_row_and_enter_opens_one") {
+        return;
+    }
+    private_run_netns();
+    run("ip", &["netns", "add", "twtune-watch"]);
+    run("ip", &["netns", "exec", "twtune-watch", "ip", "link", "set", "lo", "up"]);
+    let in_namespace = |args: &[&str]| {
+        let mut all = vec!["netns", "exec", "twtune-watch", "python3", PEERS];
+        all.extend_from_slice(args);
+        Process::ready("ip", &all)
+    };
+    let _server = in_namespace(&["server", "7003"]);
+    let _churn = in_namespace(&["churn", "7003", "5", "60"]);
+
+    let tmux = Tmux::start(&[], &["watch", "--all-netns"], 160, 50);
+    tmux.wait_for("the namespace table with ours", |s| {
+        s.contains("network namespaces, by") && s.contains("twtune-watch")
+    });
+    // By name, then Down until ours is the highlighted row (other tests' namespaces may be listed
+    // too; the highlight stays on its namespace when rows come and go).
+    for _ in 0..3 {
+        tmux.keys(&["s"]);
+    }
+    tmux.wait_for("the order by name", |s| s.contains("network namespaces, by name"));
+    let selected =
+        |styled: &str| styled.lines().find(|l| l.contains("\x1b[7m")).map(str::to_string).unwrap_or_default();
+    for _ in 0..100 {
+        if selected(&tmux.styled_screen()).contains("twtune-watch") {
+            break;
+        }
+        tmux.keys(&["Down"]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(selected(&tmux.styled_screen()).contains("twtune-watch"), "{}", tmux.screen());
+    tmux.keys(&["Enter"]);
+    let opened = tmux.wait_for("the namespace opened", |s| {
+        s.lines().next().is_some_and(|l| l.contains("twtune-watch"))
+            && s.contains(CHURN)
+            && s.contains("Esc back")
+            && shown_number(s, "connects").is_some()
+    });
+    assert!(number_after(&opened, "connects") > 20, "{opened}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the table again", |s| s.contains("network namespaces, by"));
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(), 0);
+    drop(_churn);
+    drop(_server);
+    run("ip", &["netns", "del", "twtune-watch"]);
+}
+
+#[test]
+fn without_a_terminal_it_refuses_in_one_line() {
+    Run::new(&["watch"]).status(2).stderr(Expect::one_line(&["needs a terminal", "twtune audit --sample"])).run();
+    Run::new(&["watch", "--netns", "../etc"]).status(2).stderr(Expect::one_line(&["--netns", "not a path"])).run();
+    Run::new(&["watch", "--interval", "0s"]).status(2).stderr(Expect::one_line(&["--interval", "100ms"])).run();
+}

@@ -227,14 +227,17 @@ fn due(last: Option<Instant>, now: Instant, missing: bool) -> bool {
     last.is_none_or(|last| now.duration_since(last) >= every)
 }
 
-/// Whether one of the `top` buckets has live sockets but no owner was found for them.
+/// Whether one of the `top` buckets has live sockets but no owner found for them: none was found at
+/// the last lookup, or the bucket is newer than it. (Where owners cannot be looked up at all, as
+/// without root, nothing is missing.)
 fn owner_missing(inspection: &crate::inspect::Inspection, top: usize) -> bool {
-    inspection
-        .sockets
-        .buckets
-        .iter()
-        .take(top)
-        .any(|b| b.count > b.time_wait && b.owners.as_ref().is_some_and(Vec::is_empty))
+    let sockets = &inspection.sockets;
+    sockets.owners_unavailable.is_none()
+        && sockets
+            .buckets
+            .iter()
+            .take(top)
+            .any(|b| b.count > b.time_wait && b.owners.as_ref().is_none_or(Vec::is_empty))
 }
 
 /// The name shown for a single watched namespace: its container, `host` or name from the listing,
@@ -263,6 +266,27 @@ mod tests {
         // Sooner while a bucket's live sockets have no owner found.
         assert!(!due(Some(now), now + Duration::from_secs(1), true));
         assert!(due(Some(now), now + OWNERS_RETRY, true));
+    }
+
+    #[test]
+    fn owners_are_missing_for_a_live_bucket_without_one_found_but_not_for_time_wait() {
+        use crate::inspect::owners::Owner;
+        use crate::inspect::sockets::TcpState;
+        use crate::testing::Host;
+        let live = Host::defaults().outbound(3, TcpState::Established, 40000, "10.0.0.2:80").inspection();
+        assert!(owner_missing(&live, 10), "newer than the last lookup");
+        let mut found = live.clone();
+        found.sockets.buckets[0].owners = Some(vec![]);
+        assert!(owner_missing(&found, 10), "none found");
+        found.sockets.buckets[0].owners =
+            Some(vec![Owner { pid: 7, command: "curl".into(), container: None, sockets: 3 }]);
+        assert!(!owner_missing(&found, 10));
+        assert!(!owner_missing(&live, 0), "beyond the buckets shown");
+        let mut unavailable = live;
+        unavailable.sockets.owners_unavailable = Some("run as root".into());
+        assert!(!owner_missing(&unavailable, 10));
+        let time_wait = Host::defaults().outbound(3, TcpState::TimeWait, 40000, "10.0.0.2:80").inspection();
+        assert!(!owner_missing(&time_wait, 10), "TIME_WAIT has no owner to find");
     }
 
     #[test]

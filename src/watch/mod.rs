@@ -2,6 +2,7 @@
 //! it, [`screen`] owns the terminal (raw mode, the alternate screen, and putting both back on every
 //! way out), and [`run`] ties them to the ticks of [`crate::inspect::watch`].
 
+pub(crate) mod keys;
 pub(crate) mod screen;
 pub(crate) mod state;
 pub(crate) mod view;
@@ -9,24 +10,29 @@ pub(crate) mod view;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::TryRecvError;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use rustix::event::{PollFd, PollFlags, Timespec};
 
 use crate::error::{Error, Result};
 use crate::inspect::watch::Watch;
 use crate::watch::screen::Screen;
-use crate::watch::state::{Action, Key, State};
+use crate::watch::state::{Action, State};
 use crate::watch::view::Palette;
 
 /// How long the loop waits for a key before it looks for a tick again: short enough that a tick is
 /// drawn at once, long enough to cost nothing.
-const POLL: Duration = Duration::from_millis(50);
+const POLL: Timespec = Timespec { tv_sec: 0, tv_nsec: 50_000_000 };
 
-/// Runs the view until a quit key or a termination signal; the screen is restored by the caller
-/// dropping `screen`, whatever this returns.
+/// Runs the view until a quit key, a termination signal or the terminal hanging up; the screen is
+/// restored by the caller dropping `screen`, whatever this returns.
 pub(crate) fn run(screen: &mut Screen, watch: &Watch, mut state: State, palette: Palette) -> Result<()> {
     let stop = signals()?;
+    let resized = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGWINCH, Arc::clone(&resized))
+        .map_err(|source| Error::Signal { signal: signal_hook::consts::SIGWINCH, source })?;
+    let stdin = rustix::stdio::stdin();
+    let mut input = [0u8; 256];
     let mut dirty = true;
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -41,38 +47,37 @@ pub(crate) fn run(screen: &mut Screen, watch: &Watch, mut state: State, palette:
             Err(TryRecvError::Empty) => {}
             Err(TryRecvError::Disconnected) => return Err(Error::NamespaceThread),
         }
-        if dirty {
+        if resized.swap(false, Ordering::Relaxed) || dirty {
             screen.draw(|frame| view::draw(frame, &state, palette))?;
             dirty = false;
         }
-        if event::poll(POLL).map_err(terminal_error)? {
-            match event::read().map_err(terminal_error)? {
-                Event::Key(key) if key.kind != KeyEventKind::Release => {
-                    let Some(key) = translate(key) else { continue };
-                    match state.key(key) {
-                        Action::Quit => return Ok(()),
-                        Action::Redraw => dirty = true,
-                        Action::Nothing => {}
-                    }
-                }
-                Event::Resize(..) => dirty = true,
-                _ => {}
+        // Wait for a key, a signal (SIGWINCH interrupts the wait) or the next look at the ticks.
+        let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&POLL)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(Error::Output(e.into())),
+        }
+        let events = fds[0].revents();
+        if !events.contains(PollFlags::IN) {
+            // Hung up (the ssh session or the terminal window is gone): nothing left to draw on.
+            return Ok(());
+        }
+        let read = match rustix::io::read(stdin, &mut input) {
+            Ok(0) => return Ok(()),
+            Ok(n) => &input[..n],
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => continue,
+            // EIO: the terminal hung up between the wait and the read.
+            Err(_) => return Ok(()),
+        };
+        for key in keys::parse(read) {
+            match state.key(key) {
+                Action::Quit => return Ok(()),
+                Action::Redraw => dirty = true,
+                Action::Nothing => {}
             }
         }
     }
-}
-
-/// Terminal keys as the view knows them. In raw mode Ctrl-C is a key, not a signal.
-fn translate(key: KeyEvent) -> Option<Key> {
-    Some(match key.code {
-        KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => Key::Interrupt,
-        KeyCode::Char(c) => Key::Char(c),
-        KeyCode::Up => Key::Up,
-        KeyCode::Down => Key::Down,
-        KeyCode::Enter => Key::Enter,
-        KeyCode::Esc | KeyCode::Backspace | KeyCode::Left => Key::Back,
-        _ => return None,
-    })
 }
 
 /// SIGINT, SIGTERM, SIGHUP and SIGQUIT end the loop like `q`, so that the screen is restored on the
@@ -88,10 +93,6 @@ fn signals() -> Result<Arc<AtomicBool>> {
         signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|source| Error::Signal { signal, source })?;
     }
     Ok(stop)
-}
-
-fn terminal_error(e: std::io::Error) -> Error {
-    Error::Output(e)
 }
 
 /// Debug builds only: panics once `TWTUNE_TEST_WATCH_PANIC` ticks have been shown, so that a test

@@ -237,7 +237,7 @@ fn bucket_table(report: &Report, state: &State, width: u16, palette: Palette) ->
     // Columns by importance, each shown only where the ones before it leave room.
     type Cell<'r> = Box<dyn Fn(&Bucket) -> Line<'static> + 'r>;
     let columns: [(&str, u16, Cell); 9] = [
-        ("local -> remote", 30, Box::new(|b| Line::raw(format!("{} -> {}", b.local_ip, b.remote)))),
+        ("local -> remote", 28, Box::new(|b| Line::raw(format!("{} -> {}", b.local_ip, b.remote)))),
         ("free", 7, Box::new(|b| Line::raw(number(u64::from(b.available))))),
         (
             "used",
@@ -258,7 +258,7 @@ fn bucket_table(report: &Report, state: &State, width: u16, palette: Palette) ->
             BAR,
             Box::new(move |b| bar(b.held, b.reusable, b.usable_ports, BAR, palette, report, b.usage_pct)),
         ),
-        ("owner", 18, Box::new(|b| Line::raw(owner(b)))),
+        ("owner", 14, Box::new(|b| Line::raw(owner(b)))),
     ];
     let mut room = width.saturating_sub(2);
     let shown: Vec<&(&str, u16, Cell)> = columns

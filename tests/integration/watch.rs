@@ -198,8 +198,8 @@ fn the_view_follows_real_churn_and_its_keys_sort_pause_help_resize_and_quit() {
 }
 
 #[test]
-fn ctrl_c_a_signal_and_a_panic_restore_the_terminal() {
-    if !enter("watch::ctrl_c_a_signal_and_a_panic_restore_the_terminal") {
+fn ctrl_c_a_signal_a_hang_up_and_a_panic_end_it_and_restore_the_terminal() {
+    if !enter("watch::ctrl_c_a_signal_a_hang_up_and_a_panic_end_it_and_restore_the_terminal") {
         return;
     }
     let interrupted = Tmux::start(&[], &["watch"], 100, 30);
@@ -213,6 +213,22 @@ fn ctrl_c_a_signal_and_a_panic_restore_the_terminal() {
     let shell = terminated.tmux(&["display-message", "-p", "#{pane_pid}"]);
     run("pkill", &["-TERM", "-P", shell.trim()]);
     assert_eq!(terminated.exit_status(), 0);
+
+    // A hang-up (the terminal closes, as when an ssh session drops): twtune ends instead of spinning.
+    let hung_up = Tmux::start(&[], &["watch"], 100, 30);
+    hung_up.wait_for("the first frame", |s| s.contains("per second"));
+    let shell = hung_up.tmux(&["display-message", "-p", "#{pane_pid}"]);
+    let twtune = run("pgrep", &["-P", shell.trim()]).trim().to_string();
+    drop(hung_up);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let ended = || {
+        std::fs::read_to_string(format!("/proc/{twtune}/stat"))
+            .map_or(true, |stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+    };
+    while !ended() {
+        assert!(Instant::now() < deadline, "twtune {twtune} still runs after its terminal hung up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // A debug-build hook panics after the second frame.
     let panicked =

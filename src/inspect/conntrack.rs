@@ -439,7 +439,7 @@ impl FlowCounter {
 }
 
 /// What the dump said.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub(crate) struct FlowSummary {
     /// Entries dumped (both families, every protocol).
     pub entries: u64,
@@ -700,7 +700,32 @@ pub(crate) fn dump(
 /// none could be. The nftables backend's tool is read first: listing never creates a table there.
 /// The legacy tool is run only where a legacy nat table exists already (`ip_tables_names`), since
 /// listing it would create one.
+///
+/// The answer is kept for [`RULES_KEPT`] per namespace: `twtune watch` reads every second, and
+/// running the tool each time would cost more than the rest of the read.
 pub(crate) fn nat_rules(root: &crate::root::Root) -> Option<(String, Vec<&'static str>)> {
+    type Kept = std::collections::HashMap<u64, (std::time::Instant, Option<(String, Vec<&'static str>)>)>;
+    static KEPT: std::sync::Mutex<Option<Kept>> = std::sync::Mutex::new(None);
+    let Ok(namespace) = crate::inspect::netns::current() else { return read_nat_rules(root) };
+    if let Ok(kept) = KEPT.lock()
+        && let Some((at, rules)) = kept.as_ref().and_then(|k| k.get(&namespace))
+        && at.elapsed() < RULES_KEPT
+    {
+        return rules.clone();
+    }
+    let rules = read_nat_rules(root);
+    if let Ok(mut kept) = KEPT.lock() {
+        let kept = kept.get_or_insert_with(Kept::new);
+        kept.retain(|_, (at, _)| at.elapsed() < RULES_KEPT);
+        kept.insert(namespace, (std::time::Instant::now(), rules.clone()));
+    }
+    rules
+}
+
+/// How long the NAT rules read in a namespace are used before they are read again.
+pub(crate) const RULES_KEPT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn read_nat_rules(root: &crate::root::Root) -> Option<(String, Vec<&'static str>)> {
     let mut text = String::new();
     let mut read = Vec::new();
     // Fixed paths: a root tool does not run what PATH happens to name.

@@ -209,6 +209,8 @@ pub(super) struct FirstRead {
     pub(super) inspection: Inspection,
     /// When its socket table had been read.
     taken: Instant,
+    /// Whether its owners were looked up at this read (not carried from an older one).
+    owners_fresh: bool,
 }
 
 /// The first read lists every bucket, so that any bucket of the second can be compared, and records
@@ -220,7 +222,7 @@ pub(super) fn first_read(root: &Root, request: &Request, extra_keys: &[String], 
     let taken = Instant::now();
     owners.attribute(&mut inspection);
     inspection.warnings.extend(fallback);
-    Ok(FirstRead { inspection, taken })
+    Ok(FirstRead { inspection, taken, owners_fresh: true })
 }
 
 /// The second read of a `--sample`, compared with the first. Every bucket is read again, so that one
@@ -270,7 +272,14 @@ pub(super) fn next_read(
     let mut now = inspect::read(root, source.as_mut(), usize::MAX, extra_keys, tracking)?;
     let taken = Instant::now();
     match owners {
-        Some(owners) => owners.attribute(&mut now),
+        Some(owners) => {
+            owners.attribute(&mut now);
+            // The sample fills a bucket without owners from the read before; from one whose owners
+            // were carried, that would keep a process that is long gone.
+            if let Some(previous) = previous.as_mut().filter(|p| !p.owners_fresh) {
+                previous.inspection.sockets.buckets.iter_mut().for_each(|b| b.owners = None);
+            }
+        }
         None => {
             if let Some(previous) = &previous {
                 carry_owners(&previous.inspection, &mut now);
@@ -285,7 +294,8 @@ pub(super) fn next_read(
     let mut shown = now.clone();
     shown.sockets.keep_top(request.top);
     now.sockets.tuples = tuples;
-    Ok((Evidence { inspection: shown, rates, other_namespaces: None }, FirstRead { inspection: now, taken }))
+    let kept = FirstRead { inspection: now, taken, owners_fresh: owners.is_some() };
+    Ok((Evidence { inspection: shown, rates, other_namespaces: None }, kept))
 }
 
 /// Gives each bucket of `now` the owners the same bucket had in `before`, and the same reason when

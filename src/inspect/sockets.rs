@@ -13,6 +13,11 @@
 //!   that address (or a wildcard listener) holds: its budget is per local address.
 
 use std::collections::{BTreeMap, HashMap};
+
+/// Maps keyed by what the socket table holds, hashed with foldhash (randomly seeded) rather than
+/// SipHash: every socket of the table is looked up in two of them, and hashing was a tenth of a
+/// read.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
@@ -269,7 +274,7 @@ impl SeenPorts {
 /// local port.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Tuples {
-    ports: HashMap<BucketKey, SeenPortsEq>,
+    ports: FastMap<BucketKey, SeenPortsEq>,
     /// Sorted; empty when the source gave none or there were more than [`MAX_COOKIES`].
     cookies: Vec<u64>,
 }
@@ -318,8 +323,8 @@ pub(crate) struct SocketCounter {
     time_wait_by_local_port: Vec<u32>,
     states: [u64; 14],
     total: u64,
-    buckets: HashMap<BucketKey, BucketCount>,
-    addresses: HashMap<IpAddr, AddressPorts>,
+    buckets: FastMap<BucketKey, BucketCount>,
+    addresses: FastMap<IpAddr, AddressPorts>,
     /// Ports of wildcard listeners (0.0.0.0, ::), which every address of the family shares.
     wildcard_v4: PortSet,
     wildcard_v6: PortSet,
@@ -330,8 +335,10 @@ pub(crate) struct SocketCounter {
     live_inodes: Vec<(u32, u32)>,
     /// Live sockets beyond [`MAX_OWNED_SOCKETS`], whose owners are not looked up.
     unowned: u64,
-    /// Recording: the cookies of the buckets' sockets.
-    cookies: Vec<u64>,
+    /// Recording or comparing: the cookie of each bucket socket, with its bucket's id. Sorted at
+    /// the end, they are compared with the previous read's in one pass (a search per socket
+    /// missed the cache at every step) and kept for the next.
+    cookies: Vec<(u64, u32)>,
 }
 
 impl SocketCounter {
@@ -346,8 +353,8 @@ impl SocketCounter {
             time_wait_by_local_port: vec![0; 65536],
             states: [0; 14],
             total: 0,
-            buckets: HashMap::new(),
-            addresses: HashMap::new(),
+            buckets: FastMap::default(),
+            addresses: FastMap::default(),
             wildcard_v4: PortSet::default(),
             wildcard_v6: PortSet::default(),
             untracked_addresses: 0,
@@ -360,7 +367,9 @@ impl SocketCounter {
 
     /// The same counter recording what `tracking` asks for.
     pub(crate) fn tracking(self, tracking: Tracking) -> SocketCounter {
-        SocketCounter { tracking, ..self }
+        // About as many as the previous read: room made once, not by doubling (a peak of memory).
+        let expected = tracking.previous.as_ref().map_or(0, |(p, _)| p.cookies.len() + p.cookies.len() / 8);
+        SocketCounter { cookies: Vec::with_capacity(expected.min(MAX_COOKIES + 1)), tracking, ..self }
     }
 
     /// The same counter judging TIME_WAIT reuse by `reuse`.
@@ -407,18 +416,18 @@ impl SocketCounter {
         bucket.sockets = bucket.sockets.saturating_add(1);
         if let Some(ports) = &mut bucket.ports {
             ports.insert(local_port);
-            // One past the limit marks the list as incomplete, and it stops growing there.
-            if socket.cookie != 0 && self.cookies.len() <= MAX_COOKIES {
-                self.cookies.push(socket.cookie);
-            }
+        }
+        let by_cookie = self.tracking.previous.as_ref().is_some_and(|(previous, _)| !previous.cookies.is_empty());
+        // One past the limit marks the list as incomplete, and it stops growing there.
+        let kept = (record || by_cookie) && socket.cookie != 0 && self.cookies.len() <= MAX_COOKIES;
+        if kept {
+            self.cookies.push((socket.cookie, bucket.id));
         }
         if let Some((previous, since_ms)) = &self.tracking.previous {
-            let seen = if socket.cookie != 0 && !previous.cookies.is_empty() {
-                previous.cookies.binary_search(&socket.cookie).is_ok()
-            } else {
-                previous.ports.get(&key).is_some_and(|seen| seen.0.contains(local_port))
-            };
-            if !seen {
+            // A kept cookie is compared in `finish`, against the previous read's; the rest by port.
+            let compared_later = by_cookie && kept;
+            let seen = previous.ports.get(&key).is_some_and(|seen| seen.0.contains(local_port));
+            if !compared_later && !seen {
                 bucket.new += 1;
             }
             if socket.state == TcpState::TimeWait
@@ -472,7 +481,7 @@ impl SocketCounter {
     }
 
     /// The summary, with the `top` fullest buckets and local addresses.
-    pub(crate) fn finish(self, source: &'static str, top: usize) -> SocketSummary {
+    pub(crate) fn finish(mut self, source: &'static str, top: usize) -> SocketSummary {
         let listening_ports: Vec<u16> = self.listening.iter().collect();
         let time_wait_at = |port: u16| u64::from(self.time_wait_by_local_port[usize::from(port)]);
         let inbound: u64 = listening_ports.iter().map(|p| time_wait_at(*p)).sum();
@@ -491,7 +500,7 @@ impl SocketCounter {
 
         // Ports of addresses whose clients bind before they connect: connect() skips them for every
         // destination (the kernel gives a port chosen by bind() to no one else).
-        let mut destinations: HashMap<IpAddr, u32> = HashMap::new();
+        let mut destinations: FastMap<IpAddr, u32> = FastMap::default();
         self.buckets.keys().for_each(|key| *destinations.entry(key.local_ip).or_default() += 1);
         let connectable = |p: u16| !self.reserved.contains(p) && !self.listening.contains(p);
         let mut bound = PortSet::default();
@@ -506,19 +515,35 @@ impl SocketCounter {
         }
         let bound_ports = bound.count_in(self.range);
 
-        let mut tuples = self.tracking.record.then(|| {
-            let mut cookies = self.cookies;
-            cookies.sort_unstable();
-            if cookies.len() > MAX_COOKIES {
-                cookies = Vec::new();
-            }
-            Tuples { ports: HashMap::new(), cookies }
-        });
+        let mut cookies = self.cookies;
+        cookies.sort_unstable();
+        let complete = cookies.len() <= MAX_COOKIES;
+        // Comparing: the cookies not in the previous read's (both sorted) are new connections.
         let comparing = self.tracking.previous.is_some();
+        let mut new_by_id: Vec<u32> = Vec::new();
+        if let Some((previous, _)) = self.tracking.previous.take().filter(|(p, _)| !p.cookies.is_empty()) {
+            new_by_id = vec![0; self.buckets.len()];
+            let mut before = previous.cookies.iter().peekable();
+            for (cookie, id) in &cookies {
+                while before.next_if(|b| *b < cookie).is_some() {}
+                if before.peek() != Some(&cookie) {
+                    new_by_id[*id as usize] += 1;
+                }
+            }
+        }
+        // The previous read's tuples are dropped by now; the cookies are kept in their own memory
+        // (the map is done in place), without the bucket ids.
+        let mut tuples = self.tracking.record.then(|| {
+            let mut kept: Vec<u64> =
+                if complete { cookies.into_iter().map(|(cookie, _)| cookie).collect() } else { Vec::new() };
+            kept.shrink_to_fit();
+            Tuples { ports: FastMap::default(), cookies: kept }
+        });
         let mut ranked: Vec<(BucketKey, BucketCount)> = self
             .buckets
             .into_iter()
             .map(|(key, mut count)| {
+                count.new += new_by_id.get(count.id as usize).copied().unwrap_or(0);
                 if let (Some(tuples), Some(mut ports)) = (tuples.as_mut(), count.ports.take()) {
                     ports.seal();
                     tuples.ports.insert(key, SeenPortsEq(ports));

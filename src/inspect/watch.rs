@@ -49,29 +49,41 @@ pub(crate) struct Watch {
     _stop: Sender<()>,
 }
 
-/// Starts watching what `request` names, one read every `interval`. What can be checked before the
-/// first read (the namespace's name, root for `--all-netns`) is an error here, before any view
-/// opens.
+/// Checks what can be checked before the view opens: the namespace's name, that it exists, and
+/// root where another namespace must be entered.
+pub(crate) fn check(request: &Request) -> Result<()> {
+    let not_root = |what: &str| Error::NotPermitted {
+        what: what.to_string(),
+        reason: "entering another network namespace and reading its processes needs root".into(),
+    };
+    match &request.netns {
+        NetnsTarget::Invalid(name) => Err(Error::Usage(format!(
+            "--netns {name:?}: give the name of a namespace in /run/netns (as `ip netns list` shows), not a path"
+        ))),
+        NetnsTarget::All if !rustix::process::geteuid().is_root() => {
+            Err(not_root("watch every network namespace (--all-netns)"))
+        }
+        NetnsTarget::File(path) => {
+            netns::open_namespace_file(path).map_err(|e| evidence::namespace_error(path, &e))?;
+            if rustix::process::geteuid().is_root() {
+                Ok(())
+            } else {
+                Err(not_root(&format!("watch the network namespace {}", path.display())))
+            }
+        }
+        NetnsTarget::All | NetnsTarget::Own => Root::open(&request.root).map(drop),
+    }
+}
+
+/// Starts watching what `request` names (see [`check`]), one read every `interval`.
 pub(crate) fn start(request: Request, interval: Duration) -> Result<Watch> {
+    check(&request)?;
     // One tick in flight: a view that cannot keep up makes the reader wait, not memory grow.
     let (send, ticks) = mpsc::sync_channel(1);
     let (stop, stopped) = mpsc::channel();
-    let reader = Reader { request, interval, send, stopped };
+    let reader = Reader { request, interval, send, stopped, owners: OwnerLookups::default() };
     match reader.request.netns.clone() {
-        NetnsTarget::Invalid(name) => {
-            return Err(Error::Usage(format!(
-                "--netns {name:?}: give the name of a namespace in /run/netns (as `ip netns list` shows), not a path"
-            )));
-        }
-        NetnsTarget::All => {
-            if !rustix::process::geteuid().is_root() {
-                return Err(Error::NotPermitted {
-                    what: "watch every network namespace (--all-netns)".into(),
-                    reason: "entering another namespace and reading its processes needs root".into(),
-                });
-            }
-            spawn(move || reader.every_namespace())?;
-        }
+        NetnsTarget::All => spawn(move || reader.every_namespace())?,
         NetnsTarget::Own => {
             let root = Root::open(&reader.request.root)?;
             let inode = netns::current().ok();
@@ -88,6 +100,7 @@ pub(crate) fn start(request: Request, interval: Duration) -> Result<Watch> {
                 }
             })?;
         }
+        NetnsTarget::Invalid(_) => unreachable!("refused by check"),
     }
     Ok(Watch { ticks, _stop: stop })
 }
@@ -102,22 +115,54 @@ struct Reader {
     interval: Duration,
     send: SyncSender<Result<Tick>>,
     stopped: Receiver<()>,
+    owners: OwnerLookups,
+}
+
+/// When the owners of sockets were last looked up, and how many lookups in a row came early
+/// because a live bucket had none found.
+#[derive(Default)]
+struct OwnerLookups {
+    last: Option<Instant>,
+    early: u32,
+}
+
+/// Early lookups in a row before falling back to [`OWNERS_EVERY`]: a socket whose process cannot
+/// be found (an orphan after close, a kernel socket, a process that moved to another namespace)
+/// must not make the walk of every fd table run every few seconds for ever.
+const EARLY_LOOKUPS: u32 = 3;
+
+impl OwnerLookups {
+    /// Whether to look up now, given whether a live bucket misses its owner; counts the lookup.
+    fn now(&mut self, at: Instant, missing: bool) -> bool {
+        if !missing {
+            self.early = 0;
+        }
+        let early = missing && self.early < EARLY_LOOKUPS;
+        let look_up = due(self.last, at, early);
+        if look_up {
+            if self.last.is_some_and(|last| at.duration_since(last) < OWNERS_EVERY) {
+                self.early += 1;
+            }
+            self.last = Some(at);
+        }
+        look_up
+    }
 }
 
 impl Reader {
     /// Reads the namespace this thread is in, as `root`, until the watch ends.
-    fn one_namespace(self, root: &Root, inode: Option<u64>, file: Option<String>) {
+    fn one_namespace(mut self, root: &Root, inode: Option<u64>, file: Option<String>) {
         let mut previous: Option<FirstRead> = None;
-        let mut owners_read: Option<Instant> = None;
         let mut label = None;
+        let mut notes = Vec::new();
         loop {
             let started = Instant::now();
             let missing = previous.as_ref().is_some_and(|p| owner_missing(&p.inspection, self.request.top));
-            let owners = due(owners_read, started, missing).then(|| {
-                owners_read = Some(started);
+            let owners = self.owners.now(started, missing).then(|| {
                 let namespaces = netns::enumerate().ok();
                 // The label comes from the same listing: a container's name, `host`, or the file.
                 label = Some(namespace_label(namespaces.as_ref(), inode, file.as_deref()));
+                notes = abandoned(namespaces.as_ref(), inode).into_iter().collect();
                 Owners::of(root.is_live(), namespaces.as_ref(), inode)
             });
             let read = evidence::next_read(root, &self.request, &[], owners.as_ref(), previous.take());
@@ -126,7 +171,7 @@ impl Reader {
                 let label = label.clone().unwrap_or_default();
                 Tick {
                     namespaces: vec![Watched { inode: inode.unwrap_or(0), label, evidence }],
-                    notes: Vec::new(),
+                    notes: notes.clone(),
                     took: started.elapsed(),
                 }
             });
@@ -137,10 +182,10 @@ impl Reader {
     }
 
     /// Reads every namespace of the host, as a sweep does, until the watch ends. Namespaces stay
-    /// open from one tick to the next, so each read is compared with the same namespace's last.
-    fn every_namespace(self) {
+    /// open from one tick to the next, so each read is compared with the same namespace's last;
+    /// one no longer listed is closed (and its last read dropped).
+    fn every_namespace(mut self) {
         let mut kept: HashMap<u64, (OwnedFd, Option<FirstRead>)> = HashMap::new();
-        let mut owners_read: Option<Instant> = None;
         loop {
             let started = Instant::now();
             let found = match netns::enumerate() {
@@ -152,18 +197,18 @@ impl Reader {
             };
             let missing =
                 kept.values().any(|(_, p)| p.as_ref().is_some_and(|p| owner_missing(&p.inspection, self.request.top)));
-            let look_up = due(owners_read, started, missing);
-            if look_up {
-                owners_read = Some(started);
-            }
+            let look_up = self.owners.now(started, missing);
+            let mut last = std::mem::take(&mut kept);
             let opened: Vec<Option<(OwnedFd, Mutex<Option<FirstRead>>)>> = found
                 .list
                 .iter()
-                .map(|ns| match kept.remove(&ns.inode) {
+                .map(|ns| match last.remove(&ns.inode) {
                     Some((fd, previous)) => Some((fd, Mutex::new(previous))),
                     None => ns.open().map(|fd| (fd, Mutex::new(None))),
                 })
                 .collect();
+            // What is left was not listed again: gone.
+            drop(last);
             let list = &found.list;
             let owners = |ns: &Namespace| look_up.then(|| Owners::of(true, Some(&found), Some(ns.inode)));
             let read = sweep::parallel(list.len(), |i| {
@@ -173,52 +218,64 @@ impl Reader {
                     evidence::next_read(root, &self.request, &[], owners(&list[i]).as_ref(), previous)
                 })
             });
-            let tick = read.and_then(|results| self.collect(&found, opened, results, &mut kept, started));
+            let tick = read.map(|results| collect(&found, opened, results, &mut kept, started));
             if !self.deliver(tick, started) {
                 return;
             }
         }
     }
 
-    /// The tick of one sweep; each namespace's read is kept for the next.
-    fn collect(
-        &self,
-        found: &Namespaces,
-        opened: Vec<Option<(OwnedFd, Mutex<Option<FirstRead>>)>>,
-        results: Vec<Option<Result<(Evidence, FirstRead)>>>,
-        kept: &mut HashMap<u64, (OwnedFd, Option<FirstRead>)>,
-        started: Instant,
-    ) -> Result<Tick> {
-        let mut tick = Tick { namespaces: Vec::new(), notes: Vec::new(), took: Duration::ZERO };
-        for ((ns, opened), result) in found.list.iter().zip(opened).zip(results) {
-            match (opened, result) {
-                (Some((fd, _)), Some(Ok((evidence, read)))) => {
-                    kept.insert(ns.inode, (fd, Some(read)));
-                    tick.namespaces.push(Watched { inode: ns.inode, label: ns.label(), evidence });
-                }
-                (_, Some(Err(e))) => return Err(e),
-                // Gone between the listing and its read: it is not shown any more.
-                _ => {}
-            }
-        }
-        if found.unreadable > 0 {
-            tick.notes.push(Note::Unreadable { processes: found.unreadable }.to_string());
-        }
-        tick.took = started.elapsed();
-        Ok(tick)
-    }
-
-    /// Sends a tick and waits for the next interval; `false` once the watch has ended (the view is
-    /// gone, or this was a failure).
+    /// Sends a tick and waits for the next interval, and at least as long as the read took (so
+    /// that a host too large for the interval costs half a core, not a whole one); `false` once
+    /// the watch has ended (the view is gone, or this was a failure).
     fn deliver(&self, tick: Result<Tick>, started: Instant) -> bool {
         let failed = tick.is_err();
         if self.send.send(tick).is_err() || failed {
             return false;
         }
-        let next = started + self.interval;
-        let wait = next.saturating_duration_since(Instant::now());
+        let took = started.elapsed();
+        let wait = self.interval.saturating_sub(took).max(took);
         matches!(self.stopped.recv_timeout(wait), Err(RecvTimeoutError::Timeout))
     }
+}
+
+/// The tick of one sweep; each namespace's read is kept for the next. A namespace that could not
+/// be read is a note: a view kept open for hours outlives many containers, and one that fails must
+/// not end the others'.
+fn collect(
+    found: &Namespaces,
+    opened: Vec<Option<(OwnedFd, Mutex<Option<FirstRead>>)>>,
+    results: Vec<Option<Result<(Evidence, FirstRead)>>>,
+    kept: &mut HashMap<u64, (OwnedFd, Option<FirstRead>)>,
+    started: Instant,
+) -> Tick {
+    let mut tick = Tick { namespaces: Vec::new(), notes: Vec::new(), took: Duration::ZERO };
+    for ((ns, opened), result) in found.list.iter().zip(opened).zip(results) {
+        match (opened, result) {
+            (Some((fd, _)), Some(Ok((evidence, read)))) => {
+                kept.insert(ns.inode, (fd, Some(read)));
+                tick.namespaces.push(Watched { inode: ns.inode, label: ns.label(), evidence });
+            }
+            (_, Some(Err(e))) => tick.notes.push(format!("net:[{}] ({}) not read: {e}", ns.inode, ns.label())),
+            // Gone between the listing and its read: it is not shown any more.
+            _ => {}
+        }
+    }
+    if found.unreadable > 0 {
+        tick.notes.push(Note::Unreadable { processes: found.unreadable }.to_string());
+    }
+    tick.took = started.elapsed();
+    tick
+}
+
+/// A note when the watched namespace has no process and no name left: only twtune's reading
+/// thread keeps it (the listing sees processes by their main thread, which stays at home), and what
+/// it shows will not change again.
+fn abandoned(namespaces: Option<&Namespaces>, inode: Option<u64>) -> Option<String> {
+    let (namespaces, inode) = (namespaces?, inode?);
+    namespaces.get(inode).is_none().then(|| {
+        format!("net:[{inode}] has no process and no name any more: only this view keeps it; it will not change")
+    })
 }
 
 /// Whether the owners are due to be looked up again.

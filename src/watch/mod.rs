@@ -26,11 +26,14 @@ const POLL: Timespec = Timespec { tv_sec: 0, tv_nsec: 50_000_000 };
 
 /// Runs the view until a quit key, a termination signal or the terminal hanging up; the screen is
 /// restored by the caller dropping `screen`, whatever this returns.
-pub(crate) fn run(screen: &mut Screen, watch: &Watch, mut state: State, palette: Palette) -> Result<()> {
-    let stop = signals()?;
-    let resized = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGWINCH, Arc::clone(&resized))
-        .map_err(|source| Error::Signal { signal: signal_hook::consts::SIGWINCH, source })?;
+pub(crate) fn run(
+    screen: &mut Screen,
+    watch: &Watch,
+    mut state: State,
+    palette: Palette,
+    signals: &Signals,
+) -> Result<()> {
+    let Signals { stop, resized } = signals;
     let stdin = rustix::stdio::stdin();
     let mut input = [0u8; 256];
     let mut dirty = true;
@@ -74,25 +77,41 @@ pub(crate) fn run(screen: &mut Screen, watch: &Watch, mut state: State, palette:
             match state.key(key) {
                 Action::Quit => return Ok(()),
                 Action::Redraw => dirty = true,
+                Action::Repaint => {
+                    screen.clear()?;
+                    dirty = true;
+                }
                 Action::Nothing => {}
             }
         }
     }
 }
 
-/// SIGINT, SIGTERM, SIGHUP and SIGQUIT end the loop like `q`, so that the screen is restored on the
-/// way out rather than left in raw mode.
-fn signals() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGQUIT,
-    ] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|source| Error::Signal { signal, source })?;
+/// The signals the loop heeds: SIGINT, SIGTERM, SIGHUP and SIGQUIT end it like `q`, so that the
+/// screen is restored on the way out rather than left in raw mode; SIGWINCH redraws.
+pub(crate) struct Signals {
+    stop: Arc<AtomicBool>,
+    resized: Arc<AtomicBool>,
+}
+
+impl Signals {
+    /// Catches them; before the screen changes, so that none can leave it changed.
+    pub(crate) fn catch() -> Result<Signals> {
+        let signals = Signals { stop: Arc::new(AtomicBool::new(false)), resized: Arc::new(AtomicBool::new(false)) };
+        for signal in [
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+            signal_hook::consts::SIGQUIT,
+        ] {
+            signal_hook::flag::register(signal, Arc::clone(&signals.stop))
+                .map_err(|source| Error::Signal { signal, source })?;
+        }
+        let signal = signal_hook::consts::SIGWINCH;
+        signal_hook::flag::register(signal, Arc::clone(&signals.resized))
+            .map_err(|source| Error::Signal { signal, source })?;
+        Ok(signals)
     }
-    Ok(stop)
 }
 
 /// Debug builds only: panics once `TWTUNE_TEST_WATCH_PANIC` ticks have been shown, so that a test

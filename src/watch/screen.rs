@@ -45,6 +45,11 @@ impl Screen {
         }
     }
 
+    /// Clears the terminal, so that the next frame is drawn whole.
+    pub(crate) fn clear(&mut self) -> Result<()> {
+        self.terminal.clear().map_err(Error::Output)
+    }
+
     /// Draws one frame (ratatui sends only what changed since the last).
     pub(crate) fn draw(&mut self, render: impl FnOnce(&mut ratatui::Frame)) -> Result<()> {
         self.terminal.draw(render).map(drop).map_err(Error::Output)

@@ -2,7 +2,7 @@
 //! history of its rates for the sparklines, the sort order, the selection, pause and help. Pure:
 //! ticks and keys go in, nothing is read or drawn here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use crate::inspect::sockets::Bucket;
@@ -20,13 +20,13 @@ pub(crate) struct Row {
     pub report: Report,
 }
 
-/// The recent values of the four rates, oldest first.
+/// The recent values of the four rates, oldest first (single precision: about 10 KiB a namespace).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct History {
-    pub connects: Vec<f64>,
-    pub accepts: Vec<f64>,
-    pub time_wait_entries: Vec<f64>,
-    pub time_wait_reused: Vec<f64>,
+    pub connects: VecDeque<f32>,
+    pub accepts: VecDeque<f32>,
+    pub time_wait_entries: VecDeque<f32>,
+    pub time_wait_reused: VecDeque<f32>,
 }
 
 impl History {
@@ -39,9 +39,9 @@ impl History {
             (&mut self.time_wait_reused, rates.time_wait_reused_per_sec),
         ] {
             if series.len() == HISTORY {
-                series.remove(0);
+                series.pop_front();
             }
-            series.push(value);
+            series.push_back(value as f32);
         }
     }
 }
@@ -163,6 +163,8 @@ impl NamespaceSort {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Action {
     Redraw,
+    /// Clear the terminal, then draw.
+    Repaint,
     Quit,
     Nothing,
 }
@@ -176,6 +178,8 @@ pub(crate) enum Key {
     Enter,
     Back,
     Interrupt,
+    /// Ctrl-L: draw everything again (something else wrote on the terminal).
+    Redraw,
 }
 
 /// The whole state of the view.
@@ -242,8 +246,24 @@ impl State {
         data.at = Some(at);
         data.took = tick.took;
         data.ticks += 1;
-        if self.opened.is_some_and(|inode| !self.live.rows.iter().any(|r| r.inode == inode)) && !self.paused() {
+        if !self.paused() {
+            self.forget_gone();
+        }
+    }
+
+    /// Closes an opened namespace that is gone, and highlights the first row when none is (so
+    /// that the row under Enter does not change as the order does).
+    fn forget_gone(&mut self) {
+        let rows = &self.shown().rows;
+        let listed = |inode: Option<u64>| inode.is_some_and(|inode| rows.iter().any(|r| r.inode == inode));
+        let opened_gone = self.opened.is_some() && !listed(self.opened);
+        let first =
+            (self.all && !listed(self.selected)).then(|| self.namespace_sort.sorted(rows).first().map(|r| r.inode));
+        if opened_gone {
             self.opened = None;
+        }
+        if let Some(first) = first {
+            self.selected = first;
         }
     }
 
@@ -283,7 +303,9 @@ impl State {
             Key::Char('?' | 'h') => self.help = true,
             Key::Char('p' | ' ') => {
                 self.frozen = if self.paused() { None } else { Some(self.live.clone()) };
+                self.forget_gone();
             }
+            Key::Redraw => return Action::Repaint,
             Key::Char('s') if self.in_table() => self.namespace_sort = self.namespace_sort.next(),
             Key::Char('s') => self.bucket_sort = self.bucket_sort.next(),
             Key::Up | Key::Char('k') if self.in_table() => self.select(-1),
@@ -303,7 +325,7 @@ impl State {
 
     /// Whether the namespace table is on screen (`--all-netns`, none opened).
     pub(crate) fn in_table(&self) -> bool {
-        self.all && self.opened.is_none()
+        self.all && self.detail().is_none()
     }
 }
 
@@ -366,8 +388,8 @@ pub(crate) mod tests {
         }
         let history = &state.live.history[&1];
         assert_eq!(history.connects.len(), HISTORY);
-        assert_eq!(history.connects.first().copied(), Some(5.0));
-        assert_eq!(history.connects.last().copied(), Some((HISTORY + 4) as f64));
+        assert_eq!(history.connects.front().copied(), Some(5.0));
+        assert_eq!(history.connects.back().copied(), Some((HISTORY + 4) as f32));
         state.update(tick(&[(2, "b", &[])], 1.0), SystemTime::now());
         assert!(!state.live.history.contains_key(&1));
         assert_eq!(state.live.ticks, HISTORY as u64 + 6);
@@ -383,7 +405,7 @@ pub(crate) mod tests {
         assert_eq!(state.live.rows[0].report.sockets.time_wait.total, 9);
         state.key(Key::Char('p'));
         assert_eq!(state.shown().rows[0].report.sockets.time_wait.total, 9);
-        assert_eq!(state.shown().history[&1].connects, vec![1.0, 2.0]);
+        assert_eq!(state.shown().history[&1].connects, [1.0, 2.0]);
     }
 
     #[test]
@@ -446,6 +468,37 @@ pub(crate) mod tests {
         state.update(tick(&[(1, "a", &[])], 0.0), SystemTime::now());
         assert!(state.detail().is_none());
         assert_eq!(state.selected_index(), 0);
+    }
+
+    #[test]
+    fn a_namespace_gone_while_paused_closes_on_resume_and_the_keys_are_the_table_s_again() {
+        let mut state = State::new(true, Duration::from_secs(1));
+        state.update(tick(&[(1, "a", &[(9, 5)]), (2, "b", &[])], 0.0), SystemTime::now());
+        state.namespace_sort = NamespaceSort::Name;
+        state.selected = Some(1);
+        state.key(Key::Enter);
+        assert_eq!(state.detail().map(|r| r.inode), Some(1));
+        state.key(Key::Char('p'));
+        state.update(tick(&[(2, "b", &[])], 0.0), SystemTime::now());
+        assert_eq!(state.detail().map(|r| r.inode), Some(1), "paused: still shown as it was");
+        state.key(Key::Char('p'));
+        assert!(state.detail().is_none() && state.in_table(), "resumed: back to the table");
+        assert_eq!(state.selected, Some(2), "the highlight moves to a namespace that is there");
+        state.key(Key::Char('s'));
+        assert_eq!(state.namespace_sort, NamespaceSort::Findings, "s orders the table");
+    }
+
+    #[test]
+    fn the_highlight_starts_on_the_first_row_and_stays_on_its_namespace() {
+        let mut state = State::new(true, Duration::from_secs(1));
+        state.namespace_sort = NamespaceSort::Name;
+        state.update(tick(&[(1, "b", &[]), (2, "c", &[])], 0.0), SystemTime::now());
+        assert_eq!(state.selected, Some(1));
+        // A namespace sorted before it appears: the highlight stays on "b".
+        state.update(tick(&[(1, "b", &[]), (2, "c", &[]), (3, "a", &[])], 0.0), SystemTime::now());
+        assert_eq!(state.selected, Some(1));
+        assert_eq!(state.selected_index(), 1);
+        assert_eq!(state.key(Key::Redraw), Action::Repaint);
     }
 
     #[test]

@@ -5,20 +5,22 @@
 //! Text read from the host (namespace labels, commands, container names) is escaped before it is
 //! drawn, so that nothing in a process name can move the cursor or recolour the terminal.
 
+use std::collections::VecDeque;
+
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph, Row as TableRow, Sparkline, Table};
+use ratatui::widgets::{Block, Clear, Paragraph, Row as TableRow, Sparkline, Table, TableState};
 
 use crate::error::printable;
 use crate::inspect::sockets::Bucket;
 use crate::report::Report;
 use crate::rules::Severity;
-use crate::watch::state::{Data, History, Row, State};
+use crate::watch::state::{BucketSort, Data, History, Row, State};
 
 /// The smallest terminal the view is drawn on; below it, a message asks for more room.
-pub(crate) const MIN_WIDTH: u16 = 60;
+pub(crate) const MIN_WIDTH: u16 = 70;
 pub(crate) const MIN_HEIGHT: u16 = 16;
 
 /// Styles, or none at all when colours are off (`--color never`, `NO_COLOR`): the view is then
@@ -91,34 +93,46 @@ fn title_line(state: &State, palette: Palette) -> Paragraph<'static> {
         (true, None) => format!("{} network namespaces", data.rows.len()),
         (false, None) => String::new(),
     };
-    let mut spans = vec![
-        Span::styled("twtune watch", palette.title()),
-        Span::raw(format!("  {what}  every {}", duration(state.interval.as_secs_f64()))),
-    ];
+    let mut spans = vec![Span::styled("twtune watch", palette.title())];
+    // First, where a narrow terminal or a long label cannot push it out of sight.
+    if state.paused() {
+        spans.push(Span::styled("  PAUSED", palette.severity(Severity::Warn).add_modifier(Modifier::REVERSED)));
+    }
+    spans.push(Span::raw(format!("  {what}  every {}", duration(state.interval.as_secs_f64()))));
     if let Some(at) = data.at {
         spans.push(Span::raw(format!("  {}", clock(at))));
     }
     let sort = if state.in_table() { state.namespace_sort.name() } else { state.bucket_sort.name() };
     spans.push(Span::styled(format!("  sort: {sort}"), palette.dim()));
-    if state.paused() {
-        spans.push(Span::styled("  PAUSED (p resumes; reading goes on)", palette.severity(Severity::Warn)));
-    }
     Paragraph::new(Line::from(spans))
 }
 
 fn status_line(state: &State, palette: Palette) -> Paragraph<'static> {
     let data = state.shown();
+    let pause = if state.paused() { "p resume" } else { "p pause" };
     let keys = if state.in_table() {
-        "q quit  p pause  s sort  Up/Down select  Enter open  ? help"
+        format!("q quit  {pause}  s sort  Up/Down select  Enter open  ? help")
     } else if state.all {
-        "q quit  p pause  s sort  Esc back  ? help"
+        format!("q quit  {pause}  s sort  Esc back  ? help")
     } else {
-        "q quit  p pause  s sort  ? help"
+        format!("q quit  {pause}  s sort  ? help")
     };
     let mut text = format!("{keys}   read in {} ms", data.took.as_millis());
-    for note in &data.notes {
+    if data.took > state.interval {
+        text.push_str(" (longer than --interval: reads are spaced by their own length)");
+    }
+    let mut notes: Vec<String> = data.notes.clone();
+    if let Some(row) = state.detail() {
+        notes.extend(row.report.sockets.owners_unavailable.as_ref().map(|why| format!("owners: {why}")));
+        match row.report.warnings.len() {
+            0 => {}
+            1 => notes.push(row.report.warnings[0].clone()),
+            n => notes.push(format!("{n} warnings (twtune audit lists them)")),
+        }
+    }
+    for note in notes {
         text.push_str("   ");
-        text.push_str(&printable(note));
+        text.push_str(&printable(&note));
     }
     Paragraph::new(Line::styled(text, palette.dim()))
 }
@@ -200,7 +214,7 @@ fn rates(frame: &mut Frame, area: Rect, report: &Report, history: Option<&Histor
     frame.render_widget(block, area);
     let empty = History::default();
     let history = history.unwrap_or(&empty);
-    let series: [(&str, &[f64]); 4] = [
+    let series: [(&str, &VecDeque<f32>); 4] = [
         ("connects", &history.connects),
         ("accepts", &history.accepts),
         ("TIME_WAIT in", &history.time_wait_entries),
@@ -209,25 +223,29 @@ fn rates(frame: &mut Frame, area: Rect, report: &Report, history: Option<&Histor
     let rows = Layout::vertical([Constraint::Length(1); 4]).split(inner);
     for ((label, values), row) in series.iter().zip(rows.iter()) {
         let [text, spark] = Layout::horizontal([Constraint::Length(24), Constraint::Min(0)]).areas(*row);
-        let now = match (&report.rates, values.last()) {
-            (Some(_), Some(value)) => rate(*value),
+        let now = match (&report.rates, values.back()) {
+            (Some(_), Some(value)) => rate(f64::from(*value)),
             _ => "-".into(),
         };
         frame.render_widget(Paragraph::new(format!("{label:<13}{now:>10} ")), text);
         // The newest samples that fit, in tenths so that slow rates still show.
         let shown = values.len().min(spark.width as usize);
-        let tenths: Vec<u64> = values[values.len() - shown..].iter().map(|v| (v * 10.0).round() as u64).collect();
+        let tenths: Vec<u64> = values.range(values.len() - shown..).map(|v| (v * 10.0).round() as u64).collect();
         frame.render_widget(Sparkline::default().data(tenths).style(palette.fg(Color::Cyan)), spark);
     }
 }
 
 fn bucket_table(report: &Report, state: &State, width: u16, palette: Palette) -> Table<'static> {
     let s = &report.sockets;
+    // The buckets shown are the fullest; another order sorts those, it does not pick others.
+    let order = match state.bucket_sort {
+        BucketSort::Fullest => String::new(),
+        sort => format!(", by {}", sort.name()),
+    };
     let title = format!(
-        " destinations: {} of {} buckets, by {} (held █, reusable ▒, free ░) ",
+        " the {} fullest of {} destinations{order} (held █, reusable ▒, free ░) ",
         s.buckets.len(),
         s.bucket_count,
-        state.bucket_sort.name()
     );
     let block = Block::bordered().title(title);
     if s.buckets.is_empty() {
@@ -315,6 +333,7 @@ fn bar(held: u32, reusable: u32, total: u32, width: u16, palette: Palette, repor
 
 fn runs_out(bucket: &Bucket) -> String {
     match bucket.seconds_to_exhaustion {
+        Some(seconds) if seconds < 1.0 => "now".into(),
         Some(seconds) => duration(seconds),
         None if bucket.growth_per_sec.is_some() => "no".into(),
         None => "-".into(),
@@ -431,12 +450,9 @@ fn namespaces(frame: &mut Frame, area: Rect, state: &State, palette: Palette) {
     .style(palette.dim());
     let lines: Vec<TableRow> = rows
         .iter()
-        .enumerate()
-        .map(|(i, row)| {
+        .map(|row| {
             let r = &row.report;
             let fullest = r.sockets.buckets.first();
-            // Folded from +0.0: an empty f64 sum is -0.0.
-            let new = r.sockets.buckets.iter().filter_map(|b| b.churn.as_ref()).fold(0.0, |sum, c| sum + c.new_per_sec);
             let conntrack = match r.conntrack.as_ref().map(|c| (c.count, c.max)) {
                 Some((Some(count), Some(max))) if max > 0 => format!("{:.1}%", count as f64 * 100.0 / max as f64),
                 Some((Some(count), _)) => number(count),
@@ -444,7 +460,7 @@ fn namespaces(frame: &mut Frame, area: Rect, state: &State, palette: Palette) {
             };
             let counts: Vec<String> = r.severity_counts().iter().map(|(s, n)| format!("{n} {}", s.name())).collect();
             let findings_style = r.worst().map_or(Style::new(), |w| palette.severity(w));
-            let line = TableRow::new(vec![
+            TableRow::new(vec![
                 Line::raw(printable(&row.label).into_owned()),
                 Line::raw(number(r.sockets.time_wait.outbound)),
                 Line::raw(number(r.sockets.time_wait.inbound)),
@@ -452,11 +468,10 @@ fn namespaces(frame: &mut Frame, area: Rect, state: &State, palette: Palette) {
                 fullest.map_or(Line::raw("-"), |b| {
                     Line::styled(format!("{:.0}%", b.usage_pct), palette.usage(r, b.usage_pct))
                 }),
-                Line::raw(if r.rates.is_some() { rate(new) } else { "-".into() }),
+                Line::raw(r.rates.as_ref().map_or("-".into(), |rates| rate(rates.active_opens_per_sec))),
                 Line::raw(conntrack),
                 Line::styled(if counts.is_empty() { "-".into() } else { counts.join(", ") }, findings_style),
-            ]);
-            if i == selected { line.style(Style::new().add_modifier(Modifier::REVERSED)) } else { line }
+            ])
         })
         .collect();
     let widths = [
@@ -470,7 +485,13 @@ fn namespaces(frame: &mut Frame, area: Rect, state: &State, palette: Palette) {
         Constraint::Length(16),
     ];
     let title = format!(" network namespaces, by {} ", state.namespace_sort.name());
-    frame.render_widget(Table::new(lines, widths).header(header).block(Block::bordered().title(title)), table_area);
+    let table = Table::new(lines, widths)
+        .header(header)
+        .block(Block::bordered().title(title))
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    // The table scrolls to keep the highlighted namespace in view.
+    let mut scroll = TableState::default().with_selected(Some(selected));
+    frame.render_stateful_widget(table, table_area, &mut scroll);
     if let Some(row) = rows.get(selected) {
         frame.render_widget(findings(&row.report, palette), findings_area);
     }
@@ -605,13 +626,13 @@ mod tests {
         let mut state = State::new(true, Duration::from_secs(1));
         state.update(tick(&[(1, "a", &[(9, 100)]), (2, "b", &[])], 1.0), SystemTime::UNIX_EPOCH);
         let (text, _) = frame(&state, 40, 10, false);
-        assert!(text.contains("needs at least 60x16"), "{text}");
+        assert!(text.contains("needs at least 70x16"), "{text}");
         // Small but enough: the buckets and a finding keep their rows before the budgets do.
         state.key(Key::Enter);
         let (text, _) = frame(&state, 70, 20, false);
         assert!(text.contains("10.0.0.9:80") && text.contains("findings"), "{text}");
         state.key(Key::Back);
-        for (w, h) in [(1, 1), (60, 16), (61, 17), (200, 60), (80, 24)] {
+        for (w, h) in [(1, 1), (70, 16), (71, 17), (200, 60), (80, 24)] {
             frame(&state, w, h, false);
             state.key(Key::Enter);
             frame(&state, w, h, false);

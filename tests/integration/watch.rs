@@ -310,11 +310,85 @@ fn every_namespace_has_a_row_and_enter_opens_one() {
     assert!(number_after(&opened, "connects") > 20, "{opened}");
     tmux.keys(&["Escape"]);
     tmux.wait_for("the table again", |s| s.contains("network namespaces, by"));
+
+    // A namespace that goes away leaves the table, and twtune lets go of it.
+    let holder = Process::ready("unshare", &["--net", "sh", "-c", "echo ready; exec sleep 600"]);
+    let inode = std::fs::metadata(format!("/proc/{}/ns/net", holder.pid())).map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.ino()
+    });
+    let inode = inode.expect("the holder's namespace");
+    let label = format!("pid {} (sleep)", holder.pid());
+    tmux.wait_for("the holder's row", |s| s.contains(&label));
+    let twtune = run("pgrep", &["-P", tmux.tmux(&["display-message", "-p", "#{pane_pid}"]).trim()]).trim().to_string();
+    let holds = || {
+        std::fs::read_dir(format!("/proc/{twtune}/fd"))
+            .expect("twtune's fds")
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .any(|link| link.to_string_lossy() == format!("net:[{inode}]"))
+    };
+    assert!(holds(), "twtune holds the namespaces it reads");
+    drop(holder);
+    tmux.wait_for("the holder's row to go", |s| !s.contains(&label));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!holds(), "twtune still holds net:[{inode}] after it went away");
+
     tmux.keys(&["q"]);
     assert_eq!(tmux.exit_status(), 0);
     drop(_churn);
     drop(_server);
     run("ip", &["netns", "del", "twtune-watch"]);
+}
+
+#[test]
+fn a_watched_namespace_left_by_its_last_process_says_so() {
+    if !enter("watch::a_watched_namespace_left_by_its_last_process_says_so") {
+        return;
+    }
+    let holder = Process::ready("unshare", &["--net", "sh", "-c", "echo ready; exec sleep 600"]);
+    let pid = holder.pid().to_string();
+    let tmux = Tmux::start(&[], &["watch", "--netns-pid", &pid], 160, 30);
+    tmux.wait_for("the namespace's view", |s| s.contains(&format!("/proc/{pid}/ns/net")) && s.contains("per second"));
+    drop(holder);
+    // Owners (and with them the listing) are looked up every 10 s.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        let screen = tmux.screen();
+        if screen.contains("has no process and no name any more") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no note that the namespace was left:\n{screen}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(), 0);
+}
+
+#[test]
+fn a_process_name_with_escape_sequences_is_shown_escaped() {
+    if !enter("watch::a_process_name_with_escape_sequences_is_shown_escaped") {
+        return;
+    }
+    let _server = Process::peer(&["server", "7005"]);
+    // Any user can name their process so: `comm` is theirs to write.
+    let holder = Process::ready(
+        "python3",
+        &[
+            "-c",
+            "import socket\nopen('/proc/self/comm', 'w').write('ev\\x1b[2J\\x1b[31mil')\n\
+             held = [socket.create_connection(('127.0.0.1', 7005)) for _ in range(3)]\nprint('ready', flush=True)\n\
+             import time\ntime.sleep(600)",
+        ],
+    );
+    let tmux = Tmux::start(&[], &["watch"], 160, 30);
+    let screen = tmux.wait_for("the holder as the owner", |s| s.contains(&format!("{} ev", holder.pid())));
+    // Shown as text (the control character replaced), so not obeyed: no screen cleared, no red.
+    assert!(screen.contains("ev?[2J?[31mil"), "{screen}");
+    let styled = tmux.styled_screen();
+    let line = styled.lines().find(|l| l.contains("?[31mil")).expect("the owner's line");
+    assert!(!line.contains("\x1b[31m"), "the name's colour reached the terminal:\n{line:?}");
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(), 0);
 }
 
 #[test]

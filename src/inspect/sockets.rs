@@ -279,9 +279,9 @@ pub(crate) struct Tuples {
     cookies: Vec<u64>,
 }
 
-/// Cookies kept from a first read (8 bytes each, 8 MiB at most); beyond, new connections are told
-/// by port.
-const MAX_COOKIES: usize = 1 << 20;
+/// Cookies kept from a read for the next (16 bytes each while a read is counted, 8 between reads:
+/// 12 MiB at most); beyond, new connections are told by port.
+const MAX_COOKIES: usize = 1 << 19;
 
 /// [`SeenPorts`] compared by nothing: the tuples are working state, not part of a report's value.
 #[derive(Clone, Debug)]

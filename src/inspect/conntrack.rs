@@ -704,8 +704,6 @@ pub(crate) fn dump(
 /// The answer is kept for [`RULES_KEPT`] per namespace: `twtune watch` reads every second, and
 /// running the tool each time would cost more than the rest of the read.
 pub(crate) fn nat_rules(root: &crate::root::Root) -> Option<(String, Vec<&'static str>)> {
-    type Kept = std::collections::HashMap<u64, (std::time::Instant, Option<(String, Vec<&'static str>)>)>;
-    static KEPT: std::sync::Mutex<Option<Kept>> = std::sync::Mutex::new(None);
     let Ok(namespace) = crate::inspect::netns::current() else { return read_nat_rules(root) };
     if let Ok(kept) = KEPT.lock()
         && let Some((at, rules)) = kept.as_ref().and_then(|k| k.get(&namespace))
@@ -714,12 +712,29 @@ pub(crate) fn nat_rules(root: &crate::root::Root) -> Option<(String, Vec<&'stati
         return rules.clone();
     }
     let rules = read_nat_rules(root);
+    // A failure (a tool that timed out on a loaded host) is not kept: the next read tries again.
+    if rules.is_none() {
+        return rules;
+    }
     if let Ok(mut kept) = KEPT.lock() {
         let kept = kept.get_or_insert_with(Kept::new);
         kept.retain(|_, (at, _)| at.elapsed() < RULES_KEPT);
         kept.insert(namespace, (std::time::Instant::now(), rules.clone()));
     }
     rules
+}
+
+type Kept = std::collections::HashMap<u64, (std::time::Instant, Option<(String, Vec<&'static str>)>)>;
+static KEPT: std::sync::Mutex<Option<Kept>> = std::sync::Mutex::new(None);
+
+/// Forgets the rules kept for namespace `inode`, which is gone: the kernel gives a freed inode
+/// number to the next namespace made, whose rules are its own.
+pub(crate) fn forget_rules(inode: u64) {
+    if let Ok(mut kept) = KEPT.lock()
+        && let Some(kept) = kept.as_mut()
+    {
+        kept.remove(&inode);
+    }
 }
 
 /// How long the NAT rules read in a namespace are used before they are read again.

@@ -424,9 +424,15 @@ impl SocketCounter {
             self.cookies.push((socket.cookie, bucket.id));
         }
         if let Some((previous, since_ms)) = &self.tracking.previous {
-            // A kept cookie is compared in `finish`, against the previous read's; the rest by port.
+            // A kept cookie is compared in `finish`, against the previous read's (one merge); one
+            // beyond the limit is searched for, so that a read larger than the last is still
+            // counted by cookie; a socket without a cookie is compared by port.
             let compared_later = by_cookie && kept;
-            let seen = previous.ports.get(&key).is_some_and(|seen| seen.0.contains(local_port));
+            let seen = if by_cookie && socket.cookie != 0 {
+                kept || previous.cookies.binary_search(&socket.cookie).is_ok()
+            } else {
+                previous.ports.get(&key).is_some_and(|seen| seen.0.contains(local_port))
+            };
             if !compared_later && !seen {
                 bucket.new += 1;
             }
@@ -1171,5 +1177,61 @@ mod tests {
         let id = |remote: &str| summary.buckets.iter().find(|b| b.remote == remote).expect("bucket").id;
         let (a, b) = (id("10.0.0.2:443"), id("10.0.0.3:443"));
         assert_eq!(summary.live_inodes, vec![(100, b), (500, a), (900, a)], "sorted by inode");
+    }
+
+    #[test]
+    fn a_read_larger_than_the_cookie_limit_still_counts_new_connections_by_cookie() {
+        use std::net::{Ipv4Addr, SocketAddr as SA};
+        let range = PortRange { low: 1024, high: 65535 };
+        let mk = |i: u32, cookie: u64| {
+            // bucket by remote ip, port by i
+            let remote = SA::new(IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + i / 60000)), 80);
+            let local = SA::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 2000 + (i % 60000) as u16);
+            Socket { cookie, ..Socket::new(TcpState::Established, local, remote) }
+        };
+        let mut first =
+            SocketCounter::new(range, PortSet::default()).tracking(Tracking { record: true, ..Tracking::default() });
+        (0..1000u32).for_each(|i| first.add(mk(i, 1 + u64::from(i))));
+        let tuples = first.finish("t", usize::MAX).tuples.expect("rec");
+        assert_eq!(tuples.cookies.len(), 1000);
+        let mut second = SocketCounter::new(range, PortSet::default())
+            .tracking(Tracking { previous: Some((tuples, 1000)), ..Tracking::default() });
+        // the same 1000 connections: not new
+        (0..1000u32).for_each(|i| second.add(mk(i, 1 + u64::from(i))));
+        // MAX_COOKIES new ones on unseen ports/buckets
+        (1000..1000 + MAX_COOKIES as u32).for_each(|i| second.add(mk(i, 10_000_000 + u64::from(i))));
+        // 1000 new connections (new cookies) on the ports of the first read
+        (0..1000u32).for_each(|i| second.add(mk(i, 50_000_000 + u64::from(i))));
+        let s = second.finish("t", usize::MAX);
+        let new: u32 = s.buckets.iter().map(|b| b.new.expect("compared")).sum();
+        assert_eq!(
+            new,
+            MAX_COOKIES as u32 + 1000,
+            "every socket with a cookie is compared by cookie, beyond the limit too"
+        );
+    }
+
+    #[test]
+    fn duplicate_cookies_and_sockets_without_one_are_each_judged_on_their_own() {
+        let with = |port: u16, cookie| Socket {
+            cookie,
+            ..socket(TcpState::Established, &format!("10.0.0.1:{port}"), "10.0.0.2:443")
+        };
+        let mut first = counter().tracking(Tracking { record: true, ..Tracking::default() });
+        first.add(with(40000, 5));
+        first.add(with(40001, 5));
+        first.add(with(40002, 0));
+        first.add(with(40003, 7));
+        let tuples = first.finish("t", usize::MAX).tuples.expect("rec");
+        let mut second = counter().tracking(Tracking { previous: Some((tuples, 1000)), ..Tracking::default() });
+        second.add(with(40000, 5));
+        second.add(with(40001, 5));
+        second.add(with(40002, 0)); // by port: seen
+        second.add(with(40004, 0)); // by port: new
+        second.add(with(40003, 8)); // new
+        second.add(with(40005, 7)); // seen cookie
+        second.add(with(40005, 7));
+        let s = second.finish("t", usize::MAX);
+        assert_eq!(s.buckets[0].new, Some(2));
     }
 }

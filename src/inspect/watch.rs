@@ -208,7 +208,9 @@ impl Reader {
                 })
                 .collect();
             // What is left was not listed again: gone.
-            drop(last);
+            for inode in last.into_keys() {
+                crate::inspect::conntrack::forget_rules(inode);
+            }
             let list = &found.list;
             let owners = |ns: &Namespace| look_up.then(|| Owners::of(true, Some(&found), Some(ns.inode)));
             let read = sweep::parallel(list.len(), |i| {
@@ -226,8 +228,9 @@ impl Reader {
     }
 
     /// Sends a tick and waits for the next interval, and at least as long as the read took (so
-    /// that a host too large for the interval costs half a core, not a whole one); `false` once
-    /// the watch has ended (the view is gone, or this was a failure).
+    /// that a host too large for the interval costs half a core, not a whole one: a read longer
+    /// than half the interval stretches the period); `false` once the watch has ended (the view
+    /// is gone, or this was a failure).
     fn deliver(&self, tick: Result<Tick>, started: Instant) -> bool {
         let failed = tick.is_err();
         if self.send.send(tick).is_err() || failed {

@@ -118,8 +118,8 @@ fn status_line(state: &State, palette: Palette) -> Paragraph<'static> {
         format!("q quit  {pause}  s sort  ? help")
     };
     let mut text = format!("{keys}   read in {} ms", data.took.as_millis());
-    if data.took > state.interval {
-        text.push_str(" (longer than --interval: reads are spaced by their own length)");
+    if data.took * 2 > state.interval {
+        text.push_str(" (over half of --interval: each read is followed by a pause as long)");
     }
     let mut notes: Vec<String> = data.notes.clone();
     if let Some(row) = state.detail() {
@@ -597,6 +597,8 @@ mod tests {
         ] {
             assert!(text.contains(piece), "{piece:?} missing from\n{text}");
         }
+        let (crit, warn) = (text.find("CRIT").expect("crit"), text.find("WARN").expect("warn"));
+        assert!(crit < warn, "worst first\n{text}");
         let nine = text.find("10.0.0.9:80").expect("bucket");
         let two = text.find("10.0.0.2:80").expect("bucket");
         assert!(nine < two, "fullest first\n{text}");
@@ -659,6 +661,20 @@ mod tests {
         state.key(Key::Enter);
         let (text, _) = frame(&state, 120, 30, false);
         assert!(text.contains("Esc back") && text.contains("10.0.0.9:80"), "{text}");
+    }
+
+    #[test]
+    fn a_bucket_runs_out_in_a_time_now_or_not_at_all() {
+        let mut state = State::new(false, Duration::from_secs(1));
+        state.update(tick(&[(1, "a", &[(9, 100)])], 1.0), SystemTime::UNIX_EPOCH);
+        let mut bucket = state.live.rows[0].report.sockets.buckets[0].clone();
+        assert_eq!(runs_out(&bucket), "-", "not sampled");
+        bucket.growth_per_sec = Some(0.0);
+        assert_eq!(runs_out(&bucket), "no", "not growing");
+        bucket.seconds_to_exhaustion = Some(245.0);
+        assert_eq!(runs_out(&bucket), "4m05s");
+        bucket.seconds_to_exhaustion = Some(0.0);
+        assert_eq!(runs_out(&bucket), "now");
     }
 
     #[test]

@@ -155,6 +155,10 @@ fn the_view_follows_real_churn_and_its_keys_sort_pause_help_resize_and_quit() {
         s.contains(CHURN) && s.contains(POOL) && s.contains("python3") && s.contains("conn.no-reuse")
     });
     assert!(tmux.alternate_screen(), "the view is on the alternate screen");
+    // nf_conntrack is there (built into this kernel, or loaded): its use is shown.
+    if std::path::Path::new("/proc/sys/net/netfilter/nf_conntrack_count").exists() {
+        assert!(first.contains("conntrack") && first.contains("entries"), "{first}");
+    }
     // The pool holds 300 ports, the churn far fewer (its TIME_WAIT is reusable on loopback).
     assert!(row_of(&first, POOL) < row_of(&first, CHURN), "fullest first:\n{first}");
     assert!(number_after(&first, "connects") > 20, "{first}");
@@ -284,6 +288,14 @@ fn every_namespace_has_a_row_and_enter_opens_one() {
     tmux.wait_for("the namespace table with ours", |s| {
         s.contains("network namespaces, by") && s.contains("twtune-watch")
     });
+    // --netns NAME watches the one namespace.
+    let one = Tmux::start(&[], &["watch", "--netns", "twtune-watch"], 140, 40);
+    one.wait_for("the named namespace's view", |s| {
+        s.lines().next().is_some_and(|l| l.contains("twtune-watch")) && s.contains(CHURN)
+    });
+    one.keys(&["q"]);
+    assert_eq!(one.exit_status(), 0);
+
     // By name, then Down until ours is the highlighted row (other tests' namespaces may be listed
     // too; the highlight stays on its namespace when rows come and go).
     for _ in 0..3 {

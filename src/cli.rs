@@ -39,7 +39,8 @@ pub enum Command {
     /// full-screen view refreshed every interval.
     ///
     /// Keys: q (or Ctrl-C) quits, p pauses the view (reading goes on), s changes the sort order,
-    /// ? shows help; with --all-netns, Up/Down pick a namespace, Enter opens it, Esc goes back.
+    /// ? shows help, Ctrl-L redraws, Ctrl-Z suspends; with --all-netns, Up/Down pick a namespace,
+    /// Enter opens it, Esc goes back.
     /// Needs a terminal: for a measurement to keep or to script, use `twtune audit --sample 5s`.
     #[command(after_help = WATCH_EXIT_STATUS)]
     Watch(WatchArgs),

@@ -17,6 +17,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Vec<Key> {
         let key = match first {
             0x03 => Some(Key::Interrupt),
             0x0c => Some(Key::Redraw),
+            0x1a => Some(Key::Suspend),
             b'\r' | b'\n' => Some(Key::Enter),
             0x7f | 0x08 => Some(Key::Back),
             0x1b => {
@@ -80,7 +81,7 @@ mod tests {
         );
         assert_eq!(parse(b"\x1b[A\x1b[B\x1bOA\x1bOB\x1b[D"), [Key::Up, Key::Down, Key::Up, Key::Down, Key::Back]);
         assert_eq!(parse(b"\x1b"), [Key::Back]);
-        assert_eq!(parse(b"\x0c"), [Key::Redraw]);
+        assert_eq!(parse(b"\x0c\x1a"), [Key::Redraw, Key::Suspend]);
         assert_eq!(parse(b"\x1bq"), [Key::Back, Key::Char('q')]);
     }
 

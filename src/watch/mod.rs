@@ -33,13 +33,22 @@ pub(crate) fn run(
     palette: Palette,
     signals: &Signals,
 ) -> Result<()> {
-    let Signals { stop, resized } = signals;
+    let Signals { stop, resized, suspend, continued } = signals;
     let stdin = rustix::stdio::stdin();
     let mut input = [0u8; 256];
     let mut dirty = true;
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
+        }
+        if suspend.swap(false, Ordering::Relaxed) {
+            screen.suspend()?;
+            dirty = true;
+        }
+        // Continued after a stop twtune did not ask for (SIGSTOP): the terminal may hold anything.
+        if continued.swap(false, Ordering::Relaxed) {
+            screen.clear()?;
+            dirty = true;
         }
         match watch.ticks.try_recv() {
             Ok(tick) => {
@@ -81,6 +90,11 @@ pub(crate) fn run(
                     screen.clear()?;
                     dirty = true;
                 }
+                Action::Suspend => {
+                    screen.suspend()?;
+                    continued.store(false, Ordering::Relaxed);
+                    dirty = true;
+                }
                 Action::Nothing => {}
             }
         }
@@ -88,16 +102,22 @@ pub(crate) fn run(
 }
 
 /// The signals the loop heeds: SIGINT, SIGTERM, SIGHUP and SIGQUIT end it like `q`, so that the
-/// screen is restored on the way out rather than left in raw mode; SIGWINCH redraws.
+/// screen is restored on the way out rather than left in raw mode; SIGWINCH redraws; SIGTSTP
+/// suspends as Ctrl-Z does, and SIGCONT draws everything anew.
 pub(crate) struct Signals {
     stop: Arc<AtomicBool>,
     resized: Arc<AtomicBool>,
+    /// SIGTSTP: suspend as Ctrl-Z does.
+    suspend: Arc<AtomicBool>,
+    /// SIGCONT: draw everything anew.
+    continued: Arc<AtomicBool>,
 }
 
 impl Signals {
     /// Catches them; before the screen changes, so that none can leave it changed.
     pub(crate) fn catch() -> Result<Signals> {
-        let signals = Signals { stop: Arc::new(AtomicBool::new(false)), resized: Arc::new(AtomicBool::new(false)) };
+        let flag = || Arc::new(AtomicBool::new(false));
+        let signals = Signals { stop: flag(), resized: flag(), suspend: flag(), continued: flag() };
         for signal in [
             signal_hook::consts::SIGINT,
             signal_hook::consts::SIGTERM,
@@ -107,9 +127,13 @@ impl Signals {
             signal_hook::flag::register(signal, Arc::clone(&signals.stop))
                 .map_err(|source| Error::Signal { signal, source })?;
         }
-        let signal = signal_hook::consts::SIGWINCH;
-        signal_hook::flag::register(signal, Arc::clone(&signals.resized))
-            .map_err(|source| Error::Signal { signal, source })?;
+        for (signal, flag) in [
+            (signal_hook::consts::SIGWINCH, &signals.resized),
+            (signal_hook::consts::SIGTSTP, &signals.suspend),
+            (signal_hook::consts::SIGCONT, &signals.continued),
+        ] {
+            signal_hook::flag::register(signal, Arc::clone(flag)).map_err(|source| Error::Signal { signal, source })?;
+        }
         Ok(signals)
     }
 }

@@ -1,6 +1,7 @@
 //! The terminal of the live view: raw mode and the alternate screen while it runs, and the terminal
 //! as it was afterwards, however the view ends: a quit key, a signal, an error, or a panic (a
 //! panic hook restores before the message is printed, so the message lands on the normal screen).
+//! A suspended view (Ctrl-Z) gives the terminal back while it is stopped.
 
 use std::io::Stdout;
 use std::sync::Once;
@@ -32,10 +33,7 @@ impl Screen {
                 previous(info);
             }));
         });
-        ACTIVE.store(true, Ordering::SeqCst);
-        let opened = enable_raw_mode()
-            .and_then(|()| execute!(std::io::stdout(), EnterAlternateScreen, Hide))
-            .and_then(|()| Terminal::new(CrosstermBackend::new(std::io::stdout())));
+        let opened = take().and_then(|()| Terminal::new(CrosstermBackend::new(std::io::stdout())));
         match opened {
             Ok(terminal) => Ok(Screen { terminal }),
             Err(e) => {
@@ -43,6 +41,16 @@ impl Screen {
                 Err(Error::Output(e))
             }
         }
+    }
+
+    /// Ctrl-Z or SIGTSTP: gives the terminal back, stops as a stopped job does, and takes the
+    /// terminal again once continued (`fg`), drawing everything anew.
+    pub(crate) fn suspend(&mut self) -> Result<()> {
+        restore();
+        signal_hook::low_level::emulate_default_handler(signal_hook::consts::SIGTSTP)
+            .map_err(|source| Error::Signal { signal: signal_hook::consts::SIGTSTP, source })?;
+        take().map_err(Error::Output)?;
+        self.clear()
     }
 
     /// Clears the terminal, so that the next frame is drawn whole.
@@ -64,6 +72,12 @@ impl Drop for Screen {
 
 /// Whether the terminal is ours to restore.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Raw mode, the alternate screen, no cursor.
+fn take() -> std::io::Result<()> {
+    ACTIVE.store(true, Ordering::SeqCst);
+    enable_raw_mode().and_then(|()| execute!(std::io::stdout(), EnterAlternateScreen, Hide))
+}
 
 /// Leaves raw mode and the alternate screen and shows the cursor, once: leaving the alternate
 /// screen also moves the cursor back to where it was on entering, so a second time (the panic hook,

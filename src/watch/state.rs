@@ -165,6 +165,8 @@ pub(crate) enum Action {
     Redraw,
     /// Clear the terminal, then draw.
     Repaint,
+    /// Give the terminal back and stop until continued.
+    Suspend,
     Quit,
     Nothing,
 }
@@ -180,6 +182,8 @@ pub(crate) enum Key {
     Interrupt,
     /// Ctrl-L: draw everything again (something else wrote on the terminal).
     Redraw,
+    /// Ctrl-Z: stop as a job, the terminal given back.
+    Suspend,
 }
 
 /// The whole state of the view.
@@ -306,6 +310,7 @@ impl State {
                 self.forget_gone();
             }
             Key::Redraw => return Action::Repaint,
+            Key::Suspend => return Action::Suspend,
             Key::Char('s') if self.in_table() => self.namespace_sort = self.namespace_sort.next(),
             Key::Char('s') => self.bucket_sort = self.bucket_sort.next(),
             Key::Up | Key::Char('k') if self.in_table() => self.select(-1),
@@ -499,6 +504,7 @@ pub(crate) mod tests {
         assert_eq!(state.selected, Some(1));
         assert_eq!(state.selected_index(), 1);
         assert_eq!(state.key(Key::Redraw), Action::Repaint);
+        assert_eq!(state.key(Key::Suspend), Action::Suspend);
     }
 
     #[test]

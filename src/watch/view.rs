@@ -503,6 +503,7 @@ fn help(frame: &mut Frame, area: Rect, state: &State) {
         Line::raw("p, space    pause the view (reading goes on; p again shows the latest)"),
         Line::raw("s           next sort order"),
         Line::raw("?, h        this help (any key closes it)"),
+        Line::raw("Ctrl-L      redraw; Ctrl-Z suspends (fg continues)"),
     ];
     if state.all {
         lines.push(Line::raw("Up/Down, k/j select a namespace"));

@@ -202,8 +202,8 @@ fn the_view_follows_real_churn_and_its_keys_sort_pause_help_resize_and_quit() {
 }
 
 #[test]
-fn ctrl_c_a_signal_a_hang_up_and_a_panic_end_it_and_restore_the_terminal() {
-    if !enter("watch::ctrl_c_a_signal_a_hang_up_and_a_panic_end_it_and_restore_the_terminal") {
+fn ctrl_c_a_signal_a_hang_up_a_suspend_and_a_panic_restore_the_terminal() {
+    if !enter("watch::ctrl_c_a_signal_a_hang_up_a_suspend_and_a_panic_restore_the_terminal") {
         return;
     }
     let interrupted = Tmux::start(&[], &["watch"], 100, 30);
@@ -233,6 +233,37 @@ fn ctrl_c_a_signal_a_hang_up_and_a_panic_end_it_and_restore_the_terminal() {
         assert!(Instant::now() < deadline, "twtune {twtune} still runs after its terminal hung up");
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // Ctrl-Z (and SIGTSTP): stopped as a job, with the terminal given back; continued, the view
+    // takes it again.
+    let suspended = Tmux::start(&[], &["watch"], 100, 30);
+    suspended.wait_for("the first frame", |s| s.contains("per second"));
+    let shell = suspended.tmux(&["display-message", "-p", "#{pane_pid}"]);
+    let twtune = run("pgrep", &["-P", shell.trim()]).trim().to_string();
+    let tty = suspended.tmux(&["display-message", "-p", "#{pane_tty}"]).trim().to_string();
+    let state = || {
+        let stat = std::fs::read_to_string(format!("/proc/{twtune}/stat")).expect("twtune's stat");
+        stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()).unwrap_or_default().to_string()
+    };
+    for by_signal in [false, true] {
+        if by_signal {
+            run("kill", &["-TSTP", &twtune]);
+        } else {
+            suspended.keys(&["C-z"]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while state() != "T" || suspended.alternate_screen() {
+            assert!(Instant::now() < deadline, "not stopped with the terminal given back: {}", state());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let modes = run("stty", &["-a", "-F", &tty]);
+        assert!(modes.split_whitespace().any(|m| m == "icanon"), "raw while stopped: {modes}");
+        run("kill", &["-CONT", &twtune]);
+        suspended.wait_for("the view again", |s| s.contains("per second"));
+        assert!(suspended.alternate_screen());
+    }
+    suspended.keys(&["q"]);
+    assert_eq!(suspended.exit_status(), 0);
 
     // A debug-build hook panics after the second frame.
     let panicked =

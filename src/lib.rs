@@ -21,6 +21,7 @@ mod files;
 #[cfg(test)]
 mod fuzz;
 mod inspect;
+mod model;
 mod ports;
 mod problem;
 mod profile;

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::inspect::Inspection;
-use crate::inspect::sockets::{Reuse, Socket, SocketCounter, TcpState, Tracking};
+use crate::model::records::{Socket, TcpState};
+use crate::model::reuse::Reuse;
+use crate::model::table::{SocketCounter, Tracking};
 use crate::ports::{PortRange, PortSet};
 use crate::sysctl::KernelVersion;
 use crate::sysctl::keys::Settings;
@@ -115,12 +117,6 @@ impl Host {
     /// The sysctl.d tree read beneath `root`.
     pub(crate) fn sysctl_d(mut self, root: &Path) -> Host {
         self.sysctl_d = Tree::read(root).expect("fixture tree");
-        self
-    }
-
-    /// How many buckets the summary lists.
-    pub(crate) fn top(mut self, top: usize) -> Host {
-        self.top = top;
         self
     }
 

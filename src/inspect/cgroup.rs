@@ -14,34 +14,7 @@
 //! The text is untrusted (a process chooses its cgroup's name when it may create one): only ids of
 //! 64 hexadecimal digits and UIDs of the usual 36 characters are taken. Pure.
 
-use serde::Serialize;
-
-/// The container (and pod) a process belongs to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub(crate) struct Container {
-    /// `docker`, `containerd`, `cri-o`, `podman`, or `kubernetes` for a pod's cgroup whose
-    /// container scope is not one of those.
-    pub runtime: &'static str,
-    /// The full container id (64 hex digits), when the path names one.
-    pub id: Option<String>,
-    /// Its first 12 digits, as `docker ps` and `crictl ps` show it.
-    pub short_id: Option<String>,
-    /// The Kubernetes pod UID, when the container is in a pod.
-    pub pod_uid: Option<String>,
-    /// The pod's QoS class: `guaranteed`, `burstable` or `besteffort`.
-    pub qos: Option<&'static str>,
-}
-
-impl Container {
-    /// How a person recognises it: `docker 0123456789ab`, `pod 5f1c...(burstable) 0123456789ab`.
-    pub(crate) fn label(&self) -> String {
-        let id = self.short_id.as_deref().unwrap_or("?");
-        match &self.pod_uid {
-            Some(uid) => format!("pod {uid} {} {id}", self.qos.unwrap_or("?")),
-            None => format!("{} {id}", self.runtime),
-        }
-    }
-}
+use crate::model::records::Container;
 
 /// The longest cgroup file read; a process in thousands of v1 hierarchies is still far below.
 pub(crate) const MAX_CGROUP_BYTES: u64 = 64 * 1024;

@@ -16,9 +16,12 @@ use crate::inspect::netlink::NetlinkSocketSource;
 use crate::inspect::netns::{self, Namespaces};
 use crate::inspect::owners;
 use crate::inspect::proc_tcp::ProcSocketSource;
-use crate::inspect::sample::{Rates, apply_sample};
-use crate::inspect::sockets::{SocketSource, Tracking};
+use crate::inspect::source::SocketSource;
 use crate::inspect::{self, Inspection};
+use crate::model::churn::{self, Rates};
+use crate::model::records::Owner;
+use crate::model::table::Tracking;
+use crate::model::{forecast, nat};
 use crate::root::Root;
 
 /// Which network namespace to audit.
@@ -245,8 +248,8 @@ pub(super) fn second_read(
     let mut second = inspect::read(root, source.as_mut(), usize::MAX, extra_keys, compare)?;
     owners.attribute(&mut second);
     second.warnings.extend(fallback);
-    let rates = apply_sample(&first.inspection, &mut second, since.as_secs_f64());
-    second.sockets.keep_top(request.top);
+    let rates = compare_reads(&first.inspection, &mut second, since.as_secs_f64());
+    forecast::keep_top(&mut second.sockets, request.top);
     Ok(Evidence { inspection: second, rates: Some(rates), other_namespaces: None })
 }
 
@@ -288,20 +291,50 @@ pub(super) fn next_read(
     }
     now.warnings.extend(fallback);
     let rates =
-        previous.as_ref().zip(since).map(|(p, since)| apply_sample(&p.inspection, &mut now, since.as_secs_f64()));
+        previous.as_ref().zip(since).map(|(p, since)| compare_reads(&p.inspection, &mut now, since.as_secs_f64()));
     // What is shown is trimmed to `--top`; the whole read stays for the next comparison.
     let tuples = now.sockets.tuples.take();
     let mut shown = now.clone();
-    shown.sockets.keep_top(request.top);
+    forecast::keep_top(&mut shown.sockets, request.top);
     now.sockets.tuples = tuples;
     let kept = FirstRead { inspection: now, taken, owners_fresh: owners.is_some() };
     Ok((Evidence { inspection: shown, rates, other_namespaces: None }, kept))
 }
 
+/// Compares `second` with `first`, read `seconds` before: its buckets' churn and forecasts, the
+/// counters' growth, and their rates.
+fn compare_reads(first: &Inspection, second: &mut Inspection, seconds: f64) -> Rates {
+    fill_owners(first, second);
+    forecast::compare(&first.sockets, &mut second.sockets, seconds);
+    second.counter_growth = Some(churn::counter_growth(&first.counters, &second.counters));
+    if let (Some(before), Some(now)) = (&first.conntrack, &mut second.conntrack) {
+        now.statistics_growth = Some(nat::statistics_growth(&before.statistics, &now.statistics));
+    }
+    churn::rates(&first.counters, &second.counters, seconds)
+}
+
+/// Short connections may have no live socket at one of the reads: a bucket of `second` whose
+/// owners were looked up and none found takes those of the same bucket in `first`.
+fn fill_owners(first: &Inspection, second: &mut Inspection) {
+    let before: std::collections::HashMap<(&str, &str), &Vec<Owner>> = first
+        .sockets
+        .buckets
+        .iter()
+        .filter_map(|b| Some(((b.local_ip.as_str(), b.remote.as_str()), b.owners.as_ref().filter(|o| !o.is_empty())?)))
+        .collect();
+    for bucket in &mut second.sockets.buckets {
+        if bucket.owners.as_ref().is_some_and(Vec::is_empty)
+            && let Some(owners) = before.get(&(bucket.local_ip.as_str(), bucket.remote.as_str()))
+        {
+            bucket.owners = Some((*owners).clone());
+        }
+    }
+}
+
 /// Gives each bucket of `now` the owners the same bucket had in `before`, and the same reason when
 /// there were none to look up.
 fn carry_owners(before: &Inspection, now: &mut Inspection) {
-    let owners: std::collections::HashMap<(&str, &str), &Option<Vec<owners::Owner>>> =
+    let owners: std::collections::HashMap<(&str, &str), &Option<Vec<Owner>>> =
         before.sockets.buckets.iter().map(|b| ((b.local_ip.as_str(), b.remote.as_str()), &b.owners)).collect();
     for bucket in &mut now.sockets.buckets {
         if let Some(found) = owners.get(&(bucket.local_ip.as_str(), bucket.remote.as_str())) {

@@ -11,21 +11,23 @@ pub(crate) mod netlink;
 pub(crate) mod netns;
 pub(crate) mod owners;
 pub(crate) mod proc_tcp;
-pub(crate) mod sample;
-pub(crate) mod sockets;
+pub(crate) mod source;
 pub(crate) mod sweep;
 pub(crate) mod watch;
 
 use std::collections::BTreeMap;
 
 use crate::error::Result;
+use crate::model::bind::MAX_LOCAL_ADDRESSES;
+use crate::model::reuse::Reuse;
+use crate::model::table::{MAX_OWNED_SOCKETS, SocketCounter, SocketSummary, Tracking};
 use crate::ports::{PortRange, PortSet};
 use crate::root::Root;
 use crate::sysctl::keys::Settings;
 use crate::sysctl::{KernelVersion, SysctlKey, fold_whitespace};
 use crate::sysctl_d::Tree;
 use conntrack::Conntrack;
-use sockets::{Reuse, SocketCounter, SocketSource, SocketSummary, Tracking};
+use source::SocketSource;
 
 /// Counters kept from `/proc/net/netstat` (TcpExt) and `/proc/net/snmp` (Tcp), by their kernel names.
 const TCP_EXT_COUNTERS: &[&str] = &[
@@ -114,15 +116,13 @@ pub(crate) fn read(
     if sockets.untracked_addresses > 0 {
         warnings.push(format!(
             "{} sockets are on local addresses beyond the first {}; their bind() budget is not reported",
-            sockets.untracked_addresses,
-            sockets::MAX_LOCAL_ADDRESSES
+            sockets.untracked_addresses, MAX_LOCAL_ADDRESSES
         ));
     }
     if sockets.unowned > 0 {
         warnings.push(format!(
             "{} live sockets beyond the first {} were not looked up for their owners",
-            sockets.unowned,
-            sockets::MAX_OWNED_SOCKETS
+            sockets.unowned, MAX_OWNED_SOCKETS
         ));
     }
     let sysctl_d = Tree::read(root.path())?;
@@ -167,17 +167,18 @@ fn read_conntrack(root: &Root, top: usize, warnings: &mut Vec<String>) -> Result
     let (nat_range, nat_range_source, table, table_unavailable) = if root.is_live() {
         let rules = conntrack::nat_rules(root);
         let (range, source) =
-            conntrack::choose_range(rules.as_ref().map(|(text, read)| (text.as_str(), read.as_slice())));
+            conntrack::judged_range(rules.as_ref().map(|(text, read)| (text.as_str(), read.as_slice())));
         // An empty table need not be walked (the walk visits every slot of the host's hash table).
         // Without root the dump is tried all the same: its refusal says what is missing.
         let empty = count == 0 && rustix::process::geteuid().is_root();
-        let dumped = if empty { Ok(conntrack::FlowSummary::default()) } else { conntrack::dump(range, top, warnings) };
+        let dumped =
+            if empty { Ok(crate::model::nat::FlowSummary::default()) } else { conntrack::dump(range, top, warnings) };
         match dumped {
             Ok(table) => (range, source, Some(table), None),
             Err(e) => (range, source, None, Some(e.to_string())),
         }
     } else {
-        let (range, _) = conntrack::choose_range(None);
+        let (range, _) = conntrack::judged_range(None);
         (
             range,
             "the kernel's default 1024-65535 (an offline tree has no rules)".into(),

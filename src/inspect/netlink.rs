@@ -17,7 +17,8 @@ use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 use netlink_sys::{Socket, SocketAddr as NetlinkAddr};
 
 use crate::error::{Error, Result};
-use crate::inspect::sockets::{Socket as TcpSocket, SocketSource, TcpState};
+use crate::inspect::source::SocketSource;
+use crate::model::records::{Socket as TcpSocket, TcpState};
 use crate::root::Root;
 
 const NLMSG_HEADER: usize = 16;

@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::files::read_bounded;
-use crate::inspect::cgroup::{self, Container};
+use crate::inspect::cgroup;
+use crate::model::records::Container;
 
 /// Directories where tools keep namespaces no process may be in.
 const NAMED_DIRS: &[(&str, &str)] = &[("/run/netns", ""), ("/var/run/docker/netns", "docker/")];

@@ -9,29 +9,15 @@
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 
-use rustix::fs::{Mode, OFlags};
-use serde::Serialize;
-
-use crate::inspect::cgroup::Container;
 use crate::inspect::netns;
-use crate::inspect::sockets::SocketSummary;
+use crate::model::records::{Container, Owner};
+use crate::model::table::SocketSummary;
+use rustix::fs::{Mode, OFlags};
 
 /// Owners listed per bucket, most sockets first.
 const MAX_OWNERS: usize = 10;
 /// File descriptors read per process: a process with millions of open files is not walked to the end.
 const MAX_FDS_PER_PROCESS: usize = 1 << 20;
-
-/// A process holding sockets of a bucket.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub(crate) struct Owner {
-    pub pid: u32,
-    /// Its command name (`/proc/PID/comm`).
-    pub command: String,
-    /// The container it runs in, if any.
-    pub container: Option<Container>,
-    /// How many of the bucket's sockets it holds.
-    pub sockets: u32,
-}
 
 /// Fills in `buckets[].owners` of `summary` from the fd tables of `pids`, and says in
 /// `owners_unavailable` why not when that is impossible.

@@ -9,7 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use crate::error::Result;
-use crate::inspect::sockets::{Socket, SocketSource, TcpState};
+use crate::inspect::source::SocketSource;
+use crate::model::records::{Socket, TcpState};
 use crate::root::Root;
 
 /// Which table a line comes from.

@@ -330,8 +330,8 @@ mod tests {
 
     #[test]
     fn owners_are_missing_for_a_live_bucket_without_one_found_but_not_for_time_wait() {
-        use crate::inspect::owners::Owner;
-        use crate::inspect::sockets::TcpState;
+        use crate::model::records::Owner;
+        use crate::model::records::TcpState;
         use crate::testing::Host;
         let live = Host::defaults().outbound(3, TcpState::Established, 40000, "10.0.0.2:80").inspection();
         assert!(owner_missing(&live, 10), "newer than the last lookup");

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::parse::parse_profile;
 use super::*;
-use crate::inspect::sockets::TcpState;
+use crate::model::records::TcpState;
 use crate::testing::Host;
 
 fn parse(text: &str) -> Result<parse::ProfileFile, String> {

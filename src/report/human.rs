@@ -367,7 +367,7 @@ fn bucket_details(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 }
 
 /// `pid 4242 curl (docker 0123456789ab) 37 sockets, ...`.
-pub(crate) fn owners_text(owners: &[crate::inspect::owners::Owner], live: bool) -> String {
+pub(crate) fn owners_text(owners: &[crate::model::records::Owner], live: bool) -> String {
     if owners.is_empty() {
         return if live {
             "no owner found: its live sockets are orphans (closed by their process, still finishing) or held \

@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use crate::inspect::Inspection;
 use crate::inspect::evidence::OtherNamespaces;
-use crate::inspect::sample::Rates;
-use crate::inspect::sockets::SocketSummary;
+use crate::model::churn::Rates;
+use crate::model::table::SocketSummary;
 use crate::profile::Profile;
 use crate::rules::{self, Finding, Severity, Thresholds};
 use crate::sysctl::keys::Settings;

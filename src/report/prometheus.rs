@@ -106,8 +106,8 @@ fn families(report: &Report, scope: &[(&str, String)]) -> Vec<Family> {
         labels(&all)
     };
     let s = &report.sockets;
-    let bucket = |b: &crate::inspect::sockets::Bucket| labels(&[("local_ip", &b.local_ip), ("remote", &b.remote)]);
-    let per_bucket = |value: &dyn Fn(&crate::inspect::sockets::Bucket) -> Option<f64>| -> Vec<(String, f64)> {
+    let bucket = |b: &crate::model::connect::Bucket| labels(&[("local_ip", &b.local_ip), ("remote", &b.remote)]);
+    let per_bucket = |value: &dyn Fn(&crate::model::connect::Bucket) -> Option<f64>| -> Vec<(String, f64)> {
         s.buckets.iter().filter_map(|b| Some((bucket(b), value(b)?))).collect()
     };
     let mut families = vec![
@@ -216,7 +216,7 @@ fn families(report: &Report, scope: &[(&str, String)]) -> Vec<Family> {
             ));
         }
         if let Some(dump) = &ct.table {
-            let nat = |b: &crate::inspect::conntrack::SnatBucket| {
+            let nat = |b: &crate::model::nat::SnatBucket| {
                 labels(&[("source_ip", &b.source_ip), ("remote", &b.remote), ("protocol", b.protocol)])
             };
             families.push(gauge(

@@ -237,7 +237,7 @@ fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::sockets::TcpState;
+    use crate::model::records::TcpState;
     use crate::testing::Host;
 
     fn sweep() -> SweepReport {

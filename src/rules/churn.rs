@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use crate::inspect::Inspection;
-use crate::inspect::sockets::Bucket;
+use crate::model::connect::Bucket;
 use crate::rules::{Advice, Finding, Severity, finding};
 
 /// New connections per second into one destination from which a lack of reuse is worth a finding.

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::inspect::Inspection;
-use crate::inspect::sockets::{Bucket, LocalPorts};
+use crate::model::bind::LocalPorts;
+use crate::model::connect::Bucket;
 use crate::ports::{KUBERNETES_NODEPORT, PortRange, PortSet};
 use crate::sysctl::keys::spec_of;
 
@@ -446,7 +447,7 @@ fn pool_too_small(inspection: &Inspection, out: &mut Vec<Finding>) {
 /// A bucket that runs out within this many seconds at its measured growth is critical.
 const SOON_CRIT_SECONDS: f64 = 300.0;
 /// ... and within this many, a warning.
-const SOON_WARN_SECONDS: f64 = crate::inspect::sample::SOON_SECONDS;
+const SOON_WARN_SECONDS: f64 = crate::model::forecast::SOON_SECONDS;
 
 /// With `--sample`: buckets that, at the growth of held ports measured over the interval, run out
 /// soon. Carries the remedies itself: the bucket need not be full enough for ports.bucket-exhaustion.

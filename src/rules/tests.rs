@@ -1,7 +1,7 @@
 //! Each built-in rule on hand-built inspections: when it fires, when it must not, and what it says.
 
 use super::*;
-use crate::inspect::sockets::TcpState;
+use crate::model::records::TcpState;
 use crate::testing::Host;
 
 /// What the built-in rules find on a host.
@@ -313,7 +313,7 @@ fn absent_keys_produce_no_findings_and_no_panic() {
 
 /// `n` TIME_WAIT sockets `age_ms` old from consecutive ports of `local_ip` to `remote`.
 fn aged_time_wait(mut host: Host, n: u16, local_ip: &str, remote: &str, age_ms: u32) -> Host {
-    use crate::inspect::sockets::{Socket, TIME_WAIT_MS};
+    use crate::model::records::{Socket, TIME_WAIT_MS};
     for i in 0..n {
         let local = crate::testing::addr(&format!("{local_ip}:{}", 40000 + i));
         let socket = Socket::new(TcpState::TimeWait, local, crate::testing::addr(remote));
@@ -468,10 +468,10 @@ fn a_client_whose_connect_chooses_its_ports_past_half_the_range_still_gets_reuse
 }
 
 /// A host whose one bucket (toward 10.0.0.2:443) was sampled with this churn and these owners.
-fn churning(new_per_sec: f64, life: f64, share: f64, owners: Option<Vec<crate::inspect::owners::Owner>>) -> Inspection {
+fn churning(new_per_sec: f64, life: f64, share: f64, owners: Option<Vec<crate::model::records::Owner>>) -> Inspection {
     let mut inspection = host().outbound(100, TcpState::TimeWait, 40000, "10.0.0.2:443").inspection();
     let bucket = &mut inspection.sockets.buckets[0];
-    bucket.churn = Some(crate::inspect::sockets::Churn {
+    bucket.churn = Some(crate::model::churn::Churn {
         new_per_sec,
         closed_here_per_sec: new_per_sec * share,
         closed_here_share: Some(share),
@@ -481,10 +481,10 @@ fn churning(new_per_sec: f64, life: f64, share: f64, owners: Option<Vec<crate::i
     inspection
 }
 
-fn owner(pid: u32, docker: bool) -> crate::inspect::owners::Owner {
+fn owner(pid: u32, docker: bool) -> crate::model::records::Owner {
     let container =
         docker.then(|| crate::inspect::cgroup::from_path(&format!("/docker/{}", "ab".repeat(32)))).flatten();
-    crate::inspect::owners::Owner { pid, command: "curl".into(), container, sockets: 3 }
+    crate::model::records::Owner { pid, command: "curl".into(), container, sockets: 3 }
 }
 
 #[test]
@@ -539,9 +539,10 @@ fn tracked(
     count: u64,
     max: u64,
     statistics: &[(&str, u64)],
-    buckets: Vec<crate::inspect::conntrack::SnatBucket>,
+    buckets: Vec<crate::model::nat::SnatBucket>,
 ) -> Inspection {
-    use crate::inspect::conntrack::{Conntrack, FlowSummary, NatRange};
+    use crate::inspect::conntrack::Conntrack;
+    use crate::model::nat::{FlowSummary, NatRange};
     let mut inspection = host().inspection();
     inspection.conntrack = Some(Conntrack {
         count: Some(count),
@@ -563,9 +564,9 @@ fn tracked(
     inspection
 }
 
-fn snat(count: u32, time_wait: u32, usable: u32) -> crate::inspect::conntrack::SnatBucket {
+fn snat(count: u32, time_wait: u32, usable: u32) -> crate::model::nat::SnatBucket {
     let available = usable.saturating_sub(count);
-    crate::inspect::conntrack::SnatBucket {
+    crate::model::nat::SnatBucket {
         source_ip: "10.2.0.1".into(),
         remote: "10.2.0.2:80".into(),
         protocol: "tcp",

@@ -5,8 +5,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
-use crate::inspect::sockets::Bucket;
 use crate::inspect::watch::Tick;
+use crate::model::connect::Bucket;
 use crate::report::Report;
 
 /// Rate samples kept per series: ten minutes at the default interval.
@@ -338,9 +338,9 @@ impl State {
 pub(crate) mod tests {
     use super::*;
     use crate::inspect::evidence::Evidence;
-    use crate::inspect::sample::Rates;
-    use crate::inspect::sockets::TcpState;
     use crate::inspect::watch::Watched;
+    use crate::model::churn::Rates;
+    use crate::model::records::TcpState;
     use crate::testing::Host;
 
     fn rates(connects: f64) -> Rates {

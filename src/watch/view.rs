@@ -14,7 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Row as TableRow, Sparkline, Table, TableState};
 
 use crate::error::printable;
-use crate::inspect::sockets::Bucket;
+use crate::model::connect::Bucket;
 use crate::report::Report;
 use crate::rules::Severity;
 use crate::watch::state::{BucketSort, Data, History, Row, State};

@@ -1,0 +1,166 @@
+//! Churn and lifetimes (docs/port-model.md, "Churn, lifetimes and forecasts"): what two reads an
+//! interval apart say of connections that one read cannot. Which connections of the second read
+//! are new (by the kernel's cookie, else by local port), how fast each bucket's connections come
+//! and go and how long they live, and the counters' rates. Pure.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::ports::PortSet;
+
+/// Cookies kept from a read for the next (16 bytes each while a read is counted, 8 between reads:
+/// 12 MiB at most); beyond, new connections are told by port.
+pub(crate) const MAX_COOKIES: usize = 1 << 19;
+
+/// The local ports of one bucket's sockets: a sorted list while short, a bitmap (8 KiB) beyond, so a
+/// bucket costs at most 8 KiB and small buckets two bytes a socket.
+#[derive(Clone, Debug)]
+pub(crate) enum SeenPorts {
+    Few(Vec<u16>),
+    Many(Box<PortSet>),
+}
+
+impl SeenPorts {
+    const FEW: usize = 4096;
+
+    pub(crate) fn insert(&mut self, port: u16) {
+        match self {
+            SeenPorts::Few(ports) if ports.len() < SeenPorts::FEW => ports.push(port),
+            SeenPorts::Few(ports) => {
+                let mut set = PortSet::default();
+                ports.iter().for_each(|p| set.insert(*p));
+                set.insert(port);
+                *self = SeenPorts::Many(Box::new(set));
+            }
+            SeenPorts::Many(set) => set.insert(port),
+        }
+    }
+
+    /// Makes the list searchable, once every port is in.
+    pub(crate) fn seal(&mut self) {
+        if let SeenPorts::Few(ports) = self {
+            ports.sort_unstable();
+        }
+    }
+
+    pub(crate) fn contains(&self, port: u16) -> bool {
+        match self {
+            SeenPorts::Few(ports) => ports.binary_search(&port).is_ok(),
+            SeenPorts::Many(set) => set.contains(port),
+        }
+    }
+}
+
+/// The new connections of each bucket (by bucket id, `buckets` of them): the cookies of this read
+/// (sorted, with their bucket's id) that the previous read (sorted) did not have. One merge of two
+/// sorted lists: a search per socket missed the cache at every step.
+pub(crate) fn new_by_cookie(cookies: &[(u64, u32)], previous: &[u64], buckets: usize) -> Vec<u32> {
+    let mut new_by_id = vec![0; buckets];
+    let mut before = previous.iter().peekable();
+    for (cookie, id) in cookies {
+        while before.next_if(|b| *b < cookie).is_some() {}
+        if before.peek() != Some(&cookie) {
+            new_by_id[*id as usize] += 1;
+        }
+    }
+    new_by_id
+}
+
+/// Connections of a bucket over a `--sample` interval.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct Churn {
+    /// New connections per second: sockets of the second read whose connection the first did not
+    /// have (a connection that opened and closed in between without leaving a TIME_WAIT here is
+    /// not seen).
+    pub new_per_sec: f64,
+    /// Connections this host closed first, per second: sockets that entered TIME_WAIT in the interval.
+    pub closed_here_per_sec: f64,
+    /// `closed_here_per_sec / new_per_sec`, at most 1; `null` without new connections.
+    pub closed_here_share: Option<f64>,
+    /// Mean lifetime of a connection in seconds by Little's law: live sockets / new per second;
+    /// `null` without new connections.
+    pub mean_lifetime_seconds: Option<f64>,
+}
+
+/// Counter rates over the sampling interval.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct Rates {
+    pub interval_seconds: f64,
+    /// connect() calls per second (`ActiveOpens`): the demand on ephemeral ports.
+    pub active_opens_per_sec: f64,
+    /// Accepted connections per second (`PassiveOpens`).
+    pub passive_opens_per_sec: f64,
+    /// Sockets entering TIME_WAIT per second (`TW`): closes on this side.
+    pub time_wait_entries_per_sec: f64,
+    /// Connections that skipped TIME_WAIT per second because the table was full (`TCPTimeWaitOverflow`).
+    pub overflow_per_sec: f64,
+    /// TIME_WAIT tuples connect() took over per second (`TWRecycled`): reuse at work.
+    pub time_wait_reused_per_sec: f64,
+}
+
+/// Counters by name, as read.
+type Counters = BTreeMap<String, i64>;
+
+fn per_second(first: &Counters, second: &Counters, counter: &str, seconds: f64) -> f64 {
+    let (Some(a), Some(b)) = (first.get(counter), second.get(counter)) else { return 0.0 };
+    // Counters only grow; a smaller second value means a wrap or a reset: no rate.
+    let delta = b.saturating_sub(*a).max(0) as f64;
+    (delta / seconds * 10.0).round() / 10.0
+}
+
+/// The counters' rates between two reads `seconds` apart.
+pub(crate) fn rates(first: &Counters, second: &Counters, seconds: f64) -> Rates {
+    Rates {
+        interval_seconds: seconds,
+        active_opens_per_sec: per_second(first, second, "ActiveOpens", seconds),
+        passive_opens_per_sec: per_second(first, second, "PassiveOpens", seconds),
+        time_wait_entries_per_sec: per_second(first, second, "TW", seconds),
+        overflow_per_sec: per_second(first, second, "TCPTimeWaitOverflow", seconds),
+        time_wait_reused_per_sec: per_second(first, second, "TWRecycled", seconds),
+    }
+}
+
+/// How much each counter of `second` grew since `first` (0 for one `first` did not have, or one
+/// that went backwards).
+pub(crate) fn counter_growth(first: &Counters, second: &Counters) -> Counters {
+    second
+        .iter()
+        .map(|(name, value)| (name.clone(), value.saturating_sub(first.get(name).copied().unwrap_or(*value)).max(0)))
+        .collect()
+}
+
+/// How fast a bucket's connections come and go (see [`Churn`]), from what the second read counted
+/// against the first, `seconds` before: `new` connections, `closed_here` (sockets that entered
+/// TIME_WAIT since) and `live` sockets (neither TIME_WAIT nor listening).
+pub(crate) fn churn(new: u32, closed_here: u32, live: u32, seconds: f64) -> Churn {
+    let round = |x: f64| (x * 10.0).round() / 10.0;
+    let new_per_sec = f64::from(new) / seconds;
+    let closed_here_per_sec = f64::from(closed_here) / seconds;
+    let live = f64::from(live);
+    Churn {
+        new_per_sec: round(new_per_sec),
+        closed_here_per_sec: round(closed_here_per_sec),
+        closed_here_share: (new > 0).then(|| ((closed_here_per_sec / new_per_sec).min(1.0) * 100.0).round() / 100.0),
+        // Little's law: the live sockets are the arrivals times how long each stays.
+        mean_lifetime_seconds: (new > 0).then(|| (live / new_per_sec * 1000.0).round() / 1000.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_bucket_records_its_ports_in_a_bitmap() {
+        let mut ports = SeenPorts::Few(Vec::new());
+        (1000..1000 + 5000u16).rev().for_each(|p| ports.insert(p));
+        assert!(matches!(ports, SeenPorts::Many(_)));
+        ports.seal();
+        assert!(ports.contains(1000) && ports.contains(5999) && !ports.contains(6000) && !ports.contains(999));
+        let mut few = SeenPorts::Few(vec![]);
+        [7, 3, 5].iter().for_each(|p| few.insert(*p));
+        few.seal();
+        assert!(few.contains(3) && few.contains(7) && !few.contains(4));
+    }
+}

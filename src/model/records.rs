@@ -1,0 +1,175 @@
+//! The records readers produce and the model takes: a TCP socket as the socket table lists it, a
+//! conntrack entry as ctnetlink dumps it, and the process (and container) holding a socket. Plain
+//! data: no reader and no arithmetic lives here.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+/// How long TIME_WAIT lasts (`TCP_TIMEWAIT_LEN`, fixed in the kernel), in milliseconds.
+pub(crate) const TIME_WAIT_MS: u32 = 60_000;
+
+/// TCP states with the numbers the kernel uses in `/proc/net/tcp` and sock_diag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum TcpState {
+    Established = 1,
+    SynSent = 2,
+    SynRecv = 3,
+    FinWait1 = 4,
+    FinWait2 = 5,
+    TimeWait = 6,
+    Close = 7,
+    CloseWait = 8,
+    LastAck = 9,
+    Listen = 10,
+    Closing = 11,
+    NewSynRecv = 12,
+    BoundInactive = 13,
+}
+
+impl TcpState {
+    pub(crate) const ALL: [TcpState; 13] = [
+        TcpState::Established,
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::FinWait1,
+        TcpState::FinWait2,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::Listen,
+        TcpState::Closing,
+        TcpState::NewSynRecv,
+        TcpState::BoundInactive,
+    ];
+
+    /// The state with the kernel's number, if there is one.
+    pub(crate) fn from_code(code: u8) -> Option<TcpState> {
+        TcpState::ALL.get(usize::from(code).checked_sub(1)?).copied()
+    }
+
+    /// The name `ss` prints, upper-cased (`TIME_WAIT`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            TcpState::Established => "ESTABLISHED",
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::FinWait1 => "FIN_WAIT1",
+            TcpState::FinWait2 => "FIN_WAIT2",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::Listen => "LISTEN",
+            TcpState::Closing => "CLOSING",
+            TcpState::NewSynRecv => "NEW_SYN_RECV",
+            TcpState::BoundInactive => "BOUND_INACTIVE",
+        }
+    }
+}
+
+/// One TCP socket as a source reports it. `Copy`, so sources hand it over without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Socket {
+    pub state: TcpState,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// For a TIME_WAIT socket: milliseconds until its timer fires, which tells its age (TIME_WAIT
+    /// lasts [`TIME_WAIT_MS`]); `None` when the source does not say.
+    pub expires_ms: Option<u32>,
+    /// The interface the socket is bound to (SO_BINDTODEVICE); 0 when none or not known.
+    pub interface: u32,
+    /// For a live connection: whether it carries TCP timestamps (both ends agreed); `None` when the
+    /// source does not say (`/proc/net/tcp`, TIME_WAIT sockets).
+    pub timestamps: Option<bool>,
+    /// The socket's inode (what `/proc/PID/fd/N` links name as `socket:[inode]`), which tells the
+    /// process holding it; 0 for TIME_WAIT sockets, which no process holds, and when unknown.
+    pub inode: u32,
+    /// The kernel's cookie of the connection (sock_diag), which a TIME_WAIT socket keeps from the
+    /// socket it replaces: what tells a connection from a later one on the same port. 0 when the
+    /// source does not say (`/proc/net/tcp`).
+    pub cookie: u64,
+}
+
+impl Socket {
+    /// A socket with no timer, no bound interface and no owner.
+    pub(crate) fn new(state: TcpState, local: SocketAddr, remote: SocketAddr) -> Socket {
+        Socket { state, local, remote, expires_ms: None, interface: 0, timestamps: None, inode: 0, cookie: 0 }
+    }
+
+    /// The same socket with its timer firing in `ms` milliseconds.
+    pub(crate) fn expiring_in(self, ms: u32) -> Socket {
+        Socket { expires_ms: Some(ms), ..self }
+    }
+}
+
+/// `IPS_SRC_NAT` of a conntrack entry's status.
+pub(crate) const IPS_SRC_NAT: u32 = 1 << 4;
+/// Protocol numbers of the flows the NAT pool counts.
+pub(crate) const IPPROTO_TCP: u8 = 6;
+pub(crate) const IPPROTO_UDP: u8 = 17;
+/// Conntrack's TCP states (`enum tcp_conntrack`) that end a flow.
+pub(crate) const CT_TCP_TIME_WAIT: u8 = 7;
+pub(crate) const CT_TCP_CLOSE: u8 = 8;
+
+/// One conntrack entry, as far as twtune needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Flow {
+    pub protocol: u8,
+    pub original_source: SocketAddr,
+    pub original_destination: SocketAddr,
+    /// Where replies come from: the real destination, after any DNAT (a Service address's backend).
+    pub reply_source: SocketAddr,
+    /// Where replies go: the translated source, for a source-NAT flow.
+    pub reply_destination: SocketAddr,
+    pub status: u32,
+    pub tcp_state: Option<u8>,
+}
+
+impl Flow {
+    /// Whether the NAT translated the flow's source (`IPS_SRC_NAT`).
+    pub(crate) fn source_natted(&self) -> bool {
+        self.status & IPS_SRC_NAT != 0
+    }
+}
+
+/// A process holding sockets of a bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct Owner {
+    pub pid: u32,
+    /// Its command name (`/proc/PID/comm`).
+    pub command: String,
+    /// The container it runs in, if any.
+    pub container: Option<Container>,
+    /// How many of the bucket's sockets it holds.
+    pub sockets: u32,
+}
+
+/// The container (and pod) a process belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct Container {
+    /// `docker`, `containerd`, `cri-o`, `podman`, or `kubernetes` for a pod's cgroup whose
+    /// container scope is not one of those.
+    pub runtime: &'static str,
+    /// The full container id (64 hex digits), when the path names one.
+    pub id: Option<String>,
+    /// Its first 12 digits, as `docker ps` and `crictl ps` show it.
+    pub short_id: Option<String>,
+    /// The Kubernetes pod UID, when the container is in a pod.
+    pub pod_uid: Option<String>,
+    /// The pod's QoS class: `guaranteed`, `burstable` or `besteffort`.
+    pub qos: Option<&'static str>,
+}
+
+impl Container {
+    /// How a person recognises it: `docker 0123456789ab`, `pod 5f1c...(burstable) 0123456789ab`.
+    pub(crate) fn label(&self) -> String {
+        let id = self.short_id.as_deref().unwrap_or("?");
+        match &self.pod_uid {
+            Some(uid) => format!("pod {uid} {} {id}", self.qos.unwrap_or("?")),
+            None => format!("{} {id}", self.runtime),
+        }
+    }
+}

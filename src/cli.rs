@@ -4,7 +4,11 @@
 
 use std::path::PathBuf;
 
+use std::ffi::OsString;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::Error;
 
 const EXIT_STATUS: &str = "\
 Exit status:
@@ -403,6 +407,37 @@ pub enum FailOn {
     Never,
 }
 
+/// What the command line asks for: a run, or text clap prints itself (help, version).
+pub(crate) enum Parsed {
+    Run(Cli),
+    Print(clap::Error),
+}
+
+/// Parses the arguments (the first is the program name). A usage error is one line, like every
+/// other error.
+pub(crate) fn parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Result<Parsed, Error> {
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(Parsed::Run(cli)),
+        Err(err) if !err.use_stderr() => Ok(Parsed::Print(err)),
+        // Bare `twtune`: clap would print the description as if it were the error.
+        Err(err) if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Err(Error::Usage(
+            "a command is needed (audit, watch, explain, apply, rollback, export, snapshot, profiles, completions); \
+             see 'twtune --help'"
+                .into(),
+        )),
+        Err(err) => Err(Error::Usage(format!("{}; see 'twtune --help'", usage_line(&err.render().to_string())))),
+    }
+}
+
+/// clap's usage error in one line: its first paragraph (the problem, and the arguments it names on
+/// the lines below it), without the usage and help hints that follow.
+fn usage_line(rendered: &str) -> String {
+    let paragraph: Vec<&str> = rendered.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+    let text = paragraph.join(" ");
+    let text = text.trim_start_matches("error: ").trim_end_matches(':');
+    if text.is_empty() { "invalid arguments".to_string() } else { text.to_string() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,5 +458,17 @@ mod tests {
         for bad in ["", "x", "5h", "0s", "11m", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_usage_error_keeps_the_arguments_it_names() {
+        let rendered = "error: the following required arguments were not provided:\n  <DIR>\n\nUsage: twtune \
+                        snapshot <DIR>\n\nFor more information, try '--help'.\n";
+        assert_eq!(usage_line(rendered), "the following required arguments were not provided: <DIR>");
+        assert_eq!(
+            usage_line("error: unexpected argument '--x' found\n\n  tip: ...\n"),
+            "unexpected argument '--x' found"
+        );
+        assert_eq!(usage_line(""), "invalid arguments");
     }
 }

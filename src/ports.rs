@@ -1,5 +1,5 @@
 //! Port ranges and port sets as the kernel prints them (`ip_local_port_range`,
-//! `ip_local_reserved_ports`), and the arithmetic of the ephemeral-port budget.
+//! `ip_local_reserved_ports`): the values; the arithmetic of the budgets is the model's (`crate::model`).
 //!
 //! Pure: parsing and counting only.
 

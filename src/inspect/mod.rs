@@ -1,7 +1,9 @@
-//! The inspector: reads settings, counters, the socket table and the sysctl.d tree beneath a
-//! [`Root`] and returns one [`Inspection`], the evidence the rules judge; [`evidence`] chooses the
-//! socket source and namespace and samples twice for rates. Reading and judging are kept apart so
-//! the rules stay pure and fixture trees can stand in for a live host.
+//! The readers: settings, counters, the socket table, conntrack and the sysctl.d tree beneath a
+//! [`Root`], gathered into one [`Inspection`], the evidence the rules judge. Readers read and hand
+//! records to the model ([`crate::model`]), which does the arithmetic; they compute nothing
+//! themselves. [`evidence`] chooses the socket source and namespace and reads twice for rates.
+//! Reading and judging are kept apart so the rules stay pure and fixture trees can stand in for a
+//! live host. May import the model and everything below it, never a rule or a report.
 
 pub(crate) mod cgroup;
 pub(crate) mod conntrack;
@@ -90,26 +92,7 @@ pub(crate) fn read(
     let settings = read_settings(root, extra_keys, &mut warnings)?;
     let counters = read_counters(root, &mut warnings)?;
 
-    let range = match settings.get("net.ipv4.ip_local_port_range").map(PortRange::parse) {
-        Some(Ok(range)) => range,
-        Some(Err(problem)) => {
-            warnings.push(format!("net.ipv4.ip_local_port_range: {problem}; assuming the default 32768 60999"));
-            PortRange::DEFAULT
-        }
-        None => {
-            warnings.push("net.ipv4.ip_local_port_range is absent; assuming the default 32768 60999".into());
-            PortRange::DEFAULT
-        }
-    };
-    let reserved = match settings.get("net.ipv4.ip_local_reserved_ports").map(PortSet::parse) {
-        Some(Ok(set)) => set,
-        Some(Err(problem)) => {
-            warnings.push(format!("net.ipv4.ip_local_reserved_ports: {problem}; assuming no reserved ports"));
-            PortSet::default()
-        }
-        None => PortSet::default(),
-    };
-
+    let (range, reserved) = port_settings(&settings, &mut warnings);
     let mut counter = SocketCounter::new(range, reserved).reuse(Reuse::from_settings(&settings)).tracking(tracking);
     source.scan(&mut |socket| counter.add(socket), &mut warnings)?;
     let sockets = counter.finish(source.name(), top);
@@ -139,6 +122,32 @@ pub(crate) fn read(
         counter_growth: None,
         warnings,
     })
+}
+
+/// The ephemeral range and the reserved ports the socket table is counted against: the kernel's
+/// default range, and no reserved port, where the settings are absent or unreadable (with a warning).
+fn port_settings(settings: &Settings, warnings: &mut Vec<String>) -> (PortRange, PortSet) {
+    let range = match settings.get("net.ipv4.ip_local_port_range").map(PortRange::parse) {
+        Some(Ok(range)) => range,
+        Some(Err(problem)) => {
+            warnings.push(format!("net.ipv4.ip_local_port_range: {problem}; assuming the default 32768 60999"));
+            PortRange::DEFAULT
+        }
+        None => {
+            warnings.push("net.ipv4.ip_local_port_range is absent; assuming the default 32768 60999".into());
+            PortRange::DEFAULT
+        }
+    };
+    let reserved = match settings.get("net.ipv4.ip_local_reserved_ports").map(PortSet::parse) {
+        Some(Ok(set)) => set,
+        Some(Err(problem)) => {
+            warnings.push(format!("net.ipv4.ip_local_reserved_ports: {problem}; assuming no reserved ports"));
+            PortSet::default()
+        }
+        None => PortSet::default(),
+    };
+
+    (range, reserved)
 }
 
 /// Connection tracking of the namespace, when `nf_conntrack` is loaded (its keys exist). The table

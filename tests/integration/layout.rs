@@ -1,6 +1,8 @@
 //! The layout the README's Development section describes, checked on the source tree: modules use
 //! only modules of their own layer or below (the layers are the rows of the README's table), with
-//! no cycle, and every subcommand's glue is in `src/cmd/NAME.rs`.
+//! no cycle between modules nor between the files of one module; the model does no I/O; no
+//! function but plain data is longer than about 60 lines; and every subcommand's glue is in
+//! `src/cmd/NAME.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -99,7 +101,7 @@ fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
 /// The layers of the README's layout table, top first: a module may use modules of lower layers
 /// (and of its own layer, without a cycle), never of higher ones.
 const LAYERS: &[&[&str]] = &[
-    &["cmd"],
+    &["cmd", "streams"],
     &["config"],
     &["cli"],
     &["apply"],
@@ -107,6 +109,7 @@ const LAYERS: &[&[&str]] = &[
     &["report"],
     &["rules", "profile"],
     &["inspect"],
+    &["model"],
     &["sysctl_d"],
     &["root"],
     &["sysctl"],
@@ -168,4 +171,117 @@ fn every_subcommand_has_its_own_file_in_cmd() {
         let file = src().join("cmd").join(format!("{name}.rs"));
         assert!(file.is_file(), "`twtune {name}` has no {}", file.display());
     }
+}
+
+/// The files of top-level module `module` (`src/model/connect.rs` -> `connect`), by name, with their
+/// code, for modules that are a directory.
+fn submodules(module: &str) -> BTreeMap<String, String> {
+    let mut files = Vec::new();
+    rust_files(&src().join(module), &mut files);
+    files
+        .iter()
+        .filter(|f| f.file_stem().is_some_and(|s| s != "mod" && s != "tests"))
+        .map(|f| (f.file_stem().expect("stem").to_string_lossy().into_owned(), code(f)))
+        .collect()
+}
+
+#[test]
+fn the_files_of_a_module_import_each_other_in_no_circle() {
+    for module in ["apply", "export", "inspect", "model", "profile", "report", "rules", "sysctl", "sysctl_d", "watch"] {
+        let files = submodules(module);
+        let prefix = format!("crate::{module}::");
+        let graph: BTreeMap<String, BTreeSet<String>> = files
+            .iter()
+            .map(|(name, code)| {
+                let used = code
+                    .match_indices(&prefix)
+                    .map(|(i, _)| crate_names(&format!("crate::{}", &code[i + prefix.len()..])))
+                    .flat_map(|names| names.into_iter().next())
+                    .chain(code.match_indices("super::").map(|(i, _)| {
+                        code[i + "super::".len()..]
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect::<String>()
+                    }))
+                    .filter(|used| used != name && files.contains_key(used))
+                    .collect();
+                (name.clone(), used)
+            })
+            .collect();
+        if module == "model" {
+            assert!(graph["table"].contains("connect") && graph["forecast"].contains("table"), "{graph:?}");
+        }
+        for file in graph.keys() {
+            if let Some(cycle) = cycle_through(&graph, file) {
+                panic!("files of {module} import each other in a circle: {}", cycle.join(" -> "));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_model_does_no_io_and_imports_no_reader() {
+    let files = submodules("model");
+    assert!(files.len() >= 7, "{:?}", files.keys());
+    // What reading or writing would need: files, processes, sockets, the terminal, the clock.
+    let io = [
+        "std::fs",
+        "std::io",
+        "std::process",
+        "std::thread",
+        "std::time::Instant",
+        "rustix",
+        "netlink",
+        "crate::root",
+        "crate::files",
+        "crate::inspect",
+        "libc",
+    ];
+    for (name, code) in &files {
+        for word in io {
+            assert!(!code.contains(word), "src/model/{name}.rs names {word}: the model does no I/O");
+        }
+    }
+}
+
+/// Functions whose length is plain data (tables of literals), allowed past the limit.
+const PLAIN_DATA: &[(&str, &str)] = &[("report/prometheus.rs", "families")];
+
+/// The non-test functions of every file longer than `limit` lines (from `fn` to its closing
+/// brace), as `file:line name (length)`.
+fn long_functions(limit: usize) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut long = Vec::new();
+    for file in files {
+        let relative = file.strip_prefix(src()).expect("beneath src").to_string_lossy().into_owned();
+        if relative.ends_with("tests.rs") || ["testing.rs", "fuzz.rs"].contains(&relative.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("read source");
+        let text = text.split("#[cfg(test)]\nmod tests {").next().unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        for (start, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            let signature = ["fn ", "pub fn ", "pub(crate) fn ", "pub(super) fn ", "const fn ", "pub(crate) const fn "]
+                .iter()
+                .find_map(|p| trimmed.strip_prefix(p));
+            let Some(rest) = signature else { continue };
+            let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let indent = &line[..line.len() - trimmed.len()];
+            let end = lines[start..].iter().position(|l| *l == format!("{indent}}}"));
+            let Some(length) = end.map(|e| e + 1) else { continue };
+            if length > limit && !PLAIN_DATA.contains(&(relative.as_str(), name.as_str())) {
+                long.push(format!("src/{relative}:{} {name} ({length} lines)", start + 1));
+            }
+        }
+    }
+    long
+}
+
+#[test]
+fn no_function_but_plain_data_is_longer_than_about_sixty_lines() {
+    assert!(!long_functions(20).is_empty(), "functions were found");
+    let long = long_functions(62);
+    assert!(long.is_empty(), "split these into named steps:\n{}", long.join("\n"));
 }

@@ -158,8 +158,14 @@ pub(crate) fn enumerate() -> Result<Namespaces> {
         problem: format!("{e}; listing namespaces needs a mounted /proc"),
     })?;
     let mut found: BTreeMap<u64, Namespace> = BTreeMap::new();
-    let mut unreadable = 0;
+    add_named(nsfs, &mut found);
+    let unreadable = add_processes(nsfs, &mut found)?;
+    let list = found.into_values().map(summarized).collect();
+    Ok(Namespaces { list, unreadable })
+}
 
+/// Adds the namespaces bind-mounted under [`NAMED_DIRS`], each with its names and files.
+fn add_named(nsfs: u64, found: &mut BTreeMap<u64, Namespace>) {
     for (dir, prefix) in NAMED_DIRS {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
         for dirent in entries.flatten().take(MAX_NAMED) {
@@ -173,7 +179,7 @@ pub(crate) fn enumerate() -> Result<Namespaces> {
                 continue;
             }
             let name = format!("{prefix}{}", printable_name(&dirent.file_name().to_string_lossy()));
-            let ns = namespace(&mut found, stat.st_ino);
+            let ns = namespace(found, stat.st_ino);
             ns.name = Some(match ns.name.take() {
                 Some(names) => format!("{names},{name}"),
                 None => name,
@@ -181,18 +187,23 @@ pub(crate) fn enumerate() -> Result<Namespaces> {
             ns.files.push(path);
         }
     }
+}
 
+/// Adds every process to the namespace it is in, lowest PID first; returns how many processes'
+/// namespaces could not be read.
+fn add_processes(nsfs: u64, found: &mut BTreeMap<u64, Namespace>) -> Result<usize> {
     let Ok(processes) = std::fs::read_dir("/proc") else {
         return Err(Error::Namespace { path: "/proc".into(), problem: "cannot list processes".into() });
     };
     let top_pid_namespace = in_top_pid_namespace();
+    let mut unreadable = 0;
     let mut pids: Vec<u32> = processes.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).collect();
     pids.sort_unstable();
     for pid in pids {
         let file = PathBuf::from(format!("/proc/{pid}/ns/net"));
         match rustix::fs::stat(&file) {
             Ok(stat) if stat.st_dev == nsfs => {
-                let ns = namespace(&mut found, stat.st_ino);
+                let ns = namespace(found, stat.st_ino);
                 // The kernel's threads (kthreadd, PID 2 of the host's PID namespace) live in the
                 // host's network namespace; inside another PID namespace PID 2 is someone else.
                 if pid == 2 && top_pid_namespace && command(2).as_deref() == Some("kthreadd") {
@@ -212,17 +223,15 @@ pub(crate) fn enumerate() -> Result<Namespaces> {
             Err(_) => {}
         }
     }
+    Ok(unreadable)
+}
 
-    let list = found
-        .into_values()
-        .map(|mut ns| {
-            ns.process_count = ns.all_pids.len();
-            ns.pids = ns.all_pids.iter().copied().take(MAX_LISTED_PIDS).collect();
-            ns.container = ns.all_pids.first().and_then(|pid| container_of(*pid));
-            ns
-        })
-        .collect();
-    Ok(Namespaces { list, unreadable })
+/// Fills in what is known once all processes are in: their count, the ones listed, the container.
+fn summarized(mut ns: Namespace) -> Namespace {
+    ns.process_count = ns.all_pids.len();
+    ns.pids = ns.all_pids.iter().copied().take(MAX_LISTED_PIDS).collect();
+    ns.container = ns.all_pids.first().and_then(|pid| container_of(*pid));
+    ns
 }
 
 /// Whether this process is in the host's PID namespace: its `NSpid` line lists one PID only (one per

@@ -256,37 +256,49 @@ pub(crate) fn evaluate(profile: &Profile, inspection: &Inspection) -> (Vec<Findi
             }
             Verdict::Unknown(why) => warnings.push(format!("profile {}: {key} not checked: {why}", profile.name)),
             Verdict::Unmet { expected, recommended } => {
-                let recommended = recommended.filter(|r| spec_of(key).is_none_or(|s| s.check_value(r).is_ok()));
-                findings.push(Finding {
-                    id: format!("profile.{key}"),
-                    severity: setting.severity,
-                    key: Some(key.clone()),
-                    current: Some(current.to_string()),
-                    recommended,
-                    message: format!(
-                        "{key} is {}; profile {} expects {}: {}",
-                        if current.is_empty() { "empty" } else { current },
-                        profile.name,
-                        describe(key, setting),
-                        fold_whitespace(&setting.why)
-                    ),
-                    risk: fold_whitespace(&setting.risk),
-                    evidence: json!({
-                        "profile": profile.name,
-                        "defined_in": profile.origin.get(key),
-                        "expected": describe(key, setting),
-                        "unmet": expected,
-                    })
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-                    advice: Vec::new(),
-                });
+                findings.push(unmet(profile, key, setting, current, expected, recommended));
             }
         }
     }
     keep_the_pool(&mut findings, inspection);
     (findings, warnings)
+}
+
+/// The finding for a setting of `profile` that `current` does not meet.
+fn unmet(
+    profile: &Profile,
+    key: &str,
+    setting: &Setting,
+    current: &str,
+    expected: String,
+    recommended: Option<String>,
+) -> Finding {
+    let recommended = recommended.filter(|r| spec_of(key).is_none_or(|s| s.check_value(r).is_ok()));
+    Finding {
+        id: format!("profile.{key}"),
+        severity: setting.severity,
+        key: Some(key.to_string()),
+        current: Some(current.to_string()),
+        recommended,
+        message: format!(
+            "{key} is {}; profile {} expects {}: {}",
+            if current.is_empty() { "empty" } else { current },
+            profile.name,
+            describe(key, setting),
+            fold_whitespace(&setting.why)
+        ),
+        risk: fold_whitespace(&setting.risk),
+        evidence: json!({
+            "profile": profile.name,
+            "defined_in": profile.origin.get(key),
+            "expected": describe(key, setting),
+            "unmet": expected,
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default(),
+        advice: Vec::new(),
+    }
 }
 
 /// Withdraws the recommendations of port settings that together would leave fewer than

@@ -393,6 +393,36 @@ fn check_thresholds(t: &ThresholdOverrides) -> Result<(), String> {
 }
 
 fn check_setting(name: &str, setting: &Setting) -> Result<(), String> {
+    let spec = check_key(name)?;
+    check_combination(setting)?;
+    if let Some(value) = &setting.value {
+        check_text("value", value, spec)?;
+    }
+    if let Some(options) = &setting.one_of {
+        if options.is_empty() {
+            return Err("one_of is empty".into());
+        }
+        options.iter().try_for_each(|o| check_text("one_of", o, spec))?;
+    }
+    check_min_max(setting, spec)?;
+    check_port_constraints(setting, spec)?;
+    if let Some(recommend) = &setting.recommend {
+        check_text("recommend", recommend, spec)?;
+        if let Err(unmet) = static_check(name, setting, &recommend.0, &PortSet::default()) {
+            return Err(format!("recommend {:?} does not meet the setting itself ({unmet})", recommend.0));
+        }
+    }
+    if setting.why.trim().is_empty() {
+        return Err("why is empty: say why this value".into());
+    }
+    if setting.risk.trim().is_empty() {
+        return Err("risk is empty: say what can go wrong".into());
+    }
+    check_kernel_range(setting)
+}
+
+/// Checks that `name` is a sysctl name twtune may write, and returns what it knows of the key.
+fn check_key(name: &str) -> Result<Option<&'static KeySpec>, String> {
     SysctlKey::parse(name).map_err(|e| match e {
         Error::InvalidKey { problem, .. } => format!("not a valid sysctl name: {problem}"),
         other => other.to_string(),
@@ -401,7 +431,11 @@ fn check_setting(name: &str, setting: &Setting) -> Result<(), String> {
     if spec.is_some_and(|s| s.read_only) {
         return Err("the kernel does not allow writing this key".into());
     }
-    let e = setting;
+    Ok(spec)
+}
+
+/// Checks that a setting says something, and that `value`, `one_of` and the bounds are not mixed.
+fn check_combination(e: &Setting) -> Result<(), String> {
     let bounds = e.min.is_some()
         || e.max.is_some()
         || e.min_size.is_some()
@@ -410,32 +444,25 @@ fn check_setting(name: &str, setting: &Setting) -> Result<(), String> {
         || e.different_parity;
     match (&e.value, &e.one_of, bounds) {
         (None, None, false) => {
-            return Err(
-                "says nothing: give value, one_of, min, max, min_size, includes, avoid or different_parity".into()
-            );
+            Err("says nothing: give value, one_of, min, max, min_size, includes, avoid or different_parity".into())
         }
-        (Some(_), Some(_), _) | (Some(_), _, true) => {
-            return Err("value cannot be combined with other constraints".into());
-        }
-        (_, Some(_), true) => return Err("one_of cannot be combined with bounds".into()),
-        _ => {}
+        (Some(_), Some(_), _) | (Some(_), _, true) => Err("value cannot be combined with other constraints".into()),
+        (_, Some(_), true) => Err("one_of cannot be combined with bounds".into()),
+        _ => Ok(()),
     }
-    let check = |what: &str, text: &Text| -> Result<(), String> {
-        match spec {
-            Some(spec) => spec.check_value(&text.0).map_err(|m| format!("{what}: {m}")),
-            None if text.0.is_empty() => Err(format!("{what} is empty")),
-            None => Ok(()),
-        }
-    };
-    if let Some(value) = &e.value {
-        check("value", value)?;
+}
+
+/// Checks one value of a setting (`what` names it in the message) against the key, if known.
+fn check_text(what: &str, text: &Text, spec: Option<&KeySpec>) -> Result<(), String> {
+    match spec {
+        Some(spec) => spec.check_value(&text.0).map_err(|m| format!("{what}: {m}")),
+        None if text.0.is_empty() => Err(format!("{what} is empty")),
+        None => Ok(()),
     }
-    if let Some(options) = &e.one_of {
-        if options.is_empty() {
-            return Err("one_of is empty".into());
-        }
-        options.iter().try_for_each(|o| check("one_of", o))?;
-    }
+}
+
+/// Checks `min` and `max` each, and that `min` is not above `max`.
+fn check_min_max(e: &Setting, spec: Option<&KeySpec>) -> Result<(), String> {
     for (what, bound) in [("min", &e.min), ("max", &e.max)] {
         if let Some(bound) = bound {
             check_bound(what, bound, spec)?;
@@ -451,44 +478,43 @@ fn check_setting(name: &str, setting: &Setting) -> Result<(), String> {
     {
         return Err("a field's min is above its max".into());
     }
+    Ok(())
+}
+
+/// Checks the constraints only port keys take: `min_size`, `includes`, `avoid`, `different_parity`.
+fn check_port_constraints(e: &Setting, spec: Option<&KeySpec>) -> Result<(), String> {
+    let shape = spec.map(|s| s.shape);
     if let Some(size) = e.min_size {
-        if spec.map(|s| s.shape) != Some(Shape::PortRange) {
+        if shape != Some(Shape::PortRange) {
             return Err("min_size applies to port ranges only".into());
         }
         if !(1..=65535).contains(&size) {
             return Err(format!("min_size {size} is not between 1 and 65535"));
         }
-        if setting.recommend.is_none() {
+        if e.recommend.is_none() {
             return Err("min_size needs a recommend value to set when the range is too small".into());
         }
     }
     if let Some(includes) = &e.includes {
-        if spec.map(|s| s.shape) != Some(Shape::PortList) {
+        if shape != Some(Shape::PortList) {
             return Err("includes applies to port lists only".into());
         }
         PortSet::parse(&includes.0).map_err(|m| format!("includes: {m}"))?;
     }
     if let Some(avoid) = &e.avoid {
-        if spec.map(|s| s.shape) != Some(Shape::PortRange) {
+        if shape != Some(Shape::PortRange) {
             return Err("avoid applies to port ranges only".into());
         }
         PortSet::parse(&avoid.0).map_err(|m| format!("avoid: {m}"))?;
     }
-    if e.different_parity && spec.map(|s| s.shape) != Some(Shape::PortRange) {
+    if e.different_parity && shape != Some(Shape::PortRange) {
         return Err("different_parity applies to port ranges only".into());
     }
-    if let Some(recommend) = &setting.recommend {
-        check("recommend", recommend)?;
-        if let Err(unmet) = static_check(name, e, &recommend.0, &PortSet::default()) {
-            return Err(format!("recommend {:?} does not meet the setting itself ({unmet})", recommend.0));
-        }
-    }
-    if setting.why.trim().is_empty() {
-        return Err("why is empty: say why this value".into());
-    }
-    if setting.risk.trim().is_empty() {
-        return Err("risk is empty: say what can go wrong".into());
-    }
+    Ok(())
+}
+
+/// Checks that `min_kernel` and `max_kernel` are versions, the first not above the second.
+fn check_kernel_range(setting: &Setting) -> Result<(), String> {
     let version = |what: &str, v: &Option<String>| -> Result<Option<KernelVersion>, String> {
         v.as_deref()
             .map(|text| {

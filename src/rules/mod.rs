@@ -213,7 +213,6 @@ fn bucket_arithmetic(inspection: &Inspection, bucket: &Bucket) -> String {
 fn bucket_remedies(inspection: &Inspection, bucket: &Bucket) -> Vec<Advice> {
     let settings = &inspection.settings;
     let range = settings.get(PORT_RANGE).unwrap_or("32768 60999");
-    let tw_reuse = settings.get(TW_REUSE);
     let rate = bucket.usable_ports / TIME_WAIT_SECONDS;
     let mut advice = vec![
         Advice {
@@ -252,27 +251,34 @@ fn bucket_remedies(inspection: &Inspection, bucket: &Bucket) -> Vec<Advice> {
     if bucket.bound_first {
         advice.swap(0, 1);
     }
+    advice.extend(tw_reuse_remedy(inspection, bucket));
+    advice
+}
+
+/// The advice to set tcp_tw_reuse, for a bucket where it would help connect().
+fn tw_reuse_remedy(inspection: &Inspection, bucket: &Bucket) -> Option<Advice> {
+    let settings = &inspection.settings;
+    let tw_reuse = settings.get(TW_REUSE);
     // Reuse helps connect() only where it does not apply yet, where TIME_WAIT fills the bucket, and
     // not where bind() runs out first.
-    if !bucket.reuse_applies && tw_reuse != Some("1") && bind_runs_out_first(inspection, bucket).is_none() {
-        let share = if bucket.time_wait * 2 >= bucket.count {
-            "most of them are TIME_WAIT, which it can take over"
-        } else {
-            "but few of them are TIME_WAIT here, so it will help little"
-        };
-        let timestamps =
-            if settings.int(TIMESTAMPS) == Some(0) { "; it cannot work while tcp_timestamps=0" } else { "" };
-        advice.push(Advice {
-            action: format!(
-                "Set {TW_REUSE}=1 (now {}) so connect() may take over TIME_WAIT tuples older than about \
-                 1 s (tcp_tw_reuse_delay from Linux 6.14, default 1000 ms; 0-2 s on older kernels); \
-                 {share}{timestamps}.",
-                tw_reuse.unwrap_or("absent")
-            ),
-            risk: TW_REUSE_RISK.into(),
-        });
+    if bucket.reuse_applies || tw_reuse == Some("1") || bind_runs_out_first(inspection, bucket).is_some() {
+        return None;
     }
-    advice
+    let share = if bucket.time_wait * 2 >= bucket.count {
+        "most of them are TIME_WAIT, which it can take over"
+    } else {
+        "but few of them are TIME_WAIT here, so it will help little"
+    };
+    let timestamps = if settings.int(TIMESTAMPS) == Some(0) { "; it cannot work while tcp_timestamps=0" } else { "" };
+    Some(Advice {
+        action: format!(
+            "Set {TW_REUSE}=1 (now {}) so connect() may take over TIME_WAIT tuples older than about \
+             1 s (tcp_tw_reuse_delay from Linux 6.14, default 1000 ms; 0-2 s on older kernels); \
+             {share}{timestamps}.",
+            tw_reuse.unwrap_or("absent")
+        ),
+        risk: TW_REUSE_RISK.into(),
+    })
 }
 
 fn bucket_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Finding>) {
@@ -639,12 +645,6 @@ fn tw_buckets(inspection: &Inspection, out: &mut Vec<Finding>) {
     let exact = spec_of(MAX_TW_BUCKETS).and_then(|spec| spec.computed_default(&inspection.settings));
     let estimated = inspection.settings.int("net.ipv4.tcp_max_orphans").filter(|v| *v > 0);
     let default = exact.or(estimated);
-    let default_text = |d: i64| match exact {
-        Some(_) => format!("the kernel default {d} (half the established hash)"),
-        None => format!("about {d}, the kernel default estimated from tcp_max_orphans (the same half of the hash)"),
-    };
-    let memory =
-        |n: i64| format!("{:.0} MiB", (n.max(0) as u64).saturating_mul(TIME_WAIT_SOCKET_BYTES) as f64 / 1048576.0);
     let evidence = json!({
         "tcp_max_tw_buckets": current,
         "kernel_default": default,
@@ -654,47 +654,62 @@ fn tw_buckets(inspection: &Inspection, out: &mut Vec<Finding>) {
     });
 
     if let Some(default) = default.filter(|d| current < *d) {
-        let mut message = format!(
-            "tcp_max_tw_buckets={current} is below {}: when it is full, closing connections skip TIME_WAIT",
-            default_text(default)
-        );
-        if overflow > 0 {
-            message.push_str(&format!(", which already happened {overflow} times (TCPTimeWaitOverflow)"));
-        }
-        out.push(
-            finding(
-                "tw-buckets.lowered",
-                Severity::Warn,
-                message,
-                &format!(
-                    "A full table at the default holds about {} of TIME_WAIT sockets. The limit exists only \
-                     against simple DoS; the kernel docs say not to lower it artificially.",
-                    memory(default)
-                ),
-            )
-            .about(MAX_TW_BUCKETS, inspection.settings.get(MAX_TW_BUCKETS), Some(default.to_string()))
-            .evidence(evidence),
-        );
+        out.push(tw_buckets_lowered(inspection, current, default, exact.is_some(), overflow).evidence(evidence));
     } else if overflow > 0 {
-        let recommended = current.saturating_mul(2).max(default.unwrap_or(0));
-        out.push(
-            finding(
-                "tw-buckets.overflow",
-                Severity::Warn,
-                format!(
-                    "{overflow} connections skipped TIME_WAIT because tcp_max_tw_buckets ({current}) was full \
-                     (TCPTimeWaitOverflow, counted since boot); modern kernels log nothing about it"
-                ),
-                &format!(
-                    "Each TIME_WAIT socket takes about 256 bytes: {recommended} of them take about {}. Too small \
-                     a table closes connections without TIME_WAIT's protection against late segments.",
-                    memory(recommended)
-                ),
-            )
-            .about(MAX_TW_BUCKETS, inspection.settings.get(MAX_TW_BUCKETS), Some(recommended.to_string()))
-            .evidence(evidence),
-        );
+        out.push(tw_buckets_overflow(inspection, current, default, overflow).evidence(evidence));
     }
+}
+
+/// The finding for tcp_max_tw_buckets set below the kernel `default` (`exact`: computed, not
+/// estimated).
+fn tw_buckets_lowered(inspection: &Inspection, current: i64, default: i64, exact: bool, overflow: i64) -> Finding {
+    let default_text = if exact {
+        format!("the kernel default {default} (half the established hash)")
+    } else {
+        format!("about {default}, the kernel default estimated from tcp_max_orphans (the same half of the hash)")
+    };
+    let mut message = format!(
+        "tcp_max_tw_buckets={current} is below {default_text}: when it is full, closing connections skip TIME_WAIT"
+    );
+    if overflow > 0 {
+        message.push_str(&format!(", which already happened {overflow} times (TCPTimeWaitOverflow)"));
+    }
+    finding(
+        "tw-buckets.lowered",
+        Severity::Warn,
+        message,
+        &format!(
+            "A full table at the default holds about {} of TIME_WAIT sockets. The limit exists only \
+             against simple DoS; the kernel docs say not to lower it artificially.",
+            tw_table_memory(default)
+        ),
+    )
+    .about(MAX_TW_BUCKETS, inspection.settings.get(MAX_TW_BUCKETS), Some(default.to_string()))
+}
+
+/// The finding for a TIME_WAIT table that overflowed, recommending twice its size (at least the
+/// kernel `default`).
+fn tw_buckets_overflow(inspection: &Inspection, current: i64, default: Option<i64>, overflow: i64) -> Finding {
+    let recommended = current.saturating_mul(2).max(default.unwrap_or(0));
+    finding(
+        "tw-buckets.overflow",
+        Severity::Warn,
+        format!(
+            "{overflow} connections skipped TIME_WAIT because tcp_max_tw_buckets ({current}) was full \
+             (TCPTimeWaitOverflow, counted since boot); modern kernels log nothing about it"
+        ),
+        &format!(
+            "Each TIME_WAIT socket takes about 256 bytes: {recommended} of them take about {}. Too small \
+             a table closes connections without TIME_WAIT's protection against late segments.",
+            tw_table_memory(recommended)
+        ),
+    )
+    .about(MAX_TW_BUCKETS, inspection.settings.get(MAX_TW_BUCKETS), Some(recommended.to_string()))
+}
+
+/// The memory a TIME_WAIT table of `n` sockets takes, in MiB.
+fn tw_table_memory(n: i64) -> String {
+    format!("{:.0} MiB", (n.max(0) as u64).saturating_mul(TIME_WAIT_SOCKET_BYTES) as f64 / 1048576.0)
 }
 
 fn reserved_ports(inspection: &Inspection) -> PortSet {
@@ -732,14 +747,19 @@ fn listeners_in_range(inspection: &Inspection, out: &mut Vec<Finding>) {
 }
 
 fn port_range_shape(inspection: &Inspection, out: &mut Vec<Finding>) {
-    let settings = &inspection.settings;
-    let Some(current) = settings.get(PORT_RANGE) else {
+    let Some(current) = inspection.settings.get(PORT_RANGE) else {
         return;
     };
     let Ok(range) = PortRange::parse(current) else {
         return;
     };
+    same_parity(current, range, out);
+    below_unprivileged(inspection, current, range, out);
+    nodeport_overlap(inspection, current, range, out);
+}
 
+/// A port range whose bounds have the same parity.
+fn same_parity(current: &str, range: PortRange, out: &mut Vec<Finding>) {
     if range.same_parity() && range.high > range.low {
         let better = PortRange { low: range.low, high: range.high - 1 };
         out.push(
@@ -757,8 +777,11 @@ fn port_range_shape(inspection: &Inspection, out: &mut Vec<Finding>) {
             .evidence(json!({ "low": range.low, "high": range.high })),
         );
     }
+}
 
-    if let Some(start) = settings.int("net.ipv4.ip_unprivileged_port_start")
+/// A port range that starts below ip_unprivileged_port_start.
+fn below_unprivileged(inspection: &Inspection, current: &str, range: PortRange, out: &mut Vec<Finding>) {
+    if let Some(start) = inspection.settings.int("net.ipv4.ip_unprivileged_port_start")
         && range.starts_below(start)
     {
         // Raising the low bound to the start, where that keeps enough ports; else the same size
@@ -789,7 +812,11 @@ fn port_range_shape(inspection: &Inspection, out: &mut Vec<Finding>) {
             .evidence(json!({ "low": range.low, "ip_unprivileged_port_start": start })),
         );
     }
+}
 
+/// A port range that overlaps the Kubernetes NodePorts where they are not reserved.
+fn nodeport_overlap(inspection: &Inspection, current: &str, range: PortRange, out: &mut Vec<Finding>) {
+    let settings = &inspection.settings;
     let reserved = reserved_ports(inspection);
     let unreserved = range.intersection(KUBERNETES_NODEPORT).map_or(0, |shared| reserved.missing_in(shared));
     if unreserved > 0 {

@@ -21,7 +21,7 @@ use crate::inspect::{self, Inspection};
 use crate::model::churn::{self, Rates};
 use crate::model::records::Owner;
 use crate::model::table::Tracking;
-use crate::model::{forecast, nat};
+use crate::model::{compare, nat};
 use crate::root::Root;
 
 /// Which network namespace to audit.
@@ -249,7 +249,7 @@ pub(super) fn second_read(
     owners.attribute(&mut second);
     second.warnings.extend(fallback);
     let rates = compare_reads(&first.inspection, &mut second, since.as_secs_f64());
-    forecast::keep_top(&mut second.sockets, request.top);
+    compare::keep_top(&mut second.sockets, request.top);
     Ok(Evidence { inspection: second, rates: Some(rates), other_namespaces: None })
 }
 
@@ -295,7 +295,7 @@ pub(super) fn next_read(
     // What is shown is trimmed to `--top`; the whole read stays for the next comparison.
     let tuples = now.sockets.tuples.take();
     let mut shown = now.clone();
-    forecast::keep_top(&mut shown.sockets, request.top);
+    compare::keep_top(&mut shown.sockets, request.top);
     now.sockets.tuples = tuples;
     let kept = FirstRead { inspection: now, taken, owners_fresh: owners.is_some() };
     Ok((Evidence { inspection: shown, rates, other_namespaces: None }, kept))
@@ -305,7 +305,7 @@ pub(super) fn next_read(
 /// counters' growth, and their rates.
 fn compare_reads(first: &Inspection, second: &mut Inspection, seconds: f64) -> Rates {
     fill_owners(first, second);
-    forecast::compare(&first.sockets, &mut second.sockets, seconds);
+    compare::compare(&first.sockets, &mut second.sockets, seconds);
     second.counter_growth = Some(churn::counter_growth(&first.counters, &second.counters));
     if let (Some(before), Some(now)) = (&first.conntrack, &mut second.conntrack) {
         now.statistics_growth = Some(nat::statistics_growth(&before.statistics, &now.statistics));

@@ -7,11 +7,71 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::model::records::TIME_WAIT_MS;
 use crate::ports::PortSet;
 
 /// Cookies kept from a read for the next (16 bytes each while a read is counted, 8 between reads:
 /// 12 MiB at most); beyond, new connections are told by port.
 pub(crate) const MAX_COOKIES: usize = 1 << 19;
+
+/// Width of one bin of [`Ages`], in milliseconds.
+const AGE_BIN_MS: u32 = 5_000;
+/// Bins of [`Ages`]: TIME_WAIT lasts 60 s.
+const AGE_BINS: usize = (TIME_WAIT_MS / AGE_BIN_MS) as usize;
+
+/// The TIME_WAIT sockets of a bucket by age, in bins of 5 s, and the oldest's age (28 bytes a
+/// bucket): when they entered TIME_WAIT, so how many closes the bucket had in each of the last
+/// 60 s (without reuse none is taken over), and when each will free its port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Ages {
+    bins: [u16; AGE_BINS],
+    oldest_ms: u32,
+}
+
+impl Ages {
+    /// Counts a TIME_WAIT socket whose timer fires in `expires_ms`.
+    pub(crate) fn add(&mut self, expires_ms: u32) {
+        let age = TIME_WAIT_MS.saturating_sub(expires_ms);
+        let bin = ((age / AGE_BIN_MS) as usize).min(AGE_BINS - 1);
+        self.bins[bin] = self.bins[bin].saturating_add(1);
+        self.oldest_ms = self.oldest_ms.max(age);
+    }
+
+    /// How many were counted.
+    pub(crate) fn total(&self) -> u32 {
+        self.bins.iter().map(|n| u32::from(*n)).sum()
+    }
+
+    /// The age of the oldest, in seconds (0 when there is none): how long the bucket has been
+    /// closing connections, up to the 60 s TIME_WAIT remembers.
+    pub(crate) fn oldest_seconds(&self) -> f64 {
+        f64::from(self.oldest_ms) / 1000.0
+    }
+
+    /// How many entered TIME_WAIT within the last `seconds` (bins counted in proportion).
+    pub(crate) fn younger_than(&self, seconds: f64) -> f64 {
+        self.fraction_sum(|start, end| ((seconds - start) / (end - start)).clamp(0.0, 1.0))
+    }
+
+    /// How many are still in TIME_WAIT `seconds` from now (bins counted in proportion).
+    pub(crate) fn still_held_after(&self, seconds: f64) -> f64 {
+        let limit = f64::from(TIME_WAIT_MS) / 1000.0 - seconds;
+        self.fraction_sum(|start, end| ((limit - start) / (end - start)).clamp(0.0, 1.0))
+    }
+
+    /// Each bin's count times the part of it `part(start, end)` says, taking its ages (in seconds)
+    /// as spread evenly from its start to its end or to the oldest age, whichever comes first.
+    fn fraction_sum(&self, part: impl Fn(f64, f64) -> f64) -> f64 {
+        let width = f64::from(AGE_BIN_MS) / 1000.0;
+        let oldest = self.oldest_seconds();
+        let spread = |bin: usize| {
+            let start = bin as f64 * width;
+            let end = ((bin + 1) as f64 * width).min(oldest.max(start));
+            if end > start { part(start, end) } else { part(start - 1e-9, start) }
+        };
+        self.bins.iter().enumerate().map(|(bin, n)| f64::from(*n) * spread(bin)).sum()
+    }
+}
 
 /// The local ports of one bucket's sockets: a sorted list while short, a bitmap (8 KiB) beyond, so a
 /// bucket costs at most 8 KiB and small buckets two bytes a socket.

@@ -9,7 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
-use crate::model::churn::{Churn, SeenPorts};
+use crate::model::churn::{Ages, Churn, SeenPorts};
+use crate::model::forecast::Forecast;
 use crate::model::records::{Owner, Socket, TcpState};
 use crate::model::reuse::Reuse;
 use crate::model::{FastMap, percent};
@@ -41,6 +42,8 @@ pub(crate) struct BucketCount {
     pub id: u32,
     pub sockets: u32,
     pub time_wait: u32,
+    /// Its TIME_WAIT sockets by age (those whose timer the source gives).
+    pub ages: Ages,
     /// TIME_WAIT sockets connect() may take over now.
     pub reusable: u32,
     /// A live connection of the bucket carries no timestamps: the peer does not send them, so none
@@ -63,6 +66,9 @@ impl BucketCount {
         }
         if socket.state == TcpState::TimeWait {
             self.time_wait = self.time_wait.saturating_add(1);
+            if let Some(expires_ms) = socket.expires_ms {
+                self.ages.add(expires_ms);
+            }
             if reuse.can_take_over(socket) {
                 self.reusable = self.reusable.saturating_add(1);
             }
@@ -147,6 +153,7 @@ impl Budget<'_> {
             remote: SocketAddr::new(key.remote_ip, key.remote_port).to_string(),
             count: count.sockets,
             time_wait: count.time_wait,
+            ages: count.ages,
             reusable: count.reusable,
             held: count.sockets - count.reusable,
             usable_ports: self.usable_ports,
@@ -158,6 +165,7 @@ impl Budget<'_> {
             bound_first,
             growth_per_sec: None,
             seconds_to_exhaustion: None,
+            forecast: None,
             owners: None,
             churn: None,
             id: count.id,
@@ -195,6 +203,9 @@ pub(crate) struct Bucket {
     pub count: u32,
     /// Of those, sockets in TIME_WAIT.
     pub time_wait: u32,
+    /// Those TIME_WAIT sockets by age.
+    #[serde(skip)]
+    pub ages: Ages,
     /// Of those, TIME_WAIT sockets connect() may take over now.
     pub reusable: u32,
     /// Ports the bucket holds: `count - reusable`.
@@ -212,9 +223,11 @@ pub(crate) struct Bucket {
     pub bound_first: bool,
     /// With `--sample`: the change of `held` per second over the interval.
     pub growth_per_sec: Option<f64>,
-    /// With `--sample`: seconds until `available` reaches 0 at the measured growth of `held`;
-    /// `null` when not growing or not sampled.
+    /// With `--sample`: seconds until `available` reaches 0 (see [`crate::model::forecast`]);
+    /// `null` when it levels off below its ports, or not sampled.
     pub seconds_to_exhaustion: Option<f64>,
+    /// With `--sample`: what the forecast was made from, and where the bucket levels off.
+    pub forecast: Option<Forecast>,
     /// The processes holding its live sockets, most first (TIME_WAIT sockets have no owner);
     /// `null` when they could not be looked up (`owners_unavailable` says why).
     pub owners: Option<Vec<Owner>>,

@@ -1,196 +1,209 @@
-//! Forecasts (docs/port-model.md, "Churn, lifetimes and forecasts"): for each bucket, the time
-//! left before it runs out at the measured growth of what it spends ([`trend`]), from two reads an
-//! interval apart. Pure.
+//! Forecasts (docs/port-model.md, "Churn, lifetimes and forecasts"): when a bucket runs out, or
+//! where it levels off, from its live sockets, its TIME_WAIT by age and the rates measured. Pure
+//! numbers; [`super::compare`] applies it to the buckets of two reads.
+//!
+//! A TIME_WAIT socket holds its port for 60 s and then frees it, so a client that closes `c`
+//! connections a second holds about `c × 60` ports in TIME_WAIT once it has run a minute, however
+//! long it runs: the ports a bucket holds level off at `live + c × 60 s` (at `live + c × delay`
+//! where reuse takes TIME_WAIT over after the delay). A straight line through two reads mistakes
+//! the first minute's rise for a trend. The bucket runs out only when that level is above what it
+//! may hold, or when its live sockets keep growing (a leak), and then when the sum first reaches it:
+//! the TIME_WAIT held now that is still held then (each frees its port at 60 s of age), plus the
+//! closes and the live growth to come.
 
-use std::collections::HashMap;
+use serde::Serialize;
 
-use crate::model::churn::churn;
-use crate::model::connect::Bucket;
-use crate::model::table::SocketSummary;
+use crate::model::churn::Ages;
+use crate::model::records::TIME_WAIT_MS;
 
-/// A bucket that runs out within this many seconds at its measured growth is worth a warning, and
-/// is listed even beyond `--top`.
-pub(crate) const SOON_SECONDS: f64 = 3600.0;
+/// The longest window the close rate is measured over: periodic churn (a burst every few seconds)
+/// averages out, and a change of rate shows within half a minute.
+const WINDOW_SECONDS: f64 = 30.0;
+/// The shortest: a client that has just started is measured over what it has done.
+const MIN_WINDOW_SECONDS: f64 = 1.0;
+/// Steps of the search for the moment the bucket fills, in seconds.
+const STEP_SECONDS: f64 = 0.25;
 
-/// What a bucket's time to exhaustion is extrapolated from:
-/// - where its clients bind before they connect, the ports bound by all such clients (they share one
-///   pool, whatever the destination);
-/// - where TIME_WAIT reuse applies, its sockets other than TIME_WAIT: TIME_WAIT comes back to
-///   connect() within the delay, so held TIME_WAIT levels off at the connection rate times the delay
-///   (a level the bucket rule judges), while live sockets that pile up (a leak) do not;
-/// - otherwise the ports it holds.
-fn trend(bucket: &Bucket, bound_ports: u32) -> u32 {
-    if bucket.bound_first {
-        bound_ports
-    } else if bucket.reuse_applies {
-        bucket.count - bucket.time_wait
-    } else {
-        bucket.held
+/// What a bucket's forecast is made from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Inputs {
+    /// Ports the bucket may hold in all before connect() to it fails (its usable ports less those
+    /// bound by clients that bind first).
+    pub room: u32,
+    /// Its sockets other than TIME_WAIT now.
+    pub live: u32,
+    /// How many live sockets it gained per second over the sample (negative: lost).
+    pub live_growth_per_sec: f64,
+    /// Its held TIME_WAIT sockets by age (none of it reusable: see `reuse_delay_seconds`).
+    pub ages: Ages,
+    /// Where connect() takes over TIME_WAIT older than the reuse delay: that delay, in seconds.
+    pub reuse_delay_seconds: Option<f64>,
+    /// Held TIME_WAIT now, where reuse applies (younger than the delay).
+    pub young_time_wait: u32,
+    /// TIME_WAIT whose age the source did not give: held, with no time known to free its port,
+    /// and how many more of them there were per second over the sample (their closes).
+    pub unaged_time_wait: u32,
+    pub unaged_growth_per_sec: f64,
+}
+
+/// A bucket's forecast, as the report shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct Forecast {
+    /// Connections this host closed per second toward the bucket, from the ages of its TIME_WAIT
+    /// over the last `window_seconds` (TIME_WAIT says when each connection closed).
+    pub closes_per_sec: f64,
+    pub window_seconds: f64,
+    /// Live sockets gained per second over the sample.
+    pub live_growth_per_sec: f64,
+    /// The ports it holds once its TIME_WAIT has levelled off at that close rate (live sockets
+    /// as now): `live + closes_per_sec × 60 s`, or × the reuse delay where reuse applies.
+    pub level: u32,
+    /// What it may hold before connect() fails.
+    pub room: u32,
+    /// Seconds until it holds all of `room`; `null` when it levels off below.
+    pub seconds_to_exhaustion: Option<f64>,
+}
+
+/// The forecast of a bucket.
+pub(crate) fn forecast(inputs: &Inputs) -> Forecast {
+    let lifetime = inputs.reuse_delay_seconds.unwrap_or(f64::from(TIME_WAIT_MS) / 1000.0);
+    let (closes_per_sec, window_seconds) = close_rate(&inputs.ages);
+    let closes_per_sec = inputs.unaged_growth_per_sec.max(0.0)
+        + if inputs.reuse_delay_seconds.is_some() {
+            // Reuse takes TIME_WAIT over after the delay: its ages do not tell the close rate, and what
+            // it holds is the young TIME_WAIT, which the close rate keeps level.
+            f64::from(inputs.young_time_wait) / lifetime
+        } else {
+            closes_per_sec
+        };
+    let level = (f64::from(inputs.live + inputs.unaged_time_wait) + closes_per_sec * lifetime).round();
+    Forecast {
+        closes_per_sec: round(closes_per_sec, 10.0),
+        window_seconds: round(window_seconds, 10.0),
+        live_growth_per_sec: round(inputs.live_growth_per_sec, 10.0),
+        level: level as u32,
+        room: inputs.room,
+        seconds_to_exhaustion: runs_out(inputs, closes_per_sec, lifetime).map(|s| round(s, 1.0)),
     }
 }
 
-/// Fills in `second`'s bucket churn, growth and times to exhaustion from `first`, read `seconds`
-/// before (both must list every bucket).
-pub(crate) fn compare(first: &SocketSummary, second: &mut SocketSummary, seconds: f64) {
-    let bound_before = first.ephemeral.bound_ports;
-    let before: HashMap<(&str, &str), u32> =
-        first.buckets.iter().map(|b| ((b.local_ip.as_str(), b.remote.as_str()), trend(b, bound_before))).collect();
-    let bound_now = second.ephemeral.bound_ports;
-    for bucket in &mut second.buckets {
-        bucket.churn =
-            bucket.new.map(|new| churn(new, bucket.recent_time_wait, bucket.count - bucket.time_wait, seconds));
-        let previous = before.get(&(bucket.local_ip.as_str(), bucket.remote.as_str())).copied().unwrap_or(0);
-        let growth = f64::from(trend(bucket, bound_now)) - f64::from(previous);
-        bucket.growth_per_sec = Some((growth / seconds * 10.0).round() / 10.0);
-        bucket.seconds_to_exhaustion =
-            (growth > 0.0).then(|| (f64::from(bucket.available) / (growth / seconds)).round());
+/// Closes per second over the window, and the window: the last 30 s of TIME_WAIT ages, or, where
+/// the bucket started closing more recently, the closes since its first (the oldest TIME_WAIT).
+fn close_rate(ages: &Ages) -> (f64, f64) {
+    let oldest = ages.oldest_seconds();
+    if oldest >= WINDOW_SECONDS {
+        return (ages.younger_than(WINDOW_SECONDS) / WINDOW_SECONDS, WINDOW_SECONDS);
     }
+    let window = oldest.max(MIN_WINDOW_SECONDS);
+    (f64::from(ages.total().saturating_sub(1)) / window, window)
 }
 
-/// Keeps the `top` fullest buckets and local addresses of `summary`, and any further bucket that,
-/// sampled, runs out within [`SOON_SECONDS`].
-pub(crate) fn keep_top(summary: &mut SocketSummary, top: usize) {
-    let mut index = 0;
-    summary.buckets.retain(|b| {
-        index += 1;
-        index <= top || b.seconds_to_exhaustion.is_some_and(|s| s <= SOON_SECONDS)
-    });
-    summary.local_ports.truncate(top);
+/// When the ports held first reach the room: held TIME_WAIT that is still held then, plus the
+/// closes to come (each held for `lifetime`), plus the live sockets and their growth.
+fn runs_out(inputs: &Inputs, closes_per_sec: f64, lifetime: f64) -> Option<f64> {
+    let room = f64::from(inputs.room);
+    let growth = inputs.live_growth_per_sec.max(0.0);
+    // What is held now and still held `t` from now: TIME_WAIT frees its port at 60 s of age, and
+    // under reuse the young TIME_WAIT is taken over within the delay.
+    let held_now_at = |t: f64| match inputs.reuse_delay_seconds {
+        Some(delay) => f64::from(inputs.young_time_wait) * (1.0 - t / delay).max(0.0),
+        None => inputs.ages.still_held_after(t),
+    };
+    let held = |t: f64| {
+        f64::from(inputs.live + inputs.unaged_time_wait)
+            + growth * t
+            + held_now_at(t)
+            + closes_per_sec * t.min(lifetime)
+    };
+    if held(0.0) >= room {
+        return Some(0.0);
+    }
+    // Within the first lifetime, old TIME_WAIT frees ports while new closes take them: search.
+    let mut t = 0.0;
+    while t < lifetime {
+        t += STEP_SECONDS;
+        if held(t) >= room {
+            return Some(t);
+        }
+    }
+    // Past it, the TIME_WAIT has levelled off and only live growth moves.
+    let level = f64::from(inputs.live + inputs.unaged_time_wait) + closes_per_sec * lifetime;
+    (growth > 0.0).then(|| (room - level) / growth).filter(|s| *s > 0.0).map(|s| s.max(lifetime))
+}
+
+fn round(x: f64, per_unit: f64) -> f64 {
+    (x * per_unit).round() / per_unit
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
-    use crate::model::churn::rates;
-    use crate::model::records::{Socket, TcpState};
-    use crate::model::reuse::Reuse;
-    use crate::model::table::{SocketCounter, Tracking};
-    use crate::ports::{PortRange, PortSet};
 
-    fn addr(text: &str) -> std::net::SocketAddr {
-        text.parse().expect("test address")
+    /// TIME_WAIT of a client closing `rate` connections a second for the last `seconds`.
+    fn steady(rate: u32, seconds: u32) -> Ages {
+        let mut ages = Ages::default();
+        for ms in (0..seconds * 1000).step_by((1000 / rate) as usize) {
+            ages.add(TIME_WAIT_MS - ms);
+        }
+        ages
     }
 
-    /// The summary of `sockets` in a namespace of the ports 40000-40999, every bucket listed.
-    fn summary(sockets: &[Socket], reuse: Reuse, tracking: Tracking) -> SocketSummary {
-        let range = PortRange { low: 40000, high: 40999 };
-        let mut counter = SocketCounter::new(range, PortSet::default()).reuse(reuse).tracking(tracking);
-        sockets.iter().for_each(|s| counter.add(*s));
-        counter.finish("test", usize::MAX)
-    }
-
-    /// `n` TIME_WAIT sockets from 10.0.0.1:40000 on to 10.0.0.2:443, no reuse.
-    fn outbound(n: u16) -> SocketSummary {
-        let sockets: Vec<Socket> = (0..n)
-            .map(|i| Socket::new(TcpState::TimeWait, addr(&format!("10.0.0.1:{}", 40000 + i)), addr("10.0.0.2:443")))
-            .collect();
-        summary(&sockets, Reuse::OFF, Tracking::default())
-    }
-
-    fn counters(values: &[(&str, i64)]) -> BTreeMap<String, i64> {
-        values.iter().map(|(name, value)| (name.to_string(), *value)).collect()
+    fn inputs(room: u32, live: u32, ages: Ages) -> Inputs {
+        Inputs {
+            room,
+            live,
+            live_growth_per_sec: 0.0,
+            ages,
+            reuse_delay_seconds: None,
+            young_time_wait: 0,
+            unaged_time_wait: 0,
+            unaged_growth_per_sec: 0.0,
+        }
     }
 
     #[test]
-    fn rates_and_time_to_exhaustion() {
-        let before = counters(&[("ActiveOpens", 1000), ("PassiveOpens", 5), ("TW", 900), ("TCPTimeWaitOverflow", 0)]);
-        let after = counters(&[("ActiveOpens", 1400), ("PassiveOpens", 5), ("TW", 1250), ("TCPTimeWaitOverflow", 10)]);
-        let rates = rates(&before, &after, 2.0);
-        assert_eq!(rates.active_opens_per_sec, 200.0);
-        assert_eq!(rates.passive_opens_per_sec, 0.0);
-        assert_eq!(rates.time_wait_entries_per_sec, 175.0);
-        assert_eq!(rates.overflow_per_sec, 5.0);
-        let first = outbound(100);
-        let mut second = outbound(300);
-        compare(&first, &mut second, 2.0);
-        let bucket = &second.buckets[0];
-        assert_eq!(bucket.growth_per_sec, Some(100.0));
-        // 700 ports left at 100 per second.
-        assert_eq!(bucket.seconds_to_exhaustion, Some(7.0));
+    fn churn_that_levels_below_its_room_never_runs_out() {
+        // nginx at 8 closes a second in 1 000 ports, 10 s in (80 closes since the first, 9.875 s
+        // ago): it levels off near 8 × 60 + 4 live, below 1 000.
+        let f = forecast(&inputs(1000, 4, steady(8, 10)));
+        assert_eq!((f.closes_per_sec, f.window_seconds, f.level, f.seconds_to_exhaustion), (8.0, 9.9, 484, None));
+        // A proxy at 100 closes a second in 28 232 ports, a minute in: ~6 000.
+        let f = forecast(&inputs(28232, 0, steady(100, 60)));
+        assert_eq!((f.closes_per_sec, f.window_seconds, f.level, f.seconds_to_exhaustion), (100.0, 30.0, 6000, None));
     }
 
     #[test]
-    fn a_shrinking_or_steady_bucket_has_no_time_to_exhaustion() {
-        let first = outbound(300);
-        let mut second = outbound(300);
-        compare(&first, &mut second, 1.0);
-        assert_eq!(second.buckets[0].seconds_to_exhaustion, None);
-        let mut shrinking = outbound(100);
-        compare(&first, &mut shrinking, 1.0);
-        assert_eq!(shrinking.buckets[0].growth_per_sec, Some(-200.0));
-        assert_eq!(shrinking.buckets[0].seconds_to_exhaustion, None);
+    fn churn_above_its_room_runs_out_when_the_closes_reach_it() {
+        // 40 closes a second in 1 000 ports, 8 s in (320 held): 17 s more.
+        let f = forecast(&inputs(1000, 0, steady(40, 8)));
+        assert_eq!((f.level, f.seconds_to_exhaustion), (2400, Some(17.0)));
+        // 20 a second for 50 s (1 000 held, full) then: it is full now.
+        let f = forecast(&inputs(1000, 0, steady(20, 50)));
+        assert_eq!(f.seconds_to_exhaustion, Some(0.0));
+        // 20 a second for 40 s in 1 000 ports (800 held): level 1 200; none of its TIME_WAIT frees a
+        // port within 20 s, so the 200 closes to come fill it at 10 s.
+        let f = forecast(&inputs(1000, 0, steady(20, 40)));
+        assert_eq!((f.level, f.seconds_to_exhaustion), (1200, Some(10.0)));
     }
 
     #[test]
-    fn a_bucket_kept_level_by_reuse_has_no_time_to_exhaustion() {
-        // Loopback, tcp_tw_reuse=2: 300 TIME_WAIT, all older than the delay, then 500 a second later.
-        let reuse = Reuse { mode: 2, timestamps: true, delay_ms: 1000 };
-        let loopback = |port: u16, state: TcpState| {
-            Socket::new(state, addr(&format!("127.0.0.1:{}", 40000 + port)), addr("127.0.0.1:8080"))
-        };
-        let old =
-            |n: u16| -> Vec<Socket> { (0..n).map(|i| loopback(i, TcpState::TimeWait).expiring_in(30_000)).collect() };
-        let first = summary(&old(300), reuse, Tracking::default());
-        let mut second = summary(&old(500), reuse, Tracking::default());
-        let recycled = rates(&counters(&[("TWRecycled", 1000)]), &counters(&[("TWRecycled", 1400)]), 2.0);
-        assert_eq!(recycled.time_wait_reused_per_sec, 200.0);
-        compare(&first, &mut second, 2.0);
-        let bucket = &second.buckets[0];
-        assert_eq!((bucket.count, bucket.reusable, bucket.held, bucket.available), (500, 500, 0, 1000));
-        assert_eq!((bucket.growth_per_sec, bucket.seconds_to_exhaustion), (Some(0.0), None));
-
-        // Held rising under reuse (100 young TIME_WAIT more): a level moving, not a line; live
-        // sockets piling up are a trend.
-        let mut faster = old(500);
-        faster.extend((500..600u16).map(|i| loopback(i, TcpState::TimeWait).expiring_in(59_800)));
-        let mut faster = summary(&faster, reuse, Tracking::default());
-        compare(&first, &mut faster, 2.0);
-        let bucket = &faster.buckets[0];
-        assert_eq!((bucket.held, bucket.growth_per_sec, bucket.seconds_to_exhaustion), (100, Some(0.0), None));
-        let mut leaking = old(500);
-        leaking.extend((500..600u16).map(|i| loopback(i, TcpState::CloseWait)));
-        let mut leaking = summary(&leaking, reuse, Tracking::default());
-        compare(&first, &mut leaking, 2.0);
-        let bucket = &leaking.buckets[0];
-        // 100 CLOSE_WAIT in 2 s with 900 ports left: 18 s.
-        assert_eq!((bucket.growth_per_sec, bucket.seconds_to_exhaustion), (Some(50.0), Some(18.0)));
+    fn live_sockets_that_keep_growing_run_out_past_the_level() {
+        // A leak of 5 CLOSE_WAIT a second beside churn that levels at 600 of 1 000: 80 s.
+        let mut leak = inputs(1000, 0, steady(10, 60));
+        leak.live_growth_per_sec = 5.0;
+        assert_eq!(forecast(&leak).seconds_to_exhaustion, Some(80.0));
+        leak.live_growth_per_sec = -5.0;
+        assert_eq!(forecast(&leak).seconds_to_exhaustion, None);
     }
 
     #[test]
-    fn a_counter_that_went_backwards_gives_no_rate() {
-        let first = counters(&[("ActiveOpens", 5000)]);
-        let second = counters(&[("ActiveOpens", 10)]);
-        assert_eq!(rates(&first, &second, 1.0).active_opens_per_sec, 0.0);
-    }
-
-    #[test]
-    fn churn_counts_new_tuples_fresh_time_wait_and_little_s_law() {
-        let host = |live: std::ops::Range<u16>, closed: std::ops::Range<u16>| -> Vec<Socket> {
-            let live = live.map(|port| {
-                Socket::new(TcpState::Established, addr(&format!("10.0.0.1:{port}")), addr("10.0.0.2:443"))
-            });
-            let closed = closed.map(|port| {
-                Socket::new(TcpState::TimeWait, addr(&format!("10.0.0.1:{port}")), addr("10.0.0.2:443"))
-                    .expiring_in(59_500)
-            });
-            live.chain(closed).collect()
-        };
-        let first = host(40000..40010, 0..0);
-        // Two seconds later: 4 of the 10 still open, 2 new open ones, 100 new that this host closed.
-        let mut later = host(40000..40004, 0..0);
-        later.extend(host(40100..40102, 40200..40300));
-        let previous = summary(&first, Reuse::OFF, Tracking { record: true, ..Tracking::default() }).tuples;
-        let compare_with = Tracking { previous: Some((previous.expect("recorded"), 2000)), ..Tracking::default() };
-        let mut second = summary(&later, Reuse::OFF, compare_with);
-        let first = summary(&first, Reuse::OFF, Tracking::default());
-        compare(&first, &mut second, 2.0);
-        let churn = second.buckets[0].churn.clone().expect("churn");
-        assert_eq!((churn.new_per_sec, churn.closed_here_per_sec, churn.closed_here_share), (51.0, 50.0, Some(0.98)));
-        // 6 live sockets at 51 new a second: about 118 ms each.
-        assert_eq!(churn.mean_lifetime_seconds, Some(0.118));
-        let unsampled = summary(&host(40000..40010, 0..0), Reuse::OFF, Tracking::default());
-        assert_eq!(unsampled.buckets[0].churn, None);
+    fn under_reuse_the_young_time_wait_is_the_level() {
+        let mut reuse = inputs(1000, 100, Ages::default());
+        reuse.reuse_delay_seconds = Some(1.0);
+        reuse.young_time_wait = 300;
+        let f = forecast(&reuse);
+        assert_eq!((f.closes_per_sec, f.level, f.seconds_to_exhaustion), (300.0, 400, None));
+        reuse.live_growth_per_sec = 50.0;
+        assert_eq!(forecast(&reuse).seconds_to_exhaustion, Some(12.0));
     }
 }

@@ -211,6 +211,7 @@ impl SocketCounter {
                 inodes
             },
             tuples,
+            reuse_delay_ms: self.reuse.delay_ms,
         }
     }
 
@@ -307,6 +308,9 @@ pub(crate) struct SocketSummary {
     /// The ports of every bucket, when recorded for a later read.
     #[serde(skip)]
     pub tuples: Option<Tuples>,
+    /// `tcp_tw_reuse_delay` as the counter judged reuse by, in milliseconds.
+    #[serde(skip)]
+    pub reuse_delay_ms: u32,
 }
 
 /// TIME_WAIT sockets by who closed first. `total = outbound + inbound + without_listener`.

@@ -453,10 +453,11 @@ fn pool_too_small(inspection: &Inspection, out: &mut Vec<Finding>) {
 /// A bucket that runs out within this many seconds at its measured growth is critical.
 const SOON_CRIT_SECONDS: f64 = 300.0;
 /// ... and within this many, a warning.
-const SOON_WARN_SECONDS: f64 = crate::model::forecast::SOON_SECONDS;
+const SOON_WARN_SECONDS: f64 = crate::model::compare::SOON_SECONDS;
 
-/// With `--sample`: buckets that, at the growth of held ports measured over the interval, run out
-/// soon. Carries the remedies itself: the bucket need not be full enough for ports.bucket-exhaustion.
+/// With `--sample`: buckets forecast to run out soon (`crate::model::forecast`: their TIME_WAIT
+/// levels off above what they may hold, or their live sockets keep growing). Carries the remedies
+/// itself: the bucket need not be full enough for ports.bucket-exhaustion.
 fn exhaustion_soon(inspection: &Inspection, out: &mut Vec<Finding>) {
     for bucket in &inspection.sockets.buckets {
         let Some(seconds) = bucket.seconds_to_exhaustion else { continue };
@@ -468,16 +469,22 @@ fn exhaustion_soon(inspection: &Inspection, out: &mut Vec<Finding>) {
             continue;
         };
         let minutes = (seconds / 60.0).ceil();
+        let why = match &bucket.forecast {
+            Some(forecast) => forecast_reason(forecast),
+            // Clients that bind first share their bound ports: a line through that pool.
+            None => format!(
+                "the ports bound by clients that bind first grow by {} a second over the sample: at that rate, a \
+                 straight line,",
+                bucket.growth_per_sec.unwrap_or(0.0)
+            ),
+        };
         let mut f = finding(
             "ports.bucket-exhaustion-soon",
             severity,
             format!(
-                "{}; it gains {} held ports per second over the sample: at that rate, a straight line, it runs out \
-                 in about {seconds:.0} s ({minutes:.0} min), after which connect() to it fails with \
-                 EADDRNOTAVAIL (TIME_WAIT that connect() may take over is not counted as held, so reuse that \
-                 keeps the bucket level shows no growth)",
+                "{}; {why} it runs out in about {seconds:.0} s ({minutes:.0} min), after which connect() to it fails \
+                 with EADDRNOTAVAIL",
                 bucket_arithmetic(inspection, bucket),
-                bucket.growth_per_sec.unwrap_or(0.0),
             ),
             "The application fix carries no kernel risk; a short sample can overstate a burst, so sample \
              again over a longer interval before changing settings.",
@@ -490,11 +497,29 @@ fn exhaustion_soon(inspection: &Inspection, out: &mut Vec<Finding>) {
             "available": bucket.available,
             "usable_ports": bucket.usable_ports,
             "growth_per_sec": bucket.growth_per_sec,
+            "closes_per_sec": bucket.forecast.as_ref().map(|f| f.closes_per_sec),
+            "live_growth_per_sec": bucket.forecast.as_ref().map(|f| f.live_growth_per_sec),
+            "level": bucket.forecast.as_ref().map(|f| f.level),
             "seconds_to_exhaustion": seconds,
         }));
         f.advice = bucket_remedies(inspection, bucket);
         out.push(f);
     }
+}
+
+/// Why a forecast says the bucket runs out, in words: the close rate and the level it leads to, and
+/// live growth where there is some.
+fn forecast_reason(forecast: &crate::model::forecast::Forecast) -> String {
+    let leak = if forecast.live_growth_per_sec > 0.0 {
+        format!(" and gains {} live sockets a second (a leak, if it lasts)", forecast.live_growth_per_sec)
+    } else {
+        String::new()
+    };
+    format!(
+        "it closes {} connections a second (its TIME_WAIT of the last {} s){leak}: each holds its port for the 60 s \
+         of TIME_WAIT, so it would level off at about {} held ports of the {} it may hold;",
+        forecast.closes_per_sec, forecast.window_seconds, forecast.level, forecast.room
+    )
 }
 
 fn outbound_pressure(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Finding>) {

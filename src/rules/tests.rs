@@ -430,12 +430,27 @@ fn a_bucket_running_out_soon_carries_its_own_remedies() {
     let mut inspection = host.inspection();
     inspection.sockets.buckets[0].growth_per_sec = Some(10.0);
     inspection.sockets.buckets[0].seconds_to_exhaustion = Some(90.0);
+    inspection.sockets.buckets[0].forecast = Some(crate::model::forecast::Forecast {
+        closes_per_sec: 20.0,
+        window_seconds: 30.0,
+        live_growth_per_sec: 0.0,
+        level: 1300,
+        room: 1000,
+        seconds_to_exhaustion: Some(90.0),
+    });
     let findings = evaluate(&inspection, &Thresholds::default());
     let f = only(&findings, "ports.bucket-exhaustion-soon");
     assert_eq!(f.severity, Severity::Crit);
     assert!(findings.iter().all(|f| f.id != "ports.bucket-exhaustion"), "10 % full: not exhausted yet");
     assert!(f.advice[0].action.starts_with("Reuse connections in the application"), "{:?}", f.advice);
-    assert!(f.message.contains("a straight line") && f.message.contains("not counted as held"), "{}", f.message);
+    assert!(
+        f.message.contains("closes 20 connections a second")
+            && f.message.contains("level off at about 1300 held ports of the 1000")
+            && f.message.contains("runs out in about 90 s"),
+        "{}",
+        f.message
+    );
+    assert_eq!((f.evidence["level"].as_u64(), f.evidence["closes_per_sec"].as_f64()), (Some(1300), Some(20.0)));
 }
 
 #[test]

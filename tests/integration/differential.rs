@@ -795,3 +795,129 @@ fn a_peer_without_timestamps_leaves_nothing_to_take_over() {
     drop((live, held));
     drop(peer);
 }
+
+// --- over time -------------------------------------------------------------------------------------
+
+/// A client that opens `rate` connections a second to `server` and closes each first (a TIME_WAIT
+/// on its side), on threads of its own until dropped; it remembers when connect() first failed
+/// with EADDRNOTAVAIL. The server's side reads to the end and closes.
+struct Churner {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    first_failure: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Churner {
+    fn start(server: TcpListener, rate: u32) -> Churner {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let first_failure = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let to = address(&server);
+        server.set_nonblocking(true).expect("nonblocking listener");
+        let accepting = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match server.accept() {
+                        Ok((mut accepted, _)) => {
+                            accepted.set_nonblocking(false).expect("blocking stream");
+                            let _ = accepted.read(&mut [0u8; 1]);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+            })
+        };
+        let connecting = {
+            let (stop, first_failure) = (stop.clone(), first_failure.clone());
+            std::thread::spawn(move || {
+                let start = std::time::Instant::now();
+                let mut made = 0u32;
+                while !stop.load(Ordering::SeqCst) {
+                    // Paced against the clock, so that a slow moment is caught up.
+                    let due = start + Duration::from_secs_f64(f64::from(made) / f64::from(rate));
+                    if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    made += 1;
+                    match TcpStream::connect(to) {
+                        Ok(stream) => drop(stream),
+                        Err(e) if e.raw_os_error() == Some(EADDRNOTAVAIL) => {
+                            first_failure.lock().expect("lock").get_or_insert_with(std::time::Instant::now);
+                        }
+                        Err(e) => panic!("connect to {to}: {e}"),
+                    }
+                }
+            })
+        };
+        Churner { stop, first_failure, threads: vec![accepting, connecting] }
+    }
+
+    fn first_failure(&self) -> Option<std::time::Instant> {
+        *self.first_failure.lock().expect("lock")
+    }
+}
+
+impl Drop for Churner {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Scenario 14a: a client that closes 8 connections a second in a range of 1 000 ports. Each
+/// TIME_WAIT holds its port 60 s, so the bucket levels off near 480 held ports and never runs out:
+/// a straight line through the first seconds (8 more a second, "runs out in about 2 min") is a
+/// false alarm. The forecast gives the level and no time.
+#[test]
+fn churn_that_levels_off_below_the_range_is_not_forecast_to_run_out() {
+    if !enter("differential::churn_that_levels_off_below_the_range_is_not_forecast_to_run_out") {
+        return;
+    }
+    prepare("40000 40999", "0");
+    let churner = Churner::start(listen("127.0.0.1:9000"), 8);
+    std::thread::sleep(Duration::from_secs(4));
+    let (_, report) = audit_json(&["--fail-on", "never", "--sample", "3s"]);
+    drop(churner);
+    let b = bucket(&report, "127.0.0.1:9000");
+    let forecast = b.forecast.as_ref().expect("a sampled bucket has a forecast");
+    assert!((7.0..=9.0).contains(&forecast.closes_per_sec), "8 closes a second: {forecast:?}");
+    assert!((400..=560).contains(&forecast.level), "it levels off near 480 of 1 000: {forecast:?}");
+    assert_eq!((b.seconds_to_exhaustion, forecast.seconds_to_exhaustion), (None, None), "{b:?}");
+    assert!(report.with_id("ports.bucket-exhaustion-soon").is_empty(), "no forecast finding: {:#?}", report.findings);
+}
+
+/// Scenario 14b: 40 closes a second in 1 000 ports levels off near 2 400: the bucket runs out, and
+/// the forecast says when, within a quarter of the time the kernel takes to refuse the first
+/// connect() with EADDRNOTAVAIL.
+#[test]
+fn churn_above_the_range_is_forecast_to_run_out_when_the_kernel_refuses() {
+    if !enter("differential::churn_above_the_range_is_forecast_to_run_out_when_the_kernel_refuses") {
+        return;
+    }
+    prepare("40000 40999", "0");
+    let churner = Churner::start(listen("127.0.0.1:9000"), 40);
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, report) = audit_json(&["--fail-on", "never", "--sample", "3s"]);
+    let read = std::time::Instant::now();
+    let b = bucket(&report, "127.0.0.1:9000");
+    let predicted = b.seconds_to_exhaustion.expect("forecast to run out");
+    let deadline = read + Duration::from_secs(60);
+    while churner.first_failure().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let failed = churner.first_failure().expect("connect() failed with EADDRNOTAVAIL within a minute");
+    drop(churner);
+    let actual = failed.saturating_duration_since(read).as_secs_f64();
+    eprintln!("forecast: runs out {predicted} s after the read; the kernel refused {actual:.1} s after it");
+    assert!(
+        (predicted - actual).abs() <= 0.25 * actual,
+        "twtune forecast {predicted} s; the kernel refused the first connect() {actual:.1} s after the read: {:?}",
+        b.forecast
+    );
+    let f = report.with_id("ports.bucket-exhaustion-soon");
+    assert_eq!(f.len(), 1, "{:#?}", report.findings);
+    assert!(f[0].message.contains("level off at about"), "{}", f[0].message);
+}

@@ -402,8 +402,21 @@ pub(crate) struct Bucket {
     pub usage_pct: f64,
     pub growth_per_sec: Option<f64>,
     pub seconds_to_exhaustion: Option<f64>,
+    pub forecast: Option<Forecast>,
     pub owners: Option<Vec<Owner>>,
     pub churn: Option<Churn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "declared for the contract; tests read only some fields")]
+pub(crate) struct Forecast {
+    pub closes_per_sec: f64,
+    pub window_seconds: f64,
+    pub live_growth_per_sec: f64,
+    pub level: u32,
+    pub room: u32,
+    pub seconds_to_exhaustion: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::Plan;
 use super::journal::{Entry, KeyChange, PersistRecord, StateDir, Status, Timestamp};
 use super::persist_file::{PersistTarget, render_persist_file};
+use super::{Change, Plan};
 use crate::error::{Error, Result};
 use crate::files::{read_optional_no_links, write_atomically_no_links};
 use crate::sysctl::SysctlKey;
@@ -44,31 +44,13 @@ pub(crate) fn apply(
     let _lock = state.lock()?;
     let now = Timestamp::now();
     // Read again under the lock: the plan's view may be stale.
-    let mut changes = Vec::new();
-    for change in plan.write_order() {
-        let before = procsys.read(&change.key).map_err(|source| Error::Read {
-            path: procsys.path_of(&change.key),
-            source,
-            hint: "",
-        })?;
-        changes.push((change, before));
-    }
-    let persist_record = match persist {
-        Some(target) => Some(PersistRecord {
-            path: target.path.clone(),
-            previous: read_optional_no_links(&target.path).map_err(|source| Error::Read {
-                path: target.path.clone(),
-                source,
-                hint: "",
-            })?,
-        }),
-        None => None,
-    };
+    let changes = read_before(plan, procsys)?;
+    let persist_record = persist.map(read_persisted).transpose()?;
     let new_content = persist.map(|target| {
         let previous = persist_record.as_ref().and_then(|r| r.previous.as_deref());
         (target, render_persist_file(previous, plan, &now))
     });
-    let mut entry = Entry {
+    let entry = Entry {
         id: state.new_id(&now),
         created: now.rfc3339.clone(),
         twtune_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -85,7 +67,39 @@ pub(crate) fn apply(
     let writes: Vec<(SysctlKey, String, String)> =
         changes.iter().map(|(c, before)| (c.key.clone(), before.clone(), c.new.clone())).collect();
     let file = new_content.map(|(target, content)| (target.path.clone(), Some(content)));
-    match commit(procsys, &writes, file.as_ref(), controls) {
+    let result = commit(procsys, &writes, file.as_ref(), controls);
+    record_outcome(state, entry, result)
+}
+
+/// Each change of `plan`, in write order, with the key's value before it.
+fn read_before<'p>(plan: &'p Plan, procsys: &ProcSys) -> Result<Vec<(&'p Change, String)>> {
+    let mut changes = Vec::new();
+    for change in plan.write_order() {
+        let before = procsys.read(&change.key).map_err(|source| Error::Read {
+            path: procsys.path_of(&change.key),
+            source,
+            hint: "",
+        })?;
+        changes.push((change, before));
+    }
+    Ok(changes)
+}
+
+/// The persisted file's path and its content before the apply (`None`: it does not exist).
+fn read_persisted(target: &PersistTarget) -> Result<PersistRecord> {
+    Ok(PersistRecord {
+        path: target.path.clone(),
+        previous: read_optional_no_links(&target.path).map_err(|source| Error::Read {
+            path: target.path.clone(),
+            source,
+            hint: "",
+        })?,
+    })
+}
+
+/// Marks `entry` with how the commit ended and saves it; returns what the apply did, or the error.
+fn record_outcome(state: &StateDir, mut entry: Entry, result: Result<()>) -> Result<Applied> {
+    match result {
         Ok(()) => {
             entry.status = Status::Applied;
             // Everything is changed now: a journal that cannot be marked (a full disk) does not undo

@@ -11,6 +11,8 @@ use std::io::{self, Write};
 use anstyle::{AnsiColor, Style};
 
 use crate::error::printable;
+use crate::inspect::conntrack::Conntrack;
+use crate::model::connect::Bucket;
 use crate::report::Report;
 use crate::rules::{Finding, Severity};
 
@@ -115,34 +117,47 @@ fn time_wait(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         counter("ActiveOpens"),
         counter("PassiveOpens")
     )?;
-    if let Some(r) = &report.rates {
+    sampled_rates(report, out)?;
+    ephemeral_ports(report, out)
+}
+
+/// Writes the rates measured with `--sample`, if any, and what they cannot show.
+fn sampled_rates(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let s = &report.sockets;
+    let Some(r) = &report.rates else {
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "  measured over {:.1} s: {} connects/s, {} accepts/s, {} TIME_WAIT entries/s, {} reused/s, {} \
+         overflows/s",
+        r.interval_seconds,
+        r.active_opens_per_sec,
+        r.passive_opens_per_sec,
+        r.time_wait_entries_per_sec,
+        r.time_wait_reused_per_sec,
+        r.overflow_per_sec
+    )?;
+    if r.time_wait_reused_per_sec > 0.0 {
         writeln!(
             out,
-            "  measured over {:.1} s: {} connects/s, {} accepts/s, {} TIME_WAIT entries/s, {} reused/s, {} \
-             overflows/s",
-            r.interval_seconds,
-            r.active_opens_per_sec,
-            r.passive_opens_per_sec,
-            r.time_wait_entries_per_sec,
-            r.time_wait_reused_per_sec,
-            r.overflow_per_sec
+            "  connect() took over {} TIME_WAIT tuples per second (TWRecycled): reuse is at work",
+            r.time_wait_reused_per_sec
         )?;
-        if r.time_wait_reused_per_sec > 0.0 {
-            writeln!(
-                out,
-                "  connect() took over {} TIME_WAIT tuples per second (TWRecycled): reuse is at work",
-                r.time_wait_reused_per_sec
-            )?;
-        }
-        if s.buckets.iter().any(|b| b.available == 0) || s.local_ports.iter().any(|l| l.available == 0) {
-            writeln!(
-                out,
-                "  a budget below is empty: connect() or bind() to it fails now, and the kernel counts no failed \
-                 call, so these rates do not show the failures"
-            )?;
-        }
     }
-    let e = &s.ephemeral;
+    if s.buckets.iter().any(|b| b.available == 0) || s.local_ports.iter().any(|l| l.available == 0) {
+        writeln!(
+            out,
+            "  a budget below is empty: connect() or bind() to it fails now, and the kernel counts no failed \
+             call, so these rates do not show the failures"
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes the ephemeral port arithmetic: the range, what it loses, and what reuse does.
+fn ephemeral_ports(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let e = &report.sockets.ephemeral;
     writeln!(out, "\n{HEADING}Ephemeral ports{HEADING:#}")?;
     writeln!(
         out,
@@ -212,58 +227,61 @@ fn buckets(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         header.push("+bound");
     }
     header.extend(["used", "left"]);
-    let rows: Vec<Vec<String>> = s
-        .buckets
-        .iter()
-        .map(|b| {
-            let left = match (b.growth_per_sec, b.seconds_to_exhaustion) {
-                (_, Some(eta)) => format!("{}  (none in {eta:.0} s)", b.available),
-                (Some(growth), None) => format!("{}  ({:+}/s)", b.available, growth),
-                (None, None) => b.available.to_string(),
-            };
-            let mut row = vec![
-                format!("{} -> {}", b.local_ip, b.remote),
-                b.count.to_string(),
-                b.time_wait.to_string(),
-                b.reusable.to_string(),
-                format!("{}/{}", if b.bound_first { 0 } else { b.held }, b.usable_ports),
-            ];
-            if bound > 0 {
-                row.push(format!("+{bound}"));
-            }
-            row.extend([format!("{:.1} %", b.usage_pct), left]);
-            row
-        })
-        .collect();
+    let rows: Vec<Vec<String>> = s.buckets.iter().map(|b| bucket_row(b, bound)).collect();
     let styles: Vec<Style> = s.buckets.iter().map(|b| usage_style(report, b.usage_pct)).collect();
     table(out, &header, &rows, &styles)?;
     bucket_details(report, out)?;
 
-    if !s.local_ports.is_empty() {
-        writeln!(
-            out,
-            "\n{HEADING}Local addresses{HEADING:#} (bind(addr, 0) needs a port no socket on the address holds)"
-        )?;
-        let header = vec!["local address", "ports in use/usable", "used", "left"];
-        let rows: Vec<Vec<String>> = s
-            .local_ports
-            .iter()
-            .map(|l| {
-                vec![
-                    l.local_ip.clone(),
-                    format!("{}/{}", l.ports_in_use, l.usable_ports),
-                    format!("{:.1} %", l.usage_pct),
-                    l.available.to_string(),
-                ]
-            })
-            .collect();
-        let styles: Vec<Style> = s.local_ports.iter().map(|l| usage_style(report, l.usage_pct)).collect();
-        table(out, &header, &rows, &styles)?;
-    }
+    local_addresses(report, out)?;
     if let Some(first) = runs_out_first(report) {
         writeln!(out, "  {first}")?;
     }
     Ok(())
+}
+
+/// The table row of one destination bucket; `bound` ports, when any, get a column of their own.
+fn bucket_row(b: &Bucket, bound: u32) -> Vec<String> {
+    let left = match (b.growth_per_sec, b.seconds_to_exhaustion) {
+        (_, Some(eta)) => format!("{}  (none in {eta:.0} s)", b.available),
+        (Some(growth), None) => format!("{}  ({:+}/s)", b.available, growth),
+        (None, None) => b.available.to_string(),
+    };
+    let mut row = vec![
+        format!("{} -> {}", b.local_ip, b.remote),
+        b.count.to_string(),
+        b.time_wait.to_string(),
+        b.reusable.to_string(),
+        format!("{}/{}", if b.bound_first { 0 } else { b.held }, b.usable_ports),
+    ];
+    if bound > 0 {
+        row.push(format!("+{bound}"));
+    }
+    row.extend([format!("{:.1} %", b.usage_pct), left]);
+    row
+}
+
+/// Writes the bind() budget of each local address, when there are any.
+fn local_addresses(report: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let s = &report.sockets;
+    if s.local_ports.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\n{HEADING}Local addresses{HEADING:#} (bind(addr, 0) needs a port no socket on the address holds)")?;
+    let header = vec!["local address", "ports in use/usable", "used", "left"];
+    let rows: Vec<Vec<String>> = s
+        .local_ports
+        .iter()
+        .map(|l| {
+            vec![
+                l.local_ip.clone(),
+                format!("{}/{}", l.ports_in_use, l.usable_ports),
+                format!("{:.1} %", l.usage_pct),
+                l.available.to_string(),
+            ]
+        })
+        .collect();
+    let styles: Vec<Style> = s.local_ports.iter().map(|l| usage_style(report, l.usage_pct)).collect();
+    table(out, &header, &rows, &styles)
 }
 
 fn conntrack(report: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -301,6 +319,12 @@ fn conntrack(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     if !timeouts.is_empty() {
         writeln!(out, "  TCP timeouts: {}", timeouts.join(", "))?;
     }
+    conntrack_table(report, ct, out)
+}
+
+/// Writes what the dump of the conntrack table holds: entries by TCP state, then the source-NAT
+/// buckets; or why the table was not read.
+fn conntrack_table(report: &Report, ct: &Conntrack, out: &mut dyn Write) -> io::Result<()> {
     let Some(dump) = &ct.table else {
         return writeln!(
             out,

@@ -98,6 +98,9 @@ fn sysctl_metric(key: &str) -> Option<String> {
     key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_')).then(|| format!("twtune_sysctl_{name}"))
 }
 
+/// Makes a sample's labels from its own pairs, the report's scope first.
+type Labeller<'a> = dyn Fn(&[(&str, &str)]) -> String + 'a;
+
 /// The metric families of one report, each sample carrying `scope` first.
 fn families(report: &Report, scope: &[(&str, String)]) -> Vec<Family> {
     let labels = |pairs: &[(&str, &str)]| -> String {
@@ -105,12 +108,20 @@ fn families(report: &Report, scope: &[(&str, String)]) -> Vec<Family> {
         all.extend_from_slice(pairs);
         labels(&all)
     };
+    let mut families = socket_families(report, &labels);
+    families.extend(bucket_families(report, &labels));
+    families.push(findings_family(report, &labels));
+    families.extend(setting_families(report, &labels));
+    families.extend(counter_families(report, &labels));
+    families.extend(conntrack_families(report, &labels));
+    families
+}
+
+/// The families of the whole namespace's sockets: the twtune info, TIME_WAIT by direction, the
+/// usable ephemeral ports.
+fn socket_families(report: &Report, labels: &Labeller) -> Vec<Family> {
     let s = &report.sockets;
-    let bucket = |b: &crate::model::connect::Bucket| labels(&[("local_ip", &b.local_ip), ("remote", &b.remote)]);
-    let per_bucket = |value: &dyn Fn(&crate::model::connect::Bucket) -> Option<f64>| -> Vec<(String, f64)> {
-        s.buckets.iter().filter_map(|b| Some((bucket(b), value(b)?))).collect()
-    };
-    let mut families = vec![
+    vec![
         gauge(
             "twtune_info",
             "Always 1; the labels name the twtune version and the kernel release.",
@@ -130,6 +141,17 @@ fn families(report: &Report, scope: &[(&str, String)]) -> Vec<Family> {
             "Ephemeral ports connect() can hand out per (local IP, remote IP, remote port): ip_local_port_range minus reserved ports and listeners in it.",
             vec![(labels(&[]), f64::from(s.ephemeral.usable_ports))],
         ),
+    ]
+}
+
+/// The families of the destination buckets and of the local addresses' bind() budgets.
+fn bucket_families(report: &Report, labels: &Labeller) -> Vec<Family> {
+    let s = &report.sockets;
+    let bucket = |b: &crate::model::connect::Bucket| labels(&[("local_ip", &b.local_ip), ("remote", &b.remote)]);
+    let per_bucket = |value: &dyn Fn(&crate::model::connect::Bucket) -> Option<f64>| -> Vec<(String, f64)> {
+        s.buckets.iter().filter_map(|b| Some((bucket(b), value(b)?))).collect()
+    };
+    vec![
         gauge(
             "twtune_bucket_sockets",
             "Sockets holding an ephemeral port toward one destination, for the fullest buckets.",
@@ -160,18 +182,28 @@ fn families(report: &Report, scope: &[(&str, String)]) -> Vec<Family> {
             "Ports bind(addr, 0) can still get on one local address (0 = bind() fails with EADDRINUSE now).",
             s.local_ports.iter().map(|l| (labels(&[("local_ip", &l.local_ip)]), f64::from(l.available))).collect(),
         ),
-        gauge(
-            "twtune_findings",
-            "Findings of the audit by severity.",
-            [Severity::Crit, Severity::Warn, Severity::Info]
-                .iter()
-                .map(|sev| {
-                    let n = report.findings.iter().filter(|f| f.severity == *sev).count();
-                    (labels(&[("severity", sev.name())]), n as f64)
-                })
-                .collect(),
-        ),
-    ];
+    ]
+}
+
+/// The family of the audit's findings, counted by severity.
+fn findings_family(report: &Report, labels: &Labeller) -> Family {
+    gauge(
+        "twtune_findings",
+        "Findings of the audit by severity.",
+        [Severity::Crit, Severity::Warn, Severity::Info]
+            .iter()
+            .map(|sev| {
+                let n = report.findings.iter().filter(|f| f.severity == *sev).count();
+                (labels(&[("severity", sev.name())]), n as f64)
+            })
+            .collect(),
+    )
+}
+
+/// The families of the settings: the bounds of the ephemeral port range, then one per integer
+/// sysctl.
+fn setting_families(report: &Report, labels: &Labeller) -> Vec<Family> {
+    let mut families = Vec::new();
     if let Some(range) =
         report.settings.get("net.ipv4.ip_local_port_range").and_then(|r| crate::ports::PortRange::parse(r).ok())
     {
@@ -195,41 +227,55 @@ fn families(report: &Report, scope: &[(&str, String)]) -> Vec<Family> {
         families
             .push(Family { help: format!("The sysctl {key}."), ..gauge(&name, "", vec![(labels(&[]), value as f64)]) });
     }
+    families
+}
+
+/// The families of the kernel counters in [`COUNTERS`] the namespace has.
+fn counter_families(report: &Report, labels: &Labeller) -> Vec<Family> {
+    let mut families = Vec::new();
     for (counter, name, help) in COUNTERS {
         if let Some(value) = report.counters.get(*counter) {
             families.push(Family { kind: "counter", ..gauge(name, help, vec![(labels(&[]), *value as f64)]) });
         }
     }
-    if let Some(ct) = &report.conntrack {
-        if let Some(count) = ct.count {
-            families.push(gauge(
-                "twtune_conntrack_entries",
-                "Connection-tracking entries of the namespace (nf_conntrack_count).",
-                vec![(labels(&[]), count as f64)],
-            ));
-        }
-        if let Some(max) = ct.max {
-            families.push(gauge(
-                "twtune_conntrack_entries_limit",
-                "nf_conntrack_max: the limit each namespace's entries are held against, one value for the host.",
-                vec![(labels(&[]), max as f64)],
-            ));
-        }
-        if let Some(dump) = &ct.table {
-            let nat = |b: &crate::model::nat::SnatBucket| {
-                labels(&[("source_ip", &b.source_ip), ("remote", &b.remote), ("protocol", b.protocol)])
-            };
-            families.push(gauge(
-                "twtune_snat_bucket_available_ports",
-                "Free source-NAT ports toward one destination from one translated address (0 = new flows' SYNs are dropped unless a TIME_WAIT entry is evicted).",
-                dump.snat_buckets.iter().map(|b| (nat(b), f64::from(b.available))).collect(),
-            ));
-            families.push(gauge(
-                "twtune_snat_bucket_usage_ratio",
-                "Share of the NAT's port range a source-NAT bucket uses.",
-                dump.snat_buckets.iter().map(|b| (nat(b), b.usage_pct / 100.0)).collect(),
-            ));
-        }
+    families
+}
+
+/// The families of connection tracking: entries, their limit, and the source-NAT buckets when the
+/// table was read; none where nf_conntrack is not loaded.
+fn conntrack_families(report: &Report, labels: &Labeller) -> Vec<Family> {
+    let mut families = Vec::new();
+    let Some(ct) = &report.conntrack else {
+        return families;
+    };
+    if let Some(count) = ct.count {
+        families.push(gauge(
+            "twtune_conntrack_entries",
+            "Connection-tracking entries of the namespace (nf_conntrack_count).",
+            vec![(labels(&[]), count as f64)],
+        ));
+    }
+    if let Some(max) = ct.max {
+        families.push(gauge(
+            "twtune_conntrack_entries_limit",
+            "nf_conntrack_max: the limit each namespace's entries are held against, one value for the host.",
+            vec![(labels(&[]), max as f64)],
+        ));
+    }
+    if let Some(dump) = &ct.table {
+        let nat = |b: &crate::model::nat::SnatBucket| {
+            labels(&[("source_ip", &b.source_ip), ("remote", &b.remote), ("protocol", b.protocol)])
+        };
+        families.push(gauge(
+            "twtune_snat_bucket_available_ports",
+            "Free source-NAT ports toward one destination from one translated address (0 = new flows' SYNs are dropped unless a TIME_WAIT entry is evicted).",
+            dump.snat_buckets.iter().map(|b| (nat(b), f64::from(b.available))).collect(),
+        ));
+        families.push(gauge(
+            "twtune_snat_bucket_usage_ratio",
+            "Share of the NAT's port range a source-NAT bucket uses.",
+            dump.snat_buckets.iter().map(|b| (nat(b), b.usage_pct / 100.0)).collect(),
+        ));
     }
     families
 }

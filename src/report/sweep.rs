@@ -160,30 +160,14 @@ impl SweepReport {
         let mut quiet_hidden = 0;
         let mut quiet_shown = 0;
         for ns in &self.namespaces {
-            let r = &ns.report;
-            if r.findings.is_empty() {
+            if ns.report.findings.is_empty() {
                 if quiet_shown >= QUIET_ROWS {
                     quiet_hidden += 1;
                     continue;
                 }
                 quiet_shown += 1;
             }
-            let bucket = r.sockets.buckets.first();
-            let severities = r.severity_counts();
-            rows.push(vec![
-                format!("net:[{}]", ns.netns.inode),
-                crate::error::printable(&ns.netns.label()).into_owned(),
-                r.sockets.time_wait.outbound.to_string(),
-                r.sockets.time_wait.inbound.to_string(),
-                bucket.map_or("-".into(), |b| format!("{} -> {}", b.local_ip, b.remote)),
-                bucket.map_or("-".into(), |b| format!("{:.1} %", b.usage_pct)),
-                r.conntrack.as_ref().and_then(|ct| ct.count).map_or("-".into(), |n| n.to_string()),
-                if severities.is_empty() {
-                    "none".into()
-                } else {
-                    severities.iter().map(|(s, n)| format!("{n} {}", s.name())).collect::<Vec<_>>().join(", ")
-                },
-            ]);
+            rows.push(namespace_row(ns));
         }
         table(out, &header, &rows)?;
         if quiet_hidden > 0 {
@@ -206,6 +190,28 @@ impl SweepReport {
         }
         Ok(())
     }
+}
+
+/// The human table's row of one namespace: its name, TIME_WAIT, fullest bucket, conntrack entries
+/// and findings.
+fn namespace_row(ns: &NamespaceReport) -> Vec<String> {
+    let r = &ns.report;
+    let bucket = r.sockets.buckets.first();
+    let severities = r.severity_counts();
+    vec![
+        format!("net:[{}]", ns.netns.inode),
+        crate::error::printable(&ns.netns.label()).into_owned(),
+        r.sockets.time_wait.outbound.to_string(),
+        r.sockets.time_wait.inbound.to_string(),
+        bucket.map_or("-".into(), |b| format!("{} -> {}", b.local_ip, b.remote)),
+        bucket.map_or("-".into(), |b| format!("{:.1} %", b.usage_pct)),
+        r.conntrack.as_ref().and_then(|ct| ct.count).map_or("-".into(), |n| n.to_string()),
+        if severities.is_empty() {
+            "none".into()
+        } else {
+            severities.iter().map(|(s, n)| format!("{n} {}", s.name())).collect::<Vec<_>>().join(", ")
+        },
+    ]
 }
 
 fn counts(crit: usize, warn: usize, info: usize) -> Option<String> {

@@ -13,6 +13,7 @@ use std::sync::mpsc::TryRecvError;
 use std::time::SystemTime;
 
 use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::fd::BorrowedFd;
 
 use crate::error::{Error, Result};
 use crate::inspect::watch::Watch;
@@ -33,7 +34,7 @@ pub(crate) fn run(
     palette: Palette,
     signals: &Signals,
 ) -> Result<()> {
-    let Signals { stop, resized, suspend, continued } = signals;
+    let Signals { stop, resized, continued, .. } = signals;
     let stdin = rustix::stdio::stdin();
     let mut input = [0u8; 256];
     let mut dirty = true;
@@ -41,46 +42,16 @@ pub(crate) fn run(
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        if suspend.swap(false, Ordering::Relaxed) {
-            screen.suspend()?;
-            dirty = true;
-        }
-        // Continued after a stop twtune did not ask for (SIGSTOP): the terminal may hold anything.
-        if continued.swap(false, Ordering::Relaxed) {
-            screen.clear()?;
-            dirty = true;
-        }
-        match watch.ticks.try_recv() {
-            Ok(tick) => {
-                state.update(tick?, SystemTime::now());
-                panic_for_tests(state.live.ticks);
-                dirty = true;
-            }
-            Err(TryRecvError::Empty) => {}
-            Err(TryRecvError::Disconnected) => return Err(Error::NamespaceThread),
-        }
+        dirty |= job_control(screen, signals)?;
+        dirty |= next_tick(watch, &mut state)?;
         if resized.swap(false, Ordering::Relaxed) || dirty {
             screen.draw(|frame| view::draw(frame, &state, palette))?;
             dirty = false;
         }
-        // Wait for a key, a signal (SIGWINCH interrupts the wait) or the next look at the ticks.
-        let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
-        match rustix::event::poll(&mut fds, Some(&POLL)) {
-            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
-            Ok(_) => {}
-            Err(e) => return Err(Error::Output(e.into())),
-        }
-        let events = fds[0].revents();
-        if !events.contains(PollFlags::IN) {
-            // Hung up (the ssh session or the terminal window is gone): nothing left to draw on.
-            return Ok(());
-        }
-        let read = match rustix::io::read(stdin, &mut input) {
-            Ok(0) => return Ok(()),
-            Ok(n) => &input[..n],
-            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => continue,
-            // EIO: the terminal hung up between the wait and the read.
-            Err(_) => return Ok(()),
+        let read = match wait_for_keys(stdin, &mut input)? {
+            Input::Keys(read) => read,
+            Input::Nothing => continue,
+            Input::HungUp => return Ok(()),
         };
         for key in keys::parse(read) {
             match state.key(key) {
@@ -98,6 +69,67 @@ pub(crate) fn run(
                 Action::Nothing => {}
             }
         }
+    }
+}
+
+/// Suspends on SIGTSTP and clears the screen on SIGCONT; returns whether the view needs drawing.
+fn job_control(screen: &mut Screen, signals: &Signals) -> Result<bool> {
+    let mut redraw = false;
+    if signals.suspend.swap(false, Ordering::Relaxed) {
+        screen.suspend()?;
+        redraw = true;
+    }
+    // Continued after a stop twtune did not ask for (SIGSTOP): the terminal may hold anything.
+    if signals.continued.swap(false, Ordering::Relaxed) {
+        screen.clear()?;
+        redraw = true;
+    }
+    Ok(redraw)
+}
+
+/// Takes the next tick into `state`, if one has come; returns whether one has.
+fn next_tick(watch: &Watch, state: &mut State) -> Result<bool> {
+    match watch.ticks.try_recv() {
+        Ok(tick) => {
+            state.update(tick?, SystemTime::now());
+            panic_for_tests(state.live.ticks);
+            Ok(true)
+        }
+        Err(TryRecvError::Empty) => Ok(false),
+        Err(TryRecvError::Disconnected) => Err(Error::NamespaceThread),
+    }
+}
+
+/// What one wait on the terminal gave.
+enum Input<'a> {
+    /// Bytes read: keys to parse.
+    Keys(&'a [u8]),
+    /// Nothing to read yet: look at the ticks and signals again.
+    Nothing,
+    /// The terminal is gone, or the input ended: the view ends.
+    HungUp,
+}
+
+/// Reads what the terminal has into `input`, after waiting for it at most [`POLL`].
+fn wait_for_keys<'a>(stdin: BorrowedFd<'_>, input: &'a mut [u8]) -> Result<Input<'a>> {
+    // Wait for a key, a signal (SIGWINCH interrupts the wait) or the next look at the ticks.
+    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+    match rustix::event::poll(&mut fds, Some(&POLL)) {
+        Ok(0) | Err(rustix::io::Errno::INTR) => return Ok(Input::Nothing),
+        Ok(_) => {}
+        Err(e) => return Err(Error::Output(e.into())),
+    }
+    let events = fds[0].revents();
+    if !events.contains(PollFlags::IN) {
+        // Hung up (the ssh session or the terminal window is gone): nothing left to draw on.
+        return Ok(Input::HungUp);
+    }
+    match rustix::io::read(stdin, &mut *input) {
+        Ok(0) => Ok(Input::HungUp),
+        Ok(n) => Ok(Input::Keys(&input[..n])),
+        Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => Ok(Input::Nothing),
+        // EIO: the terminal hung up between the wait and the read.
+        Err(_) => Ok(Input::HungUp),
     }
 }
 

@@ -252,9 +252,34 @@ fn bucket_table(report: &Report, state: &State, width: u16, palette: Palette) ->
         return Table::new([TableRow::new(["no outgoing connection holds an ephemeral port"])], [Constraint::Min(0)])
             .block(block);
     }
-    // Columns by importance, each shown only where the ones before it leave room.
-    type Cell<'r> = Box<dyn Fn(&Bucket) -> Line<'static> + 'r>;
-    let columns: [(&str, u16, Cell); 9] = [
+    let columns = bucket_columns(report, palette);
+    let shown = columns_that_fit(&columns, width);
+    let header = TableRow::new(shown.iter().map(|(name, _, _)| *name).collect::<Vec<_>>()).style(palette.dim());
+    let rows: Vec<TableRow> = state
+        .bucket_sort
+        .sorted(&s.buckets)
+        .into_iter()
+        .map(|b| TableRow::new(shown.iter().map(|(_, _, cell)| cell(b)).collect::<Vec<_>>()))
+        .collect();
+    let widths: Vec<Constraint> =
+        shown
+            .iter()
+            .map(|(name, w, _)| {
+                if matches!(*name, "local -> remote" | "owner") { Constraint::Min(*w) } else { Constraint::Length(*w) }
+            })
+            .collect();
+    Table::new(rows, widths).header(header).block(block)
+}
+
+/// How a bucket fills one cell of its row.
+type Cell<'r> = Box<dyn Fn(&Bucket) -> Line<'static> + 'r>;
+
+/// A column of the bucket table: its name, its width, and its cells.
+type Column<'r> = (&'static str, u16, Cell<'r>);
+
+/// The bucket table's columns, by importance.
+fn bucket_columns(report: &Report, palette: Palette) -> [Column<'_>; 9] {
+    [
         ("local -> remote", 28, Box::new(|b| Line::raw(format!("{} -> {}", b.local_ip, b.remote)))),
         ("free", 7, Box::new(|b| Line::raw(number(u64::from(b.available))))),
         (
@@ -277,9 +302,14 @@ fn bucket_table(report: &Report, state: &State, width: u16, palette: Palette) ->
             Box::new(move |b| bar(b.held, b.reusable, b.usable_ports, BAR, palette, report, b.usage_pct)),
         ),
         ("owner", 14, Box::new(|b| Line::raw(owner(b)))),
-    ];
+    ]
+}
+
+/// The columns that fit in `width`, in reading order.
+fn columns_that_fit<'c, 'r>(columns: &'c [Column<'r>], width: u16) -> Vec<&'c Column<'r>> {
+    // Columns by importance, each shown only where the ones before it leave room.
     let mut room = width.saturating_sub(2);
-    let shown: Vec<&(&str, u16, Cell)> = columns
+    let mut shown: Vec<&Column> = columns
         .iter()
         .take_while(|(_, w, _)| {
             let fits = room >= *w;
@@ -289,23 +319,8 @@ fn bucket_table(report: &Report, state: &State, width: u16, palette: Palette) ->
         .collect();
     // Shown in reading order: destination, bar, counts, then who.
     let order = ["local -> remote", "ports used", "held", "reuse", "free", "used", "new/s", "runs out", "owner"];
-    let mut shown = shown;
     shown.sort_by_key(|(name, _, _)| order.iter().position(|o| o == name));
-    let header = TableRow::new(shown.iter().map(|(name, _, _)| *name).collect::<Vec<_>>()).style(palette.dim());
-    let rows: Vec<TableRow> = state
-        .bucket_sort
-        .sorted(&s.buckets)
-        .into_iter()
-        .map(|b| TableRow::new(shown.iter().map(|(_, _, cell)| cell(b)).collect::<Vec<_>>()))
-        .collect();
-    let widths: Vec<Constraint> =
-        shown
-            .iter()
-            .map(|(name, w, _)| {
-                if matches!(*name, "local -> remote" | "owner") { Constraint::Min(*w) } else { Constraint::Length(*w) }
-            })
-            .collect();
-    Table::new(rows, widths).header(header).block(block)
+    shown
 }
 
 /// Cells of a bucket's bar.
@@ -448,32 +463,7 @@ fn namespaces(frame: &mut Frame, area: Rect, state: &State, palette: Palette) {
         "findings",
     ])
     .style(palette.dim());
-    let lines: Vec<TableRow> = rows
-        .iter()
-        .map(|row| {
-            let r = &row.report;
-            let fullest = r.sockets.buckets.first();
-            let conntrack = match r.conntrack.as_ref().map(|c| (c.count, c.max)) {
-                Some((Some(count), Some(max))) if max > 0 => format!("{:.1}%", count as f64 * 100.0 / max as f64),
-                Some((Some(count), _)) => number(count),
-                _ => "-".into(),
-            };
-            let counts: Vec<String> = r.severity_counts().iter().map(|(s, n)| format!("{n} {}", s.name())).collect();
-            let findings_style = r.worst().map_or(Style::new(), |w| palette.severity(w));
-            TableRow::new(vec![
-                Line::raw(printable(&row.label).into_owned()),
-                Line::raw(number(r.sockets.time_wait.outbound)),
-                Line::raw(number(r.sockets.time_wait.inbound)),
-                Line::raw(fullest.map_or("-".into(), |b| b.remote.clone())),
-                fullest.map_or(Line::raw("-"), |b| {
-                    Line::styled(format!("{:.0}%", b.usage_pct), palette.usage(r, b.usage_pct))
-                }),
-                Line::raw(r.rates.as_ref().map_or("-".into(), |rates| rate(rates.active_opens_per_sec))),
-                Line::raw(conntrack),
-                Line::styled(if counts.is_empty() { "-".into() } else { counts.join(", ") }, findings_style),
-            ])
-        })
-        .collect();
+    let lines: Vec<TableRow> = rows.iter().map(|row| namespace_row(row, palette)).collect();
     let widths = [
         Constraint::Min(20),
         Constraint::Length(8),
@@ -495,6 +485,29 @@ fn namespaces(frame: &mut Frame, area: Rect, state: &State, palette: Palette) {
     if let Some(row) = rows.get(selected) {
         frame.render_widget(findings(&row.report, palette), findings_area);
     }
+}
+
+/// The table row of one namespace: TIME_WAIT, the fullest destination, rates, conntrack, findings.
+fn namespace_row(row: &Row, palette: Palette) -> TableRow<'static> {
+    let r = &row.report;
+    let fullest = r.sockets.buckets.first();
+    let conntrack = match r.conntrack.as_ref().map(|c| (c.count, c.max)) {
+        Some((Some(count), Some(max))) if max > 0 => format!("{:.1}%", count as f64 * 100.0 / max as f64),
+        Some((Some(count), _)) => number(count),
+        _ => "-".into(),
+    };
+    let counts: Vec<String> = r.severity_counts().iter().map(|(s, n)| format!("{n} {}", s.name())).collect();
+    let findings_style = r.worst().map_or(Style::new(), |w| palette.severity(w));
+    TableRow::new(vec![
+        Line::raw(printable(&row.label).into_owned()),
+        Line::raw(number(r.sockets.time_wait.outbound)),
+        Line::raw(number(r.sockets.time_wait.inbound)),
+        Line::raw(fullest.map_or("-".into(), |b| b.remote.clone())),
+        fullest.map_or(Line::raw("-"), |b| Line::styled(format!("{:.0}%", b.usage_pct), palette.usage(r, b.usage_pct))),
+        Line::raw(r.rates.as_ref().map_or("-".into(), |rates| rate(rates.active_opens_per_sec))),
+        Line::raw(conntrack),
+        Line::styled(if counts.is_empty() { "-".into() } else { counts.join(", ") }, findings_style),
+    ])
 }
 
 fn help(frame: &mut Frame, area: Rect, state: &State) {

@@ -51,6 +51,10 @@ pub(crate) struct BucketCount {
     pub peer_without_timestamps: bool,
     /// Recording: the local ports of its sockets.
     pub ports: Option<SeenPorts>,
+    /// The local port of its first socket, and whether every socket has it (a stopped server's
+    /// connection to one peer port, when that port is a server's).
+    pub first_port: u16,
+    pub one_port: bool,
     /// Comparing: sockets whose connection the previous read did not have, and TIME_WAIT sockets
     /// younger than the time since then.
     pub new: u32,
@@ -61,6 +65,7 @@ impl BucketCount {
     /// Counts one socket of the bucket.
     pub(crate) fn add(&mut self, socket: &Socket, reuse: &Reuse) {
         self.sockets = self.sockets.saturating_add(1);
+        self.one_port &= socket.local.port() == self.first_port;
         if let Some(ports) = &mut self.ports {
             ports.insert(socket.local.port());
         }
@@ -86,17 +91,29 @@ pub(crate) fn destinations(buckets: &FastMap<BucketKey, BucketCount>) -> FastMap
     destinations
 }
 
-/// The ephemeral-port budget of the namespace, before clients that bind first are known.
-pub(crate) fn ephemeral_ports(range: PortRange, reserved: &PortSet, listening_ports: &[u16]) -> EphemeralPorts {
+/// The ephemeral-port budget of the namespace, before clients that bind first are known: the
+/// range less reserved ports, listeners' ports and the ports of servers that stopped listening
+/// while their connections last (`stopped`).
+pub(crate) fn ephemeral_ports(
+    range: PortRange,
+    reserved: &PortSet,
+    listening_ports: &[u16],
+    stopped: &PortSet,
+) -> EphemeralPorts {
     let listeners_in_range: Vec<u16> =
         listening_ports.iter().copied().filter(|p| range.contains(*p) && !reserved.contains(*p)).collect();
+    let stopped_listeners_in_range: Vec<u16> = stopped.iter().collect();
     let reserved_in_range = reserved.count_in(range);
     EphemeralPorts {
         range: range.to_string(),
         size: range.size(),
         reserved_in_range,
-        usable_ports: range.size() - reserved_in_range - listeners_in_range.len() as u32,
+        usable_ports: range.size()
+            - reserved_in_range
+            - listeners_in_range.len() as u32
+            - stopped_listeners_in_range.len() as u32,
         listeners_in_range,
+        stopped_listeners_in_range,
         bound_ports: 0,
     }
 }
@@ -186,7 +203,11 @@ pub(crate) struct EphemeralPorts {
     pub reserved_in_range: u32,
     /// Listening ports inside the range that are not reserved.
     pub listeners_in_range: Vec<u16>,
-    /// Ports connect() can hand out per bucket: size − reserved − listeners in range.
+    /// Ports inside the range of servers that stopped listening, held by their connections (one
+    /// peer's many ports on each): connect() skips them until those end.
+    pub stopped_listeners_in_range: Vec<u16>,
+    /// Ports connect() can hand out per bucket: size − reserved − listeners and stopped listeners
+    /// in range.
     pub usable_ports: u32,
     /// Of those, ports that clients binding before they connect hold (inferred, see
     /// [`crate::model::bind`]): connect() skips them for every destination.

@@ -17,6 +17,20 @@ use crate::model::records::{Socket, TIME_WAIT_MS, TcpState};
 use crate::model::reuse::Reuse;
 use crate::ports::{PortRange, PortSet};
 
+/// Sockets on one local port of the range toward one remote address (on as many of its ports) from
+/// which the port is taken for a server's: a client's connect() gives one local port to one remote
+/// address once per remote port it connects to, a handful, while a server's port meets each client
+/// port of its peers.
+pub(crate) const SERVER_PORT_PEER_SOCKETS: u16 = 16;
+
+/// The peers of one local port: which remote address its first socket had (a hash, 0 for none yet)
+/// and how many of its sockets go to that address.
+#[derive(Clone, Copy, Debug, Default)]
+struct PortPeers {
+    peer: u32,
+    sockets: u16,
+}
+
 /// Live sockets whose inode is kept for the owner lookup (8 bytes each, 8 MiB at most); beyond,
 /// their owners are not looked up, with a warning.
 pub(crate) const MAX_OWNED_SOCKETS: usize = 1 << 20;
@@ -61,6 +75,8 @@ pub(crate) struct SocketCounter {
     reuse: Reuse,
     listening: PortSet,
     time_wait_by_local_port: Vec<u32>,
+    /// For ports of the range: the peers of each, to tell a server's port that no longer listens.
+    peers_by_local_port: Vec<PortPeers>,
     states: [u64; 14],
     total: u64,
     buckets: FastMap<BucketKey, BucketCount>,
@@ -85,6 +101,7 @@ impl SocketCounter {
             reuse: Reuse::OFF,
             listening: PortSet::default(),
             time_wait_by_local_port: vec![0; 65536],
+            peers_by_local_port: vec![PortPeers::default(); 65536],
             states: [0; 14],
             total: 0,
             buckets: FastMap::default(),
@@ -134,12 +151,15 @@ impl SocketCounter {
         if !self.range.contains(local_port) || self.listening.contains(local_port) {
             return;
         }
+        self.note_peer(&socket);
         let key = BucketKey::of(&socket);
         let next_id = self.buckets.len() as u32;
         let record = self.tracking.record;
         let bucket = self.buckets.entry(key).or_insert_with(|| BucketCount {
             id: next_id,
             ports: record.then(|| SeenPorts::Few(Vec::new())),
+            first_port: local_port,
+            one_port: true,
             ..BucketCount::default()
         });
         bucket.add(&socket, &self.reuse);
@@ -155,18 +175,48 @@ impl SocketCounter {
         }
     }
 
+    /// Counts the socket toward its local port's first peer (a server's port meets one peer on many
+    /// of its ports).
+    fn note_peer(&mut self, socket: &Socket) {
+        let peer = peer_hash(socket.remote.ip());
+        let slot = &mut self.peers_by_local_port[usize::from(socket.local.port())];
+        if slot.peer == 0 {
+            *slot = PortPeers { peer, sockets: 1 };
+        } else if slot.peer == peer {
+            slot.sockets = slot.sockets.saturating_add(1);
+        }
+    }
+
+    /// Ports of the range, neither listening nor reserved, whose sockets go to one peer's many
+    /// ports: a server that stopped listening, its connections (TIME_WAIT, mostly) still there.
+    /// Its port stays taken for connect() until they end, like a listener's (they keep the bind
+    /// bucket the listener made, which connect() skips).
+    fn stopped_listeners(&self) -> PortSet {
+        let mut stopped = PortSet::default();
+        (self.range.low..=self.range.high)
+            .filter(|p| !self.listening.contains(*p) && !self.reserved.contains(*p))
+            .filter(|p| self.peers_by_local_port[usize::from(*p)].sockets >= SERVER_PORT_PEER_SOCKETS)
+            .for_each(|p| stopped.insert(p));
+        stopped
+    }
+
     /// The summary, with the `top` fullest buckets and local addresses.
     pub(crate) fn finish(mut self, source: &'static str, top: usize) -> SocketSummary {
         let listening_ports: Vec<u16> = self.listening.iter().collect();
-        let time_wait = self.time_wait_split(&listening_ports);
-        let mut ephemeral = connect::ephemeral_ports(self.range, &self.reserved, &listening_ports);
+        let stopped = self.stopped_listeners();
+        let time_wait = self.time_wait_split(&listening_ports, &stopped);
+        let mut ephemeral = connect::ephemeral_ports(self.range, &self.reserved, &listening_ports, &stopped);
+        // A stopped server's connections are no destination of this host's clients. (Bucket ids
+        // run up to those made, dropped ones included.)
+        let made = self.buckets.len();
+        self.buckets.retain(|_, count| !(count.one_port && stopped.contains(count.first_port)));
         let destinations = connect::destinations(&self.buckets);
-        let connectable = |p: u16| !self.reserved.contains(p) && !self.listening.contains(p);
+        let connectable = |p: u16| !self.reserved.contains(p) && !self.listening.contains(p) && !stopped.contains(p);
         let (binding, bound) = self.addresses.binding(self.range, &connectable, &destinations);
         ephemeral.bound_ports = bound.count_in(self.range);
 
         let comparing = self.tracking.previous.is_some();
-        let (new_by_id, mut tuples) = self.close_tracking();
+        let (new_by_id, mut tuples) = self.close_tracking(made);
         let bucket_count = self.buckets.len();
         let counted: Vec<(BucketKey, BucketCount)> = std::mem::take(&mut self.buckets)
             .into_iter()
@@ -215,15 +265,19 @@ impl SocketCounter {
         }
     }
 
-    /// TIME_WAIT by direction: on a listening port (inbound), on a port outside the range that
-    /// nothing listens on (without listener), and the rest (outbound).
-    fn time_wait_split(&self, listening_ports: &[u16]) -> TimeWaitSplit {
+    /// TIME_WAIT by direction: on a listening port (inbound), on a port that nothing listens on
+    /// outside the range or of a stopped server inside it (without listener), and the rest
+    /// (outbound).
+    fn time_wait_split(&self, listening_ports: &[u16], stopped: &PortSet) -> TimeWaitSplit {
         let time_wait_at = |port: u16| u64::from(self.time_wait_by_local_port[usize::from(port)]);
         let inbound: u64 = listening_ports.iter().map(|p| time_wait_at(*p)).sum();
         // A TIME_WAIT socket on a port outside the range that nothing listens on holds no ephemeral
         // port: the server side of a listener that has stopped, or a client that bound its port.
-        let without_listener: u64 =
-            (0..=u16::MAX).filter(|p| !self.range.contains(*p) && !self.listening.contains(*p)).map(time_wait_at).sum();
+        // Inside the range, a stopped server's port is told by its peers (see `stopped_listeners`).
+        let without_listener: u64 = (0..=u16::MAX)
+            .filter(|p| (!self.range.contains(*p) && !self.listening.contains(*p)) || stopped.contains(*p))
+            .map(time_wait_at)
+            .sum();
         let total = self.states[TcpState::TimeWait as usize];
         TimeWaitSplit { total, outbound: total - inbound - without_listener, inbound, without_listener }
     }
@@ -231,12 +285,12 @@ impl SocketCounter {
     /// Ends the tracking of connections: the new connections of each bucket by id (compared by
     /// cookie), and what is kept for the next read when recording (the cookies; the buckets'
     /// ports are added by the caller).
-    fn close_tracking(&mut self) -> (Vec<u32>, Option<Tuples>) {
+    fn close_tracking(&mut self, buckets_made: usize) -> (Vec<u32>, Option<Tuples>) {
         let mut cookies = std::mem::take(&mut self.cookies);
         cookies.sort_unstable();
         let complete = cookies.len() <= MAX_COOKIES;
         let new_by_id = match self.tracking.previous.take().filter(|(p, _)| !p.cookies.is_empty()) {
-            Some((previous, _)) => churn::new_by_cookie(&cookies, &previous.cookies, self.buckets.len()),
+            Some((previous, _)) => churn::new_by_cookie(&cookies, &previous.cookies, buckets_made),
             None => Vec::new(),
         };
         // The previous read's tuples are dropped by now; the cookies are kept in their own memory
@@ -249,6 +303,18 @@ impl SocketCounter {
         });
         (new_by_id, tuples)
     }
+}
+
+/// A remote address as a non-zero number, to compare the peers of a port without keeping them.
+fn peer_hash(ip: std::net::IpAddr) -> u32 {
+    let folded = match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => v4.to_bits(),
+        std::net::IpAddr::V6(v6) => {
+            let bits = v6.to_bits();
+            (bits ^ (bits >> 32) ^ (bits >> 64) ^ (bits >> 96)) as u32
+        }
+    };
+    folded.max(1)
 }
 
 /// Tracks one socket of bucket `key` (number `id`) against the previous read: whether it is new
@@ -493,6 +559,25 @@ mod tests {
         assert_eq!(s.time_wait, TimeWaitSplit { total: 5, outbound: 1, inbound: 0, without_listener: 4 });
         assert_eq!(s.bucket_count, 1, "only the outbound socket is in a bucket");
         assert_eq!(s.buckets[0].remote, "10.0.0.9:443");
+    }
+
+    #[test]
+    fn a_stopped_server_inside_the_range_holds_its_port_and_is_no_destination() {
+        let mut c = counter();
+        // A server on 10.0.0.1:40050 that stopped: its TIME_WAIT toward one peer's many ports.
+        for i in 0..u16::from(SERVER_PORT_PEER_SOCKETS) + 4 {
+            c.add(socket(TcpState::TimeWait, "10.0.0.1:40050", &format!("10.0.0.9:{}", 50000 + i)));
+        }
+        // A client's port toward a few ports of one host is no server's.
+        for port in [80, 443, 8080] {
+            c.add(socket(TcpState::TimeWait, "10.0.0.1:40020", &format!("10.0.0.9:{port}")));
+        }
+        let s = c.finish("test", 10);
+        assert_eq!(s.ephemeral.stopped_listeners_in_range, vec![40050]);
+        assert_eq!(s.ephemeral.usable_ports, 89, "100 - 10 reserved - the stopped server's port");
+        assert_eq!(s.time_wait, TimeWaitSplit { total: 23, outbound: 3, inbound: 0, without_listener: 20 });
+        let remotes: Vec<&str> = s.buckets.iter().map(|b| b.remote.as_str()).collect();
+        assert_eq!((s.bucket_count, remotes), (3, vec!["10.0.0.9:80", "10.0.0.9:443", "10.0.0.9:8080"]));
     }
 
     #[test]

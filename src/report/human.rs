@@ -161,11 +161,15 @@ fn ephemeral_ports(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "\n{HEADING}Ephemeral ports{HEADING:#}")?;
     writeln!(
         out,
-        "  ip_local_port_range {}: {} ports - {} reserved - {} listening = {} usable per destination",
+        "  ip_local_port_range {}: {} ports - {} reserved - {} listening{} = {} usable per destination",
         e.range,
         e.size,
         e.reserved_in_range,
         e.listeners_in_range.len(),
+        match e.stopped_listeners_in_range.len() {
+            0 => String::new(),
+            n => format!(" - {n} of servers that stopped listening (their connections hold them)"),
+        },
         e.usable_ports
     )?;
     if e.bound_ports > 0 {

@@ -657,6 +657,38 @@ fn time_wait_of_a_stopped_listener_holds_no_ephemeral_port() {
     kernel_agrees("200 TIME_WAIT on a stopped port-8080 server", predicted, held.len(), &err, EADDRNOTAVAIL);
 }
 
+/// Scenario 10b: the same inside the range: a server on 127.0.0.1:40500 closed first 200 times,
+/// then stopped listening. Its TIME_WAIT (one local port toward the clients' many ports) is a
+/// server's, not 200 destinations; and its port stays taken for connect() until that TIME_WAIT
+/// ends, since the TIME_WAIT keeps the listener's bind bucket, which connect() skips.
+#[test]
+fn time_wait_of_a_stopped_listener_inside_the_range_holds_its_one_port() {
+    if !enter("differential::time_wait_of_a_stopped_listener_inside_the_range_holds_its_one_port") {
+        return;
+    }
+    prepare("40000 40999", "0");
+    let stopped = listen("127.0.0.1:40500");
+    server_time_waits(&stopped, 200);
+    drop(stopped);
+    let server = listen("127.0.0.1:9000");
+
+    let report = audit();
+    let tw = &report.sockets.time_wait;
+    assert_eq!((tw.total, tw.outbound, tw.inbound, tw.without_listener), (200, 0, 0, 200), "{tw:?}");
+    assert_eq!(report.sockets.ephemeral.stopped_listeners_in_range, vec![40500]);
+    assert!(report.sockets.buckets.is_empty(), "no bucket toward a client's port: {:#?}", report.sockets.buckets);
+    let predicted = i64::from(report.sockets.ephemeral.usable_ports);
+    assert_eq!(predicted, 999);
+    let (held, err) = connect_until_failure(&server, LIMIT, Client::Plain);
+    kernel_agrees(
+        "200 TIME_WAIT of a stopped server on 40500, inside the range",
+        predicted,
+        held.len(),
+        &err,
+        EADDRNOTAVAIL,
+    );
+}
+
 /// Scenario 11: a range inside the Kubernetes NodePorts: too small, and reserving the NodePorts
 /// would leave nothing; once they are reserved anyway, every connect() fails.
 #[test]

@@ -384,6 +384,7 @@ pub(crate) struct Ephemeral {
     pub size: u32,
     pub reserved_in_range: u32,
     pub listeners_in_range: Vec<u16>,
+    pub stopped_listeners_in_range: Vec<u16>,
     pub usable_ports: u32,
     pub bound_ports: u32,
 }

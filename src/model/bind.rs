@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::model::records::{Socket, TcpState};
+use crate::model::records::{Socket, TIME_WAIT_MS, TcpState};
 use crate::model::{FastMap, percent};
 use crate::ports::{PortRange, PortSet};
 
@@ -23,6 +23,11 @@ struct AddressPorts {
     in_use: PortSet,
     /// Ports two or more of its connections share (which only connect() does).
     shared: PortSet,
+    /// Its sockets in the range that are neither TIME_WAIT nor listening.
+    live: u32,
+    /// The ages (ms) of its youngest and oldest TIME_WAIT, on ports of [connect()'s, bind()'s]
+    /// parity.
+    time_wait_ages: [Option<(u32, u32)>; 2],
 }
 
 /// The ports of the range each local address uses, counted as the table streams.
@@ -37,9 +42,9 @@ pub(crate) struct Addresses {
 }
 
 impl Addresses {
-    /// Records the local port of a socket whose port is in the range: any socket, in any state,
+    /// Records the local port of a socket whose port is in `range`: any socket, in any state,
     /// keeps bind(addr, 0) off its port.
-    pub(crate) fn add(&mut self, socket: &Socket) {
+    pub(crate) fn add(&mut self, range: PortRange, socket: &Socket) {
         let port = socket.local.port();
         let ip = socket.local.ip().to_canonical();
         if ip.is_unspecified() {
@@ -58,6 +63,15 @@ impl Addresses {
             ports.shared.insert(port);
         }
         ports.in_use.insert(port);
+        match (socket.state, socket.expires_ms) {
+            (TcpState::TimeWait, Some(left)) => {
+                let age = TIME_WAIT_MS.saturating_sub(left);
+                let slot = &mut ports.time_wait_ages[usize::from((port - range.low) % 2 == 1)];
+                *slot = Some(slot.map_or((age, age), |(young, old)| (young.min(age), old.max(age))));
+            }
+            (TcpState::TimeWait | TcpState::Listen, _) => {}
+            _ => ports.live += 1,
+        }
     }
 
     /// The addresses whose clients bind first, and the ports they hold (of those `connectable`,
@@ -72,7 +86,8 @@ impl Addresses {
         let mut bound = PortSet::default();
         let mut binding = Vec::new();
         for (ip, ports) in &self.ports {
-            if binds_first(range, ports, connectable, destinations.get(ip).copied().unwrap_or(0)) {
+            let destinations = destinations.get(ip).copied().unwrap_or(0);
+            if binds_first(range, ports, connectable, destinations) && !drains(ports) {
                 binding.push(*ip);
                 (range.low..=range.high)
                     .filter(|p| connectable(*p) && ports.in_use.contains(*p))
@@ -136,6 +151,33 @@ fn binds_first(range: PortRange, ports: &AddressPorts, connectable: &impl Fn(u16
         }
     }
     in_use[1] > in_use[0] || (in_use == there && in_use[1] > 0 && !shared && destinations >= 2)
+}
+
+/// A client whose connect() chose its ports and that stopped more than this long ago, in ms: its
+/// TIME_WAIT of bind()'s parity, the last it took, is at least this old once the rest has ended
+/// (see [`drains`]).
+const DRAINED_MS: u32 = 30_000;
+
+/// Whether an address whose ports are mostly of bind()'s parity is in fact a connect() client
+/// whose TIME_WAIT drains. connect() takes the ports of its own parity first and the other parity
+/// only once its own is exhausted toward a destination (`__inet_hash_connect`), so a client that
+/// used up its range and stopped ends the TIME_WAIT of its own parity first and, for up to a
+/// minute, holds mostly ports of the other. Told apart from a client that binds first (bind(0)
+/// takes bind()'s parity first, and the other only once that is exhausted):
+/// - while both parities are there, connect()'s is all older than bind()'s;
+/// - once connect()'s has ended, nothing on the address is live and its youngest TIME_WAIT is over
+///   30 s old: the client filled its range within the 60 s of TIME_WAIT (else it would not have
+///   needed the other parity), the other parity in the second half. A client that binds first
+///   and stopped as long ago looks the same; its ports then end within 30 s, and nothing of it
+///   spends ports meanwhile, so twtune counts them as connect()'s.
+fn drains(ports: &AddressPorts) -> bool {
+    let [connect, bind] = ports.time_wait_ages;
+    let Some((bind_youngest, bind_oldest)) = bind else { return false };
+    match connect {
+        // connect() took its last port of its own parity before its first of the other.
+        Some((connect_youngest, _)) => connect_youngest >= bind_oldest,
+        None => ports.live == 0 && bind_youngest > DRAINED_MS,
+    }
 }
 
 /// The bind() budget of one local address: bind(addr, 0) needs a port of the range that no socket

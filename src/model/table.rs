@@ -131,7 +131,7 @@ impl SocketCounter {
         self.states[socket.state as usize] += 1;
         let local_port = socket.local.port();
         if self.range.contains(local_port) {
-            self.addresses.add(&socket);
+            self.addresses.add(self.range, &socket);
         }
         match socket.state {
             TcpState::Listen => {
@@ -639,6 +639,40 @@ mod tests {
         );
         let binding: Vec<(&str, bool)> = s.local_ports.iter().map(|l| (l.local_ip.as_str(), l.binds_first)).collect();
         assert_eq!(binding, vec![("127.0.0.1", true), ("10.0.0.1", false)]);
+    }
+
+    #[test]
+    fn a_connect_client_draining_its_time_wait_is_not_taken_for_one_that_binds() {
+        let range = PortRange { low: 40000, high: 40099 };
+        let tw = |port: u16, age_ms: u32| {
+            socket(TcpState::TimeWait, &format!("127.0.0.1:{port}"), "127.0.0.2:80").expiring_in(TIME_WAIT_MS - age_ms)
+        };
+        let summary = |sockets: &[Socket]| {
+            let mut counter = SocketCounter::new(range, PortSet::default());
+            sockets.iter().for_each(|s| counter.add(*s));
+            counter.finish("test", 10)
+        };
+        // connect() took the even ports (55-59 s ago), then the odd ones (45-50 s ago); the older
+        // even ones have ended: odd ports are the majority, all younger than the even ones left.
+        let mut draining: Vec<Socket> = (40080..40100).step_by(2).map(|p| tw(p, 55_000)).collect();
+        draining.extend((40001..40100).step_by(2).map(|p| tw(p, 45_000 + u32::from(p % 10) * 500)));
+        let s = summary(&draining);
+        assert_eq!((s.ephemeral.bound_ports, s.local_ports[0].binds_first), (0, false));
+        assert_eq!(s.buckets[0].available, 40, "100 - 60 held toward the drained destination");
+        // Later, the even ones gone, nothing live, the youngest odd one over 30 s old: drained.
+        let tail: Vec<Socket> = (40001..40100).step_by(2).map(|p| tw(p, 45_000)).collect();
+        assert_eq!(summary(&tail).ephemeral.bound_ports, 0);
+
+        // A client that binds first: odd ports first, even ones younger once the odd ones ran out;
+        // or odd ones alone, young, or beside a live connection.
+        let mut binding: Vec<Socket> = (40001..40100).step_by(2).map(|p| tw(p, 40_000)).collect();
+        binding.extend((40000..40020).step_by(2).map(|p| tw(p, 5_000)));
+        assert_eq!(summary(&binding).ephemeral.bound_ports, 60);
+        let young: Vec<Socket> = (40001..40100).step_by(2).map(|p| tw(p, 20_000)).collect();
+        assert_eq!(summary(&young).ephemeral.bound_ports, 50);
+        let mut live = tail.clone();
+        live.push(socket(TcpState::Established, "127.0.0.1:40099", "127.0.0.2:81"));
+        assert!(summary(&live).local_ports[0].binds_first);
     }
 
     #[test]

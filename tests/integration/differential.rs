@@ -953,3 +953,69 @@ fn churn_above_the_range_is_forecast_to_run_out_when_the_kernel_refuses() {
     assert_eq!(f.len(), 1, "{:#?}", report.findings);
     assert!(f[0].message.contains("level off at about"), "{}", f[0].message);
 }
+
+/// Closes a connection with a reset (SO_LINGER 0), so that checking a budget leaves no TIME_WAIT.
+fn reset(held: Held) {
+    for (client, _accepted) in held {
+        setsockopt(&client, sockopt::Linger, &nix::libc::linger { l_onoff: 1, l_linger: 0 }).expect("SO_LINGER");
+    }
+    settle();
+}
+
+/// Scenario 15: a plain connect() client fills its 1 000 ports toward one destination in ten bursts
+/// of 100, two seconds apart, and stops. connect() took the even ports first (the parity of the
+/// range's low bound), so a minute later they end first: for a while most ports in use are odd,
+/// bind(0)'s parity. That is a connect() client draining, not one that binds first. At three
+/// moments of the drain (each between two bursts' ends, so nothing ends while the kernel is
+/// asked), both destinations' `available` equals what connect() then gets and there is no bind
+/// finding; at the last, after `tcp_tw_reuse=1` (twtune's own advice), the drained destination's
+/// old TIME_WAIT is all taken over.
+#[test]
+fn a_draining_connect_client_is_not_taken_for_one_that_binds_first() {
+    if !enter("differential::a_draining_connect_client_is_not_taken_for_one_that_binds_first") {
+        return;
+    }
+    prepare("40000 40999", "0");
+    let own = listen("127.0.0.1:9000");
+    let fresh = listen("127.0.0.1:9001");
+    let start = std::time::Instant::now();
+    for burst in 0..10u64 {
+        let due = start + Duration::from_secs(2 * burst);
+        std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+        time_waits(&own, 100, Client::Plain);
+    }
+    for (check, at) in [(1, 63), (2, 71), (3, 75)] {
+        std::thread::sleep((start + Duration::from_secs(at)).saturating_duration_since(std::time::Instant::now()));
+        if check == 3 {
+            set_sysctl("net.ipv4.tcp_tw_reuse", "1");
+        }
+        let report = audit();
+        assert!(report.with_id("ports.bind-exhaustion").is_empty(), "check {check}: {:#?}", report.findings);
+        assert_eq!(report.sockets.ephemeral.bound_ports, 0, "check {check}: no client binds first");
+        let own_available = report.sockets.buckets.iter().find(|b| b.remote == "127.0.0.1:9000").map(|b| b.available);
+        let fresh_predicted = i64::from(report.sockets.ephemeral.usable_ports);
+        let (held_fresh, err_fresh) = connect_until_failure(&fresh, LIMIT, Client::Plain);
+        let fresh_count = held_fresh.len();
+        reset(held_fresh);
+        let (held_own, err_own) = connect_until_failure(&own, LIMIT, Client::Plain);
+        let own_count = held_own.len();
+        reset(held_own);
+        let mut differences = Differences::default();
+        differences.check(
+            &format!("check {check}: connect() to a fresh destination"),
+            fresh_predicted,
+            fresh_count,
+            &err_fresh,
+            EADDRNOTAVAIL,
+        );
+        differences.check(
+            &format!("check {check}: connect() to the drained destination"),
+            own_available.unwrap_or(fresh_predicted),
+            own_count,
+            &err_own,
+            EADDRNOTAVAIL,
+        );
+        differences.assert_none();
+        eprintln!("drain check {check} at {at} s: fresh {fresh_count}, drained {own_count}");
+    }
+}

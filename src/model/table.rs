@@ -565,7 +565,7 @@ mod tests {
     fn a_stopped_server_inside_the_range_holds_its_port_and_is_no_destination() {
         let mut c = counter();
         // A server on 10.0.0.1:40050 that stopped: its TIME_WAIT toward one peer's many ports.
-        for i in 0..u16::from(SERVER_PORT_PEER_SOCKETS) + 4 {
+        for i in 0..SERVER_PORT_PEER_SOCKETS + 4 {
             c.add(socket(TcpState::TimeWait, "10.0.0.1:40050", &format!("10.0.0.9:{}", 50000 + i)));
         }
         // A client's port toward a few ports of one host is no server's.

@@ -195,8 +195,7 @@ fn the_files_of_a_module_import_each_other_in_no_circle() {
             .map(|(name, code)| {
                 let used = code
                     .match_indices(&prefix)
-                    .map(|(i, _)| crate_names(&format!("crate::{}", &code[i + prefix.len()..])))
-                    .flatten()
+                    .flat_map(|(i, _)| crate_names(&format!("crate::{}", &code[i + prefix.len()..])))
                     .chain(code.match_indices("super::").map(|(i, _)| {
                         code[i + "super::".len()..]
                             .chars()

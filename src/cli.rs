@@ -57,7 +57,9 @@ pub enum Command {
     ///
     /// Prints the plan (key, current -> new, why, risk) and asks once. Writes are transactional: a
     /// journal entry records the old state first, each write is read back, and any failure or
-    /// Ctrl-C restores every key already written. The values are then persisted to a sysctl.d file.
+    /// Ctrl-C restores every key already written. The values are then persisted to a sysctl.d file;
+    /// from a network namespace other than the host's initial one only with --persist, since at boot
+    /// that file sets the initial namespace.
     #[command(after_help = APPLY_EXIT_STATUS)]
     Apply(ApplyArgs),
 
@@ -275,6 +277,12 @@ pub struct ApplyArgs {
     /// Change the running values only; they are lost at the next reboot.
     #[arg(long)]
     pub no_persist: bool,
+
+    /// Persist even from a network namespace that is not the host's initial one (a pod's, or under
+    /// `ip netns exec`). There apply otherwise changes the running values only, and says so: at
+    /// boot the sysctl.d file sets the initial namespace, not this one.
+    #[arg(long, conflicts_with = "no_persist")]
+    pub persist: bool,
 }
 
 /// Options of `twtune export`.

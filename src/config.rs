@@ -66,6 +66,8 @@ pub(crate) struct ApplyConfig {
     pub dry_run: bool,
     /// The file to persist to, as the configured system names it; `None` with --no-persist.
     pub persist_file: Option<String>,
+    /// `--persist`: persist even from a network namespace that is not the initial one.
+    pub persist_in_any_namespace: bool,
     /// A profile name or path; `None` means the audit's recommendations.
     pub profile: Option<String>,
     pub select: bool,
@@ -200,6 +202,7 @@ impl Config {
             Command::Apply(args) => CommandConfig::Apply(ApplyConfig {
                 dry_run: args.dry_run,
                 persist_file: (!args.no_persist).then(|| args.persist_file.to_string_lossy().into_owned()),
+                persist_in_any_namespace: args.persist,
                 profile: args.profile,
                 select: args.select,
                 target: Target::from_args(args.target),
@@ -386,7 +389,7 @@ mod tests {
                 assert_eq!(a.profile.as_deref(), Some("outbound-heavy"));
                 assert_eq!(a.persist_file.as_deref(), Some("/etc/sysctl.d/90-twtune.conf"));
                 assert_eq!(a.target.state_dir, PathBuf::from("/r/var/lib/twtune"));
-                assert!(a.yes && !a.dry_run && !a.select);
+                assert!(a.yes && !a.dry_run && !a.select && !a.persist_in_any_namespace);
             }
             other => panic!("{other:?}"),
         }
@@ -394,6 +397,13 @@ mod tests {
             CommandConfig::Apply(a) => {
                 assert_eq!((a.profile, a.persist_file), (None, None));
                 assert_eq!(a.target.state_dir, PathBuf::from("/s"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["apply", "--recommended", "--persist"]) {
+            CommandConfig::Apply(a) => {
+                assert_eq!(a.persist_file.as_deref(), Some("/etc/sysctl.d/90-twtune.conf"));
+                assert!(a.persist_in_any_namespace);
             }
             other => panic!("{other:?}"),
         }
@@ -405,6 +415,7 @@ mod tests {
             &["apply"][..],
             &["apply", "p", "--recommended"],
             &["apply", "p", "--no-persist", "--persist-file", "/x"],
+            &["apply", "p", "--no-persist", "--persist"],
             &["rollback", "ID", "--list"],
         ] {
             assert!(Cli::try_parse_from(["twtune"].iter().chain(bad)).is_err(), "{bad:?}");

@@ -29,6 +29,8 @@ pub(crate) struct Host {
     pub sysctl_d: Tree,
     pub conntrack: Option<crate::inspect::conntrack::Conntrack>,
     pub top: usize,
+    /// Whether the host's namespace is the initial one (`None`: unknown, as offline).
+    pub initial_namespace: Option<bool>,
 }
 
 /// A parsed test address.
@@ -47,6 +49,7 @@ impl Host {
             sysctl_d: Tree::default(),
             conntrack: None,
             top: 10,
+            initial_namespace: None,
         }
     }
 
@@ -75,6 +78,12 @@ impl Host {
     /// The kernel version; `None` for a release without one.
     pub(crate) fn kernel(mut self, version: Option<KernelVersion>) -> Host {
         self.kernel = version;
+        self
+    }
+
+    /// Whether the inspected network namespace is the initial one (`None`: unknown).
+    pub(crate) fn initial_namespace(mut self, initial: Option<bool>) -> Host {
+        self.initial_namespace = initial;
         self
     }
 
@@ -145,6 +154,7 @@ impl Host {
             conntrack: self.conntrack.clone(),
             counter_growth: None,
             warnings: Vec::new(),
+            initial_namespace: self.initial_namespace,
         }
     }
 }

@@ -1,6 +1,8 @@
-//! The file applied values are persisted to: which files twtune may write (`--persist-file`: an
-//! absolute `.conf` path, never a link, absent or written by twtune before), what it holds after
-//! an apply, and which other files would override it at the next boot.
+//! The file applied values are persisted to: whether an apply writes it at all (not with
+//! `--no-persist`, and not from a network namespace other than the initial one unless
+//! `--persist`), which files twtune may write (`--persist-file`: an absolute `.conf` path, never a
+//! link, absent or written by twtune before), what it holds after an apply, and which other files
+//! would override it at the next boot.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +21,62 @@ pub(crate) struct PersistTarget {
     pub path: PathBuf,
     /// The same file as the configured system sees it (`/etc/sysctl.d/90-twtune.conf`).
     pub shown: String,
+}
+
+/// What an apply does with the persisted file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Persisting {
+    /// It writes this file.
+    To(PersistTarget),
+    /// It leaves it alone: `--no-persist`.
+    NotAsked,
+    /// It leaves `shown` alone: the values are changed in a network namespace that is not the
+    /// initial one, and at boot the file would set the initial one (the host's), not this one.
+    OtherNamespace { shown: String },
+}
+
+impl Persisting {
+    /// The file written, if any.
+    pub(crate) fn target(&self) -> Option<&PersistTarget> {
+        match self {
+            Persisting::To(target) => Some(target),
+            Persisting::NotAsked | Persisting::OtherNamespace { .. } => None,
+        }
+    }
+
+    /// What to warn about once `plan` is applied: the files that override the one written at the
+    /// next boot, or, with `--no-persist`, that the values do not survive it. Nothing outside the
+    /// initial namespace: not persisting is right there, and the output says why.
+    pub(crate) fn warnings(&self, root: &Path, plan: &Plan) -> Vec<String> {
+        match self {
+            Persisting::To(target) => overrides(root, plan, target),
+            Persisting::NotAsked => {
+                vec!["not persisted (--no-persist): these values are lost at the next reboot".to_string()]
+            }
+            Persisting::OtherNamespace { .. } => Vec::new(),
+        }
+    }
+}
+
+/// What to do with the file `shown` (`None`: `--no-persist`) when the values are changed in a
+/// network namespace that is the initial one (`Some(true)`), is not (`Some(false)`), or cannot be
+/// told (`None`: an offline `--root` tree, or no view of the host's namespace), where it is
+/// persisted as ever. Outside the initial namespace it is persisted only when `forced`
+/// (`--persist`): systemd-sysctl and `sysctl --system` run at boot in the initial namespace, so the
+/// file would set the host's values, not this namespace's.
+pub(crate) fn persisting(
+    root: &Path,
+    shown: Option<&str>,
+    initial_namespace: Option<bool>,
+    forced: bool,
+) -> Result<Persisting> {
+    match shown {
+        None => Ok(Persisting::NotAsked),
+        Some(shown) if initial_namespace == Some(false) && !forced => {
+            Ok(Persisting::OtherNamespace { shown: shown.to_string() })
+        }
+        Some(shown) => persist_target(root, shown).map(Persisting::To),
+    }
 }
 
 /// The file to persist to: an absolute `.conf` path, not a link (a rename would replace the link,

@@ -6,7 +6,7 @@ use std::io::Write;
 use anstyle::Style;
 
 use super::journal::{Entry, StateDir};
-use super::persist_file::PersistTarget;
+use super::persist_file::Persisting;
 use super::{Plan, count};
 use crate::report::human::wrapped;
 use crate::sysctl::procsys::ProcSys;
@@ -51,13 +51,9 @@ pub(crate) fn choices(plan: &Plan) -> Vec<String> {
     plan.changes.iter().map(|c| format!("{}: {} -> {}", c.key, c.current, c.new)).collect()
 }
 
-/// What an apply did: the journal entry that undoes it, and where the values were persisted.
-pub(crate) fn applied(
-    plan: &Plan,
-    entry: &Entry,
-    persist: Option<&PersistTarget>,
-    out: &mut dyn Write,
-) -> std::io::Result<()> {
+/// What an apply did: the journal entry that undoes it, and where the values were persisted, or
+/// why they were not outside the initial network namespace.
+pub(crate) fn applied(plan: &Plan, entry: &Entry, persisting: &Persisting, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
         "Applied {} (journal entry {}); `twtune rollback` undoes {}.",
@@ -65,8 +61,16 @@ pub(crate) fn applied(
         entry.id,
         if plan.changes.len() == 1 { "it" } else { "them" }
     )?;
-    if let Some(target) = persist {
-        writeln!(out, "Persisted to {}.", target.shown)?;
+    match persisting {
+        Persisting::To(target) => writeln!(out, "Persisted to {}.", target.shown)?,
+        Persisting::OtherNamespace { shown } => writeln!(
+            out,
+            "Not persisted: the values were changed in this network namespace only; persisting them would write \
+             {shown}, which at boot sets the host's initial network namespace, not this one (`--persist` writes it \
+             anyway)."
+        )?,
+        // Said as a warning, with the other things the user should know about the reboot.
+        Persisting::NotAsked => {}
     }
     Ok(())
 }

@@ -291,6 +291,31 @@ fn a_rollback_never_overwrites_a_file_twtune_did_not_write() {
 }
 
 #[test]
+fn outside_the_initial_namespace_nothing_is_persisted_unless_forced() {
+    use super::persist_file::{Persisting, persisting};
+    let dir = root();
+    let file = Some("/etc/sysctl.d/90-twtune.conf");
+    let written = |p: &Persisting| p.target().map(|t| t.path.clone());
+    let expected = Some(dir.path().join("etc/sysctl.d/90-twtune.conf"));
+    // The initial namespace, and one that cannot be told (a --root tree): persisted as ever.
+    for initial in [Some(true), None] {
+        let p = persisting(dir.path(), file, initial, false).expect("persist");
+        assert_eq!(written(&p), expected, "{initial:?}");
+    }
+    assert_eq!(
+        persisting(dir.path(), file, Some(false), false).expect("decided"),
+        Persisting::OtherNamespace { shown: "/etc/sysctl.d/90-twtune.conf".into() }
+    );
+    assert_eq!(written(&persisting(dir.path(), file, Some(false), true).expect("forced")), expected);
+    for initial in [Some(true), Some(false), None] {
+        assert_eq!(persisting(dir.path(), None, initial, true).expect("--no-persist"), Persisting::NotAsked);
+    }
+    // A file that would be refused is not looked at when it is not written.
+    assert!(persisting(dir.path(), Some("relative.conf"), Some(false), false).is_ok());
+    assert!(persisting(dir.path(), Some("relative.conf"), Some(false), true).is_err());
+}
+
+#[test]
 fn a_persist_file_name_that_is_not_utf8_is_refused() {
     let err = super::persist_file::persist_target(Path::new("/r"), "/etc/sysctl.d/\u{fffd}.conf").expect_err("refused");
     assert!(err.to_string().contains("not valid UTF-8"), "{err}");

@@ -5,10 +5,11 @@ use std::io::Write;
 
 use crate::apply::confirm::{Confirm, consent, require_terminal};
 use crate::apply::journal::StateDir;
-use crate::apply::persist_file::{overrides, persist_target};
+use crate::apply::persist_file::persisting;
 use crate::apply::{Plan, count, preflight, show, transaction};
 use crate::config::ApplyConfig;
 use crate::error::{Error, Outcome, Result};
+use crate::inspect::Inspection;
 use crate::profile::{self, catalog::Catalog};
 use crate::root::Root;
 
@@ -33,42 +34,60 @@ pub(crate) fn run(config: &ApplyConfig, out: &mut dyn Write, confirm: &dyn Confi
         return Ok(Outcome::Clean);
     }
 
-    let persist = config.persist_file.as_ref().map(|shown| persist_target(root.path(), shown)).transpose()?;
+    // The inspection was read in the namespace the keys are written in.
+    let persisting = persisting(
+        root.path(),
+        config.persist_file.as_deref(),
+        inspection.initial_namespace,
+        config.persist_in_any_namespace,
+    )?;
+    let persist = persisting.target();
     let procsys = preflight::open_procsys(root.path())?;
     let state = StateDir::new(&config.target.state_dir);
     preflight::check_permitted(
         &procsys,
         plan.changes.iter().map(|c| &c.key),
         &state,
-        persist.as_ref().map(|p| p.path.as_path()),
+        persist.map(|p| p.path.as_path()),
     )?;
 
+    if !agreed(config, &mut plan, &inspection, confirm, out)? {
+        return Ok(Outcome::Declined);
+    }
+
+    let controls = preflight::controls(config.target.write_delay)?;
+    let applied = transaction::apply(&plan, &procsys, &state, persist, &controls)?;
+    show::applied(&plan, &applied.entry, &persisting, out).map_err(output)?;
+    for warning in applied.warning.into_iter().chain(persisting.warnings(root.path(), &plan)) {
+        crate::error::say(&format!("warning: {warning}"));
+    }
+    Ok(Outcome::Clean)
+}
+
+/// `--select`, then the prompt (or `--yes`): whether to go on with what is left of `plan`; when
+/// not, what was declined is said.
+fn agreed(
+    config: &ApplyConfig,
+    plan: &mut Plan,
+    inspection: &Inspection,
+    confirm: &dyn Confirm,
+    out: &mut dyn Write,
+) -> Result<bool> {
+    let output = Error::Output;
     let interactive = config.target.interactive;
     if config.select {
         require_terminal(interactive, "--select needs a terminal to pick changes on (stdin and stderr)")?;
-        let picked = confirm.select("Changes to apply (space toggles, enter accepts)", &show::choices(&plan))?;
+        let picked = confirm.select("Changes to apply (space toggles, enter accepts)", &show::choices(plan))?;
         plan.select(&picked);
         if plan.changes.is_empty() {
             writeln!(out, "Nothing selected: nothing was changed.").map_err(output)?;
-            return Ok(Outcome::Declined);
+            return Ok(false);
         }
         plan.check(|key| inspection.settings.get(key).map(str::to_string))?;
     }
     if !consent(config.yes, interactive, confirm, &format!("Apply {}?", count(plan.changes.len(), "change")))? {
         writeln!(out, "Nothing was changed.").map_err(output)?;
-        return Ok(Outcome::Declined);
+        return Ok(false);
     }
-
-    let controls = preflight::controls(config.target.write_delay)?;
-    let applied = transaction::apply(&plan, &procsys, &state, persist.as_ref(), &controls)?;
-    show::applied(&plan, &applied.entry, persist.as_ref(), out).map_err(output)?;
-    let mut warnings: Vec<String> = applied.warning.into_iter().collect();
-    warnings.extend(match &persist {
-        Some(target) => overrides(root.path(), &plan, target),
-        None => vec!["not persisted (--no-persist): these values are lost at the next reboot".to_string()],
-    });
-    for warning in warnings {
-        crate::error::say(&format!("warning: {warning}"));
-    }
-    Ok(Outcome::Clean)
+    Ok(true)
 }

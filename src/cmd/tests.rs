@@ -31,6 +31,7 @@ fn apply_config(root: &Path, profile: &str) -> ApplyConfig {
     ApplyConfig {
         dry_run: false,
         persist_file: Some("/etc/sysctl.d/90-twtune.conf".into()),
+        persist_in_any_namespace: false,
         profile: Some(profile.into()),
         select: false,
         target: target(root, true),
@@ -66,6 +67,24 @@ fn accepting_applies_and_select_keeps_a_subset() {
     assert_eq!(value(dir.path(), "net.ipv4.ip_local_port_range"), "32768 60999", "not selected");
     let text = String::from_utf8_lossy(&out);
     assert!(text.contains("Applied 1 change (journal entry "), "{text}");
+}
+
+#[test]
+fn a_root_tree_is_persisted_as_before_whatever_namespace_twtune_runs_in() {
+    // A --root tree is not the live system: which namespace it stands for cannot be told, so the
+    // file is written, with or without --persist, and nothing is said about namespaces.
+    for forced in [false, true] {
+        let dir = root();
+        let mut config = apply_config(dir.path(), "outbound-heavy");
+        (config.yes, config.persist_in_any_namespace) = (true, forced);
+        let mut out = Vec::new();
+        super::apply::run(&config, &mut out, &ANSWER_YES).expect("applies");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.ends_with("Persisted to /etc/sysctl.d/90-twtune.conf.\n"), "{text}");
+        assert!(!text.contains("namespace"), "{text}");
+        let persisted = std::fs::read_to_string(dir.path().join("etc/sysctl.d/90-twtune.conf")).expect("persisted");
+        assert!(persisted.contains("net.ipv4.tcp_tw_reuse = 1"), "{persisted}");
+    }
 }
 
 #[test]

@@ -134,12 +134,14 @@ pub(crate) fn collect(request: &Request, extra_keys: Vec<String>) -> Result<Evid
         let count = namespaces.list.iter().filter(|ns| Some(ns.inode) != inode).count();
         Some(OtherNamespaces { count, complete: namespaces.unreadable == 0 })
     };
+    let initial = |inode: Option<u64>| namespaces.as_ref()?.is_initial(inode?);
     match &request.netns {
         NetnsTarget::Own => {
             let inode = if root.is_live() { netns::current().ok() } else { None };
             let owners = Owners::of(root.is_live(), namespaces.as_ref(), inode);
             let mut evidence = collect_in(&root, request, &extra_keys, &owners)?;
             evidence.other_namespaces = others(inode);
+            evidence.inspection.initial_namespace = initial(inode);
             Ok(evidence)
         }
         // The caller sweeps instead: one evidence per namespace.
@@ -160,6 +162,7 @@ pub(crate) fn collect(request: &Request, extra_keys: Vec<String>) -> Result<Evid
             .join()
             .map_err(|_| Error::NamespaceThread)??;
             evidence.other_namespaces = others(inode);
+            evidence.inspection.initial_namespace = initial(inode);
             Ok(evidence)
         }
     }
@@ -182,11 +185,15 @@ pub(super) fn namespace_error(path: &Path, e: &std::io::Error) -> Error {
 }
 
 /// One inspection of `root` with the default socket source (netlink on a live system), for the
-/// commands that plan changes (`apply`, `export --recommended`).
+/// commands that plan changes (`apply`, `export --recommended`), in the calling thread's network
+/// namespace: the one their writes go to.
 pub(crate) fn read_default(root: &Root, extra_keys: &[String]) -> Result<Inspection> {
     let (mut source, fallback) = open_source(root, SocketSourceChoice::Auto)?;
     let mut inspection = inspect::read(root, source.as_mut(), 10, extra_keys, Tracking::default())?;
     inspection.warnings.extend(fallback);
+    if root.is_live() {
+        inspection.initial_namespace = netns::current().ok().and_then(netns::is_initial);
+    }
     Ok(inspection)
 }
 

@@ -70,6 +70,10 @@ pub(crate) struct Inspection {
     pub counter_growth: Option<BTreeMap<String, i64>>,
     /// Things that were read with trouble; the audit went on without them.
     pub warnings: Vec<String>,
+    /// Whether the inspected network namespace is the host's initial one, which the sysctl.d tree
+    /// configures at boot; `None` where that cannot be told (an offline tree, not root, another PID
+    /// namespace). Set by [`evidence`], which knows the namespace it read in.
+    pub initial_namespace: Option<bool>,
 }
 
 /// Reads a whole inspection beneath `root`, streaming the socket table from `source` and keeping the
@@ -121,6 +125,7 @@ pub(crate) fn read(
         conntrack,
         counter_growth: None,
         warnings,
+        initial_namespace: None,
     })
 }
 

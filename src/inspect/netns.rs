@@ -122,6 +122,31 @@ impl Namespaces {
     pub(crate) fn get(&self, inode: u64) -> Option<&Namespace> {
         self.list.iter().find(|ns| ns.inode == inode)
     }
+
+    /// Whether namespace `inode` is the host's initial one; `None` when the host's was not found
+    /// (not root, or another PID namespace: see [`Namespace::host`]).
+    pub(crate) fn is_initial(&self, inode: u64) -> Option<bool> {
+        self.list.iter().find(|ns| ns.host).map(|host| host.inode == inode)
+    }
+}
+
+/// Whether namespace `inode` is the host's initial one, told as [`enumerate`] tells the host's (the
+/// namespace of kthreadd) without listing the others. `None` where it cannot be told: in another
+/// PID namespace, without a mounted `/proc`, or without the right to look at PID 2 (not root).
+/// PID 1 would not do: a container's init is PID 1 of its own PID namespace, and a sandbox's PID 1
+/// may hide its namespace even from root.
+pub(crate) fn is_initial(inode: u64) -> Option<bool> {
+    if !kthreadd_is_pid_2() {
+        return None;
+    }
+    let stat = rustix::fs::stat("/proc/2/ns/net").ok()?;
+    (stat.st_dev == nsfs_device().ok()?).then_some(stat.st_ino == inode)
+}
+
+/// Whether PID 2 of the PID namespace `/proc` shows is the kernel's kthreadd, whose network
+/// namespace is the host's initial one (inside another PID namespace PID 2 is someone else).
+fn kthreadd_is_pid_2() -> bool {
+    in_top_pid_namespace() && command(2).as_deref() == Some("kthreadd")
 }
 
 /// The device of the namespace file system.
@@ -195,7 +220,6 @@ fn add_processes(nsfs: u64, found: &mut BTreeMap<u64, Namespace>) -> Result<usiz
     let Ok(processes) = std::fs::read_dir("/proc") else {
         return Err(Error::Namespace { path: "/proc".into(), problem: "cannot list processes".into() });
     };
-    let top_pid_namespace = in_top_pid_namespace();
     let mut unreadable = 0;
     let mut pids: Vec<u32> = processes.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).collect();
     pids.sort_unstable();
@@ -205,8 +229,8 @@ fn add_processes(nsfs: u64, found: &mut BTreeMap<u64, Namespace>) -> Result<usiz
             Ok(stat) if stat.st_dev == nsfs => {
                 let ns = namespace(found, stat.st_ino);
                 // The kernel's threads (kthreadd, PID 2 of the host's PID namespace) live in the
-                // host's network namespace; inside another PID namespace PID 2 is someone else.
-                if pid == 2 && top_pid_namespace && command(2).as_deref() == Some("kthreadd") {
+                // host's network namespace.
+                if pid == 2 && kthreadd_is_pid_2() {
                     ns.host = true;
                 }
                 if ns.all_pids.is_empty() {
@@ -308,9 +332,24 @@ mod tests {
         let namespaces = enumerate().expect("list namespaces");
         let hosts: Vec<&Namespace> = namespaces.list.iter().filter(|ns| ns.host).collect();
         assert!(hosts.len() <= 1, "{hosts:?}");
-        if in_top_pid_namespace() && command(2).as_deref() == Some("kthreadd") {
+        if kthreadd_is_pid_2() {
             assert_eq!(hosts.len(), 1);
             assert!(hosts[0].all_pids.contains(&2) && hosts[0].label().starts_with("host"));
+        }
+    }
+
+    #[test]
+    fn the_initial_namespace_is_told_alike_with_and_without_the_listing() {
+        let namespaces = enumerate().expect("list namespaces");
+        let own = current().expect("own namespace");
+        assert_eq!(is_initial(own), namespaces.is_initial(own));
+        // Unknown only where the host's namespace cannot be seen; then no namespace is it.
+        match namespaces.list.iter().find(|ns| ns.host) {
+            Some(host) => {
+                assert_eq!(is_initial(host.inode), Some(true));
+                assert_eq!(is_initial(host.inode + 1), Some(false));
+            }
+            None => assert_eq!(is_initial(own), None),
         }
     }
 

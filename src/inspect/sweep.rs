@@ -102,9 +102,13 @@ pub(crate) fn sweep(request: &Request, extra_keys: &[String]) -> Result<Sweep> {
     };
 
     let mut sweep = Sweep { namespaces: Vec::new(), notes: Vec::new() };
+    let host_found = found.list.iter().any(|ns| ns.host);
     for (namespace, outcome) in found.list.into_iter().zip(evidence) {
         match outcome {
-            Some(Ok(evidence)) => sweep.namespaces.push(Swept { namespace, evidence }),
+            Some(Ok(mut evidence)) => {
+                evidence.inspection.initial_namespace = host_found.then_some(namespace.host);
+                sweep.namespaces.push(Swept { namespace, evidence });
+            }
             Some(Err(e)) => return Err(e),
             None => sweep.notes.push(Note::Disappeared { inode: namespace.inode, label: namespace.label() }),
         }

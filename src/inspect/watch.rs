@@ -155,6 +155,7 @@ impl Reader {
         let mut previous: Option<FirstRead> = None;
         let mut label = None;
         let mut notes = Vec::new();
+        let initial = inode.and_then(netns::is_initial);
         loop {
             let started = Instant::now();
             let missing = previous.as_ref().is_some_and(|p| owner_missing(&p.inspection, self.request.top));
@@ -166,8 +167,9 @@ impl Reader {
                 Owners::of(root.is_live(), namespaces.as_ref(), inode)
             });
             let read = evidence::next_read(root, &self.request, &[], owners.as_ref(), previous.take());
-            let tick = read.map(|(evidence, kept)| {
+            let tick = read.map(|(mut evidence, kept)| {
                 previous = Some(kept);
+                evidence.inspection.initial_namespace = initial;
                 let label = label.clone().unwrap_or_default();
                 Tick {
                     namespaces: vec![Watched { inode: inode.unwrap_or(0), label, evidence }],
@@ -255,8 +257,9 @@ fn collect(
     let mut tick = Tick { namespaces: Vec::new(), notes: Vec::new(), took: Duration::ZERO };
     for ((ns, opened), result) in found.list.iter().zip(opened).zip(results) {
         match (opened, result) {
-            (Some((fd, _)), Some(Ok((evidence, read)))) => {
+            (Some((fd, _)), Some(Ok((mut evidence, read)))) => {
                 kept.insert(ns.inode, (fd, Some(read)));
+                evidence.inspection.initial_namespace = found.is_initial(ns.inode);
                 tick.namespaces.push(Watched { inode: ns.inode, label: ns.label(), evidence });
             }
             (_, Some(Err(e))) => tick.notes.push(format!("net:[{}] ({}) not read: {e}", ns.inode, ns.label())),

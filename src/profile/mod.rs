@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::inspect::Inspection;
 use crate::ports::{PortRange, PortSet};
-use crate::rules::{Finding, MIN_USABLE_PORTS, Thresholds};
+use crate::rules::{Finding, MIN_USABLE_PORTS, Thresholds, concerning_the_host};
 use crate::sysctl::keys::Settings;
 use crate::sysctl::keys::spec_of;
 use crate::sysctl::{KernelVersion, fold_whitespace};
@@ -353,7 +353,7 @@ fn not_persisted(
     if check(key, setting, &boot, &inspection.settings) == Verdict::Met {
         return None;
     }
-    Some(Finding {
+    let finding = Finding {
         id: "persist.not-persisted".into(),
         severity: setting.severity,
         key: Some(key.to_string()),
@@ -370,7 +370,8 @@ fn not_persisted(
             .cloned()
             .unwrap_or_default(),
         advice: Vec::new(),
-    })
+    };
+    Some(concerning_the_host(inspection, finding))
 }
 
 #[cfg(test)]

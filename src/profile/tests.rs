@@ -377,6 +377,36 @@ fn evaluate_makes_one_finding_per_unmet_setting() {
 }
 
 #[test]
+fn not_persisted_outside_the_initial_namespace_says_it_concerns_the_hosts() {
+    let profile = profile_with("  net.ipv4.tcp_tw_reuse: {value: 1, why: reuse, risk: timestamps}\n");
+    let not_persisted = |initial: Option<bool>| {
+        let mut host = inspection((6, 18), &[("net.ipv4.tcp_tw_reuse", "1")]);
+        host.initial_namespace = initial;
+        let (findings, _) = evaluate(&profile, &host);
+        findings.into_iter().find(|f| f.id == "persist.not-persisted").expect("not persisted")
+    };
+    let today = "net.ipv4.tcp_tw_reuse is \"1\" now, as profile p expects, but no sysctl.d file sets it: the next \
+                 boot resets it to the kernel default \"2\"";
+    for initial in [Some(true), None] {
+        let f = not_persisted(initial);
+        assert_eq!(f.message, today, "{initial:?}");
+        assert!(!f.evidence.contains_key("namespace"), "{initial:?}");
+    }
+    let f = not_persisted(Some(false));
+    assert!(f.message.starts_with(today), "{}", f.message);
+    assert!(
+        f.message.ends_with(
+            "; this network namespace is not the initial one, and the sysctl.d files set the host's initial \
+             namespace at boot, not this one: this concerns the host's namespace"
+        ),
+        "{}",
+        f.message
+    );
+    assert_eq!(f.evidence["namespace"], "not the initial network namespace");
+    assert_eq!(f.evidence["boot"], "2");
+}
+
+#[test]
 fn kernel_bounds_and_absent_keys() {
     let profile = profile_with(
         "  net.ipv4.tcp_tw_recycle: {value: 0, max_kernel: \"4.11\", why: w, risk: r}\n\

@@ -929,5 +929,6 @@ fn listen_overflows(inspection: &Inspection, out: &mut Vec<Finding>) {
 mod churn;
 mod conntrack;
 mod persist;
+pub(crate) use persist::concerning_the_host;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! Rules about the sysctl.d tree (the `persist.*` findings): what the next boot (or `sysctl --system`) will do to
-//! the audited keys, keys set differently by several files, obsolete keys and malformed lines.
-//! Pure: judges the [`Tree`](crate::sysctl_d::Tree) held by the inspection.
+//! the audited keys, keys set differently by several files, obsolete keys and malformed lines; and
+//! what a finding comparing runtime values with the tree says in a network namespace that is not
+//! the initial one. Pure: judges the [`Tree`](crate::sysctl_d::Tree) held by the inspection.
 
 use serde_json::json;
 
@@ -11,6 +12,24 @@ use crate::sysctl_d::{Assignment, Resolution};
 
 /// More malformed lines than this are summed up in the last finding.
 const MAX_MALFORMED_FINDINGS: usize = 20;
+
+/// Added to a finding that compares runtime values with the sysctl.d tree, in a network namespace
+/// known not to be the initial one: at boot the tree sets the initial namespace only, so the
+/// finding is about the host's namespace, and making the files agree with this namespace's values
+/// would change the host's boot configuration.
+const NOT_INITIAL_NAMESPACE: &str = "; this network namespace is not the initial one, and the sysctl.d files set the \
+                                     host's initial namespace at boot, not this one: this concerns the host's namespace";
+
+/// `finding` as it must read where the audited namespace is not the initial one (see
+/// [`NOT_INITIAL_NAMESPACE`]), with the evidence field `namespace` saying so; unchanged in the
+/// initial namespace and where that cannot be told.
+pub(crate) fn concerning_the_host(inspection: &Inspection, mut finding: Finding) -> Finding {
+    if inspection.initial_namespace == Some(false) {
+        finding.message.push_str(NOT_INITIAL_NAMESPACE);
+        finding.evidence.insert("namespace".into(), json!("not the initial network namespace"));
+    }
+    finding
+}
 
 pub(super) fn evaluate(inspection: &Inspection, out: &mut Vec<Finding>) {
     drift(inspection, out);
@@ -43,21 +62,20 @@ fn drift(inspection: &Inspection, out: &mut Vec<Finding>) {
         if r.orders_differ() {
             message.push_str(&format!("; `sysctl --system` would set {}", describe(r.procps.as_ref())));
         }
-        out.push(
-            finding(
-                "persist.drift",
-                Severity::Warn,
-                message,
-                "A reboot (or `sysctl --system`) changes this value back: decide which value is right, then make the \
-                 runtime and the file agree.",
-            )
-            .about(key, Some(runtime), None)
-            .evidence(json!({
-                "runtime": runtime,
-                "systemd": assignment_json(r.systemd.as_ref()),
-                "procps": assignment_json(r.procps.as_ref()),
-            })),
-        );
+        let drift = finding(
+            "persist.drift",
+            Severity::Warn,
+            message,
+            "A reboot (or `sysctl --system`) changes this value back: decide which value is right, then make the \
+             runtime and the file agree.",
+        )
+        .about(key, Some(runtime), None)
+        .evidence(json!({
+            "runtime": runtime,
+            "systemd": assignment_json(r.systemd.as_ref()),
+            "procps": assignment_json(r.procps.as_ref()),
+        }));
+        out.push(concerning_the_host(inspection, drift));
     }
 }
 
@@ -187,6 +205,48 @@ mod tests {
             "net.ipv4.tcp_keepalive_time is \"7200\" now, but the next boot sets \"600\" (/etc/sysctl.d/10-common.conf:2)"
         );
         assert_eq!(drift[0].evidence["systemd"]["file"], "/etc/sysctl.d/10-common.conf");
+    }
+
+    #[test]
+    fn drift_outside_the_initial_namespace_says_it_concerns_the_hosts() {
+        let drift_in = |initial: Option<bool>| {
+            let host = Host::new().sysctl_d(&fixture("sysctl-trees/precedence")).initial_namespace(initial);
+            let mut out = Vec::new();
+            evaluate(&host.set("net.ipv4.tcp_keepalive_time", "7200").inspection(), &mut out);
+            out.into_iter().find(|f| f.id == "persist.drift").expect("drift")
+        };
+        let today = "net.ipv4.tcp_keepalive_time is \"7200\" now, but the next boot sets \"600\" \
+                     (/etc/sysctl.d/10-common.conf:2)";
+        // The initial namespace, and one that cannot be told (offline): exactly as before.
+        for initial in [Some(true), None] {
+            let f = drift_in(initial);
+            assert_eq!(f.message, today, "{initial:?}");
+            assert!(!f.evidence.contains_key("namespace"), "{initial:?}: {:?}", f.evidence);
+        }
+        let f = drift_in(Some(false));
+        assert_eq!(
+            f.message,
+            format!(
+                "{today}; this network namespace is not the initial one, and the sysctl.d files set the host's \
+                 initial namespace at boot, not this one: this concerns the host's namespace"
+            )
+        );
+        assert_eq!(f.evidence["namespace"], "not the initial network namespace");
+        assert_eq!(f.evidence["systemd"]["file"], "/etc/sysctl.d/10-common.conf", "the rest of the evidence stays");
+        assert_eq!((f.severity, f.key.as_deref()), (Severity::Warn, Some("net.ipv4.tcp_keepalive_time")));
+    }
+
+    #[test]
+    fn findings_about_the_files_alone_read_the_same_in_any_namespace() {
+        let in_namespace = |initial: Option<bool>| {
+            let host = Host::new().sysctl_d(&fixture("sysctl-trees/precedence")).initial_namespace(initial);
+            let mut out = Vec::new();
+            evaluate(&host.inspection(), &mut out);
+            out.into_iter().filter(|f| f.id != "persist.drift").map(|f| (f.id, f.message)).collect::<Vec<_>>()
+        };
+        let initial = in_namespace(Some(true));
+        assert!(!initial.is_empty());
+        assert_eq!(in_namespace(Some(false)), initial);
     }
 
     #[test]

@@ -6,10 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::netns::{enter, run, set_sysctl, sysctl};
+use crate::netns::{SYSCTL_DIRS, enter, initial_namespace_known, run, set_sysctl, sysctl};
 use crate::util::{Expect, Run, audit_json};
 
 const PERSISTED: &str = "/etc/sysctl.d/90-twtune.conf";
+
+/// What apply says in a network namespace other than the initial one, where it persists nothing.
+/// (Every test here runs in such a namespace: the ones that check persisting pass `--persist`.)
+const NOT_PERSISTED_HERE: &str = "Not persisted: the values were changed in this network namespace only; persisting \
+                                  them would write /etc/sysctl.d/90-twtune.conf, which at boot sets the host's initial \
+                                  network namespace, not this one (`--persist` writes it anyway).\n";
 
 /// What `twtune rollback` says when the journal has no applied entry.
 fn nothing_to_roll_back(state: &Path) -> String {
@@ -45,7 +51,7 @@ fn apply_and_rollback_round_trip() {
         return;
     }
     let state = setup();
-    Run::new(&["apply", "outbound-heavy", "--yes"])
+    Run::new(&["apply", "outbound-heavy", "--yes", "--persist"])
         .args(state_arg(state.path()))
         .stdout(Expect::contains(&[
             "net.ipv4.tcp_tw_reuse             2 -> 1",
@@ -82,6 +88,68 @@ fn apply_and_rollback_round_trip() {
         .args(state_arg(state.path()))
         .status(2)
         .stderr(nothing_to_roll_back(state.path()))
+        .run();
+}
+
+/// Every file beneath the sysctl.d directories (this namespace's tmpfs), for checking that none
+/// was written.
+fn sysctl_d_files() -> Vec<PathBuf> {
+    SYSCTL_DIRS
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flat_map(|entries| entries.flatten().map(|e| e.path()))
+        .collect()
+}
+
+#[test]
+fn outside_the_initial_namespace_apply_persists_nothing_unless_asked() {
+    let name = "apply::outside_the_initial_namespace_apply_persists_nothing_unless_asked";
+    if !enter(name) || !initial_namespace_known(name) {
+        return;
+    }
+    let state = setup();
+    assert_eq!(sysctl_d_files(), Vec::<PathBuf>::new(), "the tmpfs starts empty");
+    // The audit recommends restoring a lowered tcp_fin_timeout to 60.
+    set_sysctl("net.ipv4.tcp_fin_timeout", "10");
+    let out = Run::new(&["apply", "--recommended", "--yes"])
+        .args(state_arg(state.path()))
+        .stdout(Expect::contains(&["Plan (recommended): 1 change", "Applied 1 change (journal entry "]))
+        .run();
+    // One sentence, last, instead of "Persisted to"; no warning.
+    assert!(out.ends_with(NOT_PERSISTED_HERE) && !out.contains("Persisted to"), "{out}");
+    assert_eq!(sysctl("net.ipv4.tcp_fin_timeout"), "60", "the runtime value is changed");
+    assert_eq!(sysctl_d_files(), Vec::<PathBuf>::new(), "no file under any sysctl.d directory");
+    assert!(!Path::new(PERSISTED).exists());
+    // The journal entry holds no file, so its rollback restores the value and touches none.
+    let out = Run::new(&["rollback", "--yes"])
+        .args(state_arg(state.path()))
+        .stdout(Expect::contains(&["net.ipv4.tcp_fin_timeout: 60 -> 10", "Rolled back journal entry "]))
+        .run();
+    assert!(!out.contains("sysctl.d"), "{out}");
+    assert_eq!(sysctl("net.ipv4.tcp_fin_timeout"), "10");
+
+    // Asked for, the file is written as in the initial namespace, and said so.
+    let out = Run::new(&["apply", "--recommended", "--yes", "--persist"])
+        .args(state_arg(state.path()))
+        .stdout(Expect::contains(&["Applied 1 change"]))
+        .run();
+    assert!(out.ends_with(&format!("Persisted to {PERSISTED}.\n")) && !out.contains("Not persisted"), "{out}");
+    assert_eq!(sysctl("net.ipv4.tcp_fin_timeout"), "60");
+    let persisted = std::fs::read_to_string(PERSISTED).expect("persisted file");
+    assert!(persisted.contains("net.ipv4.tcp_fin_timeout = 60\n"), "{persisted}");
+    assert_eq!(sysctl_d_files(), vec![PathBuf::from(PERSISTED)]);
+    // ... and its rollback removes it again.
+    Run::new(&["rollback", "--yes"])
+        .args(state_arg(state.path()))
+        .stdout(Expect::contains(&[&format!("and remove {PERSISTED}"), "Rolled back journal entry "]))
+        .run();
+    assert_eq!(sysctl_d_files(), Vec::<PathBuf>::new());
+
+    // --persist and --no-persist contradict each other.
+    Run::new(&["apply", "--recommended", "--yes", "--persist", "--no-persist"])
+        .args(state_arg(state.path()))
+        .status(2)
+        .stderr(Expect::one_line(&["--persist", "--no-persist"]))
         .run();
 }
 
@@ -205,7 +273,7 @@ fn a_file_that_overrides_the_applied_keys_is_named() {
     }
     let state = setup();
     std::fs::write("/etc/sysctl.d/99-zz-team.conf", "net.ipv4.tcp_tw_reuse = 0\n").expect("write");
-    Run::new(&["apply", "outbound-heavy", "--yes"])
+    Run::new(&["apply", "outbound-heavy", "--yes", "--persist"])
         .args(state_arg(state.path()))
         .stdout(Expect::contains(&["Applied 3 changes"]))
         // One warning per boot order, and none about ip_local_port_range, which no file overrides.
@@ -262,7 +330,7 @@ fn ctrl_c_during_apply_leaves_the_old_state() {
 /// Runs `twtune apply` in a pseudo-terminal and answers the real dialoguer prompt.
 fn answer_prompt(state: &Path, key: &str) -> (String, i32) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_twtune"));
-    command.args(["apply", "outbound-heavy"]).args(state_arg(state)).env("TERM", "dumb");
+    command.args(["apply", "outbound-heavy", "--persist"]).args(state_arg(state)).env("TERM", "dumb");
     let mut session = rexpect::session::spawn_command(command, Some(20_000)).expect("spawn in a pty");
     session.exp_string("Apply 3 changes?").expect("the prompt");
     session.send(key).expect("answer");
@@ -371,7 +439,7 @@ fn a_read_only_persist_directory_is_named_as_such_not_as_privilege() {
     std::fs::create_dir(&ro).expect("mkdir");
     run("mount", &["-t", "tmpfs", "-o", "ro,size=1m", "twtune-ro", ro.to_str().expect("utf-8")]);
     set_sysctl("net.ipv4.tcp_fin_timeout", "10");
-    Run::new(&["apply", "--recommended", "--yes", "--persist-file"])
+    Run::new(&["apply", "--recommended", "--yes", "--persist", "--persist-file"])
         .arg(ro.join("90-twtune.conf"))
         .args(state_arg(state.path()))
         .status(2)
@@ -465,7 +533,7 @@ fn conntrack_timeouts_apply_per_namespace_and_the_global_limit_is_refused_here()
         "nat",
         "name: nat\ndescription: d\nsettings:\n  net.netfilter.nf_conntrack_tcp_timeout_time_wait: {max: 60, why: w, risk: r}\n",
     );
-    Run::new(&["apply", "--yes"])
+    Run::new(&["apply", "--yes", "--persist"])
         .arg(&profile)
         .args(state_arg(state.path()))
         .stdout(Expect::contains(&["net.netfilter.nf_conntrack_tcp_timeout_time_wait", "Applied 1 change"]))

@@ -181,7 +181,7 @@ fn mandoc_lint_finds_nothing_at_warning_level() {
     assert!(output.status.success() && said.trim().is_empty(), "mandoc -T lint -W warning:\n{said}");
     // Flags are shown as flags: no value after an on/off option.
     let page = std::fs::read_to_string(path("man/twtune.8")).expect("page");
-    for flag in ["yes", "dry\\-run", "no\\-persist", "all\\-netns", "list"] {
+    for flag in ["yes", "dry\\-run", "no\\-persist", "persist", "all\\-netns", "list"] {
         assert!(!page.contains(&format!("\\-\\-{flag}\\fR \\fI<")), "--{flag} shown as taking a value");
     }
 }

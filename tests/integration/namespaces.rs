@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::netns::{enter, run};
-use crate::util::{audit_json, twtune};
+use crate::netns::{enter, initial_namespace_known, run};
+use crate::util::{CONCERNS_THE_HOST, audit_json, twtune};
 
 const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/peers.py");
 const DOCKER_ID: &str = "d0c4e2a1b3f5a7c9e1d3b5f7a9c1e3d5b7f9a1c3e5d7b9f1a3c5e7d9b1f3a5c7";
@@ -279,6 +279,60 @@ fn a_namespace_deleted_during_the_sweep_is_a_note() {
     assert!(notes.iter().any(|n| n.starts_with(&format!("net:[{gone}]")) && n.contains("disappeared")), "{notes:?}");
     assert!(sweep["summary"]["not_audited"].as_u64().expect("count") >= 1);
     assert!(!sweep["namespaces"].as_array().expect("list").iter().any(|ns| ns["netns"]["inode"] == gone));
+}
+
+/// The `persist.drift` finding of `key` in an audit report.
+fn drift<'a>(report: &'a Value, key: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["id"] == "persist.drift" && f["key"] == key)
+        .unwrap_or_else(|| panic!("no persist.drift for {key}: {:#}", report["findings"]))
+}
+
+#[test]
+fn persistence_findings_outside_the_initial_namespace_say_they_concern_the_hosts() {
+    let name = "namespaces::persistence_findings_outside_the_initial_namespace_say_they_concern_the_hosts";
+    if !enter(name) || !initial_namespace_known(name) {
+        return;
+    }
+    private_run_netns();
+    run("ip", &["netns", "add", "twtune-green"]);
+    // A boot value no namespace has at runtime (the default is 9): every namespace drifts from it.
+    const KEY: &str = "net.ipv4.tcp_keepalive_probes";
+    std::fs::write("/etc/sysctl.d/50-boot.conf", format!("{KEY} = 97\n")).expect("write");
+    // The drift of KEY, as it reads where the namespace is the initial one, or says it is not.
+    let reads = |f: &Value, outside_the_initial: bool| {
+        let message = f["message"].as_str().expect("message");
+        let (today, noted) = message.strip_suffix(CONCERNS_THE_HOST).map_or((message, false), |m| (m, true));
+        let evidence = f["evidence"].get("namespace").and_then(Value::as_str);
+        today.starts_with(&format!("{KEY} is "))
+            && today.ends_with(" now, but the next boot sets \"97\" (/etc/sysctl.d/50-boot.conf:1)")
+            && noted == outside_the_initial
+            && evidence == outside_the_initial.then_some("not the initial network namespace")
+    };
+
+    // The test's own namespace, and one entered with --netns: neither is the initial one.
+    for args in [&[][..], &["--netns", "twtune-green"]] {
+        let (_, report) = json(&[args, &["--fail-on", "never"]].concat());
+        let f = drift(&report, KEY);
+        assert!(reads(f, true), "{args:?}: {f:#}");
+        assert!(f["message"].as_str().is_some_and(|m| m.starts_with(&format!("{KEY} is \"9\" now"))), "{f:#}");
+    }
+
+    // The sweep: every namespace says so but the host's, whose finding reads as it always did.
+    let (status, sweep) = json(&["--all-netns", "--fail-on", "never"]);
+    assert_eq!(status, 0, "{:#}", sweep["summary"]);
+    let mut host_seen = false;
+    for ns in sweep["namespaces"].as_array().expect("namespaces") {
+        let f = drift(&ns["report"], KEY);
+        let host = ns["netns"]["host"] == true;
+        host_seen |= host;
+        assert!(reads(f, !host), "net:[{}] (host: {host}): {f:#}", ns["netns"]["inode"]);
+    }
+    assert!(host_seen, "the host's namespace is in the sweep: {:#}", sweep["summary"]);
+    run("ip", &["netns", "del", "twtune-green"]);
 }
 
 #[test]

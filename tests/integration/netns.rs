@@ -70,6 +70,26 @@ pub(crate) fn assert_private_network_namespace() {
     assert!(private, "refusing to touch sysctls or sockets outside a private network namespace ({ours})");
 }
 
+/// Whether twtune can tell the host's initial network namespace from here, as it does: PID 2 is
+/// kthreadd (this is the host's PID namespace) and its namespace can be looked at. Where it cannot,
+/// twtune behaves as it did before it could tell, and a test of the difference is skipped with a
+/// message, except under `CI=true`, where that is a failure: CI runs as root on the host's PIDs.
+pub(crate) fn initial_namespace_known(test_name: &str) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let top_pid_namespace =
+        status.lines().find_map(|l| l.strip_prefix("NSpid:")).is_some_and(|p| p.split_whitespace().count() == 1);
+    let kthreadd = std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim_end() == "kthreadd");
+    if top_pid_namespace && kthreadd && std::fs::read_link("/proc/2/ns/net").is_ok() {
+        return true;
+    }
+    let why = "the host's initial network namespace (kthreadd's, PID 2) cannot be seen from here";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test_name}: {why}; CI must run as root in the host's PID namespace");
+    }
+    eprintln!("SKIPPED {test_name}: {why}");
+    false
+}
+
 /// Every directory either boot order reads sysctl files from.
 pub(crate) const SYSCTL_DIRS: &[&str] =
     &["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"];

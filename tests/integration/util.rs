@@ -12,6 +12,13 @@ use serde::Deserialize;
 mod copy_tree;
 pub(crate) use copy_tree::copy_tree;
 
+/// What a persistence finding (`persist.drift`, `persist.not-persisted`) adds to its message where
+/// the audited network namespace is known not to be the initial one; its evidence then holds
+/// `"namespace": "not the initial network namespace"`.
+pub(crate) const CONCERNS_THE_HOST: &str = "; this network namespace is not the initial one, and the sysctl.d files \
+                                            set the host's initial namespace at boot, not this one: this concerns the \
+                                            host's namespace";
+
 /// The `twtune` binary with an environment that does not leak the developer's colour settings.
 pub(crate) fn twtune() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_twtune"));

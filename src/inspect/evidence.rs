@@ -113,9 +113,13 @@ impl Owners {
     }
 
     fn attribute(&self, inspection: &mut Inspection) {
+        self.attribute_sockets(&mut inspection.sockets);
+    }
+
+    fn attribute_sockets(&self, sockets: &mut crate::model::table::SocketSummary) {
         match self {
-            Owners::Pids { pids, .. } => owners::attribute(&mut inspection.sockets, Some(pids), None),
-            Owners::Unavailable(why) => owners::attribute(&mut inspection.sockets, None, Some(why)),
+            Owners::Pids { pids, .. } => owners::attribute(sockets, Some(pids), None),
+            Owners::Unavailable(why) => owners::attribute(sockets, None, Some(why)),
         }
     }
 
@@ -208,10 +212,85 @@ pub(super) fn collect_in(root: &Root, request: &Request, extra_keys: &[String], 
         inspection.warnings.extend(fallback);
         return Ok(Evidence { inspection, rates: None, other_namespaces: None });
     };
-    let first = first_read(root, request, extra_keys, owners)?;
-    std::thread::sleep(interval);
-    let owners = owners.refreshed(netns::enumerate().ok().as_ref());
+    let mut first = first_read(root, request, extra_keys, owners)?;
+    let owners = between_reads(root, request, owners, &mut first, interval)?;
+    let until = first.taken + interval;
+    std::thread::sleep(until.saturating_duration_since(Instant::now()));
     second_read(root, request, extra_keys, &owners, first)
+}
+
+/// Reads between the two of a `--sample`, about every half second (at most [`MAX_BETWEEN`]): the
+/// socket table and its owners only, to follow connections from read to read (how long those that
+/// close lived) and to find the processes of short-lived ones, which a read sees live only by
+/// chance. Returns the owners as last listed.
+fn between_reads(
+    root: &Root,
+    request: &Request,
+    owners: &Owners,
+    first: &mut FirstRead,
+    interval: Duration,
+) -> Result<Owners> {
+    let step = (interval / (MAX_BETWEEN + 1)).max(BETWEEN_STEP);
+    let mut owners = owners.clone();
+    let mut at = first.taken + step;
+    while at + step / 2 < first.taken + interval {
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        owners = owners.refreshed(netns::enumerate().ok().as_ref());
+        let (mut source, _) = open_source(root, request.socket_source)?;
+        let mut followed = first.inspection.sockets.followed.take().unwrap_or_default();
+        followed.begin_read(millis(first.taken.elapsed()));
+        let tracking = Tracking { owners: owners.wanted(), followed: Some(followed), ..Tracking::default() };
+        let mut sockets = inspect::read_sockets(source.as_mut(), &first.inspection.settings, tracking)?;
+        owners.attribute_sockets(&mut sockets);
+        first.seen_owners.add(&sockets);
+        first.inspection.sockets.followed = sockets.followed.take();
+        at += step;
+    }
+    Ok(owners)
+}
+
+/// Reads between the two of a `--sample`: at most this many, and at least this far apart.
+const MAX_BETWEEN: u32 = 19;
+const BETWEEN_STEP: Duration = Duration::from_millis(500);
+
+fn millis(duration: Duration) -> u32 {
+    u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// The owners each bucket had at any read of a window, by pid, with the most sockets seen.
+#[derive(Default)]
+pub(super) struct SeenOwners(std::collections::HashMap<(String, String), std::collections::HashMap<u32, Owner>>);
+
+impl SeenOwners {
+    fn add(&mut self, sockets: &crate::model::table::SocketSummary) {
+        for bucket in &sockets.buckets {
+            let Some(owners) = &bucket.owners else { continue };
+            let seen = self.0.entry((bucket.local_ip.clone(), bucket.remote.clone())).or_default();
+            for owner in owners {
+                let kept = seen.entry(owner.pid).or_insert_with(|| owner.clone());
+                kept.sockets = kept.sockets.max(owner.sockets);
+            }
+        }
+    }
+
+    /// Gives each bucket of `sockets` whose owners were looked up the owners seen at any read.
+    fn fill(&self, sockets: &mut crate::model::table::SocketSummary) {
+        for bucket in &mut sockets.buckets {
+            let (Some(owners), Some(seen)) =
+                (&mut bucket.owners, self.0.get(&(bucket.local_ip.clone(), bucket.remote.clone())))
+            else {
+                continue;
+            };
+            for owner in seen.values() {
+                match owners.iter_mut().find(|o| o.pid == owner.pid) {
+                    Some(found) => found.sockets = found.sockets.max(owner.sockets),
+                    None => owners.push(owner.clone()),
+                }
+            }
+            owners.sort_by(|a, b| b.sockets.cmp(&a.sockets).then(a.pid.cmp(&b.pid)));
+            owners.truncate(crate::inspect::owners::MAX_OWNERS);
+        }
+    }
 }
 
 /// The first read of a `--sample`, waiting for the second.
@@ -221,18 +300,24 @@ pub(super) struct FirstRead {
     taken: Instant,
     /// Whether its owners were looked up at this read (not carried from an older one).
     owners_fresh: bool,
+    /// The owners found at this read and the reads between it and the next.
+    seen_owners: SeenOwners,
 }
 
 /// The first read lists every bucket, so that any bucket of the second can be compared, and records
 /// which connections each holds, so that the second can tell the new ones.
 pub(super) fn first_read(root: &Root, request: &Request, extra_keys: &[String], owners: &Owners) -> Result<FirstRead> {
     let (mut source, fallback) = open_source(root, request.socket_source)?;
-    let record = Tracking { owners: owners.wanted(), record: true, ..Tracking::default() };
+    let mut followed = crate::model::lifetimes::Followed::default();
+    followed.begin_read(0);
+    let record = Tracking { owners: owners.wanted(), record: true, followed: Some(followed), ..Tracking::default() };
     let mut inspection = inspect::read(root, source.as_mut(), usize::MAX, extra_keys, record)?;
     let taken = Instant::now();
     owners.attribute(&mut inspection);
     inspection.warnings.extend(fallback);
-    Ok(FirstRead { inspection, taken, owners_fresh: true })
+    let mut seen_owners = SeenOwners::default();
+    seen_owners.add(&inspection.sockets);
+    Ok(FirstRead { inspection, taken, owners_fresh: true, seen_owners })
 }
 
 /// The second read of a `--sample`, compared with the first. Every bucket is read again, so that one
@@ -247,13 +332,17 @@ pub(super) fn second_read(
     let (mut source, fallback) = open_source(root, request.socket_source)?;
     let since = first.taken.elapsed();
     let previous = first.inspection.sockets.tuples.take().unwrap_or_default();
+    let mut followed = first.inspection.sockets.followed.take().unwrap_or_default();
+    followed.begin_read(millis(since));
     let compare = Tracking {
         owners: owners.wanted(),
-        previous: Some((previous, u32::try_from(since.as_millis()).unwrap_or(u32::MAX))),
+        previous: Some((previous, millis(since))),
+        followed: Some(followed),
         ..Tracking::default()
     };
     let mut second = inspect::read(root, source.as_mut(), usize::MAX, extra_keys, compare)?;
     owners.attribute(&mut second);
+    first.seen_owners.fill(&mut second.sockets);
     second.warnings.extend(fallback);
     let rates = compare_reads(&first.inspection, &mut second, since.as_secs_f64());
     compare::keep_top(&mut second.sockets, request.top);
@@ -278,7 +367,8 @@ pub(super) fn next_read(
         let tuples = p.inspection.sockets.tuples.take().unwrap_or_default();
         (tuples, u32::try_from(since.as_millis()).unwrap_or(u32::MAX))
     });
-    let tracking = Tracking { owners: owners.is_some_and(Owners::wanted), record: true, previous: compare };
+    let tracking =
+        Tracking { owners: owners.is_some_and(Owners::wanted), record: true, previous: compare, followed: None };
     let mut now = inspect::read(root, source.as_mut(), usize::MAX, extra_keys, tracking)?;
     let taken = Instant::now();
     match owners {
@@ -304,7 +394,7 @@ pub(super) fn next_read(
     let mut shown = now.clone();
     compare::keep_top(&mut shown.sockets, request.top);
     now.sockets.tuples = tuples;
-    let kept = FirstRead { inspection: now, taken, owners_fresh: owners.is_some() };
+    let kept = FirstRead { inspection: now, taken, owners_fresh: owners.is_some(), seen_owners: SeenOwners::default() };
     Ok((Evidence { inspection: shown, rates, other_namespaces: None }, kept))
 }
 

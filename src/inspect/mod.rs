@@ -100,6 +100,7 @@ pub(crate) fn read(
     let mut counter = SocketCounter::new(range, reserved).reuse(Reuse::from_settings(&settings)).tracking(tracking);
     source.scan(&mut |socket| counter.add(socket), &mut warnings)?;
     let sockets = counter.finish(source.name(), top);
+    let sysctl_d = Tree::read(root.path())?;
     if sockets.untracked_addresses > 0 {
         warnings.push(format!(
             "{} sockets are on local addresses beyond the first {}; their bind() budget is not reported",
@@ -112,8 +113,6 @@ pub(crate) fn read(
             sockets.unowned, MAX_OWNED_SOCKETS
         ));
     }
-    let sysctl_d = Tree::read(root.path())?;
-
     let conntrack = read_conntrack(root, top, &mut warnings)?;
     Ok(Inspection {
         kernel,
@@ -127,6 +126,21 @@ pub(crate) fn read(
         warnings,
         initial_namespace: None,
     })
+}
+
+/// The socket table alone, counted against `settings` as read before (the reads between the two
+/// of a `--sample`, which follow connections and their owners). What it could not use is left
+/// out without a word: the full reads around it say it.
+pub(crate) fn read_sockets(
+    source: &mut dyn SocketSource,
+    settings: &Settings,
+    tracking: Tracking,
+) -> Result<SocketSummary> {
+    let mut ignored = Vec::new();
+    let (range, reserved) = port_settings(settings, &mut ignored);
+    let mut counter = SocketCounter::new(range, reserved).reuse(Reuse::from_settings(settings)).tracking(tracking);
+    source.scan(&mut |socket| counter.add(socket), &mut ignored)?;
+    Ok(counter.finish(source.name(), usize::MAX))
 }
 
 /// The ephemeral range and the reserved ports the socket table is counted against: the kernel's

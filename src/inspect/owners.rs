@@ -15,7 +15,7 @@ use crate::model::table::SocketSummary;
 use rustix::fs::{Mode, OFlags};
 
 /// Owners listed per bucket, most sockets first.
-const MAX_OWNERS: usize = 10;
+pub(crate) const MAX_OWNERS: usize = 10;
 /// File descriptors read per process: a process with millions of open files is not walked to the end.
 const MAX_FDS_PER_PROCESS: usize = 1 << 20;
 

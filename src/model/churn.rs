@@ -207,6 +207,114 @@ pub(crate) fn churn(new: u32, closed_here: u32, live: u32, seconds: f64) -> Chur
     }
 }
 
+/// Width of a bin of [`LifetimeCounts`], in milliseconds, and how many there are (the last holds
+/// every longer lifetime).
+const LIFETIME_BIN_MS: u32 = 250;
+const LIFETIME_BINS: usize = 121;
+/// A connection living shorter than this served a request or a few at most.
+pub(crate) const SHORT_LIFETIME_MS: u32 = 1_000;
+
+/// The connections of one bucket this host closed during a window of reads, by how long each lived
+/// (250 B a bucket that closed any).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LifetimeCounts {
+    /// Closes seen: a TIME_WAIT that entered TIME_WAIT since the read before.
+    pub closed: u32,
+    /// Of those, closes of connections no read saw live, between two reads under a second apart.
+    short_unseen: u32,
+    /// Of those, closes of connections live at the window's first read: how long they lived is
+    /// not known.
+    untimed: u32,
+    /// The others by lifetime (the middle of what the reads allow), in bins of 250 ms.
+    bins: [u16; LIFETIME_BINS],
+}
+
+impl Default for LifetimeCounts {
+    fn default() -> Self {
+        LifetimeCounts { closed: 0, short_unseen: 0, untimed: 0, bins: [0; LIFETIME_BINS] }
+    }
+}
+
+impl LifetimeCounts {
+    /// Counts a close of a connection that lived about `lifetime_ms`.
+    pub(crate) fn lived(&mut self, lifetime_ms: u32) {
+        self.closed += 1;
+        let bin = ((lifetime_ms / LIFETIME_BIN_MS) as usize).min(LIFETIME_BINS - 1);
+        self.bins[bin] = self.bins[bin].saturating_add(1);
+    }
+
+    /// Counts a close of a connection whose start is not known.
+    pub(crate) fn untimed(&mut self) {
+        self.closed += 1;
+        self.untimed += 1;
+    }
+
+    /// Counts a close of a connection that opened and closed between two reads `gap_ms` apart: it
+    /// lived less than the gap, short when the gap is; else taken as half the gap.
+    pub(crate) fn unseen(&mut self, gap_ms: u32) {
+        if gap_ms <= SHORT_LIFETIME_MS {
+            self.closed += 1;
+            self.short_unseen += 1;
+        } else {
+            self.lived(gap_ms / 2);
+        }
+    }
+
+    /// What the counts say, as the report shows it.
+    pub(crate) fn summary(&self) -> Lifetimes {
+        let short_bins = (SHORT_LIFETIME_MS / LIFETIME_BIN_MS) as usize;
+        let short = self.short_unseen + self.bins[..short_bins].iter().map(|n| u32::from(*n)).sum::<u32>();
+        let timed = self.closed - self.untimed;
+        let typical = self.typical();
+        Lifetimes {
+            closed_here: self.closed,
+            timed,
+            short_share: share(short, timed),
+            typical_seconds: typical.map(|(seconds, _)| (seconds * 10.0).round() / 10.0),
+            typical_share: typical.map(|(_, n)| share(n, timed)),
+        }
+    }
+
+    /// The most common lifetime of a second or more, in seconds, and how many lived about that
+    /// long: the bin with the most closes within a bin either side of it (the reads place a close
+    /// within about a bin), and the mean of those three.
+    fn typical(&self) -> Option<(f64, u32)> {
+        let long = (SHORT_LIFETIME_MS / LIFETIME_BIN_MS) as usize..LIFETIME_BINS - 1;
+        let around = |bin: usize| bin.saturating_sub(1).max(long.start)..=(bin + 1).min(LIFETIME_BINS - 2);
+        let count = |bin: usize| -> u32 { around(bin).map(|b| u32::from(self.bins[b])).sum() };
+        let (bin, n) = long.clone().map(|bin| (bin, count(bin))).filter(|(_, n)| *n > 0).max_by_key(|(_, n)| *n)?;
+        let width = f64::from(LIFETIME_BIN_MS) / 1000.0;
+        let sum: f64 = around(bin).map(|b| f64::from(self.bins[b]) * (b as f64 + 0.5) * width).sum();
+        Some((sum / f64::from(n), n))
+    }
+}
+
+fn share(part: u32, whole: u32) -> f64 {
+    if whole == 0 { 0.0 } else { round(f64::from(part) / f64::from(whole)) }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// How long the connections a bucket closed itself lived, over a window of reads (`--sample`):
+/// the signature of a client that closes on a timeout (one lifetime) or after one request (short).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct Lifetimes {
+    /// Connections this host closed in the window (TIME_WAIT that entered it between reads).
+    pub closed_here: u32,
+    /// Of those, the ones whose lifetime the reads tell (not those live at the window's first read).
+    pub timed: u32,
+    /// Share of those that lived under a second (opened and closed between two reads, or seen
+    /// live for less).
+    pub short_share: f64,
+    /// The most common lifetime of a second or more, in seconds (within a quarter of a second or
+    /// so); `null` when none lived that long.
+    pub typical_seconds: Option<f64>,
+    /// Share of the timed closes that lived about `typical_seconds`.
+    pub typical_share: Option<f64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

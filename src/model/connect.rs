@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
-use crate::model::churn::{Ages, Churn, SeenPorts};
+use crate::model::churn::{Ages, Churn, Lifetimes, SeenPorts};
 use crate::model::forecast::Forecast;
 use crate::model::records::{Owner, Socket, TcpState};
 use crate::model::reuse::Reuse;
@@ -59,6 +59,8 @@ pub(crate) struct BucketCount {
     /// younger than the time since then.
     pub new: u32,
     pub recent_time_wait: u32,
+    /// Over a window of reads: how long the connections it closed lived.
+    pub lifetimes: Option<Lifetimes>,
 }
 
 impl BucketCount {
@@ -185,6 +187,7 @@ impl Budget<'_> {
             forecast: None,
             owners: None,
             churn: None,
+            lifetimes: count.lifetimes,
             id: count.id,
             new: self.comparing.then_some(count.new),
             recent_time_wait: count.recent_time_wait,
@@ -254,6 +257,9 @@ pub(crate) struct Bucket {
     pub owners: Option<Vec<Owner>>,
     /// With `--sample`: how fast connections come and go.
     pub churn: Option<Churn>,
+    /// With `--sample`: how long the connections this host closed lived, from the reads of the
+    /// window (`null` when it closed none there, or the source gives no cookies).
+    pub lifetimes: Option<Lifetimes>,
     #[serde(skip)]
     pub id: u32,
     /// Compared with a previous read: sockets whose connection the previous read did not have.

@@ -13,6 +13,7 @@ use crate::model::FastMap;
 use crate::model::bind::{Addresses, LocalPorts};
 use crate::model::churn::{self, MAX_COOKIES, SeenPorts};
 use crate::model::connect::{self, Bucket, BucketCount, BucketKey, Budget, EphemeralPorts};
+use crate::model::lifetimes::Followed;
 use crate::model::records::{Socket, TIME_WAIT_MS, TcpState};
 use crate::model::reuse::Reuse;
 use crate::ports::{PortRange, PortSet};
@@ -65,6 +66,8 @@ pub(crate) struct Tracking {
     pub record: bool,
     /// The ports of a previous read and the milliseconds since: what is new in this one.
     pub previous: Option<(Tuples, u32)>,
+    /// The connections followed over a window of reads, this one begun (see [`Followed`]).
+    pub followed: Option<Followed>,
 }
 
 /// Accumulates a socket table into counts. Memory is fixed (64 Ki-entry tables) plus one small
@@ -163,6 +166,9 @@ impl SocketCounter {
             ..BucketCount::default()
         });
         bucket.add(&socket, &self.reuse);
+        if let Some(followed) = &mut self.tracking.followed {
+            followed.see(&socket, key);
+        }
         let (new, recent) = track(&self.tracking, &mut self.cookies, &socket, key, bucket.id);
         bucket.new += u32::from(new);
         bucket.recent_time_wait += u32::from(recent);
@@ -217,11 +223,16 @@ impl SocketCounter {
 
         let comparing = self.tracking.previous.is_some();
         let (new_by_id, mut tuples) = self.close_tracking(made);
+        let mut followed = self.tracking.followed.take();
+        if let Some(followed) = &mut followed {
+            followed.end_read();
+        }
         let bucket_count = self.buckets.len();
         let counted: Vec<(BucketKey, BucketCount)> = std::mem::take(&mut self.buckets)
             .into_iter()
             .map(|(key, mut count)| {
                 count.new += new_by_id.get(count.id as usize).copied().unwrap_or(0);
+                count.lifetimes = followed.as_ref().and_then(|f| f.lifetimes(&key));
                 if let (Some(tuples), Some(mut ports)) = (tuples.as_mut(), count.ports.take()) {
                     ports.seal();
                     tuples.ports.insert(key, SeenPortsEq(ports));
@@ -262,6 +273,7 @@ impl SocketCounter {
             },
             tuples,
             reuse_delay_ms: self.reuse.delay_ms,
+            followed,
         }
     }
 
@@ -377,6 +389,9 @@ pub(crate) struct SocketSummary {
     /// `tcp_tw_reuse_delay` as the counter judged reuse by, in milliseconds.
     #[serde(skip)]
     pub reuse_delay_ms: u32,
+    /// The connections followed over a window of reads, for the next read of the window.
+    #[serde(skip)]
+    pub followed: Option<Followed>,
 }
 
 /// TIME_WAIT sockets by who closed first. `total = outbound + inbound + without_listener`.

@@ -1,7 +1,10 @@
-//! `conn.no-reuse`: a destination that gets many short connections which this host closes itself,
-//! the signature of a client that does not keep connections alive (a pool too small, a client
-//! made per request, a close on every request timeout). Judged from a bucket's churn, measured by
-//! `--sample`, and named after the processes holding the bucket's live sockets.
+//! How a client uses its connections, judged from a bucket's churn and lifetimes, measured by
+//! `--sample`, and named after the processes holding the bucket's live sockets:
+//! - `conn.no-reuse`: many short connections which this host closes itself, the signature of a
+//!   client that does not keep connections alive (a pool too small, a client made per request);
+//! - `conn.closed-at-timeout`: connections this host closes at one lifetime of a second or more,
+//!   the signature of a client that closes the connection when a request times out instead of
+//!   returning it to the pool (the story twtune was written for).
 
 use serde_json::json;
 
@@ -24,21 +27,22 @@ pub(crate) fn no_reuse(inspection: &Inspection, out: &mut Vec<Finding>) {
         if churn.new_per_sec < MIN_NEW_PER_SEC || life >= MAX_LIFETIME_SECONDS || share < MIN_CLOSED_HERE {
             continue;
         }
-        let owners = bucket.owners.as_deref().unwrap_or_default();
-        let who = match (&bucket.owners, owners.first()) {
-            (_, Some(o)) => {
-                let container = o.container.as_ref().map(|c| format!(" in {}", c.label())).unwrap_or_default();
-                format!("process {} ({}){container}", o.pid, o.command)
-            }
-            (Some(_), None) => "a process whose socket was not live at either read (find it with `ss -tnp`)".into(),
-            (None, None) => "a process twtune could not look up (run as root to see it)".into(),
+        let who = owner(bucket);
+        let one_request = match &bucket.lifetimes {
+            Some(l) if l.timed >= MIN_TIMED && l.short_share >= MIN_SHARE => format!(
+                " It closes each connection after one request: {:.0} % of the {} closes the reads timed lived \
+                 under a second.",
+                l.short_share * 100.0,
+                l.timed
+            ),
+            _ => String::new(),
         };
         let mut f = finding(
             "conn.no-reuse",
             Severity::Warn,
             format!(
                 "{who} opens at least {:.0} new connections per second to {} from {} and closes {:.0} % of \
-                 those seen here itself, after {} on average: connections are not reused (a connection \
+                 those seen here itself, after {} on average: connections are not reused.{one_request} (A connection \
                  the peer closes, or a TIME_WAIT taken over within the sample, leaves no trace here, so \
                  the rate is a lower bound). Each close leaves a TIME_WAIT toward this \
                  destination for 60 s: about {:.0} of them at this rate ({} now), {}",
@@ -73,6 +77,88 @@ pub(crate) fn no_reuse(inspection: &Inspection, out: &mut Vec<Finding>) {
         f.advice = advice(bucket);
         out.push(f);
     }
+}
+
+/// Closes per second from which a close at one lifetime is worth a finding (60 TIME_WAIT a minute).
+pub(crate) const MIN_CLOSES_PER_SEC: f64 = 1.0;
+/// Closes the reads must have timed before their lifetimes say anything.
+pub(crate) const MIN_TIMED: u32 = 5;
+/// Share of the timed closes that makes a signature.
+pub(crate) const MIN_SHARE: f64 = 0.7;
+
+/// `conn.closed-at-timeout`: most connections this host closes itself live one lifetime of a
+/// second or more.
+pub(crate) fn closed_at_timeout(inspection: &Inspection, out: &mut Vec<Finding>) {
+    for bucket in &inspection.sockets.buckets {
+        let (Some(churn), Some(lifetimes)) = (&bucket.churn, &bucket.lifetimes) else { continue };
+        let (Some(seconds), Some(share)) = (lifetimes.typical_seconds, lifetimes.typical_share) else { continue };
+        if lifetimes.timed < MIN_TIMED || share < MIN_SHARE || churn.closed_here_per_sec < MIN_CLOSES_PER_SEC {
+            continue;
+        }
+        let mut f = finding(
+            "conn.closed-at-timeout",
+            Severity::Warn,
+            format!(
+                "{} closes its connections to {} from {} itself after {seconds:.1} s: {:.0} % of the {} closes the \
+                 reads timed lived that long, {:.1} a second. One lifetime for most connections is the \
+                 signature of a request timeout that closes the connection instead of returning it to the pool \
+                 (or of one slow request per connection). Each close leaves a TIME_WAIT toward this destination \
+                 for 60 s: about {:.0} of them at this rate ({} now)",
+                owner(bucket),
+                bucket.remote,
+                bucket.local_ip,
+                share * 100.0,
+                lifetimes.timed,
+                churn.closed_here_per_sec,
+                churn.closed_here_per_sec * 60.0,
+                bucket.time_wait,
+            ),
+            "None from the kernel: the fix is in the client's timeout handling.",
+        )
+        .evidence(json!({
+            "local_ip": bucket.local_ip,
+            "remote": bucket.remote,
+            "lifetime_seconds": seconds,
+            "lifetime_share": share,
+            "closes_timed": lifetimes.timed,
+            "closed_here_per_sec": churn.closed_here_per_sec,
+            "time_wait": bucket.time_wait,
+            "owners": bucket.owners,
+        }));
+        f.advice = timeout_advice(bucket, seconds);
+        f.advice.extend(advice(bucket));
+        out.push(f);
+    }
+}
+
+/// The process holding most of a bucket's live sockets, in words, or why none is named.
+fn owner(bucket: &Bucket) -> String {
+    let owners = bucket.owners.as_deref().unwrap_or_default();
+    match (&bucket.owners, owners.first()) {
+        (_, Some(o)) => {
+            let container = o.container.as_ref().map(|c| format!(" in {}", c.label())).unwrap_or_default();
+            format!("process {} ({}){container}", o.pid, o.command)
+        }
+        (Some(_), None) => "a process whose socket was not live at any read (find it with `ss -tnp`)".into(),
+        (None, None) => "a process twtune could not look up (run as root to see it)".into(),
+    }
+}
+
+/// The first step for a client that closes on a timeout.
+fn timeout_advice(bucket: &Bucket, seconds: f64) -> Vec<Advice> {
+    vec![Advice {
+        action: format!(
+            "Find what times out after {seconds:.1} s in the client of {}: on a request timeout, abandon or \
+             drain the request and return the connection to the pool instead of closing it (or raise the \
+             timeout above the server's response time); a client library that changed this in an upgrade is \
+             the usual cause.",
+            bucket.remote
+        ),
+        risk: "Keeping a connection whose request timed out needs the response drained or the request \
+               cancelled at the protocol level (HTTP/2 stream reset); HTTP/1.1 connections with a pending \
+               response cannot be reused until it arrives."
+            .into(),
+    }]
 }
 
 fn advice(bucket: &Bucket) -> Vec<Advice> {

@@ -111,6 +111,7 @@ pub(crate) fn evaluate(inspection: &Inspection, thresholds: &Thresholds) -> Vec<
     port_range_shape(inspection, &mut findings);
     listen_overflows(inspection, &mut findings);
     churn::no_reuse(inspection, &mut findings);
+    churn::closed_at_timeout(inspection, &mut findings);
     conntrack::evaluate(inspection, thresholds, &mut findings);
     persist::evaluate(inspection, &mut findings);
     sort_findings(&mut findings);

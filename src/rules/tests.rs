@@ -543,7 +543,7 @@ fn churn_below_any_threshold_or_closed_by_the_peer_is_not_flagged() {
 #[test]
 fn an_owner_not_seen_or_not_looked_up_is_said_so() {
     let unseen = evaluate(&churning(50.0, 0.01, 1.0, Some(Vec::new())), &Thresholds::default());
-    assert!(only(&unseen, "conn.no-reuse").message.contains("not live at either read"));
+    assert!(only(&unseen, "conn.no-reuse").message.contains("not live at any read"));
     let unknown = evaluate(&churning(50.0, 0.01, 1.0, None), &Thresholds::default());
     assert!(only(&unknown, "conn.no-reuse").message.contains("run as root"));
 }
@@ -667,4 +667,52 @@ fn paws_rejections_of_a_server_time_wait_are_explained() {
     let f = only(&now, "tcp.paws-timewait");
     assert_eq!(f.severity, Severity::Warn);
     assert!(f.message.starts_with("12 segments, mostly SYNs, were rejected during the sample"), "{}", f.message);
+}
+
+/// How long a bucket's closed connections lived over a window: `timed` closes, `short` of them
+/// under a second, `typical` of them about `seconds`.
+fn lived(inspection: &mut Inspection, timed: u32, short: f64, typical: Option<(f64, f64)>) {
+    inspection.sockets.buckets[0].lifetimes = Some(crate::model::churn::Lifetimes {
+        closed_here: timed,
+        timed,
+        short_share: short,
+        typical_seconds: typical.map(|(s, _)| s),
+        typical_share: typical.map(|(_, share)| share),
+    });
+}
+
+#[test]
+fn a_client_closing_at_one_lifetime_is_told_a_timeout_and_named() {
+    // The seed's client: 5 closes a second, each connection closed by this host at 2 s.
+    let mut inspection = churning(5.0, 2.0, 1.0, Some(vec![owner(4242, true)]));
+    lived(&mut inspection, 40, 0.0, Some((2.0, 0.95)));
+    let findings = evaluate(&inspection, &Thresholds::default());
+    let f = only(&findings, "conn.closed-at-timeout");
+    assert!(
+        f.message.starts_with("process 4242 (curl) in docker abababababab closes its connections to 10.0.0.2:443")
+            && f.message.contains("after 2.0 s: 95 % of the 40 closes")
+            && f.message.contains("request timeout that closes the connection instead of returning it to the pool"),
+        "{}",
+        f.message
+    );
+    assert!(f.advice[0].action.starts_with("Find what times out after 2.0 s"), "{:?}", f.advice);
+    assert!(findings.iter().all(|f| f.id != "conn.no-reuse"), "2 s lifetimes are no request per connection");
+
+    // The same rate through a pool: no close here, or lifetimes of no one value, or too few.
+    for (timed, typical) in [(40, Some((2.0, 0.3))), (3, Some((2.0, 1.0))), (40, None)] {
+        let mut pooled = churning(5.0, 30.0, 0.1, Some(vec![owner(7, false)]));
+        lived(&mut pooled, timed, 0.0, typical);
+        let findings = evaluate(&pooled, &Thresholds::default());
+        assert!(findings.iter().all(|f| !f.id.starts_with("conn.")), "{timed} {typical:?}: {:?}", ids(&findings));
+    }
+}
+
+#[test]
+fn a_client_closing_after_one_request_says_so() {
+    let mut inspection = churning(50.0, 0.05, 1.0, Some(vec![owner(4242, false)]));
+    lived(&mut inspection, 200, 0.98, None);
+    let findings = evaluate(&inspection, &Thresholds::default());
+    let f = only(&findings, "conn.no-reuse");
+    assert!(f.message.contains("It closes each connection after one request: 98 % of the 200 closes"), "{}", f.message);
+    assert!(findings.iter().all(|f| f.id != "conn.closed-at-timeout"));
 }

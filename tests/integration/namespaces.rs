@@ -460,3 +460,54 @@ fn a_client_that_does_not_reuse_connections_is_flagged_with_its_pid_and_a_pool_i
     let rates = churning.churn.as_ref().expect("sampled");
     assert!(rates.closed_here_per_sec > 20.0 && rates.closed_here_share.is_some_and(|s| s >= 0.5), "{rates:?}");
 }
+
+/// The story's clients, each a process of its own, told apart by how long the connections they
+/// close live, over the reads of one `--sample` window: one closes on a 2 s request timeout (a
+/// server that never answers), one opens a connection per request, and a pool makes as many
+/// requests on four connections it keeps. Each finding names its process; the pool gets none.
+#[test]
+fn a_client_closing_on_a_timeout_one_opening_a_connection_per_request_and_a_pool_are_told_apart() {
+    if !enter(
+        "namespaces::a_client_closing_on_a_timeout_one_opening_a_connection_per_request_and_a_pool_are_told_apart",
+    ) {
+        return;
+    }
+    let _silent = Process::peer(&["silent", "7101"]);
+    let _server = Process::peer(&["server", "7102"]);
+    let _pool_server = Process::peer(&["server", "7103"]);
+    let timeout = Process::peer(&["timeout", "7101", "8", "2000"]);
+    // 40 requests a second, each on a connection of its own kept for 30 ms of work.
+    let per_request = Process::peer(&["per-request", "7102", "40", "30"]);
+    let pool = Process::peer(&["pool", "7103", "4"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let (_, report) = audit_json(&["--sample", "5s", "--fail-on", "never", "--top", "50"]);
+    let bucket = |port: u16| {
+        let remote = format!("127.0.0.1:{port}");
+        report.sockets.buckets.iter().find(|b| b.remote == remote).unwrap_or_else(|| panic!("no bucket to {remote}"))
+    };
+
+    let closing = report.with_id("conn.closed-at-timeout");
+    assert_eq!(closing.len(), 1, "{:?} {:#?}", report.ids(), bucket(7101).lifetimes);
+    let evidence = &closing[0].evidence;
+    assert_eq!(evidence["remote"], "127.0.0.1:7101");
+    let lifetime = evidence["lifetime_seconds"].as_f64().expect("lifetime");
+    assert!((1.8..=2.4).contains(&lifetime), "closes at the 2 s timeout: {evidence:?}");
+    assert_eq!(evidence["owners"][0]["pid"], timeout.pid(), "{evidence:?} {:#?}", bucket(7101));
+    assert!(closing[0].message.contains(&format!("process {} (python3)", timeout.pid())), "{}", closing[0].message);
+    assert!(closing[0].message.contains("request timeout"), "{}", closing[0].message);
+
+    let per_connection: Vec<_> =
+        report.with_id("conn.no-reuse").into_iter().filter(|f| f.evidence["remote"] == "127.0.0.1:7102").collect();
+    assert_eq!(per_connection.len(), 1, "{:?}", report.ids());
+    assert_eq!(per_connection[0].evidence["owners"][0]["pid"], per_request.pid());
+    assert!(per_connection[0].message.contains("after one request"), "{}", per_connection[0].message);
+
+    let pooled = bucket(7103);
+    assert!(
+        report.findings.iter().all(|f| !(f.id.starts_with("conn.") && f.evidence["remote"] == "127.0.0.1:7103")),
+        "{:?}",
+        report.ids()
+    );
+    assert_eq!(pooled.owners.as_ref().expect("owners")[0].pid, pool.pid());
+    assert_eq!(pooled.lifetimes.as_ref().map(|l| l.closed_here), None, "a pool closes nothing: {pooled:#?}");
+}

@@ -413,6 +413,17 @@ pub(crate) struct Bucket {
     pub forecast: Option<Forecast>,
     pub owners: Option<Vec<Owner>>,
     pub churn: Option<Churn>,
+    pub lifetimes: Option<Lifetimes>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Lifetimes {
+    pub closed_here: u32,
+    pub timed: u32,
+    pub short_share: f64,
+    pub typical_seconds: Option<f64>,
+    pub typical_share: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,6 +10,12 @@
                                       closes first), one after the other
     peers.py fill PORT                connect (1 s timeout) and keep each connection until one
                                       fails; print how many succeeded, then hold them
+    peers.py silent PORT              accept and read, never answer (a server slower than any timeout)
+    peers.py timeout PORT WORKERS MS  WORKERS loops: connect, send a request, wait MS milliseconds for
+                                      the answer, and on that timeout close the connection (the
+                                      client of the story: it closes instead of pooling)
+    peers.py per-request PORT RATE MS RATE times a second: connect, one request, MS milliseconds of
+                                      work on the answer, close
 
 Each prints "ready" once its connections (or listener) exist, then runs until killed. The address
 is 127.0.0.1, or PEER_HOST from the environment.
@@ -44,6 +50,23 @@ def serve(port):
     while True:
         conn, _ = listener.accept()
         threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+
+def silent(port):
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((HOST, port))
+    listener.listen(1024)
+    print("ready", flush=True)
+
+    def drain(conn):
+        with conn:
+            while conn.recv(64):
+                pass
+
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=drain, args=(conn,), daemon=True).start()
 
 
 def request(conn):
@@ -101,6 +124,41 @@ def main():
         print(len(held), flush=True)
         while held:
             time.sleep(3600)
+    elif mode == "silent":
+        silent(port)
+    elif mode == "timeout":
+        workers, timeout = int(sys.argv[3]), int(sys.argv[4]) / 1000.0
+
+        def loop():
+            while True:
+                conn = socket.create_connection((HOST, port))
+                conn.settimeout(timeout)
+                try:
+                    request(conn)
+                except socket.timeout:
+                    pass
+                conn.close()
+
+        for _ in range(workers):
+            threading.Thread(target=loop, daemon=True).start()
+        print("ready", flush=True)
+        while True:
+            time.sleep(3600)
+    elif mode == "per-request":
+        rate, work = int(sys.argv[3]), int(sys.argv[4]) / 1000.0
+
+        def once():
+            conn = socket.create_connection((HOST, port))
+            request(conn)
+            time.sleep(work)
+            conn.close()
+
+        print("ready", flush=True)
+        start, made = time.monotonic(), 0
+        while True:
+            time.sleep(max(0.0, start + made / rate - time.monotonic()))
+            made += 1
+            threading.Thread(target=once, daemon=True).start()
     else:
         sys.exit("unknown mode " + mode)
 

@@ -144,6 +144,7 @@ impl Host {
             sysctl_d: self.sysctl_d.clone(),
             conntrack: self.conntrack.clone(),
             counter_growth: None,
+            sample_seconds: None,
             warnings: Vec::new(),
         }
     }

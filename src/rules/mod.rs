@@ -111,6 +111,7 @@ pub(crate) fn evaluate(inspection: &Inspection, thresholds: &Thresholds) -> Vec<
     port_range_shape(inspection, &mut findings);
     listen_overflows(inspection, &mut findings);
     churn::no_reuse(inspection, &mut findings);
+    syn::evaluate(inspection, &mut findings);
     conntrack::evaluate(inspection, thresholds, &mut findings);
     persist::evaluate(inspection, &mut findings);
     sort_findings(&mut findings);
@@ -929,5 +930,6 @@ fn listen_overflows(inspection: &Inspection, out: &mut Vec<Finding>) {
 mod churn;
 mod conntrack;
 mod persist;
+mod syn;
 #[cfg(test)]
 mod tests;

@@ -328,6 +328,7 @@ pub(crate) struct Rates {
     pub time_wait_entries_per_sec: f64,
     pub overflow_per_sec: f64,
     pub time_wait_reused_per_sec: f64,
+    pub syn_retransmits_per_sec: f64,
 }
 
 #[derive(Debug, Deserialize, PartialEq)]

@@ -163,8 +163,8 @@ pub struct AuditArgs {
     #[arg(long, conflicts_with_all = ["netns", "netns_pid", "root"])]
     pub all_netns: bool,
 
-    /// Read counters and sockets twice, DURATION apart (e.g. 5s, 500ms, 1m), and add rates and
-    /// each bucket's time to exhaustion.
+    /// Read counters and sockets twice, DURATION apart (e.g. 5s, 500ms, 1m), and add rates
+    /// (connects, SYN retransmits, TIME_WAIT entries) and each bucket's time to exhaustion.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub sample: Option<std::time::Duration>,
 }

@@ -153,6 +153,7 @@ impl Host {
             sysctl_d: self.sysctl_d.clone(),
             conntrack: self.conntrack.clone(),
             counter_growth: None,
+            sample_seconds: None,
             warnings: Vec::new(),
             initial_namespace: self.initial_namespace,
         }

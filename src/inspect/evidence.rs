@@ -404,6 +404,7 @@ fn compare_reads(first: &Inspection, second: &mut Inspection, seconds: f64) -> R
     fill_owners(first, second);
     compare::compare(&first.sockets, &mut second.sockets, seconds);
     second.counter_growth = Some(churn::counter_growth(&first.counters, &second.counters));
+    second.sample_seconds = Some(seconds);
     if let (Some(before), Some(now)) = (&first.conntrack, &mut second.conntrack) {
         now.statistics_growth = Some(nat::statistics_growth(&before.statistics, &now.statistics));
     }

@@ -42,6 +42,7 @@ const TCP_EXT_COUNTERS: &[&str] = &[
     "TCPAbortOnMemory",
     "TCPAbortOnTimeout",
     "TCPReqQFullDrop",
+    "TCPSynRetrans",
     "TCPTimeWaitOverflow",
     "TW",
     "TWKilled",
@@ -68,6 +69,9 @@ pub(crate) struct Inspection {
     /// With `--sample`: how much each counter grew over the interval (for the rules that judge a
     /// rate rather than a count since boot).
     pub counter_growth: Option<BTreeMap<String, i64>>,
+    /// With `--sample`: the seconds between the two reads `counter_growth` is over (for the rules
+    /// that judge a rate per second).
+    pub sample_seconds: Option<f64>,
     /// Things that were read with trouble; the audit went on without them.
     pub warnings: Vec<String>,
     /// Whether the inspected network namespace is the host's initial one, which the sysctl.d tree
@@ -123,6 +127,7 @@ pub(crate) fn read(
         sysctl_d,
         conntrack,
         counter_growth: None,
+        sample_seconds: None,
         warnings,
         initial_namespace: None,
     })

@@ -157,6 +157,9 @@ pub(crate) struct Rates {
     pub overflow_per_sec: f64,
     /// TIME_WAIT tuples connect() took over per second (`TWRecycled`): reuse at work.
     pub time_wait_reused_per_sec: f64,
+    /// SYNs retransmitted per second (`TCPSynRetrans`, SYN-ACKs of listeners included): each one a
+    /// connect (or a handshake) that waited a whole retransmission timeout, 1 s at first.
+    pub syn_retransmits_per_sec: f64,
 }
 
 /// Counters by name, as read.
@@ -165,8 +168,13 @@ type Counters = BTreeMap<String, i64>;
 fn per_second(first: &Counters, second: &Counters, counter: &str, seconds: f64) -> f64 {
     let (Some(a), Some(b)) = (first.get(counter), second.get(counter)) else { return 0.0 };
     // Counters only grow; a smaller second value means a wrap or a reset: no rate.
-    let delta = b.saturating_sub(*a).max(0) as f64;
-    (delta / seconds * 10.0).round() / 10.0
+    rate(b.saturating_sub(*a), seconds)
+}
+
+/// A counter's growth `delta` over `seconds` as a rate per second, to a tenth, as [`Rates`] gives
+/// it (0 for a negative growth).
+pub(crate) fn rate(delta: i64, seconds: f64) -> f64 {
+    (delta.max(0) as f64 / seconds * 10.0).round() / 10.0
 }
 
 /// The counters' rates between two reads `seconds` apart.
@@ -178,6 +186,7 @@ pub(crate) fn rates(first: &Counters, second: &Counters, seconds: f64) -> Rates 
         time_wait_entries_per_sec: per_second(first, second, "TW", seconds),
         overflow_per_sec: per_second(first, second, "TCPTimeWaitOverflow", seconds),
         time_wait_reused_per_sec: per_second(first, second, "TWRecycled", seconds),
+        syn_retransmits_per_sec: per_second(first, second, "TCPSynRetrans", seconds),
     }
 }
 

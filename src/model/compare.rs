@@ -153,10 +153,23 @@ mod tests {
 
     #[test]
     fn rates_and_time_to_exhaustion() {
-        let before = counters(&[("ActiveOpens", 1000), ("PassiveOpens", 5), ("TW", 900), ("TCPTimeWaitOverflow", 0)]);
-        let after = counters(&[("ActiveOpens", 1400), ("PassiveOpens", 5), ("TW", 1250), ("TCPTimeWaitOverflow", 10)]);
+        let before = counters(&[
+            ("ActiveOpens", 1000),
+            ("PassiveOpens", 5),
+            ("TW", 900),
+            ("TCPTimeWaitOverflow", 0),
+            ("TCPSynRetrans", 40),
+        ]);
+        let after = counters(&[
+            ("ActiveOpens", 1400),
+            ("PassiveOpens", 5),
+            ("TW", 1250),
+            ("TCPTimeWaitOverflow", 10),
+            ("TCPSynRetrans", 125),
+        ]);
         let rates = rates(&before, &after, 2.0);
         assert_eq!(rates.active_opens_per_sec, 200.0);
+        assert_eq!(rates.syn_retransmits_per_sec, 42.5);
         assert_eq!(rates.passive_opens_per_sec, 0.0);
         assert_eq!(rates.time_wait_entries_per_sec, 175.0);
         assert_eq!(rates.overflow_per_sec, 5.0);

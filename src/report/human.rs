@@ -145,6 +145,13 @@ fn sampled_rates(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             r.time_wait_reused_per_sec
         )?;
     }
+    let stalled = if r.syn_retransmits_per_sec > 0.0 {
+        ": each one a connect (or a listener's SYN-ACK) that waited 1 s or more for an answer"
+    } else {
+        ""
+    };
+    let text = format!("SYN retransmits: {}/s (TCPSynRetrans){stalled}", r.syn_retransmits_per_sec);
+    wrapped(out, "  ", "    ", &text)?;
     if s.buckets.iter().any(|b| b.available == 0) || s.local_ports.iter().any(|l| l.available == 0) {
         writeln!(
             out,

@@ -1,10 +1,10 @@
 //! The report as node_exporter textfile-collector metrics (Prometheus text exposition format
 //! 0.0.4), named after the Prometheus naming guide: one quantity per metric, units and `_total` at
 //! the end, counters as counters. What node_exporter already exports for the host (sockstat, most
-//! of netstat) is left to it, but for the TIME_WAIT counters, which twtune exports per network
-//! namespace (node_exporter sees only its own). What only twtune knows is here: TIME_WAIT by
-//! direction, the destination buckets, the bind() budget, source-NAT buckets, findings. The list
-//! is in the README.
+//! of netstat) is left to it, but for the TIME_WAIT, connect and SYN retransmit counters, which
+//! twtune exports per network namespace (node_exporter sees only its own). What only twtune knows
+//! is here: TIME_WAIT by direction, the destination buckets, the bind() budget, source-NAT buckets,
+//! findings. The list is in the README.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -27,6 +27,11 @@ const COUNTERS: &[(&str, &str, &str)] = &[
     ),
     ("ActiveOpens", "twtune_tcp_active_opens_total", "connect() calls that sent a SYN (Tcp ActiveOpens)."),
     ("PassiveOpens", "twtune_tcp_passive_opens_total", "Connections accepted (Tcp PassiveOpens)."),
+    (
+        "TCPSynRetrans",
+        "twtune_tcp_syn_retransmits_total",
+        "SYNs (and listeners' SYN-ACKs) sent again after a timeout, each one a connect that waited 1 s or more (TcpExt TCPSynRetrans).",
+    ),
 ];
 
 /// Escapes a label value as the text format wants (backslash, double quote, line feed); any other

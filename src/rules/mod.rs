@@ -112,6 +112,7 @@ pub(crate) fn evaluate(inspection: &Inspection, thresholds: &Thresholds) -> Vec<
     listen_overflows(inspection, &mut findings);
     churn::no_reuse(inspection, &mut findings);
     churn::closed_at_timeout(inspection, &mut findings);
+    syn::evaluate(inspection, &mut findings);
     conntrack::evaluate(inspection, thresholds, &mut findings);
     persist::evaluate(inspection, &mut findings);
     sort_findings(&mut findings);
@@ -931,5 +932,6 @@ mod churn;
 mod conntrack;
 mod persist;
 pub(crate) use persist::concerning_the_host;
+mod syn;
 #[cfg(test)]
 mod tests;

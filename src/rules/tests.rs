@@ -716,3 +716,98 @@ fn a_client_closing_after_one_request_says_so() {
     assert!(f.message.contains("It closes each connection after one request: 98 % of the 200 closes"), "{}", f.message);
     assert!(findings.iter().all(|f| f.id != "conn.closed-at-timeout"));
 }
+/// `inspection` as `--sample` saw it over `seconds`: its counters grew by `growth`.
+fn sampled(mut inspection: Inspection, seconds: f64, growth: &[(&str, i64)]) -> Inspection {
+    inspection.counter_growth = Some(growth.iter().map(|(name, n)| (name.to_string(), *n)).collect());
+    inspection.sample_seconds = Some(seconds);
+    inspection
+}
+
+/// The `tcp.syn-retransmits` finding of a sampled inspection, if any.
+fn syn_finding(inspection: Inspection) -> Option<Finding> {
+    evaluate(&inspection, &Thresholds::default()).into_iter().find(|f| f.id == "tcp.syn-retransmits")
+}
+
+#[test]
+fn syn_retransmits_warn_from_a_tenth_of_the_connects_and_are_critical_from_half() {
+    let over_2s =
+        |syns: i64| syn_finding(sampled(host().inspection(), 2.0, &[("ActiveOpens", 100), ("TCPSynRetrans", syns)]));
+    assert!(over_2s(9).is_none(), "9 % of the connects");
+    let warn = over_2s(10).expect("10 %");
+    assert_eq!(warn.severity, Severity::Warn);
+    assert_eq!(
+        (warn.evidence["syn_retransmits_per_sec"].as_f64(), warn.evidence["active_opens_per_sec"].as_f64()),
+        (Some(5.0), Some(50.0))
+    );
+    assert_eq!((warn.evidence["share_pct"].as_f64(), warn.evidence["TCPSynRetrans"].as_i64()), (Some(10.0), Some(10)));
+    assert!(
+        warn.message
+            .starts_with("5 SYNs a second were retransmitted during the sample, against 50 connects a second (10 %)"),
+        "{}",
+        warn.message
+    );
+    assert!(warn.message.contains("connects are stalling, not failing"), "{}", warn.message);
+    assert!(warn.message.contains("waited a full second") && warn.message.contains("about two minutes"));
+    assert!(warn.key.is_none(), "no sysctl cures it");
+    let crit = over_2s(50).expect("50 %");
+    assert_eq!(crit.severity, Severity::Crit);
+    // Every connect stalled, and again: more retransmits than connects.
+    assert_eq!(over_2s(300).map(|f| f.severity), Some(Severity::Crit));
+}
+
+#[test]
+fn a_few_syn_retransmits_none_without_connects_and_none_without_a_sample_are_quiet() {
+    let quiet = |seconds: f64, growth: &[(&str, i64)]| syn_finding(sampled(host().inspection(), seconds, growth));
+    // 45 % of the connects, but under one a second (a lost SYN now and then), or only two.
+    assert!(quiet(10.0, &[("ActiveOpens", 20), ("TCPSynRetrans", 9)]).is_none());
+    assert!(quiet(1.0, &[("ActiveOpens", 4), ("TCPSynRetrans", 2)]).is_none());
+    // No connect in the sample: a listener's SYN-ACKs, or connects older than the sample.
+    assert!(quiet(2.0, &[("PassiveOpens", 100), ("TCPSynRetrans", 100)]).is_none());
+    assert!(quiet(2.0, &[("TCPSynRetrans", 100)]).is_none());
+    // Since boot only: counters say nothing of now.
+    let unsampled = host().counter("ActiveOpens", 100).counter("TCPSynRetrans", 5000).findings();
+    assert!(unsampled.iter().all(|f| f.id != "tcp.syn-retransmits"), "{:?}", ids(&unsampled));
+}
+
+#[test]
+fn stalled_connects_point_at_the_fullest_nat_bucket_conntrack_losses_and_paws() {
+    let mut natted = tracked(90, 1000, &[("insert_failed", 7)], vec![snat(90, 30, 100), snat(20, 0, 100)]);
+    natted.conntrack.as_mut().expect("ct").statistics_growth =
+        Some([("insert_failed".to_string(), 5), ("drop".to_string(), 5)].into_iter().collect());
+    let growth = [("ActiveOpens", 60), ("TCPSynRetrans", 60), ("PAWSTimewait", 4), ("PAWSActive", 2)];
+    let f = syn_finding(sampled(natted, 3.0, &growth)).expect("as many retransmits as connects");
+    for piece in [
+        "the fullest source-NAT bucket here, 10.2.0.1 -> 10.2.0.2:80 (tcp), uses 90.0 % of its ports, 10 free",
+        "conntrack lost 5 insertions, dropped 5 packets of new flows",
+        "4 SYNs were rejected by TIME_WAIT sockets of this namespace for their timestamps",
+        "2 SYN-ACKs were refused by connects here",
+        "a full accept queue on the peer drops SYNs out of sight of this namespace",
+    ] {
+        assert!(f.message.contains(piece), "lacks {piece:?}: {}", f.message);
+    }
+    let ct = &f.evidence["conntrack"];
+    assert_eq!((ct["insert_failed"].as_u64(), ct["fullest_snat_bucket"]["usage_pct"].as_f64()), (Some(5), Some(90.0)));
+    assert_eq!((f.evidence["PAWSTimewait"].as_i64(), f.evidence["PAWSActive"].as_i64()), (Some(4), Some(2)));
+    assert!(f.advice[0].action.starts_with("Reuse connections"), "application first: {:?}", f.advice);
+    assert!(f.advice[1].action.contains("--to-ports") && f.advice[1].action.contains("--to-source"));
+    assert!(
+        f.advice.last().is_some_and(|a| a.action.starts_with("Then settings") && a.action.contains("tcp_syn_retries"))
+    );
+    assert!(f.advice.iter().all(|a| !a.risk.is_empty()));
+
+    // No conntrack here, an old kernel, a listener here whose queue overflowed and that accepts too.
+    let old = host().kernel(Some(crate::sysctl::KernelVersion::new(6, 1))).inspection();
+    let growth = [("ActiveOpens", 40), ("TCPSynRetrans", 10), ("PassiveOpens", 40), ("ListenOverflows", 3)];
+    let f = syn_finding(sampled(old, 2.0, &growth)).expect("25 %");
+    assert_eq!((f.severity, f.evidence["conntrack"].is_null()), (Severity::Warn, true));
+    for piece in [
+        "no connection tracking in this namespace",
+        "a pod's is the node's",
+        "counts them on the server (tcp.paws-timewait there)",
+        "3 SYNs or handshakes were dropped by full accept queues of listeners here",
+        "each next one waits twice as long",
+        "also counts the SYN-ACKs this namespace's listeners send again",
+    ] {
+        assert!(f.message.contains(piece), "lacks {piece:?}: {}", f.message);
+    }
+}

@@ -351,6 +351,7 @@ pub(crate) mod tests {
             time_wait_entries_per_sec: connects,
             overflow_per_sec: 0.0,
             time_wait_reused_per_sec: 0.0,
+            syn_retransmits_per_sec: 0.0,
         }
     }
 

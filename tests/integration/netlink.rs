@@ -206,7 +206,7 @@ fn sampling_measures_rates_and_time_to_exhaustion() {
     let (_, plain) = audit_json(&[]);
     assert!(plain.rates.is_none() && plain.sockets.buckets.iter().all(|b| b.seconds_to_exhaustion.is_none()));
     let rates = predicate::str::is_match(
-        r"measured over 0\.\d s: [\d.]+ connects/s, [\d.]+ accepts/s, [\d.]+ TIME_WAIT entries/s, [\d.]+ reused/s, [\d.]+ overflows/s",
+        r"measured over 0\.\d s: [\d.]+ connects/s, [\d.]+ accepts/s, [\d.]+ TIME_WAIT entries/s, [\d.]+ reused/s, [\d.]+ overflows/s\n  SYN retransmits: [\d.]+/s \(TCPSynRetrans\)",
     )
     .expect("regex");
     // How full the bucket is depends on the timing above: --fail-on never keeps the status at 0.

@@ -109,6 +109,8 @@ fn prometheus_output_parses_with_a_real_parser() {
     assert_eq!(families["twtune_tcp_time_wait_entered"]["type"], "counter");
     assert_eq!(value("twtune_tcp_time_wait_entered", serde_json::json!({})), 200.0);
     assert_eq!(families["twtune_tcp_active_opens"]["type"], "counter");
+    assert_eq!(families["twtune_tcp_syn_retransmits"]["type"], "counter");
+    assert_eq!(value("twtune_tcp_syn_retransmits", serde_json::json!({})), 0.0);
     // What node_exporter exports for the host is left to it; no quantity twice.
     for gone in [
         "twtune_time_wait_total",

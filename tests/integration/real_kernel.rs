@@ -1,9 +1,13 @@
 //! `twtune audit` on real sockets of the running kernel, each test in its own network namespace:
-//! client-side and server-side closes, a narrowed port range, a lowered tcp_max_tw_buckets and a
-//! listener inside the range, checked against `ss` and against what connect() really does.
+//! client-side and server-side closes, a narrowed port range, a lowered tcp_max_tw_buckets, a
+//! listener inside the range and connects stalled by dropped SYNs, checked against `ss` and
+//! against what connect() really does.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::netns::{enter, run, set_sysctl, sysctl};
 use crate::util::{Report, audit_json, connections};
@@ -266,4 +270,55 @@ fn audit_against_profiles_reads_their_keys_from_the_kernel() {
     let (_, report) = audit_json(&["--profile", "kubernetes-node"]);
     assert!(report.with_id("port-range.nodeport-overlap").is_empty());
     assert!(report.with_id("profile.net.ipv4.ip_local_port_range").is_empty());
+}
+
+/// Starts about 20 connects a second to `target`, each giving up after 1.5 s, until `stop`; the
+/// thread returns how many succeeded.
+fn stalling_client(target: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut connects = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            // A thread each: a stalled connect blocks for its whole timeout.
+            connects.push(std::thread::spawn(move || {
+                TcpStream::connect_timeout(&target, Duration::from_millis(1500)).is_ok()
+            }));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        connects.into_iter().map(|c| c.join().unwrap_or(false)).filter(|ok| *ok).count()
+    })
+}
+
+#[test]
+fn connects_stalled_by_dropped_syns_are_measured_and_flagged() {
+    if !enter("real_kernel::connects_stalled_by_dropped_syns_are_measured_and_flagged") {
+        return;
+    }
+    let _server = listen("127.0.0.1:9000");
+    // SYNs to the server are dropped, as a full NAT or a server's PAWS check drops them: a connect
+    // sends its SYN again after 1 s and gives up (in the client) at 1.5 s. Nothing fails in the
+    // kernel: only TCPSynRetrans counts.
+    let rule = ["INPUT", "-p", "tcp", "--dport", "9000", "--syn", "-j", "DROP"];
+    run("iptables", &[&["-A"], &rule[..]].concat());
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = stalling_client("127.0.0.1:9000".parse().expect("address"), stop.clone());
+    // Past the first retransmits, so that the sample sees as many as connects.
+    std::thread::sleep(Duration::from_millis(1200));
+    let (code, report) = audit_json(&["--sample", "3s", "--fail-on", "never"]);
+    stop.store(true, Ordering::Relaxed);
+    let succeeded = client.join().expect("client");
+    run("iptables", &[&["-D"], &rule[..]].concat());
+
+    assert_eq!((code, succeeded), (0, 0), "every SYN was dropped");
+    let rates = report.rates.as_ref().expect("rates with --sample");
+    assert!(rates.syn_retransmits_per_sec > 0.0, "{rates:?}");
+    // One retransmit per connect, at about 20 a second each.
+    assert!(rates.active_opens_per_sec >= 10.0 && rates.syn_retransmits_per_sec >= 10.0, "{rates:?}");
+    let f = report.one("tcp.syn-retransmits");
+    assert_eq!(f.severity, "crit", "{}", f.message);
+    assert_eq!(f.evidence["syn_retransmits_per_sec"].as_f64(), Some(rates.syn_retransmits_per_sec));
+    assert_eq!(f.evidence["active_opens_per_sec"].as_f64(), Some(rates.active_opens_per_sec));
+    assert!(f.message.contains("connects are stalling, not failing"), "{}", f.message);
+    // The client is here, the dropped SYNs too: nothing of PAWS or a queue, and the answer is not a sysctl.
+    assert!(f.message.contains("no PAWS rejection here"), "{}", f.message);
+    assert!(f.key.is_none());
 }

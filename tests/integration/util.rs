@@ -335,6 +335,7 @@ pub(crate) struct Rates {
     pub time_wait_entries_per_sec: f64,
     pub overflow_per_sec: f64,
     pub time_wait_reused_per_sec: f64,
+    pub syn_retransmits_per_sec: f64,
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -418,6 +419,7 @@ pub(crate) struct Bucket {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "declared for the contract; tests read only some fields")]
 pub(crate) struct Lifetimes {
     pub closed_here: u32,
     pub timed: u32,

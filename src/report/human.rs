@@ -252,23 +252,32 @@ fn buckets(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 
 /// The table row of one destination bucket; `bound` ports, when any, get a column of their own.
 fn bucket_row(b: &Bucket, bound: u32) -> Vec<String> {
-    let left = match (b.growth_per_sec, b.seconds_to_exhaustion) {
-        (_, Some(eta)) => format!("{}  (none in {eta:.0} s)", b.available),
-        (Some(growth), None) => format!("{}  ({:+}/s)", b.available, growth),
-        (None, None) => b.available.to_string(),
-    };
     let mut row = vec![
         format!("{} -> {}", b.local_ip, b.remote),
         b.count.to_string(),
         b.time_wait.to_string(),
         b.reusable.to_string(),
-        format!("{}/{}", if b.bound_first { 0 } else { b.held }, b.usable_ports),
+        held_usable(b),
     ];
     if bound > 0 {
         row.push(format!("+{bound}"));
     }
-    row.extend([format!("{:.1} %", b.usage_pct), left]);
+    row.extend([format!("{:.1} %", b.usage_pct), bucket_left(b)]);
     row
+}
+
+/// A bucket's `held/usable`: `0/N` for clients that bind first, whose ports the bound count holds.
+pub(crate) fn held_usable(b: &Bucket) -> String {
+    format!("{}/{}", if b.bound_first { 0 } else { b.held }, b.usable_ports)
+}
+
+/// The ports left to a bucket, with its forecast or growth when sampled: `5  (none in 40 s)`.
+pub(crate) fn bucket_left(b: &Bucket) -> String {
+    match (b.growth_per_sec, b.seconds_to_exhaustion) {
+        (_, Some(eta)) => format!("{}  (none in {eta:.0} s)", b.available),
+        (Some(growth), None) => format!("{}  ({:+}/s)", b.available, growth),
+        (None, None) => b.available.to_string(),
+    }
 }
 
 /// Writes the bind() budget of each local address, when there are any.
@@ -415,7 +424,7 @@ pub(crate) fn owners_text(owners: &[crate::model::records::Owner], live: bool) -
     let list: Vec<String> = owners
         .iter()
         .map(|o| {
-            let container = o.container.as_ref().map(|c| format!(" ({})", c.label())).unwrap_or_default();
+            let container = o.container.as_ref().map(|c| format!(" ({})", printable(&c.label()))).unwrap_or_default();
             format!(
                 "pid {} {}{container} {} socket{}",
                 o.pid,
@@ -452,7 +461,7 @@ fn runs_out_first(report: &Report) -> Option<String> {
     })
 }
 
-fn usage_style(report: &Report, usage_pct: f64) -> Style {
+pub(crate) fn usage_style(report: &Report, usage_pct: f64) -> Style {
     if usage_pct >= report.thresholds.port_crit_pct {
         CRIT
     } else if usage_pct >= report.thresholds.port_warn_pct {

@@ -1,14 +1,18 @@
 //! The report of `twtune audit --all-netns`: one audit [`Report`] per network namespace, worst
-//! first, and a summary across them, rendered as a table and each namespace's findings (human),
-//! one JSON document, or the metrics of every namespace labelled with it (Prometheus).
+//! first, and a summary across them, rendered as a table and, per namespace, its fullest bucket
+//! with who holds it, its fullest source-NAT bucket and its findings (human), one JSON document, or
+//! the metrics of every namespace labelled with it (Prometheus).
 
 use std::io::{self, Write};
 
 use anstyle::Style;
 use serde::Serialize;
 
+use crate::inspect::conntrack::Conntrack;
 use crate::inspect::netns::Namespace;
 use crate::inspect::sweep::Note;
+use crate::model::connect::Bucket;
+use crate::model::nat::SnatBucket;
 use crate::report::{Format, Report, SCHEMA_VERSION, human, prometheus};
 use crate::rules::Severity;
 
@@ -156,31 +160,14 @@ impl SweepReport {
         writeln!(out)?;
         let header =
             ["namespace", "name or container", "TW out", "TW in", "fullest bucket", "used", "conntrack", "findings"];
-        let mut rows = Vec::new();
-        let mut quiet_hidden = 0;
-        let mut quiet_shown = 0;
-        for ns in &self.namespaces {
-            if ns.report.findings.is_empty() {
-                if quiet_shown >= QUIET_ROWS {
-                    quiet_hidden += 1;
-                    continue;
-                }
-                quiet_shown += 1;
-            }
-            rows.push(namespace_row(ns));
-        }
+        let (shown, quiet_hidden) = self.shown();
+        let rows: Vec<Vec<String>> = shown.iter().map(|ns| namespace_row(ns)).collect();
         table(out, &header, &rows)?;
         if quiet_hidden > 0 {
             writeln!(out, "  and {quiet_hidden} more namespaces without findings (all are in --format json)")?;
         }
-        for ns in self.namespaces.iter().filter(|ns| !ns.report.findings.is_empty()) {
-            writeln!(
-                out,
-                "\n{bold}== net:[{}] {} =={bold:#}",
-                ns.netns.inode,
-                crate::error::printable(&ns.netns.label())
-            )?;
-            human::findings_only(&ns.report, out)?;
+        for ns in shown {
+            namespace_section(ns, out)?;
         }
         if !s.notes.is_empty() {
             writeln!(out, "\n{bold}Notes{bold:#}")?;
@@ -190,6 +177,84 @@ impl SweepReport {
         }
         Ok(())
     }
+
+    /// The namespaces the human table lists, in order: all with findings and the first
+    /// [`QUIET_ROWS`] without; and how many without findings are only counted.
+    fn shown(&self) -> (Vec<&NamespaceReport>, usize) {
+        let mut shown = Vec::new();
+        let mut quiet_shown = 0;
+        let mut quiet_hidden = 0;
+        for ns in &self.namespaces {
+            if ns.report.findings.is_empty() {
+                if quiet_shown >= QUIET_ROWS {
+                    quiet_hidden += 1;
+                    continue;
+                }
+                quiet_shown += 1;
+            }
+            shown.push(ns);
+        }
+        (shown, quiet_hidden)
+    }
+}
+
+/// A namespace of the table under its own heading, when it has anything to show: its fullest
+/// bucket and who holds it, its fullest source-NAT bucket, then its findings.
+fn namespace_section(ns: &NamespaceReport, out: &mut dyn Write) -> io::Result<()> {
+    let r = &ns.report;
+    let bucket = r.sockets.buckets.first();
+    let snat = r.conntrack.as_ref().and_then(|ct| Some((ct, ct.table.as_ref()?.snat_buckets.first()?)));
+    if r.findings.is_empty() && bucket.is_none() && snat.is_none() {
+        return Ok(());
+    }
+    let bold = Style::new().bold();
+    writeln!(out, "\n{bold}== net:[{}] {} =={bold:#}", ns.netns.inode, crate::error::printable(&ns.netns.label()))?;
+    if let Some(b) = bucket {
+        fullest_bucket(r, b, out)?;
+    }
+    if let Some((ct, b)) = snat {
+        fullest_snat(r, ct, b, out)?;
+    }
+    human::findings_only(r, out)
+}
+
+/// `fullest bucket A -> B: held/usable H/U, P % used, N left`, then who holds its live sockets
+/// (the single-namespace report's words), or why that is not known.
+fn fullest_bucket(r: &Report, b: &Bucket, out: &mut dyn Write) -> io::Result<()> {
+    let style = human::usage_style(r, b.usage_pct);
+    let bound = r.sockets.ephemeral.bound_ports;
+    writeln!(
+        out,
+        "  fullest bucket {} -> {}: held/usable {}{}, {style}{:.1} % used{style:#}, {} left",
+        b.local_ip,
+        b.remote,
+        human::held_usable(b),
+        if bound > 0 { format!(" +{bound} bound") } else { String::new() },
+        b.usage_pct,
+        human::bucket_left(b),
+    )?;
+    let owners = match (&b.owners, &r.sockets.owners_unavailable) {
+        (Some(owners), _) => human::owners_text(owners, b.count > b.time_wait),
+        (None, Some(why)) => format!("owners not shown: {why}"),
+        (None, None) => "owners not looked up".into(),
+    };
+    human::wrapped(out, "    ", "      ", &owners)
+}
+
+/// `fullest SNAT bucket S -> D tcp: held/usable H/U, P % used, N left`, then its live and
+/// TIME_WAIT entries and where the NAT's port range comes from.
+fn fullest_snat(r: &Report, ct: &Conntrack, b: &SnatBucket, out: &mut dyn Write) -> io::Result<()> {
+    let style = human::usage_style(r, b.usage_pct);
+    writeln!(
+        out,
+        "  fullest SNAT bucket {} -> {} {}: held/usable {}/{}, {style}{:.1} % used{style:#}, {} left",
+        b.source_ip, b.remote, b.protocol, b.count, b.usable_ports, b.usage_pct, b.available,
+    )?;
+    let detail = format!(
+        "{} live, {} TIME_WAIT (+{} reclaimable); port range from {}",
+        b.held, b.time_wait, b.reclaimable, ct.nat_range_source
+    );
+    human::wrapped(out, "    ", "      ", &detail)
 }
 
 /// The human table's row of one namespace: its name, TIME_WAIT, fullest bucket, conntrack entries
@@ -286,8 +351,129 @@ mod tests {
         let docker_row = text.find("docker abababababab").expect("docker row");
         let heading = text.find("== net:[7] docker abababababab ==").expect("its heading");
         assert!(table < docker_row && docker_row < heading, "{text}");
-        assert!(!text.contains("== net:[1]"), "a quiet namespace takes one row, no heading: {text}");
+        assert!(
+            !text.contains("== net:[1]"),
+            "a namespace with no finding and no bucket takes one row, no heading: {text}"
+        );
         assert!(text.contains("ports.bucket-exhaustion") && text.contains("disappeared"), "{text}");
+    }
+
+    fn human_text(sweep: &SweepReport) -> String {
+        let mut out = Vec::new();
+        sweep.render(Format::Human, &mut out).expect("render");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    /// A NAT's conntrack table whose fullest source-NAT bucket holds 55 of 64512 ports.
+    fn nat_table() -> Conntrack {
+        use crate::model::nat::{FlowSummary, NatRange};
+        let bucket = SnatBucket {
+            source_ip: "10.2.0.1".into(),
+            remote: "10.2.0.2:80".into(),
+            protocol: "tcp",
+            count: 55,
+            time_wait: 50,
+            held: 5,
+            usable_ports: 64512,
+            available: 64457,
+            reclaimable: 50,
+            usage_pct: 0.1,
+        };
+        Conntrack {
+            count: Some(55),
+            max: Some(262144),
+            statistics: Default::default(),
+            tcp_timeouts: Default::default(),
+            nat_range: NatRange::DEFAULT,
+            nat_range_source: "the kernel's default 1024-65535 (no source-NAT rule sets a port range)".into(),
+            statistics_growth: None,
+            table: Some(FlowSummary {
+                entries: 55,
+                tcp_states: Default::default(),
+                snat_bucket_count: 1,
+                snat_buckets: vec![bucket],
+                untracked_buckets: 0,
+            }),
+            table_unavailable: None,
+        }
+    }
+
+    #[test]
+    fn human_each_namespace_shows_its_fullest_bucket_with_its_owner_and_its_fullest_nat_bucket() {
+        let mut host = Host::defaults().set("net.ipv4.ip_local_port_range", "40000 40099").outbound(
+            95,
+            TcpState::Established,
+            40000,
+            "10.0.0.2:443",
+        );
+        host.conntrack = Some(nat_table());
+        let mut report = Report::judge(host.inspection(), None, None);
+        let docker = crate::inspect::cgroup::from_path(&format!("/docker/{}", "ab".repeat(32)));
+        // A process may name itself anything, escape sequences included.
+        report.sockets.buckets[0].owners = Some(vec![crate::model::records::Owner {
+            pid: 4242,
+            command: "curl\x1b[2J".into(),
+            container: docker.clone(),
+            sockets: 95,
+        }]);
+        let sweep = SweepReport::new(
+            vec![NamespaceReport { netns: Namespace::example(7, None, docker, &[4242]), report }],
+            Vec::new(),
+        );
+        let raw = human_text(&sweep);
+        assert!(!raw.contains("\x1b[2J"), "no escape sequence of the host reaches the terminal: {raw:?}");
+        // As `--color never` prints it.
+        let text = anstream::adapter::strip_str(&raw).to_string();
+        let section = &text[text.find("== net:[7] docker abababababab ==").expect("its heading")..];
+        let lines: Vec<&str> = section.lines().collect();
+        assert_eq!(
+            lines[1], "  fullest bucket 10.0.0.1 -> 10.0.0.2:443: held/usable 95/100, 95.0 % used, 5 left",
+            "{text}"
+        );
+        assert_eq!(lines[2], "    held by pid 4242 curl\\u{1b}[2J (docker abababababab) 95 sockets", "{text}");
+        assert_eq!(
+            lines[3], "  fullest SNAT bucket 10.2.0.1 -> 10.2.0.2:80 tcp: held/usable 55/64512, 0.1 % used, 64457 left",
+            "{text}"
+        );
+        assert_eq!(
+            lines[4..6].join("\n"),
+            "    5 live, 50 TIME_WAIT (+50 reclaimable); port range from the kernel's default 1024-65535 (no\n      \
+             source-NAT rule sets a port range)",
+            "{text}"
+        );
+        assert!(section.contains("CRIT ports.bucket-exhaustion"), "then its findings: {text}");
+    }
+
+    #[test]
+    fn human_says_why_a_bucket_has_no_owner() {
+        // Closed by their process: owners were looked up, and there are none.
+        let mut time_wait = Report::judge(
+            Host::defaults().outbound(3, TcpState::TimeWait, 40000, "10.0.0.3:80").inspection(),
+            None,
+            None,
+        );
+        time_wait.sockets.buckets[0].owners = Some(Vec::new());
+        let mut unknown = Report::judge(
+            Host::defaults().outbound(2, TcpState::Established, 40000, "10.0.0.4:80").inspection(),
+            None,
+            None,
+        );
+        unknown.sockets.owners_unavailable = Some("the processes of the namespace could not be listed".into());
+        let sweep = SweepReport::new(
+            vec![
+                NamespaceReport { netns: Namespace::example(3, Some("tw"), None, &[]), report: time_wait },
+                NamespaceReport { netns: Namespace::example(4, Some("unknown"), None, &[]), report: unknown },
+            ],
+            Vec::new(),
+        );
+        let text = anstream::adapter::strip_str(&human_text(&sweep)).to_string();
+        let after = |heading: &str| text[text.find(heading).expect(heading)..].lines().nth(2).unwrap_or("").to_string();
+        assert_eq!(after("== net:[3] tw =="), "    no owner: TIME_WAIT sockets belong to no process", "{text}");
+        assert_eq!(
+            after("== net:[4] unknown =="),
+            "    owners not shown: the processes of the namespace could not be listed",
+            "{text}"
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@ use crate::util::twtune;
 
 const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/peers.py");
 
-/// A peer process in a namespace of the topology, killed when dropped.
+/// A peer process in a namespace of the topology, killed when dropped. `ip netns exec` execs the
+/// peer: the child's pid is python's.
 struct Peer(Child, String);
 
 impl Peer {
@@ -180,7 +181,7 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
     let _server = Peer::start("tw-server", "10.2.0.2", &["server", "80"]);
     // Client churn through the NAT: 50 connections made and closed, then 5 held open.
     let _churned = Peer::start("tw-client", "10.2.0.2", &["closed", "80", "50"]);
-    let _held = Peer::start("tw-client", "10.2.0.2", &["hold", "80", "5"]);
+    let held = Peer::start("tw-client", "10.2.0.2", &["hold", "80", "5"]);
     // Until every close has crossed the NAT: 50 in TIME_WAIT (or CLOSE), 5 established.
     let state = |state: &str| {
         run("ip", &["netns", "exec", "tw-nat", "conntrack", "-L", "-p", "tcp", "--state", state]).lines().count()
@@ -250,6 +251,18 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
         .iter()
         .any(|f| f["id"] == "conntrack.timewait-longer-than-tcp");
     assert!(longer, "50 NATed flows in TIME_WAIT for 120 s: {:#}", nat["report"]["findings"]);
+
+    // In human form: the NAT's fullest source-NAT bucket, and the client's fullest bucket with the
+    // process holding it.
+    let nat = crate::namespaces::sweep_section("] tw-nat ==");
+    assert!(
+        nat.contains("fullest SNAT bucket 10.2.0.1 -> 10.2.0.2:80 tcp: held/usable 55/64512, 0.1 % used, 64457 left"),
+        "{nat}"
+    );
+    assert!(nat.contains("5 live, 50 TIME_WAIT (+50 reclaimable); port range from the kernel's default"), "{nat}");
+    let client = crate::namespaces::sweep_section("] tw-client ==");
+    assert!(client.contains("fullest bucket 10.1.0.2 -> 10.2.0.2:80: held/usable "), "{client}");
+    assert!(client.contains(&format!("held by pid {} python3 5 sockets", held.0.id())), "{client}");
 }
 
 #[test]

@@ -152,6 +152,29 @@ fn namespace(sweep: &Value, inode: u64) -> &Value {
         .unwrap_or_else(|| panic!("net:[{inode}] not in the sweep: {:#}", sweep["summary"]))
 }
 
+/// The section of `twtune audit --all-netns` (human, no colour) under the heading that contains
+/// `heading`: from that heading to the next one, or to the notes.
+pub(crate) fn sweep_section(heading: &str) -> String {
+    let out = twtune().args(["audit", "--all-netns", "--color", "never", "--fail-on", "never"]).output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let mut section = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("== ") {
+            inside = line.contains(heading);
+        } else if line == "Notes" {
+            inside = false;
+        }
+        if inside {
+            section.push_str(line);
+            section.push('\n');
+        }
+    }
+    assert!(!section.is_empty(), "no section {heading:?} in\n{text}");
+    section
+}
+
 #[test]
 fn the_sweep_finds_named_and_held_namespaces_and_names_their_containers() {
     if !enter("namespaces::the_sweep_finds_named_and_held_namespaces_and_names_their_containers") {
@@ -353,6 +376,11 @@ fn the_owner_of_a_bucket_is_the_process_holding_its_sockets() {
     let text = twtune().args(["audit", "--fail-on", "never"]).output().expect("run");
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains(&format!("held by pid {} python3 30 sockets", client.pid())), "{text}");
+    // The sweep names it too, under this namespace's heading, with its fullest bucket.
+    let own = format!("== net:[{}] ", inode("/proc/self/ns/net"));
+    let section = sweep_section(&own);
+    assert!(section.contains("fullest bucket 127.0.0.1 -> 127.0.0.1:7001: held/usable 30/"), "{section}");
+    assert!(section.contains(&format!("held by pid {} python3 30 sockets", client.pid())), "{section}");
 
     // Closed by the client: TIME_WAIT only, which no process owns, and the report says so.
     drop(client);
@@ -372,6 +400,8 @@ fn the_owner_of_a_bucket_is_the_process_holding_its_sockets() {
     assert_eq!(bucket.owners.as_ref().map(Vec::len), Some(0), "TIME_WAIT has no owner, and none is guessed");
     let text = twtune().args(["audit", "--fail-on", "never"]).output().expect("run");
     assert!(String::from_utf8_lossy(&text.stdout).contains("no owner: TIME_WAIT sockets belong to no process"));
+    let section = sweep_section(&own);
+    assert!(section.contains("no owner: TIME_WAIT sockets belong to no process"), "{section}");
 }
 
 #[test]

@@ -302,6 +302,8 @@ pub(super) struct FirstRead {
     owners_fresh: bool,
     /// The owners found at this read and the reads between it and the next.
     seen_owners: SeenOwners,
+    /// `twtune watch`: what earlier reads' buckets spent, to measure growth over a longer time.
+    baselines: std::collections::VecDeque<(Instant, compare::Baseline)>,
 }
 
 /// The first read lists every bucket, so that any bucket of the second can be compared, and records
@@ -317,7 +319,7 @@ pub(super) fn first_read(root: &Root, request: &Request, extra_keys: &[String], 
     inspection.warnings.extend(fallback);
     let mut seen_owners = SeenOwners::default();
     seen_owners.add(&inspection.sockets);
-    Ok(FirstRead { inspection, taken, owners_fresh: true, seen_owners })
+    Ok(FirstRead { inspection, taken, owners_fresh: true, seen_owners, baselines: Default::default() })
 }
 
 /// The second read of a `--sample`, compared with the first. Every bucket is read again, so that one
@@ -389,13 +391,43 @@ pub(super) fn next_read(
     now.warnings.extend(fallback);
     let rates =
         previous.as_ref().zip(since).map(|(p, since)| compare_reads(&p.inspection, &mut now, since.as_secs_f64()));
+    let baselines = forecast_over_baselines(previous.as_mut(), &mut now.sockets, taken);
     // What is shown is trimmed to `--top`; the whole read stays for the next comparison.
     let tuples = now.sockets.tuples.take();
     let mut shown = now.clone();
     compare::keep_top(&mut shown.sockets, request.top);
     now.sockets.tuples = tuples;
-    let kept = FirstRead { inspection: now, taken, owners_fresh: owners.is_some(), seen_owners: SeenOwners::default() };
+    let kept = FirstRead {
+        inspection: now,
+        taken,
+        owners_fresh: owners.is_some(),
+        seen_owners: SeenOwners::default(),
+        baselines,
+    };
     Ok((Evidence { inspection: shown, rates, other_namespaces: None }, kept))
+}
+
+/// How far back `twtune watch` measures the growth of live sockets for its forecasts: a second is
+/// too short for a burst of live connections not to pass for a leak.
+const BASELINE_AGE: Duration = Duration::from_secs(10);
+/// Baselines kept.
+const BASELINES_KEPT: Duration = Duration::from_secs(30);
+
+/// Forecasts `now` against the read of [`BASELINE_AGE`] ago or more (the oldest kept while the
+/// watch is younger), and returns the baselines to keep, `now`'s among them.
+fn forecast_over_baselines(
+    previous: Option<&mut FirstRead>,
+    now: &mut crate::model::table::SocketSummary,
+    taken: Instant,
+) -> std::collections::VecDeque<(Instant, compare::Baseline)> {
+    let mut baselines = previous.map(|p| std::mem::take(&mut p.baselines)).unwrap_or_default();
+    baselines.retain(|(at, _)| taken.duration_since(*at) <= BASELINES_KEPT);
+    let chosen = baselines.iter().rev().find(|(at, _)| taken.duration_since(*at) >= BASELINE_AGE).or(baselines.front());
+    if let Some((at, baseline)) = chosen {
+        compare::forecast_against(baseline, now, taken.duration_since(*at).as_secs_f64().max(0.001));
+    }
+    baselines.push_back((taken, compare::Baseline::of(now)));
+    baselines
 }
 
 /// Compares `second` with `first`, read `seconds` before: its buckets' churn and forecasts, the

@@ -222,24 +222,8 @@ impl SocketCounter {
         ephemeral.bound_ports = bound.count_in(self.range);
 
         let comparing = self.tracking.previous.is_some();
-        let (new_by_id, mut tuples) = self.close_tracking(made);
-        let mut followed = self.tracking.followed.take();
-        if let Some(followed) = &mut followed {
-            followed.end_read();
-        }
         let bucket_count = self.buckets.len();
-        let counted: Vec<(BucketKey, BucketCount)> = std::mem::take(&mut self.buckets)
-            .into_iter()
-            .map(|(key, mut count)| {
-                count.new += new_by_id.get(count.id as usize).copied().unwrap_or(0);
-                count.lifetimes = followed.as_ref().and_then(|f| f.lifetimes(&key));
-                if let (Some(tuples), Some(mut ports)) = (tuples.as_mut(), count.ports.take()) {
-                    ports.seal();
-                    tuples.ports.insert(key, SeenPortsEq(ports));
-                }
-                (key, count)
-            })
-            .collect();
+        let (counted, tuples, followed) = self.counted(made);
         let budget = Budget {
             usable_ports: ephemeral.usable_ports,
             bound_ports: ephemeral.bound_ports,
@@ -275,6 +259,29 @@ impl SocketCounter {
             reuse_delay_ms: self.reuse.delay_ms,
             followed,
         }
+    }
+
+    /// The buckets with what tracking found of each (new connections, lifetimes), and what is kept
+    /// for the next read: the tuples, when recording, and the connections followed.
+    fn counted(&mut self, buckets_made: usize) -> (Vec<(BucketKey, BucketCount)>, Option<Tuples>, Option<Followed>) {
+        let (new_by_id, mut tuples) = self.close_tracking(buckets_made);
+        let mut followed = self.tracking.followed.take();
+        if let Some(followed) = &mut followed {
+            followed.end_read();
+        }
+        let counted = std::mem::take(&mut self.buckets)
+            .into_iter()
+            .map(|(key, mut count)| {
+                count.new += new_by_id.get(count.id as usize).copied().unwrap_or(0);
+                count.lifetimes = followed.as_ref().and_then(|f| f.lifetimes(&key));
+                if let (Some(tuples), Some(mut ports)) = (tuples.as_mut(), count.ports.take()) {
+                    ports.seal();
+                    tuples.ports.insert(key, SeenPortsEq(ports));
+                }
+                (key, count)
+            })
+            .collect();
+        (counted, tuples, followed)
     }
 
     /// TIME_WAIT by direction: on a listening port (inbound), on a port that nothing listens on

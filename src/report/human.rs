@@ -273,10 +273,13 @@ pub(crate) fn held_usable(b: &Bucket) -> String {
 
 /// The ports left to a bucket, with its forecast or growth when sampled: `5  (none in 40 s)`.
 pub(crate) fn bucket_left(b: &Bucket) -> String {
-    match (b.growth_per_sec, b.seconds_to_exhaustion) {
-        (_, Some(eta)) => format!("{}  (none in {eta:.0} s)", b.available),
-        (Some(growth), None) => format!("{}  ({:+}/s)", b.available, growth),
-        (None, None) => b.available.to_string(),
+    match (&b.forecast, b.growth_per_sec, b.seconds_to_exhaustion) {
+        (_, _, Some(eta)) => format!("{}  (none in {eta:.0} s)", b.available),
+        (Some(forecast), _, None) => {
+            format!("{}  (levels off at ~{} of {})", b.available, forecast.level, forecast.room)
+        }
+        (None, Some(growth), None) => format!("{}  ({:+}/s)", b.available, growth),
+        (None, None, None) => b.available.to_string(),
     }
 }
 

@@ -630,15 +630,13 @@ fn listeners_inside_the_range_are_left_out_of_the_budget() {
     assert_eq!(numbers(b), (100, 100, 0, 100, 498, 398), "{b:?}");
 }
 
-/// Scenario 10: a server that closed first and then stopped listening: its TIME_WAIT sits on a port
-/// outside the range and holds nothing connect() needs.
-#[test]
-fn time_wait_of_a_stopped_listener_holds_no_ephemeral_port() {
-    if !enter("differential::time_wait_of_a_stopped_listener_holds_no_ephemeral_port") {
-        return;
-    }
+/// A server on `addr` that closed first 200 times and then stopped listening, in a range of 1 000
+/// ports: its TIME_WAIT is no outbound TIME_WAIT and no destination of this host's clients, and
+/// connect() to a new destination gets `usable_ports` ports, which must be `usable`. Returns the
+/// report.
+fn a_stopped_server(addr: &str, usable: i64) -> Report {
     prepare("40000 40999", "0");
-    let stopped = listen("127.0.0.1:8080");
+    let stopped = listen(addr);
     server_time_waits(&stopped, 200);
     drop(stopped);
     let server = listen("127.0.0.1:9000");
@@ -652,41 +650,34 @@ fn time_wait_of_a_stopped_listener_holds_no_ephemeral_port() {
     }
     assert!(report.sockets.buckets.iter().all(|b| b.remote != "127.0.0.1:9000"));
     let predicted = i64::from(report.sockets.ephemeral.usable_ports);
-    assert_eq!(predicted, 1000);
+    assert_eq!(predicted, usable);
     let (held, err) = connect_until_failure(&server, LIMIT, Client::Plain);
-    kernel_agrees("200 TIME_WAIT on a stopped port-8080 server", predicted, held.len(), &err, EADDRNOTAVAIL);
+    kernel_agrees(&format!("200 TIME_WAIT of a stopped server on {addr}"), predicted, held.len(), &err, EADDRNOTAVAIL);
+    report
 }
 
-/// Scenario 10b: the same inside the range: a server on 127.0.0.1:40500 closed first 200 times,
-/// then stopped listening. Its TIME_WAIT (one local port toward the clients' many ports) is a
-/// server's, not 200 destinations; and its port stays taken for connect() until that TIME_WAIT
-/// ends, since the TIME_WAIT keeps the listener's bind bucket, which connect() skips.
+/// Scenario 10: a server that closed first and then stopped listening: its TIME_WAIT sits on a port
+/// outside the range and holds nothing connect() needs.
+#[test]
+fn time_wait_of_a_stopped_listener_holds_no_ephemeral_port() {
+    if !enter("differential::time_wait_of_a_stopped_listener_holds_no_ephemeral_port") {
+        return;
+    }
+    a_stopped_server("127.0.0.1:8080", 1000);
+}
+
+/// Scenario 10b: the same inside the range: a server on 127.0.0.1:40500. Its TIME_WAIT (one local
+/// port toward the clients' many ports) is a server's, not 200 destinations; and its port stays
+/// taken for connect() until that TIME_WAIT ends, since the TIME_WAIT keeps the listener's bind
+/// bucket, which connect() skips.
 #[test]
 fn time_wait_of_a_stopped_listener_inside_the_range_holds_its_one_port() {
     if !enter("differential::time_wait_of_a_stopped_listener_inside_the_range_holds_its_one_port") {
         return;
     }
-    prepare("40000 40999", "0");
-    let stopped = listen("127.0.0.1:40500");
-    server_time_waits(&stopped, 200);
-    drop(stopped);
-    let server = listen("127.0.0.1:9000");
-
-    let report = audit();
-    let tw = &report.sockets.time_wait;
-    assert_eq!((tw.total, tw.outbound, tw.inbound, tw.without_listener), (200, 0, 0, 200), "{tw:?}");
+    let report = a_stopped_server("127.0.0.1:40500", 999);
     assert_eq!(report.sockets.ephemeral.stopped_listeners_in_range, vec![40500]);
     assert!(report.sockets.buckets.is_empty(), "no bucket toward a client's port: {:#?}", report.sockets.buckets);
-    let predicted = i64::from(report.sockets.ephemeral.usable_ports);
-    assert_eq!(predicted, 999);
-    let (held, err) = connect_until_failure(&server, LIMIT, Client::Plain);
-    kernel_agrees(
-        "200 TIME_WAIT of a stopped server on 40500, inside the range",
-        predicted,
-        held.len(),
-        &err,
-        EADDRNOTAVAIL,
-    );
 }
 
 /// Scenario 11: a range inside the Kubernetes NodePorts: too small, and reserving the NodePorts

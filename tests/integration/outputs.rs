@@ -184,11 +184,15 @@ fn comparable(report: &Report) -> String {
         report.findings.iter().map(|f| format!("{} {:?} {:?} {}", f.id, f.current, f.recommended, f.message)).collect();
     // The conntrack table is dumped live only; what the snapshot keeps must read back the same.
     let conntrack = report.conntrack.as_ref().map(|ct| (ct.count, ct.max, &ct.statistics, &ct.tcp_timeouts));
+    // Host-wide counters change whenever anything else on the machine opens sockets: never
+    // compared across two reads.
+    let counters: std::collections::BTreeMap<&String, &i64> =
+        report.counters.iter().filter(|(name, _)| !crate::util::HOST_WIDE_COUNTERS.contains(&name.as_str())).collect();
     format!(
         "{} {:?} {:?} {} {:?} {:?} {:?} {:?} {} {:?} {:?} {:?} {:?} {:?}",
         report.kernel,
         report.settings,
-        report.counters,
+        counters,
         s.total,
         s.states,
         s.time_wait,

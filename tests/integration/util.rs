@@ -216,6 +216,10 @@ pub(crate) fn connections(listener: &TcpListener, n: usize, client_closes: bool)
     std::thread::sleep(std::time::Duration::from_millis(100));
 }
 
+/// Counters of the report that are host-wide, not per network namespace (`/proc/net/sockstat`'s
+/// `orphan` and `alloc`): other work on the machine changes them between any two reads.
+pub(crate) const HOST_WIDE_COUNTERS: &[&str] = &["sockstat_alloc", "sockstat_orphan"];
+
 /// Runs `twtune audit --format json` with extra arguments and returns (exit code, report). A
 /// report comes with nothing on stderr: warnings belong in the report.
 #[track_caller]

@@ -32,12 +32,18 @@ import time
 HOST = os.environ.get("PEER_HOST", "127.0.0.1")
 
 
-def serve(port):
+def listening(port):
+    """A listener on HOST:port, said ready."""
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((HOST, port))
     listener.listen(1024)
     print("ready", flush=True)
+    return listener
+
+
+def serve(port):
+    listener = listening(port)
 
     def answer(conn):
         with conn:
@@ -53,11 +59,7 @@ def serve(port):
 
 
 def silent(port):
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((HOST, port))
-    listener.listen(1024)
-    print("ready", flush=True)
+    listener = listening(port)
 
     def drain(conn):
         with conn:

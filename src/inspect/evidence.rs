@@ -219,7 +219,7 @@ pub(super) fn collect_in(root: &Root, request: &Request, extra_keys: &[String], 
     second_read(root, request, extra_keys, &owners, first)
 }
 
-/// Reads between the two of a `--sample`, about every half second (at most [`MAX_BETWEEN`]): the
+/// Reads between the two of a `--sample`, every half second (at most [`MAX_BETWEEN`]): the
 /// socket table and its owners only, to follow connections from read to read (how long those that
 /// close lived) and to find the processes of short-lived ones, which a read sees live only by
 /// chance. Returns the owners as last listed.
@@ -231,9 +231,11 @@ fn between_reads(
     interval: Duration,
 ) -> Result<Owners> {
     let step = (interval / (MAX_BETWEEN + 1)).max(BETWEEN_STEP);
+    let end = first.taken + interval;
     let mut owners = owners.clone();
     let mut at = first.taken + step;
-    while at + step / 2 < first.taken + interval {
+    // A read that takes longer than a step (a host of many processes) delays the next, never the end.
+    while at + step / 2 < end {
         std::thread::sleep(at.saturating_duration_since(Instant::now()));
         owners = owners.refreshed(netns::enumerate().ok().as_ref());
         let (mut source, _) = open_source(root, request.socket_source)?;
@@ -244,13 +246,15 @@ fn between_reads(
         owners.attribute_sockets(&mut sockets);
         first.seen_owners.add(&sockets);
         first.inspection.sockets.followed = sockets.followed.take();
-        at += step;
+        at = (at + step).max(Instant::now());
     }
     Ok(owners)
 }
 
-/// Reads between the two of a `--sample`: at most this many, and at least this far apart.
-const MAX_BETWEEN: u32 = 19;
+/// Reads between the two of a `--sample`: at most this many, and at least this far apart (reads a
+/// second or more apart time no lifetime: a 40 s sample is read every half second, a longer one
+/// less often).
+const MAX_BETWEEN: u32 = 79;
 const BETWEEN_STEP: Duration = Duration::from_millis(500);
 
 fn millis(duration: Duration) -> u32 {
@@ -410,23 +414,28 @@ pub(super) fn next_read(
 /// How far back `twtune watch` measures the growth of live sockets for its forecasts: a second is
 /// too short for a burst of live connections not to pass for a leak.
 const BASELINE_AGE: Duration = Duration::from_secs(10);
-/// Baselines kept.
-const BASELINES_KEPT: Duration = Duration::from_secs(30);
+/// How often a read is kept as a baseline.
+const BASELINE_EVERY: Duration = Duration::from_secs(3);
 
-/// Forecasts `now` against the read of [`BASELINE_AGE`] ago or more (the oldest kept while the
-/// watch is younger), and returns the baselines to keep, `now`'s among them.
+/// Forecasts `now` against the newest kept read of [`BASELINE_AGE`] ago or more (the oldest kept
+/// while the watch is younger), and returns the baselines to keep: that one and those after it,
+/// and `now` every [`BASELINE_EVERY`].
 fn forecast_over_baselines(
     previous: Option<&mut FirstRead>,
     now: &mut crate::model::table::SocketSummary,
     taken: Instant,
 ) -> std::collections::VecDeque<(Instant, compare::Baseline)> {
     let mut baselines = previous.map(|p| std::mem::take(&mut p.baselines)).unwrap_or_default();
-    baselines.retain(|(at, _)| taken.duration_since(*at) <= BASELINES_KEPT);
-    let chosen = baselines.iter().rev().find(|(at, _)| taken.duration_since(*at) >= BASELINE_AGE).or(baselines.front());
-    if let Some((at, baseline)) = chosen {
+    // Only the newest baseline old enough is used: older ones go.
+    let old_enough = baselines.iter().rposition(|(at, _)| taken.duration_since(*at) >= BASELINE_AGE);
+    baselines.drain(..old_enough.unwrap_or(0));
+    if let Some((at, baseline)) = baselines.front() {
         compare::forecast_against(baseline, now, taken.duration_since(*at).as_secs_f64().max(0.001));
     }
-    baselines.push_back((taken, compare::Baseline::of(now)));
+    // A baseline every few seconds is enough to have one about 10 s old (each holds every bucket).
+    if baselines.back().is_none_or(|(at, _)| taken.duration_since(*at) >= BASELINE_EVERY) {
+        baselines.push_back((taken, compare::Baseline::of(now)));
+    }
     baselines
 }
 

@@ -259,13 +259,13 @@ impl LifetimeCounts {
     }
 
     /// Counts a close of a connection that opened and closed between two reads `gap_ms` apart: it
-    /// lived less than the gap, short when the gap is; else taken as half the gap.
+    /// lived less than the gap, so short when the gap is; else how long is not known.
     pub(crate) fn unseen(&mut self, gap_ms: u32) {
         if gap_ms <= SHORT_LIFETIME_MS {
             self.closed += 1;
             self.short_unseen += 1;
         } else {
-            self.lived(gap_ms / 2);
+            self.untimed();
         }
     }
 

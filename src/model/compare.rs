@@ -95,9 +95,11 @@ pub(crate) fn forecast_against(baseline: &Baseline, second: &mut SocketSummary, 
             live_growth_per_sec: (f64::from(live) - f64::from(live_before)) / seconds,
             ages: bucket.ages,
             reuse_delay_seconds: bucket.reuse_applies.then_some(delay),
-            young_time_wait: bucket.time_wait - bucket.reusable,
+            // TIME_WAIT without an age is never reusable, and is counted as unaged.
+            young_time_wait: (bucket.time_wait - bucket.reusable).saturating_sub(unaged(bucket)),
             unaged_time_wait: unaged(bucket),
             unaged_growth_per_sec: (f64::from(unaged(bucket)) - f64::from(unaged_before)) / seconds,
+            sample_seconds: seconds,
         };
         let forecast = forecast(&inputs);
         bucket.seconds_to_exhaustion = forecast.seconds_to_exhaustion;

@@ -44,6 +44,9 @@ pub(crate) struct Inputs {
     /// and how many more of them there were per second over the sample (their closes).
     pub unaged_time_wait: u32,
     pub unaged_growth_per_sec: f64,
+    /// How long the sample was, in seconds: the close rate is never read over less, nor above what
+    /// the closes within it say (a burst before the sample is no rate).
+    pub sample_seconds: f64,
 }
 
 /// A bucket's forecast, as the report shows it.
@@ -66,8 +69,9 @@ pub(crate) struct Forecast {
 
 /// The forecast of a bucket.
 pub(crate) fn forecast(inputs: &Inputs) -> Forecast {
-    let lifetime = inputs.reuse_delay_seconds.unwrap_or(f64::from(TIME_WAIT_MS) / 1000.0);
-    let (closes_per_sec, window_seconds) = close_rate(&inputs.ages);
+    let time_wait_seconds = f64::from(TIME_WAIT_MS) / 1000.0;
+    let lifetime = inputs.reuse_delay_seconds.map_or(time_wait_seconds, |d| d.clamp(0.001, time_wait_seconds));
+    let (closes_per_sec, window_seconds) = close_rate(&inputs.ages, inputs.sample_seconds);
     let closes_per_sec = inputs.unaged_growth_per_sec.max(0.0)
         + if inputs.reuse_delay_seconds.is_some() {
             // Reuse takes TIME_WAIT over after the delay: its ages do not tell the close rate, and what
@@ -87,15 +91,23 @@ pub(crate) fn forecast(inputs: &Inputs) -> Forecast {
     }
 }
 
-/// Closes per second over the window, and the window: the last 30 s of TIME_WAIT ages, or, where
-/// the bucket started closing more recently, the closes since its first (the oldest TIME_WAIT).
-fn close_rate(ages: &Ages) -> (f64, f64) {
+/// Closes per second, and the window they were read over: the last 30 s of TIME_WAIT ages, or,
+/// where the bucket started closing more recently, the closes since its first (the oldest
+/// TIME_WAIT); never over less than the sample, and never above the rate of the closes within the
+/// sample, so that a burst just before it is not taken for a rate.
+fn close_rate(ages: &Ages, sample_seconds: f64) -> (f64, f64) {
     let oldest = ages.oldest_seconds();
-    if oldest >= WINDOW_SECONDS {
-        return (ages.younger_than(WINDOW_SECONDS) / WINDOW_SECONDS, WINDOW_SECONDS);
-    }
-    let window = oldest.max(MIN_WINDOW_SECONDS);
-    (f64::from(ages.total().saturating_sub(1)) / window, window)
+    let sample = sample_seconds.clamp(MIN_WINDOW_SECONDS, WINDOW_SECONDS);
+    let (rate, window) = if oldest >= WINDOW_SECONDS {
+        (ages.younger_than(WINDOW_SECONDS) / WINDOW_SECONDS, WINDOW_SECONDS)
+    } else if oldest >= sample {
+        (f64::from(ages.total().saturating_sub(1)) / oldest, oldest)
+    } else {
+        // It started closing within the sample: its closes since the first.
+        let window = oldest.max(MIN_WINDOW_SECONDS);
+        return (f64::from(ages.total().saturating_sub(1)) / window, window);
+    };
+    (rate.min(ages.younger_than(sample) / sample), window)
 }
 
 /// When the ports held first reach the room: held TIME_WAIT that is still held then, plus the
@@ -158,6 +170,7 @@ mod tests {
             young_time_wait: 0,
             unaged_time_wait: 0,
             unaged_growth_per_sec: 0.0,
+            sample_seconds: 5.0,
         }
     }
 
@@ -184,6 +197,15 @@ mod tests {
         // port within 20 s, so the 200 closes to come fill it at 10 s.
         let f = forecast(&inputs(1000, 0, steady(20, 40)));
         assert_eq!((f.level, f.seconds_to_exhaustion), (1200, Some(10.0)));
+    }
+
+    #[test]
+    fn a_burst_before_the_sample_is_no_rate() {
+        // 3 000 closes at once 7 s before the last read of a 5 s sample, none since.
+        let mut ages = Ages::default();
+        (0..3000).for_each(|_| ages.add(TIME_WAIT_MS - 7_000));
+        let f = forecast(&inputs(28232, 0, ages));
+        assert_eq!((f.closes_per_sec, f.level, f.seconds_to_exhaustion), (0.0, 0, None));
     }
 
     #[test]

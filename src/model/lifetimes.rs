@@ -9,6 +9,8 @@
 //! Memory: one entry per live connection (bounded like the cookies) and per bucket that closed any.
 
 use crate::model::FastMap;
+
+type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 use crate::model::churn::{LifetimeCounts, Lifetimes, MAX_COOKIES};
 use crate::model::connect::BucketKey;
 use crate::model::records::{Socket, TIME_WAIT_MS, TcpState};
@@ -23,10 +25,19 @@ struct Seen {
     last_read: u32,
 }
 
+/// How far apart two reads may be for a lifetime between them to count: the reads place a close
+/// within their gap.
+const TIMED_GAP_MS: u32 = 1_000;
+
 /// The connections of a window, followed from read to read.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Followed {
     live: FastMap<u64, Seen>,
+    /// The TIME_WAIT counted as closes at the read before and at this one: a read's time is when
+    /// it began, and a socket's age when the dump reached it, so a close just before a read can
+    /// look as if it came after the read before it too.
+    counted_before: FastSet<u64>,
+    counted_now: FastSet<u64>,
     counts: FastMap<BucketKey, LifetimeCounts>,
     /// The read under way: its number and time; and the time of the one before.
     read: u32,
@@ -47,6 +58,7 @@ impl Followed {
         if self.read > 0 {
             self.before_ms = Some(self.now_ms);
         }
+        self.counted_before = std::mem::take(&mut self.counted_now);
         self.read += 1;
         self.now_ms = now_ms;
     }
@@ -77,11 +89,15 @@ impl Followed {
         if closed_ms <= i64::from(before_ms) {
             return;
         }
+        if self.counted_before.contains(&socket.cookie) || self.counted_now.len() >= MAX_COOKIES {
+            return;
+        }
+        self.counted_now.insert(socket.cookie);
         let closed_ms = closed_ms as u32;
         let counts = self.counts.entry(key).or_default();
         match self.live.remove(&socket.cookie) {
             // Opened between the read before it was first seen and that read.
-            Some(Seen { first_ms, before_ms: Some(b), .. }) => {
+            Some(Seen { first_ms, before_ms: Some(b), .. }) if first_ms - b <= TIMED_GAP_MS => {
                 counts.lived(closed_ms.saturating_sub(first_ms) / 2 + closed_ms.saturating_sub(b) / 2);
             }
             Some(_) => counts.untimed(),
@@ -140,6 +156,39 @@ mod tests {
         assert_eq!((two_seconds.typical_seconds, two_seconds.typical_share), (Some(2.0), Some(1.0)));
         // 31 closes: those of the connections opened from 0 to 3 s, none counted twice.
         assert_eq!((two_seconds.closed_here, two_seconds.timed), (31, 31));
+    }
+
+    #[test]
+    fn a_close_is_counted_once_and_reads_far_apart_time_nothing() {
+        let key = BucketKey::of(&socket(TcpState::Established, 1, 1));
+        let mut followed = Followed::default();
+        followed.begin_read(0);
+        followed.see(&socket(TcpState::Established, 40000, 7), key);
+        followed.end_read();
+        // Seen just closed by the read of 500 ms ...
+        followed.begin_read(500);
+        followed.see(&socket(TcpState::TimeWait, 40000, 7).expiring_in(TIME_WAIT_MS), key);
+        followed.end_read();
+        // ... and 390 ms old by the read of 1000 ms, which the dump reached sooner: as if closed at
+        // 610 ms, after the read of 500 ms. Counted once.
+        followed.begin_read(1000);
+        followed.see(&socket(TcpState::TimeWait, 40000, 7).expiring_in(TIME_WAIT_MS - 390), key);
+        followed.end_read();
+        assert_eq!(followed.lifetimes(&key).map(|l| l.closed_here), Some(1));
+
+        // Two reads 10 s apart: a connection seen at the second read only lived anywhere up to 10 s.
+        let mut far = Followed::default();
+        far.begin_read(0);
+        far.end_read();
+        far.begin_read(10_000);
+        far.see(&socket(TcpState::Established, 40001, 8), key);
+        far.see(&socket(TcpState::TimeWait, 40002, 9).expiring_in(TIME_WAIT_MS - 4_000), key);
+        far.end_read();
+        far.begin_read(20_000);
+        far.see(&socket(TcpState::TimeWait, 40001, 8).expiring_in(TIME_WAIT_MS - 7_000), key);
+        far.end_read();
+        let far = far.lifetimes(&key).expect("closes");
+        assert_eq!((far.closed_here, far.timed, far.typical_seconds), (2, 0, None));
     }
 
     #[test]

@@ -34,9 +34,10 @@ impl Reuse {
         Reuse {
             mode: settings.int("net.ipv4.tcp_tw_reuse").unwrap_or(0),
             timestamps: settings.int("net.ipv4.tcp_timestamps") != Some(0),
+            // The kernel takes 1..=60000 ms (TIME_WAIT's length); a captured tree may say anything.
             delay_ms: settings
                 .int("net.ipv4.tcp_tw_reuse_delay")
-                .and_then(|ms| u32::try_from(ms).ok())
+                .map(|ms| ms.clamp(1, i64::from(TIME_WAIT_MS)) as u32)
                 .unwrap_or(Reuse::OFF.delay_ms),
         }
     }

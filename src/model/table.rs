@@ -18,19 +18,11 @@ use crate::model::records::{Socket, TIME_WAIT_MS, TcpState};
 use crate::model::reuse::Reuse;
 use crate::ports::{PortRange, PortSet};
 
-/// Sockets on one local port of the range toward one remote address (on as many of its ports) from
-/// which the port is taken for a server's: a client's connect() gives one local port to one remote
-/// address once per remote port it connects to, a handful, while a server's port meets each client
-/// port of its peers.
-pub(crate) const SERVER_PORT_PEER_SOCKETS: u16 = 16;
-
-/// The peers of one local port: which remote address its first socket had (a hash, 0 for none yet)
-/// and how many of its sockets go to that address.
-#[derive(Clone, Copy, Debug, Default)]
-struct PortPeers {
-    peer: u32,
-    sockets: u16,
-}
+/// Connections on one local port of the range toward one remote address, each alone in its bucket
+/// (a remote port of its own), from which the port is taken for a server's: a client's connect()
+/// gives a local port to each destination it connects to, but a destination's connections go to
+/// many local ports; a server's port meets each client port of its peers, one connection each.
+pub(crate) const SERVER_PORT_PEER_BUCKETS: u32 = 16;
 
 /// Live sockets whose inode is kept for the owner lookup (8 bytes each, 8 MiB at most); beyond,
 /// their owners are not looked up, with a warning.
@@ -78,8 +70,6 @@ pub(crate) struct SocketCounter {
     reuse: Reuse,
     listening: PortSet,
     time_wait_by_local_port: Vec<u32>,
-    /// For ports of the range: the peers of each, to tell a server's port that no longer listens.
-    peers_by_local_port: Vec<PortPeers>,
     states: [u64; 14],
     total: u64,
     buckets: FastMap<BucketKey, BucketCount>,
@@ -104,7 +94,6 @@ impl SocketCounter {
             reuse: Reuse::OFF,
             listening: PortSet::default(),
             time_wait_by_local_port: vec![0; 65536],
-            peers_by_local_port: vec![PortPeers::default(); 65536],
             states: [0; 14],
             total: 0,
             buckets: FastMap::default(),
@@ -154,7 +143,6 @@ impl SocketCounter {
         if !self.range.contains(local_port) || self.listening.contains(local_port) {
             return;
         }
-        self.note_peer(&socket);
         let key = BucketKey::of(&socket);
         let next_id = self.buckets.len() as u32;
         let record = self.tracking.record;
@@ -181,28 +169,23 @@ impl SocketCounter {
         }
     }
 
-    /// Counts the socket toward its local port's first peer (a server's port meets one peer on many
-    /// of its ports).
-    fn note_peer(&mut self, socket: &Socket) {
-        let peer = peer_hash(socket.remote.ip());
-        let slot = &mut self.peers_by_local_port[usize::from(socket.local.port())];
-        if slot.peer == 0 {
-            *slot = PortPeers { peer, sockets: 1 };
-        } else if slot.peer == peer {
-            slot.sockets = slot.sockets.saturating_add(1);
-        }
-    }
-
-    /// Ports of the range, neither listening nor reserved, whose sockets go to one peer's many
-    /// ports: a server that stopped listening, its connections (TIME_WAIT, mostly) still there.
-    /// Its port stays taken for connect() until they end, like a listener's (they keep the bind
-    /// bucket the listener made, which connect() skips).
+    /// Ports of the range, neither listening nor reserved, whose connections go to one peer's many
+    /// ports, each alone in its bucket: a server that stopped listening, its connections
+    /// (TIME_WAIT, mostly) still there. Its port stays taken for connect() until they end, like a
+    /// listener's (they keep the bind bucket the listener made, which connect() skips).
     fn stopped_listeners(&self) -> PortSet {
+        // Local port -> (the remote address of its first lone connection, how many it has).
+        let mut lone: FastMap<u16, (std::net::IpAddr, u32)> = FastMap::default();
+        for (key, count) in self.buckets.iter().filter(|(_, c)| c.one_port) {
+            let peers = lone.entry(count.first_port).or_insert((key.remote_ip, 0));
+            if peers.0 == key.remote_ip {
+                peers.1 += 1;
+            }
+        }
         let mut stopped = PortSet::default();
-        (self.range.low..=self.range.high)
-            .filter(|p| !self.listening.contains(*p) && !self.reserved.contains(*p))
-            .filter(|p| self.peers_by_local_port[usize::from(*p)].sockets >= SERVER_PORT_PEER_SOCKETS)
-            .for_each(|p| stopped.insert(p));
+        lone.iter()
+            .filter(|(port, (_, n))| *n >= SERVER_PORT_PEER_BUCKETS && !self.reserved.contains(**port))
+            .for_each(|(port, _)| stopped.insert(*port));
         stopped
     }
 
@@ -322,18 +305,6 @@ impl SocketCounter {
         });
         (new_by_id, tuples)
     }
-}
-
-/// A remote address as a non-zero number, to compare the peers of a port without keeping them.
-fn peer_hash(ip: std::net::IpAddr) -> u32 {
-    let folded = match ip.to_canonical() {
-        std::net::IpAddr::V4(v4) => v4.to_bits(),
-        std::net::IpAddr::V6(v6) => {
-            let bits = v6.to_bits();
-            (bits ^ (bits >> 32) ^ (bits >> 64) ^ (bits >> 96)) as u32
-        }
-    };
-    folded.max(1)
 }
 
 /// Tracks one socket of bucket `key` (number `id`) against the previous read: whether it is new
@@ -587,7 +558,7 @@ mod tests {
     fn a_stopped_server_inside_the_range_holds_its_port_and_is_no_destination() {
         let mut c = counter();
         // A server on 10.0.0.1:40050 that stopped: its TIME_WAIT toward one peer's many ports.
-        for i in 0..SERVER_PORT_PEER_SOCKETS + 4 {
+        for i in 0..SERVER_PORT_PEER_BUCKETS as u16 + 4 {
             c.add(socket(TcpState::TimeWait, "10.0.0.1:40050", &format!("10.0.0.9:{}", 50000 + i)));
         }
         // A client's port toward a few ports of one host is no server's.
@@ -600,6 +571,19 @@ mod tests {
         assert_eq!(s.time_wait, TimeWaitSplit { total: 23, outbound: 3, inbound: 0, without_listener: 20 });
         let remotes: Vec<&str> = s.buckets.iter().map(|b| b.remote.as_str()).collect();
         assert_eq!((s.bucket_count, remotes), (3, vec!["10.0.0.9:80", "10.0.0.9:443", "10.0.0.9:8080"]));
+
+        // A client of 20 ports of one host gives each local port to every one of them: its buckets
+        // hold many local ports each, and no port is a server's.
+        let mut client = SocketCounter::new(PortRange { low: 40000, high: 40999 }, PortSet::default());
+        for local in (40000..40400).step_by(2) {
+            for remote in 8000..8020 {
+                let tw = socket(TcpState::TimeWait, &format!("10.0.0.1:{local}"), &format!("10.0.0.9:{remote}"));
+                client.add(tw);
+            }
+        }
+        let s = client.finish("test", 10);
+        assert_eq!((s.ephemeral.stopped_listeners_in_range.len(), s.ephemeral.usable_ports), (0, 1000));
+        assert_eq!((s.time_wait.outbound, s.bucket_count), (4000, 20));
     }
 
     #[test]

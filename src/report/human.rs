@@ -273,13 +273,20 @@ pub(crate) fn held_usable(b: &Bucket) -> String {
 
 /// The ports left to a bucket, with its forecast or growth when sampled: `5  (none in 40 s)`.
 pub(crate) fn bucket_left(b: &Bucket) -> String {
+    match bucket_outlook(b) {
+        Some(outlook) => format!("{}  ({outlook})", b.available),
+        None => b.available.to_string(),
+    }
+}
+
+/// With `--sample`: when the bucket runs out, or where it levels off (or, without a forecast, how
+/// what it spends grows).
+pub(crate) fn bucket_outlook(b: &Bucket) -> Option<String> {
     match (&b.forecast, b.growth_per_sec, b.seconds_to_exhaustion) {
-        (_, _, Some(eta)) => format!("{}  (none in {eta:.0} s)", b.available),
-        (Some(forecast), _, None) => {
-            format!("{}  (levels off at ~{} of {})", b.available, forecast.level, forecast.room)
-        }
-        (None, Some(growth), None) => format!("{}  ({:+}/s)", b.available, growth),
-        (None, None, None) => b.available.to_string(),
+        (_, _, Some(eta)) => Some(format!("none in {eta:.0} s")),
+        (Some(forecast), _, None) => Some(format!("levels off at ~{} of {}", forecast.level, forecast.room)),
+        (None, Some(growth), None) => Some(format!("{growth:+}/s")),
+        (None, None, None) => None,
     }
 }
 

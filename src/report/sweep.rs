@@ -225,13 +225,14 @@ fn fullest_bucket(r: &Report, b: &Bucket, out: &mut dyn Write) -> io::Result<()>
     let bound = r.sockets.ephemeral.bound_ports;
     writeln!(
         out,
-        "  fullest bucket {} -> {}: held/usable {}{}, {style}{:.1} % used{style:#}, {} left",
+        "  fullest bucket {} -> {}: held/usable {}{}, {style}{:.1} % used{style:#}, {} left{}",
         b.local_ip,
         b.remote,
         human::held_usable(b),
         if bound > 0 { format!(" +{bound} bound") } else { String::new() },
         b.usage_pct,
-        human::bucket_left(b),
+        b.available,
+        human::bucket_outlook(b).map(|o| format!(" ({o})")).unwrap_or_default(),
     )?;
     let owners = match (&b.owners, &r.sockets.owners_unavailable) {
         (Some(owners), _) => human::owners_text(owners, b.count > b.time_wait),
@@ -241,13 +242,13 @@ fn fullest_bucket(r: &Report, b: &Bucket, out: &mut dyn Write) -> io::Result<()>
     human::wrapped(out, "    ", "      ", &owners)
 }
 
-/// `fullest SNAT bucket S -> D tcp: held/usable H/U, P % used, N left`, then its live and
+/// `fullest SNAT bucket S -> D tcp: entries/usable E/U, P % used, N left`, then its live and
 /// TIME_WAIT entries and where the NAT's port range comes from.
 fn fullest_snat(r: &Report, ct: &Conntrack, b: &SnatBucket, out: &mut dyn Write) -> io::Result<()> {
     let style = human::usage_style(r, b.usage_pct);
     writeln!(
         out,
-        "  fullest SNAT bucket {} -> {} {}: held/usable {}/{}, {style}{:.1} % used{style:#}, {} left",
+        "  fullest SNAT bucket {} -> {} {}: entries/usable {}/{}, {style}{:.1} % used{style:#}, {} left",
         b.source_ip, b.remote, b.protocol, b.count, b.usable_ports, b.usage_pct, b.available,
     )?;
     let detail = format!(
@@ -432,7 +433,8 @@ mod tests {
         );
         assert_eq!(lines[2], "    held by pid 4242 curl\\u{1b}[2J (docker abababababab) 95 sockets", "{text}");
         assert_eq!(
-            lines[3], "  fullest SNAT bucket 10.2.0.1 -> 10.2.0.2:80 tcp: held/usable 55/64512, 0.1 % used, 64457 left",
+            lines[3],
+            "  fullest SNAT bucket 10.2.0.1 -> 10.2.0.2:80 tcp: entries/usable 55/64512, 0.1 % used, 64457 left",
             "{text}"
         );
         assert_eq!(

@@ -472,7 +472,7 @@ fn exhaustion_soon(inspection: &Inspection, out: &mut Vec<Finding>) {
         };
         let minutes = (seconds / 60.0).ceil();
         let why = match &bucket.forecast {
-            Some(forecast) => forecast_reason(forecast),
+            Some(forecast) => forecast_reason(bucket, forecast),
             // Clients that bind first share their bound ports: a line through that pool.
             None => format!(
                 "the ports bound by clients that bind first grow by {} a second over the sample: at that rate, a \
@@ -509,19 +509,28 @@ fn exhaustion_soon(inspection: &Inspection, out: &mut Vec<Finding>) {
     }
 }
 
-/// Why a forecast says the bucket runs out, in words: the close rate and the level it leads to, and
-/// live growth where there is some.
-fn forecast_reason(forecast: &crate::model::forecast::Forecast) -> String {
-    let leak = if forecast.live_growth_per_sec > 0.0 {
-        format!(" and gains {} live sockets a second (a leak, if it lasts)", forecast.live_growth_per_sec)
+/// Why a forecast says the bucket runs out, in words: a close rate whose level is above what the
+/// bucket may hold, or live sockets that keep growing past a level below it.
+fn forecast_reason(bucket: &Bucket, forecast: &crate::model::forecast::Forecast) -> String {
+    let f = forecast;
+    let levels = if bucket.reuse_applies {
+        format!(
+            "connect() takes its TIME_WAIT over after the reuse delay, so what it holds levels off at about {} of \
+             the {} ports it may hold",
+            f.level, f.room
+        )
     } else {
-        String::new()
+        format!(
+            "it closes {} connections a second (its TIME_WAIT of the last {} s), each holding its port for the 60 s \
+             of TIME_WAIT, so it would level off at about {} held ports of the {} it may hold",
+            f.closes_per_sec, f.window_seconds, f.level, f.room
+        )
     };
-    format!(
-        "it closes {} connections a second (its TIME_WAIT of the last {} s){leak}: each holds its port for the 60 s \
-         of TIME_WAIT, so it would level off at about {} held ports of the {} it may hold;",
-        forecast.closes_per_sec, forecast.window_seconds, forecast.level, forecast.room
-    )
+    if f.level <= f.room && f.live_growth_per_sec > 0.0 {
+        format!("{levels}, but it gains {} live sockets a second (a leak, if it lasts):", f.live_growth_per_sec)
+    } else {
+        format!("{levels}:")
+    }
 }
 
 fn outbound_pressure(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Finding>) {

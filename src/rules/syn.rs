@@ -99,11 +99,13 @@ pub(crate) fn evaluate(inspection: &Inspection, out: &mut Vec<Finding>) {
 fn stalling(inspection: &Inspection, m: &Measured) -> String {
     let schedule = match inspection.kernel_version {
         Some(v) if v >= LINEAR_SYN_TIMEOUTS => {
-            "the next tcp_syn_linear_timeouts (4) follow 1 s apart as well, then the wait doubles, and connect() \
-             gives up after tcp_syn_retries + tcp_syn_linear_timeouts (6 + 4) retransmits"
+            "the next tcp_syn_linear_timeouts (4 by default) follow 1 s apart as well, then the wait doubles, and connect() \
+             gives up after tcp_syn_retries + tcp_syn_linear_timeouts retransmits (6 + 4 by default)"
         }
-        Some(_) => "each next one waits twice as long, and connect() gives up after tcp_syn_retries (6)",
-        None => "the next ones wait as long or longer, and connect() gives up after tcp_syn_retries (6) or more",
+        Some(_) => "each next one waits twice as long, and connect() gives up after tcp_syn_retries (6 by default)",
+        None => {
+            "the next ones wait as long or longer, and connect() gives up after tcp_syn_retries (6 by default) or more"
+        }
     };
     let listeners = if m.accepts > 0 {
         format!(

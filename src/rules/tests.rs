@@ -445,7 +445,7 @@ fn a_bucket_running_out_soon_carries_its_own_remedies() {
     assert!(f.advice[0].action.starts_with("Reuse connections in the application"), "{:?}", f.advice);
     assert!(
         f.message.contains("closes 20 connections a second")
-            && f.message.contains("level off at about 1300 held ports of the 1000")
+            && f.message.contains("level off at about 1300 held ports of the 1000 it may hold: it runs out")
             && f.message.contains("runs out in about 90 s"),
         "{}",
         f.message

@@ -256,7 +256,9 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
     // process holding it.
     let nat = crate::namespaces::sweep_section("] tw-nat ==");
     assert!(
-        nat.contains("fullest SNAT bucket 10.2.0.1 -> 10.2.0.2:80 tcp: held/usable 55/64512, 0.1 % used, 64457 left"),
+        nat.contains(
+            "fullest SNAT bucket 10.2.0.1 -> 10.2.0.2:80 tcp: entries/usable 55/64512, 0.1 % used, 64457 left"
+        ),
         "{nat}"
     );
     assert!(nat.contains("5 live, 50 TIME_WAIT (+50 reclaimable); port range from the kernel's default"), "{nat}");

@@ -954,13 +954,13 @@ fn reset(held: Held) {
 }
 
 /// Scenario 15: a plain connect() client fills its 1 000 ports toward one destination in ten bursts
-/// of 100, two seconds apart, and stops. connect() took the even ports first (the parity of the
+/// of 100, three seconds apart, and stops. connect() took the even ports first (the parity of the
 /// range's low bound), so a minute later they end first: for a while most ports in use are odd,
 /// bind(0)'s parity. That is a connect() client draining, not one that binds first. At three
-/// moments of the drain (each between two bursts' ends, so nothing ends while the kernel is
-/// asked), both destinations' `available` equals what connect() then gets and there is no bind
-/// finding; at the last, after `tcp_tw_reuse=1` (twtune's own advice), the drained destination's
-/// old TIME_WAIT is all taken over.
+/// moments of the drain (each just after a burst's TIME_WAIT has ended and well before the next
+/// one's, so that nothing ends while the kernel is asked), both destinations' `available` equals
+/// what connect() then gets and there is no bind finding; at the last, after `tcp_tw_reuse=1`
+/// (twtune's own advice), the drained destination's old TIME_WAIT is all taken over.
 #[test]
 fn a_draining_connect_client_is_not_taken_for_one_that_binds_first() {
     if !enter("differential::a_draining_connect_client_is_not_taken_for_one_that_binds_first") {
@@ -970,13 +970,24 @@ fn a_draining_connect_client_is_not_taken_for_one_that_binds_first() {
     let own = listen("127.0.0.1:9000");
     let fresh = listen("127.0.0.1:9001");
     let start = std::time::Instant::now();
+    let mut bursts = Vec::new();
     for burst in 0..10u64 {
-        let due = start + Duration::from_secs(2 * burst);
+        let due = start + Duration::from_secs(3 * burst);
         std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+        let began = std::time::Instant::now();
         time_waits(&own, 100, Client::Plain);
+        bursts.push((began, std::time::Instant::now()));
     }
-    for (check, at) in [(1, 63), (2, 71), (3, 75)] {
-        std::thread::sleep((start + Duration::from_secs(at)).saturating_duration_since(std::time::Instant::now()));
+    // After the evens' first two bursts, after all the evens and one odd burst, after three odd.
+    for (check, ended) in [(1, 1), (2, 5), (3, 7)] {
+        let (_, end) = bursts[ended];
+        let (next, _) = bursts[ended + 1];
+        let at = end + Duration::from_millis(60_300);
+        std::thread::sleep(at.saturating_duration_since(std::time::Instant::now()));
+        assert!(
+            next + Duration::from_secs(60) > std::time::Instant::now() + Duration::from_millis(1500),
+            "check {check}: the next burst's TIME_WAIT ends too soon to ask the kernel in between"
+        );
         if check == 3 {
             set_sysctl("net.ipv4.tcp_tw_reuse", "1");
         }
@@ -1007,6 +1018,6 @@ fn a_draining_connect_client_is_not_taken_for_one_that_binds_first() {
             EADDRNOTAVAIL,
         );
         differences.assert_none();
-        eprintln!("drain check {check} at {at} s: fresh {fresh_count}, drained {own_count}");
+        eprintln!("drain check {check}: fresh {fresh_count}, drained {own_count}");
     }
 }

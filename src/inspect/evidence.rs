@@ -503,3 +503,48 @@ fn open_source(root: &Root, choice: SocketSourceChoice) -> Result<(Source<'_>, O
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::records::{Socket, TcpState};
+    use crate::model::table::{SocketCounter, SocketSummary};
+    use crate::ports::{PortRange, PortSet};
+
+    /// `live` established sockets toward 10.0.0.2:443 in a range of 1 000 ports.
+    fn live(n: u16) -> SocketSummary {
+        let mut counter = SocketCounter::new(PortRange { low: 40000, high: 40999 }, PortSet::default());
+        for port in 40000..40000 + n {
+            let local = format!("10.0.0.1:{port}").parse().expect("address");
+            counter.add(Socket::new(TcpState::Established, local, "10.0.0.2:443".parse().expect("address")));
+        }
+        counter.finish("test", usize::MAX)
+    }
+
+    #[test]
+    fn watch_forecasts_live_growth_over_ten_seconds_or_more_and_keeps_few_baselines() {
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut previous: Option<FirstRead> = None;
+        let mut forecasts = Vec::new();
+        // One read a second; a burst of 50 live sockets at 12 s that is gone at 13 s.
+        for second in 0..=20u64 {
+            let mut now = live(if second == 12 { 150 } else { 100 });
+            let baselines = forecast_over_baselines(previous.as_mut(), &mut now, at(second));
+            assert!(baselines.len() <= 5, "{} baselines kept at {second} s", baselines.len());
+            forecasts.push(now.buckets[0].forecast.as_ref().map(|f| f.live_growth_per_sec));
+            let inspection = crate::testing::Host::new().inspection();
+            previous = Some(FirstRead {
+                inspection: Inspection { sockets: now, ..inspection },
+                taken: at(second),
+                owners_fresh: true,
+                seen_owners: SeenOwners::default(),
+                baselines,
+            });
+        }
+        // At 12 s, against the read of 10 s or more before: 50 in 12 s, not 50 in 1 s.
+        assert_eq!(forecasts[12], Some(4.2));
+        assert_eq!(forecasts[13], Some(0.0), "the burst is gone: no growth");
+        assert_eq!(forecasts[0], None, "nothing to compare the first read with");
+    }
+}

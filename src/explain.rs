@@ -115,7 +115,7 @@ impl Explanation {
     pub(crate) fn render(&self, format: Format, out: &mut dyn Write) -> io::Result<()> {
         match format {
             Format::Json => {
-                serde_json::to_writer_pretty(&mut *out, self)?;
+                crate::json::to_writer_pretty(&mut *out, self)?;
                 writeln!(out)
             }
             // Metrics describe a whole audit; `explain` speaks of one key.

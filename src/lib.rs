@@ -22,6 +22,7 @@ mod files;
 #[cfg(test)]
 mod fuzz;
 mod inspect;
+mod json;
 mod model;
 mod ports;
 mod problem;

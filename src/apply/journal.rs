@@ -167,7 +167,7 @@ impl StateDir {
     /// Saves an entry atomically (a reader never sees half a file).
     pub(crate) fn save(&self, entry: &Entry) -> Result<()> {
         let path = self.journal().join(format!("{}.json", entry.id));
-        let text = serde_json::to_string_pretty(entry)
+        let text = crate::json::to_string_pretty(entry)
             .map_err(|e| Error::Write { path: path.clone(), source: std::io::Error::other(e) })?;
         crate::files::write_atomically_no_links(&path, &format!("{text}\n"))
             .map_err(|source| Error::Write { path, source })

@@ -176,7 +176,7 @@ impl Export {
 
 /// A double-quoted YAML scalar (JSON string syntax).
 fn quoted(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into())
+    crate::json::to_string(text).unwrap_or_else(|_| "\"\"".into())
 }
 
 /// `# text` on one line.
@@ -524,7 +524,7 @@ pub(crate) fn sysctl_d(export: &Export) -> String {
 
 /// Dotted key -> value.
 pub(crate) fn json(export: &Export) -> String {
-    serde_json::to_string_pretty(&export.values()).unwrap_or_else(|_| "{}".into()) + "\n"
+    crate::json::to_string_pretty(&export.values()).unwrap_or_else(|_| "{}".into()) + "\n"
 }
 
 /// Sysctls the kubelet allows in `securityContext.sysctls` by default, with the first Kubernetes

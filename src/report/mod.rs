@@ -147,7 +147,7 @@ impl Report {
         match format {
             Format::Human => human::render(self, out),
             Format::Json => {
-                serde_json::to_writer_pretty(&mut *out, self)?;
+                crate::json::to_writer_pretty(&mut *out, self)?;
                 writeln!(out)
             }
             Format::Prometheus => prometheus::render(self, out),

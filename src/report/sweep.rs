@@ -119,7 +119,7 @@ impl SweepReport {
         match format {
             Format::Human => self.human(out),
             Format::Json => {
-                serde_json::to_writer_pretty(&mut *out, self)?;
+                crate::json::to_writer_pretty(&mut *out, self)?;
                 writeln!(out)
             }
             Format::Prometheus => {

@@ -334,20 +334,48 @@ fn a_full_stdout_or_stderr_is_an_error_not_a_panic_nor_success() {
     assert_eq!(run(&["audit", "--bogus"], Stdio::null(), Stdio::from(full())), Some(2));
 }
 
+/// A closed stdout cannot be told from /dev/null: the Rust runtime opens a closed stdout on
+/// /dev/null read-write before `main`, as a parent discarding its child's output does. So neither
+/// is refused: the report goes nowhere and the exit status is the verdict.
 #[test]
-fn a_closed_stdout_is_refused_before_anything_is_read() {
+fn a_closed_stdout_loses_the_report_but_not_the_verdict() {
     let twtune = env!("CARGO_BIN_EXE_twtune");
-    let root = fixture("idle");
-    let output = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("exec \"{twtune}\" audit --root \"{}\" >&-", root.display()))
-        .output()
-        .expect("run sh");
-    assert_eq!(output.status.code(), Some(2));
-    assert_eq!(
-        String::from_utf8_lossy(&output.stderr),
-        "twtune: cannot write output: stdout is closed; give the report somewhere to go (a file, a pipe or /dev/null)\n"
-    );
+    for (root, status) in [("idle", 0), ("client-exhaustion", 1)] {
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec \"{twtune}\" audit --root \"{}\" --fail-on crit >&-", fixture(root).display()))
+            .output()
+            .expect("run sh");
+        assert_eq!(output.status.code(), Some(status), "{root}: {}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(String::from_utf8_lossy(&output.stderr), "", "{root}");
+    }
+}
+
+/// A monitoring check that discards the report (Python's `subprocess.DEVNULL`: /dev/null opened
+/// read-write) and reads the exit status gets the real one.
+#[test]
+fn a_parent_that_discards_the_report_gets_the_real_exit_status() {
+    let script = "import subprocess, sys\n\
+        r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n\
+        sys.stderr.buffer.write(r.stderr)\n\
+        sys.exit(r.returncode)\n";
+    for (root, fail_on, status) in
+        [("client-exhaustion", "warn", 1), ("idle", "warn", 0), ("client-exhaustion", "never", 0)]
+    {
+        let output = std::process::Command::new("python3")
+            .args(["-c", script, env!("CARGO_BIN_EXE_twtune"), "audit", "--root"])
+            .arg(fixture(root))
+            .args(["--fail-on", fail_on])
+            .output()
+            .expect("run python3");
+        assert_eq!(
+            output.status.code(),
+            Some(status),
+            "{root} --fail-on {fail_on}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stderr), "", "nothing is refused");
+    }
 }
 
 #[test]

@@ -328,3 +328,43 @@ fn an_archive_name_that_is_a_link_or_a_fifo_is_refused() {
         .stderr(Expect::one_line(&["not a regular file"]))
         .run();
 }
+
+/// JSON carries C1 controls (U+0085 NEL, U+009B CSI) and the marks that reorder text (U+202E)
+/// escaped, as `\uXXXX`, as the human and Prometheus outputs escape them; parsed, the text is the
+/// same.
+#[test]
+fn json_escapes_c1_controls_and_reordering_marks() {
+    let (tree, _outside) = tree_and_secret();
+    let hostile = "6.18.0\u{85}x\u{202e}y\u{9b}2J";
+    std::fs::write(tree.path().join("proc/sys/kernel/osrelease"), format!("{hostile}\n")).expect("write");
+    std::fs::create_dir_all(tree.path().join("etc/sysctl.d")).expect("mkdir");
+    std::fs::write(tree.path().join("etc/sysctl.d/10-x.conf"), "net.ipv4.tcp_fin_timeout = 30\u{9b}\u{202e}\n")
+        .expect("write");
+    let profile = tree.path().join("p.yaml");
+    std::fs::write(
+        &profile,
+        "name: evil\ndescription: \"d\\u009b\\u202e\"\nsettings:\n  net.ipv4.tcp_fin_timeout:\n    \
+         value: 1\n    why: \"w\\u009b\\u202e\"\n    risk: \"r\\u009b\\u202e\"\n",
+    )
+    .expect("write");
+    let audit = Run::new(&["audit", "--format", "json", "--fail-on", "never", "--root"])
+        .arg(tree.path())
+        .arg("--profile")
+        .arg(&profile)
+        .stdout(Expect::contains(&["\"kernel\""]))
+        .run();
+    let explain = Run::new(&["explain", "net.ipv4.tcp_fin_timeout", "--format", "json", "--root"])
+        .arg(tree.path())
+        .stdout(Expect::contains(&["\"key\""]))
+        .run();
+    for json in [&audit, &explain] {
+        assert!(!json.contains('\u{85}') && !json.contains('\u{202e}') && !json.contains('\u{9b}'), "{json}");
+        assert!(json.contains("\\u009b") && json.contains("\\u202e"), "{json}");
+    }
+    let report: serde_json::Value = serde_json::from_str(&audit).expect("json");
+    assert_eq!(report["kernel"], hostile, "the same text once parsed");
+    assert!(audit.contains("w\\u009b\\u202e"), "the profile's why: {audit}");
+    // A sysctl.d value (U+0085 is white space there, and folded).
+    let explained: serde_json::Value = serde_json::from_str(&explain).expect("json");
+    assert_eq!(explained["boot"]["systemd"]["value"], "30\u{9b}\u{202e}", "{explain}");
+}

@@ -163,6 +163,13 @@ pub struct AuditArgs {
     #[arg(long, conflicts_with_all = ["netns", "netns_pid", "root"])]
     pub all_netns: bool,
 
+    /// With --all-netns: leave the findings of network namespaces that belong to a user namespace
+    /// other than the host's (made by a user, such as a rootless container) out of the exit status.
+    /// They are still reported, marked with the uid that owns them. Their owner can make them say
+    /// anything, so a gate that only root may trip wants this.
+    #[arg(long, requires = "all_netns")]
+    pub ignore_user_netns: bool,
+
     /// Read counters and sockets twice, DURATION apart (e.g. 5s, 500ms, 1m), and add rates
     /// (connects, SYN retransmits, TIME_WAIT entries) and each bucket's time to exhaustion.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

@@ -147,6 +147,9 @@ pub(crate) struct AuditConfig {
     pub profile: Option<String>,
     /// What to inspect, and how.
     pub request: Request,
+    /// `--ignore-user-netns`: findings of namespaces owned by users do not count toward the exit
+    /// status.
+    pub ignore_user_netns: bool,
 }
 
 /// Everything `twtune watch` needs.
@@ -270,6 +273,7 @@ impl AuditConfig {
                 AuditFormat::Prometheus => Format::Prometheus,
             },
             profile: args.profile,
+            ignore_user_netns: args.ignore_user_netns,
             request: Request {
                 root: args.root,
                 top: args.top as usize,
@@ -307,6 +311,7 @@ mod tests {
                 fail_on: Some(Severity::Warn),
                 format: Format::Human,
                 profile: None,
+                ignore_user_netns: false,
                 request: Request {
                     root: "/".into(),
                     top: 10,
@@ -337,6 +342,7 @@ mod tests {
             fail_on: None,
             format: Format::Json,
             profile: Some("./p.yaml".into()),
+            ignore_user_netns: false,
             request: Request {
                 root: "/tmp/x".into(),
                 top: 3,

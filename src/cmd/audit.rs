@@ -42,7 +42,7 @@ fn sweep(
             report: Report::judge(s.evidence.inspection, profile.clone(), s.evidence.rates),
         })
         .collect();
-    let report = SweepReport::new(namespaces, swept.notes);
+    let report = SweepReport::new(namespaces, swept.notes).ignoring_user_namespaces(config.ignore_user_netns);
     let outcome = if report.fails(config.fail_on) { Outcome::Findings } else { Outcome::Clean };
     finish(outcome, report.render(config.format, out))
 }

@@ -419,17 +419,28 @@ pub(crate) fn dump(
 ///
 /// The answer is kept for [`RULES_KEPT`] per namespace: `twtune watch` reads every second, and
 /// running the tool each time would cost more than the rest of the read.
-pub(crate) fn nat_rules(root: &crate::root::Root) -> Option<(String, Vec<&'static str>)> {
-    let Ok(namespace) = crate::inspect::netns::current() else { return read_nat_rules(root) };
+///
+/// No tool is run in a namespace that belongs to a user namespace other than the host's: its owner
+/// could answer the tool's netlink requests itself (the kernel delivers a user's message to a
+/// socket not connected to it), and root would then parse what the user wrote. `Err` says so.
+pub(crate) fn nat_rules(root: &crate::root::Root) -> std::result::Result<Rules, &'static str> {
+    let Ok(namespace) = crate::inspect::netns::current() else { return Err(NOT_RUN_UNKNOWN) };
     if let Ok(kept) = KEPT.lock()
         && let Some((at, rules)) = kept.as_ref().and_then(|k| k.get(&namespace))
         && at.elapsed() < RULES_KEPT
     {
         return rules.clone();
     }
-    let rules = read_nat_rules(root);
+    let user = crate::inspect::netns::user_namespace_here(&crate::inspect::netns::pids_in(namespace));
+    // Without root the tools run with no more rights than their caller.
+    let rules = match user.initial {
+        Some(true) => Ok(read_nat_rules(root)),
+        _ if !rustix::process::geteuid().is_root() => Ok(read_nat_rules(root)),
+        Some(false) => Err(NOT_RUN_USERS),
+        None => Err(NOT_RUN_UNKNOWN),
+    };
     // A failure (a tool that timed out on a loaded host) is not kept: the next read tries again.
-    if rules.is_none() {
+    if matches!(rules, Ok(None)) {
         return rules;
     }
     if let Ok(mut kept) = KEPT.lock() {
@@ -440,7 +451,16 @@ pub(crate) fn nat_rules(root: &crate::root::Root) -> Option<(String, Vec<&'stati
     rules
 }
 
-type Kept = std::collections::HashMap<u64, (std::time::Instant, Option<(String, Vec<&'static str>)>)>;
+/// The text of the nat table's rules and the tools that printed it; `None` when none could.
+pub(crate) type Rules = Option<(String, Vec<&'static str>)>;
+
+/// Why no tool was run.
+pub(crate) const NOT_RUN_USERS: &str = "the source-NAT rules were not read: the namespace belongs to a user namespace \
+     other than the host's, whose owner could forge them";
+const NOT_RUN_UNKNOWN: &str = "the source-NAT rules were not read: which user namespace owns the namespace \
+     could not be told, and its owner could forge them";
+
+type Kept = std::collections::HashMap<u64, (std::time::Instant, std::result::Result<Rules, &'static str>)>;
 static KEPT: std::sync::Mutex<Option<Kept>> = std::sync::Mutex::new(None);
 
 /// Forgets the rules kept for namespace `inode`, which is gone: the kernel gives a freed inode
@@ -456,7 +476,7 @@ pub(crate) fn forget_rules(inode: u64) {
 /// How long the NAT rules read in a namespace are used before they are read again.
 pub(crate) const RULES_KEPT: std::time::Duration = std::time::Duration::from_secs(30);
 
-fn read_nat_rules(root: &crate::root::Root) -> Option<(String, Vec<&'static str>)> {
+fn read_nat_rules(root: &crate::root::Root) -> Rules {
     let mut text = String::new();
     let mut read = Vec::new();
     // Fixed paths: a root tool does not run what PATH happens to name.
@@ -513,6 +533,15 @@ fn run_bounded(tool: &str) -> Option<String> {
     };
     let bytes = reader.join().ok()?.ok()?;
     (status?.success() && bytes.len() as u64 <= LIMIT).then(|| String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The range to judge NAT buckets against, and why, as [`judged_range`] tells it from what
+/// [`nat_rules`] read, or the kernel's default with the reason no rule was read.
+pub(crate) fn range_of(rules: &std::result::Result<Rules, &'static str>) -> (NatRange, String) {
+    match rules {
+        Ok(rules) => judged_range(rules.as_ref().map(|(text, read)| (text.as_str(), read.as_slice()))),
+        Err(why) => (judged_range(None).0, format!("the kernel's default 1024-65535 ({why})")),
+    }
 }
 
 /// The range to judge NAT buckets against, and why, from the text of the rules and the tools it

@@ -198,9 +198,7 @@ fn read_conntrack(root: &Root, top: usize, warnings: &mut Vec<String>) -> Result
         None => BTreeMap::new(),
     };
     let (nat_range, nat_range_source, table, table_unavailable) = if root.is_live() {
-        let rules = conntrack::nat_rules(root);
-        let (range, source) =
-            conntrack::judged_range(rules.as_ref().map(|(text, read)| (text.as_str(), read.as_slice())));
+        let (range, source) = conntrack::range_of(&conntrack::nat_rules(root));
         // An empty table need not be walked (the walk visits every slot of the host's hash table).
         // Without root the dump is tried all the same: its refusal says what is missing.
         let empty = count == 0 && rustix::process::geteuid().is_root();

@@ -41,6 +41,9 @@ pub(crate) struct Namespace {
     pub process_count: usize,
     /// The container or pod of its first process, from the process's cgroup.
     pub container: Option<Container>,
+    /// The user namespace that owns it, told from inside it by [`user_namespace_here`] (the
+    /// listing leaves it unknown).
+    pub user_namespace: UserNamespace,
     /// How to open it: its named files, then the process files.
     #[serde(skip)]
     files: Vec<PathBuf>,
@@ -102,6 +105,7 @@ impl Namespace {
             pids: pids.to_vec(),
             process_count: pids.len(),
             container,
+            user_namespace: UserNamespace { initial: Some(true), owner_uid: Some(0) },
             files: Vec::new(),
             all_pids: pids.to_vec(),
         }
@@ -174,6 +178,71 @@ pub(crate) fn open_namespace_file(path: &Path) -> std::io::Result<OwnedFd> {
     }
     let reopen = format!("/proc/thread-self/fd/{}", handle.as_raw_fd());
     Ok(rustix::fs::open(reopen.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?)
+}
+
+/// The user namespace that owns a network namespace: whoever has CAP_NET_ADMIN there (root of
+/// that user namespace, and its owner) can set its sysctls and rules, and can send netlink messages
+/// to any socket of it that is not connected to the kernel.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct UserNamespace {
+    /// Whether it is the host's initial user namespace; `None` where that cannot be told.
+    pub initial: Option<bool>,
+    /// The host uid that owns it (root of the namespace maps to it): 0 for the initial one; `None`
+    /// where it is not known (a user namespace that maps no root, or unknown).
+    pub owner_uid: Option<u32>,
+}
+
+impl UserNamespace {
+    /// Whether it is known to be a user's, not the host's.
+    pub(crate) fn is_users(&self) -> bool {
+        self.initial == Some(false)
+    }
+}
+
+/// A sysctl file every network namespace has: the kernel gives the sysctl files of a namespace
+/// to the host uid root of the namespace's user namespace maps to (`net_ctl_set_ownership`).
+const NAMESPACE_SYSCTL: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+
+/// The user namespace owning the network namespace the calling thread is in, `pids` its
+/// processes. The kernel gives a namespace's sysctl files to the host uid that root of its user
+/// namespace maps to: a uid other than 0 is a user's namespace, and that uid owns it. Uid 0 is
+/// the host's, but for a user namespace that maps no root (whose files fall back to uid 0): where
+/// a process of the namespace is in a user namespace other than the host's (kthreadd's), that
+/// cannot be told, and the answer is unknown. The host's own namespace is the host's whatever its
+/// processes are in (a sandbox in a user namespace may share it). Only `/proc` is read (no ioctl
+/// on namespace files: `NS_GET_USERNS` has no safe wrapper).
+pub(crate) fn user_namespace_here(pids: &[u32]) -> UserNamespace {
+    match rustix::fs::stat(NAMESPACE_SYSCTL).map(|stat| stat.st_uid) {
+        Ok(0) => {}
+        Ok(uid) => return UserNamespace { initial: Some(false), owner_uid: Some(uid) },
+        Err(_) => return UserNamespace::default(),
+    }
+    let host = UserNamespace { initial: Some(true), owner_uid: Some(0) };
+    if current().ok().and_then(is_initial) == Some(true) {
+        return host;
+    }
+    let Some(initial) = initial_user_namespace() else { return UserNamespace::default() };
+    let foreign = pids
+        .iter()
+        .any(|pid| rustix::fs::stat(format!("/proc/{pid}/ns/user").as_str()).is_ok_and(|stat| stat.st_ino != initial));
+    if foreign { UserNamespace::default() } else { host }
+}
+
+/// The inode of the host's initial user namespace: kthreadd's, seen from the host's PID namespace.
+fn initial_user_namespace() -> Option<u64> {
+    kthreadd_is_pid_2().then(|| rustix::fs::stat("/proc/2/ns/user").ok().map(|stat| stat.st_ino)).flatten()
+}
+
+/// The processes in network namespace `inode` (its inode as [`current`] gives it), lowest first.
+pub(crate) fn pids_in(inode: u64) -> Vec<u32> {
+    let Ok(processes) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut pids: Vec<u32> = processes
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| rustix::fs::stat(format!("/proc/{pid}/ns/net").as_str()).is_ok_and(|s| s.st_ino == inode))
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 /// Lists the network namespaces of the host.
@@ -280,6 +349,7 @@ fn namespace(found: &mut BTreeMap<u64, Namespace>, inode: u64) -> &mut Namespace
         pids: Vec::new(),
         process_count: 0,
         container: None,
+        user_namespace: UserNamespace::default(),
         files: Vec::new(),
         all_pids: Vec::new(),
     })
@@ -363,6 +433,19 @@ mod tests {
         ns.name = None;
         assert_eq!((ns.label(), ns.stable_name()), ("pid 10 (?)".to_string(), None));
         assert_eq!(Namespace::example(1, Some("host"), None, &[2]).label(), "host");
+    }
+
+    #[test]
+    fn this_namespace_is_owned_as_its_sysctls_say() {
+        let own = user_namespace_here(&[std::process::id()]);
+        let uid = rustix::fs::stat(NAMESPACE_SYSCTL).map(|s| s.st_uid).ok();
+        match uid {
+            Some(uid) if uid != 0 => assert_eq!(own, UserNamespace { initial: Some(false), owner_uid: Some(uid) }),
+            _ if is_initial(current().expect("own")) == Some(true) => {
+                assert_eq!(own, UserNamespace { initial: Some(true), owner_uid: Some(0) })
+            }
+            _ => assert_ne!(own.initial, Some(false), "{own:?}"),
+        }
     }
 
     #[test]

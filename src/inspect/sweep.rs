@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, Result};
 use crate::inspect::evidence::{self, Evidence, FirstRead, Owners, Request};
-use crate::inspect::netns::{self, Namespace, Namespaces};
+use crate::inspect::netns::{self, Namespace, Namespaces, UserNamespace};
 use crate::root::Root;
 
 /// One namespace of a sweep and what was read in it.
@@ -75,6 +75,7 @@ pub(crate) fn sweep(request: &Request, extra_keys: &[String]) -> Result<Sweep> {
     let owners = |namespaces: Option<&Namespaces>, ns: &Namespace| Owners::of(true, namespaces, Some(ns.inode));
 
     let list = &found.list;
+    let users = user_namespaces(list, &opened)?;
     let evidence: Vec<Option<Result<Evidence>>> = match request.sample {
         None => parallel(list.len(), |i| {
             in_namespace(&list[i], opened[i].as_ref(), |root| {
@@ -103,7 +104,10 @@ pub(crate) fn sweep(request: &Request, extra_keys: &[String]) -> Result<Sweep> {
 
     let mut sweep = Sweep { namespaces: Vec::new(), notes: Vec::new() };
     let host_found = found.list.iter().any(|ns| ns.host);
-    for (namespace, outcome) in found.list.into_iter().zip(evidence) {
+    for ((mut namespace, outcome), user) in found.list.into_iter().zip(evidence).zip(users) {
+        if let Some(Ok(user)) = user {
+            namespace.user_namespace = user;
+        }
         match outcome {
             Some(Ok(mut evidence)) => {
                 evidence.inspection.initial_namespace = host_found.then_some(namespace.host);
@@ -117,6 +121,13 @@ pub(crate) fn sweep(request: &Request, extra_keys: &[String]) -> Result<Sweep> {
         sweep.notes.push(Note::Unreadable { processes: found.unreadable });
     }
     Ok(sweep)
+}
+
+/// Who owns each namespace, told from inside it ([`netns::user_namespace_here`]).
+fn user_namespaces(list: &[Namespace], opened: &[Option<OwnedFd>]) -> Result<Vec<Option<Result<UserNamespace>>>> {
+    parallel(list.len(), |i| {
+        in_namespace(&list[i], opened[i].as_ref(), |_| Ok(netns::user_namespace_here(&list[i].all_pids)))
+    })
 }
 
 /// Runs `read` in namespace `ns` (open as `fd`) on the calling worker thread, which stays there.

@@ -44,6 +44,10 @@ pub(crate) struct SweepSummary {
     pub fullest: Option<Fullest>,
     /// What happened to namespaces that were not audited, and other notes on the sweep.
     pub notes: Vec<String>,
+    /// Namespaces owned by a user namespace other than the host's (`netns.user_namespace`).
+    pub user_namespaces: usize,
+    /// Whether their findings count toward the exit status (`false` with `--ignore-user-netns`).
+    pub user_namespaces_counted: bool,
 }
 
 /// The fullest bucket of a sweep.
@@ -79,7 +83,12 @@ impl SweepReport {
                 .then(fullest_usage(&b.report).total_cmp(&fullest_usage(&a.report)))
                 .then(a.netns.inode.cmp(&b.netns.inode))
         });
-        let mut summary = SweepSummary { namespaces: namespaces.len(), ..SweepSummary::default() };
+        let mut summary = SweepSummary {
+            namespaces: namespaces.len(),
+            user_namespaces: namespaces.iter().filter(|ns| ns.netns.user_namespace.is_users()).count(),
+            user_namespaces_counted: true,
+            ..SweepSummary::default()
+        };
         summary.not_audited = notes.iter().filter(|n| matches!(n, Note::Disappeared { .. })).count();
         summary.notes = notes.iter().map(ToString::to_string).collect();
         for ns in &namespaces {
@@ -109,9 +118,21 @@ impl SweepReport {
         SweepReport { schema_version: SCHEMA_VERSION, twtune_version: env!("CARGO_PKG_VERSION"), namespaces, summary }
     }
 
-    /// Whether a finding of any namespace reaches `threshold` (`--fail-on`).
+    /// `--ignore-user-netns`: the findings of namespaces owned by users do not count toward the
+    /// exit status.
+    pub(crate) fn ignoring_user_namespaces(mut self, ignore: bool) -> SweepReport {
+        self.summary.user_namespaces_counted = !ignore;
+        self
+    }
+
+    /// Whether the findings of namespace `ns` count toward the exit status.
+    fn counted(&self, ns: &NamespaceReport) -> bool {
+        self.summary.user_namespaces_counted || !ns.netns.user_namespace.is_users()
+    }
+
+    /// Whether a finding of any namespace that counts reaches `threshold` (`--fail-on`).
     pub(crate) fn fails(&self, threshold: Option<Severity>) -> bool {
-        self.namespaces.iter().any(|ns| ns.report.fails(threshold))
+        self.namespaces.iter().any(|ns| self.counted(ns) && ns.report.fails(threshold))
     }
 
     /// Writes the sweep in `format`.
@@ -161,13 +182,27 @@ impl SweepReport {
         let header =
             ["namespace", "name or container", "TW out", "TW in", "fullest bucket", "used", "conntrack", "findings"];
         let (shown, quiet_hidden) = self.shown();
-        let rows: Vec<Vec<String>> = shown.iter().map(|ns| namespace_row(ns)).collect();
+        let rows: Vec<Vec<String>> = shown.iter().map(|ns| namespace_row(ns, self.counted(ns))).collect();
         table(out, &header, &rows)?;
         if quiet_hidden > 0 {
             writeln!(out, "  and {quiet_hidden} more namespaces without findings (all are in --format json)")?;
         }
+        if s.user_namespaces > 0 {
+            let counted = if s.user_namespaces_counted {
+                "the findings of such namespaces count toward the exit status (--ignore-user-netns leaves them out)"
+            } else {
+                "the findings of such namespaces do not count toward the exit status (--ignore-user-netns)"
+            };
+            let text = format!(
+                "{} namespace{} owned by a user namespace other than the host's, marked with the uid that owns it: \
+                 its owner can make it say anything; {counted}",
+                s.user_namespaces,
+                if s.user_namespaces == 1 { " is" } else { "s are" },
+            );
+            human::wrapped(out, "  ", "  ", &text)?;
+        }
         for ns in shown {
-            namespace_section(ns, out)?;
+            namespace_section(ns, self.counted(ns), out)?;
         }
         if !s.notes.is_empty() {
             writeln!(out, "\n{bold}Notes{bold:#}")?;
@@ -200,7 +235,7 @@ impl SweepReport {
 
 /// A namespace of the table under its own heading, when it has anything to show: its fullest
 /// bucket and who holds it, its fullest source-NAT bucket, then its findings.
-fn namespace_section(ns: &NamespaceReport, out: &mut dyn Write) -> io::Result<()> {
+fn namespace_section(ns: &NamespaceReport, counted: bool, out: &mut dyn Write) -> io::Result<()> {
     let r = &ns.report;
     let bucket = r.sockets.buckets.first();
     let snat = r.conntrack.as_ref().and_then(|ct| Some((ct, ct.table.as_ref()?.snat_buckets.first()?)));
@@ -208,7 +243,7 @@ fn namespace_section(ns: &NamespaceReport, out: &mut dyn Write) -> io::Result<()
         return Ok(());
     }
     let bold = Style::new().bold();
-    writeln!(out, "\n{bold}== net:[{}] {} =={bold:#}", ns.netns.inode, crate::error::printable(&ns.netns.label()))?;
+    writeln!(out, "\n{bold}== net:[{}] {} =={bold:#}", ns.netns.inode, shown_label(ns, counted))?;
     if let Some(b) = bucket {
         fullest_bucket(r, b, out)?;
     }
@@ -260,13 +295,13 @@ fn fullest_snat(r: &Report, ct: &Conntrack, b: &SnatBucket, out: &mut dyn Write)
 
 /// The human table's row of one namespace: its name, TIME_WAIT, fullest bucket, conntrack entries
 /// and findings.
-fn namespace_row(ns: &NamespaceReport) -> Vec<String> {
+fn namespace_row(ns: &NamespaceReport, counted: bool) -> Vec<String> {
     let r = &ns.report;
     let bucket = r.sockets.buckets.first();
     let severities = r.severity_counts();
     vec![
         format!("net:[{}]", ns.netns.inode),
-        crate::error::printable(&ns.netns.label()).into_owned(),
+        shown_label(ns, counted),
         r.sockets.time_wait.outbound.to_string(),
         r.sockets.time_wait.inbound.to_string(),
         bucket.map_or("-".into(), |b| format!("{} -> {}", b.local_ip, b.remote)),
@@ -278,6 +313,18 @@ fn namespace_row(ns: &NamespaceReport) -> Vec<String> {
             severities.iter().map(|(s, n)| format!("{n} {}", s.name())).collect::<Vec<_>>().join(", ")
         },
     ]
+}
+
+/// The namespace's label, printable, with its owner where a user owns it: `pid 7 (sleep) (owned
+/// by uid 1000)`, and `, not counted` when its findings do not count toward the exit status.
+fn shown_label(ns: &NamespaceReport, counted: bool) -> String {
+    let label = crate::error::printable(&ns.netns.label()).into_owned();
+    let user = &ns.netns.user_namespace;
+    if !user.is_users() {
+        return label;
+    }
+    let owner = user.owner_uid.map_or("a user".to_string(), |uid| format!("uid {uid}"));
+    format!("{label} (owned by {owner}{})", if counted { "" } else { ", not counted" })
 }
 
 fn counts(crit: usize, warn: usize, info: usize) -> Option<String> {
@@ -476,6 +523,33 @@ mod tests {
             "    owners not shown: the processes of the namespace could not be listed",
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_users_namespace_is_marked_and_counts_unless_ignored() {
+        let mut sweep = sweep();
+        sweep.namespaces[0].netns.user_namespace =
+            crate::inspect::netns::UserNamespace { initial: Some(false), owner_uid: Some(65534) };
+        let sweep = SweepReport::new(sweep.namespaces, Vec::new());
+        assert_eq!(sweep.summary.user_namespaces, 1);
+        assert!(sweep.fails(Some(Severity::Crit)), "counted by default");
+        let text = anstream::adapter::strip_str(&human_text(&sweep)).to_string();
+        assert!(text.contains("docker abababababab (owned by uid 65534)"), "{text}");
+        assert!(text.contains("== net:[7] docker abababababab (owned by uid 65534) =="), "{text}");
+        let value = serde_json::to_value(&sweep).expect("json");
+        assert_eq!(
+            value["namespaces"][0]["netns"]["user_namespace"],
+            serde_json::json!({"initial": false, "owner_uid": 65534})
+        );
+        assert_eq!(
+            value["namespaces"][1]["netns"]["user_namespace"],
+            serde_json::json!({"initial": true, "owner_uid": 0})
+        );
+        let ignoring = sweep.ignoring_user_namespaces(true);
+        assert!(!ignoring.fails(Some(Severity::Crit)) && !ignoring.fails(Some(Severity::Info)));
+        assert!(!ignoring.summary.user_namespaces_counted);
+        let text = anstream::adapter::strip_str(&human_text(&ignoring)).to_string();
+        assert!(text.contains("(owned by uid 65534, not counted)"), "{text}");
     }
 
     #[test]

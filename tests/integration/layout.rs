@@ -113,7 +113,7 @@ const LAYERS: &[&[&str]] = &[
     &["sysctl_d"],
     &["root"],
     &["sysctl"],
-    &["files", "ports", "problem", "error"],
+    &["files", "ports", "problem", "error", "json"],
 ];
 
 fn layer(module: &str) -> usize {

@@ -541,3 +541,81 @@ fn a_client_closing_on_a_timeout_one_opening_a_connection_per_request_and_a_pool
     assert_eq!(pooled.owners.as_ref().expect("owners")[0].pid, pool.pid());
     assert_eq!(pooled.lifetimes.as_ref().map(|l| l.closed_here), None, "a pool closes nothing: {pooled:#?}");
 }
+
+/// Whether an unprivileged user (nobody) may make its own user and network namespaces here; under
+/// CI it must be able to.
+fn unprivileged_user_namespaces(test_name: &str) -> bool {
+    let status = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "unshare", "--user", "--map-root-user", "--net"])
+        .arg("true")
+        .status()
+        .expect("run setpriv");
+    if status.success() {
+        return true;
+    }
+    let why = "an unprivileged user cannot make a user namespace here (user.max_user_namespaces, \
+               kernel.unprivileged_userns_clone or an LSM forbids it)";
+    assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{test_name}: {why}");
+    eprintln!("SKIPPED {test_name}: {why}");
+    false
+}
+
+#[test]
+fn a_users_own_namespace_is_marked_read_without_tools_and_left_out_of_the_exit_status_on_request() {
+    const NAME: &str =
+        "namespaces::a_users_own_namespace_is_marked_read_without_tools_and_left_out_of_the_exit_status_on_request";
+    if !enter(NAME) || !unprivileged_user_namespaces(NAME) {
+        return;
+    }
+    // nobody, root in a user namespace of its own, narrows the port range of its own network
+    // namespace: a critical finding there (ports.pool-too-small) under a name it chose.
+    let script = "echo '40000 40199' > /proc/sys/net/ipv4/ip_local_port_range && echo ready; exec sleep 600";
+    let user = Process::ready(
+        "setpriv",
+        &["--reuid=65534", "--regid=65534", "--clear-groups", "unshare", "--user", "--map-root-user", "--net"]
+            .into_iter()
+            .chain(["sh", "-c", script])
+            .collect::<Vec<_>>(),
+    );
+    let users = inode(&format!("/proc/{}/ns/net", user.pid()));
+    let own = inode("/proc/self/ns/net");
+
+    let (status, sweep) = json(&["--all-netns", "--fail-on", "crit"]);
+    let theirs = namespace(&sweep, users);
+    assert_eq!(theirs["netns"]["user_namespace"], serde_json::json!({"initial": false, "owner_uid": 65534}));
+    assert_eq!(namespace(&sweep, own)["netns"]["user_namespace"]["initial"], true, "root made the test's own");
+    let ids: Vec<&str> = theirs["report"]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| (f["severity"] == "crit").then(|| f["id"].as_str()).flatten())
+        .collect();
+    assert!(ids.contains(&"ports.pool-too-small"), "{ids:?}");
+    assert_eq!((sweep["summary"]["user_namespaces"].as_u64(), status), (Some(1), 1), "counted by default");
+    // No iptables-*-save ran in it: the NAT range is the kernel's default, and the report says why.
+    if !theirs["report"]["conntrack"].is_null() {
+        let source = theirs["report"]["conntrack"]["nat_range_source"].as_str().expect("source");
+        assert!(
+            source.contains("not read: the namespace belongs to a user namespace other than the host's"),
+            "{source}"
+        );
+    }
+
+    // --ignore-user-netns: the exit status is the other namespaces' alone.
+    let (status, sweep) = json(&["--all-netns", "--fail-on", "crit", "--ignore-user-netns"]);
+    assert_eq!(sweep["summary"]["user_namespaces_counted"], false);
+    let others_crit = sweep["namespaces"].as_array().expect("namespaces").iter().any(|ns| {
+        ns["netns"]["inode"] != users
+            && ns["report"]["findings"].as_array().is_some_and(|f| f.iter().any(|f| f["severity"] == "crit"))
+    });
+    assert_eq!(status, i32::from(others_crit), "{:#}", sweep["summary"]);
+
+    let out = twtune()
+        .args(["audit", "--all-netns", "--color", "never", "--fail-on", "never", "--ignore-user-netns"])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let heading = format!("== net:[{users}] pid {} (sleep) (owned by uid 65534, not counted) ==", user.pid());
+    assert!(text.contains(&heading), "{text}");
+    assert!(text.contains("owned by a user namespace other than the host's"), "{text}");
+}

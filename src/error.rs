@@ -165,8 +165,8 @@ pub(crate) enum Error {
         purpose: &'static str,
     },
 
-    /// The snapshot archive could not be written (tar could not be run, or failed); the text
-    /// names the archive and tar's first line.
+    /// The snapshot archive was refused (its name is a link, a FIFO, or no file name); the text
+    /// names the archive.
     #[error("{0}")]
     Archive(String),
 

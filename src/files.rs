@@ -1,8 +1,12 @@
 //! File helpers: reading beneath a root without leaving it (every link resolved inside the tree, no
 //! FIFO or device opened, every read bounded), where a path of the configured system lies beneath
-//! a root, reading a file that may not exist, the atomic replacement of a file, and writing into a
-//! new or empty directory only. Shared by `root`, the sysctl.d reader, apply, export and snapshot.
+//! a root, reading a file that may not exist, and every write twtune makes: relative to a
+//! directory descriptor opened once without following a link at any step ([`OutDir`]), as an
+//! atomic replacement of a file, into a new or empty directory only, or staged in a private
+//! directory and renamed into place ([`Staging`]). Shared by `root`, the sysctl.d reader, apply,
+//! export and snapshot.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -212,29 +216,272 @@ pub(crate) fn remove_no_links(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Refuses a directory that already holds anything: twtune never mixes its files with others'.
-/// An existing directory must also be the user's own and writable by no one else, and no link, so
-/// that nothing can be planted or swapped in it while twtune writes there as root. `purpose` names
-/// what the directory is for (" for the role"), or is empty.
-pub(crate) fn ensure_empty(dir: &Path, purpose: &'static str) -> Result<()> {
-    if let Ok(meta) = std::fs::symlink_metadata(dir)
-        && let Some(why) = not_private(&meta, true)
-    {
-        return Err(Error::UnsafeDirectory { path: dir.to_path_buf(), why });
-    }
-    if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
-        return Err(Error::NotEmpty { path: dir.to_path_buf(), purpose });
-    }
-    Ok(())
+/// Links are never followed on the way to what twtune writes, magic links (`/proc/PID/fd/N`) neither.
+const NO_LINKS: ResolveFlags = ResolveFlags::NO_SYMLINKS.union(ResolveFlags::NO_MAGICLINKS);
+
+/// A directory twtune writes into, opened once, without following a link at any step of its
+/// path. Every file, directory and link it makes is created relative to this descriptor, one
+/// name at a time and never through a link, so a path swapped meanwhile (the directory renamed
+/// aside and a directory of links put in its place, a link planted at a name) is never followed:
+/// the writes go on in the directory that was opened, or fail.
+pub(crate) struct OutDir {
+    fd: OwnedFd,
+    path: PathBuf,
 }
 
-/// Writes `files` (relative path, content) into a new or empty directory; an existing file is never
-/// overwritten.
+impl OutDir {
+    /// Opens `path`, with `create` making the directories that are missing (mode 0755). A link
+    /// anywhere in the path is refused (`InvalidInput`, saying which).
+    pub(crate) fn open(path: &Path, create: bool) -> std::io::Result<OutDir> {
+        let start = if path.is_absolute() { "/" } else { "." };
+        let start = rustix::fs::open(start, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        Ok(OutDir { fd: walk(start, path, create, true)?, path: path.to_path_buf() })
+    }
+
+    /// The descriptor, for a file opened otherwise (the lock's flags).
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// The path it was opened by, for messages.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory `relative` (plain names only) beneath this one, made when missing.
+    pub(crate) fn subdir(&self, relative: &Path) -> std::io::Result<OutDir> {
+        let start =
+            rustix::fs::openat(&self.fd, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        Ok(OutDir { fd: walk(start, relative, true, false)?, path: self.path.join(relative) })
+    }
+
+    /// A new file `name` here: `O_CREAT | O_EXCL | O_NOFOLLOW`, so nothing already there (a file,
+    /// a planted link) is opened.
+    pub(crate) fn create_file(&self, name: &OsStr, mode: u32) -> std::io::Result<File> {
+        let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        Ok(File::from(rustix::fs::openat(&self.fd, single(name)?, flags, Mode::from_raw_mode(mode))?))
+    }
+
+    /// A new link `name` here, to `target` as it is (never resolved).
+    pub(crate) fn symlink(&self, target: &Path, name: &OsStr) -> std::io::Result<()> {
+        Ok(rustix::fs::symlinkat(target, &self.fd, single(name)?)?)
+    }
+
+    /// What `name` here is (a link is a link), or `None` when there is nothing of that name.
+    pub(crate) fn kind_of(&self, name: &OsStr) -> std::io::Result<Option<FileType>> {
+        match rustix::fs::statat(&self.fd, single(name)?, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some(FileType::from_raw_mode(stat.st_mode))),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Why someone else could change this directory (another owner, writable by group or others).
+    fn not_private(&self) -> std::io::Result<Option<String>> {
+        let meta = File::from(self.fd.try_clone()?).metadata()?;
+        Ok(not_private(&meta, true))
+    }
+
+    /// Whether it holds anything.
+    fn is_empty(&self) -> std::io::Result<bool> {
+        for entry in rustix::fs::Dir::read_from(&self.fd)? {
+            let name = entry?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes `name` here so that readers see the old or the new content, never a mix: a
+    /// temporary file of an unguessable name (`O_EXCL | O_NOFOLLOW`), fsync, renamed over `name`,
+    /// fsync of the directory. What is there must be a regular file or nothing: a link is refused
+    /// rather than replaced, and a device or FIFO (`--output /dev/null`) rather than turned into a
+    /// file. (Should a link appear after the check, the rename replaces it: it never follows one.)
+    pub(crate) fn write_atomically(&self, name: &OsStr, content: &str) -> std::io::Result<()> {
+        match self.kind_of(name)? {
+            Some(kind) if kind != FileType::RegularFile => {
+                let what = if kind == FileType::Symlink { "link" } else { kind_name(kind) };
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("it is a {what}, not a regular file; twtune writes only regular files"),
+                ));
+            }
+            _ => {}
+        }
+        let temporary = temporary_name(&name.to_string_lossy())?;
+        let mut file = self.create_file(OsStr::new(&temporary), 0o644)?;
+        let result = (|| {
+            file.write_all(content.as_bytes())?;
+            file.sync_all()?;
+            rustix::fs::renameat(&self.fd, temporary.as_str(), &self.fd, name)?;
+            rustix::fs::fsync(&self.fd)?;
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = rustix::fs::unlinkat(&self.fd, temporary.as_str(), rustix::fs::AtFlags::empty());
+        }
+        result
+    }
+
+    /// A new private directory here (see [`Staging`]); `hint` goes into its name.
+    pub(crate) fn staging(&self, hint: &str) -> std::io::Result<Staging<'_>> {
+        let name = temporary_name(hint)?;
+        rustix::fs::mkdirat(&self.fd, name.as_str(), Mode::from_raw_mode(0o700))?;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat2(&self.fd, name.as_str(), flags, Mode::empty(), NO_LINKS) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(&self.fd, name.as_str(), rustix::fs::AtFlags::REMOVEDIR);
+                return Err(e.into());
+            }
+        };
+        // Whoever can write here could have swapped another directory in between: ours is owned by
+        // us and 0700, which no one else can make.
+        let stat = rustix::fs::fstat(&fd)?;
+        if stat.st_uid != rustix::process::geteuid().as_raw() || stat.st_mode & 0o077 != 0 {
+            return Err(std::io::Error::other("the staging directory was replaced while it was made"));
+        }
+        let dir = OutDir { fd, path: self.path.join(&name) };
+        Ok(Staging { parent: self, name, dir, id: (stat.st_dev, stat.st_ino) })
+    }
+}
+
+/// A plain name: one component, not `.` or `..` (`openat` would resolve a longer path, links
+/// included).
+fn single(name: &OsStr) -> std::io::Result<&OsStr> {
+    let bytes = name.as_encoded_bytes();
+    if bytes.is_empty() || bytes.contains(&b'/') || name == "." || name == ".." {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a plain file name"));
+    }
+    Ok(name)
+}
+
+/// Opens `path` from `start` one component at a time (`openat2` with `RESOLVE_NO_SYMLINKS`, so a
+/// link at any step fails), with `create` making what is missing; the last opened for reading.
+/// `..` is allowed only when `parents` (a path given by the user, not one built by twtune).
+fn walk(start: OwnedFd, path: &Path, create: bool, parents: bool) -> std::io::Result<OwnedFd> {
+    use std::path::Component;
+    let steps: Vec<&OsStr> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(Ok(name)),
+            Component::ParentDir if parents => Some(Ok(OsStr::new(".."))),
+            Component::RootDir | Component::CurDir => None,
+            _ => Some(Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a plain relative path"))),
+        })
+        .collect::<std::io::Result<_>>()?;
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut dir = start;
+    for (index, name) in steps.iter().enumerate() {
+        let open = |dir: &OwnedFd| rustix::fs::openat2(dir, *name, flags, Mode::empty(), NO_LINKS);
+        let next = match open(&dir) {
+            Err(rustix::io::Errno::NOENT) if create => {
+                match rustix::fs::mkdirat(&dir, *name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => open(&dir),
+                    Err(e) => Err(e),
+                }
+            }
+            other => other,
+        };
+        dir = next.map_err(|e| match e {
+            rustix::io::Errno::LOOP if index + 1 == steps.len() => link_error("it is a link".into()),
+            rustix::io::Errno::LOOP => {
+                let mut reached = if path.is_absolute() { PathBuf::from("/") } else { PathBuf::new() };
+                reached.extend(&steps[..=index]);
+                link_error(format!("{} on the way to it is a link", reached.display()))
+            }
+            other => other.into(),
+        })?;
+    }
+    Ok(rustix::fs::openat(&dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
+}
+
+fn link_error(why: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, why)
+}
+
+/// A new directory of an unguessable name, mode 0700, made by twtune inside an [`OutDir`] and
+/// checked to be the one made: what is built in it (an archive) is renamed into place when whole.
+/// Dropped, it is removed with what it still holds, on every way out (an error, a panic).
+pub(crate) struct Staging<'a> {
+    parent: &'a OutDir,
+    name: String,
+    dir: OutDir,
+    /// Device and inode, so that only this directory is ever removed by its name.
+    id: (u64, u64),
+}
+
+impl Staging<'_> {
+    /// The staging directory itself.
+    pub(crate) fn dir(&self) -> &OutDir {
+        &self.dir
+    }
+
+    /// Renames `from` (in the staging directory) to `to` in the directory it was made in, over
+    /// whatever `to` is (a link is replaced, never followed), then syncs that directory.
+    pub(crate) fn rename_into_place(&self, from: &OsStr, to: &OsStr) -> std::io::Result<()> {
+        rustix::fs::renameat(&self.dir.fd, single(from)?, &self.parent.fd, single(to)?)?;
+        Ok(rustix::fs::fsync(&self.parent.fd)?)
+    }
+}
+
+impl Drop for Staging<'_> {
+    fn drop(&mut self) {
+        use rustix::fs::AtFlags;
+        if let Ok(entries) = rustix::fs::Dir::read_from(&self.dir.fd) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_owned();
+                if name.as_bytes() != b"." && name.as_bytes() != b".." {
+                    let _ = rustix::fs::unlinkat(&self.dir.fd, name.as_c_str(), AtFlags::empty());
+                }
+            }
+        }
+        let still_ours = rustix::fs::statat(&self.parent.fd, self.name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|stat| (stat.st_dev, stat.st_ino) == self.id);
+        if still_ours {
+            let _ = rustix::fs::unlinkat(&self.parent.fd, self.name.as_str(), AtFlags::REMOVEDIR);
+        }
+    }
+}
+
+/// Opens (or makes) a directory to fill, refusing one that already holds anything (twtune never
+/// mixes its files with others'), a link anywhere in its path, and one someone else owns or may
+/// write (who could plant or swap entries in it while root writes there). `purpose` names what
+/// the directory is for (" for the role"), or is empty. Everything is checked on the descriptor
+/// the writes then use.
+pub(crate) fn open_new_or_empty(dir: &Path, purpose: &'static str) -> Result<OutDir> {
+    let unsafe_dir = |why: String| Error::UnsafeDirectory { path: dir.to_path_buf(), why };
+    let out = OutDir::open(dir, true).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => unsafe_dir(e.to_string()),
+        _ => Error::Write { path: dir.to_path_buf(), source: e },
+    })?;
+    let write_error = |source| Error::Write { path: dir.to_path_buf(), source };
+    if let Some(why) = out.not_private().map_err(write_error)? {
+        return Err(unsafe_dir(why));
+    }
+    if !out.is_empty().map_err(write_error)? {
+        return Err(Error::NotEmpty { path: dir.to_path_buf(), purpose });
+    }
+    Ok(out)
+}
+
+/// Writes `files` (relative path, content) into a new or empty directory (see
+/// [`open_new_or_empty`]); each file is new (`O_EXCL`), made relative to the directory's
+/// descriptor.
 pub(crate) fn write_into_empty_dir(dir: &Path, files: &[(&str, String)], purpose: &'static str) -> Result<()> {
-    ensure_empty(dir, purpose)?;
+    let out = open_new_or_empty(dir, purpose)?;
     for (relative, content) in files {
         let path = dir.join(relative);
-        write_atomically(&path, content).map_err(|source| Error::Write { path, source })?;
+        let relative = Path::new(relative);
+        let write = || -> std::io::Result<()> {
+            let name = relative.file_name().ok_or_else(|| std::io::Error::other("no file name"))?;
+            let parent = relative.parent().unwrap_or(Path::new(""));
+            let mut file = out.subdir(parent)?.create_file(name, 0o644)?;
+            file.write_all(content.as_bytes())?;
+            file.sync_all()
+        };
+        write().map_err(|source| Error::Write { path, source })?;
     }
     Ok(())
 }
@@ -249,71 +496,14 @@ fn temporary_name(name: &str) -> std::io::Result<String> {
     Ok(format!(".{name}.twtune-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
 }
 
-/// Creates a new directory of an unguessable name beside `path`, mode 0700 (`mkdir` fails on
-/// anything already there, a planted link included).
-pub(crate) fn private_dir_beside(path: &Path) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let staging = dir.join(temporary_name(&name)?);
-    std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
-    Ok(staging)
-}
-
-/// Writes a file so that readers see the old or the new content, never a mix: a temporary file of
-/// an unguessable name created with `O_CREAT | O_EXCL | O_NOFOLLOW` beside it (so no planted link
-/// or file is used), fsync, rename over the target, fsync of the directory. What is there must be
-/// a regular file or nothing: a link is refused rather than replaced, and a device or FIFO
-/// (`--output /dev/null`) is refused rather than turned into a file. With `no_links`, no
-/// component of the directory's path may be a link either (the files root writes: the persisted
-/// file, the journal).
+/// Writes a file atomically (see [`OutDir::write_atomically`]) in its directory, opened (and made
+/// when missing) without following a link at any step: the files root writes (an export, the
+/// persisted file, the journal) can be steered nowhere else.
 pub(crate) fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
-    write_file(path, content, false)
-}
-
-/// [`write_atomically`], refusing a link anywhere in the path.
-pub(crate) fn write_atomically_no_links(path: &Path, content: &str) -> std::io::Result<()> {
-    write_file(path, content, true)
-}
-
-fn write_file(path: &Path, content: &str, no_links: bool) -> std::io::Result<()> {
-    use rustix::fs::{AtFlags, OFlags};
     // `x.conf` has the empty path as parent: that is the current directory.
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| std::io::Error::other("no file name"))?;
-    std::fs::create_dir_all(dir)?;
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let resolve =
-        if no_links { ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS } else { ResolveFlags::empty() };
-    let dirfd = rustix::fs::openat2(rustix::fs::CWD, dir, flags, Mode::empty(), resolve)?;
-    match rustix::fs::statat(&dirfd, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(stat) if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile => {
-            let kind = FileType::from_raw_mode(stat.st_mode);
-            let what = if kind == FileType::Symlink { "link" } else { kind_name(kind) };
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("it is a {what}, not a regular file; twtune writes only regular files"),
-            ));
-        }
-        Ok(_) => {}
-        Err(rustix::io::Errno::NOENT) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let temporary = temporary_name(&name.to_string_lossy())?;
-    let create = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(&dirfd, temporary.as_str(), create, Mode::from_raw_mode(0o644))?;
-    let result = (|| {
-        let mut file = File::from(fd);
-        file.write_all(content.as_bytes())?;
-        file.sync_all()?;
-        rustix::fs::renameat(&dirfd, temporary.as_str(), &dirfd, name)?;
-        rustix::fs::fsync(&dirfd)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = rustix::fs::unlinkat(&dirfd, temporary.as_str(), AtFlags::empty());
-    }
-    result
+    OutDir::open(dir, true)?.write_atomically(name, content)
 }
 
 #[cfg(test)]
@@ -339,6 +529,59 @@ mod tests {
             format!("{} is not empty: give a new or empty directory for the role", dir.path().display())
         );
         assert_eq!(std::fs::read_to_string(dir.path().join("a/b.yml")).expect("kept"), "one");
+    }
+
+    #[test]
+    fn a_link_anywhere_on_the_way_to_an_output_is_refused_and_named() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).expect("mkdir");
+        std::os::unix::fs::symlink(&real, dir.path().join("linked")).expect("symlink");
+        let err = OutDir::open(&dir.path().join("linked"), true).err().expect("the last step is a link");
+        assert_eq!(err.to_string(), "it is a link");
+        let err = OutDir::open(&dir.path().join("linked/a/b"), true).err().expect("a step on the way is a link");
+        assert_eq!(err.to_string(), format!("{} on the way to it is a link", dir.path().join("linked").display()));
+        let made = OutDir::open(&dir.path().join("new/a"), true).expect("made");
+        made.subdir(Path::new("b/c")).expect("made beneath");
+        assert!(dir.path().join("new/a/b/c").is_dir());
+        assert!(made.subdir(Path::new("../x")).is_err(), "only plain names beneath");
+        assert!(made.create_file(OsStr::new("b/c/x"), 0o644).is_err(), "one name, never a path");
+        assert!(std::fs::read_dir(&real).expect("list").next().is_none(), "nothing through the link");
+    }
+
+    #[test]
+    fn writes_go_on_in_the_directory_opened_when_its_path_is_swapped() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let victims = dir.path().join("victims");
+        std::fs::create_dir(&victims).expect("mkdir");
+        let out = open_new_or_empty(&dir.path().join("out"), "").expect("new directory");
+        // Renamed aside, and a link to the victims put in its place.
+        std::fs::rename(dir.path().join("out"), dir.path().join("aside")).expect("rename");
+        std::os::unix::fs::symlink(&victims, dir.path().join("out")).expect("symlink");
+        out.subdir(Path::new("tasks")).expect("subdir").create_file(OsStr::new("main.yml"), 0o644).expect("file");
+        out.write_atomically(OsStr::new("README.md"), "x").expect("atomic write");
+        assert!(dir.path().join("aside/tasks/main.yml").is_file() && dir.path().join("aside/README.md").is_file());
+        assert!(std::fs::read_dir(&victims).expect("list").next().is_none(), "nothing through the link");
+    }
+
+    #[test]
+    fn a_staging_directory_is_private_and_removed_on_every_way_out() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let out = OutDir::open(dir.path(), false).expect("open");
+        {
+            let staging = out.staging("x").expect("staging");
+            let meta = std::fs::metadata(staging.dir().path()).expect("made");
+            assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+            staging.dir().create_file(OsStr::new("left"), 0o600).expect("file");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0, "removed when dropped, with its files");
+        let staging = out.staging("x").expect("staging");
+        staging.dir().write_atomically(OsStr::new("archive"), "whole").expect("write");
+        staging.rename_into_place(OsStr::new("archive"), OsStr::new("x")).expect("rename");
+        drop(staging);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("list").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("x")]);
     }
 
     #[test]

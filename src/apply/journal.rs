@@ -136,12 +136,14 @@ impl StateDir {
         let io = |source| Error::Write { path: self.path.clone(), source };
         // Checked before anything is created through a planted link, and again after.
         self.check_trusted()?;
-        std::fs::create_dir_all(self.journal()).map_err(io)?;
+        // Made without following a link at any step; the lock is opened in the directory made.
+        let state = crate::files::OutDir::open(&self.path, true).map_err(io)?;
+        state.subdir(Path::new("journal")).map_err(io)?;
         self.check_trusted()?;
         let path = self.path.join("lock");
         // Never through a link: a `lock` linked to another file would have that file truncated.
         let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let fd = rustix::fs::open(&path, flags, Mode::from_raw_mode(0o644)).map_err(|e| io(e.into()))?;
+        let fd = rustix::fs::openat(state.fd(), "lock", flags, Mode::from_raw_mode(0o644)).map_err(|e| io(e.into()))?;
         let mut file = File::from(fd);
         let metadata = file.metadata().map_err(io)?;
         trusted(&path, &metadata, false)?;
@@ -169,8 +171,7 @@ impl StateDir {
         let path = self.journal().join(format!("{}.json", entry.id));
         let text = crate::json::to_string_pretty(entry)
             .map_err(|e| Error::Write { path: path.clone(), source: std::io::Error::other(e) })?;
-        crate::files::write_atomically_no_links(&path, &format!("{text}\n"))
-            .map_err(|source| Error::Write { path, source })
+        crate::files::write_atomically(&path, &format!("{text}\n")).map_err(|source| Error::Write { path, source })
     }
 
     /// Every entry, oldest first. An entry that cannot be read, or is not what twtune writes (an id

@@ -260,13 +260,13 @@ fn the_persisted_file_and_journal_are_never_written_through_a_link() {
     std::fs::write(&victim, "precious\n").expect("write");
     let link = dir.path().join("90-twtune.conf");
     std::os::unix::fs::symlink(&victim, &link).expect("symlink");
-    let err = crate::files::write_atomically_no_links(&link, "x = 1\n").expect_err("a link is refused");
+    let err = crate::files::write_atomically(&link, "x = 1\n").expect_err("a link is refused");
     assert!(err.to_string().contains("it is a link"), "{err}");
     // A link among the parents.
     let real = dir.path().join("real");
     std::fs::create_dir(&real).expect("mkdir");
     std::os::unix::fs::symlink(&real, dir.path().join("linked")).expect("symlink");
-    assert!(crate::files::write_atomically_no_links(&dir.path().join("linked/90-twtune.conf"), "x = 1\n").is_err());
+    assert!(crate::files::write_atomically(&dir.path().join("linked/90-twtune.conf"), "x = 1\n").is_err());
     assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious\n");
     assert!(std::fs::read_dir(&real).expect("list").next().is_none(), "nothing written through the link");
 }

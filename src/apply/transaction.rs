@@ -11,7 +11,7 @@ use super::journal::{Entry, KeyChange, PersistRecord, StateDir, Status, Timestam
 use super::persist_file::{PersistTarget, render_persist_file};
 use super::{Change, Plan};
 use crate::error::{Error, Result};
-use crate::files::{read_optional_no_links, write_atomically_no_links};
+use crate::files::{read_optional_no_links, write_atomically};
 use crate::sysctl::SysctlKey;
 use crate::sysctl::procsys::{ProcSys, WriteError};
 
@@ -210,7 +210,7 @@ pub(super) fn commit(
     }
     if let Some((path, content)) = file {
         let result = match content {
-            Some(text) => write_atomically_no_links(path, text),
+            Some(text) => write_atomically(path, text),
             None => crate::files::remove_no_links(path),
         };
         if let Err(e) = result {

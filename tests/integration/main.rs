@@ -13,6 +13,7 @@ mod netlink;
 mod netns;
 mod outputs;
 mod profiles;
+mod races;
 mod real_kernel;
 mod sysctl_d;
 mod untrusted;

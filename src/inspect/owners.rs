@@ -23,7 +23,7 @@ pub(crate) const MAX_OWNERS: usize = 10;
 /// open files (a database, a proxy) must not make a plain audit take seconds; past the budget the
 /// lookup stops, keeps what it found and says what it left out.
 const MAX_FDS_LOOKED_AT: usize = 200_000;
-const MAX_LOOKUP_TIME: Duration = Duration::from_millis(200);
+const MAX_LOOKUP_TIME: Duration = Duration::from_millis(400);
 /// Descriptors read between two looks at the clock.
 const CLOCK_EVERY: usize = 256;
 

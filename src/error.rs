@@ -199,12 +199,41 @@ pub(crate) enum Error {
     #[error("netlink sock_diag: {0}; --socket-source proc reads /proc/net/tcp instead")]
     Netlink(String),
 
+    /// The process ran out of file descriptors (EMFILE: its open-files limit; ENFILE: the system's
+    /// table) while reading: what could not be opened is not missing from the host, so this is an
+    /// error, never a finding, a note or a hint about the arguments.
+    #[error(
+        "out of file descriptors ({what}): raise the open-files limit (ulimit -n, LimitNOFILE= of a service; for \
+         ENFILE the system's fs.file-max) and run again"
+    )]
+    OutOfFiles { what: String },
+
     /// Writing the report failed (other than a closed pipe, which is not an error).
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
 }
 
+/// Whether `e` is running out of file descriptors (EMFILE or ENFILE).
+pub(crate) fn out_of_files(e: &std::io::Error) -> bool {
+    let code = e.raw_os_error();
+    code == Some(rustix::io::Errno::MFILE.raw_os_error()) || code == Some(rustix::io::Errno::NFILE.raw_os_error())
+}
+
 impl Error {
+    /// [`Error::Read`], or [`Error::OutOfFiles`] when the file could not be opened for want of a
+    /// descriptor (the hint about the file would then mislead).
+    pub(crate) fn read(path: PathBuf, source: std::io::Error, hint: &'static str) -> Error {
+        if out_of_files(&source) {
+            return Error::OutOfFiles { what: format!("reading {}: {source}", path.display()) };
+        }
+        Error::Read { path, source, hint }
+    }
+
+    /// [`Error::OutOfFiles`] for `e` when it is that, naming `what` was being done.
+    pub(crate) fn if_out_of_files(e: &std::io::Error, what: impl FnOnce() -> String) -> Option<Error> {
+        out_of_files(e).then(|| Error::OutOfFiles { what: format!("{}: {e}", what()) })
+    }
+
     /// The process exit status for this error.
     pub(crate) fn exit_code(&self) -> u8 {
         ERROR_EXIT_CODE
@@ -264,6 +293,19 @@ mod tests {
         assert_eq!(lines[1], "give a directory, or --archive FILE.tar.gz");
         assert!(lines.iter().all(|l| !l.contains('\n')));
         assert_eq!(several.exit_code(), 2);
+    }
+
+    #[test]
+    fn running_out_of_descriptors_is_its_own_error_without_the_files_hint() {
+        let emfile = std::io::Error::from_raw_os_error(rustix::io::Errno::MFILE.raw_os_error());
+        let err = Error::read("/proc/sys/kernel/osrelease".into(), emfile, "; --root must hold proc/sys");
+        let text = err.to_string();
+        assert!(text.starts_with("out of file descriptors (reading /proc/sys/kernel/osrelease: "), "{text}");
+        assert!(text.contains("ulimit -n") && !text.contains("--root") && !text.contains('\n'), "{text}");
+        let enfile = std::io::Error::from_raw_os_error(rustix::io::Errno::NFILE.raw_os_error());
+        assert!(out_of_files(&enfile));
+        let other = Error::read("/x".into(), std::io::Error::from(std::io::ErrorKind::NotFound), "; hint");
+        assert!(matches!(other, Error::Read { .. }));
     }
 
     #[test]

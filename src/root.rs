@@ -40,9 +40,10 @@ impl Root {
     pub(crate) fn open(path: &Path) -> Result<Root> {
         let root = |dir| Root { path: path.to_path_buf(), dir: Arc::new(dir), net_dir: PathBuf::from("proc/net") };
         match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => {
-                open_root(path).map(root).map_err(|e| Error::Root { path: path.to_path_buf(), reason: e.to_string() })
-            }
+            Ok(meta) if meta.is_dir() => open_root(path).map(root).map_err(|e| {
+                Error::if_out_of_files(&e, || format!("opening {}", path.display()))
+                    .unwrap_or_else(|| Error::Root { path: path.to_path_buf(), reason: e.to_string() })
+            }),
             Ok(_) => Err(Error::Root { path: path.to_path_buf(), reason: "not a directory".into() }),
             Err(e) => Err(Error::Root { path: path.to_path_buf(), reason: e.to_string() }),
         }
@@ -98,11 +99,7 @@ impl Root {
     /// namespace, for global keys such as `tcp_max_orphans`) does not have the key.
     pub(crate) fn read_sysctl(&self, key: &SysctlKey) -> Result<Option<String>> {
         let relative = Path::new("proc/sys").join(key.relative_path());
-        self.read_text(&relative, MAX_VALUE_BYTES).map_err(|source| Error::Read {
-            path: self.path.join(&relative),
-            source,
-            hint: "",
-        })
+        self.read_text(&relative, MAX_VALUE_BYTES).map_err(|source| Error::read(self.path.join(&relative), source, ""))
     }
 
     /// The kernel release (`proc/sys/kernel/osrelease`), trimmed.
@@ -110,7 +107,7 @@ impl Root {
         let relative = Path::new("proc/sys/kernel/osrelease");
         read_in_root(&self.dir, relative, 4096)
             .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
-            .map_err(|source| Error::Read { path: self.path.join(relative), source, hint: NOT_A_PROC_TREE })
+            .map_err(|source| Error::read(self.path.join(relative), source, NOT_A_PROC_TREE))
     }
 
     /// The host name (`proc/sys/kernel/hostname`), trimmed; `None` when it cannot be read.
@@ -123,7 +120,7 @@ impl Root {
         match read_in_root(&self.dir, &self.net_dir.join(name), MAX_TABLE_BYTES) {
             Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
             Err(e) if e.kind() == ErrorKind::NotFound && !required => Ok(None),
-            Err(source) => Err(Error::Read { path: self.proc_net_path(name), source, hint: hint_for(required) }),
+            Err(source) => Err(Error::read(self.proc_net_path(name), source, hint_for(required))),
         }
     }
 
@@ -133,7 +130,7 @@ impl Root {
             // The kernel produces these tables a page at a time; a larger buffer means fewer reads.
             Ok(file) => Ok(Some(BufReader::with_capacity(128 * 1024, file))),
             Err(e) if e.kind() == ErrorKind::NotFound && !required => Ok(None),
-            Err(source) => Err(Error::Read { path: self.proc_net_path(name), source, hint: hint_for(required) }),
+            Err(source) => Err(Error::read(self.proc_net_path(name), source, hint_for(required))),
         }
     }
 }

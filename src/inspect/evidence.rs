@@ -112,11 +112,17 @@ impl Owners {
         }
     }
 
-    fn attribute(&self, inspection: &mut Inspection) {
-        self.attribute_sockets(&mut inspection.sockets);
+    /// Looks up the owners of `inspection`'s sockets; a lookup cut short by its budget is also a
+    /// warning of the report.
+    fn attribute(&self, inspection: &mut Inspection) -> Result<()> {
+        self.attribute_sockets(&mut inspection.sockets)?;
+        if let (Owners::Pids { .. }, Some(partly)) = (self, &inspection.sockets.owners_unavailable) {
+            inspection.warnings.push(format!("owners of sockets {partly}"));
+        }
+        Ok(())
     }
 
-    fn attribute_sockets(&self, sockets: &mut crate::model::table::SocketSummary) {
+    fn attribute_sockets(&self, sockets: &mut crate::model::table::SocketSummary) -> Result<()> {
         match self {
             Owners::Pids { pids, .. } => owners::attribute(sockets, Some(pids), None),
             Owners::Unavailable(why) => owners::attribute(sockets, None, Some(why)),
@@ -130,9 +136,14 @@ impl Owners {
 
 /// Collects the evidence `request` asks for, reading `extra_keys` besides the audited ones.
 pub(crate) fn collect(request: &Request, extra_keys: Vec<String>) -> Result<Evidence> {
+    super::limits::raise_open_files();
     let root = Root::open(&request.root)?;
     // Listing the namespaces is cheap (one stat per process) and tells the owners of sockets.
-    let namespaces = if root.is_live() { netns::enumerate().ok() } else { None };
+    let namespaces = match root.is_live().then(netns::enumerate) {
+        Some(Ok(namespaces)) => Some(namespaces),
+        Some(Err(e @ Error::OutOfFiles { .. })) => return Err(e),
+        Some(Err(_)) | None => None,
+    };
     let others = |inode: Option<u64>| {
         let namespaces = namespaces.as_ref()?;
         let count = namespaces.list.iter().filter(|ns| Some(ns.inode) != inode).count();
@@ -208,7 +219,7 @@ pub(super) fn collect_in(root: &Root, request: &Request, extra_keys: &[String], 
         let (mut source, fallback) = open_source(root, request.socket_source)?;
         let tracking = Tracking { owners: owners.wanted(), ..Tracking::default() };
         let mut inspection = inspect::read(root, source.as_mut(), request.top, extra_keys, tracking)?;
-        owners.attribute(&mut inspection);
+        owners.attribute(&mut inspection)?;
         inspection.warnings.extend(fallback);
         return Ok(Evidence { inspection, rates: None, other_namespaces: None });
     };
@@ -243,7 +254,7 @@ fn between_reads(
         followed.begin_read(millis(first.taken.elapsed()));
         let tracking = Tracking { owners: owners.wanted(), followed: Some(followed), ..Tracking::default() };
         let mut sockets = inspect::read_sockets(source.as_mut(), &first.inspection.settings, tracking)?;
-        owners.attribute_sockets(&mut sockets);
+        owners.attribute_sockets(&mut sockets)?;
         first.seen_owners.add(&sockets);
         first.inspection.sockets.followed = sockets.followed.take();
         at = (at + step).max(Instant::now());
@@ -319,7 +330,7 @@ pub(super) fn first_read(root: &Root, request: &Request, extra_keys: &[String], 
     let record = Tracking { owners: owners.wanted(), record: true, followed: Some(followed), ..Tracking::default() };
     let mut inspection = inspect::read(root, source.as_mut(), usize::MAX, extra_keys, record)?;
     let taken = Instant::now();
-    owners.attribute(&mut inspection);
+    owners.attribute(&mut inspection)?;
     inspection.warnings.extend(fallback);
     let mut seen_owners = SeenOwners::default();
     seen_owners.add(&inspection.sockets);
@@ -347,7 +358,7 @@ pub(super) fn second_read(
         ..Tracking::default()
     };
     let mut second = inspect::read(root, source.as_mut(), usize::MAX, extra_keys, compare)?;
-    owners.attribute(&mut second);
+    owners.attribute(&mut second)?;
     first.seen_owners.fill(&mut second.sockets);
     second.warnings.extend(fallback);
     let rates = compare_reads(&first.inspection, &mut second, since.as_secs_f64());
@@ -379,7 +390,7 @@ pub(super) fn next_read(
     let taken = Instant::now();
     match owners {
         Some(owners) => {
-            owners.attribute(&mut now);
+            owners.attribute(&mut now)?;
             // The sample fills a bucket without owners from the read before; from one whose owners
             // were carried, that would keep a process that is long gone.
             if let Some(previous) = previous.as_mut().filter(|p| !p.owners_fresh) {
@@ -499,6 +510,7 @@ fn open_source(root: &Root, choice: SocketSourceChoice) -> Result<(Source<'_>, O
         SocketSourceChoice::Auto if !root.is_live() => Ok((proc(), None)),
         SocketSourceChoice::Auto => match NetlinkSocketSource::open() {
             Ok(netlink) => Ok((Box::new(netlink.skipping_empty_ipv6(root)), None)),
+            Err(e @ Error::OutOfFiles { .. }) => Err(e),
             Err(e) => Ok((proc(), Some(format!("{e}; read /proc/net/tcp instead")))),
         },
     }

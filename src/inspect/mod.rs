@@ -9,6 +9,7 @@ pub(crate) mod cgroup;
 pub(crate) mod conntrack;
 pub(crate) mod counters;
 pub(crate) mod evidence;
+pub(crate) mod limits;
 pub(crate) mod netlink;
 pub(crate) mod netns;
 pub(crate) mod owners;

@@ -45,8 +45,10 @@ fn netlink_error(what: &str, e: impl std::fmt::Display) -> Error {
 impl NetlinkSocketSource {
     /// Opens a sock_diag socket in the calling thread's network namespace.
     pub(crate) fn open() -> Result<NetlinkSocketSource> {
-        let mut socket =
-            Socket::new(NETLINK_SOCK_DIAG).map_err(|e| netlink_error("cannot open a sock_diag socket", e))?;
+        let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(|e| {
+            Error::if_out_of_files(&e, || "opening a sock_diag socket".into())
+                .unwrap_or_else(|| netlink_error("cannot open a sock_diag socket", e))
+        })?;
         socket.bind_auto().map_err(|e| netlink_error("cannot bind the sock_diag socket", e))?;
         socket.connect(&NetlinkAddr::new(0, 0)).map_err(|e| netlink_error("cannot connect the sock_diag socket", e))?;
         Ok(NetlinkSocketSource { socket, buffer: vec![0; RECEIVE_BUFFER], counts: None })

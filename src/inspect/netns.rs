@@ -82,14 +82,23 @@ impl Namespace {
     }
 
     /// Opens the namespace, checking that the file opened is still this namespace (a process may
-    /// have ended and its PID been reused). `None`: it is gone.
-    pub(crate) fn open(&self) -> Option<OwnedFd> {
-        let nsfs = nsfs_device().ok()?;
-        self.files.iter().find_map(|file| {
-            let fd = open_namespace_file(file).ok()?;
-            let stat = rustix::fs::fstat(&fd).ok()?;
-            (stat.st_dev == nsfs && stat.st_ino == self.inode).then_some(fd)
-        })
+    /// have ended and its PID been reused). `Ok(None)`: it is gone. Running out of descriptors is
+    /// an error, not a namespace gone.
+    pub(crate) fn open(&self) -> Result<Option<OwnedFd>> {
+        let Ok(nsfs) = nsfs_device() else { return Ok(None) };
+        for file in &self.files {
+            let fd = match open_namespace_file(file) {
+                Ok(fd) => fd,
+                Err(e) => match Error::if_out_of_files(&e, || format!("opening {}", file.display())) {
+                    Some(error) => return Err(error),
+                    None => continue,
+                },
+            };
+            if rustix::fs::fstat(&fd).is_ok_and(|stat| stat.st_dev == nsfs && stat.st_ino == self.inode) {
+                return Ok(Some(fd));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -252,21 +261,35 @@ pub(crate) fn enumerate() -> Result<Namespaces> {
         problem: format!("{e}; listing namespaces needs a mounted /proc"),
     })?;
     let mut found: BTreeMap<u64, Namespace> = BTreeMap::new();
-    add_named(nsfs, &mut found);
+    add_named(nsfs, &mut found)?;
     let unreadable = add_processes(nsfs, &mut found)?;
     let list = found.into_values().map(summarized).collect();
     Ok(Namespaces { list, unreadable })
 }
 
 /// Adds the namespaces bind-mounted under [`NAMED_DIRS`], each with its names and files.
-fn add_named(nsfs: u64, found: &mut BTreeMap<u64, Namespace>) {
+fn add_named(nsfs: u64, found: &mut BTreeMap<u64, Namespace>) -> Result<()> {
+    let out_of_files =
+        |e: &std::io::Error, path: &Path| Error::if_out_of_files(e, || format!("opening {}", path.display()));
     for (dir, prefix) in NAMED_DIRS {
-        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => match out_of_files(&e, Path::new(dir)) {
+                Some(error) => return Err(error),
+                None => continue,
+            },
+        };
         for dirent in entries.flatten().take(MAX_NAMED) {
             let path = dirent.path();
             // A link is looked at where it points (`ln -s /proc/PID/ns/net /run/netns/NAME` is a
             // known recipe): O_PATH opens nothing, and only a namespace file counts.
-            let Ok(handle) = rustix::fs::open(&path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) else { continue };
+            let handle = match rustix::fs::open(&path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) {
+                Ok(handle) => handle,
+                Err(e) => match out_of_files(&e.into(), &path) {
+                    Some(error) => return Err(error),
+                    None => continue,
+                },
+            };
             let Ok(stat) = rustix::fs::fstat(&handle) else { continue };
             // `ip netns add` leaves an empty file when the mount failed: not a namespace.
             if stat.st_dev != nsfs {
@@ -281,14 +304,16 @@ fn add_named(nsfs: u64, found: &mut BTreeMap<u64, Namespace>) {
             ns.files.push(path);
         }
     }
+    Ok(())
 }
 
 /// Adds every process to the namespace it is in, lowest PID first; returns how many processes'
 /// namespaces could not be read.
 fn add_processes(nsfs: u64, found: &mut BTreeMap<u64, Namespace>) -> Result<usize> {
-    let Ok(processes) = std::fs::read_dir("/proc") else {
-        return Err(Error::Namespace { path: "/proc".into(), problem: "cannot list processes".into() });
-    };
+    let processes = std::fs::read_dir("/proc").map_err(|e| {
+        Error::if_out_of_files(&e, || "listing /proc".into())
+            .unwrap_or_else(|| Error::Namespace { path: "/proc".into(), problem: "cannot list processes".into() })
+    })?;
     let mut unreadable = 0;
     let mut pids: Vec<u32> = processes.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).collect();
     pids.sort_unstable();
@@ -393,7 +418,7 @@ mod tests {
         let own = current().expect("own namespace");
         let ns = namespaces.get(own).expect("our namespace is listed");
         assert!(ns.all_pids.contains(&std::process::id()), "{ns:?}");
-        assert!(ns.open().is_some_and(|fd| inode_of(&fd).ok() == Some(own)));
+        assert!(ns.open().expect("open").is_some_and(|fd| inode_of(&fd).ok() == Some(own)));
         assert_eq!(ns.process_count, ns.all_pids.len());
     }
 

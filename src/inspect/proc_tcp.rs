@@ -137,7 +137,7 @@ fn scan_table(
     let mut line = Vec::with_capacity(256);
     let mut number = 0;
     let mut skipped = 0usize;
-    let read_error = |source| crate::error::Error::Read { path: path.to_path_buf(), source, hint: "" };
+    let read_error = |source| crate::error::Error::read(path.to_path_buf(), source, "");
     loop {
         line.clear();
         let read = (&mut reader).take(MAX_LINE as u64).read_until(b'\n', &mut line).map_err(read_error)?;

@@ -3,14 +3,21 @@
 //!
 //! With `--sample`, every namespace is read once, then all wait one interval together, then every
 //! namespace is read again: the samples cover the same window and the sweep takes one interval,
-//! however many namespaces there are. The namespaces stay open between the reads, so none can
-//! disappear in between.
+//! however many namespaces there are.
+//!
+//! Descriptors: a namespace is opened by the worker that reads it, just before, and closed right
+//! after (the worker's thread stays in it without a descriptor), so a sweep holds at most one
+//! namespace descriptor per worker ([`WORKERS`]), whatever the host has: a user without privileges
+//! can make about a thousand namespaces, and the common soft limit is 1 024 files. The second read
+//! of a `--sample` opens the namespace again by its inode, through the files listed anew (a
+//! process that held it may have ended); one gone in between is a note, as one gone before its
+//! first read.
 //!
 //! A namespace that cannot be opened any more (its last process ended, or `ip netns del`) between
 //! the listing and its read is a note. Any other failure to read a namespace fails the sweep: a
-//! sweep that silently audited less than the host has would pass a gate it should not.
+//! sweep that silently audited less than the host has would pass a gate it should not. Running out
+//! of descriptors is such a failure ([`Error::OutOfFiles`]), never a namespace gone.
 
-use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,35 +76,39 @@ pub(crate) fn sweep(request: &Request, extra_keys: &[String]) -> Result<Sweep> {
             reason: "entering another namespace and reading its processes needs root".into(),
         });
     }
+    super::limits::raise_open_files();
     let found = netns::enumerate()?;
     pause_for_tests();
-    let opened: Vec<Option<OwnedFd>> = found.list.iter().map(Namespace::open).collect();
     let owners = |namespaces: Option<&Namespaces>, ns: &Namespace| Owners::of(true, namespaces, Some(ns.inode));
 
     let list = &found.list;
-    let users = user_namespaces(list, &opened)?;
+    let users = user_namespaces(list)?;
     let evidence: Vec<Option<Result<Evidence>>> = match request.sample {
         None => parallel(list.len(), |i| {
-            in_namespace(&list[i], opened[i].as_ref(), |root| {
+            in_namespace(&list[i], |root| {
                 evidence::collect_in(root, request, extra_keys, &owners(Some(&found), &list[i]))
             })
         })?,
         Some(interval) => {
             let first = parallel(list.len(), |i| {
-                in_namespace(&list[i], opened[i].as_ref(), |root| {
+                in_namespace(&list[i], |root| {
                     evidence::first_read(root, request, extra_keys, &owners(Some(&found), &list[i]))
                 })
             })?;
             std::thread::sleep(interval);
-            // Processes listed again: a client started per request may be new since the first read.
-            let now = netns::enumerate().ok();
+            // Processes listed again: a client started per request may be new since the first read,
+            // and the namespace is opened again through the files of this listing.
+            let now = match netns::enumerate() {
+                Ok(now) => Some(now),
+                Err(e @ Error::OutOfFiles { .. }) => return Err(e),
+                Err(_) => None,
+            };
             let pending: Vec<Mutex<Option<Result<FirstRead>>>> = first.into_iter().map(Mutex::new).collect();
             parallel(list.len(), |i| {
                 let first = pending[i].lock().ok()?.take()?;
                 let owners = owners(now.as_ref().or(Some(&found)), &list[i]);
-                in_namespace(&list[i], opened[i].as_ref(), |root| {
-                    evidence::second_read(root, request, extra_keys, &owners, first?)
-                })
+                let listed = now.as_ref().and_then(|now| now.get(list[i].inode)).unwrap_or(&list[i]);
+                in_namespace(listed, |root| evidence::second_read(root, request, extra_keys, &owners, first?))
             })?
         }
     };
@@ -124,22 +135,21 @@ pub(crate) fn sweep(request: &Request, extra_keys: &[String]) -> Result<Sweep> {
 }
 
 /// Who owns each namespace, told from inside it ([`netns::user_namespace_here`]).
-fn user_namespaces(list: &[Namespace], opened: &[Option<OwnedFd>]) -> Result<Vec<Option<Result<UserNamespace>>>> {
-    parallel(list.len(), |i| {
-        in_namespace(&list[i], opened[i].as_ref(), |_| Ok(netns::user_namespace_here(&list[i].all_pids)))
-    })
+fn user_namespaces(list: &[Namespace]) -> Result<Vec<Option<Result<UserNamespace>>>> {
+    parallel(list.len(), |i| in_namespace(&list[i], |_| Ok(netns::user_namespace_here(&list[i].all_pids))))
 }
 
-/// Runs `read` in namespace `ns` (open as `fd`) on the calling worker thread, which stays there.
-/// `None`: the namespace could not be opened any more.
-pub(super) fn in_namespace<T>(
-    ns: &Namespace,
-    fd: Option<&OwnedFd>,
-    read: impl FnOnce(&Root) -> Result<T>,
-) -> Option<Result<T>> {
-    let fd = fd?;
+/// Opens namespace `ns`, moves the calling worker thread into it (where it stays) and closes it
+/// again, then runs `read` there. `None`: the namespace could not be opened any more.
+pub(super) fn in_namespace<T>(ns: &Namespace, read: impl FnOnce(&Root) -> Result<T>) -> Option<Result<T>> {
+    let fd = match ns.open() {
+        Ok(fd) => fd?,
+        Err(e) => return Some(Err(e)),
+    };
     let shown = format!("net:[{}] ({})", ns.inode, ns.label());
-    Some(evidence::enter(fd, Path::new(&shown)).and_then(|()| read(&Root::thread_network_namespace()?)))
+    let entered = evidence::enter(&fd, Path::new(&shown));
+    drop(fd);
+    Some(entered.and_then(|()| read(&Root::thread_network_namespace()?)))
 }
 
 /// `work(0..count)` on [`WORKERS`] threads, results in order.

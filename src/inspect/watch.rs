@@ -7,7 +7,6 @@
 //! changes far more slowly than how full it is. In between, buckets keep the owners last found.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::time::{Duration, Instant};
@@ -78,6 +77,7 @@ pub(crate) fn check(request: &Request) -> Result<()> {
 /// Starts watching what `request` names (see [`check`]), one read every `interval`.
 pub(crate) fn start(request: Request, interval: Duration) -> Result<Watch> {
     check(&request)?;
+    super::limits::raise_open_files();
     // One tick in flight: a view that cannot keep up makes the reader wait, not memory grow.
     let (send, ticks) = mpsc::sync_channel(1);
     let (stop, stopped) = mpsc::channel();
@@ -183,11 +183,12 @@ impl Reader {
         }
     }
 
-    /// Reads every namespace of the host, as a sweep does, until the watch ends. Namespaces stay
-    /// open from one tick to the next, so each read is compared with the same namespace's last;
-    /// one no longer listed is closed (and its last read dropped).
+    /// Reads every namespace of the host, as a sweep does, until the watch ends. Each read is kept,
+    /// by the namespace's inode, to compare the next with; the namespace itself is opened again at
+    /// every tick (from that tick's listing) and closed once read, so the watch holds a few
+    /// descriptors, not one per namespace. The read of one no longer listed is dropped.
     fn every_namespace(mut self) {
-        let mut kept: HashMap<u64, (OwnedFd, Option<FirstRead>)> = HashMap::new();
+        let mut kept: HashMap<u64, FirstRead> = HashMap::new();
         loop {
             let started = Instant::now();
             let found = match netns::enumerate() {
@@ -197,18 +198,11 @@ impl Reader {
                     return;
                 }
             };
-            let missing =
-                kept.values().any(|(_, p)| p.as_ref().is_some_and(|p| owner_missing(&p.inspection, self.request.top)));
+            let missing = kept.values().any(|p| owner_missing(&p.inspection, self.request.top));
             let look_up = self.owners.now(started, missing);
             let mut last = std::mem::take(&mut kept);
-            let opened: Vec<Option<(OwnedFd, Mutex<Option<FirstRead>>)>> = found
-                .list
-                .iter()
-                .map(|ns| match last.remove(&ns.inode) {
-                    Some((fd, previous)) => Some((fd, Mutex::new(previous))),
-                    None => ns.open().map(|fd| (fd, Mutex::new(None))),
-                })
-                .collect();
+            let previous: Vec<Mutex<Option<FirstRead>>> =
+                found.list.iter().map(|ns| Mutex::new(last.remove(&ns.inode))).collect();
             // What is left was not listed again: gone.
             for inode in last.into_keys() {
                 crate::inspect::conntrack::forget_rules(inode);
@@ -216,13 +210,12 @@ impl Reader {
             let list = &found.list;
             let owners = |ns: &Namespace| look_up.then(|| Owners::of(true, Some(&found), Some(ns.inode)));
             let read = sweep::parallel(list.len(), |i| {
-                let (fd, previous) = opened[i].as_ref()?;
-                let previous = previous.lock().ok()?.take();
-                sweep::in_namespace(&list[i], Some(fd), |root| {
+                let previous = previous[i].lock().ok()?.take();
+                sweep::in_namespace(&list[i], |root| {
                     evidence::next_read(root, &self.request, &[], owners(&list[i]).as_ref(), previous)
                 })
             });
-            let tick = read.map(|results| collect(&found, opened, results, &mut kept, started));
+            let tick = read.and_then(|results| collect(&found, results, &mut kept, started));
             if !self.deliver(tick, started) {
                 return;
             }
@@ -246,32 +239,33 @@ impl Reader {
 
 /// The tick of one sweep; each namespace's read is kept for the next. A namespace that could not
 /// be read is a note: a view kept open for hours outlives many containers, and one that fails must
-/// not end the others'.
+/// not end the others'. Running out of descriptors ends the watch with its error: it is no
+/// namespace's, and a view of the namespaces that happened to be read would mislead.
 fn collect(
     found: &Namespaces,
-    opened: Vec<Option<(OwnedFd, Mutex<Option<FirstRead>>)>>,
     results: Vec<Option<Result<(Evidence, FirstRead)>>>,
-    kept: &mut HashMap<u64, (OwnedFd, Option<FirstRead>)>,
+    kept: &mut HashMap<u64, FirstRead>,
     started: Instant,
-) -> Tick {
+) -> Result<Tick> {
     let mut tick = Tick { namespaces: Vec::new(), notes: Vec::new(), took: Duration::ZERO };
-    for ((ns, opened), result) in found.list.iter().zip(opened).zip(results) {
-        match (opened, result) {
-            (Some((fd, _)), Some(Ok((mut evidence, read)))) => {
-                kept.insert(ns.inode, (fd, Some(read)));
+    for (ns, result) in found.list.iter().zip(results) {
+        match result {
+            Some(Ok((mut evidence, read))) => {
+                kept.insert(ns.inode, read);
                 evidence.inspection.initial_namespace = found.is_initial(ns.inode);
                 tick.namespaces.push(Watched { inode: ns.inode, label: ns.label(), evidence });
             }
-            (_, Some(Err(e))) => tick.notes.push(format!("net:[{}] ({}) not read: {e}", ns.inode, ns.label())),
+            Some(Err(e @ Error::OutOfFiles { .. })) => return Err(e),
+            Some(Err(e)) => tick.notes.push(format!("net:[{}] ({}) not read: {e}", ns.inode, ns.label())),
             // Gone between the listing and its read: it is not shown any more.
-            _ => {}
+            None => {}
         }
     }
     if found.unreadable > 0 {
         tick.notes.push(Note::Unreadable { processes: found.unreadable }.to_string());
     }
     tick.took = started.elapsed();
-    tick
+    Ok(tick)
 }
 
 /// A note when the watched namespace has no process and no name left: only twtune's reading

@@ -396,7 +396,9 @@ fn conntrack_table(report: &Report, ct: &Conntrack, out: &mut dyn Write) -> io::
 fn bucket_details(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let s = &report.sockets;
     if let Some(why) = &s.owners_unavailable {
-        writeln!(out, "  {DIM}owners not shown: {why}{DIM:#}")?;
+        // Owners found in part (the lookup's budget) are shown, with what was left out.
+        let lead = if s.buckets.iter().any(|b| b.owners.is_some()) { "owners" } else { "owners not shown:" };
+        writeln!(out, "  {DIM}{lead} {why}{DIM:#}")?;
     }
     for b in &s.buckets {
         let mut parts = Vec::new();

@@ -179,15 +179,17 @@ impl Tree {
     /// are normal; an unreadable directory or file is a problem, not an error, so one bad file does
     /// not hide the rest.
     pub(crate) fn read(root: &Path) -> Result<Tree> {
-        let dir = crate::files::open_root(root)
-            .map_err(|e| Error::Root { path: root.to_path_buf(), reason: e.to_string() })?;
+        let dir = crate::files::open_root(root).map_err(|e| {
+            Error::if_out_of_files(&e, || format!("opening {}", root.display()))
+                .unwrap_or_else(|| Error::Root { path: root.to_path_buf(), reason: e.to_string() })
+        })?;
         let tree = Beneath { path: root, dir: &dir };
         // procps reads every directory systemd reads, so its list (and its read problems) covers
         // systemd's too.
         let mut problems = Vec::new();
-        let systemd = collect(&tree, SYSTEMD_DIRS, &mut Vec::new());
-        let mut procps = collect(&tree, PROCPS_DIRS, &mut problems);
-        if let Some(file) = read_conf(&tree, SYSCTL_CONF, "/etc/sysctl.conf", &mut problems) {
+        let systemd = collect(&tree, SYSTEMD_DIRS, &mut Vec::new())?;
+        let mut procps = collect(&tree, PROCPS_DIRS, &mut problems)?;
+        if let Some(file) = read_conf(&tree, SYSCTL_CONF, "/etc/sysctl.conf", &mut problems)? {
             procps.push(file);
         }
         // /etc/sysctl.conf is often read twice (as 99-sysctl.conf and at the end): report it once.
@@ -296,8 +298,9 @@ struct Beneath<'a> {
 const MAX_CONF_BYTES: u64 = 1 << 20;
 
 /// The files of `dirs` beneath the root in application order: first directory wins a file name, a
-/// link to /dev/null masks the name, the rest sorted by file name.
-fn collect(root: &Beneath<'_>, dirs: &[&str], problems: &mut Vec<String>) -> Vec<ConfFile> {
+/// link to /dev/null masks the name, the rest sorted by file name. Running out of descriptors is
+/// an error: a file that could not be opened for want of one is no problem of the tree.
+fn collect(root: &Beneath<'_>, dirs: &[&str], problems: &mut Vec<String>) -> Result<Vec<ConfFile>> {
     let mut chosen: std::collections::BTreeMap<String, Option<String>> = Default::default();
     for dir in dirs {
         let mut names = match list_in_root(root.dir, Path::new(dir)) {
@@ -306,6 +309,10 @@ fn collect(root: &Beneath<'_>, dirs: &[&str], problems: &mut Vec<String>) -> Vec
                 continue;
             }
             Err(e) => {
+                if let Some(error) = Error::if_out_of_files(&e, || format!("listing {}", root.path.join(dir).display()))
+                {
+                    return Err(error);
+                }
                 problems.push(format!("/{dir}: cannot read the directory: {e}"));
                 continue;
             }
@@ -322,17 +329,18 @@ fn collect(root: &Beneath<'_>, dirs: &[&str], problems: &mut Vec<String>) -> Vec
             chosen.insert(name, (!masked).then_some(relative));
         }
     }
-    chosen
-        .into_values()
-        .flatten()
-        .filter_map(|relative| read_conf(root, &relative, &format!("/{relative}"), problems))
-        .collect()
+    let mut files = Vec::new();
+    for relative in chosen.into_values().flatten() {
+        files.extend(read_conf(root, &relative, &format!("/{relative}"), problems)?);
+    }
+    Ok(files)
 }
 
 /// Reads and parses one file, a link resolved inside the root (an absolute target such as
 /// `/etc/sysctl.conf` means `ROOT/etc/sysctl.conf`). A missing file is `None`; an unreadable,
-/// dangling, oversized or not regular one (a FIFO, a device) is `None` with a problem.
-fn read_conf(root: &Beneath<'_>, relative: &str, shown: &str, problems: &mut Vec<String>) -> Option<ConfFile> {
+/// dangling, oversized or not regular one (a FIFO, a device) is `None` with a problem; running out
+/// of descriptors is an error.
+fn read_conf(root: &Beneath<'_>, relative: &str, shown: &str, problems: &mut Vec<String>) -> Result<Option<ConfFile>> {
     let path = root.path.join(relative);
     let link = link_in_root(root.dir, Path::new(relative)).ok();
     // The file the link names, for telling two names of one file apart.
@@ -344,13 +352,16 @@ fn read_conf(root: &Beneath<'_>, relative: &str, shown: &str, problems: &mut Vec
     match read_in_root(root.dir, Path::new(relative), MAX_CONF_BYTES) {
         Ok(bytes) => {
             let parsed = parse_conf(&String::from_utf8_lossy(&bytes));
-            Some(ConfFile { path: shown.to_string(), source, lines: parsed.lines, problems: parsed.problems })
+            Ok(Some(ConfFile { path: shown.to_string(), source, lines: parsed.lines, problems: parsed.problems }))
         }
-        Err(e) if e.kind() == ErrorKind::NotFound && link.is_none() => None,
-        Err(e) => {
-            problems.push(format!("{shown}: cannot read: {e}"));
-            None
-        }
+        Err(e) if e.kind() == ErrorKind::NotFound && link.is_none() => Ok(None),
+        Err(e) => match Error::if_out_of_files(&e, || format!("reading {}", path.display())) {
+            Some(error) => Err(error),
+            None => {
+                problems.push(format!("{shown}: cannot read: {e}"));
+                Ok(None)
+            }
+        },
     }
 }
 

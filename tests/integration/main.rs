@@ -7,6 +7,7 @@ mod conntrack;
 mod differential;
 mod export;
 mod layout;
+mod limits;
 mod man;
 mod namespaces;
 mod netlink;

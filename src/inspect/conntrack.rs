@@ -86,13 +86,25 @@ fn netlink_error(what: &str, e: impl std::fmt::Display) -> Failed {
 }
 
 impl ConntrackDump {
-    pub(crate) fn open() -> std::result::Result<ConntrackDump, Failed> {
+    /// The socket, or why the dump cannot be had (`Ok(Err(..))`); running out of descriptors is
+    /// an error of its own, never a table said to be unavailable.
+    pub(crate) fn open() -> crate::error::Result<std::result::Result<ConntrackDump, Failed>> {
         use netlink_sys::protocols::NETLINK_NETFILTER;
-        let mut socket = netlink_sys::Socket::new(NETLINK_NETFILTER)
-            .map_err(|e| netlink_error("cannot open a netfilter netlink socket", e))?;
-        socket.bind_auto().map_err(|e| netlink_error("cannot bind", e))?;
-        socket.connect(&netlink_sys::SocketAddr::new(0, 0)).map_err(|e| netlink_error("cannot connect", e))?;
-        Ok(ConntrackDump { socket, buffer: vec![0; RECEIVE_BUFFER] })
+        let mut socket = match netlink_sys::Socket::new(NETLINK_NETFILTER) {
+            Ok(socket) => socket,
+            Err(e) => {
+                if let Some(error) =
+                    crate::error::Error::if_out_of_files(&e, || "opening a netfilter netlink socket".into())
+                {
+                    return Err(error);
+                }
+                return Ok(Err(netlink_error("cannot open a netfilter netlink socket", e)));
+            }
+        };
+        let connected = socket.bind_auto().map_err(|e| netlink_error("cannot bind", e)).and_then(|_| {
+            socket.connect(&netlink_sys::SocketAddr::new(0, 0)).map_err(|e| netlink_error("cannot connect", e))
+        });
+        Ok(connected.map(|()| ConntrackDump { socket, buffer: vec![0; RECEIVE_BUFFER] }))
     }
 
     /// Streams every entry, both families, through `visit`.
@@ -398,9 +410,23 @@ pub(crate) fn dump(
     range: NatRange,
     top: usize,
     warnings: &mut Vec<String>,
+) -> crate::error::Result<std::result::Result<FlowSummary, Failed>> {
+    let mut dump = match ConntrackDump::open()? {
+        Ok(dump) => dump,
+        Err(failed) => return Ok(Err(failed)),
+    };
+    Ok(counted(&mut dump, range, top, warnings))
+}
+
+/// The dump counted into a summary.
+fn counted(
+    dump: &mut ConntrackDump,
+    range: NatRange,
+    top: usize,
+    warnings: &mut Vec<String>,
 ) -> std::result::Result<FlowSummary, Failed> {
     let mut counter = FlowCounter::new(range);
-    ConntrackDump::open()?.scan(&mut |flow| counter.add(flow), warnings)?;
+    dump.scan(&mut |flow| counter.add(flow), warnings)?;
     let summary = counter.finish(top);
     if summary.untracked_buckets > 0 {
         warnings.push(format!(

@@ -204,7 +204,7 @@ fn read_conntrack(root: &Root, top: usize, warnings: &mut Vec<String>) -> Result
         // Without root the dump is tried all the same: its refusal says what is missing.
         let empty = count == 0 && rustix::process::geteuid().is_root();
         let dumped =
-            if empty { Ok(crate::model::nat::FlowSummary::default()) } else { conntrack::dump(range, top, warnings) };
+            if empty { Ok(crate::model::nat::FlowSummary::default()) } else { conntrack::dump(range, top, warnings)? };
         match dumped {
             Ok(table) => (range, source, Some(table), None),
             Err(e) => (range, source, None, Some(e.to_string())),

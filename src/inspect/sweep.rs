@@ -113,6 +113,16 @@ pub(crate) fn sweep(request: &Request, extra_keys: &[String]) -> Result<Sweep> {
         }
     };
 
+    gathered(found, evidence, users)
+}
+
+/// The sweep of the namespaces `found`, from what was read in each (`None`: it had gone) and who
+/// owns it.
+fn gathered(
+    found: Namespaces,
+    evidence: Vec<Option<Result<Evidence>>>,
+    users: Vec<Option<Result<UserNamespace>>>,
+) -> Result<Sweep> {
     let mut sweep = Sweep { namespaces: Vec::new(), notes: Vec::new() };
     let host_found = found.list.iter().any(|ns| ns.host);
     for ((mut namespace, outcome), user) in found.list.into_iter().zip(evidence).zip(users) {

@@ -248,7 +248,12 @@ fn between_reads(
     // A read that takes longer than a step (a host of many processes) delays the next, never the end.
     while at + step / 2 < end {
         std::thread::sleep(at.saturating_duration_since(Instant::now()));
-        owners = owners.refreshed(netns::enumerate().ok().as_ref());
+        let listed = match netns::enumerate() {
+            Ok(listed) => Some(listed),
+            Err(e @ Error::OutOfFiles { .. }) => return Err(e),
+            Err(_) => None,
+        };
+        owners = owners.refreshed(listed.as_ref());
         let (mut source, _) = open_source(root, request.socket_source)?;
         let mut followed = first.inspection.sockets.followed.take().unwrap_or_default();
         followed.begin_read(millis(first.taken.elapsed()));

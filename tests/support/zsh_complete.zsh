@@ -3,7 +3,8 @@
 zmodload zsh/zpty
 zpty z zsh -f -i
 zpty -w z "PS1=''; fpath=($1 \$fpath); autoload -U compinit; compinit -u -D"
-zpty -w z "compadd () { builtin compadd -O __hits \"\$@\"; (( \$#__hits )) && print -l -- \"HIT:\"\${^__hits} }"
+# The marker is written in two pieces: the terminal may echo this line, which must not match.
+zpty -w z "compadd () { builtin compadd -O __hits \"\$@\"; (( \$#__hits )) && print -l -- \"H\"\"IT:\"\${^__hits} }"
 zpty -w z "zstyle ':completion:*' list-prompt ''"
 zpty -w z "$2"$'\t'
 local all="" chunk

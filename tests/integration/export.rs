@@ -328,7 +328,7 @@ fn output_to_a_device_is_refused_and_the_device_stays() {
 }
 
 /// The oldest and newest Kubernetes versions the pinned kubernetes-validate has schemas for.
-const KUBERNETES_VERSIONS: &[&str] = &["1.25.0", "1.37.0"];
+pub(crate) const KUBERNETES_VERSIONS: &[&str] = &["1.25.0", "1.37.0"];
 
 #[test]
 fn the_kubernetes_export_is_a_valid_pod_for_the_oldest_and_newest_schemas() {
@@ -358,7 +358,7 @@ fn the_kubernetes_export_is_a_valid_pod_for_the_oldest_and_newest_schemas() {
 }
 
 /// A tool of the test venv (scripts/test installs it, pinned), from its environment variable.
-fn venv_tool(variable: &str, name: &str) -> Option<PathBuf> {
+pub(crate) fn venv_tool(variable: &str, name: &str) -> Option<PathBuf> {
     let tool = std::env::var_os(variable).map(PathBuf::from).filter(|p| p.exists());
     if tool.is_none() {
         assert!(

@@ -4,6 +4,7 @@
 mod apply;
 mod audit;
 mod conntrack;
+mod deploy;
 mod differential;
 mod export;
 mod layout;

@@ -6,6 +6,7 @@ mod audit;
 mod conntrack;
 mod differential;
 mod export;
+mod install;
 mod layout;
 mod limits;
 mod man;

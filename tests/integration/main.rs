@@ -7,6 +7,7 @@ mod conntrack;
 mod deploy;
 mod differential;
 mod export;
+mod install;
 mod layout;
 mod limits;
 mod man;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use std::ffi::OsString;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::error::Error;
 
@@ -431,15 +431,19 @@ pub(crate) enum Parsed {
 /// Parses the arguments (the first is the program name). A usage error is one line, like every
 /// other error.
 pub(crate) fn parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Result<Parsed, Error> {
-    match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    match Cli::try_parse_from(&args) {
         Ok(cli) => Ok(Parsed::Run(cli)),
         Err(err) if !err.use_stderr() => Ok(Parsed::Print(err)),
-        // Bare `twtune`: clap would print the description as if it were the error.
-        Err(err) if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Err(Error::Usage(
-            "a command is needed (audit, watch, explain, apply, rollback, export, snapshot, profiles, completions); \
-             see 'twtune --help'"
-                .into(),
-        )),
+        // A command without its subcommand (`twtune`, `twtune profiles`): clap would print the
+        // help as if it were the error.
+        Err(err) if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let (command, subcommands) = missing_subcommand(&args);
+            Err(Error::Usage(format!(
+                "a command is needed after '{command}' ({}); see '{command} --help'",
+                subcommands.join(", ")
+            )))
+        }
         Err(err) => Err(Error::Usage(format!("{}; see 'twtune --help'", usage_line(&err.render().to_string())))),
     }
 }
@@ -450,7 +454,24 @@ fn usage_line(rendered: &str) -> String {
     let paragraph: Vec<&str> = rendered.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
     let text = paragraph.join(" ");
     let text = text.trim_start_matches("error: ").trim_end_matches(':');
-    if text.is_empty() { "invalid arguments".to_string() } else { text.to_string() }
+    // clap's suggestions ("tip: a similar subcommand exists: 'audit'") are kept.
+    let tips: Vec<&str> = rendered.lines().map(str::trim).filter(|l| l.starts_with("tip: ")).collect();
+    let text = if text.is_empty() { "invalid arguments" } else { text };
+    [text].into_iter().chain(tips).collect::<Vec<_>>().join("; ")
+}
+
+/// The subcommands of the command the arguments name, as far as they name one (`twtune profiles`
+/// gives `profiles` and its `list`, `show`, `check`).
+fn missing_subcommand(args: &[OsString]) -> (String, Vec<String>) {
+    let mut command = Cli::command();
+    let mut path = vec!["twtune".to_string()];
+    for arg in args.iter().skip(1).filter_map(|a| a.to_str()) {
+        let Some(sub) = command.find_subcommand(arg).cloned() else { break };
+        path.push(arg.to_string());
+        command = sub;
+    }
+    let names = command.get_subcommands().map(|c| c.get_name().to_string()).filter(|n| n != "help").collect();
+    (path.join(" "), names)
 }
 
 #[cfg(test)]
@@ -482,7 +503,7 @@ mod tests {
         assert_eq!(usage_line(rendered), "the following required arguments were not provided: <DIR>");
         assert_eq!(
             usage_line("error: unexpected argument '--x' found\n\n  tip: ...\n"),
-            "unexpected argument '--x' found"
+            "unexpected argument '--x' found; tip: ..."
         );
         assert_eq!(usage_line(""), "invalid arguments");
     }

@@ -125,6 +125,29 @@ pub(crate) fn spec_of(name: &str) -> Option<&'static KeySpec> {
     KEYS.iter().find(|k| k.name == name)
 }
 
+/// The known key closest to `name` by edit distance, for "did you mean" (none further than a third
+/// of the name's length).
+pub(crate) fn closest(name: &str) -> Option<&'static str> {
+    let limit = name.chars().count() / 3 + 1;
+    KEYS.iter().map(|k| (edit_distance(name, k.name), k.name)).filter(|(d, _)| *d <= limit).min().map(|(_, n)| n)
+}
+
+/// Levenshtein distance between `a` and `b`, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substituted = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
 /// The keys every audit reads, sorted by name. A key the kernel lacks is reported as absent (`null`).
 pub(crate) fn audited_keys() -> impl Iterator<Item = &'static str> {
     KEYS.iter().filter(|k| k.audited).map(|k| k.name)

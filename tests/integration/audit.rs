@@ -224,7 +224,30 @@ fn bad_arguments_exit_2_with_one_line() {
     Run::new(&["frobnicate"]).status(2).stderr(Expect::one_line(&["'frobnicate'", "; see 'twtune --help'"])).run();
     Run::new(&[])
         .status(2)
-        .stderr("twtune: a command is needed (audit, watch, explain, apply, rollback, export, snapshot, profiles, completions); see 'twtune --help'\n")
+        .stderr("twtune: a command is needed after 'twtune' (audit, watch, explain, apply, rollback, export, snapshot, completions, profiles); see 'twtune --help'\n")
+        .run();
+    // A command that needs its own subcommand lists those, and a misspelt command keeps clap's tip.
+    Run::new(&["profiles"])
+        .status(2)
+        .stderr(
+            "twtune: a command is needed after 'twtune profiles' (list, show, check); see 'twtune profiles --help'\n",
+        )
+        .run();
+    Run::new(&["audti"])
+        .status(2)
+        .stderr(
+            "twtune: unrecognized subcommand 'audti'; tip: a similar subcommand exists: 'audit'; see 'twtune --help'\n",
+        )
+        .run();
+    // A key neither twtune, the kernel nor a sysctl.d file knows is a mistake (exit 2, the closest known key); a
+    // known key the kernel lacks is a fact (exit 0, "absent").
+    Run::new(&["explain", "net.ipv4.tcp_tw_reus"])
+        .status(2)
+        .stderr("twtune: unknown key \"net.ipv4.tcp_tw_reus\": twtune does not know it, this kernel does not have it and no sysctl.d file sets it; did you mean net.ipv4.tcp_tw_reuse?\n")
+        .run();
+    Run::new(&["explain", "net.ipv4.tcp_tw_recycle"])
+        .status(0)
+        .stdout(Expect::satisfies("the key, absent", |s| s.contains("absent on this kernel")))
         .run();
     // A missing argument keeps the names clap lists below its first line.
     Run::new(&["snapshot"])

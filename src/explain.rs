@@ -56,6 +56,19 @@ pub(crate) struct ProfileExpectation {
     pub risk: Option<String>,
 }
 
+/// Refuses a key twtune does not know, on a live system where neither the kernel nor any sysctl.d
+/// file knows it either: a mistake, not a key absent on this kernel (a captured tree holds only the
+/// keys it was captured with, so there absence says nothing).
+fn known(arg: &str, name: &str) -> Result<()> {
+    if crate::sysctl::keys::spec_of(name).is_some() {
+        return Ok(());
+    }
+    let hint = crate::sysctl::keys::closest(name).map(|k| format!("; did you mean {k}?")).unwrap_or_default();
+    Err(Error::Usage(format!(
+        "unknown key {arg:?}: twtune does not know it, this kernel does not have it and no sysctl.d file sets it{hint}"
+    )))
+}
+
 /// Explains `arg` (a key in dotted or `/` form) beneath `root`.
 pub(crate) fn explain(root: &Root, arg: &str, profile: Option<&Profile>) -> Result<Explanation> {
     // Errors name the key as the user wrote it, not its normalised form.
@@ -67,16 +80,8 @@ pub(crate) fn explain(root: &Root, arg: &str, profile: Option<&Profile>) -> Resu
     let runtime = root.read_sysctl(&key)?.map(|v| fold_whitespace(&v));
     let tree = Tree::read(root.path())?;
     let resolution = tree.resolve(name);
-    // On a live system, a key that neither twtune, the kernel nor any sysctl.d file knows is a
-    // mistake, not a key absent on this kernel. (A captured tree holds only the keys it was
-    // captured with: there, absent says nothing.)
-    let unknown = runtime.is_none() && resolution.all.is_empty() && crate::sysctl::keys::spec_of(name).is_none();
-    if unknown && root.is_live() {
-        let hint = crate::sysctl::keys::closest(name).map(|k| format!("; did you mean {k}?")).unwrap_or_default();
-        return Err(Error::Usage(format!(
-            "unknown key {arg:?}: twtune does not know it, this kernel does not have it and no sysctl.d file sets \
-             it{hint}"
-        )));
+    if root.is_live() && runtime.is_none() && resolution.all.is_empty() {
+        known(arg, name)?;
     }
     // Computed defaults need the hash size of the namespace.
     let hash = SysctlKey::parse("net.ipv4.tcp_ehash_entries")?;

@@ -307,6 +307,14 @@ pub struct ExportArgs {
     #[arg(long, value_enum, default_value_t = ExportFormat::Ansible)]
     pub format: ExportFormat,
 
+    /// sysctl-d and json: write what `twtune apply PROFILE` would change on this host (or on the
+    /// tree beneath --root, such as a snapshot), read now. Without it these formats hold only the
+    /// profile's settings that are one value: a file cannot read the host it lands on, so each
+    /// bound is left out with its reason. (The Ansible formats judge each host themselves; a
+    /// Kubernetes Pod is judged against the kernel defaults a new pod starts from.)
+    #[arg(long, conflicts_with = "recommended")]
+    pub from_host: bool,
+
     /// Write to PATH instead of stdout (for ansible-role: a new or empty directory).
     #[arg(long, short, value_name = "PATH")]
     pub output: Option<PathBuf>,

@@ -88,6 +88,8 @@ pub(crate) struct SnapshotConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ExportConfig {
     pub format: ExportFormat,
+    /// `--from-host`: what apply would change on the host beneath `root`.
+    pub from_host: bool,
     pub hosts: String,
     pub output: Option<PathBuf>,
     /// A profile name or path; `None` means the audit's recommendations.
@@ -223,6 +225,7 @@ impl Config {
                     ExportFormatArg::Json => ExportFormat::Json,
                     ExportFormatArg::K8s => ExportFormat::K8s,
                 },
+                from_host: args.from_host,
                 hosts: args.hosts,
                 output: args.output,
                 profile: args.profile,

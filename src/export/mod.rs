@@ -1,27 +1,37 @@
 //! `twtune export`: the settings of a profile, or of the audit's recommendations, as an Ansible
-//! playbook or role, a sysctl.d drop-in, JSON, or a Kubernetes pod `securityContext.sysctls`
-//! snippet. Pure: renders text from a list of [`Item`]s; the command writes it.
+//! playbook or role, a sysctl.d drop-in, JSON, or a Kubernetes Pod's `securityContext.sysctls`.
+//! Pure: renders text from a list of [`Item`]s; the command writes it.
+//!
+//! An export means what `twtune apply` means. A profile's settings are mostly bounds ("at least
+//! 16384 ports"), which a host may already meet in its own way. The Ansible exports judge each
+//! host as apply does ([`jinja`]); a sysctl.d drop-in or JSON cannot read the host it lands on, so
+//! they hold only the settings that are one value, and leave each bound out with a one-line reason,
+//! unless made `--from-host` (what apply would change on the host read); a Kubernetes Pod starts
+//! from the kernel's defaults, so its values are judged against those.
 //!
 //! Every value and name is written as a double-quoted scalar (JSON string syntax, which YAML
 //! accepts), and every comment is folded to one line, so no text in a profile's `why` or `risk`
 //! (colons, quotes, `#`, newlines, a leading `-`) can change the document's structure. Output has
 //! no date, so that files committed to a repository change only when the settings do.
 
+mod ansible;
+mod jinja;
+
 use std::collections::BTreeMap;
 
+pub(crate) use ansible::AnsibleOptions;
+
 use crate::error::Error;
-use crate::ports::PortSet;
-use crate::profile::Profile;
-use crate::profile::parse::{Bound, Setting, static_check};
+use crate::profile::parse::{Bound, Setting};
+use crate::profile::{Profile, Verdict, check, describe};
 use crate::sysctl::fold_whitespace;
-use crate::sysctl::keys::spec_of;
+use crate::sysctl::keys::{KEYS, Settings, spec_of};
 
 /// One setting to export.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Item {
     pub key: String,
-    /// As the kernel prints it (`"32768 60999"` for ranges).
-    pub value: String,
+    pub want: Want,
     pub why: String,
     pub risk: String,
     /// Only for kernels from this version (`"6.14"`): the key does not exist before.
@@ -30,10 +40,63 @@ pub(crate) struct Item {
     pub max_kernel: Option<String>,
 }
 
+/// What an item asks of a host.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Want {
+    /// This value (as the kernel prints it) wherever the key exists.
+    Value(String),
+    /// A profile's setting, judged on each host as apply judges it (the Ansible exports).
+    Judged(Box<Setting>),
+}
+
 impl Item {
-    /// An item for every kernel.
+    /// An item setting `value` on every kernel.
     pub(crate) fn new(key: String, value: String, why: String, risk: String) -> Item {
-        Item { key, value, why, risk, min_kernel: None, max_kernel: None }
+        Item { key, want: Want::Value(value), why, risk, min_kernel: None, max_kernel: None }
+    }
+
+    /// An item of a profile's setting: the setting's kernel bounds, or the key's own lifetime where
+    /// the profile does not say it.
+    fn of_setting(key: &str, setting: &Setting, want: Want) -> Item {
+        let spec = spec_of(key);
+        Item {
+            key: key.to_string(),
+            want,
+            why: fold_whitespace(&setting.why),
+            risk: fold_whitespace(&setting.risk),
+            min_kernel: setting.min_kernel.clone().or_else(|| spec.and_then(|s| s.since).map(|v| v.to_string())),
+            max_kernel: setting.max_kernel.clone().or_else(|| spec.and_then(|s| s.until).map(|v| v.to_string())),
+        }
+    }
+
+    /// The one value, where the item is one.
+    pub(crate) fn value(&self) -> Option<&str> {
+        match &self.want {
+            Want::Value(value) => Some(value),
+            Want::Judged(_) => None,
+        }
+    }
+
+    /// What the item asks, in words: the value, or the setting described.
+    fn wanted(&self) -> String {
+        match &self.want {
+            Want::Value(value) => value.clone(),
+            Want::Judged(setting) => describe(&self.key, setting),
+        }
+    }
+
+    /// Every text of the item that reaches a template: the key, the value or the setting's values.
+    fn texts(&self) -> Vec<&str> {
+        let mut texts = vec![self.key.as_str()];
+        match &self.want {
+            Want::Value(value) => texts.push(value),
+            Want::Judged(s) => {
+                let one_of = s.one_of.iter().flatten();
+                let single = [&s.value, &s.recommend, &s.includes, &s.avoid].into_iter().flatten();
+                texts.extend(one_of.chain(single).map(|t| t.0.as_str()));
+            }
+        }
+        texts
     }
 
     fn kernel_bounded(&self) -> bool {
@@ -78,7 +141,7 @@ fn single_quoted(text: &str) -> String {
 }
 
 /// What is exported, and what could not be.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Export {
     /// `profile NAME` or `recommendations of the audit of HOST`.
     pub source: String,
@@ -102,33 +165,11 @@ pub(crate) enum ExportFormat {
     K8s,
 }
 
-/// Options of the Ansible formats.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct AnsibleOptions {
-    pub hosts: String,
-    pub sysctl_file: String,
-}
-
-/// The value a profile setting exports as: what a host without that value should be set to.
-/// `None` when no single value can stand for the setting (a bound on the kernel's own default).
-pub(crate) fn export_value(key: &str, setting: &Setting) -> Option<String> {
-    if let Some(text) = setting.recommend.as_ref().or(setting.value.as_ref()) {
-        return Some(text.0.clone());
+impl ExportFormat {
+    /// Whether the format can read each host it is used on (and so judge a bound there).
+    pub(crate) fn judges_each_host(self) -> bool {
+        matches!(self, ExportFormat::Ansible | ExportFormat::AnsibleRole)
     }
-    if let Some(first) = setting.one_of.as_ref().and_then(|o| o.first()) {
-        return Some(first.0.clone());
-    }
-    if let Some(includes) = &setting.includes {
-        return PortSet::parse(&includes.0).ok().map(|set| set.to_string());
-    }
-    match (&setting.min, &setting.max) {
-        (Some(Bound::Int(n)), _) | (None, Some(Bound::Int(n))) => return Some(n.to_string()),
-        (Some(Bound::KernelDefault), _) | (_, Some(Bound::KernelDefault)) => return None,
-        _ => {}
-    }
-    // Per-field bounds, sizes, avoided ports, parity: the kernel default, if it meets them.
-    let default = spec_of(key)?.default?;
-    static_check(key, setting, default, &PortSet::default()).ok().map(|()| default.to_string())
 }
 
 impl Export {
@@ -137,40 +178,118 @@ impl Export {
         Export { source: format!("the recommendations of an audit of {host}"), items, skipped: Vec::new() }
     }
 
-    /// Every setting of a resolved profile.
-    pub(crate) fn from_profile(profile: &Profile) -> Export {
-        let mut items = Vec::new();
-        let mut skipped = Vec::new();
-        for (key, setting) in &profile.settings {
-            let spec = spec_of(key);
-            match export_value(key, setting) {
-                Some(value) => items.push(Item {
-                    key: key.clone(),
-                    value,
-                    why: fold_whitespace(&setting.why),
-                    risk: fold_whitespace(&setting.risk),
-                    // The key's own lifetime counts even where the profile does not say it.
-                    min_kernel: setting
-                        .min_kernel
-                        .clone()
-                        .or_else(|| spec.and_then(|s| s.since).map(|v| v.to_string())),
-                    max_kernel: setting
-                        .max_kernel
-                        .clone()
-                        .or_else(|| spec.and_then(|s| s.until).map(|v| v.to_string())),
-                }),
-                None => skipped.push((
-                    key.clone(),
-                    "bounded by the kernel's own default, which depends on the host: left to the kernel".to_string(),
-                )),
-            }
-        }
-        Export { source: format!("profile {}", profile.name), items, skipped }
+    /// What `twtune apply` would change on `host` to meet `profile` (`--from-host`): `items` are
+    /// the changes of the plan made from that host's current values.
+    pub(crate) fn for_host(profile: &Profile, host: &str, items: Vec<Item>) -> Export {
+        let outcome = if items.is_empty() { ", where it changes nothing: the host meets it" } else { "" };
+        let source = format!("profile {} as apply would apply it on {host}{outcome}", profile.name);
+        Export { source, items, skipped: Vec::new() }
     }
 
-    /// The values as dotted key -> value.
+    /// Every setting of a resolved profile, as `format` can carry it.
+    pub(crate) fn from_profile(profile: &Profile, format: ExportFormat) -> Export {
+        let mut export = Export { source: format!("profile {}", profile.name), items: Vec::new(), skipped: Vec::new() };
+        for (key, setting) in &profile.settings {
+            let chosen = match format {
+                ExportFormat::Ansible | ExportFormat::AnsibleRole => Ok(for_each_host(key, setting)),
+                ExportFormat::SysctlD => for_a_file(key, setting),
+                ExportFormat::Json => for_a_file(key, setting).and_then(unconditional),
+                ExportFormat::K8s => for_a_new_pod(key, setting),
+            };
+            match chosen {
+                Ok(item) => export.items.push(item),
+                Err(why) => export.skipped.push((key.clone(), why)),
+            }
+        }
+        export
+    }
+
+    /// The values as dotted key -> value (items that are one value).
     pub(crate) fn values(&self) -> BTreeMap<&str, &str> {
-        self.items.iter().map(|i| (i.key.as_str(), i.value.as_str())).collect()
+        self.items.iter().filter_map(|i| Some((i.key.as_str(), i.value()?))).collect()
+    }
+}
+
+/// A setting that is exactly one value exports as that value; any other is judged on each host.
+fn for_each_host(key: &str, setting: &Setting) -> Item {
+    let want = match (&setting.value, needs_nothing_else(setting)) {
+        (Some(value), true) => Want::Value(value.0.clone()),
+        _ => Want::Judged(Box::new(setting.clone())),
+    };
+    Item::of_setting(key, setting, want)
+}
+
+/// Whether a setting with `value` has no other constraint (the parser allows none, but a profile
+/// made in code might).
+fn needs_nothing_else(setting: &Setting) -> bool {
+    setting.one_of.is_none()
+        && setting.min.is_none()
+        && setting.max.is_none()
+        && setting.min_size.is_none()
+        && setting.includes.is_none()
+        && setting.avoid.is_none()
+        && !setting.different_parity
+}
+
+/// For a file that lands on hosts it cannot read: the setting's one value, or why it is left out.
+fn for_a_file(key: &str, setting: &Setting) -> Result<Item, String> {
+    match &setting.value {
+        Some(value) if needs_nothing_else(setting) => Ok(Item::of_setting(key, setting, Want::Value(value.0.clone()))),
+        _ => Err(format!(
+            "a bound ({}), not one value, and a file cannot read the host it lands on: `--from-host` writes what \
+             apply would set on this host; the Ansible exports judge each host",
+            describe(key, setting)
+        )),
+    }
+}
+
+/// Refuses an item for some kernels only, in a format that carries no condition.
+fn unconditional(item: Item) -> Result<Item, String> {
+    if item.kernel_bounded() {
+        return Err(format!("the key exists {}, and JSON carries no condition", item.kernel_text()));
+    }
+    Ok(item)
+}
+
+/// Keys that exist only in the host's initial network namespace: no pod can set them.
+const NODE_ONLY: &[&str] =
+    &["net.ipv4.tcp_max_orphans", "net.ipv4.tcp_mem", "net.ipv4.udp_mem", "net.netfilter.nf_conntrack_max"];
+
+/// What a new pod needs: a pod's network namespace starts from the kernel's defaults, so the
+/// setting is judged against the default, as apply would judge it in that namespace.
+fn for_a_new_pod(key: &str, setting: &Setting) -> Result<Item, String> {
+    if NODE_ONLY.contains(&key) {
+        return Err("global to the node: set it on the node (it is not per network namespace), not in a pod".into());
+    }
+    if let Some(last) = setting.max_kernel.clone().or_else(|| spec_of(key).and_then(|s| s.until).map(|v| v.to_string()))
+    {
+        return Err(format!(
+            "the key exists only up to Linux {last}, older than any kernel current Kubernetes runs on: a pod asking for \
+             it would fail to start"
+        ));
+    }
+    let defaults = Settings(KEYS.iter().map(|s| (s.name.to_string(), s.default.map(str::to_string))).collect());
+    let Some(default) = spec_of(key).and_then(|s| s.default) else {
+        let relative =
+            matches!(setting.min, Some(Bound::KernelDefault)) || matches!(setting.max, Some(Bound::KernelDefault));
+        return Err(if relative {
+            "a bound on the kernel's default, which a new pod starts from: nothing to set".into()
+        } else {
+            "twtune does not know the default a new pod starts from, so it cannot judge the bound there".into()
+        });
+    };
+    match check(key, setting, default, &defaults) {
+        Verdict::Met => Err(format!("a new pod starts at {default:?}, which meets it ({})", describe(key, setting))),
+        Verdict::Unknown(why) => Err(why),
+        Verdict::Unmet { recommended: Some(value), .. }
+            if spec_of(key).is_none_or(|s| s.check_value(&value).is_ok()) =>
+        {
+            Ok(Item::of_setting(key, setting, Want::Value(value)))
+        }
+        Verdict::Unmet { .. } => Err(format!(
+            "a new pod's default {default:?} does not meet {}, and no one value to set follows from it",
+            describe(key, setting)
+        )),
     }
 }
 
@@ -263,11 +382,12 @@ fn header(export: &Export, format: &str) -> String {
 /// backslash (`{{ lookup(...) }}`, `' ~ lookup(...) ~ '`) is refused.
 pub(crate) fn check_ansible_safe(export: &Export) -> Result<(), Error> {
     let plain = |text: &str| text.chars().all(|c| c.is_ascii_alphanumeric() || " \t.,-_:/+".contains(c));
-    match export.items.iter().find(|i| !plain(&i.key) || !plain(&i.value)) {
-        Some(item) => Err(Error::Export(format!(
-            "{} = {:?} holds characters Ansible could evaluate (braces, quotes, backslashes); it cannot be exported \
+    let unsafe_text = export.items.iter().find_map(|i| i.texts().into_iter().find(|t| !plain(t)).map(|t| (i, t)));
+    match unsafe_text {
+        Some((item, text)) => Err(Error::Export(format!(
+            "{}: {text:?} holds characters Ansible could evaluate (braces, quotes, backslashes); it cannot be exported \
              to Ansible",
-            item.key, item.value
+            item.key
         ))),
         None => Ok(()),
     }
@@ -276,10 +396,11 @@ pub(crate) fn check_ansible_safe(export: &Export) -> Result<(), Error> {
 /// Refuses a value that is not one line of text: folded into a sysctl.d line or a YAML scalar it
 /// would not mean what the profile says (a line break there could even carry a second setting).
 fn check_values(export: &Export) -> Result<(), Error> {
-    match export.items.iter().find(|i| i.value.chars().any(|c| c.is_control() && c != '\t')) {
-        Some(item) => Err(Error::Export(format!(
-            "{} = {:?} holds a line break or a control character; a sysctl value is one line of text",
-            item.key, item.value
+    let broken = |t: &str| t.chars().any(|c| c.is_control() && c != '\t');
+    match export.items.iter().find_map(|i| i.texts().into_iter().find(|t| broken(t)).map(|t| (i, t))) {
+        Some((item, text)) => Err(Error::Export(format!(
+            "{}: {text:?} holds a line break or a control character; a sysctl value is one line of text",
+            item.key
         ))),
         None => Ok(()),
     }
@@ -294,219 +415,24 @@ pub(crate) enum Rendered {
 /// Renders `export` in `format`, refusing what Ansible would run as a template.
 pub(crate) fn render(export: &Export, format: ExportFormat, ansible: &AnsibleOptions) -> Result<Rendered, Error> {
     check_values(export)?;
-    if matches!(format, ExportFormat::Ansible | ExportFormat::AnsibleRole) {
+    if format.judges_each_host() {
         check_ansible_safe(export)?;
     }
     Ok(match format {
-        ExportFormat::Ansible => Rendered::Text(ansible_playbook(export, ansible)),
-        ExportFormat::AnsibleRole => Rendered::Files(ansible_role(export, ansible)),
+        ExportFormat::Ansible => Rendered::Text(ansible::playbook(export, ansible)),
+        ExportFormat::AnsibleRole => Rendered::Files(ansible::role(export, ansible)),
         ExportFormat::SysctlD => Rendered::Text(sysctl_d(export)),
         ExportFormat::Json => Rendered::Text(json(export)),
         ExportFormat::K8s => Rendered::Text(kubernetes(export)),
     })
 }
 
-/// How to install what the Ansible outputs need.
-const COLLECTION_NOTE: &str = "Needs the ansible.posix collection (in the `ansible` package; or \
-    `ansible-galaxy collection install ansible.posix`).";
-
-/// A playbook applying every item with ansible.posix.sysctl, running `sysctl --system` once so
-/// that every sysctl file is honoured, then checking the runtime values: a file that overrides one
-/// of them fails the play, as in the role.
-pub(crate) fn ansible_playbook(export: &Export, options: &AnsibleOptions) -> String {
-    let mut text = yaml_header(export, "Ansible playbook");
-    text.push_str(&folded_comment("", "", COLLECTION_NOTE));
-    // Ansible templates play and task names: no text from a host or a profile goes there (the
-    // source is named in the header comment), only keys and values, which are checked plain.
-    text.push_str("- name: \"TIME_WAIT and ephemeral-port settings (twtune)\"\n");
-    // Facts (the kernel version) are needed only for settings that exist on some kernels only.
-    let facts = export.items.iter().any(Item::kernel_bounded);
-    text.push_str(&format!("  hosts: {}\n  become: true\n  gather_facts: {facts}\n", quoted(&options.hosts)));
-    text.push_str("  vars:\n");
-    text.push_str(&yaml_entry("    ", "twtune_sysctl_file", &options.sysctl_file));
-    text.push_str("  tasks:\n");
-    for item in &export.items {
-        text.push_str(&folded_comment("    ", "why: ", &item.why));
-        text.push_str(&folded_comment("    ", "risk: ", &item.risk));
-        // The value is not in the name: a long one would not fit the line.
-        text.push_str(&format!("    - name: {}\n", quoted(&format!("Set {}", item.key))));
-        text.push_str("      ansible.posix.sysctl:\n");
-        text.push_str(&format!("        name: {}\n", quoted(&item.key)));
-        text.push_str(&yaml_entry("        ", "value", &item.value));
-        text.push_str(
-            "        sysctl_file: \"{{ twtune_sysctl_file }}\"\n        sysctl_set: true\n        reload: false\n        \
-             state: present\n      notify: \"Reload sysctl\"\n",
-        );
-        if item.kernel_bounded() {
-            text.push_str(&format!("      when: {}\n", quoted(&item.ansible_condition())));
-        }
-    }
-    text.push_str("    - name: \"Apply every sysctl file now (so later files are honoured too)\"\n      ansible.builtin.meta: flush_handlers\n");
-    // Settings for some kernels only are left out of the check; the tasks above report them.
-    let checked: Vec<(String, String)> =
-        export.items.iter().filter(|i| !i.kernel_bounded()).map(|i| (quoted(&i.key), quoted(&i.value))).collect();
-    text.push_str(&verify_tasks("    ", &checked));
-    text.push_str(&format!("  handlers:\n{}", reload_handler("    ")));
-    text
-}
-
-/// The handler that runs `sysctl --system` (the sysctl module cannot): a reload always changes.
-fn reload_handler(indent: &str) -> String {
-    format!(
-        "{indent}- name: \"Reload sysctl\"\n{indent}  ansible.builtin.command:\n{indent}    argv:\n\
-         {indent}      - \"sysctl\"\n{indent}      - \"--system\"\n{indent}  changed_when: true\n"
-    )
-}
-
-/// Tasks that read the runtime values back and fail unless they are the expected ones.
-fn verify_tasks(indent: &str, pairs: &[(String, String)]) -> String {
-    if pairs.is_empty() {
-        return String::new();
-    }
-    let mut text = format!("{indent}- name: \"Read the runtime values back\"\n");
-    text.push_str(&format!(
-        "{indent}  ansible.builtin.command:\n{indent}    argv:\n{indent}      - \"sysctl\"\n{indent}      - \"-n\"\n"
-    ));
-    for (key, _) in pairs {
-        text.push_str(&format!("{indent}      - {key}\n"));
-    }
-    // Reading runs in --check mode too; checking what a dry run did not set would only fail.
-    text.push_str(&format!(
-        "{indent}  register: twtune_sysctl_runtime\n{indent}  changed_when: false\n{indent}  check_mode: false\n"
-    ));
-    text.push_str(&format!(
-        "{indent}- name: \"Check the runtime values\"\n{indent}  when: not ansible_check_mode\n{indent}  ansible.builtin.assert:\n{indent}    that:\n"
-    ));
-    // The expected value alone on its line, so that a long one is a line yamllint lets run long.
-    for (index, (_, value)) in pairs.iter().enumerate() {
-        text.push_str(&format!(
-            "{indent}      - >-\n{indent}        (twtune_sysctl_runtime.stdout_lines[{index}].split() | join(' '))\n{indent}        ==\n{indent}        {}\n",
-            value.replace('\\', "\\\\").replace('"', "'")
-        ));
-    }
-    text.push_str(&format!(
-        "{indent}    fail_msg: >-\n{indent}      a runtime value differs from what was set; another sysctl file\n{indent}      may override it\n"
-    ));
-    text
-}
-
-/// The files of an Ansible role: path relative to the role directory, and content. Its variables
-/// carry the role's name, `twtune_sysctl_`, as ansible-lint wants.
-pub(crate) fn ansible_role(export: &Export, options: &AnsibleOptions) -> Vec<(&'static str, String)> {
-    let handlers = format!(
-        "---\n# The ansible.posix.sysctl module cannot run `sysctl --system`:\n# this handler does.\n{}",
-        reload_handler("")
-    );
-    let requirements =
-        "---\n# ansible-galaxy collection install -r requirements.yml\ncollections:\n  - name: ansible.posix\n    \
-                        version: \">=1.5.0\"\n"
-            .to_string();
-    vec![
-        ("defaults/main.yml", role_defaults(export, options)),
-        ("tasks/main.yml", role_tasks(export)),
-        ("handlers/main.yml", handlers),
-        ("meta/main.yml", role_meta()),
-        ("requirements.yml", requirements),
-        ("README.md", role_readme(export, options)),
-    ]
-}
-
-/// The role's `defaults/main.yml`: the drop-in's path and the settings, those for some kernels only
-/// apart.
-fn role_defaults(export: &Export, options: &AnsibleOptions) -> String {
-    let (bounded, everywhere): (Vec<&Item>, Vec<&Item>) = export.items.iter().partition(|i| i.kernel_bounded());
-    let mut defaults = yaml_header(export, "Ansible role defaults");
-    defaults.push_str(&yaml_entry("", "twtune_sysctl_file", &options.sysctl_file));
-    defaults.push_str("twtune_sysctl_settings:");
-    defaults.push_str(if everywhere.is_empty() { " {}\n" } else { "\n" });
-    for item in &everywhere {
-        defaults.push_str(&folded_comment("  ", "why: ", &item.why));
-        defaults.push_str(&folded_comment("  ", "risk: ", &item.risk));
-        defaults.push_str(&yaml_entry("  ", &quoted(&item.key), &item.value));
-    }
-    defaults.push_str(
-        "# Settings for some kernel versions only (the key does not exist on the others).\ntwtune_sysctl_by_kernel:",
-    );
-    defaults.push_str(if bounded.is_empty() { " []\n" } else { "\n" });
-    for item in &bounded {
-        defaults.push_str(&folded_comment("  ", "why: ", &item.why));
-        defaults.push_str(&folded_comment("  ", "risk: ", &item.risk));
-        let version = |v: Option<String>| v.map_or("null".to_string(), |v| quoted(&v));
-        defaults.push_str(&format!("  - name: {}\n", quoted(&item.key)));
-        defaults.push_str(&yaml_entry("    ", "value", &item.value));
-        defaults.push_str(&format!(
-            "    min_kernel: {}\n    below_kernel: {}\n",
-            version(item.min_kernel.clone()),
-            version(item.max_kernel.as_deref().map(next_minor))
-        ));
-    }
-    defaults
-}
-
-/// The role's `tasks/main.yml`: set, apply every sysctl file, read back and check.
-fn role_tasks(export: &Export) -> String {
-    let mut tasks = yaml_header(export, "Ansible role tasks");
-    tasks.push_str(
-        "- name: \"Set the sysctls in the drop-in and at runtime\"\n  ansible.posix.sysctl:\n    name: \"{{ item.key }}\"\n    \
-         value: \"{{ item.value }}\"\n    sysctl_file: \"{{ twtune_sysctl_file }}\"\n    sysctl_set: true\n    reload: false\n    \
-         state: present\n  loop: \"{{ twtune_sysctl_settings | dict2items }}\"\n  notify: \"Reload sysctl\"\n\
-         - name: \"Gather the kernel version for settings that depend on it\"\n  ansible.builtin.setup:\n    gather_subset:\n      - \"min\"\n  \
-         when: twtune_sysctl_by_kernel | length > 0\n\
-         - name: \"Set the sysctls that exist on some kernels only\"\n  ansible.posix.sysctl:\n    name: \"{{ item.name }}\"\n    \
-         value: \"{{ item.value }}\"\n    sysctl_file: \"{{ twtune_sysctl_file }}\"\n    sysctl_set: true\n    reload: false\n    \
-         state: present\n  loop: \"{{ twtune_sysctl_by_kernel }}\"\n  loop_control:\n    label: \"{{ item.name }}\"\n  \
-         when:\n    - >-\n      item.min_kernel is none\n      or ansible_facts.kernel is version(item.min_kernel, '>=')\n    \
-         - >-\n      item.below_kernel is none\n      or ansible_facts.kernel is version(item.below_kernel, '<')\n  \
-         notify: \"Reload sysctl\"\n\
-         - name: \"Apply every sysctl file now (so later files are honoured too)\"\n  ansible.builtin.meta: flush_handlers\n\
-         - name: \"Read the runtime values back\"\n  ansible.builtin.command:\n    argv:\n      - \"sysctl\"\n      - \"-n\"\n      \
-         - \"{{ item.key }}\"\n  loop: \"{{ twtune_sysctl_settings | dict2items }}\"\n  register: twtune_sysctl_runtime\n  \
-         changed_when: false\n  check_mode: false\n\
-         - name: \"Check the runtime values\"\n  when: not ansible_check_mode\n  ansible.builtin.assert:\n    that:\n      - >-\n        \
-         (item.stdout.split() | join(' ')) == (item.item.value | string)\n    fail_msg: >-\n      \
-         {{ item.item.key }} is {{ item.stdout }} at runtime,\n      \
-         not {{ item.item.value }}; another sysctl file may override it\n  loop: \"{{ twtune_sysctl_runtime.results }}\"\n  loop_control:\n    \
-         label: \"{{ item.item.key }}\"\n",
-    );
-    tasks
-}
-
-/// The role's `meta/main.yml`, for Galaxy and ansible-lint.
-fn role_meta() -> String {
-    format!(
-        "---\ngalaxy_info:\n  role_name: twtune_sysctl\n  author: twtune\n  description: {}\n  license: MIT\n  \
-         min_ansible_version: \"2.15\"\n  platforms:\n    - name: Debian\n      versions:\n        - all\n    \
-         - name: Ubuntu\n      versions:\n        - all\n    - name: EL\n      versions:\n        - all\n  \
-         galaxy_tags:\n    - sysctl\n    - networking\ndependencies: []\n",
-        quoted("TIME_WAIT and ephemeral-port sysctls (twtune)")
-    )
-}
-
-/// The role's `README.md`: what it does, how to use it, and the settings.
-fn role_readme(export: &Export, options: &AnsibleOptions) -> String {
-    format!(
-        "# twtune_sysctl\n\nGenerated by twtune {} from {}. Sets these sysctls at runtime and in `twtune_sysctl_file` \
-         (default `{}`), runs `sysctl --system` so that every sysctl file is honoured, then checks the runtime values.\n\n\
-         Needs the `ansible.posix` collection: it is in the `ansible` package, or install it with \
-         `ansible-galaxy collection install -r roles/twtune_sysctl/requirements.yml`. Keep the directory name \
-         `twtune_sysctl`: the role's variables carry it as their prefix.\n\n```yaml\n- name: TIME_WAIT and ephemeral-port settings\n  hosts: all\n  become: true\n  roles:\n    - twtune_sysctl\n```\n\n\
-         | key | value | why |\n|---|---|---|\n{}",
-        env!("CARGO_PKG_VERSION"),
-        comment_text(&export.source),
-        comment_text(&options.sysctl_file),
-        export
-            .items
-            .iter()
-            .map(|i| format!("| `{}` | `{}` | {} |\n", i.key, i.value, comment_text(&i.why).replace('|', "\\|")))
-            .collect::<String>()
-    )
-}
-
 /// A sysctl.d drop-in.
 pub(crate) fn sysctl_d(export: &Export) -> String {
     let mut text = header(export, "sysctl.d drop-in");
     text.push_str("# Load with `sysctl -p FILE`, or place it in /etc/sysctl.d/.\n");
-    for item in &export.items {
+    // Only the Ansible formats carry judged items (`Export::from_profile`).
+    for (item, value) in export.items.iter().filter_map(|i| Some((i, i.value()?))) {
         text.push('\n');
         text.push_str(&comment("", "why: ", &item.why));
         text.push_str(&comment("", "risk: ", &item.risk));
@@ -514,9 +440,9 @@ pub(crate) fn sysctl_d(export: &Export) -> String {
             // Left commented: `sysctl -p` fails on a key the kernel lacks, even with the - prefix
             // (procps 4.0.2 exits 1 though it prints nothing), and a drop-in has no conditions.
             text.push_str(&comment("", "", &format!("{}; uncomment it there:", item.kernel_text())));
-            text.push_str(&format!("# {} = {}\n", item.key, item.value));
+            text.push_str(&format!("# {} = {value}\n", item.key));
         } else {
-            text.push_str(&format!("{} = {}\n", item.key, item.value));
+            text.push_str(&format!("{} = {value}\n", item.key));
         }
     }
     text
@@ -543,10 +469,6 @@ const KUBERNETES_SAFE: &[(&str, &str)] = &[
     ("net.ipv4.tcp_wmem", "1.32"),
 ];
 
-/// Keys that exist only in the host's initial network namespace: no pod can set them.
-const NODE_ONLY: &[&str] =
-    &["net.ipv4.tcp_max_orphans", "net.ipv4.tcp_mem", "net.ipv4.udp_mem", "net.netfilter.nf_conntrack_max"];
-
 /// A complete Pod manifest whose `spec.securityContext.sysctls` holds the safe sysctls (the rest
 /// as comments saying what they need), valid against the Kubernetes schema as it is, so that it
 /// can be applied to try or copied into a pod template.
@@ -569,7 +491,7 @@ pub(crate) fn kubernetes(export: &Export) -> String {
         } else {
             "not in Kubernetes' safe set: allowed in pods only where the kubelet runs with --allowed-unsafe-sysctls, or set on the node for hostNetwork pods".into()
         };
-        text.push_str(&comment("", "", &format!("{} = {}: {need}", item.key, item.value)));
+        text.push_str(&comment("", "", &format!("{} = {}: {need}", item.key, item.wanted())));
     }
     text.push_str(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: twtune-sysctls\nspec:\n  securityContext:\n    sysctls:",
@@ -583,7 +505,7 @@ pub(crate) fn kubernetes(export: &Export) -> String {
             if since != "all" {
                 text.push_str(&comment("      ", "", &format!("safe since Kubernetes {since}")));
             }
-            text.push_str(&format!("      - name: {}\n        value: {}\n", quoted(&item.key), quoted(&item.value)));
+            text.push_str(&format!("      - name: {}\n        value: {}\n", quoted(&item.key), quoted(&item.wanted())));
         }
     }
     text.push_str("  containers:\n    - name: app\n      image: registry.k8s.io/pause:3.10\n");

@@ -1,6 +1,7 @@
 //! Integration tests of the `twtune` binary: on captured fixture roots, and on the real kernel inside
 //! private network namespaces.
 
+mod agree;
 mod apply;
 mod audit;
 mod conntrack;

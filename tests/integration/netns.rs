@@ -47,6 +47,28 @@ pub(crate) fn enter(test_name: &str) -> bool {
     false
 }
 
+/// Runs the ignored test `test_name` of this binary in fresh network and mount namespaces of its
+/// own, with `env`, and returns what it printed; panics unless it passed. The test calls [`enter`]
+/// first, which sets the namespaces up as for any test (and returns `true` there).
+pub(crate) fn run_inside(test_name: &str, env: &[(&str, String)]) -> String {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let output = Command::new("unshare")
+        .args(["--net", "--mount", "--"])
+        .arg(exe)
+        .args([test_name, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(INSIDE, own_network_namespace())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run unshare");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test_name} {env:?} failed inside its namespaces\n--- stdout\n{stdout}\n--- stderr\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 fn namespaces_available() -> Result<(), String> {
     match Command::new("unshare").args(["--net", "--mount", "true"]).output() {
         Ok(out) if out.status.success() => Ok(()),

@@ -461,3 +461,36 @@ fn every_profile_s_playbook_and_role_pass_ansible_lint_production_and_yamllint()
     assert!(out.status.success(), "ansible-lint --profile production:\n{said}");
     assert!(said.contains("0 failure(s), 0 warning(s)"), "{said}");
 }
+
+#[test]
+fn from_host_exports_what_apply_would_change_on_each_captured_tree() {
+    let mut compared = 0;
+    for root in ["client-exhaustion", "misconfigured", "old-kernel", "server-time-wait", "idle"] {
+        let root = fixture(root);
+        for profile in ["baseline", "inbound-heavy", "outbound-heavy", "kubernetes-node"] {
+            let out = crate::util::twtune()
+                .args(["apply", profile, "--dry-run", "--root"])
+                .arg(&root)
+                .output()
+                .expect("apply --dry-run");
+            let plan = String::from_utf8_lossy(&out.stdout);
+            // `  KEY   CURRENT -> NEW` lines of the plan.
+            let planned: BTreeMap<String, String> = plan
+                .lines()
+                .filter(|l| l.starts_with("  net.") && l.contains(" -> "))
+                .filter_map(|l| {
+                    let (before, new) = l.trim().rsplit_once(" -> ")?;
+                    Some((before.split_whitespace().next()?.to_string(), new.to_string()))
+                })
+                .collect();
+            let json = Run::new(&["export", profile, "--format", "json", "--from-host", "--root"])
+                .arg(&root)
+                .stdout(Expect::satisfies("JSON", |s| s.starts_with('{')))
+                .run();
+            let exported: BTreeMap<String, String> = serde_json::from_str(&json).expect("json");
+            assert_eq!(exported, planned, "{profile} on {}:\n{plan}", root.display());
+            compared += planned.len();
+        }
+    }
+    assert!(compared > 10, "the trees need changes to compare: {compared}");
+}

@@ -133,6 +133,11 @@ pub struct AuditArgs {
     #[arg(long, value_enum, default_value_t = AuditFormat::Human)]
     pub format: AuditFormat,
 
+    /// Print nothing on stdout: the exit status alone says whether a finding reached --fail-on
+    /// (errors still go to stderr).
+    #[arg(long, short)]
+    pub quiet: bool,
+
     /// How many of the fullest destination buckets to list.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub top: u32,

@@ -41,6 +41,16 @@ pub(crate) enum CommandConfig {
 impl CommandConfig {
     /// Whether the command writes a report for people (styled, colour per `--color`) rather than
     /// text for other tools (exports, profiles, completion scripts), which goes out unchanged.
+    /// Whether the output is text for people, fitted to the terminal's width.
+    pub(crate) fn writes_text_for_people(&self) -> bool {
+        match self {
+            CommandConfig::Audit(a) => a.format == crate::report::Format::Human,
+            CommandConfig::Explain(e) => e.format == crate::report::Format::Human,
+            CommandConfig::Apply(_) | CommandConfig::Rollback(_) => true,
+            _ => false,
+        }
+    }
+
     pub(crate) fn writes_a_report(&self) -> bool {
         matches!(
             self,
@@ -145,6 +155,8 @@ pub(crate) struct AuditConfig {
     /// Exit 1 when a finding reaches this severity; `None`: never.
     pub fail_on: Option<Severity>,
     pub format: Format,
+    /// `--quiet`: nothing on stdout, the exit status only.
+    pub quiet: bool,
     /// A profile to check the host against (name or path).
     pub profile: Option<String>,
     /// What to inspect, and how.
@@ -275,6 +287,7 @@ impl AuditConfig {
                 AuditFormat::Json => Format::Json,
                 AuditFormat::Prometheus => Format::Prometheus,
             },
+            quiet: args.quiet,
             profile: args.profile,
             ignore_user_netns: args.ignore_user_netns,
             request: Request {
@@ -313,6 +326,7 @@ mod tests {
             AuditConfig {
                 fail_on: Some(Severity::Warn),
                 format: Format::Human,
+                quiet: false,
                 profile: None,
                 ignore_user_netns: false,
                 request: Request {
@@ -344,6 +358,7 @@ mod tests {
         let expected = AuditConfig {
             fail_on: None,
             format: Format::Json,
+            quiet: false,
             profile: Some("./p.yaml".into()),
             ignore_user_netns: false,
             request: Request {

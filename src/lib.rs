@@ -37,6 +37,7 @@ mod sysctl_d;
 #[cfg(test)]
 mod testing;
 mod watch;
+mod words;
 
 use std::ffi::OsString;
 use std::io::Write;

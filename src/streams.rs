@@ -6,6 +6,7 @@ use std::io::Write;
 
 use crate::config::{CommandConfig, Config};
 use crate::error::{Error, Result};
+use crate::report::fit::{Fit, set_width};
 
 /// The writer a command's output goes to, once stdout is known to be open.
 pub(crate) fn report_writer(config: &Config) -> Result<Box<dyn Write>> {
@@ -13,14 +14,34 @@ pub(crate) fn report_writer(config: &Config) -> Result<Box<dyn Write>> {
     if !matches!(config.command, CommandConfig::Snapshot(_) | CommandConfig::Watch(_)) {
         stdout_open()?;
     }
+    if matches!(&config.command, CommandConfig::Audit(audit) if audit.quiet) {
+        return Ok(Box::new(std::io::sink()));
+    }
     let stdout = std::io::stdout().lock();
     // Reports for people carry styles, which the colour choice may strip; what other tools read
     // (exports, profiles, completion scripts) goes out byte for byte, as it would to `--output`.
-    Ok(if config.command.writes_a_report() {
+    let styled: Box<dyn Write> = if config.command.writes_a_report() {
         Box::new(anstream::AutoStream::new(stdout, config.color))
     } else {
         Box::new(stdout)
+    };
+    // Text for people fits the terminal (80 columns when stdout is none); the styles it carries
+    // take no columns, so the fitting happens before they are stripped.
+    Ok(if config.command.writes_text_for_people() {
+        let width = set_width(std::env::var("COLUMNS").ok().as_deref(), terminal_width());
+        Box::new(Fit::new(styled, width))
+    } else {
+        styled
     })
+}
+
+/// The width of the terminal stdout is, if it is one.
+fn terminal_width() -> Option<usize> {
+    let stdout = std::io::stdout();
+    if !rustix::termios::isatty(&stdout) {
+        return None;
+    }
+    rustix::termios::tcgetwinsize(&stdout).ok().map(|w| usize::from(w.ws_col)).filter(|c| *c > 0)
 }
 
 /// Flushes what a command wrote. `twtune audit | head`: the reader left, but the verdict stands

@@ -142,10 +142,5 @@ impl Plan {
     }
 }
 
-/// `n noun` or `n nouns`.
-pub(crate) fn count(n: usize, noun: &str) -> String {
-    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
-}
-
 #[cfg(test)]
 mod tests;

@@ -5,11 +5,12 @@ use std::io::Write;
 
 use anstyle::Style;
 
+use super::Plan;
 use super::journal::{Entry, StateDir};
 use super::persist_file::Persisting;
-use super::{Plan, count};
 use crate::report::human::wrapped;
 use crate::sysctl::procsys::ProcSys;
+use crate::words::count;
 
 const HEADING: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();

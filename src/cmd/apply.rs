@@ -6,12 +6,13 @@ use std::io::Write;
 use crate::apply::confirm::{Confirm, consent, require_terminal};
 use crate::apply::journal::StateDir;
 use crate::apply::persist_file::persisting;
-use crate::apply::{Plan, count, preflight, show, transaction};
+use crate::apply::{Plan, preflight, show, transaction};
 use crate::config::ApplyConfig;
 use crate::error::{Error, Outcome, Result};
 use crate::inspect::Inspection;
 use crate::profile::{self, catalog::Catalog};
 use crate::root::Root;
+use crate::words::count;
 
 pub(crate) fn run(config: &ApplyConfig, out: &mut dyn Write, confirm: &dyn Confirm) -> Result<Outcome> {
     let output = Error::Output;

@@ -116,5 +116,8 @@ fn fish(mut script: String, keys: &str) -> String {
     for sub in ["audit", "explain"] {
         script.push_str(&format!("{} -l profile -r -a \"(__fish_twtune_profiles)\"\n", on(sub)));
     }
+    // clap's own condition for the global option is false while its value is missing
+    // (`twtune --color <TAB>`), and fish fell back to file names.
+    script.push_str("complete -c twtune -n \"__fish_prev_arg_in --color\" -f -a \"auto always never\"\n");
     script
 }

@@ -28,10 +28,10 @@ pub(crate) fn run(config: &ProfilesConfig, out: &mut dyn Write) -> Result<Outcom
                 match catalog.check_file(file) {
                     Ok(profile) => writeln!(
                         out,
-                        "{}: ok ({}, {} settings)",
+                        "{}: ok ({}, {})",
                         file.display(),
                         profile.chain.join(" <- "),
-                        profile.settings.len()
+                        crate::words::count(profile.settings.len(), "setting")
                     )
                     .map_err(Error::Output)?,
                     Err(err) => errors.push(err),

@@ -5,11 +5,12 @@ use std::io::Write;
 
 use crate::apply::confirm::{Confirm, consent};
 use crate::apply::journal::{StateDir, entry_to_roll_back};
-use crate::apply::{count, preflight, show, transaction};
+use crate::apply::{preflight, show, transaction};
 use crate::config::RollbackConfig;
 use crate::error::{Error, Outcome, Result};
 use crate::root::Root;
 use crate::sysctl::SysctlKey;
+use crate::words::count;
 
 pub(crate) fn run(config: &RollbackConfig, out: &mut dyn Write, confirm: &dyn Confirm) -> Result<Outcome> {
     let output = Error::Output;

@@ -108,8 +108,9 @@ pub(crate) fn read(
     let sysctl_d = Tree::read(root.path())?;
     if sockets.untracked_addresses > 0 {
         warnings.push(format!(
-            "{} sockets are on local addresses beyond the first {}; their bind() budget is not reported",
-            sockets.untracked_addresses, MAX_LOCAL_ADDRESSES
+            "{} on local addresses beyond the first {}; their bind() budget is not reported",
+            crate::words::count(sockets.untracked_addresses as usize, "socket"),
+            MAX_LOCAL_ADDRESSES
         ));
     }
     if sockets.unowned > 0 {

@@ -14,7 +14,9 @@ use crate::error::printable;
 use crate::inspect::conntrack::Conntrack;
 use crate::model::connect::Bucket;
 use crate::report::Report;
+use crate::report::fit::{columns_that_fit, visible_len, width};
 use crate::rules::{Finding, Severity};
+use crate::words::{count, plural};
 
 const HEADING: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();
@@ -22,9 +24,6 @@ const CRIT: Style = AnsiColor::Red.on_default().bold();
 const WARN: Style = AnsiColor::Yellow.on_default().bold();
 const INFO: Style = AnsiColor::Cyan.on_default();
 const OK: Style = AnsiColor::Green.on_default().bold();
-/// Text is wrapped to this many columns, which reads well and survives an 80-column terminal's
-/// own wrapping no worse than unwrapped text would.
-const WIDTH: usize = 100;
 
 fn severity_style(severity: Severity) -> Style {
     match severity {
@@ -212,8 +211,8 @@ fn sysctl_d(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let c = &report.sysctl_d;
     writeln!(
         out,
-        "\n{HEADING}Persisted configuration{HEADING:#}\n  {} files for systemd-sysctl at boot, {} for `sysctl --system`{}",
-        c.systemd.len(),
+        "\n{HEADING}Persisted configuration{HEADING:#}\n  {} for systemd-sysctl at boot, {} for `sysctl --system`{}",
+        count(c.systemd.len(), "file"),
         c.procps.len(),
         if c.procps.is_empty() { " (no sysctl.d files: runtime changes are lost at reboot)" } else { "" }
     )
@@ -226,10 +225,10 @@ fn buckets(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     }
     writeln!(
         out,
-        "\n{HEADING}Fullest destinations{HEADING:#} ({} of {} buckets of local IP -> remote IP:port; held = \
-         sockets - TIME_WAIT that connect() may take over)",
+        "\n{HEADING}Fullest destinations{HEADING:#} ({} of {} of local IP -> remote IP:port; held = sockets - \
+         TIME_WAIT that connect() may take over)",
         s.buckets.len(),
-        s.bucket_count
+        count(s.bucket_count, "bucket")
     )?;
     // Ports bound before connect() are gone for every destination: a column of their own, when any.
     let bound = s.ephemeral.bound_ports;
@@ -240,7 +239,8 @@ fn buckets(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     header.extend(["used", "left"]);
     let rows: Vec<Vec<String>> = s.buckets.iter().map(|b| bucket_row(b, bound)).collect();
     let styles: Vec<Style> = s.buckets.iter().map(|b| usage_style(report, b.usage_pct)).collect();
-    table(out, &header, &rows, &styles)?;
+    // What reuse frees and the raw counts go before what is held and left.
+    table(out, &header, &rows, &styles, &[3, 1, 2])?;
     bucket_details(report, out)?;
 
     local_addresses(report, out)?;
@@ -311,7 +311,7 @@ fn local_addresses(report: &Report, out: &mut dyn Write) -> io::Result<()> {
         })
         .collect();
     let styles: Vec<Style> = s.local_ports.iter().map(|l| usage_style(report, l.usage_pct)).collect();
-    table(out, &header, &rows, &styles)
+    table(out, &header, &rows, &styles, &[])
 }
 
 fn conntrack(report: &Report, out: &mut dyn Write) -> io::Result<()> {
@@ -365,8 +365,8 @@ fn conntrack_table(report: &Report, ct: &Conntrack, out: &mut dyn Write) -> io::
     let states: Vec<String> = dump.tcp_states.iter().map(|(k, v)| format!("{k} {v}")).collect();
     writeln!(
         out,
-        "  {} entries dumped; TCP: {}",
-        dump.entries,
+        "  {} dumped; TCP: {}",
+        count(dump.entries as usize, "entry"),
         if states.is_empty() { "none".into() } else { states.join(", ") }
     )?;
     if dump.snat_buckets.is_empty() {
@@ -389,7 +389,7 @@ fn conntrack_table(report: &Report, ct: &Conntrack, out: &mut dyn Write) -> io::
         })
         .collect();
     let styles: Vec<Style> = dump.snat_buckets.iter().map(|b| usage_style(report, b.usage_pct)).collect();
-    table(out, &header, &rows, &styles)
+    table(out, &header, &rows, &styles, &[2, 1])
 }
 
 /// Per bucket, who holds it and how fast its connections turn over (with `--sample`).
@@ -485,14 +485,23 @@ pub(crate) fn usage_style(report: &Report, usage_pct: f64) -> Style {
 
 /// A table: the first column left-aligned, the others right-aligned, the second-to-last (the
 /// share used) in the row's style.
-fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>], styles: &[Style]) -> io::Result<()> {
+/// A table, numbers right-aligned, its second-last column (the use) styled by severity. Where it is
+/// wider than the report, the columns of `drop_order` go first, and a line says which.
+fn table(
+    out: &mut dyn Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+    styles: &[Style],
+    drop_order: &[usize],
+) -> io::Result<()> {
     let n = header.len();
     let widths: Vec<usize> =
         (0..n).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0).max(header[i].len())).collect();
+    let kept = columns_that_fit(&widths, drop_order);
     let line = |cells: &[String], style: Style| -> String {
-        let mut text = format!("{:<w$}", cells[0], w = widths[0]);
-        for (i, cell) in cells.iter().enumerate().skip(1) {
-            let cell = format!("{cell:>w$}", w = widths[i]);
+        let mut text = format!("{:<w$}", cells[kept[0]], w = widths[kept[0]]);
+        for &i in kept.iter().skip(1) {
+            let cell = format!("{:>w$}", cells[i], w = widths[i]);
             if i == n - 2 {
                 text.push_str(&format!("  {style}{cell}{style:#}"));
             } else {
@@ -505,6 +514,10 @@ fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>], styles: &[S
     writeln!(out, "  {DIM}{}{DIM:#}", line(&header, Style::new()))?;
     for (row, style) in rows.iter().zip(styles) {
         writeln!(out, "  {}", line(row, *style))?;
+    }
+    let dropped: Vec<&str> = (0..n).filter(|i| !kept.contains(i)).map(|i| header[i].as_str()).collect();
+    if !dropped.is_empty() {
+        writeln!(out, "  {DIM}left out to fit {} columns: {}{DIM:#}", width(), dropped.join(", "))?;
     }
     Ok(())
 }
@@ -565,7 +578,7 @@ fn warnings(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes `text` word-wrapped to [`WIDTH`], the first line after `first`, later ones after `rest`.
+/// Writes `text` word-wrapped to the report's [`width`], the first line after `first`, later ones after `rest`.
 /// Prefixes may hold style sequences, which take no columns.
 pub(crate) fn wrapped(out: &mut dyn Write, first: &str, rest: &str, text: &str) -> io::Result<()> {
     let mut line = String::new();
@@ -574,7 +587,7 @@ pub(crate) fn wrapped(out: &mut dyn Write, first: &str, rest: &str, text: &str) 
         // The words come from files and the kernel: no control character reaches the terminal.
         let word = crate::error::printable(word);
         let used = visible_len(prefix) + line.len();
-        if !line.is_empty() && used + 1 + word.len() > WIDTH {
+        if !line.is_empty() && used + 1 + word.len() > width() {
             writeln!(out, "{prefix}{line}")?;
             line.clear();
             prefix = rest;
@@ -587,21 +600,6 @@ pub(crate) fn wrapped(out: &mut dyn Write, first: &str, rest: &str, text: &str) 
     writeln!(out, "{prefix}{line}")
 }
 
-/// Columns a string takes on screen, ignoring ANSI style sequences.
-fn visible_len(text: &str) -> usize {
-    let mut len = 0;
-    let mut in_escape = false;
-    for c in text.chars() {
-        match (in_escape, c) {
-            (false, '\x1b') => in_escape = true,
-            (true, 'm') => in_escape = false,
-            (true, _) => {}
-            (false, _) => len += 1,
-        }
-    }
-    len
-}
-
 /// A value as shown next to its key: absent and empty values are named, not left blank.
 fn shown(value: Option<&str>) -> &str {
     match value {
@@ -609,10 +607,6 @@ fn shown(value: Option<&str>) -> &str {
         Some("") => "(empty)",
         Some(text) => text,
     }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 #[cfg(test)]
@@ -629,7 +623,7 @@ mod tests {
         assert!(lines.len() > 1);
         assert!(lines[0].starts_with("  * word"));
         assert!(lines[1..].iter().all(|l| l.starts_with("    word")));
-        assert!(lines.iter().all(|l| l.len() <= WIDTH), "{lines:?}");
+        assert!(lines.iter().all(|l| l.len() <= width()), "{lines:?}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The one report model of an audit, and its renderers. Everything that prints a report takes a
 //! [`Report`] and a writer; nothing here reads the system.
 
+pub(crate) mod fit;
 pub(crate) mod human;
 pub(crate) mod prometheus;
 pub(crate) mod sweep;

@@ -13,6 +13,7 @@ use crate::inspect::netns::Namespace;
 use crate::inspect::sweep::Note;
 use crate::model::connect::Bucket;
 use crate::model::nat::SnatBucket;
+use crate::report::fit::{columns_that_fit, width};
 use crate::report::{Format, Report, SCHEMA_VERSION, human, prometheus};
 use crate::rules::Severity;
 
@@ -183,7 +184,9 @@ impl SweepReport {
             ["namespace", "name or container", "TW out", "TW in", "fullest bucket", "used", "conntrack", "findings"];
         let (shown, quiet_hidden) = self.shown();
         let rows: Vec<Vec<String>> = shown.iter().map(|ns| namespace_row(ns, self.counted(ns))).collect();
-        table(out, &header, &rows)?;
+        // The conntrack count, the TIME_WAIT split and the fullest bucket's name go before the
+        // namespace, its name, how full it is and its findings.
+        table(out, &header, &rows, &[6, 3, 2, 4])?;
         if quiet_hidden > 0 {
             writeln!(out, "  and {quiet_hidden} more namespaces without findings (all are in --format json)")?;
         }
@@ -336,19 +339,25 @@ fn counts(crit: usize, warn: usize, info: usize) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-/// A left-aligned table: namespace tables hold names, which read better aligned left.
-fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+/// A left-aligned table: namespace tables hold names, which read better aligned left. Where it is
+/// wider than the report, the columns of `drop_order` go first, and a line says which.
+fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>], drop_order: &[usize]) -> io::Result<()> {
     let widths: Vec<usize> = (0..header.len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(header[i].len()))
         .collect();
+    let kept = columns_that_fit(&widths, drop_order);
     let line = |cells: Vec<&str>| -> String {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = kept.iter().map(|&i| format!("{:<w$}", cells[i], w = widths[i])).collect();
         padded.join("  ").trim_end().to_string()
     };
     let dim = Style::new().dimmed();
     writeln!(out, "  {dim}{}{dim:#}", line(header.to_vec()))?;
     for row in rows {
         writeln!(out, "  {}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    let dropped: Vec<&str> = (0..header.len()).filter(|i| !kept.contains(i)).map(|i| header[i]).collect();
+    if !dropped.is_empty() {
+        writeln!(out, "  {dim}left out to fit {} columns: {}{dim:#}", width(), dropped.join(", "))?;
     }
     Ok(())
 }
@@ -486,8 +495,8 @@ mod tests {
         );
         assert_eq!(
             lines[4..6].join("\n"),
-            "    5 live, 50 TIME_WAIT (+50 reclaimable); port range from the kernel's default 1024-65535 (no\n      \
-             source-NAT rule sets a port range)",
+            "    5 live, 50 TIME_WAIT (+50 reclaimable); port range from the kernel's default\n      \
+             1024-65535 (no source-NAT rule sets a port range)",
             "{text}"
         );
         assert!(section.contains("CRIT ports.bucket-exhaustion"), "then its findings: {text}");

@@ -206,8 +206,12 @@ fn bucket_arithmetic(inspection: &Inspection, bucket: &Bucket) -> String {
         String::new()
     };
     format!(
-        "{destination} holds {} of {} usable ephemeral ports ({} sockets{reuse}){bound}: {} left ({:.1} % gone)",
-        bucket.held, bucket.usable_ports, bucket.count, bucket.available, bucket.usage_pct
+        "{destination} holds {} of {} usable ephemeral ports ({}{reuse}){bound}: {} left ({:.1} % gone)",
+        bucket.held,
+        bucket.usable_ports,
+        crate::words::count(bucket.count as usize, "socket"),
+        bucket.available,
+        bucket.usage_pct
     )
 }
 

@@ -113,7 +113,7 @@ const LAYERS: &[&[&str]] = &[
     &["sysctl_d"],
     &["root"],
     &["sysctl"],
-    &["files", "ports", "problem", "error", "json"],
+    &["files", "ports", "problem", "error", "json", "words"],
 ];
 
 fn layer(module: &str) -> usize {

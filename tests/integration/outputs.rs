@@ -446,6 +446,8 @@ fn each_shell_completes_keys_profiles_and_shells_and_no_file_where_none_is_wante
         ("twtune apply ou", vec!["outbound-heavy"]),
         ("twtune audit --profile kub", vec!["kubernetes-node"]),
         ("twtune audit --color a", vec!["always", "auto"]),
+        ("twtune --color ", vec!["always", "auto", "never"]),
+        ("twtune --color n", vec!["never"]),
         ("twtune help ex", vec!["explain", "export"]),
     ];
     for (line, expected) in &cases {

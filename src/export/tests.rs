@@ -112,11 +112,13 @@ fn values_that_ansible_would_template_are_refused() {
 }
 
 #[test]
-fn json_is_key_to_value() {
+fn json_is_versioned_key_to_value() {
     let text = json(&Export::from_profile(&profile("outbound-heavy")));
     let value: Value = serde_json::from_str(&text).expect("JSON");
-    assert_eq!(value["net.ipv4.ip_local_port_range"], "10000 65535");
-    assert_eq!(value["net.ipv4.tcp_tw_reuse"], "1");
+    assert_eq!(value["schema_version"], 1);
+    assert_eq!(value["source"], "profile outbound-heavy");
+    assert_eq!(value["settings"]["net.ipv4.ip_local_port_range"], "10000 65535");
+    assert_eq!(value["settings"]["net.ipv4.tcp_tw_reuse"], "1");
 }
 
 #[test]

@@ -28,6 +28,12 @@ fn assert_golden(name: &str, actual: &str) {
     );
 }
 
+/// The `settings` of a JSON export (key -> value).
+fn settings(json: &str) -> BTreeMap<String, String> {
+    let document: serde_json::Value = serde_json::from_str(json).expect("json");
+    serde_json::from_value(document["settings"].clone()).expect("settings: key -> value")
+}
+
 /// `twtune export ARGS` to stdout: exit 0, something on stdout, nothing on stderr.
 fn export(args: &[&str]) -> String {
     Run::new(&["export"]).args(args).stdout(Expect::satisfies("an export", |s| !s.is_empty())).run()
@@ -72,9 +78,9 @@ fn options_reach_the_playbook_and_output_goes_to_a_file() {
 fn output_to_a_bare_file_name_in_the_current_directory() {
     let dir = tempfile::tempdir().expect("temp dir");
     Run::new(&["export", "baseline", "--format", "json", "-o", "baseline.json"]).current_dir(dir.path()).run();
-    let json: BTreeMap<String, String> =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("baseline.json")).expect("written"))
-            .expect("json");
+    let text = std::fs::read_to_string(dir.path().join("baseline.json")).expect("written");
+    crate::util::valid_json("export", text.as_bytes());
+    let json: BTreeMap<String, String> = settings(&text);
     assert_eq!(json.get("net.ipv4.tcp_timestamps").map(String::as_str), Some("1"));
 }
 
@@ -105,14 +111,13 @@ fn recommended_exports_the_audit_recommendations() {
     ]);
     assert!(text.contains("from the recommendations of an audit of"), "{text}");
     assert!(text.contains("\nnet.ipv4.tcp_tw_reuse = 1\n"), "{text}");
-    let json: BTreeMap<String, String> = serde_json::from_str(&export(&[
+    let json = settings(&export(&[
         "--recommended",
         "--format",
         "json",
         "--root",
         fixture("misconfigured").to_str().expect("utf-8"),
-    ]))
-    .expect("json");
+    ]));
     assert_eq!(json.get("net.ipv4.tcp_fin_timeout").map(String::as_str), Some("60"));
     assert_eq!(json.get("net.ipv4.tcp_timestamps").map(String::as_str), Some("1"));
     assert_eq!(
@@ -181,8 +186,7 @@ fn playbook_output(playbook: &Path, work: &Path, roles: Option<&Path>, extra: &[
 
 /// The exported values for every kernel (settings bounded to old kernels are skipped there).
 fn exported_values(profile: &str) -> BTreeMap<String, String> {
-    let mut values: BTreeMap<String, String> =
-        serde_json::from_str(&export(&[profile, "--format", "json"])).expect("json");
+    let mut values = settings(&export(&[profile, "--format", "json"]));
     values.remove("net.ipv4.tcp_tw_recycle");
     values
 }

@@ -94,14 +94,23 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ProfilesCommand {
     /// List every profile with its source and description.
-    List(RootArg),
-    /// Print a profile as YAML, with its `extends` chain resolved.
+    List {
+        #[command(flatten)]
+        root: RootArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Human)]
+        format: ListFormat,
+    },
+    /// Print a profile as YAML (or JSON), with its `extends` chain resolved.
     Show {
         /// Profile name, or path to a YAML file.
         #[arg(value_name = "NAME|PATH")]
         profile: String,
         #[command(flatten)]
         root: RootArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ShowFormat::Yaml)]
+        format: ShowFormat,
     },
     /// Validate profile files; exit 0 when all are valid, 2 otherwise.
     Check {
@@ -364,6 +373,10 @@ pub struct RollbackArgs {
     #[arg(long, conflicts_with = "id")]
     pub list: bool,
 
+    /// Output format of --list.
+    #[arg(long, value_enum, default_value_t = ListFormat::Human, requires = "list")]
+    pub format: ListFormat,
+
     /// Roll back without asking.
     #[arg(long, short)]
     pub yes: bool,
@@ -422,6 +435,24 @@ pub enum ExportFormat {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExplainFormat {
     Human,
+    Json,
+}
+
+/// Output formats of listings (`profiles list`, `rollback --list`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// A table for people.
+    Human,
+    /// One JSON object (documented in docs/json-schema.md).
+    Json,
+}
+
+/// Output formats of `profiles show`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ShowFormat {
+    /// The profile file format, `extends` resolved.
+    Yaml,
+    /// One JSON object (documented in docs/json-schema.md).
     Json,
 }
 

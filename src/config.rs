@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{
-    AuditArgs, AuditFormat, Cli, Command, ExplainArgs, ExportFormat as ExportFormatArg, FailOn, ProfilesCommand,
-    SocketSourceArg, TargetArgs, WatchArgs,
+    AuditArgs, AuditFormat, Cli, Command, ExplainArgs, ExportFormat as ExportFormatArg, FailOn, ListFormat,
+    ProfilesCommand, ShowFormat, SocketSourceArg, TargetArgs, WatchArgs,
 };
 use crate::export::ExportFormat;
 use crate::files::beneath;
@@ -113,6 +113,8 @@ pub(crate) struct ExportConfig {
 pub(crate) struct RollbackConfig {
     pub id: Option<String>,
     pub list: bool,
+    /// `--format json` (with `--list`): the listing as one JSON object.
+    pub json: bool,
     pub target: Target,
     pub yes: bool,
 }
@@ -144,9 +146,20 @@ pub(crate) struct ExplainConfig {
 /// What a `profiles` subcommand needs.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum ProfilesConfig {
-    List { root: PathBuf },
-    Show { profile: String, root: PathBuf },
-    Check { files: Vec<PathBuf>, root: PathBuf },
+    /// `json`: `--format json`, one JSON object instead of text for people (or YAML).
+    List {
+        root: PathBuf,
+        json: bool,
+    },
+    Show {
+        profile: String,
+        root: PathBuf,
+        json: bool,
+    },
+    Check {
+        files: Vec<PathBuf>,
+        root: PathBuf,
+    },
 }
 
 /// Everything `twtune audit` needs.
@@ -247,6 +260,7 @@ impl Config {
             Command::Rollback(args) => CommandConfig::Rollback(RollbackConfig {
                 id: args.id,
                 list: args.list,
+                json: args.format == ListFormat::Json,
                 target: Target::from_args(args.target),
                 yes: args.yes,
             }),
@@ -259,17 +273,23 @@ impl Config {
                 profile,
                 root,
             }),
-            Command::Profiles(ProfilesCommand::List(root)) => {
-                CommandConfig::Profiles(ProfilesConfig::List { root: root.root })
-            }
-            Command::Profiles(ProfilesCommand::Show { profile, root }) => {
-                CommandConfig::Profiles(ProfilesConfig::Show { profile, root: root.root })
-            }
-            Command::Profiles(ProfilesCommand::Check { files, root }) => {
-                CommandConfig::Profiles(ProfilesConfig::Check { files, root: root.root })
-            }
+            Command::Profiles(command) => CommandConfig::Profiles(ProfilesConfig::from_command(command)),
         };
         Config { color: cli.color.as_choice(), command }
+    }
+}
+
+impl ProfilesConfig {
+    fn from_command(command: ProfilesCommand) -> ProfilesConfig {
+        match command {
+            ProfilesCommand::List { root, format } => {
+                ProfilesConfig::List { root: root.root, json: format == ListFormat::Json }
+            }
+            ProfilesCommand::Show { profile, root, format } => {
+                ProfilesConfig::Show { profile, root: root.root, json: format == ShowFormat::Json }
+            }
+            ProfilesCommand::Check { files, root } => ProfilesConfig::Check { files, root: root.root },
+        }
     }
 }
 
@@ -388,10 +408,25 @@ mod tests {
         let parse = |args: &[&str]| {
             Config::from_cli(Cli::try_parse_from(["twtune"].iter().chain(args)).expect("valid")).command
         };
-        assert_eq!(parse(&["profiles", "list"]), CommandConfig::Profiles(ProfilesConfig::List { root: "/".into() }));
+        assert_eq!(
+            parse(&["profiles", "list"]),
+            CommandConfig::Profiles(ProfilesConfig::List { root: "/".into(), json: false })
+        );
+        assert_eq!(
+            parse(&["profiles", "list", "--format", "json"]),
+            CommandConfig::Profiles(ProfilesConfig::List { root: "/".into(), json: true })
+        );
         assert_eq!(
             parse(&["profiles", "show", "baseline", "--root", "/r"]),
-            CommandConfig::Profiles(ProfilesConfig::Show { profile: "baseline".into(), root: "/r".into() })
+            CommandConfig::Profiles(ProfilesConfig::Show {
+                profile: "baseline".into(),
+                root: "/r".into(),
+                json: false
+            })
+        );
+        assert_eq!(
+            parse(&["profiles", "show", "baseline", "--format", "json"]),
+            CommandConfig::Profiles(ProfilesConfig::Show { profile: "baseline".into(), root: "/".into(), json: true })
         );
         assert_eq!(
             parse(&["profiles", "check", "a.yaml", "b.yaml"]),
@@ -432,7 +467,11 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match parse(&["rollback", "--list"]) {
-            CommandConfig::Rollback(r) => assert!(r.list && r.id.is_none()),
+            CommandConfig::Rollback(r) => assert!(r.list && r.id.is_none() && !r.json),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["rollback", "--list", "--format", "json"]) {
+            CommandConfig::Rollback(r) => assert!(r.list && r.json),
             other => panic!("{other:?}"),
         }
         for bad in [
@@ -441,6 +480,7 @@ mod tests {
             &["apply", "p", "--no-persist", "--persist-file", "/x"],
             &["apply", "p", "--no-persist", "--persist"],
             &["rollback", "ID", "--list"],
+            &["rollback", "--format", "json"],
         ] {
             assert!(Cli::try_parse_from(["twtune"].iter().chain(bad)).is_err(), "{bad:?}");
         }

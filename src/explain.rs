@@ -20,9 +20,14 @@ use crate::sysctl_d::{Assignment, Tree};
 const HEADING: Style = Style::new().bold();
 const DIM: Style = Style::new().dimmed();
 
+/// Version of `explain --format json`; raised whenever a field changes meaning or disappears.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
 /// Everything known about one key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct Explanation {
+    /// [`SCHEMA_VERSION`]: the JSON document's version (docs/schema/explain.json).
+    pub schema_version: u32,
     pub key: String,
     /// The value now, whitespace folded; `null` when the kernel or namespace lacks the key.
     pub runtime: Option<String>,
@@ -116,6 +121,7 @@ pub(crate) fn explain(root: &Root, arg: &str, profile: Option<&Profile>) -> Resu
         }
     });
     Ok(Explanation {
+        schema_version: SCHEMA_VERSION,
         key: name.to_string(),
         runtime,
         orders_differ: resolution.orders_differ(),

@@ -42,6 +42,50 @@ pub(crate) fn journal(entries: &[Entry], state: &StateDir, out: &mut dyn Write) 
     Ok(())
 }
 
+/// Version of `rollback --list --format json`; raised whenever a field changes meaning or disappears.
+pub(crate) const JOURNAL_SCHEMA_VERSION: u32 = 1;
+
+#[derive(serde::Serialize)]
+struct JournalDocument<'a> {
+    schema_version: u32,
+    state_dir: String,
+    entries: Vec<JournalEntry<'a>>,
+}
+
+/// An entry as the listing shows it: the previous content of the persisted file is left out.
+#[derive(serde::Serialize)]
+struct JournalEntry<'a> {
+    id: &'a str,
+    created: &'a str,
+    twtune_version: &'a str,
+    source: &'a str,
+    status: &'static str,
+    can_roll_back: bool,
+    changes: &'a [super::journal::KeyChange],
+    persist_file: Option<String>,
+}
+
+/// Every journal entry, oldest first, as one JSON object (docs/schema/rollback-list.json).
+pub(crate) fn journal_json(entries: &[Entry], state: &StateDir, out: &mut dyn Write) -> std::io::Result<()> {
+    let entries = entries
+        .iter()
+        .map(|e| JournalEntry {
+            id: &e.id,
+            created: &e.created,
+            twtune_version: &e.twtune_version,
+            source: &e.source,
+            status: e.status.name(),
+            can_roll_back: e.status.can_roll_back(),
+            changes: &e.changes,
+            persist_file: e.persist.as_ref().map(|p| p.path.to_string_lossy().into_owned()),
+        })
+        .collect();
+    let state_dir = state.path().to_string_lossy().into_owned();
+    let document = JournalDocument { schema_version: JOURNAL_SCHEMA_VERSION, state_dir, entries };
+    crate::json::to_writer_pretty(&mut *out, &document)?;
+    writeln!(out)
+}
+
 /// Said when the system already meets the plan's source.
 pub(crate) fn nothing_to_apply(plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "Nothing to apply: every setting of the {} is already met.", plan.source)

@@ -4,12 +4,16 @@ use std::io::Write;
 
 use crate::config::ProfilesConfig;
 use crate::error::{Error, Outcome, Result, printable};
-use crate::profile::catalog::Catalog;
+use crate::profile::{self, catalog::Catalog};
 
 pub(crate) fn run(config: &ProfilesConfig, out: &mut dyn Write) -> Result<Outcome> {
     match config {
-        ProfilesConfig::List { root } => {
+        ProfilesConfig::List { root, json } => {
             let (listed, errors) = Catalog::new(root).list();
+            if *json {
+                write_json(out, profile::json::list(&listed))?;
+                return outcome(errors);
+            }
             let width = listed.iter().map(|l| l.name.len()).max().unwrap_or(0);
             for profile in &listed {
                 let (description, source) = (printable(&profile.description), printable(&profile.source));
@@ -17,8 +21,13 @@ pub(crate) fn run(config: &ProfilesConfig, out: &mut dyn Write) -> Result<Outcom
             }
             outcome(errors)
         }
-        ProfilesConfig::Show { profile, root } => {
-            out.write_all(Catalog::new(root).load(profile)?.to_yaml().as_bytes()).map_err(Error::Output)?;
+        ProfilesConfig::Show { profile, root, json } => {
+            let profile = Catalog::new(root).load(profile)?;
+            if *json {
+                write_json(out, profile::json::show(&profile))?;
+            } else {
+                out.write_all(profile.to_yaml().as_bytes()).map_err(Error::Output)?;
+            }
             Ok(Outcome::Clean)
         }
         ProfilesConfig::Check { files, root } => {
@@ -40,6 +49,12 @@ pub(crate) fn run(config: &ProfilesConfig, out: &mut dyn Write) -> Result<Outcom
             outcome(errors)
         }
     }
+}
+
+/// A JSON document, or the error that kept it from being written.
+fn write_json(out: &mut dyn Write, document: serde_json::Result<String>) -> Result<()> {
+    let text = document.map_err(|e| Error::Output(e.into()))?;
+    out.write_all(text.as_bytes()).map_err(Error::Output)
 }
 
 /// Clean when nothing failed; otherwise every error, each printed on its own line.

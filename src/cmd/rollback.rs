@@ -17,7 +17,8 @@ pub(crate) fn run(config: &RollbackConfig, out: &mut dyn Write, confirm: &dyn Co
     let state = StateDir::new(&config.target.state_dir);
     let entries = state.entries()?;
     if config.list {
-        show::journal(&entries, &state, out).map_err(output)?;
+        let list = if config.json { show::journal_json } else { show::journal };
+        list(&entries, &state, out).map_err(output)?;
         return Ok(Outcome::Clean);
     }
     let mut entry = entry_to_roll_back(&entries, config.id.as_deref(), &state)?;

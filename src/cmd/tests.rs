@@ -121,6 +121,7 @@ fn rollback_list_and_missing_entries() {
     let config = |id: Option<&str>, list: bool| RollbackConfig {
         id: id.map(String::from),
         list,
+        json: false,
         target: target(dir.path(), true),
         yes: true,
     };
@@ -136,6 +137,19 @@ fn rollback_list_and_missing_entries() {
         listing.contains("applied")
             && listing.contains("profile outbound-heavy")
             && listing.contains("net.ipv4.tcp_tw_reuse"),
+        "{listing}"
+    );
+    let mut out = Vec::new();
+    super::rollback::run(&RollbackConfig { json: true, ..config(None, true) }, &mut out, &ANSWER_YES).expect("list");
+    let listing: serde_json::Value = serde_json::from_slice(&out).expect("one JSON object");
+    assert_eq!(listing["schema_version"], 1);
+    let entry = &listing["entries"][0];
+    assert_eq!(
+        (&entry["status"], &entry["source"], &entry["can_roll_back"]),
+        (&"applied".into(), &"profile outbound-heavy".into(), &true.into())
+    );
+    assert!(
+        entry["changes"].as_array().expect("changes").iter().any(|c| c["key"] == "net.ipv4.tcp_tw_reuse"),
         "{listing}"
     );
     let err = super::rollback::run(&config(Some("nope"), false), &mut Vec::new(), &ANSWER_YES).expect_err("unknown id");
@@ -155,7 +169,7 @@ fn an_apply_killed_mid_way_is_rolled_back_from_its_pending_entry() {
     let mut entry = state.entries().expect("journal").pop().expect("entry");
     entry.status = Status::Pending;
     state.save(&entry).expect("save");
-    let rollback = RollbackConfig { id: None, list: false, target: target(dir.path(), true), yes: true };
+    let rollback = RollbackConfig { id: None, list: false, json: false, target: target(dir.path(), true), yes: true };
     let mut out = Vec::new();
     super::rollback::run(&rollback, &mut out, &ANSWER_YES).expect("rollback a pending entry");
     assert!(String::from_utf8_lossy(&out).contains("never completed"), "{}", String::from_utf8_lossy(&out));
@@ -182,6 +196,7 @@ fn rollbacks_go_newest_first() {
     let rollback = |id: Option<&str>| RollbackConfig {
         id: id.map(String::from),
         list: false,
+        json: false,
         target: target(dir.path(), true),
         yes: true,
     };

@@ -448,9 +448,28 @@ pub(crate) fn sysctl_d(export: &Export) -> String {
     text
 }
 
-/// Dotted key -> value.
+/// Version of `export --format json`; raised whenever a field changes meaning or disappears.
+pub(crate) const JSON_SCHEMA_VERSION: u32 = 1;
+
+/// The JSON export (docs/schema/export.json): where the settings come from, dotted key -> value,
+/// and key -> why for each setting left out.
+#[derive(serde::Serialize)]
+struct JsonExport<'a> {
+    schema_version: u32,
+    source: &'a str,
+    settings: BTreeMap<&'a str, &'a str>,
+    left_out: BTreeMap<&'a str, &'a str>,
+}
+
+/// The export as one JSON object.
 pub(crate) fn json(export: &Export) -> String {
-    crate::json::to_string_pretty(&export.values()).unwrap_or_else(|_| "{}".into()) + "\n"
+    let document = JsonExport {
+        schema_version: JSON_SCHEMA_VERSION,
+        source: &export.source,
+        settings: export.values(),
+        left_out: export.skipped.iter().map(|(k, why)| (k.as_str(), why.as_str())).collect(),
+    };
+    crate::json::to_string_pretty(&document).unwrap_or_else(|_| "{}".into()) + "\n"
 }
 
 /// Sysctls the kubelet allows in `securityContext.sysctls` by default, with the first Kubernetes

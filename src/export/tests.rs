@@ -145,6 +145,17 @@ fn values_that_ansible_would_template_are_refused() {
 }
 
 #[test]
+fn json_is_versioned_key_to_value_and_says_what_it_left_out() {
+    let text = json(&Export::from_profile(&profile("outbound-heavy"), ExportFormat::Json));
+    let value: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(value["schema_version"], 1);
+    assert_eq!(value["source"], "profile outbound-heavy");
+    assert_eq!(value["settings"]["net.ipv4.tcp_tw_reuse"], "1");
+    assert!(value["settings"].get("net.ipv4.ip_local_port_range").is_none(), "a bound");
+    assert!(value["left_out"]["net.ipv4.ip_local_port_range"].as_str().is_some_and(|w| w.starts_with("a bound")));
+}
+
+#[test]
 fn kubernetes_keeps_only_safe_sysctls_as_entries() {
     let export = Export {
         source: "t".into(),

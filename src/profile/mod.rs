@@ -6,6 +6,7 @@
 //! holds the resolved [`Profile`] and judges an [`Inspection`] against it. Judging is pure.
 
 pub(crate) mod catalog;
+pub(crate) mod json;
 pub(crate) mod parse;
 
 use std::collections::BTreeMap;

@@ -62,9 +62,6 @@ fn other_namespaces(report: &Report, out: &mut dyn Write) -> io::Result<()> {
 
 fn summary(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     write!(out, "{HEADING}twtune audit{HEADING:#}  kernel {}  ", printable(&report.kernel))?;
-    if let Some(profile) = &report.profile {
-        write!(out, "profile {} ({})  ", printable(&profile.chain.join(" <- ")), printable(&profile.source))?;
-    }
     let counts = report.severity_counts();
     if counts.is_empty() {
         writeln!(out, "{OK}no findings{OK:#}")?;
@@ -78,6 +75,10 @@ fn summary(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             })
             .collect();
         writeln!(out, "{total} finding{}: {}", plural(total), parts.join(", "))?;
+    }
+    // On a line of its own: a chain of local profiles is long.
+    if let Some(profile) = &report.profile {
+        writeln!(out, "  profile {} ({})", printable(&profile.chain.join(" <- ")), printable(&profile.source))?;
     }
     Ok(())
 }

@@ -121,6 +121,8 @@ pub(crate) fn evaluate(inspection: &Inspection, thresholds: &Thresholds) -> Vec<
 
 /// Orders findings most severe first, then by id, keeping rule order within an id.
 pub(crate) fn sort_findings(findings: &mut [Finding]) {
+    #[cfg(test)]
+    evidence_schema::check(findings);
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.id.cmp(&b.id)));
 }
 
@@ -289,7 +291,8 @@ fn tw_reuse_remedy(inspection: &Inspection, bucket: &Bucket) -> Option<Advice> {
 
 fn bucket_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Finding>) {
     let sockets = &inspection.sockets;
-    let tw_reuse = inspection.settings.get(TW_REUSE);
+    // A number in the evidence, as in every finding that names an integer sysctl.
+    let tw_reuse = inspection.settings.int(TW_REUSE);
     let listed_over = sockets.buckets.iter().filter(|b| bucket_severity(b, t).is_some()).count();
     let maybe_more = listed_over == sockets.buckets.len() && sockets.bucket_count > sockets.buckets.len();
 
@@ -943,6 +946,8 @@ fn listen_overflows(inspection: &Inspection, out: &mut Vec<Finding>) {
 
 mod churn;
 mod conntrack;
+#[cfg(test)]
+mod evidence_schema;
 mod persist;
 pub(crate) use persist::concerning_the_host;
 mod syn;

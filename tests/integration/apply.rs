@@ -75,6 +75,17 @@ fn apply_and_rollback_round_trip() {
     assert!(!ids.iter().any(|id| id.starts_with("persist.") || id.starts_with("profile.")), "{ids:?}");
 
     Run::new(&["rollback", "--list"]).args(state_arg(state.path())).stdout(Expect::contains(&["applied"])).run();
+    // The same listing for programs (Run checks it against docs/schema/rollback-list.json).
+    let listing = Run::new(&["rollback", "--list", "--format", "json"])
+        .args(state_arg(state.path()))
+        .stdout(Expect::satisfies("a JSON listing", |s| s.starts_with('{')))
+        .run();
+    let listing: serde_json::Value = serde_json::from_str(&listing).expect("JSON");
+    let entry = &listing["entries"][0];
+    assert_eq!((&entry["status"], &entry["can_roll_back"]), (&"applied".into(), &true.into()), "{listing}");
+    assert_eq!(entry["persist_file"], PERSISTED, "{listing}");
+    let reuse = entry["changes"].as_array().expect("changes").iter().find(|c| c["key"] == "net.ipv4.tcp_tw_reuse");
+    assert_eq!(reuse.map(|c| (&c["before"], &c["after"])), Some((&"2".into(), &"1".into())), "{listing}");
     Run::new(&["rollback", "--yes"])
         .args(state_arg(state.path()))
         .stdout(Expect::contains(&[&format!("and remove {PERSISTED}"), "Rolled back journal entry"]))

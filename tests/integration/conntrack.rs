@@ -84,8 +84,10 @@ impl Drop for Topology {
 
 fn audit(args: &[&str]) -> Value {
     let out = twtune().args(["audit", "--format", "json", "--fail-on", "never"]).args(args).output().expect("run");
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)))
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    crate::util::valid_json("audit", &out.stdout);
+    report
 }
 
 fn conntrack_count(ns: &str) -> u64 {
@@ -237,6 +239,7 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
     let sweep =
         twtune().args(["audit", "--all-netns", "--format", "json", "--fail-on", "never"]).output().expect("run");
     let sweep: Value = serde_json::from_slice(&sweep.stdout).expect("JSON");
+    crate::util::valid_json("audit-all-netns", &sweep.to_string().into_bytes());
     let nat = sweep["namespaces"]
         .as_array()
         .expect("namespaces")

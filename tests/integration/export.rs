@@ -28,6 +28,12 @@ fn assert_golden(name: &str, actual: &str) {
     );
 }
 
+/// The `settings` of a JSON export (key -> value).
+fn settings(json: &str) -> BTreeMap<String, String> {
+    let document: serde_json::Value = serde_json::from_str(json).expect("json");
+    serde_json::from_value(document["settings"].clone()).expect("settings: key -> value")
+}
+
 /// `twtune export ARGS` to stdout: exit 0, something on stdout, and on stderr nothing or the one
 /// note on settings left out.
 fn export(args: &[&str]) -> String {
@@ -85,9 +91,9 @@ fn output_to_a_bare_file_name_in_the_current_directory() {
         .current_dir(dir.path())
         .stderr(Expect::satisfies("the note", is_note))
         .run();
-    let json: BTreeMap<String, String> =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("inbound.json")).expect("written"))
-            .expect("json");
+    let text = std::fs::read_to_string(dir.path().join("inbound.json")).expect("written");
+    crate::util::valid_json("export", text.as_bytes());
+    let json = settings(&text);
     assert_eq!(json.get("net.ipv4.tcp_syncookies").map(String::as_str), Some("1"));
     assert!(!json.contains_key("net.core.somaxconn"), "a bound is no value to write: {json:?}");
 }
@@ -119,14 +125,13 @@ fn recommended_exports_the_audit_recommendations() {
     ]);
     assert!(text.contains("from the recommendations of an audit of"), "{text}");
     assert!(text.contains("\nnet.ipv4.tcp_tw_reuse = 1\n"), "{text}");
-    let json: BTreeMap<String, String> = serde_json::from_str(&export(&[
+    let json = settings(&export(&[
         "--recommended",
         "--format",
         "json",
         "--root",
         fixture("misconfigured").to_str().expect("utf-8"),
-    ]))
-    .expect("json");
+    ]));
     assert_eq!(json.get("net.ipv4.tcp_fin_timeout").map(String::as_str), Some("60"));
     assert_eq!(json.get("net.ipv4.tcp_timestamps").map(String::as_str), Some("1"));
     assert_eq!(
@@ -487,7 +492,7 @@ fn from_host_exports_what_apply_would_change_on_each_captured_tree() {
                 .arg(&root)
                 .stdout(Expect::satisfies("JSON", |s| s.starts_with('{')))
                 .run();
-            let exported: BTreeMap<String, String> = serde_json::from_str(&json).expect("json");
+            let exported = settings(&json);
             assert_eq!(exported, planned, "{profile} on {}:\n{plan}", root.display());
             compared += planned.len();
         }

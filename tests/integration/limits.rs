@@ -54,6 +54,7 @@ fn a_sweep_of_more_namespaces_than_the_soft_open_files_limit_completes() {
     let (code, stdout, stderr) = limited("1024:", &["audit", "--all-netns", "--format", "json", "--fail-on", "never"]);
     assert_eq!(code, 0, "{stderr}");
     let sweep: Value = serde_json::from_str(&stdout).expect("JSON");
+    crate::util::valid_json("audit-all-netns", stdout.as_bytes());
     let namespaces = sweep["namespaces"].as_array().expect("namespaces");
     let ours = namespaces.iter().filter(|ns| ns["netns"]["name"].as_str().is_some_and(|n| n.starts_with("many-")));
     assert_eq!(ours.count(), COUNT, "every namespace is in the sweep; stderr: {stderr}");
@@ -99,6 +100,7 @@ fn the_owner_lookup_stops_at_its_budget_and_says_what_it_left_out() {
     let took = started.elapsed();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    crate::util::valid_json("audit", &out.stdout);
     let partly = report["sockets"]["owners_unavailable"].as_str().expect("what was left out");
     assert!(partly.starts_with("looked up in part: ") && partly.contains("were not looked at"), "{partly}");
     let warnings = report["warnings"].as_array().expect("warnings");

@@ -140,6 +140,7 @@ fn json(args: &[&str]) -> (i32, Value) {
     let text = String::from_utf8_lossy(&out.stdout);
     let value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {text}\nstderr: {}", String::from_utf8_lossy(&out.stderr)));
+    crate::util::valid_json(if args.contains(&"--all-netns") { "audit-all-netns" } else { "audit" }, &out.stdout);
     (out.status.code().expect("exit code"), value)
 }
 
@@ -198,7 +199,7 @@ fn the_sweep_finds_named_and_held_namespaces_and_names_their_containers() {
 
     let (status, sweep) = json(&["--all-netns", "--fail-on", "never"]);
     assert_eq!(status, 0, "{sweep:#}");
-    assert_eq!(sweep["schema_version"], 4);
+    assert_eq!(sweep["schema_version"], 5);
     let named = namespace(&sweep, blue);
     assert_eq!(named["netns"]["name"], "twtune-blue", "no process is in it, it is found by its name");
     assert_eq!(named["netns"]["pids"], serde_json::json!([]));
@@ -297,6 +298,7 @@ fn a_namespace_deleted_during_the_sweep_is_a_note() {
     let out = sweep.wait_with_output().expect("sweep");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let sweep: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    crate::util::valid_json("audit-all-netns", &out.stdout);
     let notes: Vec<&str> =
         sweep["summary"]["notes"].as_array().expect("notes").iter().filter_map(Value::as_str).collect();
     assert!(notes.iter().any(|n| n.starts_with(&format!("net:[{gone}]")) && n.contains("disappeared")), "{notes:?}");
@@ -421,6 +423,7 @@ fn without_root_owners_are_null_with_the_reason_and_the_sweep_refuses_in_one_lin
     };
     let out = nobody(&["audit", "--format", "json", "--fail-on", "never"]);
     let report: crate::util::Report = serde_json::from_slice(&out.stdout).expect("a report");
+    crate::util::valid_json("audit", &out.stdout);
     assert!(report.sockets.buckets[0].owners.is_none());
     assert!(report.sockets.owners_unavailable.as_deref().is_some_and(|why| why.contains("root")));
     assert!(report.other_namespaces.is_some_and(|others| !others.complete), "a lower bound without root");

@@ -474,3 +474,23 @@ fn each_shell_completes_keys_profiles_and_shells_and_no_file_where_none_is_wante
         }
     }
 }
+
+#[test]
+fn the_json_schemas_refuse_a_mistyped_evidence_field_and_an_old_version() {
+    let text = Run::new(&["audit", "--format", "json", "--root"])
+        .arg(fixture("client-exhaustion"))
+        .status(1)
+        .stdout(Expect::contains(&["\"tcp_tw_reuse\": 0,"]))
+        .run();
+    // The unchanged report passed (Run validates it); a sysctl written as a string, or the
+    // previous schema_version, must not.
+    for (from, to) in
+        [("\"tcp_tw_reuse\": 0,", "\"tcp_tw_reuse\": \"0\","), ("\"schema_version\": 5", "\"schema_version\": 4")]
+    {
+        let changed = text.replacen(from, to, 1);
+        let refused = std::panic::catch_unwind(|| crate::util::valid_json("audit", changed.as_bytes()));
+        if std::env::var_os("TWTUNE_JSON_VALIDATOR").is_some() {
+            assert!(refused.is_err(), "{to} was accepted");
+        }
+    }
+}

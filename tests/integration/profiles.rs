@@ -97,6 +97,31 @@ fn list_shows_built_in_and_local_profiles() {
 }
 
 #[test]
+fn list_and_show_as_json_for_programs() {
+    let root = root_with_profiles(&[("team.yaml", "name: team\ndescription: Our own\nextends: outbound-heavy\n")]);
+    // Run checks each document against docs/schema/profiles-list.json and profiles-show.json.
+    let json = |args: &[&str]| -> serde_json::Value {
+        let text =
+            Run::new(args).arg("--root").arg(root.path()).stdout(Expect::satisfies("JSON", |s| !s.is_empty())).run();
+        serde_json::from_str(&text).expect("one JSON object")
+    };
+    let list = json(&["profiles", "list", "--format", "json"]);
+    assert_eq!(list["schema_version"], 1);
+    let names: Vec<&str> =
+        list["profiles"].as_array().expect("profiles").iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["baseline", "inbound-heavy", "kubernetes-node", "outbound-heavy", "team"]);
+    assert_eq!(list["profiles"][4]["description"], "Our own");
+    let team = json(&["profiles", "show", "team", "--format", "json"]);
+    assert_eq!(team["chain"], serde_json::json!(["team", "outbound-heavy", "baseline"]));
+    let reuse = &team["settings"]["net.ipv4.tcp_tw_reuse"];
+    // A sysctl value is a string as the kernel prints it, even where the YAML writes an integer.
+    assert_eq!((&reuse["value"], &reuse["defined_in"]), (&"1".into(), &"outbound-heavy".into()), "{team}");
+    let range = &team["settings"]["net.ipv4.ip_local_port_range"];
+    assert_eq!(range["min"], serde_json::json!({ "fields": [1024, null] }), "{team}");
+    assert_eq!(team["thresholds"]["port_crit_pct"], 80.0);
+}
+
+#[test]
 fn list_goes_on_past_a_broken_local_file_and_exits_2() {
     let root = root_with_profiles(&[("broken.yaml", "name: broken\n"), ("ok.yaml", "name: ok\ndescription: fine\n")]);
     Run::new(&["profiles", "list", "--root"])

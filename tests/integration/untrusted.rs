@@ -209,6 +209,7 @@ fn a_fifo_as_a_network_namespace_is_refused_at_once() {
     let out = out.expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let sweep: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    crate::util::valid_json("audit-all-netns", &out.stdout);
     let names: Vec<&str> =
         sweep["namespaces"].as_array().expect("list").iter().filter_map(|ns| ns["netns"]["name"].as_str()).collect();
     assert!(names.contains(&"ours"), "{names:?}");
@@ -257,6 +258,7 @@ fn an_unreadable_sysctl_d_directory_is_a_problem_not_an_abort() {
         .expect("setpriv");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    crate::util::valid_json("audit", &output.stdout);
     assert!(stdout.contains("/etc/sysctl.d: cannot read the directory"), "{stdout}");
 }
 

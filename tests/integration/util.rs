@@ -184,14 +184,86 @@ impl Run {
                 wrong.push(format!("{name} is not {expect}"));
             }
         }
+        let shown: Vec<String> = self.shown.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(
             wrong.is_empty(),
             "twtune {}\n{}\n--- exit status: {status}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}\n--- end",
-            self.shown.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+            shown.join(" "),
             wrong.join("\n"),
         );
+        // Every JSON document a test sees is checked against its schema.
+        if let Some(schema) = json_schema_of(&shown).filter(|_| !stdout.is_empty()) {
+            valid_json(schema, stdout.as_bytes());
+        }
         stdout
     }
+}
+
+/// The schema in docs/schema that the JSON a twtune command line prints on stdout follows; `None`
+/// when it prints no JSON there.
+pub(crate) fn json_schema_of(args: &[String]) -> Option<&'static str> {
+    let json = args.windows(2).any(|w| w[0] == "--format" && w[1] == "json");
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    match (args.first()?.as_str(), args.get(1).map(String::as_str)) {
+        _ if !json => None,
+        ("audit", _) if has("--all-netns") => Some("audit-all-netns"),
+        ("audit", _) => Some("audit"),
+        ("explain", _) => Some("explain"),
+        ("export", _) if !has("-o") && !has("--output") => Some("export"),
+        ("profiles", Some("list")) => Some("profiles-list"),
+        ("profiles", Some("show")) => Some("profiles-show"),
+        ("rollback", _) => Some("rollback-list"),
+        _ => None,
+    }
+}
+
+/// The Python with the pinned jsonschema that scripts/test installs (`TWTUNE_JSON_VALIDATOR`).
+/// Under CI=true its absence fails the test; elsewhere JSON goes unvalidated, said once.
+fn json_validator() -> Option<&'static PathBuf> {
+    static VALIDATOR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    VALIDATOR
+        .get_or_init(|| {
+            let python = std::env::var_os("TWTUNE_JSON_VALIDATOR").map(PathBuf::from);
+            let works = |p: &PathBuf| {
+                std::process::Command::new(p)
+                    .args(["-c", "import jsonschema, referencing"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            };
+            let found = python.filter(works);
+            if found.is_none() {
+                assert!(
+                    !std::env::var("CI").is_ok_and(|v| v == "true"),
+                    "CI=true but TWTUNE_JSON_VALIDATOR is not a Python with jsonschema: scripts/test installs it"
+                );
+                eprintln!("SKIPPED: JSON Schema validation (no TWTUNE_JSON_VALIDATOR); run scripts/test");
+            }
+            found
+        })
+        .as_ref()
+}
+
+/// Panics unless `json` is valid under docs/schema/`schema`.json, as the pinned validator
+/// (tests/support/validate_json.py) judges it.
+#[track_caller]
+pub(crate) fn valid_json(schema: &str, json: &[u8]) {
+    let Some(python) = json_validator() else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    std::io::Write::write_all(&mut file, json).expect("write the JSON");
+    let output = std::process::Command::new(python)
+        .arg(root.join("tests/support/validate_json.py"))
+        .arg(root.join("docs/schema"))
+        .arg(schema)
+        .arg(file.path())
+        .output()
+        .expect("run the validator");
+    assert!(
+        output.status.success(),
+        "not valid under docs/schema/{schema}.json:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// A captured root under tests/fixtures/roots.
@@ -224,13 +296,23 @@ pub(crate) const HOST_WIDE_COUNTERS: &[&str] = &["sockstat_alloc", "sockstat_orp
 /// report comes with nothing on stderr: warnings belong in the report.
 #[track_caller]
 pub(crate) fn audit_json(args: &[&str]) -> (i32, Report) {
+    let (code, report, text) = audit_json_unchecked(args);
+    valid_json("audit", text.as_bytes());
+    (code, report)
+}
+
+/// [`audit_json`] and the report's text, not yet checked against its schema: for tests whose reads
+/// must follow each other closely (a TIME_WAIT socket's age changes what it holds), which check
+/// each text with [`valid_json`] after the last read.
+#[track_caller]
+pub(crate) fn audit_json_unchecked(args: &[&str]) -> (i32, Report, String) {
     let output = twtune().arg("audit").args(["--format", "json"]).args(args).output().expect("run twtune");
     let stdout = String::from_utf8(output.stdout).expect("utf-8 JSON");
     let stderr = String::from_utf8_lossy(&output.stderr);
     let report = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("not a report ({e}): {stdout}\nstderr: {stderr}\nstatus: {:?}", output.status));
     assert!(stderr.is_empty(), "audit {args:?} printed a report and, on stderr: {stderr}");
-    (output.status.code().expect("exit code"), report)
+    (output.status.code().expect("exit code"), report, stdout)
 }
 
 // The JSON contract of docs/json-schema.md, declared independently of the code that writes it, with

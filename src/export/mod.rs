@@ -492,11 +492,15 @@ const KUBERNETES_SAFE: &[(&str, &str)] = &[
 /// as comments saying what they need), valid against the Kubernetes schema as it is, so that it
 /// can be applied to try or copied into a pod template.
 pub(crate) fn kubernetes(export: &Export) -> String {
-    let mut text = header(export, "Kubernetes Pod");
-    text.push_str(
-        "# Pods get their own network namespace, which starts from kernel defaults: node settings do not reach them.\n\
-         # Copy spec.securityContext into your pod template (a Deployment's spec.template.spec), or apply this Pod to try it.\n",
-    );
+    // A YAML document as yamllint --strict wants it: a document start, lines of at most 80 columns.
+    let mut text = yaml_header(export, "Kubernetes Pod");
+    text.push_str(&folded_comment(
+        "",
+        "",
+        "Pods get their own network namespace, which starts from kernel defaults: node settings do not reach \
+         them. Copy spec.securityContext into your pod template (a Deployment's spec.template.spec), or apply this \
+         Pod to try it.",
+    ));
     let (safe, other): (Vec<&Item>, Vec<&Item>) =
         export.items.iter().partition(|i| KUBERNETES_SAFE.iter().any(|(k, _)| *k == i.key));
     for item in &other {
@@ -510,7 +514,7 @@ pub(crate) fn kubernetes(export: &Export) -> String {
         } else {
             "not in Kubernetes' safe set: allowed in pods only where the kubelet runs with --allowed-unsafe-sysctls, or set on the node for hostNetwork pods".into()
         };
-        text.push_str(&comment("", "", &format!("{} = {}: {need}", item.key, item.wanted())));
+        text.push_str(&folded_comment("", "", &format!("{} = {}: {need}", item.key, item.wanted())));
     }
     text.push_str(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: twtune-sysctls\nspec:\n  securityContext:\n    sysctls:",
@@ -522,7 +526,7 @@ pub(crate) fn kubernetes(export: &Export) -> String {
         for item in safe {
             let since = KUBERNETES_SAFE.iter().find(|(k, _)| *k == item.key).map_or("all", |(_, v)| v);
             if since != "all" {
-                text.push_str(&comment("      ", "", &format!("safe since Kubernetes {since}")));
+                text.push_str(&folded_comment("      ", "", &format!("safe since Kubernetes {since}")));
             }
             text.push_str(&format!("      - name: {}\n        value: {}\n", quoted(&item.key), quoted(&item.wanted())));
         }

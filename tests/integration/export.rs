@@ -371,7 +371,7 @@ fn output_to_a_device_is_refused_and_the_device_stays() {
 pub(crate) const KUBERNETES_VERSIONS: &[&str] = &["1.25.0", "1.37.0"];
 
 #[test]
-fn the_kubernetes_export_is_a_valid_pod_for_the_oldest_and_newest_schemas() {
+fn the_kubernetes_export_is_a_valid_pod_for_the_oldest_and_newest_schemas_and_passes_yamllint_strict() {
     let validate = std::env::var_os("TWTUNE_KUBERNETES_VALIDATE").map(PathBuf::from);
     let Some(validate) = validate.filter(|p| p.exists()) else {
         assert!(
@@ -393,6 +393,12 @@ fn the_kubernetes_export_is_a_valid_pod_for_the_oldest_and_newest_schemas() {
                 .expect("kubernetes-validate");
             let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
             assert!(out.status.success() && said.trim().is_empty(), "{profile} against Kubernetes {version}: {said}");
+        }
+        // As the Ansible exports: a document start, no line over 80 columns, nothing else to fix.
+        if let Some(yamllint) = venv_tool("TWTUNE_YAMLLINT", "yamllint") {
+            let out = Command::new(yamllint).arg("--strict").arg(&file).output().expect("yamllint");
+            let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success() && said.trim().is_empty(), "yamllint --strict {profile}: {said}");
         }
     }
 }

@@ -494,3 +494,78 @@ fn the_json_schemas_refuse_a_mistyped_evidence_field_and_an_old_version() {
         }
     }
 }
+
+/// Every text for people the fixture trees give: audits, with a profile, keys explained, plans.
+fn texts_for_people(columns: Option<&str>) -> Vec<(String, String)> {
+    let mut texts = Vec::new();
+    let roots = std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roots")).expect("roots");
+    for root in roots.map(|e| e.expect("entry").path()) {
+        let commands: [&[&str]; 4] = [
+            &["audit"],
+            &["audit", "--profile", "kubernetes-node"],
+            &["explain", "net.ipv4.ip_local_port_range"],
+            &["apply", "outbound-heavy", "--dry-run"],
+        ];
+        for args in commands {
+            let mut command = crate::util::twtune();
+            command.args(args).arg("--root").arg(&root).env_remove("COLUMNS");
+            if let Some(columns) = columns {
+                command.env("COLUMNS", columns);
+            }
+            let out = command.output().expect("twtune");
+            texts.push((format!("{args:?} on {}", root.display()), String::from_utf8_lossy(&out.stdout).into_owned()));
+        }
+    }
+    texts
+}
+
+/// Whether a line may pass `width`: only when it cannot break, one word after its indent.
+fn fits(line: &str, width: usize) -> bool {
+    line.chars().count() <= width || !line.trim_start().contains(' ')
+}
+
+#[test]
+fn text_for_people_fits_80_columns_or_the_columns_asked_and_writes_counts_one_way() {
+    let mut longest = 0;
+    for (what, text) in texts_for_people(None) {
+        assert!(!text.is_empty(), "{what} printed nothing");
+        for line in text.lines() {
+            assert!(fits(line, 80), "{what}: a line of {} columns:\n{line}", line.chars().count());
+            // Numbers as digits only, never grouped ("1 000"); one of a noun is singular.
+            let words: Vec<&str> = line.split(' ').collect();
+            for pair in words.windows(2) {
+                let digits = |w: &str, n: std::ops::RangeInclusive<usize>| {
+                    n.contains(&w.len()) && w.chars().all(|c| c.is_ascii_digit())
+                };
+                assert!(!(digits(pair[0], 1..=3) && digits(pair[1], 3..=3)), "{what}: a grouped number:\n{line}");
+                let plural = ["sockets", "ports", "buckets", "files", "findings", "entries", "changes", "settings"];
+                assert!(!(pair[0] == "1" && plural.contains(&pair[1])), "{what}: \"1 {}\":\n{line}", pair[1]);
+            }
+        }
+        longest = longest.max(text.lines().map(|l| l.chars().count()).max().unwrap_or(0));
+    }
+    assert!(longest > 70, "the reports use the width: {longest}");
+    // A wider terminal (or COLUMNS) gets longer lines, and still none past it.
+    let mut wider = 0;
+    for (what, text) in texts_for_people(Some("150")) {
+        for line in text.lines() {
+            assert!(fits(line, 150), "{what} at 150 columns:\n{line}");
+            wider = wider.max(line.chars().count());
+        }
+    }
+    assert!(wider > 80, "150 columns are used: {wider}");
+}
+
+#[test]
+fn quiet_prints_nothing_and_the_exit_status_keeps_the_verdict() {
+    for (root, status) in [("client-exhaustion", 1), ("idle", 0)] {
+        for format in ["human", "json", "prometheus"] {
+            Run::new(&["audit", "-q", "--format", format, "--root"])
+                .arg(fixture(root))
+                .status(status)
+                .stdout(Expect::Empty)
+                .run();
+        }
+    }
+    Run::new(&["audit", "--quiet", "--fail-on", "never", "--root"]).arg(fixture("client-exhaustion")).run();
+}

@@ -133,6 +133,12 @@ pub struct AuditArgs {
     #[arg(long, value_enum, default_value_t = AuditFormat::Human)]
     pub format: AuditFormat,
 
+    /// Write the report to PATH instead of stdout, whole or not at all: into a new file beside it,
+    /// renamed over it once complete, so that a reader (node_exporter's textfile collector) never
+    /// sees half a report and a failed audit leaves the last one in place.
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
     /// How many of the fullest destination buckets to list.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub top: u32,

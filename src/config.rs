@@ -143,6 +143,8 @@ pub(crate) struct AuditConfig {
     /// Exit 1 when a finding reaches this severity; `None`: never.
     pub fail_on: Option<Severity>,
     pub format: Format,
+    /// `--output`: the file the report replaces, instead of stdout.
+    pub output: Option<PathBuf>,
     /// A profile to check the host against (name or path).
     pub profile: Option<String>,
     /// What to inspect, and how.
@@ -272,6 +274,7 @@ impl AuditConfig {
                 AuditFormat::Json => Format::Json,
                 AuditFormat::Prometheus => Format::Prometheus,
             },
+            output: args.output,
             profile: args.profile,
             ignore_user_netns: args.ignore_user_netns,
             request: Request {
@@ -310,6 +313,7 @@ mod tests {
             AuditConfig {
                 fail_on: Some(Severity::Warn),
                 format: Format::Human,
+                output: None,
                 profile: None,
                 ignore_user_netns: false,
                 request: Request {
@@ -337,10 +341,13 @@ mod tests {
             "never",
             "--profile",
             "./p.yaml",
+            "-o",
+            "/tmp/r.json",
         ]);
         let expected = AuditConfig {
             fail_on: None,
             format: Format::Json,
+            output: Some("/tmp/r.json".into()),
             profile: Some("./p.yaml".into()),
             ignore_user_netns: false,
             request: Request {

@@ -146,6 +146,11 @@ pub struct AuditArgs {
     /// (errors still go to stderr).
     #[arg(long, short)]
     pub quiet: bool,
+    /// Write the report to PATH instead of stdout, whole or not at all: into a new file beside it,
+    /// renamed over it once complete, so that a reader (node_exporter's textfile collector) never
+    /// sees half a report and a failed audit leaves the last one in place.
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
 
     /// How many of the fullest destination buckets to list.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]

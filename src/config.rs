@@ -170,6 +170,8 @@ pub(crate) struct AuditConfig {
     pub format: Format,
     /// `--quiet`: nothing on stdout, the exit status only.
     pub quiet: bool,
+    /// `--output`: the file the report replaces, instead of stdout.
+    pub output: Option<PathBuf>,
     /// A profile to check the host against (name or path).
     pub profile: Option<String>,
     /// What to inspect, and how.
@@ -308,6 +310,7 @@ impl AuditConfig {
                 AuditFormat::Prometheus => Format::Prometheus,
             },
             quiet: args.quiet,
+            output: args.output,
             profile: args.profile,
             ignore_user_netns: args.ignore_user_netns,
             request: Request {
@@ -347,6 +350,7 @@ mod tests {
                 fail_on: Some(Severity::Warn),
                 format: Format::Human,
                 quiet: false,
+                output: None,
                 profile: None,
                 ignore_user_netns: false,
                 request: Request {
@@ -374,11 +378,14 @@ mod tests {
             "never",
             "--profile",
             "./p.yaml",
+            "-o",
+            "/tmp/r.json",
         ]);
         let expected = AuditConfig {
             fail_on: None,
             format: Format::Json,
             quiet: false,
+            output: Some("/tmp/r.json".into()),
             profile: Some("./p.yaml".into()),
             ignore_user_netns: false,
             request: Request {

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use crate::config::AuditConfig;
 use crate::error::{Error, Outcome, Result};
+use crate::files::write_atomically;
 use crate::inspect::evidence::{self, Evidence, NetnsTarget};
 use crate::inspect::sweep;
 use crate::profile::{self, Profile, catalog::Catalog};
@@ -24,7 +25,7 @@ pub(crate) fn run(config: &AuditConfig, out: &mut dyn Write) -> Result<Outcome> 
     let mut report = Report::judge(inspection, profile, rates);
     report.other_namespaces = other_namespaces;
     let outcome = if report.fails(config.fail_on) { Outcome::Findings } else { Outcome::Clean };
-    finish(outcome, report.render(config.format, out))
+    deliver(config, outcome, |w| report.render(config.format, w), out)
 }
 
 fn sweep(
@@ -44,7 +45,26 @@ fn sweep(
         .collect();
     let report = SweepReport::new(namespaces, swept.notes).ignoring_user_namespaces(config.ignore_user_netns);
     let outcome = if report.fails(config.fail_on) { Outcome::Findings } else { Outcome::Clean };
-    finish(outcome, report.render(config.format, out))
+    deliver(config, outcome, |w| report.render(config.format, w), out)
+}
+
+/// Renders the report to stdout, or with `--output` into memory first and then atomically over
+/// the file: a report cut short by an error is never half-written there, and the last one stays.
+/// The file is for tools and for reading later, so it carries no styles.
+fn deliver(
+    config: &AuditConfig,
+    outcome: Outcome,
+    render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    out: &mut dyn Write,
+) -> Result<Outcome> {
+    let Some(path) = &config.output else {
+        return finish(outcome, render(out));
+    };
+    let mut text = Vec::new();
+    render(&mut anstream::StripStream::new(&mut text)).map_err(Error::Output)?;
+    write_atomically(path, &String::from_utf8_lossy(&text))
+        .map_err(|source| Error::Write { path: path.clone(), source })?;
+    Ok(outcome)
 }
 
 /// The outcome, unless writing the report failed. `twtune audit | head`: the reader left, but the

@@ -139,7 +139,7 @@ fn the_readme_install_and_monitoring_lines_work_as_written() {
     assert!(std::fs::read_to_string("/etc/systemd/system/twtune-metrics.timer").is_ok_and(|t| t.contains("[Timer]")));
     let called = std::fs::read_to_string(&systemctl_log).unwrap_or_default();
     assert_eq!(called, "daemon-reload\nenable --now twtune-metrics.timer\n", "what the lines ask of systemctl");
-    // systemd splits ExecStart= as the shell would here: `/bin/sh -c '...'`.
+    // systemd splits ExecStart= on spaces as the shell does (the command has no quotes).
     textfile_written_by(exec);
 }
 

@@ -16,6 +16,7 @@ mod namespaces;
 mod netlink;
 mod netns;
 mod outputs;
+mod package;
 mod profiles;
 mod races;
 mod real_kernel;

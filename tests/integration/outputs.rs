@@ -498,7 +498,8 @@ fn the_json_schemas_refuse_a_mistyped_evidence_field_and_an_old_version() {
 /// Every text for people the fixture trees give: audits, with a profile, keys explained, plans.
 fn texts_for_people(columns: Option<&str>) -> Vec<(String, String)> {
     let mut texts = Vec::new();
-    let roots = std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roots")).expect("roots");
+    let roots =
+        std::fs::read_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/roots")).expect("roots");
     for root in roots.map(|e| e.expect("entry").path()) {
         let commands: [&[&str]; 4] = [
             &["audit"],

@@ -43,8 +43,10 @@ pub enum Command {
     /// full-screen view refreshed every interval.
     ///
     /// Keys: q (or Ctrl-C) quits, p pauses the view (reading goes on), s changes the sort order,
-    /// ? shows help, Ctrl-L redraws, Ctrl-Z suspends; with --all-netns, Up/Down pick a namespace,
-    /// Enter opens it, Esc goes back.
+    /// ? shows help, Ctrl-L redraws, Ctrl-Z suspends, Up/Down (k/j) scroll the findings when they
+    /// are longer than their box (PgUp/PgDn by ten lines); with --all-netns, Up/Down pick a
+    /// namespace (PgUp/PgDn scroll its findings), Enter opens it, Esc goes back. A terminal that
+    /// goes away (closed, hung up, EIO) ends the view within a second.
     /// Needs a terminal: for a measurement to keep or to script, use `twtune audit --sample 5s`.
     #[command(after_help = WATCH_EXIT_STATUS)]
     Watch(WatchArgs),

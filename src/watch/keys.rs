@@ -44,10 +44,12 @@ fn escape(rest: &[u8]) -> (Option<Key>, usize) {
             let end = tail.iter().position(|b| (0x40..=0x7e).contains(b));
             match end {
                 Some(at) => {
-                    let key = match tail[at] {
-                        b'A' => Some(Key::Up),
-                        b'B' => Some(Key::Down),
-                        b'D' => Some(Key::Back),
+                    let key = match (&tail[..at], tail[at]) {
+                        (_, b'A') => Some(Key::Up),
+                        (_, b'B') => Some(Key::Down),
+                        (_, b'D') => Some(Key::Back),
+                        (b"5", b'~') => Some(Key::PageUp),
+                        (b"6", b'~') => Some(Key::PageDown),
                         _ => None,
                     };
                     (key, at + 2)
@@ -82,6 +84,7 @@ mod tests {
         assert_eq!(parse(b"\x1b[A\x1b[B\x1bOA\x1bOB\x1b[D"), [Key::Up, Key::Down, Key::Up, Key::Down, Key::Back]);
         assert_eq!(parse(b"\x1b"), [Key::Back]);
         assert_eq!(parse(b"\x0c\x1a"), [Key::Redraw, Key::Suspend]);
+        assert_eq!(parse(b"\x1b[5~\x1b[6~\x1b[15~"), [Key::PageUp, Key::PageDown]);
         assert_eq!(parse(b"\x1bq"), [Key::Back, Key::Char('q')]);
     }
 

@@ -45,7 +45,10 @@ pub(crate) fn run(
         dirty |= job_control(screen, signals)?;
         dirty |= next_tick(watch, &mut state)?;
         if resized.swap(false, Ordering::Relaxed) || dirty {
-            screen.draw(|frame| view::draw(frame, &state, palette))?;
+            let mut room = 0;
+            screen.draw(|frame| room = view::draw(frame, &state, palette))?;
+            state.findings_room = room;
+            state.findings_scroll = state.findings_scroll.min(room);
             dirty = false;
         }
         let read = match wait_for_keys(stdin, &mut input)? {
@@ -62,7 +65,10 @@ pub(crate) fn run(
                     dirty = true;
                 }
                 Action::Suspend => {
-                    screen.suspend()?;
+                    screen.suspend(stop)?;
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
                     continued.store(false, Ordering::Relaxed);
                     dirty = true;
                 }
@@ -76,7 +82,7 @@ pub(crate) fn run(
 fn job_control(screen: &mut Screen, signals: &Signals) -> Result<bool> {
     let mut redraw = false;
     if signals.suspend.swap(false, Ordering::Relaxed) {
-        screen.suspend()?;
+        screen.suspend(&signals.stop)?;
         redraw = true;
     }
     // Continued after a stop twtune did not ask for (SIGSTOP): the terminal may hold anything.

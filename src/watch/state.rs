@@ -177,6 +177,8 @@ pub(crate) enum Key {
     Char(char),
     Up,
     Down,
+    PageUp,
+    PageDown,
     Enter,
     Back,
     Interrupt,
@@ -202,6 +204,10 @@ pub(crate) struct State {
     /// The namespace opened with Enter (`--all-netns`).
     pub opened: Option<u64>,
     pub help: bool,
+    /// The first line of the findings shown, and how far they can scroll (as the last frame
+    /// drawn found: it depends on the terminal's size).
+    pub findings_scroll: u16,
+    pub findings_room: u16,
 }
 
 impl State {
@@ -216,6 +222,8 @@ impl State {
             selected: None,
             opened: None,
             help: false,
+            findings_scroll: 0,
+            findings_room: 0,
         }
     }
 
@@ -278,11 +286,13 @@ impl State {
         self.selected.and_then(|inode| rows.iter().position(|r| r.inode == inode)).unwrap_or(0)
     }
 
-    /// Highlights the namespace `step` rows away from the highlighted one, within the table.
+    /// Highlights the namespace `step` rows away from the highlighted one, within the table; its
+    /// findings are shown from their first line.
     fn select(&mut self, step: isize) {
         let rows = self.namespace_sort.sorted(&self.shown().rows);
         let at = self.selected_index().saturating_add_signed(step).min(rows.len().saturating_sub(1));
         self.selected = rows.get(at).map(|r| r.inode);
+        self.findings_scroll = 0;
     }
 
     /// The namespace the detailed view shows: the only one, or the one opened.
@@ -315,17 +325,31 @@ impl State {
             Key::Char('s') => self.bucket_sort = self.bucket_sort.next(),
             Key::Up | Key::Char('k') if self.in_table() => self.select(-1),
             Key::Down | Key::Char('j') if self.in_table() => self.select(1),
+            Key::Up | Key::Char('k') => self.scroll(-1),
+            Key::Down | Key::Char('j') => self.scroll(1),
+            Key::PageUp => self.scroll(-10),
+            Key::PageDown => self.scroll(10),
             Key::Enter if self.in_table() => {
                 let rows = self.namespace_sort.sorted(&self.shown().rows);
                 match rows.get(self.selected_index()) {
                     Some(row) => self.opened = Some(row.inode),
                     None => return Action::Nothing,
                 }
+                self.findings_scroll = 0;
             }
-            Key::Back if self.all && self.opened.is_some() => self.opened = None,
+            Key::Back if self.all && self.opened.is_some() => {
+                self.opened = None;
+                self.findings_scroll = 0;
+            }
             _ => return Action::Nothing,
         }
         Action::Redraw
+    }
+
+    /// Scrolls the findings by `lines`, within what the last frame had beyond its last line.
+    fn scroll(&mut self, lines: i32) {
+        let to = i32::from(self.findings_scroll).saturating_add(lines).clamp(0, i32::from(self.findings_room));
+        self.findings_scroll = u16::try_from(to).unwrap_or(0);
     }
 
     /// Whether the namespace table is on screen (`--all-netns`, none opened).

@@ -59,8 +59,9 @@ impl Palette {
     }
 }
 
-/// Draws the whole view.
-pub(crate) fn draw(frame: &mut Frame, state: &State, palette: Palette) {
+/// Draws the whole view; returns how many lines of findings lie beyond the last one shown (how far
+/// they can scroll).
+pub(crate) fn draw(frame: &mut Frame, state: &State, palette: Palette) -> u16 {
     let area = frame.area();
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         let text = format!(
@@ -68,22 +69,29 @@ pub(crate) fn draw(frame: &mut Frame, state: &State, palette: Palette) {
             area.width, area.height
         );
         frame.render_widget(Paragraph::new(text).wrap(ratatui::widgets::Wrap { trim: true }), area);
-        return;
+        return 0;
     }
     let [title, body, status] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)]).areas(area);
     frame.render_widget(title_line(state, palette), title);
-    frame.render_widget(status_line(state, palette), status);
+    frame.render_widget(status_line(state, palette, status.width), status);
     let data = state.shown();
-    match state.detail() {
-        _ if data.ticks == 0 => frame.render_widget(Paragraph::new("reading..."), body),
+    let room = match state.detail() {
+        _ if data.ticks == 0 => {
+            frame.render_widget(Paragraph::new("reading..."), body);
+            0
+        }
         Some(row) => detail(frame, body, row, data.history.get(&row.inode), state, palette),
         None if state.all => namespaces(frame, body, state, palette),
-        None => frame.render_widget(Paragraph::new("nothing was read"), body),
-    }
+        None => {
+            frame.render_widget(Paragraph::new("nothing was read"), body);
+            0
+        }
+    };
     if state.help {
         help(frame, area, state);
     }
+    room
 }
 
 fn title_line(state: &State, palette: Palette) -> Paragraph<'static> {
@@ -107,15 +115,15 @@ fn title_line(state: &State, palette: Palette) -> Paragraph<'static> {
     Paragraph::new(Line::from(spans))
 }
 
-fn status_line(state: &State, palette: Palette) -> Paragraph<'static> {
+fn status_line(state: &State, palette: Palette, width: u16) -> Paragraph<'static> {
     let data = state.shown();
     let pause = if state.paused() { "p resume" } else { "p pause" };
     let keys = if state.in_table() {
-        format!("q quit  {pause}  s sort  Up/Down select  Enter open  ? help")
+        format!("q quit  {pause}  s sort  Up/Down select  PgUp/PgDn findings  Enter open  ? help")
     } else if state.all {
-        format!("q quit  {pause}  s sort  Esc back  ? help")
+        format!("q quit  {pause}  s sort  Up/Down findings  Esc back  ? help")
     } else {
-        format!("q quit  {pause}  s sort  ? help")
+        format!("q quit  {pause}  s sort  Up/Down findings  ? help")
     };
     let mut text = format!("{keys}   read in {} ms", data.took.as_millis());
     if data.took * 2 > state.interval {
@@ -134,13 +142,15 @@ fn status_line(state: &State, palette: Palette) -> Paragraph<'static> {
         text.push_str("   ");
         text.push_str(&printable(&note));
     }
-    Paragraph::new(Line::styled(text, palette.dim()))
+    Paragraph::new(Line::styled(clip(&text, usize::from(width)), palette.dim()))
 }
 
-/// One namespace in detail.
-fn detail(frame: &mut Frame, area: Rect, row: &Row, history: Option<&History>, state: &State, palette: Palette) {
+/// One namespace in detail; returns how far its findings can scroll.
+fn detail(frame: &mut Frame, area: Rect, row: &Row, history: Option<&History>, state: &State, palette: Palette) -> u16 {
     let report = &row.report;
-    let heights = Heights::of(report, area.height);
+    let inner_width = usize::from(area.width.saturating_sub(2));
+    let brief = finding_lines(report, inner_width, false, palette).len() as u16;
+    let heights = Heights::of(report, area.height, brief);
     let [top, buckets_area, bind_area, conntrack_area, findings_area] = Layout::vertical([
         Constraint::Length(heights.top),
         Constraint::Length(heights.buckets),
@@ -159,11 +169,12 @@ fn detail(frame: &mut Frame, area: Rect, row: &Row, history: Option<&History>, s
     if heights.conntrack > 0 {
         frame.render_widget(conntrack_block(report, conntrack_area.width.saturating_sub(2), palette), conntrack_area);
     }
-    frame.render_widget(findings(report, palette), findings_area);
+    findings(frame, findings_area, report, state.findings_scroll, palette)
 }
 
-/// Rows of each part of the detail, most important first: the rates and the buckets get room before
-/// the bind() budget and conntrack, and the findings take what is left (one line at least).
+/// Rows of each part of the detail, most important first: the rates and the buckets get room
+/// first, then the findings (as many rows as their messages take, up to [`Heights::FINDINGS`]),
+/// then the bind() budget and conntrack; the findings take what is left.
 #[derive(Debug, PartialEq, Eq)]
 struct Heights {
     top: u16,
@@ -173,19 +184,25 @@ struct Heights {
 }
 
 impl Heights {
-    fn of(report: &Report, height: u16) -> Heights {
-        const FINDINGS: u16 = 3;
+    /// Rows the findings keep before the bind() budget and conntrack get any (their border and six
+    /// lines: two or three findings at 80 columns); more lines scroll.
+    const FINDINGS: u16 = 8;
+
+    /// `findings`: the lines the findings' messages take.
+    fn of(report: &Report, height: u16, findings: u16) -> Heights {
         let top = 6.min(height);
         let mut left = height - top;
-        // A border, the header and at least one row.
+        // A border, the header and at least one row; a finding's line at least below.
         let wanted = report.sockets.buckets.len().max(1) as u16 + 3;
-        let buckets = wanted.min(left.saturating_sub(FINDINGS));
+        let buckets = wanted.min(left.saturating_sub(3));
         left -= buckets;
-        let conntrack = if report.conntrack.is_some() && left >= FINDINGS + 4 { 4 } else { 0 };
-        left -= conntrack;
+        left = left.saturating_sub((findings.max(1) + 2).min(Self::FINDINGS));
         let addresses = report.sockets.local_ports.len().min(3) as u16;
-        let bind = if addresses > 0 { (addresses + 2).min(left.saturating_sub(FINDINGS)) } else { 0 };
-        Heights { top, buckets, bind: if bind >= 3 { bind } else { 0 }, conntrack }
+        let bind = if addresses > 0 { (addresses + 2).min(left) } else { 0 };
+        let bind = if bind >= 3 { bind } else { 0 };
+        left -= bind;
+        let conntrack = if report.conntrack.is_some() && left >= 4 { 4 } else { 0 };
+        Heights { top, buckets, bind, conntrack }
     }
 }
 
@@ -254,72 +271,88 @@ fn bucket_table(report: &Report, state: &State, width: u16, palette: Palette) ->
     }
     let columns = bucket_columns(report, palette);
     let shown = columns_that_fit(&columns, width);
-    let header = TableRow::new(shown.iter().map(|(name, _, _)| *name).collect::<Vec<_>>()).style(palette.dim());
+    let header = TableRow::new(shown.iter().map(|(c, _)| c.name).collect::<Vec<_>>()).style(palette.dim());
     let rows: Vec<TableRow> = state
         .bucket_sort
         .sorted(&s.buckets)
         .into_iter()
-        .map(|b| TableRow::new(shown.iter().map(|(_, _, cell)| cell(b)).collect::<Vec<_>>()))
+        .map(|b| TableRow::new(shown.iter().map(|(c, w)| c.cell(b, *w)).collect::<Vec<_>>()))
         .collect();
-    let widths: Vec<Constraint> =
-        shown
-            .iter()
-            .map(|(name, w, _)| {
-                if matches!(*name, "local -> remote" | "owner") { Constraint::Min(*w) } else { Constraint::Length(*w) }
-            })
-            .collect();
+    let widths: Vec<Constraint> = shown.iter().map(|(_, w)| Constraint::Length(*w)).collect();
     Table::new(rows, widths).header(header).block(block)
 }
 
-/// How a bucket fills one cell of its row.
-type Cell<'r> = Box<dyn Fn(&Bucket) -> Line<'static> + 'r>;
+/// A column of the bucket table: its name, its narrowest width, and its cells. A `flexible`
+/// column (text of any length) takes a share of the room the others leave, and its text is cut
+/// between words to fit; the others hold numbers that fit their width.
+struct Column<'r> {
+    name: &'static str,
+    width: u16,
+    flexible: bool,
+    cell: Box<dyn Fn(&Bucket) -> Line<'static> + 'r>,
+}
 
-/// A column of the bucket table: its name, its width, and its cells.
-type Column<'r> = (&'static str, u16, Cell<'r>);
+impl Column<'_> {
+    fn new<'r>(name: &'static str, width: u16, cell: impl Fn(&Bucket) -> Line<'static> + 'r) -> Column<'r> {
+        Column { name, width, flexible: false, cell: Box::new(cell) }
+    }
 
-/// The bucket table's columns, by importance.
+    fn flexible<'r>(name: &'static str, width: u16, text: impl Fn(&Bucket) -> String + 'r) -> Column<'r> {
+        Column { name, width, flexible: true, cell: Box::new(move |b| Line::raw(text(b))) }
+    }
+
+    /// The cell of `bucket`, `width` wide.
+    fn cell(&self, bucket: &Bucket, width: u16) -> Line<'static> {
+        let line = (self.cell)(bucket);
+        if self.flexible { Line::raw(clip(&line.to_string(), usize::from(width))) } else { line }
+    }
+}
+
+/// The bucket table's columns, by importance: at 80 columns, the destination, what is free, how
+/// soon it runs out and who holds it come before the other counts and the bar.
 fn bucket_columns(report: &Report, palette: Palette) -> [Column<'_>; 9] {
+    let warn = palette.severity(Severity::Warn);
     [
-        ("local -> remote", 28, Box::new(|b| Line::raw(format!("{} -> {}", b.local_ip, b.remote)))),
-        ("free", 7, Box::new(|b| Line::raw(number(u64::from(b.available))))),
-        (
-            "used",
-            5,
-            Box::new(move |b| Line::styled(format!("{:.0}%", b.usage_pct), palette.usage(report, b.usage_pct))),
-        ),
-        ("runs out", 8, {
-            let warn = palette.severity(Severity::Warn);
-            Box::new(move |b| {
-                Line::styled(runs_out(b), if b.seconds_to_exhaustion.is_some() { warn } else { Style::new() })
-            })
+        Column::flexible("local -> remote", 27, |b| format!("{} -> {}", b.local_ip, b.remote)),
+        Column::new("free", 7, |b| Line::raw(number(u64::from(b.available)))),
+        Column::new("used", 5, move |b| {
+            Line::styled(format!("{:.0}%", b.usage_pct), palette.usage(report, b.usage_pct))
         }),
-        ("held", 7, Box::new(|b| Line::raw(number(u64::from(b.held))))),
-        ("new/s", 7, Box::new(|b| Line::raw(b.churn.as_ref().map_or("-".into(), |c| rate(c.new_per_sec))))),
-        ("reuse", 7, Box::new(|b| Line::raw(number(u64::from(b.reusable))))),
-        (
-            "ports used",
-            BAR,
-            Box::new(move |b| bar(b.held, b.reusable, b.usable_ports, BAR, palette, report, b.usage_pct)),
-        ),
-        ("owner", 14, Box::new(|b| Line::raw(owner(b)))),
+        Column::new("runs out", 8, move |b| {
+            let soon = b.seconds_to_exhaustion.is_some() || b.available == 0;
+            Line::styled(runs_out(b), if soon { warn } else { Style::new() })
+        }),
+        Column::flexible("owner", 13, owner),
+        Column::new("held", 7, |b| Line::raw(number(u64::from(b.held)))),
+        Column::new("new/s", 7, |b| Line::raw(b.churn.as_ref().map_or("-".into(), |c| rate(c.new_per_sec)))),
+        Column::new("reuse", 7, |b| Line::raw(number(u64::from(b.reusable)))),
+        Column::new("ports used", BAR, move |b| {
+            bar(b.held, b.reusable, b.usable_ports, BAR, palette, report, b.usage_pct)
+        }),
     ]
 }
 
-/// The columns that fit in `width`, in reading order.
-fn columns_that_fit<'c, 'r>(columns: &'c [Column<'r>], width: u16) -> Vec<&'c Column<'r>> {
-    // Columns by importance, each shown only where the ones before it leave room.
+/// The columns that fit in a table `width` wide, in reading order, each with its width.
+fn columns_that_fit<'c, 'r>(columns: &'c [Column<'r>], width: u16) -> Vec<(&'c Column<'r>, u16)> {
+    // Columns by importance, each shown only where the ones before it leave room (and a space).
     let mut room = width.saturating_sub(2);
-    let mut shown: Vec<&Column> = columns
-        .iter()
-        .take_while(|(_, w, _)| {
-            let fits = room >= *w;
-            room = room.saturating_sub(w + 1);
-            fits
-        })
-        .collect();
+    let mut shown: Vec<(&Column, u16)> = Vec::new();
+    for column in columns {
+        let space = u16::from(!shown.is_empty());
+        if room < column.width + space {
+            break;
+        }
+        room -= column.width + space;
+        shown.push((column, column.width));
+    }
+    // What is left goes to the text columns, the destination first.
+    let flexible = shown.iter().filter(|(c, _)| c.flexible).count().max(1) as u16;
+    for (i, (_, width)) in shown.iter_mut().filter(|(c, _)| c.flexible).enumerate() {
+        *width += room / flexible + if i == 0 { room % flexible } else { 0 };
+    }
     // Shown in reading order: destination, bar, counts, then who.
     let order = ["local -> remote", "ports used", "held", "reuse", "free", "used", "new/s", "runs out", "owner"];
-    shown.sort_by_key(|(name, _, _)| order.iter().position(|o| o == name));
+    shown.sort_by_key(|(c, _)| order.iter().position(|o| *o == c.name));
     shown
 }
 
@@ -346,8 +379,11 @@ fn bar(held: u32, reusable: u32, total: u32, width: u16, palette: Palette, repor
     ])
 }
 
+/// When the bucket runs out of ports: `now` when none is left (connect() to it is failing, as the
+/// finding says), whatever its growth.
 fn runs_out(bucket: &Bucket) -> String {
     match bucket.seconds_to_exhaustion {
+        _ if bucket.available == 0 => "now".into(),
         Some(seconds) if seconds < 1.0 => "now".into(),
         Some(seconds) => duration(seconds),
         None if bucket.growth_per_sec.is_some() => "no".into(),
@@ -383,7 +419,7 @@ fn bind_budget(report: &Report, width: u16, palette: Palette) -> Paragraph<'stat
                 number(u64::from(l.usable_ports)),
                 number(u64::from(l.available))
             )));
-            Line::from(spans)
+            fit(spans, width)
         })
         .collect();
     Paragraph::new(lines).block(Block::bordered().title(" bind() budget per local address "))
@@ -404,49 +440,88 @@ fn conntrack_block(report: &Report, width: u16, palette: Palette) -> Paragraph<'
         _ => lines.push(Line::raw("entries: unreadable")),
     }
     match ct.table.as_ref().and_then(|t| t.snat_buckets.first()) {
-        Some(b) => lines.push(Line::from(vec![
-            Span::raw(format!("fullest NAT bucket {} -> {} {}: ", b.source_ip, b.remote, b.protocol)),
-            Span::styled(format!("{:.0}% used", b.usage_pct), palette.usage(report, b.usage_pct)),
-            Span::raw(format!(
-                ", {} free, {} TIME_WAIT reclaimable",
-                number(u64::from(b.available)),
-                number(u64::from(b.reclaimable))
-            )),
-        ])),
+        Some(b) => lines.push(fit(
+            vec![
+                Span::raw(format!("fullest NAT bucket {} -> {} {}: ", b.source_ip, b.remote, b.protocol)),
+                Span::styled(format!("{:.0}% used", b.usage_pct), palette.usage(report, b.usage_pct)),
+                Span::raw(format!(
+                    ", {} free, {} TIME_WAIT reclaimable",
+                    number(u64::from(b.available)),
+                    number(u64::from(b.reclaimable))
+                )),
+            ],
+            width,
+        )),
         None if ct.table.is_some() => lines.push(Line::raw("no source-NAT flow")),
-        None => lines.push(Line::raw(ct.table_unavailable.clone().unwrap_or_default())),
+        None => lines.push(fit(vec![Span::raw(ct.table_unavailable.clone().unwrap_or_default())], width)),
     }
     Paragraph::new(lines).block(Block::bordered().title(" conntrack "))
 }
 
-fn findings(report: &Report, palette: Palette) -> Paragraph<'static> {
-    let lines: Vec<Line> = if report.findings.is_empty() {
-        vec![Line::raw("no findings")]
-    } else {
-        report
-            .findings
-            .iter()
-            .map(|f| {
-                Line::from(vec![
-                    Span::styled(format!("{:<5}", f.severity.name().to_uppercase()), palette.severity(f.severity)),
-                    Span::styled(format!("{} ", f.id), palette.dim()),
-                    Span::raw(printable(&f.message).into_owned()),
-                ])
-            })
-            .collect()
+/// The findings in `area`, wrapped, from line `scroll` on; returns how many lines lie beyond the
+/// last one shown. Where every finding fits with its change and its risk, those are shown too.
+fn findings(frame: &mut Frame, area: Rect, report: &Report, scroll: u16, palette: Palette) -> u16 {
+    let width = usize::from(area.width.saturating_sub(2));
+    let rows = area.height.saturating_sub(2);
+    let full = finding_lines(report, width, true, palette);
+    let lines = if full.len() <= usize::from(rows) { full } else { finding_lines(report, width, false, palette) };
+    let total = lines.len() as u16;
+    let room = total.saturating_sub(rows);
+    let scroll = scroll.min(room);
+    let counts: Vec<String> = report.severity_counts().iter().map(|(s, n)| format!("{n} {}", s.name())).collect();
+    let title = match (counts.is_empty(), room) {
+        (true, _) => " findings ".to_string(),
+        (false, 0) => format!(" findings: {} (twtune audit explains each) ", counts.join(", ")),
+        (false, _) => format!(
+            " findings: {}, lines {}-{} of {total} (Up/Down) ",
+            counts.join(", "),
+            scroll + 1,
+            (scroll + rows).min(total)
+        ),
     };
-    let title = match report.severity_counts().as_slice() {
-        [] => " findings ".to_string(),
-        counts => {
-            let counts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {}", s.name())).collect();
-            format!(" findings: {} (twtune audit explains each) ", counts.join(", "))
-        }
-    };
-    Paragraph::new(lines).block(Block::bordered().title(title))
+    let paragraph = Paragraph::new(lines).scroll((scroll, 0)).block(Block::bordered().title(title));
+    frame.render_widget(paragraph, area);
+    room
 }
 
-/// `--all-netns`: one row per namespace, and the findings of the selected one.
-fn namespaces(frame: &mut Frame, area: Rect, state: &State, palette: Palette) {
+/// The lines of the findings at `width`: each one's severity, rule and message, wrapped under its
+/// message; with `full`, the change it recommends and its risk under it.
+fn finding_lines(report: &Report, width: usize, full: bool, palette: Palette) -> Vec<Line<'static>> {
+    if report.findings.is_empty() {
+        return vec![Line::raw("no findings")];
+    }
+    let mut lines = Vec::new();
+    for f in &report.findings {
+        let severity = format!("{:<5}", f.severity.name().to_uppercase());
+        let head = format!("{severity}{} ", f.id);
+        let mut wrapped = wrap(&format!("{head}{}", printable(&f.message)), width, 5).into_iter();
+        if let Some(first) = wrapped.next() {
+            lines.push(match first.strip_prefix(&head) {
+                Some(rest) => Line::from(vec![
+                    Span::styled(severity, palette.severity(f.severity)),
+                    Span::styled(format!("{} ", f.id), palette.dim()),
+                    Span::raw(rest.to_string()),
+                ]),
+                None => Line::raw(first),
+            });
+        }
+        lines.extend(wrapped.map(Line::raw));
+        if !full {
+            continue;
+        }
+        if let (Some(key), Some(recommended)) = (&f.key, &f.recommended) {
+            let now = f.current.as_deref().unwrap_or("?");
+            lines.extend(wrap(&format!("     set {key}: {now} -> {recommended}"), width, 5).into_iter().map(Line::raw));
+        }
+        let risk = wrap(&format!("     risk: {}", printable(&f.risk)), width, 5);
+        lines.extend(risk.into_iter().filter(|_| !f.risk.is_empty()).map(|l| Line::styled(l, palette.dim())));
+    }
+    lines
+}
+
+/// `--all-netns`: one row per namespace, and the findings of the selected one; returns how far they
+/// can scroll.
+fn namespaces(frame: &mut Frame, area: Rect, state: &State, palette: Palette) -> u16 {
     let data: &Data = state.shown();
     let rows = state.namespace_sort.sorted(&data.rows);
     let selected = state.selected_index();
@@ -482,8 +557,9 @@ fn namespaces(frame: &mut Frame, area: Rect, state: &State, palette: Palette) {
     // The table scrolls to keep the highlighted namespace in view.
     let mut scroll = TableState::default().with_selected(Some(selected));
     frame.render_stateful_widget(table, table_area, &mut scroll);
-    if let Some(row) = rows.get(selected) {
-        frame.render_widget(findings(&row.report, palette), findings_area);
+    match rows.get(selected) {
+        Some(row) => findings(frame, findings_area, &row.report, state.findings_scroll, palette),
+        None => 0,
     }
 }
 
@@ -519,8 +595,11 @@ fn help(frame: &mut Frame, area: Rect, state: &State) {
         Line::raw("Ctrl-L      redraw; Ctrl-Z suspends (fg continues)"),
     ];
     if state.all {
-        lines.push(Line::raw("Up/Down, k/j select a namespace"));
+        lines.push(Line::raw("Up/Down, k/j select a namespace; PgUp/PgDn scroll its findings"));
         lines.push(Line::raw("Enter       open it; Esc or Backspace goes back"));
+    }
+    if !state.in_table() {
+        lines.push(Line::raw("Up/Down, k/j scroll the findings (PgUp/PgDn by ten lines)"));
     }
     lines.extend([
         Line::raw(""),
@@ -533,6 +612,82 @@ fn help(frame: &mut Frame, area: Rect, state: &State) {
     let popup = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
     frame.render_widget(Clear, popup);
     frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(" keys ")), popup);
+}
+
+/// `text` in lines of at most `width` characters, later lines indented by `indent` (the first
+/// by the spaces it starts with), broken between
+/// words but never inside a number (`28 232` stays on one line; see [`words`]); only a word longer
+/// than a whole line is cut.
+fn wrap(text: &str, width: usize, indent: usize) -> Vec<String> {
+    let width = width.max(indent + 1);
+    let mut lines = Vec::new();
+    // The first line keeps the spaces `text` starts with.
+    let lead = (text.len() - text.trim_start_matches(' ').len()).min(width - 1);
+    let (mut line, mut len, mut empty) = (" ".repeat(lead), lead, true);
+    for word in words(text) {
+        let mut word: Vec<char> = word.chars().collect();
+        if !empty && len + 1 + word.len() > width {
+            lines.push(std::mem::replace(&mut line, " ".repeat(indent)));
+            (len, empty) = (indent, true);
+        }
+        if !empty {
+            line.push(' ');
+            len += 1;
+        }
+        while len + word.len() > width {
+            line.extend(word.drain(..width - len));
+            lines.push(std::mem::replace(&mut line, " ".repeat(indent)));
+            len = indent;
+        }
+        len += word.len();
+        line.extend(word);
+        empty = false;
+    }
+    lines.push(line);
+    lines
+}
+
+/// The words of `text`, split at spaces except inside a number (`28 232`) and before a `%`.
+fn words(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for piece in text.split(' ').filter(|p| !p.is_empty()) {
+        let joined = match words.last_mut() {
+            Some(last)
+                if last.ends_with(|c: char| c.is_ascii_digit()) && piece.starts_with(|c: char| c.is_ascii_digit()) =>
+            {
+                Some(last)
+            }
+            Some(last) if piece.starts_with('%') => Some(last),
+            _ => None,
+        };
+        match joined {
+            Some(last) => {
+                last.push(' ');
+                last.push_str(piece);
+            }
+            None => words.push(piece.to_string()),
+        }
+    }
+    words
+}
+
+/// `text` cut to `width` characters between words (never inside a number), with `…` where it was
+/// cut.
+fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let first = wrap(text, width.saturating_sub(1), 0).into_iter().next().unwrap_or_default();
+    format!("{first}…")
+}
+
+/// `spans` as a line of at most `width` characters: the last span cut between words to fit.
+fn fit(mut spans: Vec<Span<'static>>, width: u16) -> Line<'static> {
+    if let Some(last) = spans.pop() {
+        let before: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+        spans.push(Span::styled(clip(&last.content, usize::from(width).saturating_sub(before)), last.style));
+    }
+    Line::from(spans)
 }
 
 /// `12345` as `12 345`.
@@ -583,7 +738,7 @@ mod tests {
 
     fn frame(state: &State, width: u16, height: u16, color: bool) -> (String, ratatui::buffer::Buffer) {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
-        terminal.draw(|f| draw(f, state, Palette { color })).expect("draw");
+        terminal.draw(|f| _ = draw(f, state, Palette { color })).expect("draw");
         let buffer = terminal.backend().buffer().clone();
         let text = (0..height)
             .map(|y| (0..width).map(|x| buffer[(x, y)].symbol().to_string()).collect::<String>())
@@ -607,7 +762,7 @@ mod tests {
             "bind() budget",
             "findings: ",
             "CRIT",
-            "q quit  p pause  s sort  ? help",
+            "q quit  p pause  s sort  Up/Down findings  ? help",
         ] {
             assert!(text.contains(piece), "{piece:?} missing from\n{text}");
         }
@@ -660,6 +815,52 @@ mod tests {
     }
 
     #[test]
+    fn at_80x24_the_owner_and_the_findings_fit_and_the_findings_scroll_and_at_200x50_they_are_whole() {
+        let mut state = State::new(false, Duration::from_secs(1));
+        state.update(tick(&[(1, "blue", &[(9, 25000), (2, 10)])], 120.0), SystemTime::UNIX_EPOCH);
+        state.update(tick(&[(1, "blue", &[(9, 26000), (2, 10)])], 140.0), SystemTime::UNIX_EPOCH);
+        let draw_at = |state: &State, width, height| {
+            let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+            let mut room = 0;
+            terminal.draw(|f| room = draw(f, state, Palette { color: false })).expect("draw");
+            (frame(state, width, height, false).0, room)
+        };
+        let (small, room) = draw_at(&state, 80, 24);
+        assert!(small.lines().all(|l| l.chars().count() == 80), "{small}");
+        assert!(small.lines().any(|l| l.contains("owner") && l.contains("runs out")), "{small}");
+        assert!(small.contains("lines 1-") && small.contains("(Up/Down)"), "{small}");
+        assert!(room > 0, "more findings than rows at 80x24");
+        // Down scrolls the findings by a line, up to their end.
+        state.findings_room = room;
+        let first = |text: &str| text.lines().skip_while(|l| !l.contains(" findings:")).nth(1).map(str::to_string);
+        state.key(Key::Down);
+        let (scrolled, _) = draw_at(&state, 80, 24);
+        assert_ne!(first(&small), first(&scrolled), "{scrolled}");
+        assert!(scrolled.contains("lines 2-"), "{scrolled}");
+        for _ in 0..100 {
+            state.key(Key::Down);
+        }
+        assert_eq!(state.findings_scroll, room);
+        state.key(Key::PageUp);
+        assert_eq!(state.findings_scroll, room.saturating_sub(10));
+
+        // 200x50: every finding whole, with its risk, and no scrolling.
+        state.findings_scroll = 0;
+        let (large, room) = draw_at(&state, 200, 50);
+        assert_eq!(room, 0, "{large}");
+        assert!(large.contains("(twtune audit explains each)") && large.contains("risk: "), "{large}");
+        for finding in &state.live.rows[0].report.findings {
+            let words: Vec<&str> = finding.message.split_whitespace().collect();
+            let shown: Vec<&str> = large.split(['│', ' ', '\n']).filter(|w| !w.is_empty()).collect();
+            assert!(
+                shown.windows(words.len()).any(|w| w == words.as_slice()),
+                "{:?} not whole in\n{large}",
+                finding.message
+            );
+        }
+    }
+
+    #[test]
     fn the_namespace_table_has_a_row_each_with_the_selection_highlighted() {
         let mut state = State::new(true, Duration::from_secs(1));
         state.update(
@@ -689,6 +890,33 @@ mod tests {
         assert_eq!(runs_out(&bucket), "4m05s");
         bucket.seconds_to_exhaustion = Some(0.0);
         assert_eq!(runs_out(&bucket), "now");
+        // Nothing left: connect() is failing now, whether or not the bucket still grows.
+        bucket.seconds_to_exhaustion = None;
+        bucket.available = 0;
+        assert_eq!(runs_out(&bucket), "now");
+        bucket.growth_per_sec = None;
+        assert_eq!(runs_out(&bucket), "now");
+    }
+
+    #[test]
+    fn text_is_wrapped_and_cut_between_words_never_inside_a_number() {
+        let text = "WARN ports.x 127.0.0.1 -> 127.0.0.1:7004 holds 300 of 28232 usable: 27 932 left (1.1 % gone)";
+        for width in 6..=text.len() {
+            let lines = wrap(text, width, 5);
+            assert!(lines.iter().all(|l| l.chars().count() <= width), "{width}: {lines:?}");
+            let letters = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
+            assert_eq!(letters(&lines.concat()), letters(text), "nothing lost at {width}");
+            if width >= 13 {
+                assert!(lines.iter().any(|l| l.contains("28232")), "{width}: {lines:?}");
+                assert!(lines.iter().any(|l| l.contains("27 932")), "{width}: {lines:?}");
+                assert!(lines.iter().any(|l| l.contains("1.1 %")), "{width}: {lines:?}");
+            }
+            let clipped = clip(text, width);
+            assert!(clipped.chars().count() <= width, "{clipped:?}");
+            assert!(!clipped.contains("2823…") && !clipped.contains("27 9…"), "{clipped:?}");
+        }
+        assert_eq!(wrap("  two leading", 40, 3), ["  two leading"]);
+        assert_eq!(clip("  684 of 28 232 ports in use", 16), "  684 of 28 232…");
     }
 
     #[test]

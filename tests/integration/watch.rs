@@ -8,10 +8,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::namespaces::{Process, private_run_netns};
-use crate::netns::{enter, run};
+use crate::netns::{enter, run, set_sysctl};
 use crate::util::{Expect, Run};
 
 const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/peers.py");
+const TERMINAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/terminal.py");
 
 /// A tmux server of the test with one window running one command under `sh`, which afterwards
 /// prints the command's exit status and the terminal's modes, so that a test can see both.
@@ -270,6 +271,99 @@ fn ctrl_c_a_signal_a_hang_up_a_suspend_and_a_panic_restore_the_terminal() {
         Tmux::start(&["TWTUNE_TEST_WATCH_PANIC=2", "RUST_BACKTRACE=0"], &["watch", "--interval", "200ms"], 100, 30);
     assert_eq!(panicked.exit_status(), 101);
     assert!(panicked.screen().contains("a panic for the test"), "the message lands on the normal screen");
+}
+
+/// Checks a captured frame `width` wide: no line wider, and no number cut, neither where a line
+/// was shortened (`…`) nor where a finding wraps onto the next line.
+fn check_frame(screen: &str, width: usize) {
+    let lines: Vec<&str> = screen.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        assert!(line.chars().count() <= width, "line {i} over {width} columns:\n{screen}");
+        let cut = line.match_indices('…').any(|(at, _)| line[..at].ends_with(|c: char| c.is_ascii_digit()));
+        assert!(!cut, "a number cut on line {i}:\n{screen}");
+        let inner = |l: &str| l.trim_matches(|c| c == '│' || c == ' ').to_string();
+        if let Some(next) = lines.get(i + 1) {
+            let (this, next) = (inner(line), inner(next));
+            let split = this.ends_with(|c: char| c.is_ascii_digit()) && next.starts_with(|c: char| c.is_ascii_digit());
+            assert!(!split || !line.starts_with('│'), "a number wrapped on line {i}:\n{screen}");
+        }
+    }
+}
+
+#[test]
+fn at_80x24_the_owner_and_findings_fit_and_scroll_at_200x50_they_show_whole_and_a_full_bucket_runs_out_now() {
+    if !enter(
+        "watch::at_80x24_the_owner_and_findings_fit_and_scroll_at_200x50_they_show_whole_and_a_full_bucket_runs_out_now",
+    ) {
+        return;
+    }
+    // 101 ephemeral ports, all held: the bucket has nothing left and connect() to it is failing.
+    set_sysctl("net.ipv4.ip_local_port_range", "40000 40100");
+    let _server = Process::peer(&["server", "7004"]);
+    let holder = Process::peer(&["hold", "7004", "101"]);
+    let owner = format!("{} python3", holder.pid());
+    let tmux = Tmux::start(&[], &["watch", "--interval", "500ms"], 80, 24);
+    let small = tmux.wait_for("the full bucket with its owner and findings", |s| {
+        s.contains(POOL) && s.contains(&owner) && s.contains("failing now")
+    });
+    check_frame(&small, 80);
+    let header = small.lines().find(|l| l.contains("local -> remote")).expect("the table's header");
+    assert!(header.contains("owner") && header.contains("runs out"), "{small}");
+    let row = small.lines().find(|l| l.contains(POOL)).expect("the bucket's row");
+    assert!(row.split_whitespace().any(|w| w == "now"), "nothing left runs out now:\n{small}");
+    // More findings than rows: scrolled with Down, a line at a time.
+    assert!(small.contains("lines 1-"), "{small}");
+    tmux.keys(&["Down"]);
+    let scrolled = tmux.wait_for("the findings scrolled", |s| s.contains("lines 2-"));
+    check_frame(&scrolled, 80);
+
+    tmux.tmux(&["resize-window", "-x", "200", "-y", "50"]);
+    tmux.wait_for("the redraw at 200x50", |s| s.lines().any(|l| l.chars().count() == 200));
+    let large =
+        tmux.wait_for("every finding whole", |s| s.contains("(twtune audit explains each)") && s.contains(&owner));
+    check_frame(&large, 200);
+    assert!(large.contains("risk: ") && large.contains("ports used"), "the room is used:\n{large}");
+    assert!(!large.contains('…') && !large.contains("lines 1-"), "nothing cut at 200x50:\n{large}");
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(), 0);
+}
+
+/// What tests/support/terminal.py saw `twtune watch` do in `scenario`.
+fn terminal_gone(scenario: &str) -> serde_json::Value {
+    let out = Command::new("python3")
+        .args([TERMINAL, scenario, env!("CARGO_BIN_EXE_twtune"), "watch"])
+        .output()
+        .expect("run terminal.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{scenario}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{scenario}: {e}: {stdout}"))
+}
+
+#[test]
+fn however_its_terminal_goes_the_view_ends_within_a_second_or_waits_without_cpu() {
+    if !enter("watch::however_its_terminal_goes_the_view_ends_within_a_second_or_waits_without_cpu") {
+        return;
+    }
+    // Gone (master closed), with SIGHUP reaching only the session leader, which ignores it; a
+    // SIGCONT's redraw just as it goes (what left a view spinning on a deleted terminal); stopped
+    // while it goes; SIGTERM, running or stopped; EIO from a background group ignoring SIGTTIN.
+    for scenario in ["close", "cont-close", "stop-close-cont", "term", "stopped-term", "eio"] {
+        let seen = terminal_gone(scenario);
+        let ended = seen["ended"].as_f64().unwrap_or_else(|| panic!("{scenario}: still running: {seen}"));
+        assert!(ended <= 1.0, "{scenario}: {seen}");
+        assert_eq!(seen["asked"], false, "{scenario}: the terminal was asked a question: {seen}");
+    }
+    // A storm of SIGTSTP and SIGCONT: it still draws, and idles at next to no CPU.
+    let storm = terminal_gone("storm");
+    assert_eq!((&storm["drew"], &storm["ended"]), (&true.into(), &serde_json::Value::Null), "{storm}");
+    assert!(storm["cpu"].as_f64().is_some_and(|cpu| cpu < 0.2), "CPU seconds over 2 s: {storm}");
+    let stopped = terminal_gone("stopped");
+    assert_eq!((&stopped["state"], stopped["cpu"].as_f64()), (&"T".into(), Some(0.0)), "{stopped}");
+    // EBADF: stdout or stdin closed: refused at once, nothing drawn.
+    for closed in [">&-", "<&-"] {
+        let tmux = Tmux::start(&[], &["watch", closed], 80, 24);
+        assert_eq!(tmux.exit_status(), 2, "{closed}");
+    }
 }
 
 #[test]

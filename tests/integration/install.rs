@@ -32,6 +32,7 @@ const OVERLAID: &[&str] = &["/usr/local", "/usr/share", "/var/lib", "/etc"];
 /// The directories the README's lines create with `install -d`: removed (in the overlay) first.
 const CREATED: &[&str] = &[
     "/usr/local/share/man/man8",
+    "/usr/local/share/man/man5",
     "/usr/share/bash-completion/completions",
     "/usr/local/share/zsh/site-functions",
     "/usr/share/fish/vendor_completions.d",
@@ -110,6 +111,9 @@ fn the_readme_install_and_monitoring_lines_work_as_written() {
     assert_eq!(found, Path::new("/usr/local/share/man/man8/twtune.8"), "man finds the installed page");
     let page = empty_env(&["PATH=/usr/bin:/bin", "MANWIDTH=80", "man", "-l", "/usr/local/share/man/man8/twtune.8"]);
     assert!(page.contains("twtune"), "man renders the installed page:\n{page}");
+    let found = empty_env(&["PATH=/usr/local/bin:/usr/bin:/bin", "man", "-w", "5", "twtune-profile"]);
+    let found = std::fs::canonicalize(found.trim()).expect("the profile page man names");
+    assert_eq!(found, Path::new("/usr/local/share/man/man5/twtune-profile.5"), "man finds the profile format");
     for file in [
         "/usr/share/bash-completion/completions/twtune",
         "/usr/local/share/zsh/site-functions/_twtune",

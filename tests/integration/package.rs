@@ -149,6 +149,7 @@ fn the_package_installs_runs_its_unit_and_purges_in_a_scratch_root() {
     for file in [
         "/usr/bin/twtune",
         "/usr/share/man/man8/twtune.8.gz",
+        "/usr/share/man/man5/twtune-profile.5.gz",
         "/usr/share/bash-completion/completions/twtune",
         "/usr/share/zsh/vendor-completions/_twtune",
         "/usr/share/fish/vendor_completions.d/twtune.fish",

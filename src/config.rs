@@ -39,18 +39,22 @@ pub(crate) enum CommandConfig {
 }
 
 impl CommandConfig {
-    /// Whether the command writes a report for people (styled, colour per `--color`) rather than
-    /// text for other tools (exports, profiles, completion scripts), which goes out unchanged.
-    /// Whether the output is text for people, fitted to the terminal's width.
+    /// Whether the output is text for people, fitted to the terminal's width (JSON, YAML,
+    /// metrics, exports and completion scripts go out as they are).
     pub(crate) fn writes_text_for_people(&self) -> bool {
         match self {
             CommandConfig::Audit(a) => a.format == crate::report::Format::Human,
             CommandConfig::Explain(e) => e.format == crate::report::Format::Human,
-            CommandConfig::Apply(_) | CommandConfig::Rollback(_) => true,
+            CommandConfig::Rollback(r) => !r.json,
+            CommandConfig::Profiles(ProfilesConfig::List { json, .. }) => !json,
+            // `profiles check` says `FILE: ok` per line, as a compiler does: never wrapped.
+            CommandConfig::Apply(_) => true,
             _ => false,
         }
     }
 
+    /// Whether the command writes a report for people (styled, colour per `--color`) rather than
+    /// text for other tools (exports, profiles, completion scripts), which goes out unchanged.
     pub(crate) fn writes_a_report(&self) -> bool {
         matches!(
             self,

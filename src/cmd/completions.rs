@@ -33,7 +33,8 @@ pub(crate) fn run(shell: Shell, out: &mut dyn Write) -> Result<Outcome> {
 }
 
 /// Profile names, asked of twtune itself (so local profiles are in), at completion time.
-const PROFILES: &str = "twtune profiles list 2>/dev/null | cut -d' ' -f1";
+/// (A long description wraps onto lines that start with spaces: only the lines with a name count.)
+const PROFILES: &str = "twtune profiles list 2>/dev/null | awk '/^[^ ]/ {print $1}'";
 
 /// clap's `_twtune`, wrapped: values clap only knows as `<KEY>` or `<PROFILE>` come from twtune.
 fn bash(script: &str, keys: &str) -> String {

@@ -5,6 +5,7 @@ use std::io::Write;
 use crate::config::ProfilesConfig;
 use crate::error::{Error, Outcome, Result, printable};
 use crate::profile::{self, catalog::Catalog};
+use crate::report::human::wrapped;
 
 pub(crate) fn run(config: &ProfilesConfig, out: &mut dyn Write) -> Result<Outcome> {
     match config {
@@ -15,9 +16,12 @@ pub(crate) fn run(config: &ProfilesConfig, out: &mut dyn Write) -> Result<Outcom
                 return outcome(errors);
             }
             let width = listed.iter().map(|l| l.name.len()).max().unwrap_or(0);
+            // The description wraps under its own column, so that the names stand alone on the left.
+            let rest = " ".repeat(width + 2);
             for profile in &listed {
                 let (description, source) = (printable(&profile.description), printable(&profile.source));
-                writeln!(out, "{:<width$}  {description}  ({source})", profile.name).map_err(Error::Output)?;
+                let first = format!("{:<width$}  ", profile.name);
+                wrapped(out, &first, &rest, &format!("{description}  ({source})")).map_err(Error::Output)?;
             }
             outcome(errors)
         }

@@ -81,19 +81,21 @@ fn list_shows_built_in_and_local_profiles() {
         ("team.yaml", "name: team\ndescription: Our own\nextends: baseline\n"),
         ("baseline.yaml", "name: baseline\ndescription: Local baseline\n"),
     ]);
+    // Wide enough for one line per profile (a temporary directory's path is long).
     let out = Run::new(&["profiles", "list", "--root"])
         .arg(root.path())
+        .env("COLUMNS", "300")
         .stdout(Expect::satisfies("a list of profiles", |s| !s.is_empty()))
         .run();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 5, "{out}");
     assert!(
-        lines[0].starts_with("baseline         Local baseline  (")
+        lines[0].starts_with("baseline         Local baseline (")
             && lines[0].ends_with("baseline.yaml (overrides built-in))"),
         "{out}"
     );
     assert!(lines[2].starts_with("kubernetes-node  ") && lines[2].ends_with("(built-in)"), "{out}");
-    assert!(lines[4].starts_with("team             Our own  ("), "{out}");
+    assert!(lines[4].starts_with("team             Our own ("), "{out}");
 }
 
 #[test]
@@ -127,7 +129,7 @@ fn list_goes_on_past_a_broken_local_file_and_exits_2() {
     Run::new(&["profiles", "list", "--root"])
         .arg(root.path())
         .status(2)
-        .stdout(Expect::contains(&["\nok               fine  (", "\noutbound-heavy   "]))
+        .stdout(Expect::contains(&["\nok               fine (", "\noutbound-heavy   "]))
         .stderr(format!(
             "twtune: {}/etc/twtune/profiles.d/broken.yaml:1:1: missing field `description`\n",
             root.path().display()

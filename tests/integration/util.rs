@@ -19,10 +19,11 @@ pub(crate) const CONCERNS_THE_HOST: &str = "; this network namespace is not the 
                                             set the host's initial namespace at boot, not this one: this concerns the \
                                             host's namespace";
 
-/// The `twtune` binary with an environment that does not leak the developer's colour settings.
+/// The `twtune` binary with an environment that does not leak the developer's colour settings or
+/// terminal width.
 pub(crate) fn twtune() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_twtune"));
-    for var in ["NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "TERM"] {
+    for var in ["NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "TERM", "COLUMNS"] {
         cmd.env_remove(var);
     }
     cmd

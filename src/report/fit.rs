@@ -129,6 +129,13 @@ pub(crate) fn fit_line(line: &str, width: usize) -> String {
     }
 }
 
+/// Whether `word` belongs to the one before it and no line may break between them: a unit after
+/// its number (`0.1 %`, `60 s`, `500 ms`), so that no number is read without it.
+pub(crate) fn glued(word: &str) -> bool {
+    let bare = word.trim_end_matches([',', ';', ')', '.', ':']);
+    bare.starts_with('%') || matches!(bare, "s" | "ms" | "s/s")
+}
+
 /// The byte index of the last space at or before visible column `width` (and after the first
 /// `after` bytes, the indent), where a line may break; past a word longer than the width, the
 /// first space after it.
@@ -145,7 +152,8 @@ fn last_space_within(text: &str, width: usize, after: usize) -> Option<usize> {
                 if column > width && best.is_some() {
                     break;
                 }
-                if c == ' ' && index > after && text[..index].trim_end().len() > after {
+                let next_word = text[index + 1..].split(' ').next().unwrap_or("");
+                if c == ' ' && index > after && text[..index].trim_end().len() > after && !glued(next_word) {
                     best = Some(index);
                 }
                 column += 1;
@@ -216,6 +224,16 @@ mod tests {
         assert_eq!(fit_line(&styled, 49), styled, "49 visible columns");
         let numbered = format!("  12. {}", "word ".repeat(12).trim_end());
         assert!(fit_line(&numbered, 40).lines().skip(1).all(|l| l.starts_with("      word")));
+    }
+
+    #[test]
+    fn a_unit_stays_with_its_number() {
+        let line = "abcdefghij 0.1 % used, 60 s";
+        for width in 12..=20 {
+            let fitted = fit_line(line, width);
+            assert!(!fitted.lines().any(|l| l.trim_start().starts_with('%')), "{width}: {fitted}");
+            assert!(!fitted.lines().any(|l| l.trim() == "s"), "{width}: {fitted}");
+        }
     }
 
     #[test]

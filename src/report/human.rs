@@ -14,7 +14,7 @@ use crate::error::printable;
 use crate::inspect::conntrack::Conntrack;
 use crate::model::connect::Bucket;
 use crate::report::Report;
-use crate::report::fit::{columns_that_fit, visible_len, width};
+use crate::report::fit::{columns_that_fit, glued, visible_len, width};
 use crate::rules::{Finding, Severity};
 use crate::words::{count, plural};
 
@@ -588,7 +588,7 @@ pub(crate) fn wrapped(out: &mut dyn Write, first: &str, rest: &str, text: &str) 
         // The words come from files and the kernel: no control character reaches the terminal.
         let word = crate::error::printable(word);
         let used = visible_len(prefix) + line.len();
-        if !line.is_empty() && used + 1 + word.len() > width() {
+        if !line.is_empty() && used + 1 + word.len() > width() && !glued(&word) {
             writeln!(out, "{prefix}{line}")?;
             line.clear();
             prefix = rest;

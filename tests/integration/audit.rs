@@ -145,7 +145,9 @@ fn human_report_has_summary_breakdown_buckets_and_findings_with_risk() {
             "200 outbound: this host connected out and closed first",
             "0 inbound: server side",
             "ip_local_port_range 40000 40199: 200 ports - 0 reserved - 0 listening = 200 usable per destination",
-            "127.0.0.1 -> 127.0.0.1:8080      170        170         0      170/200  85.0 %    30",
+            // At 80 columns the table leaves out what reuse frees, and says so.
+            "127.0.0.1 -> 127.0.0.1:8080      170        170      170/200  85.0 %    30",
+            "left out to fit 80 columns: reusable",
             "CRIT ports.bucket-exhaustion",
             "CRIT ports.pool-too-small",
             "WARN tw-reuse.outbound-pressure  net.ipv4.tcp_tw_reuse: 0 -> 1",
@@ -155,6 +157,15 @@ fn human_report_has_summary_breakdown_buckets_and_findings_with_risk() {
         .run();
     assert!(out.starts_with("twtune audit  kernel 6.18.44-fc-v669  3 findings: 2 crit, 1 warn\n"), "{out}");
     assert!(!out.contains('\x1b'), "no colour when stdout is not a terminal");
+    // A wider terminal shows it.
+    Run::new(&["audit", "--root"])
+        .arg(fixture("client-exhaustion"))
+        .env("COLUMNS", "120")
+        .status(1)
+        .stdout(Expect::contains(&[
+            "127.0.0.1 -> 127.0.0.1:8080      170        170         0      170/200  85.0 %    30",
+        ]))
+        .run();
 }
 
 #[test]

@@ -156,7 +156,12 @@ fn namespace(sweep: &Value, inode: u64) -> &Value {
 /// The section of `twtune audit --all-netns` (human, no colour) under the heading that contains
 /// `heading`: from that heading to the next one, or to the notes.
 pub(crate) fn sweep_section(heading: &str) -> String {
-    let out = twtune().args(["audit", "--all-netns", "--color", "never", "--fail-on", "never"]).output().expect("run");
+    // As wide as a line gets: the tests read what a section says, the width tests how it is laid out.
+    let out = twtune()
+        .args(["audit", "--all-netns", "--color", "never", "--fail-on", "never"])
+        .env("COLUMNS", "1000")
+        .output()
+        .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     let mut section = String::new();

@@ -340,26 +340,59 @@ fn counts(crit: usize, warn: usize, info: usize) -> Option<String> {
 }
 
 /// A left-aligned table: namespace tables hold names, which read better aligned left. Where it is
-/// wider than the report, the columns of `drop_order` go first, and a line says which.
+/// wider than the report, the columns of `drop_order` go first, and a line says which; where it
+/// still is, the name column (the second) wraps within its cells, so that no line passes the
+/// width and no name is cut.
 fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>], drop_order: &[usize]) -> io::Result<()> {
-    let widths: Vec<usize> = (0..header.len())
+    let mut widths: Vec<usize> = (0..header.len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0).max(header[i].len()))
         .collect();
     let kept = columns_that_fit(&widths, drop_order);
-    let line = |cells: Vec<&str>| -> String {
+    let total = 2 + kept.iter().map(|i| widths[*i] + 2).sum::<usize>() - 2;
+    if total > width() && kept.contains(&1) {
+        widths[1] = widths[1].saturating_sub(total - width()).max(header[1].len()).max(16);
+    }
+    let line = |cells: Vec<String>| -> String {
         let padded: Vec<String> = kept.iter().map(|&i| format!("{:<w$}", cells[i], w = widths[i])).collect();
         padded.join("  ").trim_end().to_string()
     };
     let dim = Style::new().dimmed();
-    writeln!(out, "  {dim}{}{dim:#}", line(header.to_vec()))?;
+    writeln!(out, "  {dim}{}{dim:#}", line(header.iter().map(ToString::to_string).collect()))?;
     for row in rows {
-        writeln!(out, "  {}", line(row.iter().map(String::as_str).collect()))?;
+        // The first piece of the name with the row, the others alone in the name's column.
+        for (n, piece) in wrap_cell(&row[1], widths[1]).into_iter().enumerate() {
+            let cells: Vec<String> = (0..row.len())
+                .map(|i| match (i, n) {
+                    (1, _) => piece.clone(),
+                    (_, 0) => row[i].clone(),
+                    _ => String::new(),
+                })
+                .collect();
+            writeln!(out, "  {}", line(cells))?;
+        }
     }
     let dropped: Vec<&str> = (0..header.len()).filter(|i| !kept.contains(i)).map(|i| header[i]).collect();
     if !dropped.is_empty() {
         writeln!(out, "  {dim}left out to fit {} columns: {}{dim:#}", width(), dropped.join(", "))?;
     }
     Ok(())
+}
+
+/// `text` in pieces of at most `width` characters, broken at spaces where it can be.
+fn wrap_cell(text: &str, width: usize) -> Vec<String> {
+    let mut pieces = vec![String::new()];
+    for word in text.split(' ') {
+        let last = pieces.last_mut().expect("one piece");
+        if !last.is_empty() && last.chars().count() + 1 + word.chars().count() > width {
+            pieces.push(word.to_string());
+        } else {
+            if !last.is_empty() {
+                last.push(' ');
+            }
+            last.push_str(word);
+        }
+    }
+    pieces
 }
 
 #[cfg(test)]

@@ -225,7 +225,13 @@ fn the_sweep_finds_named_and_held_namespaces_and_names_their_containers() {
     assert!(sweep["summary"]["namespaces"].as_u64().expect("count") >= 4, "{:#}", sweep["summary"]);
     assert!(sweep["summary"]["time_wait_outbound"].as_u64().expect("sum") >= 5);
 
-    let human = twtune().args(["audit", "--all-netns", "--fail-on", "never"]).output().expect("run");
+    // At 80 columns every line fits, the long pod name wrapped within its column.
+    let narrow = twtune().args(["audit", "--all-netns", "--fail-on", "never"]).output().expect("run");
+    let narrow = String::from_utf8_lossy(&narrow.stdout).into_owned();
+    assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
+    assert!(narrow.contains(&format!("pod {POD_UID}")), "{narrow}");
+    let human =
+        twtune().args(["audit", "--all-netns", "--fail-on", "never"]).env("COLUMNS", "300").output().expect("run");
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(human.status.success(), "{text}");
     for piece in [

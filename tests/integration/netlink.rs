@@ -214,6 +214,7 @@ fn sampling_measures_rates_and_time_to_exhaustion() {
     .expect("regex");
     // How full the bucket is depends on the timing above: --fail-on never keeps the status at 0.
     Run::new(&["audit", "--sample", "200ms", "--fail-on", "never"])
+        .env("COLUMNS", "200")
         .stdout(Expect::satisfies("a human report with a rates line", move |s| rates.eval(s)))
         .run();
 }

@@ -163,7 +163,7 @@ impl Explanation {
         writeln!(out, "  next boot (systemd-sysctl)    {}", place(&self.boot.systemd))?;
         write!(out, "  sysctl --system (procps)      {}", place(&self.boot.procps))?;
         if self.orders_differ {
-            write!(out, "   {HEADING}<- the two orders differ{HEADING:#}")?;
+            write!(out, "   {HEADING}<- the orders differ{HEADING:#}")?;
         }
         writeln!(out)?;
         for (i, a) in self.shadowed.iter().enumerate() {

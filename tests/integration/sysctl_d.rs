@@ -78,7 +78,7 @@ fn explain_human_output() {
             "net.ipv4.tcp_fin_timeout\n\
              \x20 now                           absent on this kernel or in this namespace\n\
              \x20 next boot (systemd-sysctl)    \"42\"  /etc/sysctl.d/zz-late.conf:2\n\
-             \x20 sysctl --system (procps)      \"41\"  /etc/sysctl.conf:2   <- the two orders differ\n\
+             \x20 sysctl --system (procps)      \"41\"  /etc/sysctl.conf:2   <- the orders differ\n\
              \x20 overridden                    \"41\"  /etc/sysctl.d/99-sysctl.conf:2\n",
         )
         .run();

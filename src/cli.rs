@@ -195,6 +195,11 @@ pub struct AuditArgs {
     /// (connects, SYN retransmits, TIME_WAIT entries) and each bucket's time to exhaustion.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub sample: Option<std::time::Duration>,
+
+    /// With --sample: do not arm the kernel's tracepoints. As root, twtune otherwise traces the
+    /// window's failed connect() (EADDRNOTAVAIL) and bind() (EADDRINUSE), which no counter counts.
+    #[arg(long, requires = "sample")]
+    pub no_trace: bool,
 }
 
 const WATCH_EXIT_STATUS: &str = "\

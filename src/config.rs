@@ -206,6 +206,7 @@ impl WatchConfig {
                 socket_source: SocketSourceChoice::Auto,
                 top: args.top as usize,
                 sample: None,
+                trace: false,
             },
             interval: args.interval,
             terminal: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
@@ -322,6 +323,7 @@ impl AuditConfig {
                 top: args.top as usize,
                 netns: netns_target(args.netns, args.netns_pid, args.all_netns),
                 sample: args.sample,
+                trace: !args.no_trace,
                 socket_source: match args.socket_source {
                     SocketSourceArg::Auto => SocketSourceChoice::Auto,
                     SocketSourceArg::Netlink => SocketSourceChoice::Netlink,
@@ -362,6 +364,7 @@ mod tests {
                     top: 10,
                     netns: NetnsTarget::Own,
                     sample: None,
+                    trace: true,
                     socket_source: SocketSourceChoice::Auto,
                 },
             }
@@ -397,6 +400,7 @@ mod tests {
                 top: 3,
                 netns: NetnsTarget::Own,
                 sample: None,
+                trace: true,
                 socket_source: SocketSourceChoice::Auto,
             },
         };
@@ -405,6 +409,7 @@ mod tests {
         assert_eq!(audit(&["audit", "--netns", "blue"]).request.netns, NetnsTarget::File("/run/netns/blue".into()));
         assert_eq!(audit(&["audit", "--netns-pid", "42"]).request.netns, NetnsTarget::File("/proc/42/ns/net".into()));
         assert_eq!(audit(&["audit", "--sample", "2s"]).request.sample, Some(Duration::from_secs(2)));
+        assert!(!audit(&["audit", "--sample", "2s", "--no-trace"]).request.trace);
         assert_eq!(audit(&["audit", "--socket-source", "proc"]).request.socket_source, SocketSourceChoice::Proc);
         for conflicting in [
             &["twtune", "audit", "--netns", "a", "--netns-pid", "1"][..],

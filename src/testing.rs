@@ -156,6 +156,7 @@ impl Host {
             sample_seconds: None,
             warnings: Vec::new(),
             initial_namespace: self.initial_namespace,
+            tracing: None,
         }
     }
 }

@@ -17,8 +17,10 @@ use crate::inspect::netns::{self, Namespaces};
 use crate::inspect::owners;
 use crate::inspect::proc_tcp::ProcSocketSource;
 use crate::inspect::source::SocketSource;
+use crate::inspect::trace;
 use crate::inspect::{self, Inspection};
 use crate::model::churn::{self, Rates};
+use crate::model::failures::Tracing;
 use crate::model::records::Owner;
 use crate::model::table::Tracking;
 use crate::model::{compare, nat};
@@ -56,6 +58,8 @@ pub(crate) struct Request {
     pub top: usize,
     /// Interval between the two reads of `--sample`.
     pub sample: Option<Duration>,
+    /// Whether to arm the kernel's tracepoints for the window of `--sample` (not `--no-trace`).
+    pub trace: bool,
 }
 
 /// What an audit collected.
@@ -223,11 +227,53 @@ pub(super) fn collect_in(root: &Root, request: &Request, extra_keys: &[String], 
         inspection.warnings.extend(fallback);
         return Ok(Evidence { inspection, rates: None, other_namespaces: None });
     };
+    // Armed before the first read and disarmed after the second; on an error in between, the
+    // window is dropped, which closes its events.
+    let window = arm_window(root, request);
     let mut first = first_read(root, request, extra_keys, owners)?;
     let owners = between_reads(root, request, owners, &mut first, interval)?;
     let until = first.taken + interval;
     std::thread::sleep(until.saturating_duration_since(Instant::now()));
-    second_read(root, request, extra_keys, &owners, first)
+    let mut evidence = second_read(root, request, extra_keys, &owners, first)?;
+    evidence.inspection.tracing = Some(finish_window(window, &evidence.inspection));
+    Ok(evidence)
+}
+
+/// Arms the tracepoints for a `--sample` window on the live system, or says why not.
+fn arm_window(root: &Root, request: &Request) -> std::result::Result<trace::Window, String> {
+    if !request.trace {
+        return Err("--no-trace".into());
+    }
+    if !root.is_live() {
+        return Err("an offline tree has no calls to trace".into());
+    }
+    trace::arm()
+}
+
+/// The failed calls of the window's processes in the namespace this thread audits, the failed
+/// binds placed on the local address that has no port left for them, if only one has none.
+fn finish_window(window: std::result::Result<trace::Window, String>, inspection: &Inspection) -> Tracing {
+    let window = match window {
+        Ok(window) => window,
+        Err(reason) => return Tracing::Untraced { reason },
+    };
+    let inode = match netns::current() {
+        Ok(inode) => inode,
+        Err(e) => return Tracing::Untraced { reason: format!("the audited namespace could not be told: {e}") },
+    };
+    let mut tracing = window.finish(inode);
+    if let Tracing::Tracepoints(failures) = &mut tracing {
+        let sockets = &inspection.sockets;
+        let exhausted: Vec<&str> =
+            sockets.local_ports.iter().filter(|l| l.available == 0).map(|l| l.local_ip.as_str()).collect();
+        let held: Vec<(u32, &str)> = sockets
+            .buckets
+            .iter()
+            .flat_map(|b| b.owners.iter().flatten().map(|o| (o.pid, b.local_ip.as_str())))
+            .collect();
+        failures.place_binds(&exhausted, &held);
+    }
+    tracing
 }
 
 /// Reads between the two of a `--sample`, every half second (at most [`MAX_BETWEEN`]): the

@@ -16,6 +16,7 @@ pub(crate) mod owners;
 pub(crate) mod proc_tcp;
 pub(crate) mod source;
 pub(crate) mod sweep;
+pub(crate) mod trace;
 pub(crate) mod watch;
 
 use std::collections::BTreeMap;
@@ -79,6 +80,9 @@ pub(crate) struct Inspection {
     /// configures at boot; `None` where that cannot be told (an offline tree, not root, another PID
     /// namespace). Set by [`evidence`], which knows the namespace it read in.
     pub initial_namespace: Option<bool>,
+    /// With `--sample`: the failed connect() and bind() calls of the window, or why they were not
+    /// traced.
+    pub tracing: Option<crate::model::failures::Tracing>,
 }
 
 /// Reads a whole inspection beneath `root`, streaming the socket table from `source` and keeping the
@@ -132,6 +136,7 @@ pub(crate) fn read(
         sample_seconds: None,
         warnings,
         initial_namespace: None,
+        tracing: None,
     })
 }
 

@@ -20,6 +20,7 @@ pub(crate) mod bind;
 pub(crate) mod churn;
 pub(crate) mod compare;
 pub(crate) mod connect;
+pub(crate) mod failures;
 pub(crate) mod forecast;
 pub(crate) mod lifetimes;
 pub(crate) mod nat;

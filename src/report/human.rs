@@ -13,6 +13,7 @@ use anstyle::{AnsiColor, Style};
 use crate::error::printable;
 use crate::inspect::conntrack::Conntrack;
 use crate::model::connect::Bucket;
+use crate::model::failures::Tracing;
 use crate::report::Report;
 use crate::report::fit::{columns_that_fit, glued, visible_len, width};
 use crate::rules::{Finding, Severity};
@@ -152,12 +153,78 @@ fn sampled_rates(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     };
     let text = format!("SYN retransmits: {}/s (TCPSynRetrans){stalled}", r.syn_retransmits_per_sec);
     wrapped(out, "  ", "    ", &text)?;
+    if let Some(tracing) = &report.tracing {
+        return traced_failures(tracing, out);
+    }
     if s.buckets.iter().any(|b| b.available == 0) || s.local_ports.iter().any(|l| l.available == 0) {
         writeln!(
             out,
             "  a budget below is empty: connect() or bind() to it fails now, and the kernel counts no failed \
              call, so these rates do not show the failures"
         )?;
+    }
+    Ok(())
+}
+
+/// Writes the failed connect() and bind() calls the tracepoints counted in the window, or why
+/// they were not traced.
+fn traced_failures(tracing: &Tracing, out: &mut dyn Write) -> io::Result<()> {
+    let f = match tracing {
+        Tracing::Untraced { reason } => {
+            let text = format!(
+                "failed calls: not traced ({}); the kernel counts no failed connect() or bind(), so these \
+                 rates do not show them",
+                printable(reason)
+            );
+            return wrapped(out, "  ", "    ", &text);
+        }
+        Tracing::Tracepoints(f) => f,
+    };
+    writeln!(
+        out,
+        "  failed calls (traced over {:.1} s): {} connect()/s with EADDRNOTAVAIL ({}), {} bind()/s with \
+         EADDRINUSE ({})",
+        f.seconds, f.connect_per_sec, f.connect, f.bind_per_sec, f.bind
+    )?;
+    for p in &f.processes {
+        let container = p.container.as_ref().map(|c| format!(" ({})", printable(&c.label()))).unwrap_or_default();
+        let on = p.bind_local_ip.as_ref().map(|ip| format!(" on {ip}")).unwrap_or_default();
+        let text = format!(
+            "pid {} {}{container}: {} failed connect(), {} failed bind(){on}",
+            p.pid,
+            printable(&p.command),
+            p.connect,
+            p.bind
+        );
+        wrapped(out, "    ", "      ", &text)?;
+    }
+    for d in &f.destinations {
+        let pids: Vec<String> = d.pids.iter().map(u32::to_string).collect();
+        let text = format!(
+            "{} -> {}: {} failed connect() ({}/s), pid {}",
+            d.local_ip,
+            d.remote,
+            d.connect,
+            d.per_sec,
+            pids.join(", ")
+        );
+        wrapped(out, "    ", "      ", &text)?;
+    }
+    let mut notes = f.unarmed.clone();
+    if f.lost > 0 {
+        notes.push(format!(
+            "{} records were lost (the kernel's buffers were full): the counts miss up to that many",
+            f.lost
+        ));
+    }
+    if f.unattributed > 0 {
+        notes.push(format!(
+            "{} failed calls of processes that ended before their namespace could be read are not counted",
+            f.unattributed
+        ));
+    }
+    for note in notes {
+        wrapped(out, "  ", "    ", &format!("{WARN}{}{WARN:#}", printable(&note)))?;
     }
     Ok(())
 }

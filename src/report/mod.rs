@@ -73,6 +73,9 @@ pub(crate) struct Report {
     pub thresholds: Thresholds,
     /// With `--sample`: rates over the interval; `null` otherwise.
     pub rates: Option<Rates>,
+    /// With `--sample`: the failed connect() and bind() calls of the window (`method`
+    /// `tracepoints`), or why they were not traced (`untraced`); `null` otherwise.
+    pub tracing: Option<crate::model::failures::Tracing>,
     pub findings: Vec<Finding>,
     /// Things read with trouble; the audit went on without them.
     pub warnings: Vec<String>,
@@ -118,6 +121,7 @@ impl Report {
             counters: inspection.counters,
             sockets: inspection.sockets,
             conntrack: inspection.conntrack,
+            tracing: inspection.tracing,
             findings,
             warnings: inspection.warnings,
             other_namespaces: None,

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use crate::inspect::Inspection;
 use crate::model::bind::LocalPorts;
 use crate::model::connect::Bucket;
+use crate::model::failures::Tracing;
 use crate::ports::{KUBERNETES_NODEPORT, PortRange, PortSet};
 use crate::sysctl::keys::spec_of;
 
@@ -186,6 +187,49 @@ fn bind_runs_out_first<'a>(inspection: &'a Inspection, bucket: &Bucket) -> Optio
 const FAILING_NOW: &str = "the kernel counts no failed call (ActiveOpens and AttemptFails do not move), so \
 rates and --sample cannot show these failures";
 
+/// What the tracepoints measured of the failing calls of a budget with nothing left (`failed`
+/// calls and the processes that made them), or [`FAILING_NOW`] where the window was not traced.
+fn failing_now(inspection: &Inspection, failed: Option<(u64, f64, Vec<String>)>) -> String {
+    match (&inspection.tracing, failed) {
+        (Some(Tracing::Tracepoints(f)), Some((n, per_sec, by))) if n > 0 => {
+            format!("{n} failed in the {:.1} s traced ({per_sec}/s), by {}", f.seconds, by.join(", "))
+        }
+        (Some(Tracing::Tracepoints(f)), _) => format!(
+            "none failed in the {:.1} s traced (the kernel counts no failed call: only tracing shows them)",
+            f.seconds
+        ),
+        _ => FAILING_NOW.to_string(),
+    }
+}
+
+/// The traced connect() failures toward `bucket`: how many, per second, and by which processes.
+fn failed_connects(inspection: &Inspection, bucket: &Bucket) -> Option<(u64, f64, Vec<String>)> {
+    let Some(Tracing::Tracepoints(f)) = &inspection.tracing else { return None };
+    let d = f.destinations.iter().find(|d| d.local_ip == bucket.local_ip && d.remote == bucket.remote)?;
+    let by = d.pids.iter().map(|pid| process_name(f, *pid)).collect();
+    Some((d.connect, d.per_sec, by))
+}
+
+/// The traced bind() failures on local address `ip`.
+fn failed_binds(inspection: &Inspection, ip: &str) -> Option<(u64, f64, Vec<String>)> {
+    let Some(Tracing::Tracepoints(f)) = &inspection.tracing else { return None };
+    let on_it: Vec<_> = f.processes.iter().filter(|p| p.bind_local_ip.as_deref() == Some(ip)).collect();
+    let n: u64 = on_it.iter().map(|p| p.bind).sum();
+    let per_sec = (n as f64 / f.seconds.max(0.001) * 10.0).round() / 10.0;
+    Some((n, per_sec, on_it.iter().map(|p| process_name(f, p.pid)).collect()))
+}
+
+/// `process 4242 (curl) in docker 0123456789ab`.
+fn process_name(f: &crate::model::failures::Failures, pid: u32) -> String {
+    match f.processes.iter().find(|p| p.pid == pid) {
+        Some(p) => {
+            let container = p.container.as_ref().map(|c| format!(" in {}", c.label())).unwrap_or_default();
+            format!("process {pid} ({}){container}", p.command)
+        }
+        None => format!("process {pid}"),
+    }
+}
+
 /// The arithmetic of a bucket, in words: sockets, reusable TIME_WAIT, held, bound, left.
 fn bucket_arithmetic(inspection: &Inspection, bucket: &Bucket) -> String {
     let bound = inspection.sockets.ephemeral.bound_ports;
@@ -302,7 +346,8 @@ fn bucket_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Find
         };
         let mut message = bucket_arithmetic(inspection, bucket);
         if bucket.available == 0 {
-            message.push_str(&format!(": connect() to it is failing now with EADDRNOTAVAIL, and {FAILING_NOW}"));
+            let failing = failing_now(inspection, failed_connects(inspection, bucket));
+            message.push_str(&format!(": connect() to it is failing now with EADDRNOTAVAIL: {failing}"));
         } else {
             message.push_str("; when none is left, connect() to it fails with EADDRNOTAVAIL");
         }
@@ -336,6 +381,11 @@ fn bucket_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Find
             "connections_per_sec_without_reuse": bucket.usable_ports / TIME_WAIT_SECONDS,
             "tcp_tw_reuse": tw_reuse,
         }));
+        if let Some((n, per_sec, by)) = failed_connects(inspection, bucket) {
+            f.evidence.insert("failed_connects".into(), json!(n));
+            f.evidence.insert("failed_connects_per_sec".into(), json!(per_sec));
+            f.evidence.insert("failing_processes".into(), json!(by));
+        }
         f.advice = bucket_remedies(inspection, bucket);
         out.push(f);
     }
@@ -354,7 +404,8 @@ fn bind_exhaustion(inspection: &Inspection, t: &Thresholds, out: &mut Vec<Findin
             local.local_ip, local.ports_in_use, local.usable_ports, local.usage_pct, local.available
         );
         if local.available == 0 {
-            message.push_str(&format!(": bind() to port 0 on it is failing now with EADDRINUSE, and {FAILING_NOW}"));
+            let failing = failing_now(inspection, failed_binds(inspection, &local.local_ip));
+            message.push_str(&format!(": bind() to port 0 on it is failing now with EADDRINUSE: {failing}"));
         } else {
             message
                 .push_str("; when none is left, bind() to port 0 fails with EADDRINUSE, for every destination at once");
@@ -511,6 +562,11 @@ fn exhaustion_soon(inspection: &Inspection, out: &mut Vec<Finding>) {
             "level": bucket.forecast.as_ref().map(|f| f.level),
             "seconds_to_exhaustion": seconds,
         }));
+        if let Some((n, per_sec, by)) = failed_connects(inspection, bucket) {
+            f.evidence.insert("failed_connects".into(), json!(n));
+            f.evidence.insert("failed_connects_per_sec".into(), json!(per_sec));
+            f.evidence.insert("failing_processes".into(), json!(by));
+        }
         f.advice = bucket_remedies(inspection, bucket);
         out.push(f);
     }

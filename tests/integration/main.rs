@@ -21,6 +21,7 @@ mod profiles;
 mod races;
 mod real_kernel;
 mod sysctl_d;
+mod trace;
 mod untrusted;
 mod util;
 mod watch;

@@ -339,6 +339,7 @@ pub(crate) struct Report {
     pub config: ConfigFiles,
     pub thresholds: Thresholds,
     pub rates: Option<Rates>,
+    pub tracing: Option<Tracing>,
     pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
     pub other_namespaces: Option<OtherNamespaces>,
@@ -531,6 +532,53 @@ pub(crate) struct Forecast {
     pub level: u32,
     pub room: u32,
     pub seconds_to_exhaustion: Option<f64>,
+}
+
+/// How a `--sample` window's failed calls were measured.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub(crate) enum Tracing {
+    Tracepoints(Failures),
+    Untraced { reason: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Failures {
+    pub seconds: f64,
+    pub connect: u64,
+    pub connect_per_sec: f64,
+    pub bind: u64,
+    pub bind_per_sec: f64,
+    pub connect_destination_unknown: u64,
+    pub processes: Vec<FailingProcess>,
+    pub destinations: Vec<FailingDestination>,
+    // Other work on the machine (a process failing calls that ends at once) may add to it.
+    #[allow(dead_code, reason = "in the contract; not asserted")]
+    pub unattributed: u64,
+    pub lost: u64,
+    pub unarmed: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FailingProcess {
+    pub pid: u32,
+    pub command: String,
+    pub container: Option<serde_json::Value>,
+    pub connect: u64,
+    pub bind: u64,
+    pub bind_local_ip: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FailingDestination {
+    pub local_ip: String,
+    pub remote: String,
+    pub connect: u64,
+    pub per_sec: f64,
+    pub pids: Vec<u32>,
 }
 
 #[derive(Debug, Deserialize)]

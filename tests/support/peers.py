@@ -16,11 +16,19 @@
                                       client of the story: it closes instead of pooling)
     peers.py per-request PORT RATE MS RATE times a second: connect, one request, MS milliseconds of
                                       work on the answer, close
+    peers.py fail-connect PORT        connect and keep each connection until one fails with
+                                      EADDRNOTAVAIL; then, for each number N read on stdin, make N
+                                      connects, each of which must fail so, and print "failed N"
+                                      (PEER_LISTEN=1: with a listener of its own on PORT)
+    peers.py fail-bind PORT ADDR      bind (ADDR, 0) and connect, keeping each connection, until
+                                      bind fails with EADDRINUSE; then, for each N read on stdin,
+                                      make N such binds, each of which must fail so; "failed N"
 
 Each prints "ready" once its connections (or listener) exist, then runs until killed. The address
 is 127.0.0.1, or PEER_HOST from the environment.
 """
 
+import errno
 import os
 
 import socket
@@ -74,6 +82,48 @@ def silent(port):
 def request(conn):
     conn.sendall(b"GET")
     conn.recv(2)
+
+
+def listening_quietly(port):
+    listener = socket.socket()
+    listener.bind((HOST, port))
+    listener.listen(1024)
+    return listener
+
+
+def fail(port, local):
+    """Holds connections to HOST:port until the ports run out, then fails on demand (see above)."""
+    expected = errno.EADDRINUSE if local else errno.EADDRNOTAVAIL
+
+    def attempt():
+        conn = socket.socket()
+        try:
+            if local:
+                conn.bind((local, 0))
+            conn.connect((HOST, port))
+        except OSError as e:
+            conn.close()
+            if e.errno != expected:
+                raise
+            return None
+        return conn
+
+    # PEER_LISTEN=1: the listener is this process's own (a namespace with no other peer).
+    listener = listening_quietly(port) if os.environ.get("PEER_LISTEN") else None
+    held = [listener] if listener else []
+    while True:
+        conn = attempt()
+        if conn is None:
+            break
+        held.append(conn)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        n = int(line)
+        for _ in range(n):
+            assert attempt() is None, "a call succeeded"
+        print("failed", n, flush=True)
+    while held:
+        time.sleep(3600)
 
 
 def main():
@@ -161,6 +211,10 @@ def main():
             time.sleep(max(0.0, start + made / rate - time.monotonic()))
             made += 1
             threading.Thread(target=once, daemon=True).start()
+    elif mode == "fail-connect":
+        fail(port, None)
+    elif mode == "fail-bind":
+        fail(port, sys.argv[3])
     else:
         sys.exit("unknown mode " + mode)
 

@@ -1,0 +1,428 @@
+//! The kernel's tracepoints, armed for a window: failed connect() and bind() calls as they
+//! happen, which no counter counts (see [`crate::model::failures`]). Perf events opened with
+//! perf_event_open(2), one per CPU and tracepoint, system-wide, each with its own ring buffer; no
+//! BPF program, no compiler.
+//!
+//! - The tracepoints' ids and record formats come from tracefs. Where it is not mounted, a private
+//!   instance is made with fsopen(2)/fsmount(2): a detached mount that no path shows and that goes
+//!   away with its descriptor. Only a directory that is tracefs (its file system magic) is read.
+//! - The syscall tracepoints carry an ftrace filter (`ret == -99`), so the kernel drops every other
+//!   return before it reaches a buffer. While any is armed, every syscall of the host takes the
+//!   slow path: they are armed for the window only.
+//! - A thread drains the buffers every [`DRAIN_EVERY`] and looks up each new caller's namespace,
+//!   command and container while it lives. Records the kernel could not write for want of room
+//!   are counted (PERF_RECORD_LOST) and said, never taken for fewer failures.
+//! - Every descriptor belongs to a [`Window`]: dropped on any path (an error, a panic unwinding),
+//!   it stops the thread, which closes them all. A process killed by a signal loses them with it:
+//!   perf events and a detached mount live only as long as their descriptors.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use perf_event_open::config::{Cpu, Opts, Proc, SampleOn};
+use perf_event_open::count::Counter;
+use perf_event_open::event::tp::Tracepoint;
+use perf_event_open::sample::Sampler;
+use perf_event_open::sample::record::Record as PerfRecord;
+
+use crate::inspect::netns;
+use crate::model::failures::{
+    Call, EADDRINUSE, EADDRNOTAVAIL, Event, ExitLayout, MAX_FORMAT_BYTES, Process, Record, StateLayout, TCP_CLOSE,
+    TCP_SYN_SENT, Tally, Tracing,
+};
+
+/// How often the ring buffers are emptied.
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// Each ring buffer holds 2^this pages (256 KiB with 4 KiB pages): some 4 000 records of a failed
+/// call, about 80 000 a second per CPU at [`DRAIN_EVERY`].
+const RING_PAGES_EXP: u8 = 6;
+/// Processes looked up in one window; callers past this many are counted as unattributed.
+const MAX_PROCESSES: usize = 65_536;
+/// tracefs's `f_type` (`TRACEFS_MAGIC`).
+const TRACEFS_MAGIC: i64 = 0x7472_6163;
+/// Where tracefs is mounted, when it is.
+const TRACEFS_PATHS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+/// What a tracepoint's records say, once decoded.
+#[derive(Clone, Copy)]
+enum Decoder {
+    Exit(Call, ExitLayout),
+    State(StateLayout),
+}
+
+/// One tracepoint to arm: its place in tracefs, its in-kernel filter, and how to decode it.
+struct Wanted {
+    path: &'static str,
+    filter: String,
+    call: Option<Call>,
+}
+
+fn wanted() -> [Wanted; 3] {
+    [
+        Wanted {
+            path: "events/syscalls/sys_exit_connect",
+            filter: format!("ret == {EADDRNOTAVAIL}"),
+            call: Some(Call::Connect),
+        },
+        Wanted {
+            path: "events/syscalls/sys_exit_bind",
+            filter: format!("ret == {EADDRINUSE}"),
+            call: Some(Call::Bind),
+        },
+        Wanted {
+            path: "events/sock/inet_sock_set_state",
+            filter: format!("protocol == 6 && oldstate == {TCP_SYN_SENT} && newstate == {TCP_CLOSE}"),
+            call: None,
+        },
+    ]
+}
+
+/// An armed perf event and its ring buffer.
+struct Armed {
+    decoder: Decoder,
+    sampler: Sampler,
+    /// Counts every record that passed the filter, written or lost.
+    counter: Counter,
+}
+
+/// The tracepoints armed for a window, drained by a thread until [`Window::finish`] or drop.
+pub(crate) struct Window {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Drained>>,
+    started: Instant,
+    /// Tracepoints that could not be armed (the window counts without them), and why.
+    unarmed: Vec<String>,
+}
+
+/// What the thread gathered.
+#[derive(Default)]
+struct Drained {
+    tally: Tally,
+    /// Each caller as looked up while it lived; `None`: it had ended.
+    processes: HashMap<u32, Option<Process>>,
+}
+
+/// Arms the tracepoints, or says why they cannot be.
+pub(crate) fn arm() -> Result<Window, String> {
+    arm_with(RING_PAGES_EXP, DRAIN_EVERY)
+}
+
+/// [`arm`] with ring buffers of 2^`ring_exp` pages, drained every `drain_every`.
+fn arm_with(ring_exp: u8, drain_every: Duration) -> Result<Window, String> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("not root: tracing the host's calls needs root (or CAP_PERFMON and a readable tracefs)".into());
+    }
+    let tracefs = open_tracefs()?;
+    let cpus = online_cpus()?;
+    let mut armed = Vec::new();
+    let mut unarmed = Vec::new();
+    for want in wanted() {
+        match arm_one(&tracefs, &want, &cpus, ring_exp) {
+            Ok(mut events) => armed.append(&mut events),
+            // Without the syscalls' exits nothing is counted; without the state change, only the
+            // destinations are missing.
+            Err(why) if want.call.is_some() => return Err(why),
+            Err(why) => unarmed.push(format!("{why}: the destinations of failed connect() are not known")),
+        }
+    }
+    drop(tracefs);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("twtune-trace".into())
+        .spawn(move || drain_until(&armed, &flag, drain_every))
+        .map_err(|e| format!("could not start the tracing thread: {e}"))?;
+    Ok(Window { stop, thread: Some(thread), started: Instant::now(), unarmed })
+}
+
+impl Window {
+    /// Disarms the tracepoints and counts the failures of the processes of network namespace
+    /// `netns` over the window.
+    pub(crate) fn finish(mut self, netns: u64) -> Tracing {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let Some(drained) = self.stop_thread() else {
+            return Tracing::Untraced { reason: "the tracing thread failed".into() };
+        };
+        let processes: HashMap<u32, Process> =
+            drained.processes.into_iter().filter_map(|(pid, p)| Some((pid, p?))).collect();
+        let mut failures = drained.tally.finish(&processes, netns, seconds);
+        failures.unarmed = std::mem::take(&mut self.unarmed);
+        Tracing::Tracepoints(failures)
+    }
+
+    fn stop_thread(&mut self) -> Option<Drained> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take()?.join().ok()
+    }
+}
+
+impl Drop for Window {
+    /// Whatever ends the window (an error, a panic unwinding), the events are closed here.
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
+}
+
+/// Drains `armed` every `every` until `stop`, then disables the events and drains them once
+/// more; they close when the caller drops them, after this returns.
+fn drain_until(armed: &[Armed], stop: &AtomicBool, every: Duration) -> Drained {
+    let mut drained = Drained::default();
+    let mut batch = Vec::new();
+    let (mut received, mut reported_lost) = (0u64, 0u64);
+    loop {
+        let last = stop.load(Ordering::Relaxed);
+        if last {
+            armed.iter().for_each(|a| drop(a.counter.disable()));
+        }
+        for event in armed {
+            let (samples, lost) = drain_one(event, &mut batch);
+            received += samples;
+            reported_lost += lost;
+        }
+        // Records of one thread can sit in two CPUs' buffers when it moved: time orders them.
+        batch.sort_by_key(|r: &Record| r.time_ns);
+        for record in batch.drain(..) {
+            look_up(&mut drained.processes, record.pid);
+            drained.tally.add(&record);
+        }
+        if last {
+            drained.tally.lost(lost(armed, received, reported_lost));
+            return drained;
+        }
+        // Short sleeps, so that a window ends without waiting a whole period.
+        let slept = Instant::now();
+        while slept.elapsed() < every && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(every.min(DRAIN_EVERY));
+        }
+    }
+}
+
+/// The records the kernel could not write. Each event counts what passed its filter, written or
+/// not; a PERF_RECORD_LOST says so only once the buffer has room again, which at the end of a
+/// window it may never have: the counts are the measure, the records the floor.
+fn lost(armed: &[Armed], received: u64, reported: u64) -> u64 {
+    let counted: u64 = armed.iter().filter_map(|a| a.counter.stat().ok()).map(|s| s.count).sum();
+    counted.saturating_sub(received).max(reported)
+}
+
+/// Takes every record out of `event`'s buffer: the samples into `batch`; returns how many samples
+/// there were and how many records the kernel said it lost.
+fn drain_one(event: &Armed, batch: &mut Vec<Record>) -> (u64, u64) {
+    let (mut samples, mut lost) = (0, 0);
+    let Some(records) = event.sampler.iter() else { return (0, 0) };
+    for (_, record) in records {
+        match record {
+            PerfRecord::Sample(sample) => {
+                samples += 1;
+                let (Some(task), Some(raw)) = (&sample.record_id.task, &sample.raw) else { continue };
+                let decoded = match event.decoder {
+                    Decoder::Exit(call, layout) => layout.ret(raw).map(|ret| Event::Returned { call, ret }),
+                    Decoder::State(layout) => layout.decode(raw).map(Event::State),
+                };
+                if let Some(event) = decoded {
+                    let time_ns = sample.record_id.time.unwrap_or_default();
+                    batch.push(Record { pid: task.pid, tid: task.tid, time_ns, event });
+                }
+            }
+            PerfRecord::LostRecords(record) => lost += record.lost_records,
+            _ => {}
+        }
+    }
+    (samples, lost)
+}
+
+/// Looks up a caller the first time it is met, while it (probably) still lives.
+fn look_up(processes: &mut HashMap<u32, Option<Process>>, pid: u32) {
+    if processes.contains_key(&pid) || processes.len() >= MAX_PROCESSES {
+        return;
+    }
+    let netns = rustix::fs::stat(format!("/proc/{pid}/ns/net").as_str()).ok().map(|s| s.st_ino);
+    let process = netns.map(|netns| Process {
+        netns,
+        command: netns::command(pid).unwrap_or_else(|| "?".into()),
+        container: netns::container_of(pid),
+    });
+    processes.insert(pid, process);
+}
+
+/// Opens one tracepoint on every CPU, filtered and with a ring buffer, and enables it.
+fn arm_one(tracefs: &OwnedFd, want: &Wanted, cpus: &[u32], ring_exp: u8) -> Result<Vec<Armed>, String> {
+    let read = |name: &str| -> Result<String, String> {
+        let path = Path::new(want.path).join(name);
+        let bytes = crate::files::read_in_root(tracefs, &path, MAX_FORMAT_BYTES as u64).map_err(|e| {
+            let event = want.path.trim_start_matches("events/").replace('/', ":");
+            if e.kind() == std::io::ErrorKind::NotFound {
+                format!("the kernel has no tracepoint {event}")
+            } else {
+                format!("tracefs {}: {e}", path.display())
+            }
+        })?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    let id: u64 = read("id")?.trim().parse().map_err(|_| format!("tracefs {}/id is not a number", want.path))?;
+    let format = read("format")?;
+    let decoder = match want.call {
+        Some(call) => Decoder::Exit(call, ExitLayout::from_format(&format).map_err(|e| layout_error(want, &e))?),
+        None => Decoder::State(StateLayout::from_format(&format).map_err(|e| layout_error(want, &e))?),
+    };
+    let filter = std::ffi::CString::new(want.filter.as_str()).map_err(|_| "a filter with a NUL".to_string())?;
+    let mut armed = Vec::with_capacity(cpus.len());
+    for &cpu in cpus {
+        let counter =
+            Counter::new(Tracepoint { id }, (Proc::ALL, Cpu(cpu)), options()).map_err(|e| open_error(want, &e))?;
+        counter.with_ftrace_filter(&filter).map_err(|e| format!("the filter {:?} was refused: {e}", want.filter))?;
+        let sampler = counter.sampler(ring_exp).map_err(|e| format!("perf ring buffer: {e}"))?;
+        counter.enable().map_err(|e| open_error(want, &e))?;
+        armed.push(Armed { decoder, sampler, counter });
+    }
+    Ok(armed)
+}
+
+fn layout_error(want: &Wanted, problem: &str) -> String {
+    format!("tracefs {}/format: {problem}", want.path)
+}
+
+/// Every record, with its raw data, its caller and its time.
+fn options() -> Opts {
+    let mut opts = Opts { sample_on: SampleOn::Count(1), ..Opts::default() };
+    opts.sample_format.raw = true;
+    opts.record_id_format.task = true;
+    opts.record_id_format.time = true;
+    opts
+}
+
+fn open_error(want: &Wanted, e: &std::io::Error) -> String {
+    let event = want.path.trim_start_matches("events/").replace('/', ":");
+    let why = match e.raw_os_error() {
+        Some(1 | 13) => {
+            let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid").unwrap_or_default();
+            format!(
+                "refused (perf_event_paranoid {}{})",
+                paranoid.trim(),
+                lockdown().map(|l| format!(", lockdown {l}")).unwrap_or_default()
+            )
+        }
+        Some(2 | 19) => "the kernel cannot trace it (no such event)".into(),
+        _ => e.to_string(),
+    };
+    format!("perf_event_open of {event}: {why}")
+}
+
+/// The kernel's lockdown mode, where it is not `none`.
+fn lockdown() -> Option<String> {
+    let text = std::fs::read_to_string("/sys/kernel/security/lockdown").ok()?;
+    let mode = text.split_whitespace().find(|w| w.starts_with('['))?.trim_matches(['[', ']']).to_string();
+    (mode != "none").then_some(mode)
+}
+
+/// A directory of tracefs: a mounted one, or a private instance.
+fn open_tracefs() -> Result<OwnedFd, String> {
+    for path in TRACEFS_PATHS {
+        if let Ok(fd) = crate::files::open_root(Path::new(path))
+            && is_tracefs(&fd)
+        {
+            return Ok(fd);
+        }
+    }
+    private_tracefs().map_err(|e| {
+        let locked = lockdown().map(|l| format!(" (lockdown {l})")).unwrap_or_default();
+        format!("tracefs is not mounted and a private instance could not be made{locked}: {e}")
+    })
+}
+
+#[allow(clippy::useless_conversion, reason = "f_type is i64 here and another type on other architectures")]
+fn is_tracefs(fd: &OwnedFd) -> bool {
+    rustix::fs::fstatfs(fd).is_ok_and(|s| i64::from(s.f_type) == TRACEFS_MAGIC)
+}
+
+/// A tracefs instance of our own, attached nowhere.
+fn private_tracefs() -> std::io::Result<OwnedFd> {
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
+    let context = rustix::mount::fsopen("tracefs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    rustix::mount::fsconfig_create(&context)?;
+    let attributes = MountAttrFlags::MOUNT_ATTR_RDONLY
+        | MountAttrFlags::MOUNT_ATTR_NOSUID
+        | MountAttrFlags::MOUNT_ATTR_NODEV
+        | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+    let mount = rustix::mount::fsmount(&context, FsMountFlags::FSMOUNT_CLOEXEC, attributes)?;
+    if !is_tracefs(&mount) {
+        return Err(std::io::Error::other("the new mount is not tracefs"));
+    }
+    Ok(mount)
+}
+
+/// The CPUs online (`/sys/devices/system/cpu/online`: `0-3,6`).
+fn online_cpus() -> Result<Vec<u32>, String> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .map_err(|e| format!("/sys/devices/system/cpu/online: {e}"))?;
+    crate::model::failures::parse_cpu_list(&text)
+        .ok_or_else(|| format!("/sys/devices/system/cpu/online: {:?} is not a CPU list", text.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The perf events this process holds open.
+    fn perf_events() -> usize {
+        let fds = std::fs::read_dir("/proc/self/fd").expect("own fds");
+        fds.flatten()
+            .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy() == "anon_inode:[perf_event]"))
+            .count()
+    }
+
+    /// Fails `n` bind() calls with EADDRINUSE, in a network namespace of a thread of its own (the
+    /// port is taken by a listener there first).
+    fn failing_binds(n: u32) {
+        std::thread::spawn(move || {
+            #[allow(deprecated, reason = "unshare_unsafe is unsafe code, which the crate forbids; NEWNET is safe")]
+            rustix::thread::unshare(rustix::thread::UnshareFlags::NEWNET).expect("a network namespace");
+            let taken = std::net::TcpListener::bind("0.0.0.0:0").expect("listen");
+            let address = taken.local_addr().expect("address");
+            for _ in 0..n {
+                let err = std::net::TcpListener::bind(address).expect_err("the port is taken");
+                assert_eq!(err.raw_os_error(), Some(98));
+            }
+        })
+        .join()
+        .expect("binds")
+    }
+
+    /// One test for all, since it counts the process's descriptors: tracing needs root, which the
+    /// test suite has (under CI a missing capability fails it).
+    #[test]
+    fn events_close_on_every_path_and_lost_records_are_counted() {
+        if !rustix::process::geteuid().is_root() && std::env::var("CI").as_deref() != Ok("true") {
+            eprintln!("SKIPPED: tracing needs root");
+            return;
+        }
+        let before = perf_events();
+        let window = arm().expect("armed");
+        assert!(perf_events() > before);
+        drop(window);
+        assert_eq!(perf_events(), before, "dropped: every event closed");
+
+        let unwound = std::panic::catch_unwind(|| {
+            let _window = arm().expect("armed");
+            panic!("an error in the window");
+        });
+        assert!(unwound.is_err());
+        assert_eq!(perf_events(), before, "a panic unwinding closes them too");
+
+        // One page per buffer, drained once a minute: most of 20 000 records cannot be written.
+        let window = arm_with(0, Duration::from_secs(60)).expect("armed");
+        failing_binds(20_000);
+        // The process is looked up by its main thread's namespace.
+        let own_namespace = rustix::fs::stat("/proc/self/ns/net").expect("namespace").st_ino;
+        let Tracing::Tracepoints(f) = window.finish(own_namespace) else { panic!("traced") };
+        let own = f.processes.iter().find(|p| p.pid == std::process::id()).map_or(0, |p| p.bind);
+        assert!(f.lost > 0 && own < 20_000, "{f:?}");
+        assert!(own + f.lost >= 20_000, "what was lost is counted: {own} + {} lost", f.lost);
+        assert_eq!(perf_events(), before);
+    }
+}

@@ -1,0 +1,217 @@
+//! The kernel's tracepoints during `audit --sample`: failed connect() and bind() calls counted
+//! exactly, each with its process and its destination or local address, in the audited network
+//! namespace only; the method said when tracing is off; nothing left armed when twtune is stopped.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::namespaces::Process;
+use crate::netns::{enter, run};
+use crate::util::{Report, Tracing, twtune};
+
+const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/peers.py");
+
+/// A peer of peers.py that fails calls on demand (`fail-connect`, `fail-bind`).
+struct Failer {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Failer {
+    /// Starts `program args` and waits for it to hold every port it can.
+    fn start(program: &str, args: &[&str]) -> Failer {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        let stdin = child.stdin.take().expect("stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read ready");
+        assert_eq!(line.trim(), "ready", "{program} {args:?} did not start");
+        Failer { child, stdin, stdout }
+    }
+
+    fn peer(args: &[&str]) -> Failer {
+        let mut all = vec![PEERS];
+        all.extend_from_slice(args);
+        Failer::start("python3", &all)
+    }
+
+    /// Makes it fail `n` calls, each with the errno of its kind (the peer checks).
+    fn fail(&mut self, n: u32) {
+        writeln!(self.stdin, "{n}").expect("ask");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read");
+        assert_eq!(line.trim(), format!("failed {n}"));
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Failer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The perf events `pid` holds open.
+fn perf_events(pid: u32) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    fds.flatten()
+        .filter(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|link| link.to_string_lossy() == "anon_inode:[perf_event]")
+        })
+        .count()
+}
+
+/// The CPUs online: twtune arms each tracepoint on each.
+fn online_cpus() -> usize {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/online").expect("online CPUs");
+    text.trim()
+        .split(',')
+        .map(|part| match part.split_once('-') {
+            Some((low, high)) => high.parse::<usize>().expect("cpu") - low.parse::<usize>().expect("cpu") + 1,
+            None => 1,
+        })
+        .sum()
+}
+
+/// Starts `twtune audit ARGS` and waits until it has armed its three tracepoints on every CPU.
+fn armed_audit(args: &[&str]) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_twtune"))
+        .arg("audit")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run twtune");
+    let start = Instant::now();
+    while perf_events(child.id()) < 3 * online_cpus() {
+        assert!(start.elapsed() < Duration::from_secs(20), "twtune armed no tracepoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn report_of(child: Child) -> Report {
+    let out = child.wait_with_output().expect("wait for twtune");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not a report ({e}): {stdout}"))
+}
+
+/// Two clients of the audited namespace fail exactly 37 connect() calls (EADDRNOTAVAIL) and 11
+/// bind() calls (EADDRINUSE) in the window; a third, in a namespace of its own, fails 5 connects
+/// that are not this namespace's. twtune reports exactly 37 and 11, each client by pid, the
+/// connects' destination bucket and the binds' local address, and nothing of the third.
+#[test]
+fn failed_connects_and_binds_are_counted_exactly_with_their_process_and_destination() {
+    if !enter("trace::failed_connects_and_binds_are_counted_exactly_with_their_process_and_destination") {
+        return;
+    }
+    run("sysctl", &["-qw", "net.ipv4.ip_local_port_range=40000 40003"]);
+    let _servers = [Process::peer(&["server", "7201"]), Process::peer(&["server", "7202"])];
+    let mut connects = Failer::peer(&["fail-connect", "7201"]);
+    let mut binds = Failer::peer(&["fail-bind", "7202", "127.0.0.2"]);
+    let outsider_script = format!(
+        "ip link set lo up && sysctl -qw net.ipv4.ip_local_port_range='40000 40001' && PEER_LISTEN=1 exec python3 {PEERS} fail-connect 7301"
+    );
+    let mut outsider = Failer::start("unshare", &["--net", "sh", "-c", &outsider_script]);
+
+    let audit = armed_audit(&["--sample", "4s", "--format", "json", "--fail-on", "never"]);
+    connects.fail(37);
+    binds.fail(11);
+    outsider.fail(5);
+    let report = report_of(audit);
+
+    let Some(Tracing::Tracepoints(f)) = &report.tracing else { panic!("not traced: {:?}", report.tracing) };
+    assert_eq!((f.connect, f.bind, f.lost), (37, 11, 0), "{f:#?}");
+    let mut processes: Vec<(u32, &str, u64, u64, Option<&str>)> = f
+        .processes
+        .iter()
+        .map(|p| (p.pid, p.command.as_str(), p.connect, p.bind, p.bind_local_ip.as_deref()))
+        .collect();
+    processes.sort_unstable();
+    let mut expected =
+        vec![(connects.pid(), "python3", 37, 0, None), (binds.pid(), "python3", 0, 11, Some("127.0.0.2"))];
+    expected.sort_unstable();
+    assert_eq!(processes, expected, "{f:#?}");
+    assert!(f.processes.iter().all(|p| p.pid != outsider.pid()), "another namespace's failures counted: {f:#?}");
+    assert!(f.processes.iter().all(|p| p.container.is_none()), "no container here: {f:#?}");
+    let destinations: Vec<(&str, &str, u64, &[u32])> =
+        f.destinations.iter().map(|d| (d.local_ip.as_str(), d.remote.as_str(), d.connect, &d.pids[..])).collect();
+    assert_eq!(destinations, [("127.0.0.1", "127.0.0.1:7201", 37, &[connects.pid()][..])], "{f:#?}");
+    assert_eq!(f.connect_destination_unknown, 0);
+    assert!((f.connect_per_sec - 37.0 / f.seconds).abs() < 0.1, "{f:#?}");
+    assert_eq!(f.destinations[0].per_sec, f.connect_per_sec);
+    assert!((f.bind_per_sec - 11.0 / f.seconds).abs() < 0.1, "{f:#?}");
+    assert!(f.unarmed.is_empty(), "{:?}", f.unarmed);
+    // The finding that says the bucket is failing now carries the measured rate and the process.
+    let full = report
+        .with_id("ports.bucket-exhaustion")
+        .into_iter()
+        .find(|f| f.evidence["remote"] == "127.0.0.1:7201")
+        .expect("the full bucket's finding");
+    assert_eq!(full.evidence["failed_connects"], 37);
+    let by = format!("by process {} (python3)", connects.pid());
+    assert!(full.message.contains("37 failed in the") && full.message.contains(&by), "{}", full.message);
+}
+
+/// Without tracing (`--no-trace`, not root), the report says which method it used and why.
+#[test]
+fn without_tracing_the_report_says_why() {
+    if !enter("trace::without_tracing_the_report_says_why") {
+        return;
+    }
+    let untraced = |report: Report| match report.tracing {
+        Some(Tracing::Untraced { reason }) => reason,
+        other => panic!("traced: {other:?}"),
+    };
+    let (_, report) = crate::util::audit_json(&["--sample", "300ms", "--no-trace", "--fail-on", "never"]);
+    assert_eq!(untraced(report), "--no-trace");
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_twtune"))
+        .args(["audit", "--sample", "300ms", "--format", "json", "--fail-on", "never"])
+        .output()
+        .expect("setpriv");
+    let report: Report = serde_json::from_slice(&out.stdout).expect("a report");
+    assert!(untraced(report).starts_with("not root"));
+    let (_, report) = crate::util::audit_json(&["--fail-on", "never"]);
+    assert!(report.tracing.is_none(), "a single read has no window to trace");
+    twtune()
+        .args(["audit", "--no-trace"])
+        .output()
+        .map(|out| {
+            assert_eq!(out.status.code(), Some(2));
+            assert!(String::from_utf8_lossy(&out.stderr).contains("--sample"));
+        })
+        .expect("run");
+}
+
+/// A signal in the middle of the window ends twtune at once, and its events with it: the kernel
+/// closes a process's perf events when it ends.
+#[test]
+fn a_signal_in_the_window_ends_twtune_and_its_events() {
+    if !enter("trace::a_signal_in_the_window_ends_twtune_and_its_events") {
+        return;
+    }
+    for signal in ["INT", "TERM"] {
+        let mut audit = armed_audit(&["--sample", "60s", "--format", "json"]);
+        let pid = audit.id();
+        run("kill", &[&format!("-{signal}"), &pid.to_string()]);
+        let start = Instant::now();
+        let status = audit.wait().expect("wait");
+        assert!(start.elapsed() < Duration::from_secs(2), "SIG{signal} took {:?}", start.elapsed());
+        assert!(!status.success());
+        assert_eq!(perf_events(pid), 0);
+    }
+}

@@ -18,6 +18,15 @@ pub(crate) fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// A duration in seconds as people read it: `0.31 ms`, `60 ms`, `2.0 s`.
+pub(crate) fn duration(seconds: f64) -> String {
+    match seconds {
+        s if s < 0.001 => format!("{:.2} ms", s * 1000.0),
+        s if s < 1.0 => format!("{:.0} ms", s * 1000.0),
+        s => format!("{s:.1} s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -28,5 +37,9 @@ mod tests {
         assert_eq!(count(0, "socket"), "0 sockets");
         assert_eq!(count(1000, "port"), "1000 ports");
         assert_eq!((count(2, "entry"), count(2, "key")), ("2 entries".into(), "2 keys".into()));
+        assert_eq!(
+            (duration(0.000_31), duration(0.06), duration(2.0)),
+            ("0.31 ms".into(), "60 ms".into(), "2.0 s".into())
+        );
     }
 }

@@ -235,7 +235,7 @@ pub(super) fn collect_in(root: &Root, request: &Request, extra_keys: &[String], 
     let until = first.taken + interval;
     std::thread::sleep(until.saturating_duration_since(Instant::now()));
     let mut evidence = second_read(root, request, extra_keys, &owners, first)?;
-    evidence.inspection.tracing = Some(finish_window(window, &evidence.inspection));
+    evidence.inspection.tracing = Some(finish_window(window, &mut evidence.inspection));
     Ok(evidence)
 }
 
@@ -252,7 +252,7 @@ fn arm_window(root: &Root, request: &Request) -> std::result::Result<trace::Wind
 
 /// The failed calls of the window's processes in the namespace this thread audits, the failed
 /// binds placed on the local address that has no port left for them, if only one has none.
-fn finish_window(window: std::result::Result<trace::Window, String>, inspection: &Inspection) -> Tracing {
+fn finish_window(window: std::result::Result<trace::Window, String>, inspection: &mut Inspection) -> Tracing {
     let window = match window {
         Ok(window) => window,
         Err(reason) => return Tracing::Untraced { reason },
@@ -261,7 +261,7 @@ fn finish_window(window: std::result::Result<trace::Window, String>, inspection:
         Ok(inode) => inode,
         Err(e) => return Tracing::Untraced { reason: format!("the audited namespace could not be told: {e}") },
     };
-    let mut tracing = window.finish(inode);
+    let (mut tracing, mut closes) = window.finish(inode);
     if let Tracing::Tracepoints(failures) = &mut tracing {
         let sockets = &inspection.sockets;
         let exhausted: Vec<&str> =
@@ -272,8 +272,25 @@ fn finish_window(window: std::result::Result<trace::Window, String>, inspection:
             .flat_map(|b| b.owners.iter().flatten().map(|o| (o.pid, b.local_ip.as_str())))
             .collect();
         failures.place_binds(&exhausted, &held);
+        attach_closes(&mut inspection.sockets.buckets, &mut closes);
     }
     tracing
+}
+
+/// Gives each bucket the connections the tracepoints followed to it, and their lifetimes in
+/// place of what the reads made of them: each connection timed from connect() to its close.
+fn attach_closes(
+    buckets: &mut [crate::model::connect::Bucket],
+    closes: &mut std::collections::BTreeMap<crate::model::connect::BucketKey, crate::model::histogram::BucketCloses>,
+) {
+    for bucket in buckets {
+        let Some(key) = bucket.key() else { continue };
+        let Some(traced) = closes.remove(&key) else { continue };
+        if traced.closed_here > 0 {
+            bucket.lifetimes = Some(traced.lifetimes());
+        }
+        bucket.closes = Some(traced);
+    }
 }
 
 /// Reads between the two of a `--sample`, every half second (at most [`MAX_BETWEEN`]): the

@@ -276,6 +276,7 @@ impl LifetimeCounts {
         let timed = self.closed - self.untimed;
         let typical = self.typical();
         Lifetimes {
+            method: LifetimesMethod::Reads,
             closed_here: self.closed,
             timed,
             short_share: share(short, timed),
@@ -306,10 +307,22 @@ fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// How [`Lifetimes`] were measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LifetimesMethod {
+    Tracepoints,
+    Reads,
+}
+
 /// How long the connections a bucket closed itself lived, over a window of reads (`--sample`):
 /// the signature of a client that closes on a timeout (one lifetime) or after one request (short).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub(crate) struct Lifetimes {
+    /// How they were measured: each connection from connect() to close by the kernel's
+    /// tracepoints, or the reads of the window following the connections' cookies (the fallback
+    /// without tracing: not root, no perf events or tracefs, `--no-trace`).
+    pub method: LifetimesMethod,
     /// Connections this host closed in the window (TIME_WAIT that entered it between reads).
     pub closed_here: u32,
     /// Of those, the ones whose lifetime the reads tell (not those live at the window's first read).

@@ -35,6 +35,18 @@ impl BucketKey {
     }
 }
 
+impl Bucket {
+    /// Its key, from the addresses it reports.
+    pub(crate) fn key(&self) -> Option<BucketKey> {
+        let remote: SocketAddr = self.remote.parse().ok()?;
+        Some(BucketKey {
+            local_ip: self.local_ip.parse::<IpAddr>().ok()?.to_canonical(),
+            remote_ip: remote.ip().to_canonical(),
+            remote_port: remote.port(),
+        })
+    }
+}
+
 /// What the read counted of one bucket.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct BucketCount {
@@ -188,6 +200,7 @@ impl Budget<'_> {
             owners: None,
             churn: None,
             lifetimes: count.lifetimes,
+            closes: None,
             id: count.id,
             new: self.comparing.then_some(count.new),
             recent_time_wait: count.recent_time_wait,
@@ -257,9 +270,13 @@ pub(crate) struct Bucket {
     pub owners: Option<Vec<Owner>>,
     /// With `--sample`: how fast connections come and go.
     pub churn: Option<Churn>,
-    /// With `--sample`: how long the connections this host closed lived, from the reads of the
-    /// window (`null` when it closed none there, or the source gives no cookies).
+    /// With `--sample`: how long the connections this host closed lived, traced (see `closes`) or
+    /// else from the reads of the window (`null` when it closed none there, or the source gives no
+    /// cookies); `method` says which.
     pub lifetimes: Option<Lifetimes>,
+    /// With `--sample` and tracing: the connections to it that this namespace's processes opened
+    /// and that ended in the window, by lifetime and who closed first (`null`: none, or not traced).
+    pub closes: Option<crate::model::histogram::BucketCloses>,
     #[serde(skip)]
     pub id: u32,
     /// Compared with a previous read: sockets whose connection the previous read did not have.

@@ -25,8 +25,11 @@ pub(crate) const EADDRNOTAVAIL: i64 = -99;
 /// `-EADDRINUSE`: bind(addr, 0) found no free port on its address.
 pub(crate) const EADDRINUSE: i64 = -98;
 /// TCP states of `include/net/tcp_states.h`, as `inet_sock_set_state` reports them.
+pub(crate) const TCP_ESTABLISHED: i32 = 1;
 pub(crate) const TCP_SYN_SENT: i32 = 2;
+pub(crate) const TCP_FIN_WAIT1: i32 = 4;
 pub(crate) const TCP_CLOSE: i32 = 7;
+pub(crate) const TCP_CLOSE_WAIT: i32 = 8;
 /// `AF_INET` and `AF_INET6`.
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
@@ -124,6 +127,7 @@ impl ExitLayout {
 /// Where an `inet_sock_set_state` record keeps what twtune reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct StateLayout {
+    skaddr: Field,
     oldstate: Field,
     newstate: Field,
     sport: Field,
@@ -138,6 +142,9 @@ pub(crate) struct StateLayout {
 /// A TCP socket moving from one state to another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct StateChange {
+    /// The socket's kernel address: the same socket from one change to the next (and another
+    /// socket's once it is freed).
+    pub sk: u64,
     pub old: i32,
     pub new: i32,
     pub local: SocketAddr,
@@ -148,6 +155,7 @@ impl StateLayout {
     pub(crate) fn from_format(text: &str) -> Result<StateLayout, String> {
         let f = parse_format(text);
         Ok(StateLayout {
+            skaddr: field(&f, "skaddr", &[8])?,
             oldstate: field(&f, "oldstate", &[4])?,
             newstate: field(&f, "newstate", &[4])?,
             sport: field(&f, "sport", &[2])?,
@@ -179,6 +187,7 @@ impl StateLayout {
             _ => return None,
         };
         Some(StateChange {
+            sk: self.skaddr.uint(raw)?,
             old: i32::try_from(self.oldstate.int(raw)?).ok()?,
             new: i32::try_from(self.newstate.int(raw)?).ok()?,
             local: SocketAddr::new(local, port(&self.sport)?),
@@ -317,6 +326,9 @@ pub(crate) struct Failures {
     pub lost: u64,
     /// Tracepoints that could not be armed, and what that leaves out.
     pub unarmed: Vec<String>,
+    /// Connections whose lifetime was not followed for want of room (host-wide; see
+    /// `model::closes`).
+    pub lifetimes_dropped: u64,
 }
 
 impl Failures {
@@ -555,7 +567,13 @@ mod tests {
     fn failures_are_counted_per_process_and_destination_in_the_namespace_only() {
         let mut tally = Tally::default();
         let failed_search = |local: &str, remote: &str| {
-            Event::State(StateChange { old: TCP_SYN_SENT, new: TCP_CLOSE, local: addr(local), remote: addr(remote) })
+            Event::State(StateChange {
+                sk: 1,
+                old: TCP_SYN_SENT,
+                new: TCP_CLOSE,
+                local: addr(local),
+                remote: addr(remote),
+            })
         };
         for _ in 0..7 {
             tally.add(&record(10, 11, failed_search("10.0.0.1:0", "10.0.0.2:443")));
@@ -605,8 +623,13 @@ mod tests {
     #[test]
     fn other_errors_count_nothing_and_consume_the_threads_search() {
         let mut tally = Tally::default();
-        let search =
-            StateChange { old: TCP_SYN_SENT, new: TCP_CLOSE, local: addr("10.0.0.1:0"), remote: addr("10.0.0.2:1") };
+        let search = StateChange {
+            sk: 1,
+            old: TCP_SYN_SENT,
+            new: TCP_CLOSE,
+            local: addr("10.0.0.1:0"),
+            remote: addr("10.0.0.2:1"),
+        };
         tally.add(&record(1, 1, Event::State(search)));
         tally.add(&record(1, 1, Event::Returned { call: Call::Connect, ret: -111 }));
         tally.add(&record(1, 1, Event::Returned { call: Call::Connect, ret: EADDRNOTAVAIL }));

@@ -9,7 +9,7 @@
 //! | The connect() budget, per destination | [`connect`] |
 //! | The bind() budget, per local address (and which clients bind first) | [`bind`] |
 //! | The NAT pool | [`nat`] |
-//! | Churn, lifetimes and forecasts | [`churn`], [`lifetimes`], [`forecast`], [`compare`] (two reads) |
+//! | Churn, lifetimes and forecasts | [`churn`], [`lifetimes`], [`closes`] and [`histogram`] (traced), [`forecast`], [`compare`] (two reads) |
 //!
 //! The model does no I/O: it takes records and settings and returns numbers, each with the reason
 //! the report gives for it. Readers (`inspect`) produce the records and nothing else; rules judge
@@ -18,10 +18,12 @@
 
 pub(crate) mod bind;
 pub(crate) mod churn;
+pub(crate) mod closes;
 pub(crate) mod compare;
 pub(crate) mod connect;
 pub(crate) mod failures;
 pub(crate) mod forecast;
+pub(crate) mod histogram;
 pub(crate) mod lifetimes;
 pub(crate) mod nat;
 pub(crate) mod records;

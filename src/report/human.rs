@@ -210,11 +210,25 @@ fn traced_failures(tracing: &Tracing, out: &mut dyn Write) -> io::Result<()> {
         );
         wrapped(out, "    ", "      ", &text)?;
     }
+    for note in notes(f) {
+        wrapped(out, "  ", "    ", &format!("{WARN}{}{WARN:#}", printable(&note)))?;
+    }
+    Ok(())
+}
+
+/// What the figures of a traced window miss, and why.
+fn notes(f: &crate::model::failures::Failures) -> Vec<String> {
     let mut notes = f.unarmed.clone();
     if f.lost > 0 {
         notes.push(format!(
             "{} records were lost (the kernel's buffers were full): the counts miss up to that many",
             f.lost
+        ));
+    }
+    if f.lifetimes_dropped > 0 {
+        notes.push(format!(
+            "{} connections were not followed for want of room: the lifetimes miss that many",
+            f.lifetimes_dropped
         ));
     }
     if f.unattributed > 0 {
@@ -223,10 +237,7 @@ fn traced_failures(tracing: &Tracing, out: &mut dyn Write) -> io::Result<()> {
             f.unattributed
         ));
     }
-    for note in notes {
-        wrapped(out, "  ", "    ", &format!("{WARN}{}{WARN:#}", printable(&note)))?;
-    }
-    Ok(())
+    notes
 }
 
 /// Writes the ephemeral port arithmetic: the range, what it loses, and what reuse does.
@@ -483,6 +494,9 @@ fn bucket_details(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             }
             parts.push(text);
         }
+        if let Some(c) = &b.closes {
+            parts.push(closes_text(c));
+        }
         if !parts.is_empty() {
             wrapped(out, &format!("  {DIM}{} -> {}:{DIM:#} ", b.local_ip, b.remote), "      ", &parts.join("; "))?;
         }
@@ -517,8 +531,39 @@ pub(crate) fn owners_text(owners: &[crate::model::records::Owner], live: bool) -
     format!("held by {}", list.join(", "))
 }
 
+/// What the tracepoints followed of a bucket's connections: who closed first, how long they
+/// lived, and who opened them.
+fn closes_text(c: &crate::model::histogram::BucketCloses) -> String {
+    let mean = |m: Option<f64>| m.map(|s| format!(" (mean {})", seconds(s))).unwrap_or_default();
+    let mut text = format!(
+        "traced: {} closed here first{}, {} by the peer{}, {} reset",
+        c.closed_here,
+        mean(c.closed_here_mean_seconds),
+        c.closed_by_peer,
+        mean(c.closed_by_peer_mean_seconds),
+        c.reset
+    );
+    if let Some((at, share)) = c.peer_typical().filter(|(_, share)| *share >= 0.7) {
+        text.push_str(&format!(", the peer closing {:.0} % at {}", share * 100.0, seconds(at)));
+    }
+    let bins: Vec<String> = c
+        .histogram
+        .iter()
+        .map(|bin| {
+            let limit = bin.up_to_seconds.map_or_else(|| "longer".to_string(), |s| format!("<{}", seconds(s)));
+            format!("{limit} {}/{}", bin.closed_here, bin.closed_by_peer)
+        })
+        .collect();
+    text.push_str(&format!("; lifetimes (here/peer) {}", bins.join(", ")));
+    let by: Vec<String> = c.processes.iter().map(|p| format!("pid {} {}", p.pid, printable(&p.command))).collect();
+    if !by.is_empty() {
+        text.push_str(&format!("; opened by {}", by.join(", ")));
+    }
+    text
+}
+
 fn seconds(value: f64) -> String {
-    if value < 1.0 { format!("{:.0} ms", value * 1000.0) } else { format!("{value:.1} s") }
+    crate::words::duration(value)
 }
 
 /// Which budget of the fullest bucket's address runs out first: connect() to the bucket, or, for

@@ -9,7 +9,9 @@
 use serde_json::json;
 
 use crate::inspect::Inspection;
+use crate::model::churn::LifetimesMethod;
 use crate::model::connect::Bucket;
+use crate::model::records::Container;
 use crate::rules::{Advice, Finding, Severity, finding};
 
 /// New connections per second into one destination from which a lack of reuse is worth a finding.
@@ -20,38 +22,91 @@ pub(crate) const MAX_LIFETIME_SECONDS: f64 = 1.0;
 /// one closing.
 pub(crate) const MIN_CLOSED_HERE: f64 = 0.5;
 
+/// A bucket's connections as `conn.no-reuse` reads them: new (or ended) per second, closed here
+/// per second, the share closed here, their mean lifetime, and how that was measured.
+struct Use {
+    new_per_sec: f64,
+    closed_here_per_sec: f64,
+    share: f64,
+    life: f64,
+    method: LifetimesMethod,
+}
+
+/// What `conn.no-reuse` says of a bucket's lifetimes (` It closes each connection after one
+/// request...`, or nothing), and of how far its rate can be trusted.
+fn one_request_and_bound(bucket: &Bucket, method: LifetimesMethod) -> (String, &'static str) {
+    let one_request = match &bucket.lifetimes {
+        Some(l) if l.timed >= MIN_TIMED && l.short_share >= MIN_SHARE => format!(
+            " It closes each connection after one request: {:.0} % of the {} closes {} lived under a second.",
+            l.short_share * 100.0,
+            l.timed,
+            timed_by(l.method),
+        ),
+        _ => String::new(),
+    };
+    let bound = match method {
+        LifetimesMethod::Tracepoints => "(traced: every connection its processes opened and closed in the window)",
+        LifetimesMethod::Reads => {
+            "(A connection the peer closes, or a TIME_WAIT taken over within the sample, leaves no trace \
+             here, so the rate is a lower bound)"
+        }
+    };
+    (one_request, bound)
+}
+
+/// What the tracepoints followed of `bucket`'s connections, where they followed any it closed;
+/// else what the reads' churn says.
+fn usage(bucket: &Bucket) -> Option<Use> {
+    if let Some(c) = bucket.closes.as_ref().filter(|c| c.closed_here > 0) {
+        let ended = c.closed_here + c.closed_by_peer + c.reset;
+        return Some(Use {
+            new_per_sec: (c.closed_here_per_sec * f64::from(ended) / f64::from(c.closed_here) * 10.0).round() / 10.0,
+            closed_here_per_sec: c.closed_here_per_sec,
+            share: (f64::from(c.closed_here) / f64::from(ended) * 100.0).round() / 100.0,
+            life: c.closed_here_mean_seconds?,
+            method: LifetimesMethod::Tracepoints,
+        });
+    }
+    let churn = bucket.churn.as_ref()?;
+    Some(Use {
+        new_per_sec: churn.new_per_sec,
+        closed_here_per_sec: churn.closed_here_per_sec,
+        share: churn.closed_here_share?,
+        life: churn.mean_lifetime_seconds?,
+        method: LifetimesMethod::Reads,
+    })
+}
+
+/// How the lifetimes were measured, in words, after "of the N closes".
+fn timed_by(method: LifetimesMethod) -> &'static str {
+    match method {
+        LifetimesMethod::Tracepoints => "the kernel's tracepoints followed from connect() to close",
+        LifetimesMethod::Reads => "the reads timed",
+    }
+}
+
 pub(crate) fn no_reuse(inspection: &Inspection, out: &mut Vec<Finding>) {
     for bucket in &inspection.sockets.buckets {
-        let Some(churn) = &bucket.churn else { continue };
-        let (Some(life), Some(share)) = (churn.mean_lifetime_seconds, churn.closed_here_share) else { continue };
-        if churn.new_per_sec < MIN_NEW_PER_SEC || life >= MAX_LIFETIME_SECONDS || share < MIN_CLOSED_HERE {
+        let Some(Use { new_per_sec, closed_here_per_sec, share, life, method }) = usage(bucket) else { continue };
+        if new_per_sec < MIN_NEW_PER_SEC || life >= MAX_LIFETIME_SECONDS || share < MIN_CLOSED_HERE {
             continue;
         }
         let who = owner(bucket);
-        let one_request = match &bucket.lifetimes {
-            Some(l) if l.timed >= MIN_TIMED && l.short_share >= MIN_SHARE => format!(
-                " It closes each connection after one request: {:.0} % of the {} closes the reads timed lived \
-                 under a second.",
-                l.short_share * 100.0,
-                l.timed
-            ),
-            _ => String::new(),
-        };
+        let (one_request, bound) = one_request_and_bound(bucket, method);
         let mut f = finding(
             "conn.no-reuse",
             Severity::Warn,
             format!(
                 "{who} opens at least {:.0} new connections per second to {} from {} and closes {:.0} % of \
-                 those seen here itself, after {} on average: connections are not reused.{one_request} (A connection \
-                 the peer closes, or a TIME_WAIT taken over within the sample, leaves no trace here, so \
-                 the rate is a lower bound). Each close leaves a TIME_WAIT toward this \
+                 those seen here itself, after {} on average: connections are not reused.{one_request} {bound}. \
+                 Each close leaves a TIME_WAIT toward this \
                  destination for 60 s: about {:.0} of them at this rate ({} now), {}",
-                churn.new_per_sec,
+                new_per_sec,
                 bucket.remote,
                 bucket.local_ip,
                 share * 100.0,
-                if life < 1.0 { format!("{:.0} ms", life * 1000.0) } else { format!("{life:.1} s") },
-                churn.closed_here_per_sec * 60.0,
+                crate::words::duration(life),
+                closed_here_per_sec * 60.0,
                 bucket.time_wait,
                 if bucket.reuse_applies {
                     "which connect() may take over once older than tcp_tw_reuse_delay, at the cost of a \
@@ -67,12 +122,14 @@ pub(crate) fn no_reuse(inspection: &Inspection, out: &mut Vec<Finding>) {
         .evidence(json!({
             "local_ip": bucket.local_ip,
             "remote": bucket.remote,
-            "new_per_sec": churn.new_per_sec,
-            "closed_here_per_sec": churn.closed_here_per_sec,
+            "new_per_sec": new_per_sec,
+            "closed_here_per_sec": closed_here_per_sec,
             "closed_here_share": share,
             "mean_lifetime_seconds": life,
             "time_wait": bucket.time_wait,
             "owners": bucket.owners,
+            "method": method,
+            "closers": bucket.closes.as_ref().map(|c| &c.processes),
         }));
         f.advice = advice(bucket);
         out.push(f);
@@ -90,27 +147,31 @@ pub(crate) const MIN_SHARE: f64 = 0.7;
 /// second or more.
 pub(crate) fn closed_at_timeout(inspection: &Inspection, out: &mut Vec<Finding>) {
     for bucket in &inspection.sockets.buckets {
-        let (Some(churn), Some(lifetimes)) = (&bucket.churn, &bucket.lifetimes) else { continue };
+        let (Some(closed_here_per_sec), Some(lifetimes)) = (closes_per_sec(bucket), &bucket.lifetimes) else {
+            continue;
+        };
         let (Some(seconds), Some(share)) = (lifetimes.typical_seconds, lifetimes.typical_share) else { continue };
-        if lifetimes.timed < MIN_TIMED || share < MIN_SHARE || churn.closed_here_per_sec < MIN_CLOSES_PER_SEC {
+        if lifetimes.timed < MIN_TIMED || share < MIN_SHARE || closed_here_per_sec < MIN_CLOSES_PER_SEC {
             continue;
         }
         let mut f = finding(
             "conn.closed-at-timeout",
             Severity::Warn,
             format!(
-                "{} closes its connections to {} from {} itself after {seconds:.1} s: {:.0} % of the {} closes the \
-                 reads timed lived that long, {:.1} a second. One lifetime for most connections is the \
+                "{} closes its connections to {} from {} itself after {}: {:.0} % of the {} closes {} lived \
+                 that long, {:.1} a second. One lifetime for most connections is the \
                  signature of a request timeout that closes the connection instead of returning it to the pool \
                  (or of one slow request per connection). Each close leaves a TIME_WAIT toward this destination \
                  for 60 s: about {:.0} of them at this rate ({} now)",
                 owner(bucket),
                 bucket.remote,
                 bucket.local_ip,
+                crate::words::duration(seconds),
                 share * 100.0,
                 lifetimes.timed,
-                churn.closed_here_per_sec,
-                churn.closed_here_per_sec * 60.0,
+                timed_by(lifetimes.method),
+                closed_here_per_sec,
+                closed_here_per_sec * 60.0,
                 bucket.time_wait,
             ),
             "None from the kernel: the fix is in the client's timeout handling.",
@@ -121,9 +182,11 @@ pub(crate) fn closed_at_timeout(inspection: &Inspection, out: &mut Vec<Finding>)
             "lifetime_seconds": seconds,
             "lifetime_share": share,
             "closes_timed": lifetimes.timed,
-            "closed_here_per_sec": churn.closed_here_per_sec,
+            "closed_here_per_sec": closed_here_per_sec,
             "time_wait": bucket.time_wait,
             "owners": bucket.owners,
+            "method": lifetimes.method,
+            "closers": bucket.closes.as_ref().map(|c| &c.processes),
         }));
         f.advice = timeout_advice(bucket, seconds);
         f.advice.extend(advice(bucket));
@@ -131,14 +194,31 @@ pub(crate) fn closed_at_timeout(inspection: &Inspection, out: &mut Vec<Finding>)
     }
 }
 
-/// The process holding most of a bucket's live sockets, in words, or why none is named.
+/// The connections a bucket closed per second: traced, else as the reads' churn counts them.
+fn closes_per_sec(bucket: &Bucket) -> Option<f64> {
+    match (&bucket.closes, &bucket.churn, &bucket.lifetimes) {
+        (Some(c), _, Some(l)) if l.method == LifetimesMethod::Tracepoints => Some(c.closed_here_per_sec),
+        (_, Some(churn), _) => Some(churn.closed_here_per_sec),
+        _ => None,
+    }
+}
+
+/// The process that opened most of the connections the tracepoints saw this host close, or else
+/// the one holding most of the bucket's live sockets, in words, or why none is named. A
+/// connection that lives under a millisecond is never live at a read: only tracing names its
+/// process.
 fn owner(bucket: &Bucket) -> String {
+    let traced = bucket.closes.as_ref().and_then(|c| c.processes.iter().find(|p| p.closed_here > 0));
+    let named = |pid: u32, command: &str, container: &Option<Container>| {
+        let container = container.as_ref().map(|c| format!(" in {}", c.label())).unwrap_or_default();
+        format!("process {pid} ({command}){container}")
+    };
+    if let Some(p) = traced {
+        return named(p.pid, &p.command, &p.container);
+    }
     let owners = bucket.owners.as_deref().unwrap_or_default();
     match (&bucket.owners, owners.first()) {
-        (_, Some(o)) => {
-            let container = o.container.as_ref().map(|c| format!(" in {}", c.label())).unwrap_or_default();
-            format!("process {} ({}){container}", o.pid, o.command)
-        }
+        (_, Some(o)) => named(o.pid, &o.command, &o.container),
         (Some(_), None) => "a process whose socket was not live at any read (find it with `ss -tnp`)".into(),
         (None, None) => "a process twtune could not look up (run as root to see it)".into(),
     }

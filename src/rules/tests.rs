@@ -673,6 +673,7 @@ fn paws_rejections_of_a_server_time_wait_are_explained() {
 /// under a second, `typical` of them about `seconds`.
 fn lived(inspection: &mut Inspection, timed: u32, short: f64, typical: Option<(f64, f64)>) {
     inspection.sockets.buckets[0].lifetimes = Some(crate::model::churn::Lifetimes {
+        method: crate::model::churn::LifetimesMethod::Reads,
         closed_here: timed,
         timed,
         short_share: short,

@@ -506,9 +506,10 @@ fn a_client_that_does_not_reuse_connections_is_flagged_with_its_pid_and_a_pool_i
 }
 
 /// The story's clients, each a process of its own, told apart by how long the connections they
-/// close live, over the reads of one `--sample` window: one closes on a 2 s request timeout (a
-/// server that never answers), one opens a connection per request, and a pool makes as many
-/// requests on four connections it keeps. Each finding names its process; the pool gets none.
+/// close live, over the reads of one `--sample` window without tracing (the fallback; traced, see
+/// tests/integration/trace.rs): one closes on a 2 s request timeout (a server that never answers),
+/// one opens a connection per request, and a pool makes as many requests on four connections it
+/// keeps. Each finding names its process; the pool gets none.
 #[test]
 fn a_client_closing_on_a_timeout_one_opening_a_connection_per_request_and_a_pool_are_told_apart() {
     if !enter(
@@ -524,7 +525,7 @@ fn a_client_closing_on_a_timeout_one_opening_a_connection_per_request_and_a_pool
     let per_request = Process::peer(&["per-request", "7102", "40", "30"]);
     let pool = Process::peer(&["pool", "7103", "4"]);
     std::thread::sleep(Duration::from_millis(2500));
-    let (_, report) = audit_json(&["--sample", "5s", "--fail-on", "never", "--top", "50"]);
+    let (_, report) = audit_json(&["--sample", "5s", "--fail-on", "never", "--top", "50", "--no-trace"]);
     let bucket = |port: u16| {
         let remote = format!("127.0.0.1:{port}");
         report.sockets.buckets.iter().find(|b| b.remote == remote).unwrap_or_else(|| panic!("no bucket to {remote}"))
@@ -536,6 +537,8 @@ fn a_client_closing_on_a_timeout_one_opening_a_connection_per_request_and_a_pool
     assert_eq!(evidence["remote"], "127.0.0.1:7101");
     let lifetime = evidence["lifetime_seconds"].as_f64().expect("lifetime");
     assert!((1.8..=2.4).contains(&lifetime), "closes at the 2 s timeout: {evidence:?}");
+    assert_eq!(evidence["method"], "reads");
+    assert!(closing[0].message.contains("closes the reads timed"), "{}", closing[0].message);
     assert_eq!(evidence["owners"][0]["pid"], timeout.pid(), "{evidence:?} {:#?}", bucket(7101));
     assert!(closing[0].message.contains(&format!("process {} (python3)", timeout.pid())), "{}", closing[0].message);
     assert!(closing[0].message.contains("request timeout"), "{}", closing[0].message);

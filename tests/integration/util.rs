@@ -509,12 +509,51 @@ pub(crate) struct Bucket {
     pub owners: Option<Vec<Owner>>,
     pub churn: Option<Churn>,
     pub lifetimes: Option<Lifetimes>,
+    pub closes: Option<Closes>,
+}
+
+/// A bucket's connections the tracepoints followed to their end.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "declared for the contract; tests read only some fields")]
+pub(crate) struct Closes {
+    pub closed_here: u32,
+    pub closed_by_peer: u32,
+    pub reset: u32,
+    pub closed_here_per_sec: f64,
+    pub closed_here_mean_seconds: Option<f64>,
+    pub closed_by_peer_mean_seconds: Option<f64>,
+    pub histogram: Vec<LifetimeBin>,
+    pub processes: Vec<Closer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "declared for the contract; tests read only some fields")]
+pub(crate) struct LifetimeBin {
+    pub up_to_seconds: Option<f64>,
+    pub closed_here: u32,
+    pub closed_by_peer: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "declared for the contract; tests read only some fields")]
+pub(crate) struct Closer {
+    pub pid: u32,
+    pub command: String,
+    pub container: Option<serde_json::Value>,
+    pub closed_here: u32,
+    pub closed_by_peer: u32,
+    pub reset: u32,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code, reason = "declared for the contract; tests read only some fields")]
 pub(crate) struct Lifetimes {
+    /// `tracepoints` or `reads`.
+    pub method: String,
     pub closed_here: u32,
     pub timed: u32,
     pub short_share: f64,
@@ -558,6 +597,7 @@ pub(crate) struct Failures {
     pub unattributed: u64,
     pub lost: u64,
     pub unarmed: Vec<String>,
+    pub lifetimes_dropped: u64,
 }
 
 #[derive(Debug, Deserialize)]

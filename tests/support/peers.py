@@ -11,11 +11,16 @@
     peers.py fill PORT                connect (1 s timeout) and keep each connection until one
                                       fails; print how many succeeded, then hold them
     peers.py silent PORT              accept and read, never answer (a server slower than any timeout)
+    peers.py slow PORT MS             accept, and answer each request MS milliseconds after it came
+    peers.py closing PORT             accept, answer one request, then close at once (the server
+                                      closes first: the peer closing, as the client sees it)
     peers.py timeout PORT WORKERS MS  WORKERS loops: connect, send a request, wait MS milliseconds for
                                       the answer, and on that timeout close the connection (the
                                       client of the story: it closes instead of pooling)
     peers.py per-request PORT RATE MS RATE times a second: connect, one request, MS milliseconds of
                                       work on the answer, close
+    peers.py rapid PORT RATE          RATE times a second, in one thread: connect, one request,
+                                      close at once (connections that live well under a millisecond)
     peers.py fail-connect PORT        connect and keep each connection until one fails with
                                       EADDRNOTAVAIL; then, for each number N read on stdin, make N
                                       connects, each of which must fail so, and print "failed N"
@@ -50,9 +55,15 @@ def listening(port):
     return listener
 
 
-def serve(port):
+def threaded(port, handle):
+    """Accepts on HOST:port for ever, each connection handled by handle(conn) in a thread."""
     listener = listening(port)
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
+
+def serve(port):
     def answer(conn):
         with conn:
             while True:
@@ -61,22 +72,46 @@ def serve(port):
                     return
                 conn.sendall(b"ok")
 
-    while True:
-        conn, _ = listener.accept()
-        threading.Thread(target=answer, args=(conn,), daemon=True).start()
+    threaded(port, answer)
 
 
 def silent(port):
-    listener = listening(port)
-
     def drain(conn):
         with conn:
             while conn.recv(64):
                 pass
 
+    threaded(port, drain)
+
+
+def slow(port, delay):
+    def answer(conn):
+        with conn:
+            while conn.recv(64):
+                time.sleep(delay)
+                conn.sendall(b"ok")
+
+    threaded(port, answer)
+
+
+def closing(port):
+    listener = listening(port)
     while True:
         conn, _ = listener.accept()
-        threading.Thread(target=drain, args=(conn,), daemon=True).start()
+        with conn:
+            if conn.recv(64):
+                conn.sendall(b"ok")
+
+
+def rapid(port, rate):
+    print("ready", flush=True)
+    start, made = time.monotonic(), 0
+    while True:
+        time.sleep(max(0.0, start + made / rate - time.monotonic()))
+        made += 1
+        conn = socket.create_connection((HOST, port))
+        request(conn)
+        conn.close()
 
 
 def request(conn):
@@ -178,6 +213,12 @@ def main():
             time.sleep(3600)
     elif mode == "silent":
         silent(port)
+    elif mode == "slow":
+        slow(port, int(sys.argv[3]) / 1000.0)
+    elif mode == "closing":
+        closing(port)
+    elif mode == "rapid":
+        rapid(port, int(sys.argv[3]))
     elif mode == "timeout":
         workers, timeout = int(sys.argv[3]), int(sys.argv[4]) / 1000.0
 

@@ -4,13 +4,18 @@
 //!   client that does not keep connections alive (a pool too small, a client made per request);
 //! - `conn.closed-at-timeout`: connections this host closes at one lifetime of a second or more,
 //!   the signature of a client that closes the connection when a request times out instead of
-//!   returning it to the pool (the story twtune was written for).
+//!   returning it to the pool (the story twtune was written for);
+//! - `conn.closed-by-peer` (traced only): many short connections which the peer closes first, the
+//!   signature of a server that does not keep them alive (or closes them before the client's
+//!   pool does).
 
 use serde_json::json;
 
 use crate::inspect::Inspection;
 use crate::model::churn::LifetimesMethod;
 use crate::model::connect::Bucket;
+use crate::model::failures::Tracing;
+use crate::model::histogram::Closer;
 use crate::model::records::Container;
 use crate::rules::{Advice, Finding, Severity, finding};
 
@@ -194,6 +199,78 @@ pub(crate) fn closed_at_timeout(inspection: &Inspection, out: &mut Vec<Finding>)
     }
 }
 
+/// `conn.closed-by-peer`: a process opens many connections a second to one destination and the
+/// peer closes most of them first. Only the tracepoints see it: a connection the peer closes
+/// leaves no TIME_WAIT here.
+pub(crate) fn closed_by_peer(inspection: &Inspection, out: &mut Vec<Finding>) {
+    let Some(Tracing::Tracepoints(traced)) = &inspection.tracing else { return };
+    for bucket in &inspection.sockets.buckets {
+        let Some(c) = &bucket.closes else { continue };
+        let ended = c.closed_here + c.closed_by_peer + c.reset;
+        let per_sec = (f64::from(ended) / traced.seconds.max(0.001) * 10.0).round() / 10.0;
+        let share = (f64::from(c.closed_by_peer) / f64::from(ended.max(1)) * 100.0).round() / 100.0;
+        if per_sec < MIN_NEW_PER_SEC || share < MIN_CLOSED_HERE {
+            continue;
+        }
+        let typical = c.peer_typical().filter(|(_, s)| *s >= MIN_SHARE);
+        let when = match (typical, c.closed_by_peer_mean_seconds) {
+            (Some((at, s)), _) => format!(
+                ", {:.0} % of them after {}: a keep-alive or idle timeout of the server",
+                s * 100.0,
+                crate::words::duration(at)
+            ),
+            (None, Some(mean)) => format!(", after {} on average", crate::words::duration(mean)),
+            (None, None) => String::new(),
+        };
+        let mut f = finding(
+            "conn.closed-by-peer",
+            Severity::Info,
+            format!(
+                "{} opens {per_sec:.0} connections per second to {} from {} and the peer closes {:.0} % of \
+                 them first{when}. The server does not keep them open for more requests (HTTP/1.0 or \
+                 `Connection: close`, a limit of one request per connection, or an idle timeout shorter than \
+                 the client's pause between requests): each request pays a handshake. The TIME_WAIT is the \
+                 server's, so this host's ports are not held (traced: every connection its processes opened \
+                 and that ended in the window)",
+                owner_of(bucket, |p| p.closed_by_peer > 0),
+                bucket.remote,
+                bucket.local_ip,
+                share * 100.0,
+            ),
+            "None from the kernel: the fix is in how the client and the server keep connections.",
+        )
+        .evidence(json!({
+            "local_ip": bucket.local_ip,
+            "remote": bucket.remote,
+            "new_per_sec": per_sec,
+            "closed_by_peer_share": share,
+            "closed_by_peer_mean_seconds": c.closed_by_peer_mean_seconds,
+            "lifetime_seconds": typical.map(|(at, _)| at),
+            "method": LifetimesMethod::Tracepoints,
+            "closers": c.processes,
+        }));
+        f.advice = peer_advice(bucket);
+        out.push(f);
+    }
+}
+
+/// What to do when the peer closes first.
+fn peer_advice(bucket: &Bucket) -> Vec<Advice> {
+    vec![Advice {
+        action: format!(
+            "Keep connections to {} open: send requests that allow it (HTTP/1.1 without `Connection: \
+             close`), let the server keep them alive (nginx `keepalive_timeout` and `keepalive_requests`, \
+             Apache `KeepAlive On` and `MaxKeepAliveRequests`), and keep the client pool's idle timeout \
+             below the server's keep-alive timeout, so that the client retires idle connections before the \
+             server closes them under a request.",
+            bucket.remote
+        ),
+        risk: "A server keeping connections alive holds more idle connections (memory, descriptors); when the \
+               client closes first, the TIME_WAIT moves to this host."
+            .into(),
+    }]
+}
+
 /// The connections a bucket closed per second: traced, else as the reads' churn counts them.
 fn closes_per_sec(bucket: &Bucket) -> Option<f64> {
     match (&bucket.closes, &bucket.churn, &bucket.lifetimes) {
@@ -208,7 +285,13 @@ fn closes_per_sec(bucket: &Bucket) -> Option<f64> {
 /// connection that lives under a millisecond is never live at a read: only tracing names its
 /// process.
 fn owner(bucket: &Bucket) -> String {
-    let traced = bucket.closes.as_ref().and_then(|c| c.processes.iter().find(|p| p.closed_here > 0));
+    owner_of(bucket, |p| p.closed_here > 0)
+}
+
+/// [`owner`], naming from the traced processes the first that `counts` (those that opened most
+/// connections come first).
+fn owner_of(bucket: &Bucket, counts: impl Fn(&Closer) -> bool) -> String {
+    let traced = bucket.closes.as_ref().and_then(|c| c.processes.iter().find(|p| counts(p)));
     let named = |pid: u32, command: &str, container: &Option<Container>| {
         let container = container.as_ref().map(|c| format!(" in {}", c.label())).unwrap_or_default();
         format!("process {pid} ({command}){container}")

@@ -113,6 +113,7 @@ pub(crate) fn evaluate(inspection: &Inspection, thresholds: &Thresholds) -> Vec<
     listen_overflows(inspection, &mut findings);
     churn::no_reuse(inspection, &mut findings);
     churn::closed_at_timeout(inspection, &mut findings);
+    churn::closed_by_peer(inspection, &mut findings);
     syn::evaluate(inspection, &mut findings);
     conntrack::evaluate(inspection, thresholds, &mut findings);
     persist::evaluate(inspection, &mut findings);

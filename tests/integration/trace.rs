@@ -230,8 +230,9 @@ fn bucket<'a>(report: &'a Report, remote: &str) -> &'a crate::util::Bucket {
 
 /// The story's clients, each a process of its own, told apart by the lifetimes the tracepoints
 /// follow from connect() to close: one closes on a 500 ms request timeout against a server that
-/// answers after 2 s; one opens a connection per request (30 ms of work); one whose server closes
-/// each connection after its answer (the peer closing first); and a pool. Each is named by pid.
+/// answers after 2 s (`conn.closed-at-timeout`); one opens a connection per request, 30 ms of work
+/// each (`conn.no-reuse`); one whose server closes each connection after its answer
+/// (`conn.closed-by-peer`); and a pool (nothing). Each finding names its client's pid.
 #[test]
 fn traced_lifetimes_tell_a_timeout_a_connection_per_request_a_closing_peer_and_a_pool_apart() {
     if !enter("trace::traced_lifetimes_tell_a_timeout_a_connection_per_request_a_closing_peer_and_a_pool_apart") {
@@ -246,7 +247,7 @@ fn traced_lifetimes_tell_a_timeout_a_connection_per_request_a_closing_peer_and_a
     let timeout = Process::peer(&["timeout", "7401", "8", "500"]);
     let per_request = Process::peer(&["per-request", "7402", "40", "30"]);
     let pool = Process::peer(&["pool", "7403", "4"]);
-    let closed_by_peer = Process::peer(&["per-request", "7404", "20", "50"]);
+    let closed_by_peer = Process::peer(&["per-request", "7404", "40", "50"]);
     std::thread::sleep(Duration::from_millis(1000));
     let (_, report) = crate::util::audit_json(&["--sample", "3s", "--fail-on", "never", "--top", "50"]);
     let Some(Tracing::Tracepoints(f)) = &report.tracing else { panic!("not traced: {:?}", report.tracing) };
@@ -273,18 +274,27 @@ fn traced_lifetimes_tell_a_timeout_a_connection_per_request_a_closing_peer_and_a
     assert!((0.029..0.1).contains(&life), "30 ms of work: {life}");
 
     let peer = bucket(&report, "127.0.0.1:7404").closes.as_ref().expect("traced");
-    assert!(peer.closed_by_peer >= 20 && peer.closed_here == 0, "the server closes first: {peer:#?}");
+    assert!(peer.closed_by_peer >= 60 && peer.closed_here == 0, "the server closes first: {peer:#?}");
     assert_eq!(peer.processes[0].pid, closed_by_peer.pid());
+    let closing_peer = finding_to(&report, "conn.closed-by-peer", "127.0.0.1:7404").expect("the peer closing");
+    assert_eq!(report.with_id("conn.closed-by-peer").len(), 1, "{:?}", report.ids());
+    assert_eq!(closing_peer.evidence["closers"][0]["pid"], closed_by_peer.pid());
+    assert_eq!(closing_peer.evidence["closed_by_peer_share"], 1.0);
+    let named = format!("process {} (python3)", closed_by_peer.pid());
+    assert!(closing_peer.message.contains(&named), "{}", closing_peer.message);
 
-    for quiet in ["127.0.0.1:7403", "127.0.0.1:7404"] {
-        let about: Vec<&str> = report
+    let about = |remote: &str| -> Vec<&str> {
+        report
             .findings
             .iter()
-            .filter(|f| f.id.starts_with("conn.") && f.evidence["remote"] == quiet)
+            .filter(|f| f.id.starts_with("conn.") && f.evidence["remote"] == remote)
             .map(|f| f.id.as_str())
-            .collect();
-        assert!(about.is_empty(), "{quiet}: {about:?}");
-    }
+            .collect()
+    };
+    assert!(about("127.0.0.1:7403").is_empty(), "the pool: {:?}", about("127.0.0.1:7403"));
+    assert_eq!(about("127.0.0.1:7404"), ["conn.closed-by-peer"]);
+    assert_eq!(about("127.0.0.1:7401"), ["conn.closed-at-timeout"]);
+    assert_eq!(about("127.0.0.1:7402"), ["conn.no-reuse"]);
     let pooled = bucket(&report, "127.0.0.1:7403");
     assert_eq!(pooled.owners.as_ref().expect("owners")[0].pid, pool.pid());
     assert!(pooled.closes.is_none() && pooled.lifetimes.is_none(), "a pool closes nothing: {pooled:#?}");

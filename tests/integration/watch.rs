@@ -297,10 +297,11 @@ fn at_80x24_the_owner_and_findings_fit_and_scroll_at_200x50_they_show_whole_and_
     ) {
         return;
     }
-    // 101 ephemeral ports, all held: the bucket has nothing left and connect() to it is failing.
-    set_sysctl("net.ipv4.ip_local_port_range", "40000 40100");
+    // 100 ephemeral ports (an even count: the kernel's search covers every one), all held: the
+    // bucket has nothing left and connect() to it is failing.
+    set_sysctl("net.ipv4.ip_local_port_range", "40000 40099");
     let _server = Process::peer(&["server", "7004"]);
-    let holder = Process::peer(&["hold", "7004", "101"]);
+    let holder = Process::peer(&["hold", "7004", "100"]);
     let owner = format!("{} python3", holder.pid());
     let tmux = Tmux::start(&[], &["watch", "--interval", "500ms"], 80, 24);
     let small = tmux.wait_for("the full bucket with its owner and findings", |s| {

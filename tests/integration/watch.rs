@@ -282,7 +282,8 @@ fn check_frame(screen: &str, width: usize) {
         let cut = line.match_indices('…').any(|(at, _)| line[..at].ends_with(|c: char| c.is_ascii_digit()));
         assert!(!cut, "a number cut on line {i}:\n{screen}");
         let inner = |l: &str| l.trim_matches(|c| c == '│' || c == ' ').to_string();
-        if let Some(next) = lines.get(i + 1) {
+        // A finding goes on under its message, indented; a table's next row is not.
+        if let Some(next) = lines.get(i + 1).filter(|next| next.trim_start_matches('│').starts_with(' ')) {
             let (this, next) = (inner(line), inner(next));
             let split = this.ends_with(|c: char| c.is_ascii_digit()) && next.starts_with(|c: char| c.is_ascii_digit());
             assert!(!split || !line.starts_with('│'), "a number wrapped on line {i}:\n{screen}");
@@ -659,5 +660,19 @@ fn at_80x24_the_namespace_table_keeps_its_first_columns_and_every_number_whole()
     drop(peers);
     for name in ["twtune-cols-a", "twtune-cols-b"] {
         run("ip", &["netns", "del", name]);
+    }
+}
+
+#[test]
+fn the_readme_shows_a_frame_of_80x24_with_no_number_cut() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let section = readme.split("## `twtune watch`").nth(1).expect("the watch section");
+    let frame = section.split("```text\n").nth(1).and_then(|s| s.split("```").next()).expect("a frame");
+    assert_eq!(frame.lines().count(), 24, "{frame}");
+    assert!(frame.lines().any(|l| l.chars().count() == 80), "{frame}");
+    check_frame(frame, 80);
+    // As the view is now: the findings scroll where they do not fit, with the keys that scroll them.
+    for piece in ["twtune watch", "lines 1-", "(Up/Down)", "Up/Down findings  ? help", "owner"] {
+        assert!(frame.contains(piece), "{piece:?} not in\n{frame}");
     }
 }

@@ -181,9 +181,9 @@ fn a_python_client_calling_requests_without_a_session_is_named_with_its_versions
     };
     let (interpreter, requests) = versions.split_once(' ').expect("two versions");
     let _server = Process::ready("python3", &[HTTP_PEERS, "server", "7301"]);
-    let client = Process::ready(&python, &[HTTP_PEERS, "requests", "7301", "4"]);
+    let client = Process::ready(&python, &[HTTP_PEERS, "requests", "7301", "8"]);
     std::thread::sleep(Duration::from_millis(1500));
-    let (_, report) = audit_json(&["--sample", "3s", "--fail-on", "never", "--top", "50"]);
+    let (_, report) = audit_json(&["--sample", "4s", "--fail-on", "never", "--top", "50"]);
 
     let flagged: Vec<_> =
         report.with_id("conn.no-reuse").into_iter().filter(|f| f.evidence["remote"] == "127.0.0.1:7301").collect();
@@ -202,7 +202,7 @@ fn a_python_client_calling_requests_without_a_session_is_named_with_its_versions
 
     // The human report names it next to the owner.
     let out =
-        twtune().args(["audit", "--sample", "2s", "--fail-on", "never"]).env("COLUMNS", "200").output().expect("audit");
+        twtune().args(["audit", "--sample", "3s", "--fail-on", "never"]).env("COLUMNS", "200").output().expect("audit");
     let text = String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(text.contains(&format!("[Python {interpreter} with requests {requests}")), "{text}");
 }

@@ -182,3 +182,39 @@ fn netlink_replies() {
         let _ = parse_messages(input, &mut |_| {}, &mut Vec::new());
     });
 }
+
+#[test]
+fn go_build_information() {
+    use crate::inspect::gobuild::{buildinfo, elf_with_section, parse_buildinfo, read, tests::MODULES};
+    let info = buildinfo("go1.19.8", MODULES);
+    let (wide, narrow) = (elf_with_section(&info, true), elf_with_section(&info, false));
+    // A forged header: section offsets and counts at their largest.
+    let mut forged = wide.clone();
+    forged[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes());
+    forged[0x3c..0x3e].copy_from_slice(&u16::MAX.to_le_bytes());
+    let seeds: &[&[u8]] = &[&wide, &narrow, &info, &forged];
+    fuzz("go buildinfo", seeds, b"\x7fELF\xff\x80\x00\x02\t\ndep=>go buildinf:", &[b"\x7fELF\x02\x01"], |input| {
+        let _ = read(input);
+        let _ = parse_buildinfo(input);
+    });
+}
+
+#[test]
+fn python_maps_and_metadata() {
+    use crate::inspect::python::{
+        http_dist_info, is_python, mapped_paths, metadata_version, site_dirs_of, tests::MAPS, venv_of, version,
+    };
+    let metadata: &[u8] = b"Metadata-Version: 2.1\nName: requests\nVersion: 2.32.3\n\nbody\n";
+    fuzz(
+        "python",
+        &[MAPS.as_bytes(), metadata],
+        b"/ -.\n0123456789abcdef(deleted)site-packages",
+        REGRESSIONS,
+        |input| {
+            let text = String::from_utf8_lossy(input);
+            let mapped = mapped_paths(&text);
+            let _ = (is_python(&text, &mapped), version(&text, &mapped), site_dirs_of(&mapped), venv_of(&text, "3.11"));
+            let _ = (metadata_version(&text), text.lines().take(50).map(http_dist_info).count());
+        },
+    );
+}

@@ -506,15 +506,24 @@ pub(crate) fn owners_text(owners: &[crate::model::records::Owner], live: bool) -
         .map(|o| {
             let container = o.container.as_ref().map(|c| format!(" ({})", printable(&c.label()))).unwrap_or_default();
             format!(
-                "pid {} {}{container} {} socket{}",
+                "pid {} {}{container} {} socket{}{}",
                 o.pid,
                 printable(&o.command),
                 o.sockets,
-                plural(o.sockets as usize)
+                plural(o.sockets as usize),
+                o.identity.as_ref().map(identity_text).unwrap_or_default()
             )
         })
         .collect();
     format!("held by {}", list.join(", "))
+}
+
+/// ` [Go go1.19.8 with github.com/valyala/fasthttp v1.31.0]`, or why it is unknown.
+fn identity_text(identity: &crate::model::records::Identity) -> String {
+    match crate::rules::fixes::describe(identity) {
+        Some(runs) => format!(" [{}]", printable(&runs)),
+        None => format!(" [runtime unknown: {}]", identity.unknown.as_deref().unwrap_or("not identified")),
+    }
 }
 
 fn seconds(value: f64) -> String {

@@ -505,6 +505,7 @@ mod tests {
             command: "curl\x1b[2J".into(),
             container: docker.clone(),
             sockets: 95,
+            identity: None,
         }]);
         let sweep = SweepReport::new(
             vec![NamespaceReport { netns: Namespace::example(7, None, docker, &[4242]), report }],

@@ -5,11 +5,15 @@
 //! - `conn.closed-at-timeout`: connections this host closes at one lifetime of a second or more,
 //!   the signature of a client that closes the connection when a request times out instead of
 //!   returning it to the pool (the story twtune was written for).
+//!
+//! Where the process was identified, the first advice is the fix for the library and version it
+//! runs ([`fixes`]); the general advice and the sysctl come after.
 
 use serde_json::json;
 
 use crate::inspect::Inspection;
 use crate::model::connect::Bucket;
+use crate::rules::fixes::{self, Signature};
 use crate::rules::{Advice, Finding, Severity, finding};
 
 /// New connections per second into one destination from which a lack of reuse is worth a finding.
@@ -74,7 +78,8 @@ pub(crate) fn no_reuse(inspection: &Inspection, out: &mut Vec<Finding>) {
             "time_wait": bucket.time_wait,
             "owners": bucket.owners,
         }));
-        f.advice = advice(bucket);
+        f.advice = library_fix(bucket, Signature::NoReuse);
+        f.advice.extend(advice(bucket));
         out.push(f);
     }
 }
@@ -125,19 +130,28 @@ pub(crate) fn closed_at_timeout(inspection: &Inspection, out: &mut Vec<Finding>)
             "time_wait": bucket.time_wait,
             "owners": bucket.owners,
         }));
-        f.advice = timeout_advice(bucket, seconds);
+        f.advice = library_fix(bucket, Signature::ClosedAtTimeout);
+        f.advice.extend(timeout_advice(bucket, seconds));
         f.advice.extend(advice(bucket));
         out.push(f);
     }
 }
 
-/// The process holding most of a bucket's live sockets, in words, or why none is named.
+/// The fix for what the bucket's first owner runs, when it was identified.
+fn library_fix(bucket: &Bucket, signature: Signature) -> Vec<Advice> {
+    bucket.owners.as_deref().and_then(<[_]>::first).map(|o| fixes::advice_for(o, signature)).unwrap_or_default()
+}
+
+/// The process holding most of a bucket's live sockets, in words (with what it runs, when that
+/// was identified), or why none is named.
 fn owner(bucket: &Bucket) -> String {
     let owners = bucket.owners.as_deref().unwrap_or_default();
     match (&bucket.owners, owners.first()) {
         (_, Some(o)) => {
             let container = o.container.as_ref().map(|c| format!(" in {}", c.label())).unwrap_or_default();
-            format!("process {} ({}){container}", o.pid, o.command)
+            let runs =
+                o.identity.as_ref().and_then(fixes::describe).map(|d| format!(", running {d},")).unwrap_or_default();
+            format!("process {} ({}){container}{runs}", o.pid, o.command)
         }
         (Some(_), None) => "a process whose socket was not live at any read (find it with `ss -tnp`)".into(),
         (None, None) => "a process twtune could not look up (run as root to see it)".into(),

@@ -1009,6 +1009,7 @@ mod churn;
 mod conntrack;
 #[cfg(test)]
 mod evidence_schema;
+pub(crate) mod fixes;
 mod persist;
 pub(crate) use persist::concerning_the_host;
 mod syn;

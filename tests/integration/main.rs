@@ -5,6 +5,7 @@ mod agree;
 mod apply;
 mod audit;
 mod conntrack;
+mod culprit;
 mod deploy;
 mod differential;
 mod export;

@@ -588,6 +588,9 @@ pub(crate) struct Owner {
     pub command: String,
     pub container: Option<serde_json::Value>,
     pub sockets: u32,
+    /// Present only for the owners that were identified (tests/integration/culprit.rs).
+    #[serde(default)]
+    pub identity: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,6 +13,7 @@ mod layout;
 mod limits;
 mod man;
 mod namespaces;
+mod nat_rules;
 mod netlink;
 mod netns;
 mod outputs;

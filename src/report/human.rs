@@ -440,7 +440,7 @@ fn conntrack_table(report: &Report, ct: &Conntrack, out: &mut dyn Write) -> io::
     if dump.snat_buckets.is_empty() {
         return writeln!(out, "  no source-NAT flow");
     }
-    writeln!(out, "  source NAT, port range from {}:", ct.nat_range_source)?;
+    writeln!(out, "  source NAT, port ranges from {}:", printable(&ct.nat_range_source))?;
     let header = ["translated source -> destination", "entries", "TIME_WAIT", "live", "used", "left"];
     let rows: Vec<Vec<String>> = dump
         .snat_buckets
@@ -451,13 +451,21 @@ fn conntrack_table(report: &Report, ct: &Conntrack, out: &mut dyn Write) -> io::
                 b.count.to_string(),
                 b.time_wait.to_string(),
                 b.held.to_string(),
-                format!("{:.1} %", b.usage_pct),
+                format!("{:.1} % of {}", b.usage_pct, b.usable_ports),
                 format!("{} (+{} reclaimable)", b.available, b.reclaimable),
             ]
         })
         .collect();
     let styles: Vec<Style> = dump.snat_buckets.iter().map(|b| usage_style(report, b.usage_pct)).collect();
-    table(out, &header, &rows, &styles, &[2, 1])
+    table(out, &header, &rows, &styles, &[2, 1])?;
+    // Each rule that judged a bucket shown, once: the table would not fit 80 columns with it.
+    let mut rules: Vec<&str> = dump.snat_buckets.iter().map(|b| b.nat_rule.as_str()).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    for rule in rules {
+        wrapped(out, "  judged by ", "    ", rule)?;
+    }
+    Ok(())
 }
 
 /// Per bucket, who holds it and how fast its connections turn over (with `--sample`).

@@ -566,6 +566,7 @@ fn tracked(
         tcp_timeouts: [("time_wait".to_string(), 120)].into_iter().collect(),
         nat_range: NatRange::DEFAULT,
         nat_range_source: "the kernel's default".into(),
+        nat_rules: Vec::new(),
         statistics_growth: None,
         table: Some(FlowSummary {
             entries: count,
@@ -592,6 +593,8 @@ fn snat(count: u32, time_wait: u32, usable: u32) -> crate::model::nat::SnatBucke
         available,
         reclaimable: time_wait,
         usage_pct: f64::from(usable - available) * 100.0 / f64::from(usable),
+        nat_range: crate::model::nat::NatRange::DEFAULT,
+        nat_rule: "iptables-nft ip nat POSTROUTING handle 2: MASQUERADE".into(),
     }
 }
 

@@ -72,9 +72,18 @@ pub(crate) fn read_in_root(root: &OwnedFd, relative: &Path, limit: u64) -> std::
 
 /// The names in a directory beneath `root`, as the tree resolves it; `.` and `..` left out.
 pub(crate) fn list_in_root(root: &OwnedFd, relative: &Path) -> std::io::Result<Vec<String>> {
+    list_in_root_at_most(root, relative, usize::MAX)
+}
+
+/// The first `limit` names of a directory beneath `root` (see [`list_in_root`]): a directory of
+/// millions of entries is not read to its end.
+pub(crate) fn list_in_root_at_most(root: &OwnedFd, relative: &Path, limit: usize) -> std::io::Result<Vec<String>> {
     let dir = open_in_root(root, relative, true)?;
     let mut names = Vec::new();
     for entry in rustix::fs::Dir::read_from(&dir)? {
+        if names.len() >= limit {
+            break;
+        }
         let name = entry?.file_name().to_string_lossy().into_owned();
         if name != "." && name != ".." {
             names.push(name);

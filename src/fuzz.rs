@@ -182,3 +182,72 @@ fn netlink_replies() {
         let _ = parse_messages(input, &mut |_| {}, &mut Vec::new());
     });
 }
+
+#[test]
+fn go_build_information() {
+    use crate::inspect::gobuild::{buildinfo, elf_with_section, parse_buildinfo, read, tests::MODULES};
+    let info = buildinfo("go1.19.8", MODULES);
+    let (wide, narrow) = (elf_with_section(&info, true), elf_with_section(&info, false));
+    // A forged header: section offsets and counts at their largest.
+    let mut forged = wide.clone();
+    forged[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes());
+    forged[0x3c..0x3e].copy_from_slice(&u16::MAX.to_le_bytes());
+    let seeds: &[&[u8]] = &[&wide, &narrow, &info, &forged];
+    fuzz("go buildinfo", seeds, b"\x7fELF\xff\x80\x00\x02\t\ndep=>go buildinf:", &[b"\x7fELF\x02\x01"], |input| {
+        let _ = read(input);
+        let _ = parse_buildinfo(input);
+    });
+}
+
+#[test]
+fn python_maps_and_metadata() {
+    use crate::inspect::python::{
+        http_dist_info, is_python, mapped_paths, metadata_version, site_dirs_of, tests::MAPS, venv_of, version,
+    };
+    let metadata: &[u8] = b"Metadata-Version: 2.1\nName: requests\nVersion: 2.32.3\n\nbody\n";
+    fuzz(
+        "python",
+        &[MAPS.as_bytes(), metadata],
+        b"/ -.\n0123456789abcdef(deleted)site-packages",
+        REGRESSIONS,
+        |input| {
+            let text = String::from_utf8_lossy(input);
+            let mapped = mapped_paths(&text);
+            let _ = (is_python(&text, &mapped), version(&text, &mapped), site_dirs_of(&mapped), venv_of(&text, "3.11"));
+            let _ = (metadata_version(&text), text.lines().take(50).map(http_dist_info).count());
+        },
+    );
+}
+
+#[test]
+fn nf_tables_rules() {
+    use crate::inspect::nftables::tests::{compat_rule, masquerade_rule};
+    use crate::inspect::nftables::{parse_rule, rule_message};
+    let masquerade = masquerade_rule();
+    let mut compat = 1u32.to_ne_bytes().to_vec();
+    compat.extend(2u32.to_ne_bytes());
+    compat.extend([0, 0, 0, 0, 0, 0, 0, 0, 0x9c, 0x40, 0x9f, 0x27, 0, 0, 0, 0]);
+    let target = compat_rule(2, "MASQUERADE", 0, &compat);
+    // The same rules inside a dump: a NEWRULE message each, then DONE.
+    let mut dump = Vec::new();
+    for payload in [&masquerade, &target] {
+        dump.extend(((16 + payload.len()) as u32).to_ne_bytes());
+        dump.extend((10u16 << 8 | 6).to_ne_bytes());
+        dump.extend([0; 10]);
+        dump.extend(payload.iter());
+    }
+    dump.extend([20, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    // Nested attribute headers alone, thousands deep: the parser walks a fixed depth.
+    let deep: Vec<u8> = [0u8, 0, 0, 0].into_iter().chain((0..4000).flat_map(|_| [0xff, 0x7f, 0x04, 0x80])).collect();
+    let alphabet = [0, 1, 2, 3, 4, 6, 7, 10, 0x80, 0xff, b'm', b'n'];
+    fuzz("nf_tables", &[&masquerade, &target, &dump], &alphabet, &[&deep], |input| {
+        let mut read = crate::model::nat::RulesRead::default();
+        rule_message(input, &mut read);
+        let _ = parse_rule(1, input);
+        let _ = crate::inspect::conntrack::walk_messages(input, "nf_tables", &mut Vec::new(), &mut |_, payload| {
+            rule_message(payload, &mut read)
+        });
+        assert!(read.rules.len() <= crate::model::nat::MAX_NAT_RULES);
+        read.rules.iter().for_each(|rule| assert!(rule.ports.is_none_or(|p| p.low > 0 && p.low <= p.high)));
+    });
+}

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::Serialize;
 
-use crate::model::nat::{self, FlowCounter, FlowSummary, MAX_SNAT_BUCKETS, NatRange, NatRules};
+use crate::model::nat::{FlowCounter, FlowSummary, MAX_SNAT_BUCKETS, NatRange, NatRule, RulesRead};
 use crate::model::records::Flow;
 use crate::problem::{LineProblem, Parsed};
 
@@ -18,7 +18,7 @@ const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_DUMP_INTR: u16 = 0x10;
-const INTERRUPTED: &str = "the conntrack table changed while it was dumped";
+const INTERRUPTED: &str = "the table changed while it was dumped";
 const UNREADABLE: &str = "a conntrack entry could not be read";
 /// `NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET` (and `..._CT_NEW` for the entries of a dump).
 const CT_GET: u16 = 1 << 8 | 1;
@@ -72,24 +72,24 @@ pub(crate) fn parse_stats(text: &str) -> Parsed<BTreeMap<String, u64>> {
     parsed
 }
 
-/// The conntrack table over ctnetlink, in the calling thread's network namespace.
-pub(crate) struct ConntrackDump {
+/// A `NETLINK_NETFILTER` socket of twtune's own, connected to the kernel, in the calling thread's
+/// network namespace: ctnetlink's dumps and nf_tables' are read through it.
+pub(crate) struct NetfilterSocket {
     socket: netlink_sys::Socket,
     buffer: Vec<u8>,
+    /// `ctnetlink` or `nf_tables`, for the messages.
+    label: &'static str,
 }
 
 /// Why a dump failed, for `table_unavailable`.
-type Failed = String;
+pub(crate) type Failed = String;
 
-fn netlink_error(what: &str, e: impl std::fmt::Display) -> Failed {
-    format!("ctnetlink: {what}: {e}")
-}
-
-impl ConntrackDump {
-    /// The socket, or why the dump cannot be had (`Ok(Err(..))`); running out of descriptors is
-    /// an error of its own, never a table said to be unavailable.
-    pub(crate) fn open() -> crate::error::Result<std::result::Result<ConntrackDump, Failed>> {
+impl NetfilterSocket {
+    /// The socket, or why it cannot be had (`Ok(Err(..))`); running out of descriptors is an
+    /// error of its own, never a table said to be unavailable.
+    pub(crate) fn open(label: &'static str) -> crate::error::Result<std::result::Result<NetfilterSocket, Failed>> {
         use netlink_sys::protocols::NETLINK_NETFILTER;
+        let failed = |what: &str, e: std::io::Error| format!("{label}: {what}: {e}");
         let mut socket = match netlink_sys::Socket::new(NETLINK_NETFILTER) {
             Ok(socket) => socket,
             Err(e) => {
@@ -98,13 +98,53 @@ impl ConntrackDump {
                 {
                     return Err(error);
                 }
-                return Ok(Err(netlink_error("cannot open a netfilter netlink socket", e)));
+                return Ok(Err(failed("cannot open a netfilter netlink socket", e)));
             }
         };
-        let connected = socket.bind_auto().map_err(|e| netlink_error("cannot bind", e)).and_then(|_| {
-            socket.connect(&netlink_sys::SocketAddr::new(0, 0)).map_err(|e| netlink_error("cannot connect", e))
-        });
-        Ok(connected.map(|()| ConntrackDump { socket, buffer: vec![0; RECEIVE_BUFFER] }))
+        let connected = socket
+            .bind_auto()
+            .map_err(|e| failed("cannot bind", e))
+            .and_then(|_| socket.connect(&netlink_sys::SocketAddr::new(0, 0)).map_err(|e| failed("cannot connect", e)));
+        Ok(connected.map(|()| NetfilterSocket { socket, buffer: vec![0; RECEIVE_BUFFER], label }))
+    }
+
+    /// Sends a dump request of message type `kind` for every family and streams each message of
+    /// the answer through `visit` (its type and its payload, nfgenmsg first).
+    pub(crate) fn dump(
+        &mut self,
+        kind: u16,
+        warnings: &mut Vec<String>,
+        visit: &mut dyn FnMut(u16, &[u8]),
+    ) -> std::result::Result<(), Failed> {
+        let label = self.label;
+        let mut request = Vec::with_capacity(NLMSG_HEADER + NFGENMSG);
+        request.extend_from_slice(&((NLMSG_HEADER + NFGENMSG) as u32).to_ne_bytes());
+        request.extend_from_slice(&kind.to_ne_bytes());
+        request.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        request.extend_from_slice(&[0; 8]); // sequence, port id
+        request.extend_from_slice(&[0, 0, 0, 0]); // AF_UNSPEC: every family; version 0; resource 0
+        self.socket.send(&request, 0).map_err(|e| format!("{label}: cannot send the dump request: {e}"))?;
+        loop {
+            let received = self
+                .socket
+                .recv(&mut &mut self.buffer[..], 0)
+                .map_err(|e| format!("{label}: cannot receive the dump: {e}"))?;
+            if received == 0 {
+                return Err(format!("{label}: the dump ended without NLMSG_DONE"));
+            }
+            if walk_messages(&self.buffer[..received], label, warnings, visit)? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The conntrack table over ctnetlink, in the calling thread's network namespace.
+pub(crate) struct ConntrackDump(NetfilterSocket);
+
+impl ConntrackDump {
+    pub(crate) fn open() -> crate::error::Result<std::result::Result<ConntrackDump, Failed>> {
+        Ok(NetfilterSocket::open("ctnetlink")?.map(ConntrackDump))
     }
 
     /// Streams every entry, both families, through `visit`.
@@ -113,72 +153,82 @@ impl ConntrackDump {
         visit: &mut dyn FnMut(Flow),
         warnings: &mut Vec<String>,
     ) -> std::result::Result<(), Failed> {
-        let mut request = Vec::with_capacity(NLMSG_HEADER + NFGENMSG);
-        request.extend_from_slice(&((NLMSG_HEADER + NFGENMSG) as u32).to_ne_bytes());
-        request.extend_from_slice(&CT_GET.to_ne_bytes());
-        request.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-        request.extend_from_slice(&[0; 8]); // sequence, port id
-        request.extend_from_slice(&[0, 0, 0, 0]); // AF_UNSPEC: every family; version 0; resource 0
-        self.socket.send(&request, 0).map_err(|e| netlink_error("cannot send the dump request", e))?;
-        loop {
-            let received = self
-                .socket
-                .recv(&mut &mut self.buffer[..], 0)
-                .map_err(|e| netlink_error("cannot receive the dump", e))?;
-            if received == 0 {
-                return Err("ctnetlink: the dump ended without NLMSG_DONE".into());
+        let mut unreadable = None;
+        let done = self.0.dump(CT_GET, warnings, &mut |kind, payload| {
+            if kind == CT_NEW {
+                entry(payload, visit, &mut unreadable);
             }
-            if parse_messages(&self.buffer[..received], visit, warnings)? {
-                return Ok(());
-            }
-        }
+        });
+        warnings.extend(unreadable);
+        done
     }
 }
 
-/// Walks the messages of one receive. `Ok(true)` once the dump is done.
-pub(crate) fn parse_messages(
+/// One `IPCTNL_MSG_CT_NEW` payload into `visit`; the first that cannot be read sets `unreadable`,
+/// one warning however many: a hostile or broken table must not grow the report.
+fn entry(payload: &[u8], visit: &mut dyn FnMut(Flow), unreadable: &mut Option<String>) {
+    match payload.get(NFGENMSG..).and_then(parse_flow) {
+        Some(flow) => visit(flow),
+        None if unreadable.is_none() => {
+            *unreadable = Some(format!("{UNREADABLE} (the first of {} bytes); such entries are skipped", payload.len()))
+        }
+        None => {}
+    }
+}
+
+/// Walks the conntrack messages of one receive. `Ok(true)` once the dump is done.
+#[cfg(test)]
+fn parse_messages(
     bytes: &[u8],
     visit: &mut dyn FnMut(Flow),
     warnings: &mut Vec<String>,
+) -> std::result::Result<bool, Failed> {
+    let mut unreadable = None;
+    let done = walk_messages(bytes, "ctnetlink", warnings, &mut |kind, payload| {
+        if kind == CT_NEW {
+            entry(payload, visit, &mut unreadable);
+        }
+    });
+    warnings.extend(unreadable);
+    done
+}
+
+/// Walks the netfilter messages of one receive, each other than DONE and ERROR handed to `visit`.
+/// `Ok(true)` once the dump is done.
+pub(crate) fn walk_messages(
+    bytes: &[u8],
+    label: &str,
+    warnings: &mut Vec<String>,
+    visit: &mut dyn FnMut(u16, &[u8]),
 ) -> std::result::Result<bool, Failed> {
     let mut offset = 0;
     while offset + NLMSG_HEADER <= bytes.len() {
         let length = u32::from_ne_bytes(word(bytes, offset)) as usize;
         let kind = u16::from_ne_bytes([bytes[offset + 4], bytes[offset + 5]]);
         if length < NLMSG_HEADER || offset + length > bytes.len() {
-            return Err(format!("ctnetlink: a malformed message (length {length})"));
+            return Err(format!("{label}: a malformed message (length {length})"));
         }
         let payload = &bytes[offset + NLMSG_HEADER..offset + length];
         // NLM_F_DUMP_INTR: the table changed during the dump, which may then miss or repeat entries.
         let flags = u16::from_ne_bytes([bytes[offset + 6], bytes[offset + 7]]);
-        if flags & NLM_F_DUMP_INTR != 0 && !warnings.iter().any(|w| w.starts_with(INTERRUPTED)) {
-            warnings.push(format!("{INTERRUPTED}: its counts may be off by the entries that came and went"));
+        let interrupted = format!("{label}: {INTERRUPTED}");
+        if flags & NLM_F_DUMP_INTR != 0 && !warnings.iter().any(|w| w.starts_with(&interrupted)) {
+            warnings.push(format!("{interrupted}: its counts may be off by the entries that came and went"));
         }
+        let code = || if payload.len() >= 4 { i32::from_ne_bytes(word(payload, 0)) } else { -1 };
         match kind {
-            NLMSG_DONE => {
-                let code = if payload.len() >= 4 { i32::from_ne_bytes(word(payload, 0)) } else { 0 };
-                if code < 0 {
-                    let why = std::io::Error::from_raw_os_error(code.saturating_neg());
-                    return Err(format!("ctnetlink: the dump stopped early: {why}"));
-                }
-                return Ok(true);
+            NLMSG_DONE if payload.len() >= 4 && code() < 0 => {
+                let why = std::io::Error::from_raw_os_error(code().saturating_neg());
+                return Err(format!("{label}: the dump stopped early: {why}"));
             }
-            NLMSG_ERROR => {
-                let code = if payload.len() >= 4 { i32::from_ne_bytes(word(payload, 0)) } else { -1 };
-                if code != 0 {
-                    let why = std::io::Error::from_raw_os_error(code.saturating_neg());
-                    let hint = if code == -1 { ": dumping the conntrack table needs CAP_NET_ADMIN (root)" } else { "" };
-                    return Err(format!("ctnetlink: the kernel refused the dump: {why}{hint}"));
-                }
+            NLMSG_DONE => return Ok(true),
+            NLMSG_ERROR if code() != 0 => {
+                let why = std::io::Error::from_raw_os_error(code().saturating_neg());
+                let hint = if code() == -1 { ": the dump needs CAP_NET_ADMIN (root)" } else { "" };
+                return Err(format!("{label}: the kernel refused the dump: {why}{hint}"));
             }
-            CT_NEW => match payload.get(NFGENMSG..).and_then(parse_flow) {
-                Some(flow) => visit(flow),
-                // One warning, however many: a hostile or broken table must not grow the report.
-                None if !warnings.iter().any(|w| w.starts_with(UNREADABLE)) => warnings
-                    .push(format!("{UNREADABLE} (the first of {} bytes); such entries are skipped", payload.len())),
-                None => {}
-            },
-            _ => {}
+            NLMSG_ERROR => {}
+            _ => visit(kind, payload),
         }
         offset += (length + 3) & !3;
     }
@@ -190,7 +240,7 @@ fn word(bytes: &[u8], at: usize) -> [u8; 4] {
 }
 
 /// The attributes of a netlink attribute stream: (type without its flags, value).
-fn attributes(mut bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+pub(crate) fn attributes(mut bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
         if bytes.len() < 4 {
             return None;
@@ -206,7 +256,7 @@ fn attributes(mut bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-fn find(bytes: &[u8], kind: u16) -> Option<&[u8]> {
+pub(crate) fn find(bytes: &[u8], kind: u16) -> Option<&[u8]> {
     attributes(bytes).find(|(k, _)| *k == kind).map(|(_, v)| v)
 }
 
@@ -329,7 +379,7 @@ mod tests {
         bytes.extend(message(CT_NEW, &entry(3, false, 40150)));
         bytes.extend(message(CT_NEW, &[2, 0, 0, 0, 9, 9]));
         bytes.extend(message(NLMSG_DONE, &[0; 4]));
-        let mut counter = FlowCounter::new(NatRange { low: 40000, high: 40099 });
+        let mut counter = FlowCounter::new(vec![NatRule::masquerade(Some(NatRange { low: 40000, high: 40099 }))]);
         let mut warnings = Vec::new();
         assert!(parse_messages(&bytes, &mut |f| counter.add(f), &mut warnings).expect("parses"));
         assert_eq!(warnings.len(), 1, "the short entry is a warning");
@@ -391,10 +441,13 @@ pub(crate) struct Conntrack {
     pub statistics: BTreeMap<String, u64>,
     /// `nf_conntrack_tcp_timeout_*` in seconds: `time_wait`, `close_wait`, `established`.
     pub tcp_timeouts: BTreeMap<String, u64>,
-    /// The source-NAT port range the buckets are judged against.
+    /// The smallest port range a source-NAT rule sets, else the kernel's default; each bucket is
+    /// judged by its own rule's (`snat_buckets[].nat_range`).
     pub nat_range: NatRange,
-    /// Where that range comes from.
+    /// What the rules are and where they were read from.
     pub nat_range_source: String,
+    /// The source-NAT rules read.
+    pub nat_rules: Vec<NatRule>,
     /// With `--sample`: how much each statistic grew over the interval.
     pub statistics_growth: Option<BTreeMap<String, u64>>,
     /// The dump of the table, its fields (`entries`, `tcp_states`, `snat_bucket_count`,
@@ -405,9 +458,9 @@ pub(crate) struct Conntrack {
     pub table_unavailable: Option<String>,
 }
 
-/// Dumps the table of the calling thread's namespace into counts.
+/// Dumps the table of the calling thread's namespace into counts, each bucket judged by `rules`.
 pub(crate) fn dump(
-    range: NatRange,
+    rules: Vec<NatRule>,
     top: usize,
     warnings: &mut Vec<String>,
 ) -> crate::error::Result<std::result::Result<FlowSummary, Failed>> {
@@ -415,17 +468,17 @@ pub(crate) fn dump(
         Ok(dump) => dump,
         Err(failed) => return Ok(Err(failed)),
     };
-    Ok(counted(&mut dump, range, top, warnings))
+    Ok(counted(&mut dump, rules, top, warnings))
 }
 
 /// The dump counted into a summary.
 fn counted(
     dump: &mut ConntrackDump,
-    range: NatRange,
+    rules: Vec<NatRule>,
     top: usize,
     warnings: &mut Vec<String>,
 ) -> std::result::Result<FlowSummary, Failed> {
-    let mut counter = FlowCounter::new(range);
+    let mut counter = FlowCounter::new(rules);
     dump.scan(&mut |flow| counter.add(flow), warnings)?;
     let summary = counter.finish(top);
     if summary.untracked_buckets > 0 {
@@ -437,56 +490,42 @@ fn counted(
     Ok(summary)
 }
 
-/// The nat table's rules, as the iptables tools print them, run in the calling thread's namespace
-/// (a child process inherits the thread's namespaces), and the tools that were read; `None` when
-/// none could be. The nftables backend's tool is read first: listing never creates a table there.
-/// The legacy tool is run only where a legacy nat table exists already (`ip_tables_names`), since
-/// listing it would create one.
+/// The source-NAT rules of the calling thread's namespace, read from nf_tables over twtune's own
+/// netlink socket ([`crate::inspect::nftables`]), and the legacy nat tables that exist there
+/// (`ip_tables_names`, `ip6_tables_names`), which are named but not read.
 ///
 /// The answer is kept for [`RULES_KEPT`] per namespace: `twtune watch` reads every second, and
-/// running the tool each time would cost more than the rest of the read.
-///
-/// No tool is run in a namespace that belongs to a user namespace other than the host's: its owner
-/// could answer the tool's netlink requests itself (the kernel delivers a user's message to a
-/// socket not connected to it), and root would then parse what the user wrote. `Err` says so.
-pub(crate) fn nat_rules(root: &crate::root::Root) -> std::result::Result<Rules, &'static str> {
-    let Ok(namespace) = crate::inspect::netns::current() else { return Err(NOT_RUN_UNKNOWN) };
+/// a namespace of kube-proxy's thousands of rules need not be walked each time. A failure is not
+/// kept: the next read tries again.
+pub(crate) fn nat_rules(root: &crate::root::Root) -> crate::error::Result<std::result::Result<RulesRead, Failed>> {
+    let namespace = crate::inspect::netns::current().ok();
     if let Ok(kept) = KEPT.lock()
-        && let Some((at, rules)) = kept.as_ref().and_then(|k| k.get(&namespace))
+        && let Some((at, rules)) = namespace.and_then(|n| kept.as_ref()?.get(&n))
         && at.elapsed() < RULES_KEPT
     {
-        return rules.clone();
+        return Ok(Ok(rules.clone()));
     }
-    let user = crate::inspect::netns::user_namespace_here(&crate::inspect::netns::pids_in(namespace));
-    // Without root the tools run with no more rights than their caller.
-    let rules = match user.initial {
-        Some(true) => Ok(read_nat_rules(root)),
-        _ if !rustix::process::geteuid().is_root() => Ok(read_nat_rules(root)),
-        Some(false) => Err(NOT_RUN_USERS),
-        None => Err(NOT_RUN_UNKNOWN),
+    let mut read = match crate::inspect::nftables::read_rules()? {
+        Ok(read) => read,
+        Err(failed) => return Ok(Err(failed)),
     };
-    // A failure (a tool that timed out on a loaded host) is not kept: the next read tries again.
-    if matches!(rules, Ok(None)) {
-        return rules;
+    for (file, tool) in [("ip_tables_names", "iptables"), ("ip6_tables_names", "ip6tables")] {
+        let tables = root.read_proc_net(file, false).ok().flatten();
+        if tables.is_some_and(|t| t.lines().any(|l| l.trim() == "nat")) {
+            read.legacy.push(tool);
+        }
     }
-    if let Ok(mut kept) = KEPT.lock() {
+    if let Some(namespace) = namespace
+        && let Ok(mut kept) = KEPT.lock()
+    {
         let kept = kept.get_or_insert_with(Kept::new);
         kept.retain(|_, (at, _)| at.elapsed() < RULES_KEPT);
-        kept.insert(namespace, (std::time::Instant::now(), rules.clone()));
+        kept.insert(namespace, (std::time::Instant::now(), read.clone()));
     }
-    rules
+    Ok(Ok(read))
 }
 
-/// The text of the nat table's rules and the tools that printed it; `None` when none could.
-pub(crate) type Rules = Option<(String, Vec<&'static str>)>;
-
-/// Why no tool was run.
-pub(crate) const NOT_RUN_USERS: &str = "the source-NAT rules were not read: the namespace belongs to a user namespace \
-     other than the host's, whose owner could forge them";
-const NOT_RUN_UNKNOWN: &str = "the source-NAT rules were not read: which user namespace owns the namespace \
-     could not be told, and its owner could forge them";
-
-type Kept = std::collections::HashMap<u64, (std::time::Instant, std::result::Result<Rules, &'static str>)>;
+type Kept = std::collections::HashMap<u64, (std::time::Instant, RulesRead)>;
 static KEPT: std::sync::Mutex<Option<Kept>> = std::sync::Mutex::new(None);
 
 /// Forgets the rules kept for namespace `inode`, which is gone: the kernel gives a freed inode
@@ -502,160 +541,5 @@ pub(crate) fn forget_rules(inode: u64) {
 /// How long the NAT rules read in a namespace are used before they are read again.
 pub(crate) const RULES_KEPT: std::time::Duration = std::time::Duration::from_secs(30);
 
-fn read_nat_rules(root: &crate::root::Root) -> Rules {
-    let mut text = String::new();
-    let mut read = Vec::new();
-    // Fixed paths: a root tool does not run what PATH happens to name.
-    if let Some(rules) = run_bounded("/usr/sbin/iptables-nft-save") {
-        text.push_str(&rules);
-        read.push("iptables-nft-save");
-    }
-    let legacy_nat =
-        root.read_proc_net("ip_tables_names", false).ok().flatten().is_some_and(|t| t.lines().any(|l| l == "nat"));
-    if legacy_nat {
-        let legacy = ["/usr/sbin/iptables-legacy-save", "/usr/sbin/iptables-save", "/sbin/iptables-save"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists());
-        if let Some(rules) = legacy.and_then(run_bounded) {
-            text.push_str(&rules);
-            read.push("iptables-legacy-save");
-        }
-    }
-    (!read.is_empty()).then_some((text, read))
-}
-
-/// `TOOL -t nat`: no environment, no input, at most 1 MiB of output read and 2 s waited for; `None`
-/// when it is missing, fails, says more or takes longer.
-fn run_bounded(tool: &str) -> Option<String> {
-    use std::io::Read;
-    const LIMIT: u64 = 1 << 20;
-    if !std::path::Path::new(tool).exists() {
-        return None;
-    }
-    let mut child = std::process::Command::new(tool)
-        .args(["-t", "nat"])
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .ok()?;
-    let stdout = child.stdout.take()?;
-    let reader = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        stdout.take(LIMIT + 1).read_to_end(&mut bytes).map(|_| bytes)
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(5)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
-    let bytes = reader.join().ok()?.ok()?;
-    (status?.success() && bytes.len() as u64 <= LIMIT).then(|| String::from_utf8_lossy(&bytes).into_owned())
-}
-
-/// The range to judge NAT buckets against, and why, as [`judged_range`] tells it from what
-/// [`nat_rules`] read, or the kernel's default with the reason no rule was read.
-pub(crate) fn range_of(rules: &std::result::Result<Rules, &'static str>) -> (NatRange, String) {
-    match rules {
-        Ok(rules) => judged_range(rules.as_ref().map(|(text, read)| (text.as_str(), read.as_slice()))),
-        Err(why) => (judged_range(None).0, format!("the kernel's default 1024-65535 ({why})")),
-    }
-}
-
-/// The range to judge NAT buckets against, and why, from the text of the rules and the tools it
-/// came from ([`nat::choose_range`]).
-pub(crate) fn judged_range(rules: Option<(&str, &[&str])>) -> (NatRange, String) {
-    let Some((text, read)) = rules else { return nat::choose_range(None) };
-    let (ranges, without_range) = nat_ranges(text);
-    nat::choose_range(Some(NatRules { ranges: &ranges, without_range, read }))
-}
-
 /// The TCP timeouts reported, by the suffix of their key.
 pub(crate) const TIMEOUT_KEYS: &[&str] = &["time_wait", "close_wait", "established"];
-
-/// The source-NAT rules of an `iptables-save -t nat` text: the port ranges they set (`MASQUERADE
-/// --to-ports A-B`, `SNAT --to-source ADDR:A-B`), distinct, in order, and how many set none.
-pub(crate) fn nat_ranges(rules: &str) -> (Vec<NatRange>, usize) {
-    let mut ranges = Vec::new();
-    let mut without = 0;
-    for line in rules.lines().filter(|l| l.starts_with("-A ")) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        // The target is the last `-j` (a comment could hold one too, earlier).
-        let Some(target) = words.windows(2).rev().find(|w| w[0] == "-j").map(|w| w[1]) else { continue };
-        let ports = match target {
-            "MASQUERADE" => words.windows(2).find(|w| w[0] == "--to-ports").map(|w| w[1]),
-            "SNAT" => words
-                .windows(2)
-                .find(|w| w[0] == "--to-source")
-                .and_then(|w| w[1].rsplit_once(':').map(|(_, p)| p))
-                .filter(|p| !p.contains(']')),
-            _ => continue,
-        };
-        let Some(ports) = ports else {
-            without += 1;
-            continue;
-        };
-        let (low, high) = ports.split_once('-').unwrap_or((ports, ports));
-        if let (Ok(low), Ok(high)) = (low.parse::<u16>(), high.parse::<u16>())
-            && low <= high
-            && low > 0
-        {
-            let range = NatRange { low, high };
-            if !ranges.contains(&range) {
-                ranges.push(range);
-            }
-        }
-    }
-    (ranges, without)
-}
-
-#[cfg(test)]
-mod range_tests {
-    use super::*;
-
-    const READ: &[&str] = &["iptables-nft-save"];
-
-    #[test]
-    fn ranges_come_from_masquerade_and_snat_rules() {
-        let rules = "*nat\n:POSTROUTING ACCEPT [0:0]\n\
-            -A POSTROUTING -s 10.1.0.0/24 -o veth-s -p tcp -j MASQUERADE --to-ports 40000-40099\n\
-            -A POSTROUTING -s 10.3.0.0/24 -j SNAT --to-source 10.2.0.1:50000-50999\n\
-            -A POSTROUTING -j SNAT --to-source 10.2.0.9\n\
-            -A POSTROUTING -p tcp -j MASQUERADE --to-ports 40000-40099\n\
-            -A POSTROUTING -m comment --comment \"-j MASQUERADE --to-ports 1-2\" -j RETURN\n\
-            -A PREROUTING -j DNAT --to-destination 10.9.9.9:80\nCOMMIT\n";
-        let (ranges, without) = nat_ranges(rules);
-        assert_eq!(ranges, vec![NatRange { low: 40000, high: 40099 }, NatRange { low: 50000, high: 50999 }]);
-        assert_eq!(without, 1, "the SNAT to an address only");
-        let (range, why) = judged_range(Some((rules, READ)));
-        assert_eq!((range, why.contains("smallest of 2")), (NatRange { low: 40000, high: 40099 }, true));
-        let masquerade = "*nat\n-A POSTROUTING -j MASQUERADE\n";
-        let (range, why) = judged_range(Some((masquerade, READ)));
-        assert_eq!(range, NatRange::DEFAULT);
-        assert!(why.contains("no source-NAT rule sets a port range: iptables-nft-save"), "{why}");
-        assert!(judged_range(None).1.contains("could be read"));
-        let mixed = "-A P -p tcp -j MASQUERADE --to-ports 9\n-A P -j MASQUERADE\n";
-        let (range, why) = judged_range(Some((mixed, READ)));
-        assert_eq!((range, why.contains("1 other set none")), (NatRange { low: 9, high: 9 }, true), "{why}");
-        for bad in ["-A P -j MASQUERADE --to-ports 9-1", "-A P -j MASQUERADE --to-ports x"] {
-            assert!(nat_ranges(bad).0.is_empty(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn the_rules_are_read_without_waiting_forever_or_reading_without_bound() {
-        assert_eq!(run_bounded("/nonexistent/iptables-save"), None);
-        // A tool that never ends is killed at its deadline.
-        let started = std::time::Instant::now();
-        assert_eq!(run_bounded("/usr/bin/yes"), None, "more than 1 MiB, or too long");
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
-    }
-}

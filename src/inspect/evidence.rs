@@ -431,6 +431,7 @@ pub(super) fn second_read(
     second.warnings.extend(fallback);
     let rates = compare_reads(&first.inspection, &mut second, since.as_secs_f64());
     compare::keep_top(&mut second.sockets, request.top);
+    crate::inspect::identify::identify_owners(&mut second.sockets);
     Ok(Evidence { inspection: second, rates: Some(rates), other_namespaces: None })
 }
 

@@ -9,11 +9,15 @@ pub(crate) mod cgroup;
 pub(crate) mod conntrack;
 pub(crate) mod counters;
 pub(crate) mod evidence;
+pub(crate) mod gobuild;
+pub(crate) mod identify;
 pub(crate) mod limits;
 pub(crate) mod netlink;
 pub(crate) mod netns;
+pub(crate) mod nftables;
 pub(crate) mod owners;
 pub(crate) mod proc_tcp;
+pub(crate) mod python;
 pub(crate) mod source;
 pub(crate) mod sweep;
 pub(crate) mod trace;
@@ -204,22 +208,27 @@ fn read_conntrack(root: &Root, top: usize, warnings: &mut Vec<String>) -> Result
         }
         None => BTreeMap::new(),
     };
-    let (nat_range, nat_range_source, table, table_unavailable) = if root.is_live() {
-        let (range, source) = conntrack::range_of(&conntrack::nat_rules(root));
+    let (nat_range, nat_range_source, nat_rules, table, table_unavailable) = if root.is_live() {
+        let read = conntrack::nat_rules(root)?;
+        let (range, source) = crate::model::nat::summarise(read.as_ref().map_err(String::as_str));
+        let rules = read.map(|r| r.rules).unwrap_or_default();
         // An empty table need not be walked (the walk visits every slot of the host's hash table).
         // Without root the dump is tried all the same: its refusal says what is missing.
         let empty = count == 0 && rustix::process::geteuid().is_root();
-        let dumped =
-            if empty { Ok(crate::model::nat::FlowSummary::default()) } else { conntrack::dump(range, top, warnings)? };
+        let dumped = if empty {
+            Ok(crate::model::nat::FlowSummary::default())
+        } else {
+            conntrack::dump(rules.clone(), top, warnings)?
+        };
         match dumped {
-            Ok(table) => (range, source, Some(table), None),
-            Err(e) => (range, source, None, Some(e.to_string())),
+            Ok(table) => (range, source, rules, Some(table), None),
+            Err(e) => (range, source, rules, None, Some(e.to_string())),
         }
     } else {
-        let (range, _) = conntrack::judged_range(None);
         (
-            range,
+            crate::model::nat::NatRange::DEFAULT,
             "the kernel's default 1024-65535 (an offline tree has no rules)".into(),
+            Vec::new(),
             None,
             Some("an offline tree has no table to dump".into()),
         )
@@ -231,6 +240,7 @@ fn read_conntrack(root: &Root, top: usize, warnings: &mut Vec<String>) -> Result
         tcp_timeouts,
         nat_range,
         nat_range_source,
+        nat_rules,
         statistics_growth: None,
         table,
         table_unavailable,

@@ -242,18 +242,6 @@ fn initial_user_namespace() -> Option<u64> {
     kthreadd_is_pid_2().then(|| rustix::fs::stat("/proc/2/ns/user").ok().map(|stat| stat.st_ino)).flatten()
 }
 
-/// The processes in network namespace `inode` (its inode as [`current`] gives it), lowest first.
-pub(crate) fn pids_in(inode: u64) -> Vec<u32> {
-    let Ok(processes) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut pids: Vec<u32> = processes
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| rustix::fs::stat(format!("/proc/{pid}/ns/net").as_str()).is_ok_and(|s| s.st_ino == inode))
-        .collect();
-    pids.sort_unstable();
-    pids
-}
-
 /// Lists the network namespaces of the host.
 pub(crate) fn enumerate() -> Result<Namespaces> {
     let nsfs = nsfs_device().map_err(|e| Error::Namespace {

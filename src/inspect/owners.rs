@@ -62,7 +62,7 @@ fn name_owners(summary: &mut SocketSummary, held: &HashMap<u32, HashMap<u32, u32
                     .entry(*pid)
                     .or_insert_with(|| (netns::command(*pid).unwrap_or_else(|| "?".into()), netns::container_of(*pid)))
                     .clone();
-                Owner { pid: *pid, command, container, sockets: *sockets }
+                Owner { pid: *pid, command, container, sockets: *sockets, identity: None }
             })
             .collect();
         owners.sort_by(|a, b| b.sockets.cmp(&a.sockets).then(a.pid.cmp(&b.pid)));

@@ -336,7 +336,7 @@ mod tests {
         found.sockets.buckets[0].owners = Some(vec![]);
         assert!(owner_missing(&found, 10), "none found");
         found.sockets.buckets[0].owners =
-            Some(vec![Owner { pid: 7, command: "curl".into(), container: None, sockets: 3 }]);
+            Some(vec![Owner { pid: 7, command: "curl".into(), container: None, sockets: 3, identity: None }]);
         assert!(!owner_missing(&found, 10));
         assert!(!owner_missing(&live, 0), "beyond the buckets shown");
         let mut unavailable = live;

@@ -145,6 +145,51 @@ pub(crate) struct Owner {
     pub container: Option<Container>,
     /// How many of the bucket's sockets it holds.
     pub sockets: u32,
+    /// What it runs (runtime, version, HTTP client libraries), read from its executable and the
+    /// files it maps, for the few owners of churning buckets that are identified; absent for the
+    /// others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+}
+
+/// What a process runs, as read from its files without executing it. Unknown stays unknown:
+/// nothing is guessed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct Identity {
+    /// `go`, `python`, or `unknown`.
+    pub runtime: &'static str,
+    /// The runtime's version (`go1.19.8`, `3.11`), when its files say it.
+    pub version: Option<String>,
+    /// Go: the path of the main module.
+    pub main_module: Option<String>,
+    /// The libraries found, at most [`MAX_LIBRARIES`]: every module of a Go binary, the HTTP
+    /// client packages of a Python interpreter.
+    pub libraries: Vec<Library>,
+    /// Why the runtime or its version is not known, when it is not.
+    pub unknown: Option<String>,
+}
+
+/// Libraries kept per identified process (a Go binary lists every module it was built with).
+pub(crate) const MAX_LIBRARIES: usize = 500;
+
+/// A library a process runs, with where that was read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct Library {
+    /// The module path (`github.com/valyala/fasthttp`) or the distribution name (`requests`).
+    pub name: String,
+    /// Its version as the build information or the package metadata gives it (`v1.31.0`, `2.32.3`).
+    pub version: Option<String>,
+    /// `build information` (linked into the binary), `mapped` (one of its files is mapped into the
+    /// process), or `search path` (installed where the interpreter imports from, which does not
+    /// prove it is imported).
+    pub found_in: &'static str,
+}
+
+impl Identity {
+    /// The library named `name`, if the process runs it.
+    pub(crate) fn library(&self, name: &str) -> Option<&Library> {
+        self.libraries.iter().find(|l| l.name == name)
+    }
 }
 
 /// The container (and pod) a process belongs to.

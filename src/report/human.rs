@@ -451,7 +451,7 @@ fn conntrack_table(report: &Report, ct: &Conntrack, out: &mut dyn Write) -> io::
     if dump.snat_buckets.is_empty() {
         return writeln!(out, "  no source-NAT flow");
     }
-    writeln!(out, "  source NAT, port range from {}:", ct.nat_range_source)?;
+    writeln!(out, "  source NAT, port ranges from {}:", printable(&ct.nat_range_source))?;
     let header = ["translated source -> destination", "entries", "TIME_WAIT", "live", "used", "left"];
     let rows: Vec<Vec<String>> = dump
         .snat_buckets
@@ -462,13 +462,21 @@ fn conntrack_table(report: &Report, ct: &Conntrack, out: &mut dyn Write) -> io::
                 b.count.to_string(),
                 b.time_wait.to_string(),
                 b.held.to_string(),
-                format!("{:.1} %", b.usage_pct),
+                format!("{:.1} % of {}", b.usage_pct, b.usable_ports),
                 format!("{} (+{} reclaimable)", b.available, b.reclaimable),
             ]
         })
         .collect();
     let styles: Vec<Style> = dump.snat_buckets.iter().map(|b| usage_style(report, b.usage_pct)).collect();
-    table(out, &header, &rows, &styles, &[2, 1])
+    table(out, &header, &rows, &styles, &[2, 1])?;
+    // Each rule that judged a bucket shown, once: the table would not fit 80 columns with it.
+    let mut rules: Vec<&str> = dump.snat_buckets.iter().map(|b| b.nat_rule.as_str()).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    for rule in rules {
+        wrapped(out, "  judged by ", "    ", rule)?;
+    }
+    Ok(())
 }
 
 /// Per bucket, who holds it and how fast its connections turn over (with `--sample`).
@@ -520,11 +528,12 @@ pub(crate) fn owners_text(owners: &[crate::model::records::Owner], live: bool) -
         .map(|o| {
             let container = o.container.as_ref().map(|c| format!(" ({})", printable(&c.label()))).unwrap_or_default();
             format!(
-                "pid {} {}{container} {} socket{}",
+                "pid {} {}{container} {} socket{}{}",
                 o.pid,
                 printable(&o.command),
                 o.sockets,
-                plural(o.sockets as usize)
+                plural(o.sockets as usize),
+                o.identity.as_ref().map(identity_text).unwrap_or_default()
             )
         })
         .collect();
@@ -560,6 +569,14 @@ fn closes_text(c: &crate::model::histogram::BucketCloses) -> String {
         text.push_str(&format!("; opened by {}", by.join(", ")));
     }
     text
+}
+
+/// ` [Go go1.19.8 with github.com/valyala/fasthttp v1.31.0]`, or why it is unknown.
+fn identity_text(identity: &crate::model::records::Identity) -> String {
+    match crate::rules::fixes::describe(identity) {
+        Some(runs) => format!(" [{}]", printable(&runs)),
+        None => format!(" [runtime unknown: {}]", identity.unknown.as_deref().unwrap_or("not identified")),
+    }
 }
 
 fn seconds(value: f64) -> String {

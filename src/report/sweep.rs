@@ -8,7 +8,6 @@ use std::io::{self, Write};
 use anstyle::Style;
 use serde::Serialize;
 
-use crate::inspect::conntrack::Conntrack;
 use crate::inspect::netns::Namespace;
 use crate::inspect::sweep::Note;
 use crate::model::connect::Bucket;
@@ -241,7 +240,7 @@ impl SweepReport {
 fn namespace_section(ns: &NamespaceReport, counted: bool, out: &mut dyn Write) -> io::Result<()> {
     let r = &ns.report;
     let bucket = r.sockets.buckets.first();
-    let snat = r.conntrack.as_ref().and_then(|ct| Some((ct, ct.table.as_ref()?.snat_buckets.first()?)));
+    let snat = r.conntrack.as_ref().and_then(|ct| ct.table.as_ref()?.snat_buckets.first());
     if r.findings.is_empty() && bucket.is_none() && snat.is_none() {
         return Ok(());
     }
@@ -250,8 +249,8 @@ fn namespace_section(ns: &NamespaceReport, counted: bool, out: &mut dyn Write) -
     if let Some(b) = bucket {
         fullest_bucket(r, b, out)?;
     }
-    if let Some((ct, b)) = snat {
-        fullest_snat(r, ct, b, out)?;
+    if let Some(b) = snat {
+        fullest_snat(r, b, out)?;
     }
     human::findings_only(r, out)
 }
@@ -281,8 +280,8 @@ fn fullest_bucket(r: &Report, b: &Bucket, out: &mut dyn Write) -> io::Result<()>
 }
 
 /// `fullest SNAT bucket S -> D tcp: entries/usable E/U, P % used, N left`, then its live and
-/// TIME_WAIT entries and where the NAT's port range comes from.
-fn fullest_snat(r: &Report, ct: &Conntrack, b: &SnatBucket, out: &mut dyn Write) -> io::Result<()> {
+/// TIME_WAIT entries and the rule it is judged by.
+fn fullest_snat(r: &Report, b: &SnatBucket, out: &mut dyn Write) -> io::Result<()> {
     let style = human::usage_style(r, b.usage_pct);
     writeln!(
         out,
@@ -290,8 +289,8 @@ fn fullest_snat(r: &Report, ct: &Conntrack, b: &SnatBucket, out: &mut dyn Write)
         b.source_ip, b.remote, b.protocol, b.count, b.usable_ports, b.usage_pct, b.available,
     )?;
     let detail = format!(
-        "{} live, {} TIME_WAIT (+{} reclaimable); port range from {}",
-        b.held, b.time_wait, b.reclaimable, ct.nat_range_source
+        "{} live, {} TIME_WAIT (+{} reclaimable); judged by {}",
+        b.held, b.time_wait, b.reclaimable, b.nat_rule
     );
     human::wrapped(out, "    ", "      ", &detail)
 }
@@ -455,7 +454,7 @@ mod tests {
     }
 
     /// A NAT's conntrack table whose fullest source-NAT bucket holds 55 of 64512 ports.
-    fn nat_table() -> Conntrack {
+    fn nat_table() -> crate::inspect::conntrack::Conntrack {
         use crate::model::nat::{FlowSummary, NatRange};
         let bucket = SnatBucket {
             source_ip: "10.2.0.1".into(),
@@ -468,14 +467,17 @@ mod tests {
             available: 64457,
             reclaimable: 50,
             usage_pct: 0.1,
+            nat_range: NatRange::DEFAULT,
+            nat_rule: "iptables-nft ip nat POSTROUTING handle 2: MASQUERADE".into(),
         };
-        Conntrack {
+        crate::inspect::conntrack::Conntrack {
             count: Some(55),
             max: Some(262144),
             statistics: Default::default(),
             tcp_timeouts: Default::default(),
             nat_range: NatRange::DEFAULT,
             nat_range_source: "the kernel's default 1024-65535 (no source-NAT rule sets a port range)".into(),
+            nat_rules: Vec::new(),
             statistics_growth: None,
             table: Some(FlowSummary {
                 entries: 55,
@@ -505,6 +507,7 @@ mod tests {
             command: "curl\x1b[2J".into(),
             container: docker.clone(),
             sockets: 95,
+            identity: None,
         }]);
         let sweep = SweepReport::new(
             vec![NamespaceReport { netns: Namespace::example(7, None, docker, &[4242]), report }],
@@ -528,8 +531,8 @@ mod tests {
         );
         assert_eq!(
             lines[4..6].join("\n"),
-            "    5 live, 50 TIME_WAIT (+50 reclaimable); port range from the kernel's default\n      \
-             1024-65535 (no source-NAT rule sets a port range)",
+            "    5 live, 50 TIME_WAIT (+50 reclaimable); judged by iptables-nft ip nat\n      \
+             POSTROUTING handle 2: MASQUERADE",
             "{text}"
         );
         assert!(section.contains("CRIT ports.bucket-exhaustion"), "then its findings: {text}");

@@ -8,6 +8,9 @@
 //! - `conn.closed-by-peer` (traced only): many short connections which the peer closes first, the
 //!   signature of a server that does not keep them alive (or closes them before the client's
 //!   pool does).
+//!
+//! Where the process was identified, the first advice is the fix for the library and version it
+//! runs ([`fixes`]); the general advice and the sysctl come after.
 
 use serde_json::json;
 
@@ -17,6 +20,7 @@ use crate::model::connect::Bucket;
 use crate::model::failures::Tracing;
 use crate::model::histogram::Closer;
 use crate::model::records::Container;
+use crate::rules::fixes::{self, Signature};
 use crate::rules::{Advice, Finding, Severity, finding};
 
 /// New connections per second into one destination from which a lack of reuse is worth a finding.
@@ -136,7 +140,8 @@ pub(crate) fn no_reuse(inspection: &Inspection, out: &mut Vec<Finding>) {
             "method": method,
             "closers": bucket.closes.as_ref().map(|c| &c.processes),
         }));
-        f.advice = advice(bucket);
+        f.advice = library_fix(bucket, Signature::NoReuse);
+        f.advice.extend(advice(bucket));
         out.push(f);
     }
 }
@@ -193,10 +198,16 @@ pub(crate) fn closed_at_timeout(inspection: &Inspection, out: &mut Vec<Finding>)
             "method": lifetimes.method,
             "closers": bucket.closes.as_ref().map(|c| &c.processes),
         }));
-        f.advice = timeout_advice(bucket, seconds);
+        f.advice = library_fix(bucket, Signature::ClosedAtTimeout);
+        f.advice.extend(timeout_advice(bucket, seconds));
         f.advice.extend(advice(bucket));
         out.push(f);
     }
+}
+
+/// The fix for what the bucket's first owner runs, when it was identified.
+fn library_fix(bucket: &Bucket, signature: Signature) -> Vec<Advice> {
+    bucket.owners.as_deref().and_then(<[_]>::first).map(|o| fixes::advice_for(o, signature)).unwrap_or_default()
 }
 
 /// `conn.closed-by-peer`: a process opens many connections a second to one destination and the
@@ -281,7 +292,8 @@ fn closes_per_sec(bucket: &Bucket) -> Option<f64> {
 }
 
 /// The process that opened most of the connections the tracepoints saw this host close, or else
-/// the one holding most of the bucket's live sockets, in words, or why none is named. A
+/// the one holding most of the bucket's live sockets (with what it runs, when that was
+/// identified), in words, or why none is named. A
 /// connection that lives under a millisecond is never live at a read: only tracing names its
 /// process.
 fn owner(bucket: &Bucket) -> String {
@@ -291,15 +303,20 @@ fn owner(bucket: &Bucket) -> String {
 /// [`owner`], naming from the traced processes the first that `counts` (those that opened most
 /// connections come first).
 fn owner_of(bucket: &Bucket, counts: impl Fn(&Closer) -> bool) -> String {
-    let traced = bucket.closes.as_ref().and_then(|c| c.processes.iter().find(|p| counts(p)));
+    let owners = bucket.owners.as_deref().unwrap_or_default();
+    // What a process runs, where the owners' lookup identified it.
+    let runs = |pid: u32| {
+        let identity = owners.iter().find(|o| o.pid == pid).and_then(|o| o.identity.as_ref());
+        identity.and_then(fixes::describe).map(|d| format!(", running {d},")).unwrap_or_default()
+    };
     let named = |pid: u32, command: &str, container: &Option<Container>| {
         let container = container.as_ref().map(|c| format!(" in {}", c.label())).unwrap_or_default();
-        format!("process {pid} ({command}){container}")
+        format!("process {pid} ({command}){container}{}", runs(pid))
     };
+    let traced = bucket.closes.as_ref().and_then(|c| c.processes.iter().find(|p| counts(p)));
     if let Some(p) = traced {
         return named(p.pid, &p.command, &p.container);
     }
-    let owners = bucket.owners.as_deref().unwrap_or_default();
     match (&bucket.owners, owners.first()) {
         (_, Some(o)) => named(o.pid, &o.command, &o.container),
         (Some(_), None) => "a process whose socket was not live at any read (find it with `ss -tnp`)".into(),

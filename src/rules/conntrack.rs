@@ -144,7 +144,7 @@ fn snat_exhaustion(ct: &Conntrack, t: &Thresholds, out: &mut Vec<Finding>) {
                 b.source_ip,
                 b.usable_ports - b.available,
                 b.usable_ports,
-                ct.nat_range_source,
+                b.nat_rule,
                 b.held,
                 b.time_wait,
                 b.available,
@@ -154,7 +154,7 @@ fn snat_exhaustion(ct: &Conntrack, t: &Thresholds, out: &mut Vec<Finding>) {
         .evidence(json!({
             "source_ip": b.source_ip, "remote": b.remote, "count": b.count, "held": b.held,
             "time_wait": b.time_wait, "available": b.available, "usable_ports": b.usable_ports,
-            "usage_pct": b.usage_pct, "nat_range": ct.nat_range,
+            "usage_pct": b.usage_pct, "nat_range": b.nat_range,
         }));
         f.advice = vec![
             Advice {

@@ -529,7 +529,12 @@ fn exhaustion_soon(inspection: &Inspection, out: &mut Vec<Finding>) {
         } else {
             continue;
         };
-        let minutes = (seconds / 60.0).ceil();
+        // Minutes only where they say more than the seconds: "6 s (1 min)" read as a contradiction.
+        let when = if seconds >= 120.0 {
+            format!("{seconds:.0} s ({:.0} min)", (seconds / 60.0).round())
+        } else {
+            format!("{seconds:.0} s")
+        };
         let why = match &bucket.forecast {
             Some(forecast) => forecast_reason(bucket, forecast),
             // Clients that bind first share their bound ports: a line through that pool.
@@ -543,7 +548,7 @@ fn exhaustion_soon(inspection: &Inspection, out: &mut Vec<Finding>) {
             "ports.bucket-exhaustion-soon",
             severity,
             format!(
-                "{}; {why} it runs out in about {seconds:.0} s ({minutes:.0} min), after which connect() to it fails \
+                "{}; {why} it runs out in about {when}, after which connect() to it fails \
                  with EADDRNOTAVAIL",
                 bucket_arithmetic(inspection, bucket),
             ),
@@ -1005,6 +1010,7 @@ mod churn;
 mod conntrack;
 #[cfg(test)]
 mod evidence_schema;
+pub(crate) mod fixes;
 mod persist;
 pub(crate) use persist::concerning_the_host;
 mod syn;

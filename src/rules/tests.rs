@@ -499,7 +499,7 @@ fn churning(new_per_sec: f64, life: f64, share: f64, owners: Option<Vec<crate::m
 fn owner(pid: u32, docker: bool) -> crate::model::records::Owner {
     let container =
         docker.then(|| crate::inspect::cgroup::from_path(&format!("/docker/{}", "ab".repeat(32)))).flatten();
-    crate::model::records::Owner { pid, command: "curl".into(), container, sockets: 3 }
+    crate::model::records::Owner { pid, command: "curl".into(), container, sockets: 3, identity: None }
 }
 
 #[test]
@@ -566,6 +566,7 @@ fn tracked(
         tcp_timeouts: [("time_wait".to_string(), 120)].into_iter().collect(),
         nat_range: NatRange::DEFAULT,
         nat_range_source: "the kernel's default".into(),
+        nat_rules: Vec::new(),
         statistics_growth: None,
         table: Some(FlowSummary {
             entries: count,
@@ -592,6 +593,8 @@ fn snat(count: u32, time_wait: u32, usable: u32) -> crate::model::nat::SnatBucke
         available,
         reclaimable: time_wait,
         usage_pct: f64::from(usable - available) * 100.0 / f64::from(usable),
+        nat_range: crate::model::nat::NatRange::DEFAULT,
+        nat_rule: "iptables-nft ip nat POSTROUTING handle 2: MASQUERADE".into(),
     }
 }
 
@@ -717,6 +720,57 @@ fn a_client_closing_after_one_request_says_so() {
     assert!(f.message.contains("It closes each connection after one request: 98 % of the 200 closes"), "{}", f.message);
     assert!(findings.iter().all(|f| f.id != "conn.closed-at-timeout"));
 }
+/// An owner identified as running `runtime` `version` with `libraries`.
+fn identified(runtime: &'static str, version: &str, libraries: &[(&str, &str)]) -> crate::model::records::Owner {
+    let libraries = libraries
+        .iter()
+        .map(|(name, v)| crate::model::records::Library {
+            name: (*name).into(),
+            version: Some((*v).into()),
+            found_in: "build information",
+        })
+        .collect();
+    let identity = crate::model::records::Identity {
+        runtime,
+        version: Some(version.into()),
+        main_module: Some("example.com/api".into()),
+        libraries,
+        unknown: None,
+    };
+    crate::model::records::Owner { identity: Some(identity), ..owner(4242, false) }
+}
+
+#[test]
+fn the_fix_for_the_library_and_version_found_comes_first_and_the_sysctl_last() {
+    let fasthttp = identified("go", "go1.22.1", &[("github.com/valyala/fasthttp", "v1.59.0")]);
+    let mut inspection = churning(5.0, 2.0, 1.0, Some(vec![fasthttp.clone()]));
+    lived(&mut inspection, 40, 0.0, Some((2.0, 0.95)));
+    let findings = evaluate(&inspection, &Thresholds::default());
+    let f = only(&findings, "conn.closed-at-timeout");
+    assert!(
+        f.message.starts_with(
+            "process 4242 (curl), running Go go1.22.1 with github.com/valyala/fasthttp v1.59.0, closes its connections"
+        ),
+        "{}",
+        f.message
+    );
+    assert!(f.advice[0].action.contains("github.com/valyala/fasthttp v1.59.0: from v1.39.0"), "{:?}", f.advice);
+    assert!(f.advice[0].action.contains("PR #1346"));
+    assert!(f.advice[1].action.starts_with("Find what times out after 2.0 s"), "{:?}", f.advice);
+    assert_eq!(f.evidence["owners"][0]["identity"]["libraries"][0]["version"], "v1.59.0");
+
+    let requests = identified("python", "3.11", &[("requests", "2.32.3")]);
+    let findings = evaluate(&churning(50.0, 0.05, 1.0, Some(vec![requests])), &Thresholds::default());
+    let f = only(&findings, "conn.no-reuse");
+    assert!(f.message.starts_with("process 4242 (curl), running Python 3.11 with requests 2.32.3, opens"));
+    assert!(f.advice[0].action.contains("requests 2.32.3: requests.get()"), "{:?}", f.advice);
+    assert!(f.advice[1].action.starts_with("Reuse connections to 10.0.0.2:443"));
+    assert!(f.advice.last().is_some_and(|a| a.action.contains("tcp_tw_reuse=1")), "the sysctl comes last");
+    // Not identified: the general advice, as before.
+    let findings = evaluate(&churning(50.0, 0.05, 1.0, Some(vec![owner(4242, false)])), &Thresholds::default());
+    assert!(only(&findings, "conn.no-reuse").advice[0].action.starts_with("Reuse connections"));
+}
+
 /// `inspection` as `--sample` saw it over `seconds`: its counters grew by `growth`.
 fn sampled(mut inspection: Inspection, seconds: f64, growth: &[(&str, i64)]) -> Inspection {
     inspection.counter_growth = Some(growth.iter().map(|(name, n)| (name.to_string(), *n)).collect());

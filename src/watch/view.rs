@@ -269,89 +269,131 @@ fn bucket_table(report: &Report, state: &State, width: u16, palette: Palette) ->
         return Table::new([TableRow::new(["no outgoing connection holds an ephemeral port"])], [Constraint::Min(0)])
             .block(block);
     }
-    let columns = bucket_columns(report, palette);
-    let shown = columns_that_fit(&columns, width);
-    let header = TableRow::new(shown.iter().map(|(c, _)| c.name).collect::<Vec<_>>()).style(palette.dim());
-    let rows: Vec<TableRow> = state
-        .bucket_sort
-        .sorted(&s.buckets)
-        .into_iter()
-        .map(|b| TableRow::new(shown.iter().map(|(c, w)| c.cell(b, *w)).collect::<Vec<_>>()))
-        .collect();
-    let widths: Vec<Constraint> = shown.iter().map(|(_, w)| Constraint::Length(*w)).collect();
-    Table::new(rows, widths).header(header).block(block)
+    let buckets = state.bucket_sort.sorted(&s.buckets);
+    fitted(&bucket_columns(report, palette), &BUCKET_ORDER, &buckets, width, palette).block(block)
 }
 
-/// A column of the bucket table: its name, its narrowest width, and its cells. A `flexible`
-/// column (text of any length) takes a share of the room the others leave, and its text is cut
-/// between words to fit; the others hold numbers that fit their width.
-struct Column<'r> {
+/// A column of a table of `T`s: its name, its narrowest width, and its cells. A `flexible`
+/// column (text of any length) takes a share of the room the others leave, and its cell is given
+/// that width to fit in (cut between words); the others hold numbers, and are as wide as their
+/// widest, so that no number is ever cut.
+struct Column<'r, T> {
     name: &'static str,
     width: u16,
     flexible: bool,
-    cell: Box<dyn Fn(&Bucket) -> Line<'static> + 'r>,
+    cell: Cell<'r, T>,
 }
 
-impl Column<'_> {
-    fn new<'r>(name: &'static str, width: u16, cell: impl Fn(&Bucket) -> Line<'static> + 'r) -> Column<'r> {
-        Column { name, width, flexible: false, cell: Box::new(cell) }
+/// A column's cell of an item, fitted to a width.
+type Cell<'r, T> = Box<dyn Fn(&T, u16) -> Line<'static> + 'r>;
+
+impl<'r, T> Column<'r, T> {
+    fn new(name: &'static str, width: u16, cell: impl Fn(&T) -> Line<'static> + 'r) -> Column<'r, T> {
+        Column { name, width, flexible: false, cell: Box::new(move |item, _| cell(item)) }
     }
 
-    fn flexible<'r>(name: &'static str, width: u16, text: impl Fn(&Bucket) -> String + 'r) -> Column<'r> {
-        Column { name, width, flexible: true, cell: Box::new(move |b| Line::raw(text(b))) }
+    /// A column of text, cut between words to its width (the style of its line kept).
+    fn flexible(name: &'static str, width: u16, text: impl Fn(&T) -> Line<'static> + 'r) -> Column<'r, T> {
+        Column::fitted(name, width, move |item, width| {
+            let line = text(item);
+            let style = line.spans.first().map_or(line.style, |s| line.style.patch(s.style));
+            Line::styled(clip(&line.to_string(), usize::from(width)), style)
+        })
     }
 
-    /// The cell of `bucket`, `width` wide.
-    fn cell(&self, bucket: &Bucket, width: u16) -> Line<'static> {
-        let line = (self.cell)(bucket);
-        if self.flexible { Line::raw(clip(&line.to_string(), usize::from(width))) } else { line }
+    /// A column of text that `cell` fits to the width it is given.
+    fn fitted(name: &'static str, width: u16, cell: impl Fn(&T, u16) -> Line<'static> + 'r) -> Column<'r, T> {
+        Column { name, width, flexible: true, cell: Box::new(cell) }
     }
+
+    /// The width the column needs for `items`: its name, its narrowest width and, unless flexible,
+    /// its widest cell.
+    fn needs(&self, items: &[&T]) -> u16 {
+        let name = self.name.chars().count() as u16;
+        self.width.max(name).max(if self.flexible { 0 } else { self.widest(items) })
+    }
+
+    /// The width of its widest cell, whole.
+    fn widest(&self, items: &[&T]) -> u16 {
+        let widest = items.iter().map(|i| self.cell(i, u16::MAX).width()).max().unwrap_or(0);
+        u16::try_from(widest).unwrap_or(u16::MAX)
+    }
+
+    fn cell(&self, item: &T, width: u16) -> Line<'static> {
+        (self.cell)(item, width)
+    }
+}
+
+/// A table of `items` in an area `width` wide (its border included): the `columns` (most
+/// important first) that fit, laid out in the reading `order` of their names, without a border.
+fn fitted<T>(columns: &[Column<T>], order: &[&str], items: &[&T], width: u16, palette: Palette) -> Table<'static> {
+    let shown = columns_that_fit(columns, order, items, width);
+    let header = TableRow::new(shown.iter().map(|(c, _)| c.name).collect::<Vec<_>>()).style(palette.dim());
+    let rows: Vec<TableRow> = items
+        .iter()
+        .map(|item| TableRow::new(shown.iter().map(|(c, w)| c.cell(item, *w)).collect::<Vec<_>>()))
+        .collect();
+    let widths: Vec<Constraint> = shown.iter().map(|(_, w)| Constraint::Length(*w)).collect();
+    Table::new(rows, widths).header(header)
 }
 
 /// The bucket table's columns, by importance: at 80 columns, the destination, what is free, how
 /// soon it runs out and who holds it come before the other counts and the bar.
-fn bucket_columns(report: &Report, palette: Palette) -> [Column<'_>; 9] {
+fn bucket_columns(report: &Report, palette: Palette) -> [Column<'_, Bucket>; 9] {
     let warn = palette.severity(Severity::Warn);
     [
-        Column::flexible("local -> remote", 27, |b| format!("{} -> {}", b.local_ip, b.remote)),
-        Column::new("free", 7, |b| Line::raw(number(u64::from(b.available)))),
-        Column::new("used", 5, move |b| {
+        Column::flexible("local -> remote", 27, |b: &Bucket| Line::raw(format!("{} -> {}", b.local_ip, b.remote))),
+        Column::new("free", 7, |b: &Bucket| Line::raw(number(u64::from(b.available)))),
+        Column::new("used", 5, move |b: &Bucket| {
             Line::styled(format!("{:.0}%", b.usage_pct), palette.usage(report, b.usage_pct))
         }),
-        Column::new("runs out", 8, move |b| {
+        Column::new("runs out", 8, move |b: &Bucket| {
             let soon = b.seconds_to_exhaustion.is_some() || b.available == 0;
             Line::styled(runs_out(b), if soon { warn } else { Style::new() })
         }),
-        Column::flexible("owner", 13, owner),
-        Column::new("held", 7, |b| Line::raw(number(u64::from(b.held)))),
-        Column::new("new/s", 7, |b| Line::raw(b.churn.as_ref().map_or("-".into(), |c| rate(c.new_per_sec)))),
-        Column::new("reuse", 7, |b| Line::raw(number(u64::from(b.reusable)))),
-        Column::new("ports used", BAR, move |b| {
+        Column::flexible("owner", 13, |b: &Bucket| Line::raw(owner(b))),
+        Column::new("held", 7, |b: &Bucket| Line::raw(number(u64::from(b.held)))),
+        Column::new("new/s", 7, |b: &Bucket| Line::raw(b.churn.as_ref().map_or("-".into(), |c| rate(c.new_per_sec)))),
+        Column::new("reuse", 7, |b: &Bucket| Line::raw(number(u64::from(b.reusable)))),
+        Column::new("ports used", BAR, move |b: &Bucket| {
             bar(b.held, b.reusable, b.usable_ports, BAR, palette, report, b.usage_pct)
         }),
     ]
 }
 
-/// The columns that fit in a table `width` wide, in reading order, each with its width.
-fn columns_that_fit<'c, 'r>(columns: &'c [Column<'r>], width: u16) -> Vec<(&'c Column<'r>, u16)> {
+/// The bucket table in reading order: destination, bar, counts, then who.
+const BUCKET_ORDER: [&str; 9] =
+    ["local -> remote", "ports used", "held", "reuse", "free", "used", "new/s", "runs out", "owner"];
+
+/// The columns that fit in a table `width` wide (its border included), in reading `order`, each
+/// with its width.
+fn columns_that_fit<'c, 'r, T>(
+    columns: &'c [Column<'r, T>],
+    order: &[&str],
+    items: &[&T],
+    width: u16,
+) -> Vec<(&'c Column<'r, T>, u16)> {
     // Columns by importance, each shown only where the ones before it leave room (and a space).
     let mut room = width.saturating_sub(2);
-    let mut shown: Vec<(&Column, u16)> = Vec::new();
+    let mut shown: Vec<(&Column<T>, u16)> = Vec::new();
     for column in columns {
-        let space = u16::from(!shown.is_empty());
-        if room < column.width + space {
+        let (needs, space) = (column.needs(items), u16::from(!shown.is_empty()));
+        if room < needs + space {
             break;
         }
-        room -= column.width + space;
-        shown.push((column, column.width));
+        room -= needs + space;
+        shown.push((column, needs));
     }
-    // What is left goes to the text columns, the destination first.
+    // What is left goes to the text columns: to each, the most important first, what its widest
+    // cell wants; then what is still left, shared.
+    for (column, width) in shown.iter_mut().filter(|(c, _)| c.flexible) {
+        let more = column.widest(items).saturating_sub(*width).min(room);
+        (*width, room) = (*width + more, room - more);
+    }
     let flexible = shown.iter().filter(|(c, _)| c.flexible).count().max(1) as u16;
     for (i, (_, width)) in shown.iter_mut().filter(|(c, _)| c.flexible).enumerate() {
         *width += room / flexible + if i == 0 { room % flexible } else { 0 };
     }
-    // Shown in reading order: destination, bar, counts, then who.
-    let order = ["local -> remote", "ports used", "held", "reuse", "free", "used", "new/s", "runs out", "owner"];
     shown.sort_by_key(|(c, _)| order.iter().position(|o| *o == c.name));
     shown
 }
@@ -527,31 +569,8 @@ fn namespaces(frame: &mut Frame, area: Rect, state: &State, palette: Palette) ->
     let selected = state.selected_index();
     let [table_area, findings_area] =
         Layout::vertical([Constraint::Max(rows.len() as u16 + 3), Constraint::Min(3)]).areas(area);
-    let header = TableRow::new([
-        "namespace",
-        "TW out",
-        "TW in",
-        "fullest destination",
-        "used",
-        "new/s",
-        "conntrack",
-        "findings",
-    ])
-    .style(palette.dim());
-    let lines: Vec<TableRow> = rows.iter().map(|row| namespace_row(row, palette)).collect();
-    let widths = [
-        Constraint::Min(20),
-        Constraint::Length(8),
-        Constraint::Length(7),
-        Constraint::Min(16),
-        Constraint::Length(5),
-        Constraint::Length(7),
-        Constraint::Length(9),
-        Constraint::Length(16),
-    ];
     let title = format!(" network namespaces, by {} ", state.namespace_sort.name());
-    let table = Table::new(lines, widths)
-        .header(header)
+    let table = fitted(&namespace_columns(palette), &NAMESPACE_ORDER, &rows, table_area.width, palette)
         .block(Block::bordered().title(title))
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     // The table scrolls to keep the highlighted namespace in view.
@@ -563,27 +582,58 @@ fn namespaces(frame: &mut Frame, area: Rect, state: &State, palette: Palette) ->
     }
 }
 
-/// The table row of one namespace: TIME_WAIT, the fullest destination, rates, conntrack, findings.
-fn namespace_row(row: &Row, palette: Palette) -> TableRow<'static> {
-    let r = &row.report;
-    let fullest = r.sockets.buckets.first();
-    let conntrack = match r.conntrack.as_ref().map(|c| (c.count, c.max)) {
+/// The namespace table's columns, by importance: at 80 columns, the namespace, its findings, its
+/// outbound TIME_WAIT and its fullest destination come before its rates, conntrack and inbound
+/// TIME_WAIT.
+fn namespace_columns(palette: Palette) -> [Column<'static, Row>; 8] {
+    fn fullest(r: &Row) -> Option<&Bucket> {
+        r.report.sockets.buckets.first()
+    }
+    [
+        Column::flexible("namespace", 14, |r: &Row| Line::raw(printable(&r.label).into_owned())),
+        Column::fitted("findings", 14, move |r: &Row, width| severity_counts(&r.report, width, palette)),
+        Column::new("TW out", 6, |r: &Row| Line::raw(number(r.report.sockets.time_wait.outbound))),
+        Column::new("used", 4, move |r: &Row| {
+            fullest(r).map_or(Line::raw("-"), |b| {
+                Line::styled(format!("{:.0}%", b.usage_pct), palette.usage(&r.report, b.usage_pct))
+            })
+        }),
+        Column::flexible("fullest destination", 14, move |r: &Row| {
+            Line::raw(fullest(r).map_or("-".into(), |b| printable(&b.remote).into_owned()))
+        }),
+        Column::new("new/s", 5, |r: &Row| {
+            Line::raw(r.report.rates.as_ref().map_or("-".into(), |rates| rate(rates.active_opens_per_sec)))
+        }),
+        Column::new("conntrack", 9, |r: &Row| Line::raw(conntrack_use(&r.report))),
+        Column::new("TW in", 5, |r: &Row| Line::raw(number(r.report.sockets.time_wait.inbound))),
+    ]
+}
+
+/// The namespace table in reading order.
+const NAMESPACE_ORDER: [&str; 8] =
+    ["namespace", "TW out", "TW in", "fullest destination", "used", "new/s", "conntrack", "findings"];
+
+/// How full the conntrack table is: a share of its limit, or a count where it has none.
+fn conntrack_use(report: &Report) -> String {
+    match report.conntrack.as_ref().map(|c| (c.count, c.max)) {
         Some((Some(count), Some(max))) if max > 0 => format!("{:.1}%", count as f64 * 100.0 / max as f64),
         Some((Some(count), _)) => number(count),
         _ => "-".into(),
-    };
-    let counts: Vec<String> = r.severity_counts().iter().map(|(s, n)| format!("{n} {}", s.name())).collect();
-    let findings_style = r.worst().map_or(Style::new(), |w| palette.severity(w));
-    TableRow::new(vec![
-        Line::raw(printable(&row.label).into_owned()),
-        Line::raw(number(r.sockets.time_wait.outbound)),
-        Line::raw(number(r.sockets.time_wait.inbound)),
-        Line::raw(fullest.map_or("-".into(), |b| b.remote.clone())),
-        fullest.map_or(Line::raw("-"), |b| Line::styled(format!("{:.0}%", b.usage_pct), palette.usage(r, b.usage_pct))),
-        Line::raw(r.rates.as_ref().map_or("-".into(), |rates| rate(rates.active_opens_per_sec))),
-        Line::raw(conntrack),
-        Line::styled(if counts.is_empty() { "-".into() } else { counts.join(", ") }, findings_style),
-    ])
+    }
+}
+
+/// The findings by severity (`1 crit, 2 warn`) in at most `width` characters: as many whole
+/// counts as fit, worst first, then `…`; coloured by the worst.
+fn severity_counts(report: &Report, width: u16, palette: Palette) -> Line<'static> {
+    let counts: Vec<String> = report.severity_counts().iter().map(|(s, n)| format!("{n} {}", s.name())).collect();
+    let style = report.worst().map_or(Style::new(), |w| palette.severity(w));
+    let width = usize::from(width);
+    let text = (1..=counts.len())
+        .rev()
+        .map(|shown| counts[..shown].join(", ") + if shown < counts.len() { ", …" } else { "" })
+        .find(|text| text.chars().count() <= width)
+        .unwrap_or_else(|| clip(&counts.join(", "), width));
+    Line::styled(if counts.is_empty() { "-".into() } else { text }, style)
 }
 
 fn help(frame: &mut Frame, area: Rect, state: &State) {
@@ -672,13 +722,18 @@ fn words(text: &str) -> Vec<String> {
 }
 
 /// `text` cut to `width` characters between words (never inside a number), with `…` where it was
-/// cut.
+/// cut; after a number, ` …`, so that the number reads as whole (`pid 4242 …`, not `pid 4242…`).
 fn clip(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         return text.to_string();
     }
-    let first = wrap(text, width.saturating_sub(1), 0).into_iter().next().unwrap_or_default();
-    format!("{first}…")
+    let first = |width: usize| wrap(text, width, 0).into_iter().next().unwrap_or_default();
+    let kept = first(width.saturating_sub(1));
+    if !kept.ends_with(|c: char| c.is_ascii_digit()) {
+        return format!("{kept}…");
+    }
+    let kept = first(width.saturating_sub(2));
+    if kept.ends_with(|c: char| c.is_ascii_digit()) { format!("{kept} …") } else { format!("{kept}…") }
 }
 
 /// `spans` as a line of at most `width` characters: the last span cut between words to fit.
@@ -731,7 +786,7 @@ fn clock(at: std::time::SystemTime) -> String {
 mod tests {
     use super::*;
     use crate::watch::state::Key;
-    use crate::watch::state::tests::tick;
+    use crate::watch::state::tests::{Example, tick};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
     use std::time::{Duration, SystemTime};
@@ -878,6 +933,99 @@ mod tests {
         assert!(text.contains("Esc back") && text.contains("10.0.0.9:80"), "{text}");
     }
 
+    /// The cells of the table whose header holds `first` of the column `names`: each column's name
+    /// and each row's cells, cut at the columns' starts.
+    fn table_cells(text: &str, names: &[&str]) -> Vec<Vec<(String, String)>> {
+        let lines: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
+        let holds = |l: &Vec<char>| l.first() == Some(&'│') && l.iter().collect::<String>().contains(names[0]);
+        let header = lines.iter().position(holds).expect("header");
+        let head: String = lines[header].iter().collect();
+        let mut starts: Vec<(usize, String)> = names
+            .iter()
+            .filter_map(|name| Some((head[..head.find(name)?].chars().count(), name.to_string())))
+            .collect();
+        starts.sort();
+        let cells = |line: &Vec<char>| {
+            let end = line.iter().rposition(|c| *c == '│').unwrap_or(line.len());
+            let at = |i: usize| starts.get(i).map_or(end, |s: &(usize, String)| s.0);
+            let cell = |i: usize| line[at(i)..at(i + 1)].iter().collect::<String>().trim().to_string();
+            starts.iter().enumerate().map(|(i, (_, name))| (name.clone(), cell(i))).collect::<Vec<_>>()
+        };
+        lines[header + 1..].iter().take_while(|l| l.first() == Some(&'│')).map(cells).collect()
+    }
+
+    /// `shown` is `full`, or `full` cut between words with `…`.
+    fn whole_or_cut_between_words(shown: &str, full: &str) -> bool {
+        match shown.strip_suffix('…') {
+            None => shown == full,
+            Some(kept) => {
+                let kept = kept.trim_end_matches([',', ' ']);
+                full.starts_with(kept) && full[kept.len()..].starts_with([' ', ','])
+            }
+        }
+    }
+
+    #[test]
+    fn the_namespace_table_drops_columns_by_importance_at_80x24_uses_200x50_and_never_cuts_a_number() {
+        let mut state = State::new(true, Duration::from_secs(1));
+        let long = "container 0123abcd (docker) web-frontend-production-eu-west";
+        let namespaces: [Example; 3] =
+            [(1, long, &[(9, 25000), (2, 10)]), (2, "pid 4242 (sleep)", &[(3, 700)]), (3, "blue", &[])];
+        state.update(tick(&namespaces, 12345.0), SystemTime::UNIX_EPOCH);
+        for (row, (outbound, inbound)) in state.live.rows.iter_mut().zip([(1234567, 98765), (700, 5), (0, 31337)]) {
+            row.report.sockets.time_wait.outbound = outbound;
+            row.report.sockets.time_wait.inbound = inbound;
+        }
+        let importance: Vec<&str> = namespace_columns(Palette { color: false }).iter().map(|c| c.name).collect();
+        for (width, height) in [(80, 24), (200, 50)] {
+            let (text, _) = frame(&state, width, height, false);
+            assert!(text.lines().all(|l| l.chars().count() <= usize::from(width)), "{text}");
+            let cut = text.match_indices('…').any(|(at, _)| text[..at].ends_with(|c: char| c.is_ascii_digit()));
+            assert!(!cut, "a number cut:\n{text}");
+            let table = table_cells(&text, &importance);
+            let names: Vec<&str> = table[0].iter().map(|(name, _)| name.as_str()).collect();
+            // Shown: the most important columns, whatever the order they are read in.
+            let shown = importance.iter().take_while(|name| names.contains(name)).count();
+            assert_eq!(shown, names.len(), "{names:?} are not the most important of {importance:?}:\n{text}");
+            let rows = state.namespace_sort.sorted(&state.live.rows);
+            assert_eq!(table.len(), rows.len(), "{text}");
+            for (cells, row) in table.iter().zip(rows) {
+                let r = &row.report;
+                for (name, cell) in cells {
+                    let digits = || cell.replace(' ', "").parse::<u64>().unwrap_or_else(|_| panic!("{cell:?}\n{text}"));
+                    match name.as_str() {
+                        "TW out" => assert_eq!(digits(), r.sockets.time_wait.outbound, "{text}"),
+                        "TW in" => assert_eq!(digits(), r.sockets.time_wait.inbound, "{text}"),
+                        "new/s" => assert_eq!(digits(), 12345, "{text}"),
+                        "used" => {
+                            let used = r.sockets.buckets.first().map_or("-".into(), |b| format!("{:.0}%", b.usage_pct));
+                            assert_eq!(*cell, used, "{text}");
+                        }
+                        "conntrack" => assert_eq!(cell, "-", "{text}"),
+                        "namespace" => assert!(whole_or_cut_between_words(cell, &row.label), "{cell:?}\n{text}"),
+                        "fullest destination" => {
+                            let remote = r.sockets.buckets.first().map_or("-", |b| b.remote.as_str());
+                            assert!(whole_or_cut_between_words(cell, remote), "{cell:?}\n{text}");
+                        }
+                        "findings" => {
+                            let counts: Vec<String> =
+                                r.severity_counts().iter().map(|(s, n)| format!("{n} {}", s.name())).collect();
+                            let counts = if counts.is_empty() { "-".into() } else { counts.join(", ") };
+                            assert!(whole_or_cut_between_words(cell, &counts), "{cell:?}\n{text}");
+                        }
+                        other => panic!("unknown column {other:?}"),
+                    }
+                }
+            }
+            if width == 80 {
+                assert!(names.len() >= 5 && names.len() < importance.len(), "{names:?}\n{text}");
+            } else {
+                assert_eq!(names.len(), importance.len(), "{text}");
+                assert!(text.contains(long) && !text.contains('…'), "the room is used:\n{text}");
+            }
+        }
+    }
+
     #[test]
     fn a_bucket_runs_out_in_a_time_now_or_not_at_all() {
         let mut state = State::new(false, Duration::from_secs(1));
@@ -914,9 +1062,13 @@ mod tests {
             let clipped = clip(text, width);
             assert!(clipped.chars().count() <= width, "{clipped:?}");
             assert!(!clipped.contains("2823…") && !clipped.contains("27 9…"), "{clipped:?}");
+            // A number kept whole is set off from the `…`, so that it reads as whole.
+            let digit_then_dots = clipped.ends_with('…') && clipped[..clipped.len() - 3].ends_with(char::is_numeric);
+            assert!(!digit_then_dots, "{clipped:?}");
         }
         assert_eq!(wrap("  two leading", 40, 3), ["  two leading"]);
-        assert_eq!(clip("  684 of 28 232 ports in use", 16), "  684 of 28 232…");
+        assert_eq!(clip("  684 of 28 232 ports in use", 17), "  684 of 28 232 …");
+        assert_eq!(clip("  684 of 28 232 ports in use", 16), "  684 of…");
     }
 
     #[test]

@@ -13,11 +13,11 @@ const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/peers.py
 
 /// A peer process in a namespace of the topology, killed when dropped. `ip netns exec` execs the
 /// peer: the child's pid is python's.
-struct Peer(Child, String);
+pub(crate) struct Peer(Child, pub(crate) String);
 
 impl Peer {
     /// `peers.py ARGS` in namespace `ns` toward (or listening on) `host`; waits for its first line.
-    fn start(ns: &str, host: &str, args: &[&str]) -> Peer {
+    pub(crate) fn start(ns: &str, host: &str, args: &[&str]) -> Peer {
         let mut child = Command::new("ip")
             .args(["netns", "exec", ns, "python3", PEERS])
             .args(args)
@@ -38,12 +38,25 @@ impl Drop for Peer {
     }
 }
 
-/// client (10.1.0.2) -> nat (10.1.0.1 | 10.2.0.1, MASQUERADE `masquerade` out of its server side)
-/// -> server (10.2.0.2). Removed when dropped.
-struct Topology;
+/// client (10.1.0.2, fd01::2) -> nat (10.1.0.1 | 10.2.0.1, fd01::1 | fd02::1, MASQUERADE
+/// `masquerade` out of its server side) -> server (10.2.0.2, fd02::2). Removed when dropped.
+pub(crate) struct Topology;
 
 impl Topology {
     fn new(masquerade: &[&str]) -> Topology {
+        let topology = Topology::bare();
+        let mut rule: Vec<&str> = "netns exec tw-nat iptables -t nat -A POSTROUTING -o tw-ns".split(' ').collect();
+        if !masquerade.is_empty() {
+            rule.extend_from_slice(&["-p", "tcp"]);
+        }
+        rule.extend_from_slice(&["-j", "MASQUERADE"]);
+        rule.extend_from_slice(masquerade);
+        run("ip", &rule);
+        topology
+    }
+
+    /// The namespaces, routed, without a NAT rule.
+    pub(crate) fn bare() -> Topology {
         std::fs::create_dir_all("/run/netns").expect("/run/netns");
         run("mount", &["-t", "tmpfs", "-o", "size=1m", "twtune-test", "/run/netns"]);
         for ns in ["tw-client", "tw-nat", "tw-server"] {
@@ -61,15 +74,18 @@ impl Topology {
             run("ip", &["-n", ns, "addr", "add", addr, "dev", dev]);
             run("ip", &["-n", ns, "link", "set", dev, "up"]);
         }
-        run("ip", &["-n", "tw-client", "route", "add", "default", "via", "10.1.0.1"]);
-        run("ip", &["netns", "exec", "tw-nat", "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        let mut rule: Vec<&str> = "netns exec tw-nat iptables -t nat -A POSTROUTING -o tw-ns".split(' ').collect();
-        if !masquerade.is_empty() {
-            rule.extend_from_slice(&["-p", "tcp"]);
+        for (ns, dev, addr) in [
+            ("tw-client", "tw-c", "fd01::2/64"),
+            ("tw-nat", "tw-nc", "fd01::1/64"),
+            ("tw-nat", "tw-ns", "fd02::1/64"),
+            ("tw-server", "tw-s", "fd02::2/64"),
+        ] {
+            run("ip", &["-n", ns, "addr", "add", addr, "dev", dev, "nodad"]);
         }
-        rule.extend_from_slice(&["-j", "MASQUERADE"]);
-        rule.extend_from_slice(masquerade);
-        run("ip", &rule);
+        run("ip", &["-n", "tw-client", "route", "add", "default", "via", "10.1.0.1"]);
+        run("ip", &["-n", "tw-client", "-6", "route", "add", "default", "via", "fd01::1"]);
+        run("ip", &["netns", "exec", "tw-nat", "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        run("ip", &["netns", "exec", "tw-nat", "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
         Topology
     }
 }
@@ -82,7 +98,7 @@ impl Drop for Topology {
     }
 }
 
-fn audit(args: &[&str]) -> Value {
+pub(crate) fn audit(args: &[&str]) -> Value {
     let out = twtune().args(["audit", "--format", "json", "--fail-on", "never"]).args(args).output().expect("run");
     let report = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
@@ -107,7 +123,7 @@ fn a_narrowed_nat_range_admits_exactly_the_flows_twtune_says_are_available() {
     let ct = &report["conntrack"];
     assert_eq!(ct["nat_range"], serde_json::json!({"low": 40000, "high": 40099}), "{ct:#}");
     let source = ct["nat_range_source"].as_str().expect("source");
-    assert!(source.contains("port range 40000-40099 (iptables-nft-save"), "{source}");
+    assert!(source.contains("port range 40000-40099 (read from nf_tables"), "{source}");
     let table = ct;
     assert_eq!(table["entries"].as_u64(), Some(conntrack_count("tw-nat")), "{table:#}");
     assert_eq!(ct["count"].as_u64(), Some(conntrack_count("tw-nat")));
@@ -116,6 +132,12 @@ fn a_narrowed_nat_range_admits_exactly_the_flows_twtune_says_are_available() {
     assert_eq!((bucket["count"].as_u64(), bucket["held"].as_u64()), (Some(40), Some(40)), "{bucket:#}");
     let available = bucket["available"].as_u64().expect("available");
     assert_eq!(available, 60);
+    // Judged by the iptables-nft rule, read from its compat target over netlink.
+    let rule = bucket["nat_rule"].as_str().expect("nat_rule");
+    assert!(
+        rule.starts_with("iptables-nft ip nat POSTROUTING handle ") && rule.ends_with(": MASQUERADE to :40000-40099"),
+        "{rule}"
+    );
 
     // The differential: open flows until the NAT drops one.
     let fill = Peer::start("tw-client", "10.2.0.2", &["fill", "80"]);
@@ -218,6 +240,14 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
     }
     let table = ct.dumped().expect("dumped");
     assert_eq!(table.entries, conntrack_count("tw-nat"));
+    assert_eq!(ct.nat_rules.len(), 1, "{:?}", ct.nat_rules);
+    let default = crate::util::NatRange { low: 1024, high: 65535 };
+    for b in &table.snat_buckets {
+        assert!(
+            b.nat_range == default && b.nat_rule.ends_with("MASQUERADE (ports 1024-65535, the kernel's default)"),
+            "{b:?}"
+        );
+    }
     let listed = |state: &str| {
         run("ip", &["netns", "exec", "tw-nat", "conntrack", "-L", "-p", "tcp", "--state", state]).lines().count() as u64
     };
@@ -264,7 +294,7 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
         ),
         "{nat}"
     );
-    assert!(nat.contains("5 live, 50 TIME_WAIT (+50 reclaimable); port range from the kernel's default"), "{nat}");
+    assert!(nat.contains("5 live, 50 TIME_WAIT (+50 reclaimable); judged by iptables-nft ip nat POSTROUTING"), "{nat}");
     let client = crate::namespaces::sweep_section("] tw-client ==");
     assert!(client.contains("fullest bucket 10.1.0.2 -> 10.2.0.2:80: held/usable "), "{client}");
     assert!(client.contains(&format!("held by pid {} python3 5 sockets", held.0.id())), "{client}");

@@ -90,8 +90,7 @@ fn the_daemonset_asks_for_what_twtune_needs_and_nothing_more() {
     let script = manifest.split("args:").nth(1).expect("args");
     for piece in [
         "twtune audit --all-netns --format prometheus --fail-on never",
-        "> /textfile/twtune.prom.tmp",
-        "mv /textfile/twtune.prom.tmp /textfile/twtune.prom",
+        "--output /textfile/twtune.prom",
         "mountPath: /textfile",
     ] {
         assert!(script.contains(piece), "the loop lacks {piece:?}");

@@ -229,7 +229,9 @@ fn the_sweep_finds_named_and_held_namespaces_and_names_their_containers() {
     let narrow = twtune().args(["audit", "--all-netns", "--fail-on", "never"]).output().expect("run");
     let narrow = String::from_utf8_lossy(&narrow.stdout).into_owned();
     assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
-    assert!(narrow.contains(&format!("pod {POD_UID}")), "{narrow}");
+    // (How narrow the name column gets depends on the other namespaces of the host: the uid is
+    // one word, never cut.)
+    assert!(narrow.contains(POD_UID) && narrow.contains("burstable"), "{narrow}");
     let human =
         twtune().args(["audit", "--all-netns", "--fail-on", "never"]).env("COLUMNS", "300").output().expect("run");
     let text = String::from_utf8_lossy(&human.stdout);
@@ -609,13 +611,11 @@ fn a_users_own_namespace_is_marked_read_without_tools_and_left_out_of_the_exit_s
         .collect();
     assert!(ids.contains(&"ports.pool-too-small"), "{ids:?}");
     assert_eq!((sweep["summary"]["user_namespaces"].as_u64(), status), (Some(1), 1), "counted by default");
-    // No iptables-*-save ran in it: the NAT range is the kernel's default, and the report says why.
+    // No program runs in it: its NAT rules are read over twtune's own netlink socket, connected
+    // to the kernel, which its owner cannot answer in the kernel's place.
     if !theirs["report"]["conntrack"].is_null() {
         let source = theirs["report"]["conntrack"]["nat_range_source"].as_str().expect("source");
-        assert!(
-            source.contains("not read: the namespace belongs to a user namespace other than the host's"),
-            "{source}"
-        );
+        assert!(source.contains("no source-NAT rule in nf_tables"), "{source}");
     }
 
     // --ignore-user-netns: the exit status is the other namespaces' alone.

@@ -100,6 +100,27 @@ fn lintian_finds_no_error_in_the_package() {
     assert!(description.lines().count() < 12 && !description.contains("##"), "a short description:\n{description}");
 }
 
+/// The glibc the README says the `cargo install` binary needs.
+const STATED_GLIBC: &str = "2.34";
+
+#[test]
+fn the_glibc_binary_needs_the_glibc_the_readme_states() {
+    if !tool("objdump", "package::the_glibc_binary_needs_the_glibc_the_readme_states") {
+        return;
+    }
+    // The newest GLIBC_x.y symbol version the binary asks for is the oldest glibc it runs on.
+    let symbols = run("objdump", &["-T", env!("CARGO_BIN_EXE_twtune")]);
+    let newest = symbols
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .filter_map(|w| w.strip_prefix("GLIBC_"))
+        .filter_map(|v| v.split_once('.').and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))))
+        .max()
+        .expect("versioned glibc symbols");
+    assert_eq!(format!("{}.{}", newest.0, newest.1), STATED_GLIBC, "the README states another glibc");
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    assert!(readme.contains(&format!("needs glibc {STATED_GLIBC} or newer")), "the README states it");
+}
+
 #[test]
 fn the_package_ships_a_static_binary_that_runs() {
     let test = "package::the_package_ships_a_static_binary_that_runs";

@@ -354,6 +354,7 @@ pub(crate) struct Conntrack {
     pub tcp_timeouts: std::collections::BTreeMap<String, u64>,
     pub nat_range: NatRange,
     pub nat_range_source: String,
+    pub nat_rules: Vec<serde_json::Value>,
     pub statistics_growth: Option<std::collections::BTreeMap<String, u64>>,
     // The dump's fields, present only when the table was dumped.
     #[serde(default)]
@@ -383,7 +384,7 @@ impl Conntrack {
     }
 }
 
-#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NatRange {
     pub low: u16,
@@ -411,6 +412,8 @@ pub(crate) struct SnatBucket {
     pub available: u32,
     pub reclaimable: u32,
     pub usage_pct: f64,
+    pub nat_range: NatRange,
+    pub nat_rule: String,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -628,6 +631,9 @@ pub(crate) struct Owner {
     pub command: String,
     pub container: Option<serde_json::Value>,
     pub sockets: u32,
+    /// Present only for the owners that were identified (tests/integration/culprit.rs).
+    #[serde(default)]
+    pub identity: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]

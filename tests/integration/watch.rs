@@ -282,7 +282,8 @@ fn check_frame(screen: &str, width: usize) {
         let cut = line.match_indices('…').any(|(at, _)| line[..at].ends_with(|c: char| c.is_ascii_digit()));
         assert!(!cut, "a number cut on line {i}:\n{screen}");
         let inner = |l: &str| l.trim_matches(|c| c == '│' || c == ' ').to_string();
-        if let Some(next) = lines.get(i + 1) {
+        // A finding goes on under its message, indented; a table's next row is not.
+        if let Some(next) = lines.get(i + 1).filter(|next| next.trim_start_matches('│').starts_with(' ')) {
             let (this, next) = (inner(line), inner(next));
             let split = this.ends_with(|c: char| c.is_ascii_digit()) && next.starts_with(|c: char| c.is_ascii_digit());
             assert!(!split || !line.starts_with('│'), "a number wrapped on line {i}:\n{screen}");
@@ -297,10 +298,11 @@ fn at_80x24_the_owner_and_findings_fit_and_scroll_at_200x50_they_show_whole_and_
     ) {
         return;
     }
-    // 101 ephemeral ports, all held: the bucket has nothing left and connect() to it is failing.
-    set_sysctl("net.ipv4.ip_local_port_range", "40000 40100");
+    // 100 ephemeral ports (an even count: the kernel's search covers every one), all held: the
+    // bucket has nothing left and connect() to it is failing.
+    set_sysctl("net.ipv4.ip_local_port_range", "40000 40099");
     let _server = Process::peer(&["server", "7004"]);
-    let holder = Process::peer(&["hold", "7004", "101"]);
+    let holder = Process::peer(&["hold", "7004", "100"]);
     let owner = format!("{} python3", holder.pid());
     let tmux = Tmux::start(&[], &["watch", "--interval", "500ms"], 80, 24);
     let small = tmux.wait_for("the full bucket with its owner and findings", |s| {
@@ -540,4 +542,137 @@ fn without_a_terminal_it_refuses_in_one_line() {
     Run::new(&["watch"]).status(2).stderr(Expect::one_line(&["needs a terminal", "twtune audit --sample"])).run();
     Run::new(&["watch", "--netns", "../etc"]).status(2).stderr(Expect::one_line(&["--netns", "not a path"])).run();
     Run::new(&["watch", "--interval", "0s"]).status(2).stderr(Expect::one_line(&["--interval", "100ms"])).run();
+}
+
+/// The columns of the `--all-netns` table, most important first.
+const NAMESPACE_COLUMNS: [&str; 8] =
+    ["namespace", "findings", "TW out", "used", "fullest destination", "new/s", "conntrack", "TW in"];
+
+/// The rows of the namespace table on `screen`, each as its cells by column name: cut at the
+/// starts of the names in the header.
+fn namespace_rows(screen: &str) -> Vec<Vec<(&'static str, String)>> {
+    let lines: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    let header = lines
+        .iter()
+        .position(|l| l.starts_with(&['│']) && l.iter().collect::<String>().contains("namespace"))
+        .unwrap_or_else(|| panic!("no header in\n{screen}"));
+    let head: String = lines[header].iter().collect();
+    let mut starts: Vec<(usize, &str)> =
+        NAMESPACE_COLUMNS.iter().filter_map(|n| Some((head[..head.find(n)?].chars().count(), *n))).collect();
+    starts.sort();
+    let row = |line: &Vec<char>| -> Vec<(&'static str, String)> {
+        let end = line.iter().rposition(|c| *c == '│').unwrap_or(line.len());
+        let at = |i: usize| starts.get(i).map_or(end, |s| s.0);
+        let cell = |i: usize| line[at(i)..at(i + 1)].iter().collect::<String>().trim().to_string();
+        (0..starts.len()).map(|i| (starts[i].1, cell(i))).collect()
+    };
+    lines[header + 1..].iter().take_while(|l| l.starts_with(&['│'])).map(row).collect()
+}
+
+/// A number as twtune shows one whole: `7`, `12 345`, `0.5`, `88%`, `1.2%`.
+fn whole_number(cell: &str) -> bool {
+    let digits = cell.trim_end_matches('%');
+    let (whole, tenths) = digits.split_once('.').unwrap_or((digits, "0"));
+    let mut groups = whole.split(' ');
+    let first = groups.next().unwrap_or_default();
+    (1..=3).contains(&first.len())
+        && first.chars().all(|c| c.is_ascii_digit())
+        && groups.all(|g| g.len() == 3 && g.chars().all(|c| c.is_ascii_digit()))
+        && tenths.len() == 1
+        && tenths.chars().all(|c| c.is_ascii_digit())
+}
+
+#[test]
+fn at_80x24_the_namespace_table_keeps_its_first_columns_and_every_number_whole() {
+    if !enter("watch::at_80x24_the_namespace_table_keeps_its_first_columns_and_every_number_whole") {
+        return;
+    }
+    private_run_netns();
+    // Two namespaces with TIME_WAIT that stays put while the test reads it: connections made and
+    // closed by the client, then nothing.
+    let mut peers = Vec::new();
+    for (name, connections) in [("twtune-cols-a", "1200"), ("twtune-cols-b", "40")] {
+        run("ip", &["netns", "add", name]);
+        run("ip", &["netns", "exec", name, "ip", "link", "set", "lo", "up"]);
+        let peer = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", name, "python3", PEERS];
+            all.extend_from_slice(args);
+            Process::ready("ip", &all)
+        };
+        peers.push(peer(&["server", "7003"]));
+        peers.push(peer(&["closed", "7003", connections]));
+    }
+    let tmux = Tmux::start(&[], &["watch", "--all-netns", "--interval", "500ms"], 80, 24);
+    // By name, and down to the second of ours (the first is then the row above it).
+    for _ in 0..3 {
+        tmux.keys(&["s"]);
+    }
+    tmux.wait_for("the order by name", |s| s.contains("network namespaces, by name"));
+    let selected = || tmux.styled_screen().lines().find(|l| l.contains("\x1b[7m")).map(str::to_string);
+    for _ in 0..100 {
+        if selected().unwrap_or_default().contains("twtune-cols-b") {
+            break;
+        }
+        tmux.keys(&["Down"]);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ours = |rows: &[Vec<(&str, String)>]| -> usize {
+        rows.iter()
+            .filter(|r| r[0].1.starts_with("twtune-cols-") && r.iter().any(|(n, c)| *n == "new/s" && c != "-"))
+            .count()
+    };
+    let screen =
+        tmux.wait_for("both of ours with their rates", |s| s.contains("by name") && ours(&namespace_rows(s)) == 2);
+    check_frame(&screen, 80);
+    let rows = namespace_rows(&screen);
+    let names: Vec<&str> = rows[0].iter().map(|(name, _)| *name).collect();
+    assert_eq!(names.len(), NAMESPACE_COLUMNS.iter().take_while(|n| names.contains(n)).count(), "{screen}");
+    assert!(names.len() >= 5, "the namespace, its findings, TW out and the fullest destination:\n{screen}");
+    for row in &rows {
+        for (name, cell) in
+            row.iter().filter(|(name, _)| ["TW out", "TW in", "used", "new/s", "conntrack"].contains(name))
+        {
+            assert!(cell == "-" || whole_number(cell), "{name} {cell:?} is not a whole number:\n{screen}");
+        }
+    }
+    // Our rows against the model: what `twtune audit` reads in the same namespace.
+    for row in rows.iter().filter(|r| r[0].1.starts_with("twtune-cols-")) {
+        let (_, report) = crate::util::audit_json(&["--netns", &row[0].1]);
+        let fullest = report.sockets.buckets.first().expect("a destination");
+        for (name, cell) in row {
+            let expected = match *name {
+                "TW out" => Some(report.sockets.time_wait.outbound.to_string()),
+                "TW in" => Some(report.sockets.time_wait.inbound.to_string()),
+                "used" => Some(format!("{:.0}%", fullest.usage_pct)),
+                "fullest destination" => Some(fullest.remote.clone()),
+                "new/s" => Some("0.0".to_string()),
+                _ => None,
+            };
+            let shown = if *name == "fullest destination" { cell.clone() } else { cell.replace(' ', "") };
+            assert!(
+                expected.as_ref().is_none_or(|e| *e == shown),
+                "{name}: {cell:?}, the audit says {expected:?}:\n{screen}"
+            );
+        }
+    }
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(), 0);
+    drop(peers);
+    for name in ["twtune-cols-a", "twtune-cols-b"] {
+        run("ip", &["netns", "del", name]);
+    }
+}
+
+#[test]
+fn the_readme_shows_a_frame_of_80x24_with_no_number_cut() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let section = readme.split("## `twtune watch`").nth(1).expect("the watch section");
+    let frame = section.split("```text\n").nth(1).and_then(|s| s.split("```").next()).expect("a frame");
+    assert_eq!(frame.lines().count(), 24, "{frame}");
+    assert!(frame.lines().any(|l| l.chars().count() == 80), "{frame}");
+    check_frame(frame, 80);
+    // As the view is now: the findings scroll where they do not fit, with the keys that scroll them.
+    for piece in ["twtune watch", "lines 1-", "(Up/Down)", "Up/Down findings  ? help", "owner"] {
+        assert!(frame.contains(piece), "{piece:?} not in\n{frame}");
+    }
 }

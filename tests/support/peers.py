@@ -47,7 +47,7 @@ HOST = os.environ.get("PEER_HOST", "127.0.0.1")
 
 def listening(port):
     """A listener on HOST:port, said ready."""
-    listener = socket.socket()
+    listener = socket.socket(socket.AF_INET6 if ":" in HOST else socket.AF_INET)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((HOST, port))
     listener.listen(1024)

@@ -229,6 +229,12 @@ pub struct WatchArgs {
     /// How many of the fullest destination buckets to show.
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub top: u32,
+
+    /// Do not arm the kernel's tracepoints. As root, the view otherwise traces failed connect()
+    /// and bind() calls and connection lifetimes for as long as it runs, which puts every system
+    /// call of the host on a slower path (about 60 ns more each).
+    #[arg(long)]
+    pub no_trace: bool,
 }
 
 /// Output formats of `audit`.

@@ -206,7 +206,7 @@ impl WatchConfig {
                 socket_source: SocketSourceChoice::Auto,
                 top: args.top as usize,
                 sample: None,
-                trace: false,
+                trace: !args.no_trace,
             },
             interval: args.interval,
             terminal: std::io::stdin().is_terminal() && std::io::stdout().is_terminal(),
@@ -345,6 +345,20 @@ mod tests {
             CommandConfig::Audit(audit) => audit,
             other => panic!("not audit: {other:?}"),
         }
+    }
+
+    #[test]
+    fn watch_traces_unless_told_not_to() {
+        let watch = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["twtune", "watch"].iter().chain(args)).expect("valid arguments");
+            match Config::from_cli(cli).command {
+                CommandConfig::Watch(watch) => watch.request.trace,
+                other => panic!("not watch: {other:?}"),
+            }
+        };
+        assert!(watch(&[]));
+        assert!(!watch(&["--no-trace"]));
+        assert!(!watch(&["--all-netns", "--no-trace"]));
     }
 
     #[test]

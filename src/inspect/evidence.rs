@@ -239,8 +239,8 @@ pub(super) fn collect_in(root: &Root, request: &Request, extra_keys: &[String], 
     Ok(evidence)
 }
 
-/// Arms the tracepoints for a `--sample` window on the live system, or says why not.
-fn arm_window(root: &Root, request: &Request) -> std::result::Result<trace::Window, String> {
+/// Arms the tracepoints for a `--sample` window (or a watch) on the live system, or says why not.
+pub(super) fn arm_window(root: &Root, request: &Request) -> std::result::Result<trace::Window, String> {
     if !request.trace {
         return Err("--no-trace".into());
     }
@@ -250,18 +250,28 @@ fn arm_window(root: &Root, request: &Request) -> std::result::Result<trace::Wind
     trace::arm()
 }
 
-/// The failed calls of the window's processes in the namespace this thread audits, the failed
-/// binds placed on the local address that has no port left for them, if only one has none.
+/// Disarms a window and gives the namespace this thread audits what it traced.
 fn finish_window(window: std::result::Result<trace::Window, String>, inspection: &mut Inspection) -> Tracing {
-    let window = match window {
-        Ok(window) => window,
-        Err(reason) => return Tracing::Untraced { reason },
+    let traced = window.map(trace::Window::finish);
+    match netns::current() {
+        Ok(inode) => traced_in(&traced, inode, inspection),
+        Err(e) => Tracing::Untraced { reason: format!("the audited namespace could not be told: {e}") },
+    }
+}
+
+/// What `traced` saw of the processes of namespace `inode`, read as `inspection`: its failed
+/// calls, the failed binds placed on the local address that has no port left for them (if only
+/// one has none), and the connections its processes opened, on their buckets.
+pub(super) fn traced_in(
+    traced: &std::result::Result<trace::Traced, String>,
+    inode: u64,
+    inspection: &mut Inspection,
+) -> Tracing {
+    let traced = match traced {
+        Ok(traced) => traced,
+        Err(reason) => return Tracing::Untraced { reason: reason.clone() },
     };
-    let inode = match netns::current() {
-        Ok(inode) => inode,
-        Err(e) => return Tracing::Untraced { reason: format!("the audited namespace could not be told: {e}") },
-    };
-    let (mut tracing, mut closes) = window.finish(inode);
+    let (mut tracing, mut closes) = traced.of(inode);
     if let Tracing::Tracepoints(failures) = &mut tracing {
         let sockets = &inspection.sockets;
         let exhausted: Vec<&str> =
@@ -600,6 +610,15 @@ mod tests {
             counter.add(Socket::new(TcpState::Established, local, "10.0.0.2:443".parse().expect("address")));
         }
         counter.finish("test", usize::MAX)
+    }
+
+    /// Tracepoints that could not be armed do not end the audit: its report says why, in one line.
+    #[test]
+    fn a_window_that_could_not_be_armed_is_the_reports_one_line() {
+        let mut inspection = crate::testing::Host::new().inspection();
+        let why = "the kernel has no tracepoint syscalls:sys_exit_connect".to_string();
+        let tracing = traced_in(&Err(why.clone()), 1, &mut inspection);
+        assert_eq!(tracing, Tracing::Untraced { reason: why });
     }
 
     #[test]

@@ -89,31 +89,50 @@ pub(crate) fn sweep(request: &Request, extra_keys: &[String]) -> Result<Sweep> {
                 evidence::collect_in(root, request, extra_keys, &owners(Some(&found), &list[i]))
             })
         })?,
-        Some(interval) => {
-            let first = parallel(list.len(), |i| {
-                in_namespace(&list[i], |root| {
-                    evidence::first_read(root, request, extra_keys, &owners(Some(&found), &list[i]))
-                })
-            })?;
-            std::thread::sleep(interval);
-            // Processes listed again: a client started per request may be new since the first read,
-            // and the namespace is opened again through the files of this listing.
-            let now = match netns::enumerate() {
-                Ok(now) => Some(now),
-                Err(e @ Error::OutOfFiles { .. }) => return Err(e),
-                Err(_) => None,
-            };
-            let pending: Vec<Mutex<Option<Result<FirstRead>>>> = first.into_iter().map(Mutex::new).collect();
-            parallel(list.len(), |i| {
-                let first = pending[i].lock().ok()?.take()?;
-                let owners = owners(now.as_ref().or(Some(&found)), &list[i]);
-                let listed = now.as_ref().and_then(|now| now.get(list[i].inode)).unwrap_or(&list[i]);
-                in_namespace(listed, |root| evidence::second_read(root, request, extra_keys, &owners, first?))
-            })?
-        }
+        Some(interval) => sampled(&found, request, extra_keys, interval)?,
     };
 
     gathered(found, evidence, users)
+}
+
+/// The two reads of `--sample` in every namespace of `found`, `interval` apart, and the
+/// tracepoints armed over the window for the whole host, their records given to the namespace
+/// each caller was in.
+fn sampled(
+    found: &Namespaces,
+    request: &Request,
+    extra_keys: &[String],
+    interval: std::time::Duration,
+) -> Result<Vec<Option<Result<Evidence>>>> {
+    let owners = |namespaces: Option<&Namespaces>, ns: &Namespace| Owners::of(true, namespaces, Some(ns.inode));
+    let list = &found.list;
+    let window = evidence::arm_window(&Root::open(&request.root)?, request);
+    let first = parallel(list.len(), |i| {
+        in_namespace(&list[i], |root| evidence::first_read(root, request, extra_keys, &owners(Some(found), &list[i])))
+    })?;
+    std::thread::sleep(interval);
+    // Processes listed again: a client started per request may be new since the first read,
+    // and the namespace is opened again through the files of this listing.
+    let now = match netns::enumerate() {
+        Ok(now) => Some(now),
+        Err(e @ Error::OutOfFiles { .. }) => return Err(e),
+        Err(_) => None,
+    };
+    let pending: Vec<Mutex<Option<Result<FirstRead>>>> = first.into_iter().map(Mutex::new).collect();
+    let mut second = parallel(list.len(), |i| {
+        let first = pending[i].lock().ok()?.take()?;
+        let owners = owners(now.as_ref().or(Some(found)), &list[i]);
+        let listed = now.as_ref().and_then(|now| now.get(list[i].inode)).unwrap_or(&list[i]);
+        in_namespace(listed, |root| evidence::second_read(root, request, extra_keys, &owners, first?))
+    })?;
+    let traced = window.map(crate::inspect::trace::Window::finish);
+    for (ns, evidence) in list.iter().zip(&mut second) {
+        if let Some(Ok(evidence)) = evidence {
+            let inspection = &mut evidence.inspection;
+            inspection.tracing = Some(evidence::traced_in(&traced, ns.inode, inspection));
+        }
+    }
+    Ok(second)
 }
 
 /// The sweep of the namespaces `found`, from what was read in each (`None`: it had gone) and who

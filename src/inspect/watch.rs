@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::inspect::evidence::{self, Evidence, FirstRead, NetnsTarget, Owners, Request};
 use crate::inspect::netns::{self, Namespace, Namespaces};
 use crate::inspect::sweep::{self, Note};
+use crate::inspect::trace::{Traced, Window};
 use crate::root::Root;
 
 /// How often the owners of sockets are looked up again.
@@ -81,7 +82,11 @@ pub(crate) fn start(request: Request, interval: Duration) -> Result<Watch> {
     // One tick in flight: a view that cannot keep up makes the reader wait, not memory grow.
     let (send, ticks) = mpsc::sync_channel(1);
     let (stop, stopped) = mpsc::channel();
-    let reader = Reader { request, interval, send, stopped, owners: OwnerLookups::default() };
+    // Armed for as long as the watch runs, each read taking the interval since the one before;
+    // the reading thread owns it, so that it is dropped, and its events closed, however that
+    // thread ends.
+    let window = evidence::arm_window(&Root::open(&request.root)?, &request);
+    let reader = Reader { request, interval, send, stopped, owners: OwnerLookups::default(), window };
     match reader.request.netns.clone() {
         NetnsTarget::All => spawn(move || reader.every_namespace())?,
         NetnsTarget::Own => {
@@ -116,6 +121,8 @@ struct Reader {
     send: SyncSender<Result<Tick>>,
     stopped: Receiver<()>,
     owners: OwnerLookups,
+    /// The tracepoints, or why they are not armed.
+    window: std::result::Result<Window, String>,
 }
 
 /// When the owners of sockets were last looked up, and how many lookups in a row came early
@@ -167,8 +174,11 @@ impl Reader {
                 Owners::of(root.is_live(), namespaces.as_ref(), inode)
             });
             let read = evidence::next_read(root, &self.request, &[], owners.as_ref(), previous.take());
+            let traced = self.traced();
             let tick = read.map(|(mut evidence, kept)| {
                 previous = Some(kept);
+                let inspection = &mut evidence.inspection;
+                inspection.tracing = Some(evidence::traced_in(&traced, inode.unwrap_or(0), inspection));
                 evidence.inspection.initial_namespace = initial;
                 let label = label.clone().unwrap_or_default();
                 Tick {
@@ -215,10 +225,19 @@ impl Reader {
                     evidence::next_read(root, &self.request, &[], owners(&list[i]).as_ref(), previous)
                 })
             });
-            let tick = read.and_then(|results| collect(&found, results, &mut kept, started));
+            let traced = self.traced();
+            let tick = read.and_then(|results| collect(&found, results, &mut kept, &traced, started));
             if !self.deliver(tick, started) {
                 return;
             }
+        }
+    }
+
+    /// What the tracepoints saw since the read before, or why they are not armed.
+    fn traced(&mut self) -> std::result::Result<Traced, String> {
+        match &mut self.window {
+            Ok(window) => Ok(window.take()),
+            Err(reason) => Err(reason.clone()),
         }
     }
 
@@ -245,6 +264,7 @@ fn collect(
     found: &Namespaces,
     results: Vec<Option<Result<(Evidence, FirstRead)>>>,
     kept: &mut HashMap<u64, FirstRead>,
+    traced: &std::result::Result<Traced, String>,
     started: Instant,
 ) -> Result<Tick> {
     let mut tick = Tick { namespaces: Vec::new(), notes: Vec::new(), took: Duration::ZERO };
@@ -252,6 +272,8 @@ fn collect(
         match result {
             Some(Ok((mut evidence, read))) => {
                 kept.insert(ns.inode, read);
+                let inspection = &mut evidence.inspection;
+                inspection.tracing = Some(evidence::traced_in(traced, ns.inode, inspection));
                 evidence.inspection.initial_namespace = found.is_initial(ns.inode);
                 tick.namespaces.push(Watched { inode: ns.inode, label: ns.label(), evidence });
             }
@@ -313,6 +335,45 @@ fn namespace_label(namespaces: Option<&Namespaces>, inode: Option<u64>, file: Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The watch arms the tracepoints for as long as it runs, each tick with what they saw, and
+    /// closes them when it ends (the view quitting, on a key or a signal, drops the watch: its
+    /// reading thread ends at its next wait and drops the window); `--no-trace` arms none.
+    #[test]
+    fn the_tracepoints_are_armed_while_the_watch_runs_and_closed_when_it_ends() {
+        use crate::inspect::evidence::SocketSourceChoice;
+        use crate::inspect::trace::tests::{perf_events, tracing_alone};
+        use crate::model::failures::Tracing;
+        let Some(_alone) = tracing_alone() else { return };
+        let before = perf_events();
+        let request = Request {
+            root: "/".into(),
+            netns: NetnsTarget::Own,
+            socket_source: SocketSourceChoice::Proc,
+            top: 3,
+            sample: None,
+            trace: true,
+        };
+        let tracing = |watch: &Watch| {
+            let tick = watch.ticks.recv_timeout(Duration::from_secs(20)).expect("a tick").expect("a read");
+            tick.namespaces[0].evidence.inspection.tracing.clone()
+        };
+        let watch = start(request.clone(), Duration::from_millis(200)).expect("watching");
+        for _ in 0..2 {
+            let Some(Tracing::Tracepoints(f)) = tracing(&watch) else { panic!("not traced") };
+            assert!(f.seconds > 0.0 && f.seconds < 10.0, "one interval each: {f:?}");
+        }
+        assert!(perf_events() > before, "armed while it runs");
+        drop(watch);
+        let dropped = Instant::now();
+        while perf_events() > before {
+            assert!(dropped.elapsed() < Duration::from_secs(5), "the events outlived the watch");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let watch = start(Request { trace: false, ..request }, Duration::from_millis(200)).expect("watching");
+        assert_eq!(tracing(&watch), Some(Tracing::Untraced { reason: "--no-trace".into() }));
+        assert_eq!(perf_events(), before, "--no-trace arms nothing");
+    }
 
     #[test]
     fn owners_are_looked_up_first_and_then_every_ten_seconds() {

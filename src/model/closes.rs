@@ -93,6 +93,16 @@ impl Closes {
         }
     }
 
+    /// The connections ended so far, leaving an empty count that goes on from here: those still
+    /// open stay followed, and count in the interval they end in (`twtune watch`).
+    pub(crate) fn take(&mut self) -> Closes {
+        Closes {
+            open: FastMap::default(),
+            counts: std::mem::take(&mut self.counts),
+            dropped: std::mem::take(&mut self.dropped),
+        }
+    }
+
     /// The connections of the processes of network namespace `netns`, per bucket, over `seconds`;
     /// and how many were dropped for want of room (host-wide).
     pub(crate) fn finish(

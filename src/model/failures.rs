@@ -269,6 +269,17 @@ impl Tally {
     pub(crate) fn lost(&mut self, records: u64) {
         self.lost = self.lost.saturating_add(records);
     }
+
+    /// The failures counted so far, leaving an empty count that goes on from here: a thread's
+    /// port search whose connect() has not returned yet stays pending, so that a call is counted
+    /// in the interval it returns in (`twtune watch`).
+    pub(crate) fn take(&mut self) -> Tally {
+        Tally {
+            pending: HashMap::new(),
+            counts: std::mem::take(&mut self.counts),
+            lost: std::mem::take(&mut self.lost),
+        }
+    }
 }
 
 /// A process that made traced calls, as the reader found it while it lived.

@@ -180,6 +180,15 @@ fn traced_failures(tracing: &Tracing, out: &mut dyn Write) -> io::Result<()> {
         }
         Tracing::Tracepoints(f) => f,
     };
+    traced_counts(f, out)?;
+    for note in notes(f) {
+        wrapped(out, "  ", "    ", &format!("{WARN}{}{WARN:#}", printable(&note)))?;
+    }
+    Ok(())
+}
+
+/// The failed calls of a traced window, per process and per destination.
+pub(crate) fn traced_counts(f: &crate::model::failures::Failures, out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "  failed calls (traced over {:.1} s): {} connect()/s with EADDRNOTAVAIL ({}), {} bind()/s with \
@@ -210,14 +219,11 @@ fn traced_failures(tracing: &Tracing, out: &mut dyn Write) -> io::Result<()> {
         );
         wrapped(out, "    ", "      ", &text)?;
     }
-    for note in notes(f) {
-        wrapped(out, "  ", "    ", &format!("{WARN}{}{WARN:#}", printable(&note)))?;
-    }
     Ok(())
 }
 
 /// What the figures of a traced window miss, and why.
-fn notes(f: &crate::model::failures::Failures) -> Vec<String> {
+pub(crate) fn notes(f: &crate::model::failures::Failures) -> Vec<String> {
     let mut notes = f.unarmed.clone();
     if f.lost > 0 {
         notes.push(format!(

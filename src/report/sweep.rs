@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::inspect::netns::Namespace;
 use crate::inspect::sweep::Note;
 use crate::model::connect::Bucket;
+use crate::model::failures::Tracing;
 use crate::model::nat::SnatBucket;
 use crate::report::fit::{columns_that_fit, width};
 use crate::report::{Format, Report, SCHEMA_VERSION, human, prometheus};
@@ -203,6 +204,7 @@ impl SweepReport {
             );
             human::wrapped(out, "  ", "  ", &text)?;
         }
+        self.tracing(out)?;
         for ns in shown {
             namespace_section(ns, self.counted(ns), out)?;
         }
@@ -211,6 +213,34 @@ impl SweepReport {
             for note in &s.notes {
                 human::wrapped(out, "  - ", "    ", &crate::error::printable(note))?;
             }
+        }
+        Ok(())
+    }
+
+    /// With `--sample`: one window traced the whole host, and each namespace has the calls of
+    /// the processes that were in it. What the window missed is the host's, said once.
+    fn tracing(&self, out: &mut dyn Write) -> io::Result<()> {
+        let Some(tracing) = self.namespaces.iter().find_map(|ns| ns.report.tracing.as_ref()) else { return Ok(()) };
+        let f = match tracing {
+            Tracing::Untraced { reason } => {
+                let text = format!("failed calls: not traced ({})", crate::error::printable(reason));
+                return human::wrapped(out, "  ", "    ", &text);
+            }
+            Tracing::Tracepoints(f) => f,
+        };
+        let traced = self.namespaces.iter().filter_map(|ns| match &ns.report.tracing {
+            Some(Tracing::Tracepoints(f)) => Some((f.connect, f.bind)),
+            _ => None,
+        });
+        let (connect, bind) = traced.fold((0, 0), |(c, b), (nc, nb)| (c + nc, b + nb));
+        let text = format!(
+            "failed calls (traced over {:.1} s, each given to the namespace its process was in): {connect} \
+             connect() with EADDRNOTAVAIL, {bind} bind() with EADDRINUSE",
+            f.seconds
+        );
+        human::wrapped(out, "  ", "    ", &text)?;
+        for note in human::notes(f) {
+            human::wrapped(out, "  ", "    ", &crate::error::printable(&note))?;
         }
         Ok(())
     }
@@ -241,7 +271,11 @@ fn namespace_section(ns: &NamespaceReport, counted: bool, out: &mut dyn Write) -
     let r = &ns.report;
     let bucket = r.sockets.buckets.first();
     let snat = r.conntrack.as_ref().and_then(|ct| ct.table.as_ref()?.snat_buckets.first());
-    if r.findings.is_empty() && bucket.is_none() && snat.is_none() {
+    let failed = match &r.tracing {
+        Some(Tracing::Tracepoints(f)) if f.connect + f.bind > 0 => Some(f),
+        _ => None,
+    };
+    if r.findings.is_empty() && bucket.is_none() && snat.is_none() && failed.is_none() {
         return Ok(());
     }
     let bold = Style::new().bold();
@@ -251,6 +285,9 @@ fn namespace_section(ns: &NamespaceReport, counted: bool, out: &mut dyn Write) -
     }
     if let Some(b) = snat {
         fullest_snat(r, b, out)?;
+    }
+    if let Some(f) = failed {
+        human::traced_counts(f, out)?;
     }
     human::findings_only(r, out)
 }

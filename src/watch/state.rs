@@ -2,11 +2,12 @@
 //! history of its rates for the sparklines, the sort order, the selection, pause and help. Pure:
 //! ticks and keys go in, nothing is read or drawn here.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use crate::inspect::watch::Tick;
 use crate::model::connect::Bucket;
+use crate::model::failures::{Failures, Tracing};
 use crate::report::Report;
 
 /// Rate samples kept per series: ten minutes at the default interval.
@@ -46,11 +47,61 @@ impl History {
     }
 }
 
+/// Processes whose failed calls a namespace's totals name; the calls of any others still count
+/// in the totals.
+pub(crate) const MAX_FAILING: usize = 64;
+
+/// The failed connect() and bind() calls of one namespace since the view started: each tick
+/// traced the interval since the one before, so the totals are exact where each tick's are.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct FailedTotals {
+    pub connect: u64,
+    pub bind: u64,
+    /// Per pid: its command, its failed calls, and where its last failed connect() went.
+    pub processes: BTreeMap<u32, FailingTotal>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct FailingTotal {
+    pub command: String,
+    pub connect: u64,
+    pub bind: u64,
+    pub remote: Option<String>,
+}
+
+impl FailedTotals {
+    fn add(&mut self, f: &Failures) {
+        self.connect += f.connect;
+        self.bind += f.bind;
+        for p in &f.processes {
+            if self.processes.len() >= MAX_FAILING && !self.processes.contains_key(&p.pid) {
+                continue;
+            }
+            let total = self.processes.entry(p.pid).or_default();
+            total.command.clone_from(&p.command);
+            total.connect += p.connect;
+            total.bind += p.bind;
+            if let Some(d) = f.destinations.iter().find(|d| d.pids.contains(&p.pid)) {
+                total.remote = Some(d.remote.clone());
+            }
+        }
+    }
+
+    /// The processes, most failed calls first.
+    pub(crate) fn worst(&self) -> Vec<(u32, &FailingTotal)> {
+        let mut listed: Vec<(u32, &FailingTotal)> = self.processes.iter().map(|(pid, t)| (*pid, t)).collect();
+        listed.sort_by(|a, b| (b.1.connect + b.1.bind).cmp(&(a.1.connect + a.1.bind)).then(a.0.cmp(&b.0)));
+        listed
+    }
+}
+
 /// What was read: the rows and their history.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Data {
     pub rows: Vec<Row>,
     pub history: HashMap<u64, History>,
+    /// Per namespace, the failed calls the tracepoints counted since the view started.
+    pub failed: HashMap<u64, FailedTotals>,
     pub notes: Vec<String>,
     /// When the last tick arrived, and how long its read took.
     pub at: Option<SystemTime>,
@@ -250,8 +301,12 @@ impl State {
             .collect();
         let data = &mut self.live;
         data.history.retain(|inode, _| rows.iter().any(|r| r.inode == *inode));
+        data.failed.retain(|inode, _| rows.iter().any(|r| r.inode == *inode));
         for row in &rows {
             data.history.entry(row.inode).or_default().push(&row.report);
+            if let Some(Tracing::Tracepoints(f)) = &row.report.tracing {
+                data.failed.entry(row.inode).or_default().add(f);
+            }
         }
         data.rows = rows;
         data.notes = tick.notes;

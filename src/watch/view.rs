@@ -15,9 +15,10 @@ use ratatui::widgets::{Block, Clear, Paragraph, Row as TableRow, Sparkline, Tabl
 
 use crate::error::printable;
 use crate::model::connect::Bucket;
+use crate::model::failures::Tracing;
 use crate::report::Report;
 use crate::rules::Severity;
-use crate::watch::state::{BucketSort, Data, History, Row, State};
+use crate::watch::state::{BucketSort, Data, FailedTotals, History, Row, State};
 
 /// The smallest terminal the view is drawn on; below it, a message asks for more room.
 pub(crate) const MIN_WIDTH: u16 = 70;
@@ -132,6 +133,7 @@ fn status_line(state: &State, palette: Palette, width: u16) -> Paragraph<'static
     let mut notes: Vec<String> = data.notes.clone();
     if let Some(row) = state.detail() {
         notes.extend(row.report.sockets.owners_unavailable.as_ref().map(|why| format!("owners: {why}")));
+        notes.extend(tracing_notes(&row.report));
         match row.report.warnings.len() {
             0 => {}
             1 => notes.push(row.report.warnings[0].clone()),
@@ -150,9 +152,12 @@ fn detail(frame: &mut Frame, area: Rect, row: &Row, history: Option<&History>, s
     let report = &row.report;
     let inner_width = usize::from(area.width.saturating_sub(2));
     let brief = finding_lines(report, inner_width, false, palette).len() as u16;
-    let heights = Heights::of(report, area.height, brief);
-    let [top, buckets_area, bind_area, conntrack_area, findings_area] = Layout::vertical([
+    let failed = failed_lines(report, state.shown().failed.get(&row.inode), area.width.saturating_sub(2), palette);
+    let failed_rows = failed.as_ref().map_or(0, |lines| lines.len() as u16 + 2);
+    let heights = Heights::of(report, area.height, brief, failed_rows);
+    let [top, failed_area, buckets_area, bind_area, conntrack_area, findings_area] = Layout::vertical([
         Constraint::Length(heights.top),
+        Constraint::Length(heights.failed),
         Constraint::Length(heights.buckets),
         Constraint::Length(heights.bind),
         Constraint::Length(heights.conntrack),
@@ -162,6 +167,10 @@ fn detail(frame: &mut Frame, area: Rect, row: &Row, history: Option<&History>, s
     let [time_wait_area, rates_area] = Layout::horizontal([Constraint::Length(38), Constraint::Min(20)]).areas(top);
     frame.render_widget(time_wait(report, palette), time_wait_area);
     rates(frame, rates_area, report, history, palette);
+    if let (Some(lines), true) = (failed, heights.failed > 0) {
+        let title = " failed calls, traced: connect() EADDRNOTAVAIL, bind() EADDRINUSE ";
+        frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(title)), failed_area);
+    }
     frame.render_widget(bucket_table(report, state, buckets_area.width, palette), buckets_area);
     if heights.bind > 0 {
         frame.render_widget(bind_budget(report, bind_area.width.saturating_sub(2), palette), bind_area);
@@ -178,6 +187,9 @@ fn detail(frame: &mut Frame, area: Rect, row: &Row, history: Option<&History>, s
 #[derive(Debug, PartialEq, Eq)]
 struct Heights {
     top: u16,
+    /// The failed calls, where they are traced: right below the rates, the outage they prove
+    /// comes before the buckets.
+    failed: u16,
     buckets: u16,
     bind: u16,
     conntrack: u16,
@@ -189,9 +201,12 @@ impl Heights {
     const FINDINGS: u16 = 8;
 
     /// `findings`: the lines the findings' messages take.
-    fn of(report: &Report, height: u16, findings: u16) -> Heights {
+    fn of(report: &Report, height: u16, findings: u16, failed: u16) -> Heights {
         let top = 6.min(height);
         let mut left = height - top;
+        // The buckets keep a border, the header and a row.
+        let failed = if failed <= left.saturating_sub(4) { failed } else { 0 };
+        left -= failed;
         // A border, the header and at least one row; a finding's line at least below.
         let wanted = report.sockets.buckets.len().max(1) as u16 + 3;
         let buckets = wanted.min(left.saturating_sub(3));
@@ -202,7 +217,7 @@ impl Heights {
         let bind = if bind >= 3 { bind } else { 0 };
         left -= bind;
         let conntrack = if report.conntrack.is_some() && left >= 4 { 4 } else { 0 };
-        Heights { top, buckets, bind, conntrack }
+        Heights { top, failed, buckets, bind, conntrack }
     }
 }
 
@@ -442,6 +457,48 @@ fn owner(bucket: &Bucket) -> String {
             let more = if rest.is_empty() { String::new() } else { format!(" +{}", rest.len()) };
             format!("{} {}{more}", first.pid, printable(&first.command))
         }
+    }
+}
+
+/// Failed calls' processes shown (most failed calls first).
+const FAILING_SHOWN: usize = 2;
+
+/// The failed calls the tracepoints counted: the last interval's rates, the totals since the view
+/// started, and the processes with most; `None` where the view does not trace (the status line
+/// says why).
+fn failed_lines(
+    report: &Report,
+    totals: Option<&FailedTotals>,
+    width: u16,
+    palette: Palette,
+) -> Option<Vec<Line<'static>>> {
+    let Some(Tracing::Tracepoints(f)) = &report.tracing else { return None };
+    let empty = FailedTotals::default();
+    let totals = totals.unwrap_or(&empty);
+    let style = if f.connect + f.bind > 0 { palette.severity(Severity::Crit) } else { Style::new() };
+    let now = format!("connect() {}/s  bind() {}/s", rate(f.connect_per_sec), rate(f.bind_per_sec));
+    let since = format!("  since the start: {} connect(), {} bind()", number(totals.connect), number(totals.bind));
+    let mut lines = vec![fit(vec![Span::styled(now, style), Span::styled(since, palette.dim())], width)];
+    for (pid, p) in totals.worst().into_iter().take(FAILING_SHOWN) {
+        let mut text = format!("pid {pid} {}:", printable(&p.command));
+        if p.connect > 0 {
+            text.push_str(&format!(" {} connect()", number(p.connect)));
+            text.extend(p.remote.as_ref().map(|r| format!(" to {r}")));
+        }
+        if p.bind > 0 {
+            text.push_str(&format!(" {} bind()", number(p.bind)));
+        }
+        lines.push(Line::raw(clip(&text, usize::from(width))));
+    }
+    Some(lines)
+}
+
+/// What the status line says of tracing: why it is off, or what its figures miss.
+fn tracing_notes(report: &Report) -> Vec<String> {
+    match &report.tracing {
+        Some(Tracing::Untraced { reason }) => vec![format!("failed calls not traced: {reason}")],
+        Some(Tracing::Tracepoints(f)) => crate::report::human::notes(f),
+        None => Vec::new(),
     }
 }
 
@@ -833,6 +890,64 @@ mod tests {
         let (text, _) = frame(&state, 140, 40, true);
         assert!(text.contains("by destination"), "{text}");
         assert!(text.find("10.0.0.2:80") < text.find("10.0.0.9:80"), "{text}");
+    }
+
+    /// A tick of namespace 1 whose tracepoints counted `connect` failed connect() of pid 4242 to
+    /// 127.0.0.1:7201 over a second.
+    fn traced_tick(connect: u64) -> crate::inspect::watch::Tick {
+        use crate::model::failures::{FailingDestination, FailingProcess, Failures};
+        let mut tick = tick(&[(1, "blue", &[(9, 25000)])], 120.0);
+        let process = FailingProcess {
+            pid: 4242,
+            command: "python3".into(),
+            container: None,
+            connect,
+            bind: 0,
+            bind_local_ip: None,
+        };
+        let destination = FailingDestination {
+            local_ip: "127.0.0.1".into(),
+            remote: "127.0.0.1:7201".into(),
+            connect,
+            per_sec: connect as f64,
+            pids: vec![4242],
+        };
+        let failures = Failures {
+            seconds: 1.0,
+            connect,
+            connect_per_sec: connect as f64,
+            processes: vec![process],
+            destinations: vec![destination],
+            lost: 3,
+            ..Failures::default()
+        };
+        tick.namespaces[0].evidence.inspection.tracing = Some(Tracing::Tracepoints(failures));
+        tick
+    }
+
+    #[test]
+    fn traced_failures_show_their_rate_the_totals_since_the_start_and_the_process_at_80x24() {
+        let mut state = State::new(false, Duration::from_secs(1));
+        state.update(traced_tick(37), SystemTime::UNIX_EPOCH);
+        state.update(traced_tick(3), SystemTime::UNIX_EPOCH);
+        let (text, _) = frame(&state, 80, 24, false);
+        for piece in [
+            "failed calls, traced",
+            "connect() 3.0/s  bind() 0.0/s  since the start: 40 connect(), 0 bind()",
+            "pid 4242 python3: 40 connect() to 127.0.0.1:7201",
+            "10.0.0.1 -> 10.0.0.9:80",
+            "lost",
+        ] {
+            assert!(text.contains(piece), "{piece:?} missing from\n{text}");
+        }
+        assert!(text.find("failed calls") < text.find("10.0.0.9:80"), "the outage before the buckets\n{text}");
+
+        let mut untraced = tick(&[(1, "blue", &[(9, 25000)])], 120.0);
+        untraced.namespaces[0].evidence.inspection.tracing = Some(Tracing::Untraced { reason: "--no-trace".into() });
+        state.update(untraced, SystemTime::UNIX_EPOCH);
+        let (text, _) = frame(&state, 140, 24, false);
+        assert!(text.contains("failed calls not traced: --no-trace"), "{text}");
+        assert!(!text.contains("since the start"), "{text}");
     }
 
     #[test]

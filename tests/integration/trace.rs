@@ -3,6 +3,7 @@
 //! namespace only; the method said when tracing is off; nothing left armed when twtune is stopped.
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use crate::util::{Report, Tracing, twtune};
 const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/peers.py");
 
 /// A peer of peers.py that fails calls on demand (`fail-connect`, `fail-bind`).
-struct Failer {
+pub(crate) struct Failer {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
@@ -21,7 +22,7 @@ struct Failer {
 
 impl Failer {
     /// Starts `program args` and waits for it to hold every port it can.
-    fn start(program: &str, args: &[&str]) -> Failer {
+    pub(crate) fn start(program: &str, args: &[&str]) -> Failer {
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::piped())
@@ -36,21 +37,21 @@ impl Failer {
         Failer { child, stdin, stdout }
     }
 
-    fn peer(args: &[&str]) -> Failer {
+    pub(crate) fn peer(args: &[&str]) -> Failer {
         let mut all = vec![PEERS];
         all.extend_from_slice(args);
         Failer::start("python3", &all)
     }
 
     /// Makes it fail `n` calls, each with the errno of its kind (the peer checks).
-    fn fail(&mut self, n: u32) {
+    pub(crate) fn fail(&mut self, n: u32) {
         writeln!(self.stdin, "{n}").expect("ask");
         let mut line = String::new();
         self.stdout.read_line(&mut line).expect("read");
         assert_eq!(line.trim(), format!("failed {n}"));
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -63,7 +64,7 @@ impl Drop for Failer {
 }
 
 /// The perf events `pid` holds open.
-fn perf_events(pid: u32) -> usize {
+pub(crate) fn perf_events(pid: u32) -> usize {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
     fds.flatten()
         .filter(|fd| {
@@ -73,7 +74,7 @@ fn perf_events(pid: u32) -> usize {
 }
 
 /// The CPUs online: twtune arms each tracepoint on each.
-fn online_cpus() -> usize {
+pub(crate) fn online_cpus() -> usize {
     let text = std::fs::read_to_string("/sys/devices/system/cpu/online").expect("online CPUs");
     text.trim()
         .split(',')
@@ -332,4 +333,120 @@ fn a_client_whose_connections_live_under_a_millisecond_is_named() {
     let f = finding_to(&report, "conn.no-reuse", "127.0.0.1:7501").expect("no reuse from the reads");
     assert_eq!(f.evidence["method"], "reads");
     assert!(!f.message.contains(&rapid.pid().to_string()), "{}", f.message);
+}
+
+/// `audit --all-netns --sample`: one window for the whole host, each failed call given to the
+/// namespace its process was in (read from /proc/PID/ns/net while it lived). A client alone in a
+/// namespace of its own fails exactly 23 connect() calls; another namespace's process makes no
+/// call. The report puts the 23 in the first namespace, with the client's pid and its
+/// destination, and none in any other.
+#[test]
+fn every_namespace_is_traced_and_each_failure_is_put_in_its_callers_namespace() {
+    if !enter("trace::every_namespace_is_traced_and_each_failure_is_put_in_its_callers_namespace") {
+        return;
+    }
+    let failing = format!(
+        "ip link set lo up && sysctl -qw net.ipv4.ip_local_port_range='40000 40001' && PEER_LISTEN=1 exec python3 {PEERS} fail-connect 7601"
+    );
+    let mut client = Failer::start("unshare", &["--net", "sh", "-c", &failing]);
+    // Another namespace, held by a process that makes no call.
+    let other = Process::ready("unshare", &["--net", "sh", "-c", "echo ready; exec sleep 600"]);
+    let namespace_of = |pid: u32| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/{pid}/ns/net")).expect("its namespace").ino()
+    };
+    let failing_ns = namespace_of(client.pid());
+
+    let audit = armed_audit(&["--all-netns", "--sample", "3s", "--format", "json", "--fail-on", "never"]);
+    client.fail(23);
+    let out = audit.wait_with_output().expect("wait for twtune");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    crate::util::valid_json("audit-all-netns", &out.stdout);
+    let sweep: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a sweep");
+    let namespaces = sweep["namespaces"].as_array().expect("namespaces");
+    assert!(namespaces.len() >= 3, "ours, the failing client's and the other: {:#}", sweep["summary"]);
+    // The host's other namespaces (other tests' among them) are swept too: each is traced, and
+    // the client's calls are in none but its own.
+    let (own, quiet) = (namespace_of(std::process::id()), namespace_of(other.pid()));
+    for ns in namespaces {
+        let tracing = &ns["report"]["tracing"];
+        assert_eq!(tracing["method"], "tracepoints", "{tracing:#}");
+        let inode = ns["netns"]["inode"].as_u64().expect("inode");
+        if inode == own || inode == quiet {
+            assert_eq!((tracing["connect"].as_u64(), tracing["bind"].as_u64()), (Some(0), Some(0)), "{tracing:#}");
+        }
+        if inode != failing_ns {
+            let pids = tracing["processes"].as_array().expect("processes");
+            assert!(pids.iter().all(|p| p["pid"] != client.pid()), "net:[{inode}] has the client: {tracing:#}");
+        }
+        assert_eq!(tracing["lost"], 0, "{tracing:#}");
+    }
+    let ns = namespaces.iter().find(|ns| ns["netns"]["inode"] == failing_ns).expect("the client's namespace");
+    let tracing = &ns["report"]["tracing"];
+    assert_eq!(tracing["processes"][0]["pid"], client.pid(), "{tracing:#}");
+    assert_eq!(tracing["processes"][0]["connect"], 23);
+    assert_eq!(tracing["destinations"][0]["remote"], "127.0.0.1:7601", "{tracing:#}");
+    assert_eq!(tracing["destinations"][0]["connect"], 23);
+
+    // The human sweep says it once for the host, and under the client's namespace.
+    let human = crate::util::twtune()
+        .args(["audit", "--all-netns", "--sample", "300ms", "--color", "never", "--fail-on", "never"])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&human.stdout);
+    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains("failed calls (traced over"), "{text}");
+    assert!(words.contains("each given to the namespace its process was in"), "{text}");
+}
+
+/// Run as root without CAP_PERFMON and CAP_SYS_ADMIN (dropped from the bounding set, so that the
+/// exec gives twtune neither), `audit --sample` still reports everything else, and one line says
+/// what was not traced and why: without tracefs mounted, that no private instance could be made;
+/// with it mounted (in the test's own mount namespace), the refusal and the setting behind it,
+/// kernel.perf_event_paranoid, which the test only reads.
+#[test]
+fn without_perfmon_and_sys_admin_one_line_says_why_and_the_rest_is_reported() {
+    if !enter("trace::without_perfmon_and_sys_admin_one_line_says_why_and_the_rest_is_reported") {
+        return;
+    }
+    let without_caps = || {
+        let out = Command::new("setpriv")
+            .args(["--inh-caps=-all", "--bounding-set=-perfmon,-sys_admin", "--"])
+            .arg(env!("CARGO_BIN_EXE_twtune"))
+            .args(["audit", "--sample", "300ms", "--format", "json", "--fail-on", "never"])
+            .output()
+            .expect("setpriv");
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        crate::util::valid_json("audit", &out.stdout);
+        let report: Report = serde_json::from_slice(&out.stdout).expect("a report");
+        assert!(report.rates.is_some(), "the sample's rates are still there");
+        match report.tracing {
+            Some(Tracing::Untraced { reason }) => reason,
+            other => panic!("traced without the capabilities: {other:?}"),
+        }
+    };
+    let tracefs = Path::new("/sys/kernel/tracing");
+    if !tracefs.join("events").exists() {
+        let reason = without_caps();
+        assert!(reason.starts_with("tracefs is not mounted and a private instance could not be made"), "{reason}");
+        run("mount", &["-t", "tracefs", "twtune-test", "/sys/kernel/tracing"]);
+    }
+    let paranoid: i64 = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .expect("perf_event_paranoid")
+        .trim()
+        .parse()
+        .expect("a number");
+    let reason = without_caps();
+    if paranoid > -1 {
+        assert_eq!(
+            reason,
+            format!(
+                "perf_event_open of syscalls:sys_exit_connect: refused: twtune has neither CAP_PERFMON nor \
+                 CAP_SYS_ADMIN, which tracing every process needs while kernel.perf_event_paranoid is {paranoid} \
+                 (above -1)"
+            )
+        );
+    } else {
+        panic!("perf_event_paranoid is {paranoid}: tracing needs no capability here, nothing to test");
+    }
 }

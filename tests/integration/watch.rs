@@ -676,3 +676,53 @@ fn the_readme_shows_a_frame_of_80x24_with_no_number_cut() {
         assert!(frame.contains(piece), "{piece:?} not in\n{frame}");
     }
 }
+
+/// As root the view traces for as long as it runs: a client of the watched namespace fails
+/// exactly 29 connect() calls for want of a port, and the view counts 29 since it started, with
+/// the client's pid and destination, and no more at the ticks after. Its three tracepoints are open
+/// on every CPU while it runs; `q` and SIGTERM end it (status 0, the terminal restored), and its
+/// events with it.
+#[test]
+fn the_view_counts_a_clients_failed_connects_exactly_with_its_pid_and_closes_its_events() {
+    if !enter("watch::the_view_counts_a_clients_failed_connects_exactly_with_its_pid_and_closes_its_events") {
+        return;
+    }
+    use crate::trace::{Failer, online_cpus, perf_events};
+    set_sysctl("net.ipv4.ip_local_port_range", "40000 40003");
+    let _server = Process::peer(&["server", "7701"]);
+    let mut client = Failer::peer(&["fail-connect", "7701"]);
+    let twtune_of = |tmux: &Tmux| -> u32 {
+        let shell = tmux.tmux(&["display-message", "-p", "#{pane_pid}"]);
+        let child = run("pgrep", &["-P", shell.trim(), "-x", "twtune"]);
+        child.trim().parse().expect("twtune's pid")
+    };
+    let tmux = Tmux::start(&[], &["watch", "--interval", "500ms"], 120, 40);
+    tmux.wait_for("the traced view", |s| s.contains("since the start: 0 connect(), 0 bind()"));
+    let pid = twtune_of(&tmux);
+    assert!(perf_events(pid) >= 3 * online_cpus(), "armed on every CPU while it runs");
+    client.fail(29);
+    let counted = |s: &str| s.contains("since the start: 29 connect(), 0 bind()");
+    let screen = tmux.wait_for("the 29 failures", counted);
+    let named = format!("pid {} python3: 29 connect() to 127.0.0.1:7701", client.pid());
+    assert!(screen.contains(&named), "{named:?} not in\n{screen}");
+    // Two more ticks: still 29, none counted twice.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(counted(&tmux.screen()), "{}", tmux.screen());
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(), 0);
+    assert_eq!(perf_events(pid), 0);
+
+    let tmux = Tmux::start(&[], &["watch", "--interval", "500ms"], 120, 40);
+    tmux.wait_for("the traced view", |s| s.contains("since the start:"));
+    let pid = twtune_of(&tmux);
+    run("kill", &["-TERM", &pid.to_string()]);
+    assert_eq!(tmux.exit_status(), 0);
+    assert_eq!(perf_events(pid), 0);
+
+    // --no-trace: nothing armed, and the status line says so.
+    let tmux = Tmux::start(&[], &["watch", "--no-trace"], 160, 40);
+    tmux.wait_for("the untraced view", |s| s.contains("failed calls not traced: --no-trace"));
+    assert_eq!(perf_events(twtune_of(&tmux)), 0);
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.exit_status(), 0);
+}

@@ -328,11 +328,16 @@ fn a_client_whose_connections_live_under_a_millisecond_is_named() {
     let rate = f.evidence["new_per_sec"].as_f64().expect("rate");
     assert!((120.0..=160.0).contains(&rate), "{rate}");
 
-    // The reads alone see its TIME_WAIT, never a live socket: the fallback cannot name it.
+    // The reads alone see its TIME_WAIT and, only where one of a few reads happens on a live
+    // socket (more often on a loaded machine, whose scheduler stretches the connections), the
+    // process: the fallback names no process from the connections it opened.
     let (_, report) = crate::util::audit_json(&["--sample", "2s", "--fail-on", "never", "--no-trace"]);
     let f = finding_to(&report, "conn.no-reuse", "127.0.0.1:7501").expect("no reuse from the reads");
     assert_eq!(f.evidence["method"], "reads");
-    assert!(!f.message.contains(&rapid.pid().to_string()), "{}", f.message);
+    assert!(f.evidence["closers"].is_null(), "{:?}", f.evidence);
+    if f.message.contains(&rapid.pid().to_string()) {
+        eprintln!("a read caught one of its connections live: {}", f.message);
+    }
 }
 
 /// `audit --all-netns --sample`: one window for the whole host, each failed call given to the

@@ -680,7 +680,7 @@ fn the_readme_shows_a_frame_of_80x24_with_no_number_cut() {
 /// As root the view traces for as long as it runs: a client of the watched namespace fails
 /// exactly 29 connect() calls for want of a port, and the view counts 29 since it started, with
 /// the client's pid and destination, and no more at the ticks after. Its three tracepoints are open
-/// on every CPU while it runs; `q` and SIGTERM end it (status 0, the terminal restored), and its
+/// on every CPU while it runs; `q`, SIGTERM and a panic end it (the terminal restored), and its
 /// events with it.
 #[test]
 fn the_view_counts_a_clients_failed_connects_exactly_with_its_pid_and_closes_its_events() {
@@ -717,6 +717,14 @@ fn the_view_counts_a_clients_failed_connects_exactly_with_its_pid_and_closes_its
     let pid = twtune_of(&tmux);
     run("kill", &["-TERM", &pid.to_string()]);
     assert_eq!(tmux.exit_status(), 0);
+    assert_eq!(perf_events(pid), 0);
+
+    // A panic of the view (debug builds panic at the tick TWTUNE_TEST_WATCH_PANIC names) ends it
+    // too, with the events.
+    let tmux = Tmux::start(&["TWTUNE_TEST_WATCH_PANIC=4"], &["watch", "--interval", "500ms"], 120, 40);
+    tmux.wait_for("the traced view", |s| s.contains("since the start:"));
+    let pid = twtune_of(&tmux);
+    assert_eq!(tmux.exit_status(), 101);
     assert_eq!(perf_events(pid), 0);
 
     // --no-trace: nothing armed, and the status line says so.

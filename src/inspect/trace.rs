@@ -18,6 +18,11 @@
 //! - Every descriptor belongs to a [`Window`]: dropped on any path (an error, a panic unwinding),
 //!   it stops the thread, which closes them all. A process killed by a signal loses them with it:
 //!   perf events and a detached mount live only as long as their descriptors.
+//! - A window is the host's: [`Traced::of`] splits what it saw by network namespace (one window
+//!   for every namespace of `audit --all-netns --sample`), and [`Window::take`] by interval (one
+//!   window for the whole of `twtune watch`, taken at each read).
+//! - What cannot be armed is one line, never an error: the caller reports it as the reason the
+//!   window was not traced (`refused` names the capability or setting behind a refusal).
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;

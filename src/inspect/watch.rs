@@ -5,6 +5,12 @@
 //! Owners of sockets are looked up at the first read and then every [`OWNERS_EVERY`]: walking
 //! every process's fd table costs more than the socket table itself, and who holds a bucket
 //! changes far more slowly than how full it is. In between, buckets keep the owners last found.
+//!
+//! As root the kernel's tracepoints ([`super::trace`]) stay armed for as long as the watch runs,
+//! owned by the reading thread: each read takes what they saw since the read before, given to
+//! each namespace by the namespace of its process. A failed connect() leaves no other trace, so
+//! the intervals follow each other with no gap; `--no-trace` arms nothing (every syscall of the
+//! host is slower while they are armed).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -20,7 +20,7 @@ use crate::rules::{self, Finding, Severity, Thresholds};
 use crate::sysctl::keys::Settings;
 
 /// Version of the JSON document; raised whenever a field changes meaning or disappears.
-pub(crate) const SCHEMA_VERSION: u32 = 5;
+pub(crate) const SCHEMA_VERSION: u32 = 6;
 
 /// How a report is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

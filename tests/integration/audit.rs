@@ -14,7 +14,7 @@ fn client_exhaustion_root_reports_outbound_time_wait_and_a_critical_bucket() {
     let root = fixture("client-exhaustion");
     let (code, report) = audit_json(&["--root", root.to_str().expect("utf-8 path")]);
     assert_eq!(code, 1, "a crit finding fails the default --fail-on warn");
-    assert_eq!(report.schema_version, 5);
+    assert_eq!(report.schema_version, 6);
     assert_eq!(report.kernel, "6.18.44-fc-v669");
     assert_eq!(report.sockets.source, "proc");
     assert_eq!(report.sockets.time_wait, TimeWait { total: 200, outbound: 200, inbound: 0, without_listener: 0 });

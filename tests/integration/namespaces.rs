@@ -204,7 +204,7 @@ fn the_sweep_finds_named_and_held_namespaces_and_names_their_containers() {
 
     let (status, sweep) = json(&["--all-netns", "--fail-on", "never"]);
     assert_eq!(status, 0, "{sweep:#}");
-    assert_eq!(sweep["schema_version"], 5);
+    assert_eq!(sweep["schema_version"], 6);
     let named = namespace(&sweep, blue);
     assert_eq!(named["netns"]["name"], "twtune-blue", "no process is in it, it is found by its name");
     assert_eq!(named["netns"]["pids"], serde_json::json!([]));

@@ -485,7 +485,7 @@ fn the_json_schemas_refuse_a_mistyped_evidence_field_and_an_old_version() {
     // The unchanged report passed (Run validates it); a sysctl written as a string, or the
     // previous schema_version, must not.
     for (from, to) in
-        [("\"tcp_tw_reuse\": 0,", "\"tcp_tw_reuse\": \"0\","), ("\"schema_version\": 5", "\"schema_version\": 4")]
+        [("\"tcp_tw_reuse\": 0,", "\"tcp_tw_reuse\": \"0\","), ("\"schema_version\": 6", "\"schema_version\": 5")]
     {
         let changed = text.replacen(from, to, 1);
         let refused = std::panic::catch_unwind(|| crate::util::valid_json("audit", changed.as_bytes()));

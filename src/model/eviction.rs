@@ -20,7 +20,7 @@
 //! Where the entries sit in the range is not known (it would take a bitmap per bucket), so they
 //! are placed at random. The answer is the mean of a number of replays with a fixed seed: the same
 //! pool gives the same answer. A replay costs about `usable × ln(usable)` probes, so the number of
-//! replays falls with the pool's size, to 8 for a pool of 64 512 ports; memory is a byte and a
+//! replays falls with the pool's size, to 2 for a pool of 64 512 ports; memory is a byte and a
 //! `u32` per port of one pool, whatever the conntrack table holds. Pure.
 
 use serde::Serialize;
@@ -37,9 +37,10 @@ const MAX_ATTEMPTS: u32 = 128;
 const HARDER_THRESH: u32 = 32;
 /// How long the client waits in connect(): the definition of a patient client.
 pub(crate) const PATIENT_SECONDS: f64 = 7.5;
-/// Probes the replays of one pool may make in all, about 30 ms of work.
-const PROBE_BUDGET: u64 = 1 << 24;
-const MIN_REPLAYS: u64 = 8;
+/// Probes the replays of one pool may make in all (a few milliseconds of work); a large pool,
+/// whose count varies little from replay to replay, gets at least two.
+const PROBE_BUDGET: u64 = 1 << 23;
+const MIN_REPLAYS: u64 = 2;
 const MAX_REPLAYS: u64 = 256;
 
 /// A pool as conntrack shows it.

@@ -366,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn a_dump_is_counted_into_nat_buckets_where_time_wait_is_reclaimable_only() {
+    fn a_dump_is_counted_into_nat_buckets_where_time_wait_is_evicted_by_chance() {
         let mut bytes = Vec::new();
         for port in 0..40 {
             bytes.extend(message(CT_NEW, &entry(3, true, 40000 + port)));
@@ -379,7 +379,8 @@ mod tests {
         bytes.extend(message(CT_NEW, &entry(3, false, 40150)));
         bytes.extend(message(CT_NEW, &[2, 0, 0, 0, 9, 9]));
         bytes.extend(message(NLMSG_DONE, &[0; 4]));
-        let mut counter = FlowCounter::new(vec![NatRule::masquerade(Some(NatRange { low: 40000, high: 40099 }))]);
+        let rules = vec![NatRule::masquerade(Some(NatRange { low: 40000, high: 40099 }))];
+        let mut counter = FlowCounter::new(rules, Some(crate::sysctl::KernelVersion::new(6, 18)));
         let mut warnings = Vec::new();
         assert!(parse_messages(&bytes, &mut |f| counter.add(f), &mut warnings).expect("parses"));
         assert_eq!(warnings.len(), 1, "the short entry is a warning");
@@ -393,7 +394,9 @@ mod tests {
         // The untranslated flow from the NAT's own address on port 1 spends nothing of 40000-40099;
         // the one on 40150 is outside it too; so 100 translated flows.
         assert_eq!((b.count, b.time_wait, b.held, b.usable_ports), (100, 60, 40, 100));
-        assert_eq!((b.available, b.reclaimable, b.usage_pct), (0, 60, 100.0), "TIME_WAIT holds its port but for luck");
+        assert_eq!((b.free, b.reclaimable), (0, 60));
+        // On 6.18 new flows evict most of the TIME_WAIT entries, by chance.
+        assert!((50..=60).contains(&b.available) && b.by_eviction == b.available, "{b:?}");
     }
 
     #[test]
@@ -458,9 +461,10 @@ pub(crate) struct Conntrack {
     pub table_unavailable: Option<String>,
 }
 
-/// Dumps the table of the calling thread's namespace into counts, each bucket judged by `rules`.
+/// Dumps the table of the calling thread's namespace into `counter`'s counts, each bucket judged
+/// by its rules.
 pub(crate) fn dump(
-    rules: Vec<NatRule>,
+    counter: FlowCounter,
     top: usize,
     warnings: &mut Vec<String>,
 ) -> crate::error::Result<std::result::Result<FlowSummary, Failed>> {
@@ -468,17 +472,16 @@ pub(crate) fn dump(
         Ok(dump) => dump,
         Err(failed) => return Ok(Err(failed)),
     };
-    Ok(counted(&mut dump, rules, top, warnings))
+    Ok(counted(&mut dump, counter, top, warnings))
 }
 
 /// The dump counted into a summary.
 fn counted(
     dump: &mut ConntrackDump,
-    rules: Vec<NatRule>,
+    mut counter: FlowCounter,
     top: usize,
     warnings: &mut Vec<String>,
 ) -> std::result::Result<FlowSummary, Failed> {
-    let mut counter = FlowCounter::new(rules);
     dump.scan(&mut |flow| counter.add(flow), warnings)?;
     let summary = counter.finish(top);
     if summary.untracked_buckets > 0 {

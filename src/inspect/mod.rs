@@ -127,7 +127,7 @@ pub(crate) fn read(
             sockets.unowned, MAX_OWNED_SOCKETS
         ));
     }
-    let conntrack = read_conntrack(root, top, &mut warnings)?;
+    let conntrack = read_conntrack(root, top, kernel_version, &mut warnings)?;
     Ok(Inspection {
         kernel,
         kernel_version,
@@ -187,7 +187,12 @@ fn port_settings(settings: &Settings, warnings: &mut Vec<String>) -> (PortRange,
 
 /// Connection tracking of the namespace, when `nf_conntrack` is loaded (its keys exist). The table
 /// itself is dumped on a live system only (ctnetlink, which needs CAP_NET_ADMIN).
-fn read_conntrack(root: &Root, top: usize, warnings: &mut Vec<String>) -> Result<Option<Conntrack>> {
+fn read_conntrack(
+    root: &Root,
+    top: usize,
+    kernel: Option<KernelVersion>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Conntrack>> {
     let number = |key: &str| -> Result<Option<u64>> {
         let value = root.read_sysctl(&SysctlKey::parse(&format!("net.netfilter.{key}"))?)?;
         Ok(value.and_then(|v| v.trim().parse().ok()))
@@ -215,11 +220,8 @@ fn read_conntrack(root: &Root, top: usize, warnings: &mut Vec<String>) -> Result
         // An empty table need not be walked (the walk visits every slot of the host's hash table).
         // Without root the dump is tried all the same: its refusal says what is missing.
         let empty = count == 0 && rustix::process::geteuid().is_root();
-        let dumped = if empty {
-            Ok(crate::model::nat::FlowSummary::default())
-        } else {
-            conntrack::dump(rules.clone(), top, warnings)?
-        };
+        let counter = crate::model::nat::FlowCounter::new(rules.clone(), kernel);
+        let dumped = if empty { Ok(counter.finish(top)) } else { conntrack::dump(counter, top, warnings)? };
         match dumped {
             Ok(table) => (range, source, rules, Some(table), None),
             Err(e) => (range, source, rules, None, Some(e.to_string())),

@@ -8,7 +8,7 @@
 //! | Reuse | [`reuse`] |
 //! | The connect() budget, per destination | [`connect`] |
 //! | The bind() budget, per local address (and which clients bind first) | [`bind`] |
-//! | The NAT pool | [`nat`] |
+//! | The NAT pool (and what it admits) | [`nat`], [`eviction`] |
 //! | Churn, lifetimes and forecasts | [`churn`], [`lifetimes`], [`closes`] and [`histogram`] (traced), [`forecast`], [`compare`] (two reads) |
 //!
 //! The model does no I/O: it takes records and settings and returns numbers, each with the reason
@@ -21,6 +21,7 @@ pub(crate) mod churn;
 pub(crate) mod closes;
 pub(crate) mod compare;
 pub(crate) mod connect;
+pub(crate) mod eviction;
 pub(crate) mod failures;
 pub(crate) mod forecast;
 pub(crate) mod histogram;

@@ -4,13 +4,11 @@
 //!
 //! The NAT can give each flow toward one destination a different source port of its range, so
 //! that is a bucket's budget. Every entry holds its port, a TCP entry in TIME_WAIT or CLOSE too,
-//! with one exception: when a new TCP flow's last probes of the range find no free port, the NAT
-//! may evict a TIME_WAIT entry whose sequence numbers the new flow has passed
-//! (`nf_nat_used_tuple_harder`, in the last probes of its search). So the free ports
-//! (`available`) are what the NAT has, and the TIME_WAIT ones (`reclaimable`) a matter of luck: on
-//! 6.18, MASQUERADE over 100 ports with 40 flows open admits exactly 60 more; with 40 open and 30
-//! in TIME_WAIT, 41 more (30 free, 11 evicted). A range of up to 128 ports is searched whole; a
-//! larger one only in 240 probes from random places, so there a nearly full pool fails some flows.
+//! with one exception: since Linux 6.5, when the last probes of a new TCP flow's port search meet
+//! a TIME_WAIT entry whose sequence numbers the flow has passed, the NAT evicts it. So a bucket's
+//! `free` ports are what the NAT has for sure, and `available` what it admits to a client that
+//! waits through its SYN retransmissions: the free ports and, by chance, most TIME_WAIT entries
+//! ([`crate::model::eviction`] replays the search).
 //!
 //! Like the socket table, a dump is counted as it streams: memory grows with the number of
 //! distinct NAT buckets, never with the number of entries. Pure.
@@ -20,6 +18,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
+use crate::sysctl::KernelVersion;
+
+use crate::model::eviction::{Admission, EVICTING_KERNEL, PATIENT_SECONDS, Pool, admission, patient_syns};
 use crate::model::records::{CT_TCP_CLOSE, CT_TCP_TIME_WAIT, Flow, IPPROTO_TCP, IPPROTO_UDP};
 
 /// Conntrack's TCP states (`enum tcp_conntrack`), by number.
@@ -95,13 +96,15 @@ pub(crate) struct FlowCounter {
     tcp_states: [u64; TCP_STATES.len()],
     snat: HashMap<SnatKey, SnatCount>,
     untracked_buckets: u64,
+    /// The running kernel, whose NAT evicts TIME_WAIT entries from 6.5 on.
+    kernel: Option<KernelVersion>,
 }
 
 impl FlowCounter {
-    /// A counter judging flows by `rules` (at most [`MAX_NAT_RULES`] are looked at).
-    pub(crate) fn new(mut rules: Vec<NatRule>) -> FlowCounter {
+    /// A counter judging flows by `rules` (at most [`MAX_NAT_RULES`] are looked at) on `kernel`.
+    pub(crate) fn new(mut rules: Vec<NatRule>, kernel: Option<KernelVersion>) -> FlowCounter {
         rules.truncate(MAX_NAT_RULES);
-        FlowCounter { rules, ..FlowCounter::default() }
+        FlowCounter { rules, kernel, ..FlowCounter::default() }
     }
 
     pub(crate) fn add(&mut self, flow: Flow) {
@@ -142,12 +145,12 @@ impl FlowCounter {
         let rules = std::mem::take(&mut self.rules);
         self.snat.retain(|_, count| count.natted);
         let bucket_count = self.snat.len();
-        // Ranked on numbers in a heap of the kept ones, which alone are made into strings: a table
-        // of many buckets costs no more than its map.
+        // Ranked by free ports on numbers in a heap of the kept ones, which alone are replayed
+        // and made into strings: a table of many buckets costs no more than its map.
         let usable_for = |k: &SnatKey| range_of(&rules, k.rule).size();
-        let available = |k: &SnatKey, c: &SnatCount| usable_for(k).saturating_sub(c.entries);
+        let free = |k: &SnatKey, c: &SnatCount| usable_for(k).saturating_sub(c.entries);
         let rank = |(key, count): (&SnatKey, &SnatCount)| {
-            (available(key, count), std::cmp::Reverse(count.entries - count.closed), *key, *count)
+            (free(key, count), std::cmp::Reverse(count.entries - count.closed), *key, *count)
         };
         let mut heap = std::collections::BinaryHeap::with_capacity(top.min(bucket_count) + 1);
         for entry in &self.snat {
@@ -157,35 +160,8 @@ impl FlowCounter {
             }
         }
         drop(self.snat);
-        let ranked: Vec<(SnatKey, SnatCount)> = heap.into_sorted_vec().into_iter().map(|(_, _, k, c)| (k, c)).collect();
-        let buckets: Vec<SnatBucket> = ranked
-            .into_iter()
-            .map(|(key, count)| {
-                let held = count.entries - count.closed;
-                let available = available(&key, &count);
-                let usable = usable_for(&key);
-                SnatBucket {
-                    source_ip: key.source.to_string(),
-                    remote: key.destination.to_string(),
-                    protocol: if key.protocol == IPPROTO_TCP { "tcp" } else { "udp" },
-                    count: count.entries,
-                    time_wait: count.closed,
-                    held,
-                    usable_ports: usable,
-                    available,
-                    reclaimable: count.closed.min(usable),
-                    usage_pct: if usable == 0 {
-                        100.0
-                    } else {
-                        (f64::from(usable - available) * 1000.0 / f64::from(usable)).round() / 10.0
-                    },
-                    nat_range: range_of(&rules, key.rule),
-                    nat_rule: rules
-                        .get(usize::from(key.rule))
-                        .map_or_else(|| NO_RULE_READ.to_string(), NatRule::describe),
-                }
-            })
-            .collect();
+        let kernel = self.kernel;
+        let buckets = heap.into_sorted_vec().into_iter().map(|(_, _, key, count)| bucket(&rules, key, count, kernel));
         FlowSummary {
             entries: self.total,
             tcp_states: TCP_STATES
@@ -195,8 +171,58 @@ impl FlowCounter {
                 .map(|(name, n)| (*name, n))
                 .collect(),
             snat_bucket_count: bucket_count,
-            snat_buckets: buckets,
+            snat_buckets: buckets.collect(),
             untracked_buckets: self.untracked_buckets,
+            eviction: EvictionRule::of(kernel),
+        }
+    }
+}
+
+/// A kept bucket as reported: its counts, and what the NAT admits ([`admission`]).
+fn bucket(rules: &[NatRule], key: SnatKey, count: SnatCount, kernel: Option<KernelVersion>) -> SnatBucket {
+    let usable = range_of(rules, key.rule).size();
+    let held = count.entries - count.closed;
+    let pool = Pool { usable, held, closed: count.closed, tcp: key.protocol == IPPROTO_TCP };
+    let Admission { admitted, evicted, first_syn_dropped_pct, .. } = admission(pool, kernel);
+    SnatBucket {
+        source_ip: key.source.to_string(),
+        remote: key.destination.to_string(),
+        protocol: if key.protocol == IPPROTO_TCP { "tcp" } else { "udp" },
+        count: count.entries,
+        time_wait: count.closed,
+        held,
+        usable_ports: usable,
+        free: pool.free(),
+        available: admitted,
+        by_eviction: evicted,
+        first_syn_dropped_pct,
+        reclaimable: count.closed.min(usable),
+        usage_pct: if usable == 0 {
+            100.0
+        } else {
+            (f64::from(usable - admitted.min(usable)) * 1000.0 / f64::from(usable)).round() / 10.0
+        },
+        nat_range: range_of(rules, key.rule),
+        nat_rule: rules.get(usize::from(key.rule)).map_or_else(|| NO_RULE_READ.to_string(), NatRule::describe),
+    }
+}
+
+/// The rule `available` follows on this kernel, for the report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub(crate) struct EvictionRule {
+    /// Whether the NAT evicts TIME_WAIT entries for new TCP flows (Linux 6.5 and later).
+    pub evicts: bool,
+    /// How long the client of `available` waits in connect(), and the SYNs it sends meanwhile.
+    pub patient_connect_seconds: f64,
+    pub syns: u32,
+}
+
+impl EvictionRule {
+    fn of(kernel: Option<KernelVersion>) -> EvictionRule {
+        EvictionRule {
+            evicts: kernel.is_some_and(|k| k >= EVICTING_KERNEL),
+            patient_connect_seconds: PATIENT_SECONDS,
+            syns: patient_syns(kernel),
         }
     }
 }
@@ -214,6 +240,8 @@ pub(crate) struct FlowSummary {
     pub snat_buckets: Vec<SnatBucket>,
     #[serde(skip)]
     pub untracked_buckets: u64,
+    /// What `available` assumes of the NAT and of the client.
+    pub eviction: EvictionRule,
 }
 
 /// Source-NAT flows toward one destination from one translated address.
@@ -233,9 +261,18 @@ pub(crate) struct SnatBucket {
     pub held: u32,
     /// Ports of the NAT's range.
     pub usable_ports: u32,
-    /// How many more flows toward this destination certainly get a port now: `usable_ports - count`.
+    /// Ports no entry holds: `usable_ports - count`, what a new flow gets for sure.
+    pub free: u32,
+    /// How many more flows toward this destination the NAT admits to a client that waits through
+    /// its SYN retransmissions ([`EvictionRule`]): the free ports and, where the kernel evicts, the
+    /// TIME_WAIT entries new flows evict (the mean of the replays, see [`crate::model::eviction`]).
     pub available: u32,
-    /// TIME_WAIT entries a new TCP flow may evict once no port is free (by chance; see the module).
+    /// Of `available`, the flows admitted by evicting a TIME_WAIT or CLOSE entry.
+    pub by_eviction: u32,
+    /// Of the flows admitted once no port is free, the share whose first SYN the NAT drops (their
+    /// connect() takes a second or more), in %; `None` where none needs to evict.
+    pub first_syn_dropped_pct: Option<f64>,
+    /// TIME_WAIT and CLOSE entries: what a new TCP flow may evict once no port is free.
     pub reclaimable: u32,
     /// `(usable_ports - available)` as a percentage of `usable_ports`.
     pub usage_pct: f64,
@@ -437,13 +474,15 @@ mod tests {
         }
     }
 
+    const KERNEL: Option<KernelVersion> = Some(KernelVersion::new(6, 18));
+
     fn range(low: u16, high: u16) -> Option<NatRange> {
         Some(NatRange { low, high })
     }
 
     #[test]
     fn the_fullest_buckets_are_kept_and_the_rest_only_counted() {
-        let mut counter = FlowCounter::new(vec![NatRule::masquerade(range(40000, 40099))]);
+        let mut counter = FlowCounter::new(vec![NatRule::masquerade(range(40000, 40099))], KERNEL);
         for (destination, flows) in [(1u8, 3u16), (2, 9), (3, 1), (4, 5)] {
             (0..flows).for_each(|port| counter.add(flow("10.2.0.1", 40000 + port, destination)));
         }
@@ -454,12 +493,33 @@ mod tests {
         // Translated ports outside a 5-port range: those flows are under another rule, without a
         // range here, so they make a bucket of their own judged by the default.
         let rules = vec![NatRule::masquerade(range(40000, 40004)), NatRule::masquerade(None)];
-        let mut counter = FlowCounter::new(rules);
+        let mut counter = FlowCounter::new(rules, KERNEL);
         (0..8).for_each(|p| counter.add(flow("10.2.0.1", 40000 + p, 2)));
         let buckets = counter.finish(10).snat_buckets;
-        let judged: Vec<(u32, u32, u32)> = buckets.iter().map(|b| (b.count, b.usable_ports, b.available)).collect();
+        let judged: Vec<(u32, u32, u32)> = buckets.iter().map(|b| (b.count, b.usable_ports, b.free)).collect();
         assert_eq!(judged, vec![(5, 5, 0), (3, 64512, 64509)], "the full one first");
         assert!(buckets[0].nat_rule.ends_with("MASQUERADE to :40000-40004"), "{}", buckets[1].nat_rule);
+    }
+
+    #[test]
+    fn time_wait_is_evicted_from_linux_6_5_and_holds_its_port_before() {
+        let count = |kernel: Option<KernelVersion>| {
+            let mut counter = FlowCounter::new(vec![NatRule::masquerade(range(40000, 40099))], kernel);
+            (0..100).for_each(|p| {
+                let closed = Flow { tcp_state: Some(CT_TCP_TIME_WAIT), ..flow("10.2.0.1", 40000 + p, 2) };
+                counter.add(if p < 40 { flow("10.2.0.1", 40000 + p, 2) } else { closed });
+            });
+            counter.finish(10)
+        };
+        let old = count(Some(KernelVersion::new(6, 4)));
+        let b = &old.snat_buckets[0];
+        assert_eq!((b.free, b.available, b.by_eviction, b.usage_pct, old.eviction.evicts), (0, 0, 0, 100.0, false));
+        assert_eq!((b.first_syn_dropped_pct, old.eviction.syns), (None, 4));
+        let new = count(KERNEL);
+        let b = &new.snat_buckets[0];
+        assert!(b.available > 40 && b.available == b.by_eviction, "{b:?}");
+        assert!(b.first_syn_dropped_pct.is_some_and(|p| p > 0.0) && new.eviction.evicts, "{b:?}");
+        assert_eq!((new.eviction.syns, new.eviction.patient_connect_seconds), (7, 7.5));
     }
 
     #[test]
@@ -467,7 +527,7 @@ mod tests {
         // Two MASQUERADE rules of different ranges toward one destination: the 1 000-port pool with
         // 997 in use is 99.7 % full, not 1.5 % of the default.
         let rules = vec![NatRule::masquerade(range(40000, 40999)), NatRule::masquerade(range(50000, 50099))];
-        let mut counter = FlowCounter::new(rules);
+        let mut counter = FlowCounter::new(rules, KERNEL);
         (0..997).for_each(|p| counter.add(flow("10.2.0.1", 40000 + p, 2)));
         (0..10).for_each(|p| counter.add(flow("10.2.0.1", 50000 + p, 2)));
         let buckets = counter.finish(10).snat_buckets;

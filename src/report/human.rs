@@ -458,23 +458,24 @@ fn conntrack_table(report: &Report, ct: &Conntrack, out: &mut dyn Write) -> io::
         return writeln!(out, "  no source-NAT flow");
     }
     writeln!(out, "  source NAT, port ranges from {}:", printable(&ct.nat_range_source))?;
-    let header = ["translated source -> destination", "entries", "TIME_WAIT", "live", "used", "left"];
+    // `left` is what a patient client gets, evictions included; `free` what a new flow gets for sure.
+    let header = ["translated source -> destination", "live", "TIME_WAIT", "free", "used", "left"];
     let rows: Vec<Vec<String>> = dump
         .snat_buckets
         .iter()
         .map(|b| {
             vec![
                 format!("{} -> {} {}", b.source_ip, b.remote, b.protocol),
-                b.count.to_string(),
-                b.time_wait.to_string(),
                 b.held.to_string(),
+                b.time_wait.to_string(),
+                b.free.to_string(),
                 format!("{:.1} % of {}", b.usage_pct, b.usable_ports),
-                format!("{} (+{} reclaimable)", b.available, b.reclaimable),
+                b.available.to_string(),
             ]
         })
         .collect();
     let styles: Vec<Style> = dump.snat_buckets.iter().map(|b| usage_style(report, b.usage_pct)).collect();
-    table(out, &header, &rows, &styles, &[2, 1])?;
+    table(out, &header, &rows, &styles, &[1, 3, 2])?;
     // Each rule that judged a bucket shown, once: the table would not fit 80 columns with it.
     let mut rules: Vec<&str> = dump.snat_buckets.iter().map(|b| b.nat_rule.as_str()).collect();
     rules.sort_unstable();

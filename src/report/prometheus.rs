@@ -273,8 +273,13 @@ fn conntrack_families(report: &Report, labels: &Labeller) -> Vec<Family> {
         };
         families.push(gauge(
             "twtune_snat_bucket_available_ports",
-            "Free source-NAT ports toward one destination from one translated address (0 = new flows' SYNs are dropped unless a TIME_WAIT entry is evicted).",
+            "New flows toward one destination from one translated address that the NAT admits to a client waiting through its SYN retransmissions: the free ports and the TIME_WAIT entries new flows evict (Linux 6.5+).",
             dump.snat_buckets.iter().map(|b| (nat(b), f64::from(b.available))).collect(),
+        ));
+        families.push(gauge(
+            "twtune_snat_bucket_free_ports",
+            "Source-NAT ports no entry holds toward one destination from one translated address: what a new flow gets for sure.",
+            dump.snat_buckets.iter().map(|b| (nat(b), f64::from(b.free))).collect(),
         ));
         families.push(gauge(
             "twtune_snat_bucket_usage_ratio",

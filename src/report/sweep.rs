@@ -322,12 +322,19 @@ fn fullest_snat(r: &Report, b: &SnatBucket, out: &mut dyn Write) -> io::Result<(
     let style = human::usage_style(r, b.usage_pct);
     writeln!(
         out,
-        "  fullest SNAT bucket {} -> {} {}: entries/usable {}/{}, {style}{:.1} % used{style:#}, {} left",
-        b.source_ip, b.remote, b.protocol, b.count, b.usable_ports, b.usage_pct, b.available,
+        "  fullest SNAT bucket {} -> {} {}: entries/usable {}/{}, {style}{:.1} % used{style:#}, {} left{}",
+        b.source_ip,
+        b.remote,
+        b.protocol,
+        b.count,
+        b.usable_ports,
+        b.usage_pct,
+        b.available,
+        if b.by_eviction > 0 { format!(" ({} free)", b.free) } else { String::new() },
     )?;
     let detail = format!(
-        "{} live, {} TIME_WAIT (+{} reclaimable); judged by {}",
-        b.held, b.time_wait, b.reclaimable, b.nat_rule
+        "{} live, {} TIME_WAIT ({} of them evicted for new flows); judged by {}",
+        b.held, b.time_wait, b.by_eviction, b.nat_rule
     );
     human::wrapped(out, "    ", "      ", &detail)
 }
@@ -501,7 +508,10 @@ mod tests {
             time_wait: 50,
             held: 5,
             usable_ports: 64512,
-            available: 64457,
+            free: 64457,
+            available: 64507,
+            by_eviction: 50,
+            first_syn_dropped_pct: None,
             reclaimable: 50,
             usage_pct: 0.1,
             nat_range: NatRange::DEFAULT,
@@ -522,6 +532,7 @@ mod tests {
                 snat_bucket_count: 1,
                 snat_buckets: vec![bucket],
                 untracked_buckets: 0,
+                eviction: Default::default(),
             }),
             table_unavailable: None,
         }
@@ -563,13 +574,14 @@ mod tests {
         assert_eq!(lines[2], "    held by pid 4242 curl\\u{1b}[2J (docker abababababab) 95 sockets", "{text}");
         assert_eq!(
             lines[3],
-            "  fullest SNAT bucket 10.2.0.1 -> 10.2.0.2:80 tcp: entries/usable 55/64512, 0.1 % used, 64457 left",
+            "  fullest SNAT bucket 10.2.0.1 -> 10.2.0.2:80 tcp: entries/usable 55/64512, 0.1 % used, 64507 left \
+             (64457 free)",
             "{text}"
         );
         assert_eq!(
             lines[4..6].join("\n"),
-            "    5 live, 50 TIME_WAIT (+50 reclaimable); judged by iptables-nft ip nat\n      \
-             POSTROUTING handle 2: MASQUERADE",
+            "    5 live, 50 TIME_WAIT (50 of them evicted for new flows); judged by\n      \
+             iptables-nft ip nat POSTROUTING handle 2: MASQUERADE",
             "{text}"
         );
         assert!(section.contains("CRIT ports.bucket-exhaustion"), "then its findings: {text}");

@@ -1,11 +1,12 @@
 //! Rules one layer down, on connection tracking and source NAT: a table near its limit, insertions
-//! lost to races, a NAT port pool near its end, conntrack's TIME_WAIT outliving TCP's, and SYNs a
+//! lost to races, a NAT port pool near its end or admitting new flows only by evicting TIME_WAIT entries, conntrack's TIME_WAIT outliving TCP's, and SYNs a
 //! server's TIME_WAIT rejected for their timestamps (clients behind one NAT address).
 
 use serde_json::json;
 
 use crate::inspect::Inspection;
 use crate::inspect::conntrack::Conntrack;
+use crate::model::nat::{EvictionRule, SnatBucket};
 use crate::rules::{Advice, Finding, Severity, Thresholds, finding, usage_severity};
 
 const MAX_KEY: &str = "net.netfilter.nf_conntrack_max";
@@ -129,55 +130,111 @@ fn insert_failed(ct: &Conntrack, out: &mut Vec<Finding>) {
 fn snat_exhaustion(ct: &Conntrack, t: &Thresholds, out: &mut Vec<Finding>) {
     let Some(table) = &ct.table else { return };
     for b in &table.snat_buckets {
+        // Judged on what the NAT admits, evictions included: a pool whose TIME_WAIT new flows
+        // evict still lets them through, and its reliance on eviction is a finding of its own.
         let Some(severity) = usage_severity(b.usage_pct, t) else { continue };
         let mut f = finding(
             "snat.bucket-exhaustion",
             severity,
-            format!(
-                "the source NAT toward {} {} from {} has {} of its {} ports ({}) in use: {} live flows and {} \
-                 entries in TIME_WAIT or CLOSE. {} ports are free (a new flow finds one for sure in a range of up to \
-                 128 ports; in a larger one the NAT probes at most 240 from random places, so a nearly full pool \
-                 already fails some flows); beyond, a new TCP flow gets a port only by evicting a TIME_WAIT entry, \
-                 by chance, and otherwise its SYN is dropped (connect times out; no error says why)",
-                b.protocol,
-                b.remote,
-                b.source_ip,
-                b.usable_ports - b.available,
-                b.usable_ports,
-                b.nat_rule,
-                b.held,
-                b.time_wait,
-                b.available,
-            ),
+            exhaustion_text(b, table.eviction.evicts),
             "Reusing connections has no kernel risk; more NAT addresses or a wider range change what peers see.",
         )
         .evidence(json!({
             "source_ip": b.source_ip, "remote": b.remote, "count": b.count, "held": b.held,
-            "time_wait": b.time_wait, "available": b.available, "usable_ports": b.usable_ports,
-            "usage_pct": b.usage_pct, "nat_range": b.nat_range,
+            "time_wait": b.time_wait, "free": b.free, "available": b.available, "by_eviction": b.by_eviction,
+            "usable_ports": b.usable_ports, "usage_pct": b.usage_pct, "nat_range": b.nat_range,
         }));
-        f.advice = vec![
-            Advice {
-                action: format!(
-                    "Reuse connections to {}: each flow closed through the NAT keeps its port for \
-                     nf_conntrack_tcp_timeout_time_wait (120 s), twice as long as TCP's own TIME_WAIT.",
-                    b.remote
-                ),
-                risk: "Idle pooled connections hold NAT entries too (established: 5 days by default).".into(),
-            },
-            Advice {
-                action: "Give the NAT more source addresses (SNAT --to-source A-B) or spread the traffic over more \
-                         destination addresses or ports: the budget is per (source, destination, port)."
-                    .into(),
-                risk: "Peers see more source addresses; allow-lists must include them.".into(),
-            },
-            Advice {
-                action: "Widen the rule's --to-ports range, if it sets one.".into(),
-                risk: "Ports in the range must not be used by services on the NAT host.".into(),
-            },
-        ];
+        f.advice = snat_advice(b);
         out.push(f);
     }
+    for b in table.snat_buckets.iter().filter(|b| b.free == 0 && b.by_eviction > 0) {
+        out.push(evicting(b, &table.eviction));
+    }
+}
+
+/// What `snat.bucket-exhaustion` says of bucket `b`, on a kernel that evicts or not.
+fn exhaustion_text(b: &SnatBucket, evicts: bool) -> String {
+    let mut text = format!(
+        "the source NAT toward {} {} from {} ({}) has {} live flows and {} entries in TIME_WAIT or CLOSE in its {} \
+         ports, {} of them free; it admits about {} more flows ({:.1} % used) to a client that waits through its SYN \
+         retransmissions",
+        b.protocol,
+        b.remote,
+        b.source_ip,
+        b.nat_rule,
+        b.held,
+        b.time_wait,
+        b.usable_ports,
+        b.free,
+        b.available,
+        b.usage_pct,
+    );
+    if b.by_eviction > 0 {
+        text.push_str(&format!(", {} of them by evicting TIME_WAIT entries (snat.evicting-time-wait)", b.by_eviction));
+    } else if b.time_wait > 0 && !evicts {
+        text.push_str(": on this kernel (before 6.5) a TIME_WAIT entry holds its port until it ends");
+    }
+    text.push_str(". Beyond, a new flow's SYNs are dropped: its connect() times out, and no error says why");
+    text
+}
+
+fn snat_advice(b: &SnatBucket) -> Vec<Advice> {
+    vec![
+        Advice {
+            action: format!(
+                "Reuse connections to {}: each flow closed through the NAT keeps its port for \
+                 nf_conntrack_tcp_timeout_time_wait (120 s), twice as long as TCP's own TIME_WAIT.",
+                b.remote
+            ),
+            risk: "Idle pooled connections hold NAT entries too (established: 5 days by default).".into(),
+        },
+        Advice {
+            action: "Give the NAT more source addresses (SNAT --to-source A-B) or spread the traffic over more \
+                     destination addresses or ports: the budget is per (source, destination, port)."
+                .into(),
+            risk: "Peers see more source addresses; allow-lists must include them.".into(),
+        },
+        Advice {
+            action: "Widen the rule's --to-ports range, if it sets one.".into(),
+            risk: "Ports in the range must not be used by services on the NAT host.".into(),
+        },
+    ]
+}
+
+/// `snat.evicting-time-wait`: no port of the pool is free, so every new flow gets one only by
+/// evicting a TIME_WAIT entry, in the last probes of its search, if its sequence number has passed
+/// the entry's: the first SYN of some flows is dropped, and their connect() waits for a retransmission.
+fn evicting(b: &SnatBucket, rule: &EvictionRule) -> Finding {
+    let dropped = b.first_syn_dropped_pct.unwrap_or(0.0);
+    let mut f = finding(
+        "snat.evicting-time-wait",
+        Severity::Warn,
+        format!(
+            "no port of the source NAT toward {} {} from {} is free: its {} live flows and {} TIME_WAIT or CLOSE \
+             entries hold all {} ports, and a new flow gets a port only by evicting a TIME_WAIT entry (Linux 6.5 \
+             and later do so in the last probes of the port search, for an entry whose sequence numbers the new \
+             flow has passed). About {} more flows get through so; the NAT drops the first SYN of about {dropped:.1} % \
+             of them (and more as the TIME_WAIT entries run out), and each of those connects waits for a \
+             retransmission: 1 s or more, in the tail of the latency. Counted for a client that waits {} s ({} SYNs)",
+            b.protocol,
+            b.remote,
+            b.source_ip,
+            b.held,
+            b.time_wait,
+            b.usable_ports,
+            b.by_eviction,
+            rule.patient_connect_seconds,
+            rule.syns,
+        ),
+        "Reusing connections has no kernel risk; more NAT addresses or a wider range change what peers see.",
+    )
+    .evidence(json!({
+        "source_ip": b.source_ip, "remote": b.remote, "held": b.held, "time_wait": b.time_wait,
+        "free": b.free, "by_eviction": b.by_eviction, "first_syn_dropped_pct": b.first_syn_dropped_pct,
+        "usable_ports": b.usable_ports,
+    }));
+    f.advice = snat_advice(b);
+    f
 }
 
 fn time_wait_longer(ct: &Conntrack, out: &mut Vec<Finding>) {

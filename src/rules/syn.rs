@@ -142,9 +142,9 @@ fn nat(ct: Option<&Conntrack>) -> (String, Value) {
         ct.table.as_ref().and_then(|t| t.snat_buckets.iter().max_by(|a, b| a.usage_pct.total_cmp(&b.usage_pct)));
     let bucket = match (fullest, &ct.table) {
         (Some(b), _) => format!(
-            "the fullest source-NAT bucket here, {} -> {} ({}), uses {:.1} % of its ports, {} free \
-             (snat.bucket-exhaustion from 50 %)",
-            b.source_ip, b.remote, b.protocol, b.usage_pct, b.available
+            "the fullest source-NAT bucket here, {} -> {} ({}), uses {:.1} % of its ports: {} free, about {} \
+             more flows admitted (snat.bucket-exhaustion from 50 %)",
+            b.source_ip, b.remote, b.protocol, b.usage_pct, b.free, b.available
         ),
         (None, Some(_)) => format!("this namespace's conntrack table has no source-NAT flow; {elsewhere}"),
         (None, None) => format!(

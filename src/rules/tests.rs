@@ -574,6 +574,7 @@ fn tracked(
             snat_bucket_count: buckets.len(),
             snat_buckets: buckets,
             untracked_buckets: 0,
+            eviction: Default::default(),
         }),
         table_unavailable: None,
     });
@@ -581,7 +582,10 @@ fn tracked(
 }
 
 fn snat(count: u32, time_wait: u32, usable: u32) -> crate::model::nat::SnatBucket {
-    let available = usable.saturating_sub(count);
+    use crate::model::eviction::{Pool, admission};
+    let pool = Pool { usable, held: count - time_wait, closed: time_wait, tcp: true };
+    let admitted = admission(pool, Some(crate::sysctl::KernelVersion::new(6, 18)));
+    let available = admitted.admitted;
     crate::model::nat::SnatBucket {
         source_ip: "10.2.0.1".into(),
         remote: "10.2.0.2:80".into(),
@@ -590,7 +594,10 @@ fn snat(count: u32, time_wait: u32, usable: u32) -> crate::model::nat::SnatBucke
         time_wait,
         held: count - time_wait,
         usable_ports: usable,
+        free: pool.free(),
         available,
+        by_eviction: admitted.evicted,
+        first_syn_dropped_pct: admitted.first_syn_dropped_pct,
         reclaimable: time_wait,
         usage_pct: f64::from(usable - available) * 100.0 / f64::from(usable),
         nat_range: crate::model::nat::NatRange::DEFAULT,
@@ -643,13 +650,30 @@ fn insertions_lost_say_since_when_and_give_random_fully_first() {
 
 #[test]
 fn a_nat_bucket_near_its_pool_and_conntrack_time_wait_longer_than_tcp() {
-    let findings = evaluate(&tracked(90, 1000, &[], vec![snat(90, 30, 100)]), &Thresholds::default());
+    // 90 live of 100: critical.
+    let findings = evaluate(&tracked(90, 1000, &[], vec![snat(90, 0, 100)]), &Thresholds::default());
     let f = only(&findings, "snat.bucket-exhaustion");
     assert_eq!(f.severity, Severity::Crit, "90 % used");
-    assert!(f.message.contains("10 ports are free"), "{}", f.message);
+    assert!(f.message.contains("100 ports, 10 of them free; it admits about 10 more flows"), "{}", f.message);
     assert!(f.advice[0].action.starts_with("Reuse connections to 10.2.0.2:80"));
+    assert!(findings.iter().all(|f| f.id != "snat.evicting-time-wait"), "nothing to evict");
+    // 60 live and 30 in TIME_WAIT: the 10 free ports and most of the 30 get through, so no
+    // critical; nor the eviction warning while a port is free.
+    let findings = evaluate(&tracked(90, 1000, &[], vec![snat(90, 30, 100)]), &Thresholds::default());
+    let f = only(&findings, "snat.bucket-exhaustion");
+    assert_eq!(f.severity, Severity::Warn, "{}", f.message);
+    assert!(f.message.contains("by evicting TIME_WAIT entries (snat.evicting-time-wait)"), "{}", f.message);
+    assert!(findings.iter().all(|f| f.id != "snat.evicting-time-wait"), "a port is free");
     let longer = only(&findings, "conntrack.timewait-longer-than-tcp");
     assert_eq!((longer.recommended.as_deref(), longer.evidence["natted_time_wait"].as_u64()), (Some("60"), Some(30)));
+    // No port free: admission relies on evicting, a warning of its own with its cost.
+    let full = evaluate(&tracked(100, 1000, &[], vec![snat(100, 40, 100)]), &Thresholds::default());
+    let evicting = only(&full, "snat.evicting-time-wait");
+    assert_eq!(evicting.severity, Severity::Warn);
+    assert!(evicting.message.contains("drops the first SYN of about") && evicting.message.contains("1 s or more"));
+    let dropped = evicting.evidence["first_syn_dropped_pct"].as_f64().expect("a share");
+    assert!(dropped > 0.0 && dropped < 100.0, "{dropped}");
+    assert_ne!(only(&full, "snat.bucket-exhaustion").severity, Severity::Crit, "flows still get through");
     let quiet = evaluate(&tracked(10, 1000, &[], vec![snat(10, 0, 100)]), &Thresholds::default());
     assert!(
         quiet.iter().all(|f| f.id != "snat.bucket-exhaustion" && f.id != "conntrack.timewait-longer-than-tcp"),
@@ -826,13 +850,13 @@ fn a_few_syn_retransmits_none_without_connects_and_none_without_a_sample_are_qui
 
 #[test]
 fn stalled_connects_point_at_the_fullest_nat_bucket_conntrack_losses_and_paws() {
-    let mut natted = tracked(90, 1000, &[("insert_failed", 7)], vec![snat(90, 30, 100), snat(20, 0, 100)]);
+    let mut natted = tracked(90, 1000, &[("insert_failed", 7)], vec![snat(90, 0, 100), snat(20, 0, 100)]);
     natted.conntrack.as_mut().expect("ct").statistics_growth =
         Some([("insert_failed".to_string(), 5), ("drop".to_string(), 5)].into_iter().collect());
     let growth = [("ActiveOpens", 60), ("TCPSynRetrans", 60), ("PAWSTimewait", 4), ("PAWSActive", 2)];
     let f = syn_finding(sampled(natted, 3.0, &growth)).expect("as many retransmits as connects");
     for piece in [
-        "the fullest source-NAT bucket here, 10.2.0.1 -> 10.2.0.2:80 (tcp), uses 90.0 % of its ports, 10 free",
+        "the fullest source-NAT bucket here, 10.2.0.1 -> 10.2.0.2:80 (tcp), uses 90.0 % of its ports: 10 free, about 10 more",
         "conntrack lost 5 insertions, dropped 5 packets of new flows",
         "4 SYNs were rejected by TIME_WAIT sockets of this namespace for their timestamps",
         "2 SYN-ACKs were refused by connects here",

@@ -544,8 +544,9 @@ fn conntrack_block(report: &Report, width: u16, palette: Palette) -> Paragraph<'
                 Span::raw(format!("fullest NAT bucket {} -> {} {}: ", b.source_ip, b.remote, b.protocol)),
                 Span::styled(format!("{:.0}% used", b.usage_pct), palette.usage(report, b.usage_pct)),
                 Span::raw(format!(
-                    ", {} free, {} TIME_WAIT reclaimable",
+                    ", {} left ({} free, {} TIME_WAIT)",
                     number(u64::from(b.available)),
+                    number(u64::from(b.free)),
                     number(u64::from(b.reclaimable))
                 )),
             ],

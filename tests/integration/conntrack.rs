@@ -43,7 +43,7 @@ impl Drop for Peer {
 pub(crate) struct Topology;
 
 impl Topology {
-    fn new(masquerade: &[&str]) -> Topology {
+    pub(crate) fn new(masquerade: &[&str]) -> Topology {
         let topology = Topology::bare();
         let mut rule: Vec<&str> = "netns exec tw-nat iptables -t nat -A POSTROUTING -o tw-ns".split(' ').collect();
         if !masquerade.is_empty() {
@@ -184,7 +184,9 @@ fn a_narrowed_nat_range_admits_exactly_the_flows_twtune_says_are_available() {
     assert_eq!(states["TIME_WAIT"].as_u64().unwrap_or(0), time_wait, "{states}");
     assert_eq!(states["CLOSE"].as_u64().unwrap_or(0), close, "{states}");
     assert_eq!(bucket["time_wait"].as_u64(), Some(time_wait + close), "{bucket:#}");
-    assert_eq!((bucket["available"].as_u64(), bucket["reclaimable"].as_u64()), (Some(0), Some(100)), "{bucket:#}");
+    assert_eq!((bucket["free"].as_u64(), bucket["reclaimable"].as_u64()), (Some(0), Some(100)), "{bucket:#}");
+    // On 6.5 and later new flows evict them, by chance: nat_admission.rs measures how many.
+    assert!(bucket["available"].as_u64().is_some_and(|n| n > 0) && bucket["available"] == bucket["by_eviction"]);
     let longer = closed["findings"]
         .as_array()
         .expect("findings")
@@ -257,7 +259,12 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
     assert_eq!((b.source_ip.as_str(), b.remote.as_str(), b.protocol.as_str()), ("10.2.0.1", "10.2.0.2:80", "tcp"));
     assert_eq!((b.count, b.held, b.usable_ports), (55, 5, 64512), "the default range 1024-65535");
     assert_eq!(u64::from(b.time_wait), listed("TIME_WAIT") + listed("CLOSE"));
-    assert_eq!((b.available, b.reclaimable, b.usage_pct), (64512 - 55, 50, 0.1));
+    assert_eq!((b.free, b.reclaimable), (64512 - 55, 50));
+    // A pool this large is searched in at most 248 probes from random places: its last free ports
+    // are not found.
+    assert!(b.available < b.free + b.by_eviction && b.available > 60000, "{b:?}");
+    assert!(b.first_syn_dropped_pct.is_none() || b.by_eviction > 0, "{b:?}");
+    assert_eq!(ct.eviction.as_ref().map(|e| e["evicts"].clone()), Some(Value::from(true)));
 
     // Sampled: the statistics' growth over the interval, none here.
     let (_, sampled) = crate::util::audit_json(&["--netns", "tw-nat", "--sample", "500ms", "--fail-on", "never"]);
@@ -288,13 +295,13 @@ fn statistics_and_timeouts_are_read_per_namespace_and_agree_with_conntrack_s() {
     // In human form: the NAT's fullest source-NAT bucket, and the client's fullest bucket with the
     // process holding it.
     let nat = crate::namespaces::sweep_section("] tw-nat ==");
-    assert!(
-        nat.contains(
-            "fullest SNAT bucket 10.2.0.1 -> 10.2.0.2:80 tcp: entries/usable 55/64512, 0.1 % used, 64457 left"
-        ),
-        "{nat}"
+    let head = format!(
+        "fullest SNAT bucket 10.2.0.1 -> 10.2.0.2:80 tcp: entries/usable 55/64512, {:.1} % used, {} left",
+        b.usage_pct, b.available
     );
-    assert!(nat.contains("5 live, 50 TIME_WAIT (+50 reclaimable); judged by iptables-nft ip nat POSTROUTING"), "{nat}");
+    assert!(nat.contains(&head), "{head}: {nat}");
+    let detail = format!("5 live, 50 TIME_WAIT ({} of them evicted for new flows); judged by", b.by_eviction);
+    assert!(nat.contains(&detail), "{detail}: {nat}");
     let client = crate::namespaces::sweep_section("] tw-client ==");
     assert!(client.contains("fullest bucket 10.1.0.2 -> 10.2.0.2:80: held/usable "), "{client}");
     assert!(client.contains(&format!("held by pid {} python3 5 sockets", held.0.id())), "{client}");

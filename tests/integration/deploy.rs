@@ -112,8 +112,12 @@ const TARGET_LABELS: &[&str] = &["instance", "job"];
 /// Metric families twtune exports only from a live system: the source-NAT buckets need the
 /// conntrack table (ctnetlink), the exhaustion forecast `--sample`. Their names and labels come
 /// from src/report/prometheus.rs.
-const LIVE_ONLY: &[&str] =
-    &["twtune_snat_bucket_available_ports", "twtune_snat_bucket_usage_ratio", "twtune_bucket_exhaustion_seconds"];
+const LIVE_ONLY: &[&str] = &[
+    "twtune_snat_bucket_available_ports",
+    "twtune_snat_bucket_free_ports",
+    "twtune_snat_bucket_usage_ratio",
+    "twtune_bucket_exhaustion_seconds",
+];
 
 /// The metric names and label names twtune emits: those of real runs on fixture roots, the
 /// live-only ones of the source, and the labels `--all-netns` adds (src/report/sweep.rs).

@@ -14,6 +14,7 @@ mod layout;
 mod limits;
 mod man;
 mod namespaces;
+mod nat_admission;
 mod nat_rules;
 mod netlink;
 mod netns;

@@ -9,7 +9,7 @@ use crate::conntrack::{Peer, Topology, audit};
 use crate::netns::{enter, run};
 
 /// `nft -f` of `ruleset` in the NAT namespace.
-fn nft(ruleset: &str) {
+pub(crate) fn nft(ruleset: &str) {
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), ruleset).expect("write the ruleset");
     run("ip", &["netns", "exec", "tw-nat", "nft", "-f", &file.path().to_string_lossy()]);

@@ -365,6 +365,8 @@ pub(crate) struct Conntrack {
     pub snat_bucket_count: Option<usize>,
     #[serde(default)]
     pub snat_buckets: Option<Vec<SnatBucket>>,
+    #[serde(default)]
+    pub eviction: Option<serde_json::Value>,
     pub table_unavailable: Option<String>,
 }
 
@@ -409,7 +411,10 @@ pub(crate) struct SnatBucket {
     pub time_wait: u32,
     pub held: u32,
     pub usable_ports: u32,
+    pub free: u32,
     pub available: u32,
+    pub by_eviction: u32,
+    pub first_syn_dropped_pct: Option<f64>,
     pub reclaimable: u32,
     pub usage_pct: f64,
     pub nat_range: NatRange,

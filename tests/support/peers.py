@@ -21,6 +21,14 @@
                                       work on the answer, close
     peers.py rapid PORT RATE          RATE times a second, in one thread: connect, one request,
                                       close at once (connections that live well under a millisecond)
+    peers.py servers PORTS            `server` on each port of the comma-separated PORTS
+    peers.py mix PORTS HELD CLOSED    toward each of PORTS: CLOSED connections, each used for a
+                                      request and closed (the client closes first), then HELD kept
+    peers.py patient PORTS SECONDS    toward each of PORTS at once, one connect at a time with a
+                                      SECONDS timeout (waiting through SYN retransmissions), each
+                                      connection kept, until one fails; print "PORT ADMITTED SLOW"
+                                      per port on one line (SLOW: connects that took 0.9 s or more,
+                                      their first SYN lost), then hold them
     peers.py fail-connect PORT        connect and keep each connection until one fails with
                                       EADDRNOTAVAIL; then, for each number N read on stdin, make N
                                       connects, each of which must fail so, and print "failed N"
@@ -55,15 +63,15 @@ def listening(port):
     return listener
 
 
-def threaded(port, handle):
+def threaded(port, handle, listener=None):
     """Accepts on HOST:port for ever, each connection handled by handle(conn) in a thread."""
-    listener = listening(port)
+    listener = listener or listening(port)
     while True:
         conn, _ = listener.accept()
         threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
 
-def serve(port):
+def serve(port, listener=None):
     def answer(conn):
         with conn:
             while True:
@@ -72,7 +80,7 @@ def serve(port):
                     return
                 conn.sendall(b"ok")
 
-    threaded(port, answer)
+    threaded(port, answer, listener)
 
 
 def silent(port):
@@ -120,7 +128,8 @@ def request(conn):
 
 
 def listening_quietly(port):
-    listener = socket.socket()
+    listener = socket.socket(socket.AF_INET6 if ":" in HOST else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((HOST, port))
     listener.listen(1024)
     return listener
@@ -161,7 +170,60 @@ def fail(port, local):
         time.sleep(3600)
 
 
+def ports(text):
+    return [int(p) for p in text.split(",")]
+
+
+def mix(targets, held, closed):
+    kept = []
+    for port in targets:
+        for _ in range(closed):
+            conn = socket.create_connection((HOST, port))
+            request(conn)
+            conn.close()
+        kept.extend(socket.create_connection((HOST, port)) for _ in range(held))
+    print("ready", flush=True)
+    while kept:
+        time.sleep(3600)
+
+
+def patient(targets, seconds):
+    results, kept = {}, []
+
+    def fill(port):
+        admitted, slow = 0, 0
+        while True:
+            started = time.monotonic()
+            try:
+                kept.append(socket.create_connection((HOST, port), timeout=seconds))
+            except OSError:
+                break
+            admitted += 1
+            slow += time.monotonic() - started >= 0.9
+        results[port] = (admitted, slow)
+
+    threads = [threading.Thread(target=fill, args=(port,)) for port in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(" ".join(f"{p}:{results[p][0]}:{results[p][1]}" for p in targets), flush=True)
+    while kept:
+        time.sleep(3600)
+
+
 def main():
+    if sys.argv[1] == "servers":
+        listeners = [(port, listening_quietly(port)) for port in ports(sys.argv[2])]
+        print("ready", flush=True)
+        for port, listener in listeners:
+            threading.Thread(target=serve, args=(port, listener), daemon=True).start()
+        while True:
+            time.sleep(3600)
+    if sys.argv[1] == "mix":
+        mix(ports(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    if sys.argv[1] == "patient":
+        patient(ports(sys.argv[2]), float(sys.argv[3]))
     mode, port = sys.argv[1], int(sys.argv[2])
     if mode == "server":
         serve(port)

@@ -132,7 +132,9 @@ fn snat_exhaustion(ct: &Conntrack, t: &Thresholds, out: &mut Vec<Finding>) {
     for b in &table.snat_buckets {
         // Judged on what the NAT admits, evictions included: a pool whose TIME_WAIT new flows
         // evict still lets them through, and its reliance on eviction is a finding of its own.
+        // Critical only once no new flow gets through: until then the pool is running out, not out.
         let Some(severity) = usage_severity(b.usage_pct, t) else { continue };
+        let severity = if b.available == 0 { Severity::Crit } else { severity.min(Severity::Warn) };
         let mut f = finding(
             "snat.bucket-exhaustion",
             severity,

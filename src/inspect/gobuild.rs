@@ -163,6 +163,12 @@ impl Elf {
 
     /// The content of the section called `name`, at most [`MAX_BUILDINFO_BYTES`] of it.
     fn section(&self, file: &(impl ReadAt + ?Sized), name: &[u8]) -> Option<Vec<u8>> {
+        let (at, size) = self.section_range(file, name)?;
+        file.read_at(at, usize::try_from(size).ok()?.min(MAX_BUILDINFO_BYTES))
+    }
+
+    /// Where the section called `name` lies in the file: its offset and size.
+    fn section_range(&self, file: &(impl ReadAt + ?Sized), name: &[u8]) -> Option<(u64, u64)> {
         let headers = self.section_headers(file)?;
         let (_, names_at, names_size) = *headers.get(self.names_index)?;
         let names = file.read_at(names_at, usize::try_from(names_size).ok()?.min(MAX_NAMES_BYTES))?;
@@ -170,7 +176,7 @@ impl Elf {
             let start = usize::try_from(*name_at).unwrap_or(usize::MAX);
             names.get(start..).is_some_and(|rest| rest.strip_prefix(name).is_some_and(|end| end.first() == Some(&0)))
         })?;
-        file.read_at(*at, usize::try_from(*size).ok()?.min(MAX_BUILDINFO_BYTES))
+        Some((*at, *size))
     }
 
     /// The build information at a 16-byte boundary in the first [`MAX_SEARCH_BYTES`] of the first
@@ -198,6 +204,67 @@ impl Elf {
         let end = usize::try_from(offset).ok()?.checked_add(start)?;
         file.read_at(u64::try_from(end).ok()?, MAX_BUILDINFO_BYTES)
     }
+}
+
+/// A chunk of a section searched at once.
+const SCAN_CHUNK: usize = 1 << 20;
+/// The bytes returned after a marker.
+const AFTER_MARKER: usize = 64;
+
+/// Occurrences of a marker looked at at most, a chunk at a time.
+const MAX_OCCURRENCES: usize = 1000;
+
+/// The first version that `accept` reads after an occurrence of `marker` (the [`AFTER_MARKER`]
+/// bytes that follow it) in the section `section` of the ELF file `file`, searching at most
+/// `limit` bytes of the section, a chunk at a time, so that a marker near its start costs one
+/// chunk, and at most [`MAX_OCCURRENCES`] occurrences.
+pub(crate) fn after_marker(
+    file: &(impl ReadAt + ?Sized),
+    section: &[u8],
+    marker: &[u8],
+    limit: u64,
+    accept: &dyn Fn(&[u8]) -> Option<String>,
+) -> Option<String> {
+    let elf = Elf::parse(file)?;
+    let (start, size) = elf.section_range(file, section)?;
+    let end = start.checked_add(size.min(limit))?;
+    let overlap = (marker.len() + AFTER_MARKER) as u64;
+    let (mut at, mut looked) = (start, 0);
+    while at < end {
+        let len = usize::try_from((end - at).min(SCAN_CHUNK as u64 + overlap)).ok()?;
+        let chunk = file.read_at(at, len)?;
+        let mut from = 0;
+        while let Some(found) = chunk.get(from..).and_then(|rest| find(rest, marker)) {
+            let after = from + found + marker.len();
+            if let Some(version) = accept(chunk.get(after..).unwrap_or_default()) {
+                return Some(version);
+            }
+            looked += 1;
+            if looked == MAX_OCCURRENCES || after >= SCAN_CHUNK {
+                break;
+            }
+            from = after;
+        }
+        if chunk.len() < len || looked == MAX_OCCURRENCES {
+            return None;
+        }
+        at += SCAN_CHUNK as u64;
+    }
+    None
+}
+
+/// Where `needle` first occurs in `haystack` (its first byte looked for, then the rest compared).
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(at) = haystack.get(from..)?.iter().position(|b| *b == first) {
+        let start = from + at;
+        if haystack.get(start + 1..start + needle.len()) == Some(rest) {
+            return Some(start);
+        }
+        from = start + 1;
+    }
+    None
 }
 
 /// Integers of a header, in its byte order; `None` past its end.

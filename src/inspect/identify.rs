@@ -22,7 +22,7 @@ use rustix::fs::{FileType, Mode, OFlags};
 
 use crate::files::{list_in_root_at_most, open_file_in_root, read_in_root};
 use crate::inspect::gobuild::{self, NotGo};
-use crate::inspect::{nginx, python, runtimes};
+use crate::inspect::{jar, nginx, python, runtimes};
 use crate::model::records::{Identity, Library, MAX_LIBRARIES};
 use crate::model::table::SocketSummary;
 
@@ -247,11 +247,16 @@ impl Process {
             .or_else(|| home.as_deref().and_then(runtimes::version_in_home));
         let mut libraries: Vec<Library> = Vec::new();
         let open = self.open_jars();
-        let jars = mapped.iter().map(|p| (p, "mapped")).chain(open.iter().map(|p| (p, "open")));
-        for jar in jars.filter_map(|(path, found_in)| runtimes::http_jar(path, found_in)) {
-            if libraries.len() < MAX_LIBRARIES && !libraries.iter().any(|l| l.name == jar.name) {
-                libraries.push(jar);
+        let jars = mapped.iter().map(|p| (None, p, "mapped")).chain(open.iter().map(|(fd, p)| (Some(fd), p, "open")));
+        for (fd, path, found_in) in jars {
+            let Some(mut jar) = runtimes::http_jar(path, found_in) else { continue };
+            if libraries.len() == MAX_LIBRARIES || libraries.iter().any(|l| l.name == jar.name) {
+                continue;
             }
+            if jar.version.is_none() {
+                jar.version = fd.and_then(|fd| self.jar_manifest_version(fd));
+            }
+            libraries.push(jar);
         }
         libraries.sort_by(|a, b| a.name.cmp(&b.name));
         let why =
@@ -259,9 +264,29 @@ impl Process {
         Identity { runtime: "java", version, libraries, unknown: why, ..unknown("") }
     }
 
-    /// The jars the process has open: the targets of its `/proc/PID/fd` links, read and never
-    /// followed, [`MAX_FDS`] at most.
-    fn open_jars(&self) -> Vec<String> {
+    /// The version in the manifest of the jar open as descriptor `fd`, opened through the
+    /// process's own reference to it (`/proc/PID/fd/N`, as the executable is: no path is walked).
+    fn jar_manifest_version(&self, fd: &str) -> Option<String> {
+        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let dir = rustix::fs::openat(&self.dir, "fd", dir_flags, Mode::empty()).ok()?;
+        // A device named `*.jar` is never opened (opening some has effects): stat first, then
+        // check that the file opened is the one stat saw.
+        let seen = rustix::fs::statat(&dir, fd, rustix::fs::AtFlags::empty()).ok()?;
+        if FileType::from_raw_mode(seen.st_mode) != FileType::RegularFile {
+            return None;
+        }
+        let file = rustix::fs::openat(&dir, fd, flags, Mode::empty()).ok()?;
+        let stat = rustix::fs::fstat(&file).ok()?;
+        if (stat.st_dev, stat.st_ino) != (seen.st_dev, seen.st_ino) {
+            return None;
+        }
+        jar::manifest_version(&std::fs::File::from(file), u64::try_from(stat.st_size).ok()?)
+    }
+
+    /// The jars the process has open, by descriptor: the targets of its `/proc/PID/fd` links, read
+    /// and never followed, [`MAX_FDS`] at most.
+    fn open_jars(&self) -> Vec<(String, String)> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
         let Ok(dir) = rustix::fs::openat(&self.dir, "fd", flags, Mode::empty()) else { return Vec::new() };
         let Ok(entries) = rustix::fs::Dir::read_from(&dir) else { return Vec::new() };
@@ -271,7 +296,7 @@ impl Process {
             let Ok(target) = rustix::fs::readlinkat(&dir, entry.file_name(), Vec::new()) else { continue };
             let target = String::from_utf8_lossy(target.as_bytes()).into_owned();
             if target.ends_with(".jar") {
-                jars.push(target);
+                jars.push((entry.file_name().to_string_lossy().into_owned(), target));
             }
         }
         jars
@@ -437,5 +462,11 @@ mod tests {
         assert!(identity.version.as_deref().is_some_and(|v| v.starts_with("17.")), "{identity:?}");
         let httpclient = identity.library("httpclient").expect("the open httpclient jar");
         assert_eq!(httpclient.found_in, "open");
+        let bundle = std::process::Command::new("dpkg-query")
+            .args(["-W", "-f", "${Version}", "libhttpclient-java"])
+            .output()
+            .expect("dpkg-query");
+        let package = String::from_utf8_lossy(&bundle.stdout).split('-').next().unwrap_or_default().to_string();
+        assert_eq!(httpclient.version.as_deref(), Some(package.as_str()), "from its manifest (Bundle-Version)");
     }
 }

@@ -11,6 +11,7 @@ pub(crate) mod counters;
 pub(crate) mod evidence;
 pub(crate) mod gobuild;
 pub(crate) mod identify;
+pub(crate) mod jar;
 pub(crate) mod limits;
 pub(crate) mod netlink;
 pub(crate) mod netns;

@@ -165,7 +165,7 @@ pub(crate) fn nginx_conf(cmdline: &[u8]) -> Option<String> {
 }
 
 /// A version as printable, bounded text (`17.0.15`, `4.1.100.Final`).
-fn clean_version(text: &str) -> Option<String> {
+pub(crate) fn clean_version(text: &str) -> Option<String> {
     let ok = !text.is_empty()
         && text.len() <= MAX_VERSION
         && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'));

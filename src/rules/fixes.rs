@@ -231,6 +231,19 @@ pub(crate) const FIXES: &[Fix] = &[
         source: "Node.js 19.0.0 release notes (HTTP(S)/1.1 keep-alive by default), nodejs/node PR #43522",
     },
     Fix {
+        runtime: "node",
+        library: None,
+        from: None,
+        before: None,
+        signatures: &[NoReuse],
+        behaviour: "if it makes an http.Agent per request (or passes `agent: false`, which does the same), no \
+                    connection outlives its request: each agent pools only its own.",
+        fix: "one `http.Agent({ keepAlive: true })` (https.Agent for TLS) for the process, passed to every \
+              request, with maxSockets at the concurrency to this host.",
+        risk: "Idle sockets stay open; set the agent's timeout below the server's idle timeout.",
+        source: "Node.js documentation, http.Agent (keepAlive; `agent: false` makes a new Agent per request)",
+    },
+    Fix {
         runtime: "nginx",
         library: None,
         from: None,
@@ -433,7 +446,11 @@ mod tests {
     #[test]
     fn node_before_19_and_versions_compare_by_number() {
         assert!(advice_for(&owner("node", "v18.19.0", &[]), NoReuse)[0].action.contains("before Node.js 19"));
-        assert!(advice_for(&owner("node", "v20.1.0", &[]), NoReuse).is_empty());
+        let node18 = advice_for(&owner("node", "v18.19.0", &[]), NoReuse);
+        assert!(node18[1].action.contains("an http.Agent per request"), "{node18:?}");
+        let node20 = advice_for(&owner("node", "v20.1.0", &[]), NoReuse);
+        assert_eq!(node20.len(), 1, "keep-alive is the default from 19: {node20:?}");
+        assert!(node20[0].action.starts_with("Process 4242 (api) runs Node.js v20.1.0: if it makes an http.Agent"));
         assert_eq!(numbers("v1.39.0"), [1, 39, 0]);
         assert_eq!(numbers("go1.19.8"), [1, 19, 8]);
         assert_eq!(numbers("1.2.3rc1"), [1, 2, 3]);

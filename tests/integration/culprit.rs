@@ -385,3 +385,69 @@ fn nginx_proxying_without_upstream_keepalive_is_named_with_its_version_configura
         "worded with what was read: {advice:?}"
     );
 }
+
+#[test]
+fn a_java_apache_httpclient_4_client_built_per_request_is_named_with_its_versions_and_fix() {
+    const TEST: &str =
+        "culprit::a_java_apache_httpclient_4_client_built_per_request_is_named_with_its_versions_and_fix";
+    const JAVA_HOME: &str = "/usr/lib/jvm/java-17-openjdk-amd64";
+    if !enter(TEST)
+        || !Path::new(&format!("{JAVA_HOME}/bin/javac")).exists() && missing(TEST, "openjdk-17-jdk-headless")
+    {
+        return;
+    }
+    let Some(httpclient) = upstream_version("libhttpclient-java") else {
+        missing(TEST, "libhttpclient-java");
+        return;
+    };
+    let release = std::fs::read_to_string(format!("{JAVA_HOME}/release")).expect("release");
+    let java_version =
+        release.lines().find_map(|l| l.strip_prefix("JAVA_VERSION=")).expect("JAVA_VERSION").trim_matches('"');
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/HttpClientChurn.java");
+    let classpath = "/usr/share/java/httpclient.jar:/usr/share/java/httpcore.jar:/usr/share/java/commons-logging.jar";
+    let _server = Process::ready("python3", &[HTTP_PEERS, "server", "7701"]);
+    let client =
+        Process::ready(&format!("{JAVA_HOME}/bin/java"), &["-cp", classpath, source, "http://127.0.0.1:7701/", "8"]);
+    std::thread::sleep(Duration::from_millis(2000));
+    let (message, advice, identity) = no_reuse_named("127.0.0.1:7701", client.pid(), "4s");
+    assert_eq!((&identity["runtime"], &identity["version"]), (&Value::from("java"), &Value::from(java_version)));
+    let found = library(&identity, "httpclient");
+    assert_eq!(
+        (&found["version"], &found["found_in"]),
+        (&Value::from(httpclient.as_str()), &"open".into()),
+        "{identity}"
+    );
+    assert!(message.contains(&format!("running Java {java_version} with httpclient {httpclient}")), "{message}");
+    let expected = format!(
+        "Process {} (java) runs httpclient {httpclient}: a CloseableHttpClient built per request",
+        client.pid()
+    );
+    assert!(advice[0].starts_with(&expected) && advice[0].contains("PoolingHttpClientConnectionManager"), "{advice:?}");
+}
+
+#[test]
+fn a_node_client_making_an_http_agent_per_request_is_named_with_its_version_and_fix() {
+    const TEST: &str = "culprit::a_node_client_making_an_http_agent_per_request_is_named_with_its_version_and_fix";
+    const NODE: &str = "/usr/bin/node";
+    if !enter(TEST) || !Path::new(NODE).exists() && missing(TEST, "Node.js (nodejs)") {
+        return;
+    }
+    let printed = Command::new(NODE).arg("--version").output().expect("node --version");
+    let printed = String::from_utf8_lossy(&printed.stdout).trim().to_string();
+    let major: u32 = printed.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok()).expect("major");
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/node_churn.js");
+    let _server = Process::ready("python3", &[HTTP_PEERS, "server", "7801"]);
+    let client = Process::ready(NODE, &[source, "7801", "8"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (message, advice, identity) = no_reuse_named("127.0.0.1:7801", client.pid(), "4s");
+    assert_eq!(identity["runtime"], "node", "{identity}");
+    // The whole version from a release build's binary, the major alone from Debian's libnode soname.
+    let version = identity["version"].as_str().expect("a version").to_string();
+    assert!(version == printed || version == major.to_string(), "{version} is neither {printed} nor {major}");
+    assert!(message.contains(&format!("running Node.js {version},")), "{message}");
+    let agent = advice.iter().position(|a| a.contains("if it makes an http.Agent per request")).expect("{advice:?}");
+    let before_19 = advice.iter().position(|a| a.contains("before Node.js 19"));
+    assert_eq!(before_19.is_some(), major < 19, "the global agent's fix only before 19: {advice:?}");
+    assert_eq!(agent, usize::from(major < 19), "the runtime's fixes first: {advice:?}");
+    assert!(advice[0].starts_with(&format!("Process {} (node) runs Node.js {version}:", client.pid())), "{advice:?}");
+}

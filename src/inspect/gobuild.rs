@@ -365,7 +365,14 @@ fn field(bytes: &[u8]) -> Option<String> {
 /// A small ELF file holding `buildinfo` as a `.go.buildinfo` section (tests and the fuzzer's seeds).
 #[cfg(test)]
 pub(crate) fn elf_with_section(buildinfo: &[u8], wide: bool) -> Vec<u8> {
-    let names = b"\0.shstrtab\0.go.buildinfo\0";
+    elf_with_named_section(".go.buildinfo", buildinfo, wide)
+}
+
+/// An ELF file whose one section besides the names is `name`, holding `data`.
+#[cfg(test)]
+pub(crate) fn elf_with_named_section(name: &str, buildinfo: &[u8], wide: bool) -> Vec<u8> {
+    let names = [&b"\0.shstrtab\0"[..], name.as_bytes(), b"\0"].concat();
+    let names = names.as_slice();
     let (header_size, entry) = if wide { (64usize, 64usize) } else { (52, 40) };
     let names_at = header_size;
     let data_at = names_at + names.len();
@@ -417,6 +424,22 @@ pub(crate) fn buildinfo(version: &str, modules: &str) -> Vec<u8> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_is_found_after_its_marker_across_chunks_and_a_false_start_is_passed() {
+        let accept = |bytes: &[u8]| crate::inspect::runtimes::version_after(bytes);
+        let mut rodata = b"/etc/nginx/nginx.conf\0".to_vec();
+        rodata.resize(SCAN_CHUNK - 3, b'x');
+        rodata.extend(b"nginx/1.22.1\0");
+        for wide in [true, false] {
+            let file = elf_with_named_section(".rodata", &rodata, wide);
+            let found = after_marker(file.as_slice(), b".rodata", b"nginx/", 1 << 24, &accept);
+            assert_eq!(found.as_deref(), Some("1.22.1"), "across the first chunk's end");
+            let short = after_marker(file.as_slice(), b".rodata", b"nginx/", 1 << 10, &accept);
+            assert_eq!(short, None, "past the limit, not looked at");
+            assert_eq!(after_marker(&file[..file.len() / 2], b".rodata", b"nginx/", 1 << 24, &accept), None);
+        }
+    }
 
     pub(crate) const MODULES: &str = "path\texample.com/churn\nmod\texample.com/churn\t(devel)\t\n\
         dep\tgithub.com/klauspost/compress\tv1.15.12\t\ndep\tgithub.com/valyala/fasthttp\tv1.31.0\th1:x=\n\

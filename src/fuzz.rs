@@ -275,16 +275,16 @@ fn java_node_and_proxy_names_in_maps_and_command_lines() {
 
 #[test]
 fn nginx_configurations_with_deep_includes_and_huge_files() {
-    use crate::inspect::nginx::{MAX_CONF_BYTES, MAX_CONF_FILES, read_config, tests::MAIN};
+    use crate::inspect::nginx::{Budget, MAX_CONF_BYTES, MAX_CONF_FILES, read_config, tests::MAIN};
     // Every include names the input itself again, so a file that includes anything includes
     // itself until a bound stops it; a glob gets the input twice.
     let deep: &[u8] = b"http { include a.conf; include conf.d/*; upstream u { } }";
     let huge = [b"upstream x { keepalive 1; } ".repeat(12_000), b"{".repeat(200_000)].concat();
     fuzz("nginx", &[MAIN.as_bytes(), deep], b"{};#\"'\\ \n$includeupstreamkeepaliveproxy_pass*", &[&huge], |input| {
-        let mut load = |pattern: &str, most: usize| {
+        let mut load = |pattern: &str, budget: Budget| {
             let copies = if pattern.contains('*') { 2 } else { 1 };
-            let bytes = input[..input.len().min(MAX_CONF_BYTES as usize)].to_vec();
-            Ok((0..copies.min(most)).map(|i| (format!("{pattern}.{i}"), bytes.clone())).collect())
+            let bytes = input[..input.len().min(MAX_CONF_BYTES as usize).min(budget.bytes)].to_vec();
+            Ok((0..copies.min(budget.files)).map(|i| (format!("{pattern}.{i}"), bytes.clone())).collect())
         };
         let config = read_config("/etc/nginx/nginx.conf", &mut load);
         assert!(config.files_read as usize <= MAX_CONF_FILES);

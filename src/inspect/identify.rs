@@ -46,7 +46,7 @@ pub(crate) const MAX_FDS: usize = 4096;
 const MAX_RELEASE_BYTES: u64 = 64 << 10;
 /// How much of a binary's `.rodata` is searched for its version at most (Node.js's release URL
 /// lies within its first megabyte, nginx's whole `.rodata` is about 120 KiB).
-pub(crate) const MAX_VERSION_SCAN_BYTES: u64 = 16 << 20;
+pub(crate) const MAX_VERSION_SCAN_BYTES: u64 = 4 << 20;
 /// `/proc/PID/status` read at most (for the parent of an nginx worker).
 const MAX_STATUS_BYTES: u64 = 16 << 10;
 
@@ -312,7 +312,7 @@ impl Process {
             return identity;
         };
         let main = self.nginx_conf_path();
-        let mut load = |pattern: &str, most: usize| load_conf(&root, pattern, most);
+        let mut load = |pattern: &str, budget: nginx::Budget| load_conf(&root, pattern, budget);
         identity.proxy_config = Some(nginx::read_config(&main, &mut load));
         if identity.version.is_none() {
             identity.unknown = Some("nginx's version is not in its binary".into());
@@ -352,24 +352,28 @@ fn node(exe: &std::fs::File, executable: &str, mapped: &[String]) -> Identity {
 }
 
 /// The files an nginx include pattern names beneath `root`, sorted as nginx's glob sorts them,
-/// `most` at most, each read up to [`nginx::MAX_CONF_BYTES`].
-fn load_conf(root: &OwnedFd, pattern: &str, most: usize) -> Result<nginx::Files, String> {
+/// within the budget, each read up to [`nginx::MAX_CONF_BYTES`].
+fn load_conf(root: &OwnedFd, pattern: &str, budget: nginx::Budget) -> Result<nginx::Files, String> {
     let (dir, name) = pattern.rsplit_once('/').ok_or("not an absolute path")?;
     let dir = if dir.is_empty() { "/" } else { dir };
     let paths = if name.contains(['*', '?']) {
         let mut names = list_in_root_at_most(root, Path::new(dir), MAX_DIR_ENTRIES).map_err(|e| e.to_string())?;
         names.retain(|n| nginx::name_matches(name, n));
         names.sort();
-        names.into_iter().take(most).map(|n| format!("{}/{n}", dir.trim_end_matches('/'))).collect()
+        names.into_iter().take(budget.files).map(|n| format!("{}/{n}", dir.trim_end_matches('/'))).collect()
     } else {
         vec![pattern.to_string()]
     };
-    let mut files = Vec::new();
+    let (mut files, mut left) = (Vec::new(), budget.bytes);
     for path in paths {
+        if left == 0 {
+            break;
+        }
         let why = |e: std::io::Error| if path == pattern { e.to_string() } else { format!("{path}: {e}") };
         let file = open_file_in_root(root, Path::new(&path)).map_err(why)?;
         let mut bytes = Vec::new();
-        file.take(nginx::MAX_CONF_BYTES).read_to_end(&mut bytes).map_err(why)?;
+        file.take(nginx::MAX_CONF_BYTES.min(left as u64)).read_to_end(&mut bytes).map_err(why)?;
+        left -= bytes.len();
         files.push((path, bytes));
     }
     Ok(files)
@@ -429,6 +433,75 @@ mod tests {
         let identity = identify(child.id());
         let _ = (child.kill(), child.wait());
         Some(identity)
+    }
+
+    /// The cost of identifying real processes, for bench/identify-bench, which starts them and
+    /// names them in `IDENTIFY_BENCH_PIDS` (`go=123 python=456 ...`); `ROUNDS` identifications
+    /// each, alternating between processes. Prints each one's median, fastest and slowest in ms,
+    /// and the sum of the [`MAX_IDENTIFIED`] largest medians: what one audit may spend at most.
+    #[test]
+    #[ignore = "run by bench/identify-bench on processes it starts"]
+    fn identification_cost() {
+        let pids = std::env::var("IDENTIFY_BENCH_PIDS").expect("IDENTIFY_BENCH_PIDS");
+        let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(21);
+        let named: Vec<(String, u32)> = pids
+            .split_whitespace()
+            .filter_map(|p| p.split_once('=').map(|(n, pid)| (n.to_string(), pid.parse().expect("pid"))))
+            .collect();
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); named.len()];
+        for _ in 0..rounds {
+            for ((name, pid), spent) in named.iter().zip(&mut times) {
+                let started = std::time::Instant::now();
+                let identity = identify(*pid);
+                spent.push(started.elapsed().as_secs_f64() * 1000.0);
+                assert_ne!(identity.runtime, "unknown", "{name} ({pid}): {identity:?}");
+            }
+        }
+        let mut medians = Vec::new();
+        for ((name, pid), spent) in named.iter().zip(&mut times) {
+            spent.sort_by(f64::total_cmp);
+            let identity = identify(*pid);
+            let what = crate::rules::fixes::describe(&identity).unwrap_or_default();
+            let (median, first, last) = (spent[spent.len() / 2], spent[0], spent[spent.len() - 1]);
+            println!("{name:13} median {median:7.2} ms  fastest {first:7.2}  slowest {last:7.2}  ({what})");
+            medians.push(median);
+        }
+        medians.sort_by(|a, b| b.total_cmp(a));
+        let worst: f64 = medians.iter().take(MAX_IDENTIFIED).sum();
+        println!("the {MAX_IDENTIFIED} costliest medians together: {worst:.2} ms");
+        // The version search's worst case: the whole bound searched for a marker that is not there.
+        let node = std::fs::File::open("/usr/bin/node").expect("/usr/bin/node");
+        let mut spent = Vec::new();
+        for _ in 0..rounds {
+            let started = std::time::Instant::now();
+            let found =
+                gobuild::after_marker(&node, b".rodata", b"\xffno such marker", MAX_VERSION_SCAN_BYTES, &|_| None);
+            spent.push(started.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(found, None);
+        }
+        spent.sort_by(f64::total_cmp);
+        let mib = MAX_VERSION_SCAN_BYTES >> 20;
+        println!("{mib} MiB of /usr/bin/node's .rodata searched for nothing: median {:.2} ms", spent[spent.len() / 2]);
+        // And nginx's: every file as large as read, each including more, until the file bound.
+        let block = b"upstream u { server 10.0.0.1:80; } location / { proxy_pass http://10.0.0.2; }\n";
+        let mut file = b"include *.conf;\n".to_vec();
+        file.extend(block.repeat(nginx::MAX_CONF_BYTES as usize / block.len()));
+        file.truncate(nginx::MAX_CONF_BYTES as usize);
+        let mut spent = Vec::new();
+        for _ in 0..rounds {
+            let started = std::time::Instant::now();
+            let mut load = |pattern: &str, budget: nginx::Budget| {
+                let bytes = file[..file.len().min(budget.bytes)].to_vec();
+                Ok(vec![(pattern.to_string(), bytes); budget.files.min(4)])
+            };
+            let config = nginx::read_config("/etc/nginx/nginx.conf", &mut load);
+            spent.push(started.elapsed().as_secs_f64() * 1000.0);
+            assert!(config.unread.is_some());
+        }
+        spent.sort_by(f64::total_cmp);
+        let (kib, mib, median) =
+            (nginx::MAX_CONF_BYTES >> 10, nginx::MAX_CONF_TOTAL_BYTES >> 20, spent[spent.len() / 2]);
+        println!("nginx's configuration at its bounds (files of {kib} KiB, {mib} MiB in all): median {median:.2} ms");
     }
 
     #[test]

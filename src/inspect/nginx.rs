@@ -6,8 +6,11 @@
 //! [`super::identify`], which opens every file beneath the process's root. No I/O here.
 //!
 //! The configuration is untrusted and bounded: [`MAX_CONF_FILES`] files, [`MAX_CONF_BYTES`] each
-//! (the loader reads no more), [`MAX_INCLUDE_DEPTH`] levels of include, [`MAX_BLOCK_DEPTH`]
-//! nested blocks, [`MAX_NAMES`] names per list. What is left unread is said, not guessed.
+//! (the loader reads no more), [`MAX_CONF_TOTAL_BYTES`] in all, [`MAX_INCLUDE_DEPTH`] levels of
+//! include, [`MAX_BLOCK_DEPTH`] nested blocks, [`MAX_NAMES`] names per list. What is left unread
+//! is said, not guessed.
+
+use std::borrow::Cow;
 
 use crate::model::records::ProxyConfig;
 
@@ -19,6 +22,9 @@ pub(crate) const MAX_CONF_BYTES: u64 = 256 << 10;
 pub(crate) const MAX_INCLUDE_DEPTH: usize = 8;
 /// Blocks nested at most (deeper ones are skipped whole).
 pub(crate) const MAX_BLOCK_DEPTH: usize = 64;
+/// Bytes read of all files together at most (a large site's configuration is a few hundred KiB;
+/// parsing the whole bound costs about 8 ms, see bench/identify-bench).
+pub(crate) const MAX_CONF_TOTAL_BYTES: usize = 1 << 20;
 /// Names kept per list.
 pub(crate) const MAX_NAMES: usize = 32;
 /// The longest word kept.
@@ -26,9 +32,15 @@ const MAX_WORD: usize = 4096;
 
 /// Files read: each path and its bytes.
 pub(crate) type Files = Vec<(String, Vec<u8>)>;
-/// The files an include pattern (an absolute path) names, in order, at most the count given, each
-/// read at most [`MAX_CONF_BYTES`]; or why they cannot be read.
-pub(crate) type Loader<'a> = dyn FnMut(&str, usize) -> Result<Files, String> + 'a;
+/// What a loader may read for one include: files, and bytes of them all.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Budget {
+    pub files: usize,
+    pub bytes: usize,
+}
+/// The files an include pattern (an absolute path) names, in order, within the budget, each read
+/// at most [`MAX_CONF_BYTES`]; or why they cannot be read.
+pub(crate) type Loader<'a> = dyn FnMut(&str, Budget) -> Result<Files, String> + 'a;
 
 /// Reads the configuration whose main file is `main` (an absolute path) through `load`.
 pub(crate) fn read_config(main: &str, load: &mut Loader) -> ProxyConfig {
@@ -59,8 +71,8 @@ struct State {
     blocks: Vec<Option<(String, bool)>>,
     /// `proxy_pass` targets and their host, classified once every upstream is known.
     targets: Vec<(String, String)>,
-    /// The directive being read.
-    words: Vec<String>,
+    /// Bytes read so far, of all files.
+    bytes: usize,
 }
 
 impl State {
@@ -72,9 +84,14 @@ impl State {
         if left == 0 {
             return self.unread(format!("more than {MAX_CONF_FILES} files ({pattern})"));
         }
+        if self.bytes == MAX_CONF_TOTAL_BYTES {
+            return self.unread(format!("the files past {MAX_CONF_TOTAL_BYTES} bytes in all ({pattern})"));
+        }
         let pattern =
             if pattern.starts_with('/') { pattern.to_string() } else { format!("{}/{pattern}", self.conf_dir) };
-        let files = match load(&pattern, left + 1) {
+        // One more of each than is left, to tell that a bound was reached.
+        let budget = Budget { files: left + 1, bytes: MAX_CONF_TOTAL_BYTES - self.bytes + 1 };
+        let files = match load(&pattern, budget) {
             Ok(files) => files,
             Err(why) => return self.unread(format!("{pattern}: {why}")),
         };
@@ -86,7 +103,15 @@ impl State {
             if bytes.len() as u64 >= MAX_CONF_BYTES {
                 self.unread(format!("{path} is read only up to {MAX_CONF_BYTES} bytes"));
             }
-            self.parse(&bytes, depth, load);
+            let left = MAX_CONF_TOTAL_BYTES - self.bytes;
+            if bytes.len() > left {
+                self.unread(format!("the files past {MAX_CONF_TOTAL_BYTES} bytes in all ({path})"));
+            }
+            self.bytes += bytes.len().min(left);
+            self.parse(&bytes[..bytes.len().min(left)], depth, load);
+            if self.bytes == MAX_CONF_TOTAL_BYTES {
+                return;
+            }
         }
     }
 
@@ -99,18 +124,21 @@ impl State {
     /// Reads one file's directives, in the blocks left open by the file that includes it.
     fn parse(&mut self, bytes: &[u8], depth: usize, load: &mut Loader) {
         let mut tokens = Tokens { bytes, at: 0 };
+        // The first two words of the directive being read, as they are in the file (the only ones
+        // any directive read here needs); the rest are skipped, not copied.
+        let mut words: Vec<Cow<[u8]>> = Vec::with_capacity(2);
         while let Some(token) = tokens.next() {
             match token {
-                Token::Word(word) if self.words.len() < 64 => self.words.push(word),
+                Token::Word(word) if words.len() < 2 => words.push(word),
                 Token::Word(_) => {}
                 Token::End => {
-                    let words = std::mem::take(&mut self.words);
                     self.directive(&words, depth, load);
+                    words.clear();
                 }
                 Token::Open => {
-                    let words = std::mem::take(&mut self.words);
-                    let upstream = (words.first().map(String::as_str) == Some("upstream"))
-                        .then(|| (words.get(1).cloned().unwrap_or_default(), false));
+                    let upstream = (words.first().map(|w| &w[..]) == Some(b"upstream"))
+                        .then(|| (words.get(1).map(|w| text(w)).unwrap_or_default(), false));
+                    words.clear();
                     self.blocks.push(upstream);
                     if self.blocks.len() > MAX_BLOCK_DEPTH {
                         self.unread(format!("blocks nested deeper than {MAX_BLOCK_DEPTH}"));
@@ -123,19 +151,21 @@ impl State {
         }
     }
 
-    fn directive(&mut self, words: &[String], depth: usize, load: &mut Loader) {
-        match (words.first().map(String::as_str), words.get(1)) {
-            (Some("include"), Some(pattern)) => self.include(pattern, depth + 1, load),
-            (Some("keepalive"), Some(_)) => {
+    fn directive(&mut self, words: &[Cow<[u8]>], depth: usize, load: &mut Loader) {
+        let Some(argument) = words.get(1) else { return };
+        match &words[0][..] {
+            b"include" => self.include(&text(argument), depth + 1, load),
+            b"keepalive" => {
                 if let Some(Some((_, keepalive))) = self.blocks.last_mut() {
                     *keepalive = true;
                 }
             }
-            (Some("proxy_pass"), Some(target)) if !target.contains('$') && self.targets.len() < MAX_NAMES => {
+            b"proxy_pass" if !argument.contains(&b'$') && self.targets.len() < MAX_NAMES => {
+                let target = text(argument);
                 let without_scheme = target.split_once("://").map_or(target.as_str(), |(_, rest)| rest);
                 let host = without_scheme.split([':', '/']).next().unwrap_or_default().to_string();
-                if !self.targets.iter().any(|(t, _)| t == target) {
-                    self.targets.push((target.clone(), host));
+                if !self.targets.iter().any(|(t, _)| *t == target) {
+                    self.targets.push((target, host));
                 }
             }
             _ => {}
@@ -156,8 +186,9 @@ impl State {
     }
 }
 
-enum Token {
-    Word(String),
+enum Token<'a> {
+    /// A word as it is in the file, or unquoted.
+    Word(Cow<'a, [u8]>),
     /// `;`
     End,
     Open,
@@ -171,8 +202,8 @@ struct Tokens<'a> {
     at: usize,
 }
 
-impl Tokens<'_> {
-    fn next(&mut self) -> Option<Token> {
+impl<'a> Tokens<'a> {
+    fn next(&mut self) -> Option<Token<'a>> {
         loop {
             let byte = *self.bytes.get(self.at)?;
             self.at += 1;
@@ -185,16 +216,16 @@ impl Tokens<'_> {
                     self.at += rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
                 }
                 b if b.is_ascii_whitespace() => {}
-                b'"' | b'\'' => return Some(Token::Word(self.quoted(byte))),
+                b'"' | b'\'' => return Some(Token::Word(self.quoted(byte).into())),
                 _ => {
                     self.at -= 1;
-                    return Some(Token::Word(self.word()));
+                    return Some(Token::Word(self.word().into()));
                 }
             }
         }
     }
 
-    fn quoted(&mut self, quote: u8) -> String {
+    fn quoted(&mut self, quote: u8) -> Vec<u8> {
         let mut word = Vec::new();
         while let Some(&byte) = self.bytes.get(self.at) {
             self.at += 1;
@@ -207,15 +238,14 @@ impl Tokens<'_> {
                 _ => word.push(byte),
             }
         }
-        word.truncate(MAX_WORD);
-        String::from_utf8_lossy(&word).into_owned()
+        word
     }
 
-    fn word(&mut self) -> String {
+    fn word(&mut self) -> &'a [u8] {
         let rest = &self.bytes[self.at..];
         let end = rest.iter().position(|b| b.is_ascii_whitespace() || b";{}\"'".contains(b)).unwrap_or(rest.len());
         self.at += end;
-        String::from_utf8_lossy(&rest[..end.min(MAX_WORD)]).into_owned()
+        &rest[..end]
     }
 
     /// Skips to the end of the block just opened.
@@ -230,6 +260,11 @@ impl Tokens<'_> {
             }
         }
     }
+}
+
+/// A word as text, at most [`MAX_WORD`] bytes of it.
+fn text(word: &[u8]) -> String {
+    String::from_utf8_lossy(&word[..word.len().min(MAX_WORD)]).into_owned()
 }
 
 /// Whether a file name matches an include's last component (`*` and `?`; `[...]` is taken
@@ -282,14 +317,14 @@ http {
 ";
 
     /// The files a test tree holds, by path; `*` patterns matched by [`name_matches`].
-    pub(crate) fn loader(files: Vec<(&'static str, String)>) -> impl FnMut(&str, usize) -> Result<Files, String> {
-        move |pattern: &str, most: usize| {
+    pub(crate) fn loader(files: Vec<(&'static str, String)>) -> impl FnMut(&str, Budget) -> Result<Files, String> {
+        move |pattern: &str, budget: Budget| {
             let (dir, name) = pattern.rsplit_once('/').expect("absolute");
             let found: Vec<(String, Vec<u8>)> = files
                 .iter()
                 .filter(|(path, _)| path.rsplit_once('/').is_some_and(|(d, n)| d == dir && name_matches(name, n)))
                 .map(|(path, text)| (path.to_string(), text.as_bytes().to_vec()))
-                .take(most)
+                .take(budget.files)
                 .collect();
             if found.is_empty() && !name.contains(['*', '?']) { Err("no such file".into()) } else { Ok(found) }
         }

@@ -266,6 +266,7 @@ fn java_node_and_proxy_names_in_maps_and_command_lines() {
         let mapped = mapped_paths(&text);
         let _ = (runtimes::java_home(&mapped), runtimes::node_from_libnode(&mapped), runtimes::nginx_conf(input));
         let _ = (runtimes::release_version(&text), runtimes::version_after(input), runtimes::runtime_by_name(&text));
+        let _ = runtimes::haproxy_version(input);
         for path in mapped.iter().take(50) {
             let _ =
                 (runtimes::http_jar(path, "mapped"), runtimes::version_in_home(path), runtimes::node_from_path(path));

@@ -227,6 +227,13 @@ impl Process {
             "java" => self.java(mapped),
             "node" => node(exe, executable, mapped),
             "nginx" => self.nginx(exe),
+            "haproxy" => {
+                let accept = |bytes: &[u8]| runtimes::haproxy_version(bytes);
+                let marker = runtimes::HAPROXY_MARKER;
+                let version = gobuild::after_marker(exe, b".data", marker, MAX_VERSION_SCAN_BYTES, &accept);
+                let why = version.is_none().then(|| "HAProxy's version is not in its binary's banner".into());
+                Identity { runtime: "haproxy", version, unknown: why, ..unknown("") }
+            }
             proxy => Identity {
                 runtime: proxy,
                 unknown: Some(format!("{proxy} is told by its name; its version is not read")),

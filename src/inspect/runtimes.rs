@@ -12,7 +12,8 @@
 //!   else the major version that the soname of a mapped `libnode.so.NNN` stands for (Debian links
 //!   its `node` against `libnode`, whose soname is the `NODE_MODULE_VERSION`, [`NODE_MODULE_VERSIONS`]).
 //! - nginx, HAProxy and Envoy: by the executable's name; nginx's version from the `nginx/1.22.1`
-//!   its binary carries (the `Server` header it sends).
+//!   its binary carries (the `Server` header it sends), HAProxy's from the banner in its `.data`
+//!   (`HAProxy version 2.6.12-1+deb12u4, released 2026/10/17`); Envoy's is not read.
 
 use crate::model::records::Library;
 
@@ -54,6 +55,9 @@ pub(crate) const NODE_MODULE_VERSIONS: &[(u32, u32)] = &[
 /// and nginx's `Server` token.
 pub(crate) const NODE_MARKER: &[u8] = b"nodejs.org/download/release/v";
 pub(crate) const NGINX_MARKER: &[u8] = b"nginx/";
+/// HAProxy's `haproxy_version_here` (`HAProxy version 2.6.12-1+deb12u4, released 2026/10/17`),
+/// in its `.data`: the version follows this, and `, released` follows the version.
+pub(crate) const HAPROXY_MARKER: &[u8] = b" version ";
 
 /// Where nginx reads its configuration without `-c` (`--conf-path` of Debian's and nginx.org's
 /// builds), and where a relative `-c` is resolved without `-p` (Debian's `--prefix`).
@@ -164,6 +168,15 @@ pub(crate) fn nginx_conf(cmdline: &[u8]) -> Option<String> {
     Some(format!("{}/{conf}", prefix.trim_end_matches('/')))
 }
 
+/// HAProxy's version after [`HAPROXY_MARKER`]: the whole version token (`2.6.12-1+deb12u4`), when
+/// `, released` follows it (any other " version " is passed over).
+pub(crate) fn haproxy_version(bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_VERSION)]);
+    let (version, _) = text.split_once(", released")?;
+    version_after(version.as_bytes())?;
+    clean_version(version)
+}
+
 /// A version as printable, bounded text (`17.0.15`, `4.1.100.Final`).
 pub(crate) fn clean_version(text: &str) -> Option<String> {
     let ok = !text.is_empty()
@@ -228,6 +241,10 @@ pub(crate) mod tests {
         assert_eq!(version_after(b"1.22.1\0").as_deref(), Some("1.22.1"));
         assert_eq!(version_after(b"%s\0"), None);
         assert_eq!(version_after(b"1\0"), None);
+        // As in Debian's haproxy 2.6 binary.
+        assert_eq!(haproxy_version(b"2.6.12-1+deb12u4, released 2026/10/17\0").as_deref(), Some("2.6.12-1+deb12u4"));
+        assert_eq!(haproxy_version(b"%s, released %s\0"), None);
+        assert_eq!(haproxy_version(b"2.6.12 of the protocol\0"), None);
         let title = b"nginx: master process /usr/sbin/nginx -c /tmp/t/nginx.conf -g daemon off;\0\0";
         assert_eq!(nginx_conf(title).as_deref(), Some("/tmp/t/nginx.conf"));
         assert_eq!(nginx_conf(b"/usr/sbin/nginx\0-p\0/srv/n/\0-cconf/n.conf\0").as_deref(), Some("/srv/n/conf/n.conf"));

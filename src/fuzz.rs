@@ -251,3 +251,67 @@ fn nf_tables_rules() {
         read.rules.iter().for_each(|rule| assert!(rule.ports.is_none_or(|p| p.low > 0 && p.low <= p.high)));
     });
 }
+
+#[test]
+fn java_node_and_proxy_names_in_maps_and_command_lines() {
+    use crate::inspect::python::mapped_paths;
+    use crate::inspect::runtimes::{self, tests::JAVA_MAPS};
+    let node_maps: &[u8] = b"7f00-7f01 r-xp 0 08:01 5 /usr/lib/x86_64-linux-gnu/libnode.so.108\n\
+        7f01-7f02 r--p 0 08:01 6 /root/.nvm/versions/node/v16.20.2/bin/node\n";
+    let title: &[u8] = b"nginx: master process /usr/sbin/nginx -p /srv/ -c conf/n.conf -g daemon off;\0";
+    let release: &[u8] = b"JAVA_VERSION=\"17.0.15\"\nJAVA_RUNTIME_VERSION=\"17.0.15+6\"\n";
+    let seeds: &[&[u8]] = &[JAVA_MAPS.as_bytes(), node_maps, title, release];
+    fuzz("runtimes", seeds, b"/ -.\n0123456789vjar.so\"=libjvm", REGRESSIONS, |input| {
+        let text = String::from_utf8_lossy(input);
+        let mapped = mapped_paths(&text);
+        let _ = (runtimes::java_home(&mapped), runtimes::node_from_libnode(&mapped), runtimes::nginx_conf(input));
+        let _ = (runtimes::release_version(&text), runtimes::version_after(input), runtimes::runtime_by_name(&text));
+        let _ = runtimes::haproxy_version(input);
+        for path in mapped.iter().take(50) {
+            let _ =
+                (runtimes::http_jar(path, "mapped"), runtimes::version_in_home(path), runtimes::node_from_path(path));
+        }
+    });
+}
+
+#[test]
+fn nginx_configurations_with_deep_includes_and_huge_files() {
+    use crate::inspect::nginx::{Budget, MAX_CONF_BYTES, MAX_CONF_FILES, read_config, tests::MAIN};
+    // Every include names the input itself again, so a file that includes anything includes
+    // itself until a bound stops it; a glob gets the input twice.
+    let deep: &[u8] = b"http { include a.conf; include conf.d/*; upstream u { } }";
+    let huge = [b"upstream x { keepalive 1; } ".repeat(12_000), b"{".repeat(200_000)].concat();
+    fuzz("nginx", &[MAIN.as_bytes(), deep], b"{};#\"'\\ \n$includeupstreamkeepaliveproxy_pass*", &[&huge], |input| {
+        let mut load = |pattern: &str, budget: Budget| {
+            let copies = if pattern.contains('*') { 2 } else { 1 };
+            let bytes = input[..input.len().min(MAX_CONF_BYTES as usize).min(budget.bytes)].to_vec();
+            Ok((0..copies.min(budget.files)).map(|i| (format!("{pattern}.{i}"), bytes.clone())).collect())
+        };
+        let config = read_config("/etc/nginx/nginx.conf", &mut load);
+        assert!(config.files_read as usize <= MAX_CONF_FILES);
+        assert!(config.upstreams_without_keepalive.len() <= 32 && config.direct_proxy_pass.len() <= 32);
+    });
+}
+
+#[test]
+fn elf_version_markers_and_jar_manifests() {
+    use crate::inspect::gobuild::{after_marker, elf_with_named_section};
+    use crate::inspect::jar::{
+        manifest_version,
+        tests::{MANIFEST_TEXT, jar},
+    };
+    let rodata = b"/etc/nginx/nginx.conf\0nginx/1.22.1\0https://nodejs.org/download/release/v20.20.2/\0";
+    let (wide, narrow) =
+        (elf_with_named_section(".rodata", rodata, true), elf_with_named_section(".rodata", rodata, false));
+    let stored = jar(&[("META-INF/MANIFEST.MF", MANIFEST_TEXT, false)]);
+    let deflated = jar(&[("a/B.class", b"\xca\xfe\xba\xbe", true), ("META-INF/MANIFEST.MF", MANIFEST_TEXT, true)]);
+    let seeds: &[&[u8]] = &[&wide, &narrow, &stored, &deflated];
+    let alphabet = b"\x7fELF\x00\x01\x02\xffPK\x01\x02\x03\x04\x05\x06nginx/0123456789.";
+    fuzz("elf markers and jars", seeds, alphabet, &[b"\x7fELF\x02\x01", b"PK\x05\x06"], |input| {
+        let accept = |bytes: &[u8]| crate::inspect::runtimes::version_after(bytes);
+        let _ = after_marker(input, b".rodata", b"nginx/", 1 << 24, &accept);
+        let _ = after_marker(input, b".rodata", b"nodejs.org/download/release/v", 1 << 24, &accept);
+        let _ = manifest_version(input, input.len() as u64);
+        let _ = manifest_version(input, u64::MAX);
+    });
+}

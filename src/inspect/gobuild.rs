@@ -163,6 +163,12 @@ impl Elf {
 
     /// The content of the section called `name`, at most [`MAX_BUILDINFO_BYTES`] of it.
     fn section(&self, file: &(impl ReadAt + ?Sized), name: &[u8]) -> Option<Vec<u8>> {
+        let (at, size) = self.section_range(file, name)?;
+        file.read_at(at, usize::try_from(size).ok()?.min(MAX_BUILDINFO_BYTES))
+    }
+
+    /// Where the section called `name` lies in the file: its offset and size.
+    fn section_range(&self, file: &(impl ReadAt + ?Sized), name: &[u8]) -> Option<(u64, u64)> {
         let headers = self.section_headers(file)?;
         let (_, names_at, names_size) = *headers.get(self.names_index)?;
         let names = file.read_at(names_at, usize::try_from(names_size).ok()?.min(MAX_NAMES_BYTES))?;
@@ -170,7 +176,7 @@ impl Elf {
             let start = usize::try_from(*name_at).unwrap_or(usize::MAX);
             names.get(start..).is_some_and(|rest| rest.strip_prefix(name).is_some_and(|end| end.first() == Some(&0)))
         })?;
-        file.read_at(*at, usize::try_from(*size).ok()?.min(MAX_BUILDINFO_BYTES))
+        Some((*at, *size))
     }
 
     /// The build information at a 16-byte boundary in the first [`MAX_SEARCH_BYTES`] of the first
@@ -198,6 +204,67 @@ impl Elf {
         let end = usize::try_from(offset).ok()?.checked_add(start)?;
         file.read_at(u64::try_from(end).ok()?, MAX_BUILDINFO_BYTES)
     }
+}
+
+/// A chunk of a section searched at once.
+const SCAN_CHUNK: usize = 1 << 20;
+/// The bytes returned after a marker.
+const AFTER_MARKER: usize = 64;
+
+/// Occurrences of a marker looked at at most, a chunk at a time.
+const MAX_OCCURRENCES: usize = 1000;
+
+/// The first version that `accept` reads after an occurrence of `marker` (the [`AFTER_MARKER`]
+/// bytes that follow it) in the section `section` of the ELF file `file`, searching at most
+/// `limit` bytes of the section, a chunk at a time, so that a marker near its start costs one
+/// chunk, and at most [`MAX_OCCURRENCES`] occurrences.
+pub(crate) fn after_marker(
+    file: &(impl ReadAt + ?Sized),
+    section: &[u8],
+    marker: &[u8],
+    limit: u64,
+    accept: &dyn Fn(&[u8]) -> Option<String>,
+) -> Option<String> {
+    let elf = Elf::parse(file)?;
+    let (start, size) = elf.section_range(file, section)?;
+    let end = start.checked_add(size.min(limit))?;
+    let overlap = (marker.len() + AFTER_MARKER) as u64;
+    let (mut at, mut looked) = (start, 0);
+    while at < end {
+        let len = usize::try_from((end - at).min(SCAN_CHUNK as u64 + overlap)).ok()?;
+        let chunk = file.read_at(at, len)?;
+        let mut from = 0;
+        while let Some(found) = chunk.get(from..).and_then(|rest| find(rest, marker)) {
+            let after = from + found + marker.len();
+            if let Some(version) = accept(chunk.get(after..).unwrap_or_default()) {
+                return Some(version);
+            }
+            looked += 1;
+            if looked == MAX_OCCURRENCES || after >= SCAN_CHUNK {
+                break;
+            }
+            from = after;
+        }
+        if chunk.len() < len || looked == MAX_OCCURRENCES {
+            return None;
+        }
+        at += SCAN_CHUNK as u64;
+    }
+    None
+}
+
+/// Where `needle` first occurs in `haystack` (its first byte looked for, then the rest compared).
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, rest) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(at) = haystack.get(from..)?.iter().position(|b| *b == first) {
+        let start = from + at;
+        if haystack.get(start + 1..start + needle.len()) == Some(rest) {
+            return Some(start);
+        }
+        from = start + 1;
+    }
+    None
 }
 
 /// Integers of a header, in its byte order; `None` past its end.
@@ -298,7 +365,14 @@ fn field(bytes: &[u8]) -> Option<String> {
 /// A small ELF file holding `buildinfo` as a `.go.buildinfo` section (tests and the fuzzer's seeds).
 #[cfg(test)]
 pub(crate) fn elf_with_section(buildinfo: &[u8], wide: bool) -> Vec<u8> {
-    let names = b"\0.shstrtab\0.go.buildinfo\0";
+    elf_with_named_section(".go.buildinfo", buildinfo, wide)
+}
+
+/// An ELF file whose one section besides the names is `name`, holding `data`.
+#[cfg(test)]
+pub(crate) fn elf_with_named_section(name: &str, buildinfo: &[u8], wide: bool) -> Vec<u8> {
+    let names = [&b"\0.shstrtab\0"[..], name.as_bytes(), b"\0"].concat();
+    let names = names.as_slice();
     let (header_size, entry) = if wide { (64usize, 64usize) } else { (52, 40) };
     let names_at = header_size;
     let data_at = names_at + names.len();
@@ -350,6 +424,22 @@ pub(crate) fn buildinfo(version: &str, modules: &str) -> Vec<u8> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_is_found_after_its_marker_across_chunks_and_a_false_start_is_passed() {
+        let accept = |bytes: &[u8]| crate::inspect::runtimes::version_after(bytes);
+        let mut rodata = b"/etc/nginx/nginx.conf\0".to_vec();
+        rodata.resize(SCAN_CHUNK - 3, b'x');
+        rodata.extend(b"nginx/1.22.1\0");
+        for wide in [true, false] {
+            let file = elf_with_named_section(".rodata", &rodata, wide);
+            let found = after_marker(file.as_slice(), b".rodata", b"nginx/", 1 << 24, &accept);
+            assert_eq!(found.as_deref(), Some("1.22.1"), "across the first chunk's end");
+            let short = after_marker(file.as_slice(), b".rodata", b"nginx/", 1 << 10, &accept);
+            assert_eq!(short, None, "past the limit, not looked at");
+            assert_eq!(after_marker(&file[..file.len() / 2], b".rodata", b"nginx/", 1 << 24, &accept), None);
+        }
+    }
 
     pub(crate) const MODULES: &str = "path\texample.com/churn\nmod\texample.com/churn\t(devel)\t\n\
         dep\tgithub.com/klauspost/compress\tv1.15.12\t\ndep\tgithub.com/valyala/fasthttp\tv1.31.0\th1:x=\n\

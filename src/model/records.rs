@@ -156,17 +156,39 @@ pub(crate) struct Owner {
 /// nothing is guessed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct Identity {
-    /// `go`, `python`, or `unknown`.
+    /// `go`, `python`, `java`, `node`, the proxies `nginx`, `haproxy` and `envoy`, or `unknown`.
     pub runtime: &'static str,
-    /// The runtime's version (`go1.19.8`, `3.11`), when its files say it.
+    /// The runtime's version (`go1.19.8`, `3.11`, `17.0.15`, `v20.20.2`, `1.22.1`), when its files
+    /// say it.
     pub version: Option<String>,
     /// Go: the path of the main module.
     pub main_module: Option<String>,
     /// The libraries found, at most [`MAX_LIBRARIES`]: every module of a Go binary, the HTTP
-    /// client packages of a Python interpreter.
+    /// client packages of a Python interpreter, the HTTP client jars a JVM has open or mapped.
     pub libraries: Vec<Library>,
+    /// nginx: what its configuration says about keep-alive to the backends, when it was read.
+    pub proxy_config: Option<ProxyConfig>,
     /// Why the runtime or its version is not known, when it is not.
     pub unknown: Option<String>,
+}
+
+/// What an nginx configuration (the main file and its includes) says about connections to its
+/// backends.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct ProxyConfig {
+    /// The main file, as a path of the process's tree (`/etc/nginx/nginx.conf`, or `-c`'s).
+    pub path: String,
+    /// Files read, the main one and its includes.
+    pub files_read: u32,
+    /// `upstream` blocks without a `keepalive` directive, by name.
+    pub upstreams_without_keepalive: Vec<String>,
+    /// `upstream` blocks with one.
+    pub upstreams_with_keepalive: Vec<String>,
+    /// `proxy_pass` targets naming an address or host, not an `upstream` block: such a backend
+    /// cannot keep connections alive.
+    pub direct_proxy_pass: Vec<String>,
+    /// What was left unread (a file past the bounds, an include too deep), if anything.
+    pub unread: Option<String>,
 }
 
 /// Libraries kept per identified process (a Go binary lists every module it was built with).
@@ -180,8 +202,8 @@ pub(crate) struct Library {
     /// Its version as the build information or the package metadata gives it (`v1.31.0`, `2.32.3`).
     pub version: Option<String>,
     /// `build information` (linked into the binary), `mapped` (one of its files is mapped into the
-    /// process), or `search path` (installed where the interpreter imports from, which does not
-    /// prove it is imported).
+    /// process), `open` (a jar the process has open), or `search path` (installed where the
+    /// interpreter imports from, which does not prove it is imported).
     pub found_in: &'static str,
 }
 

@@ -6,7 +6,7 @@
 //!
 //! Pure data and matching: which entries apply to an [`Identity`] and a churn signature.
 
-use crate::model::records::{Identity, Owner};
+use crate::model::records::{Identity, Library, Owner};
 use crate::rules::Advice;
 
 /// What the sampled connections of a bucket look like.
@@ -21,9 +21,10 @@ pub(crate) enum Signature {
 /// One known behaviour of a library (or of a runtime's own client), in a range of versions.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Fix {
-    /// The runtime the library runs on (`go`, `python`, `node`, `nginx`).
+    /// The runtime the library runs on (`go`, `python`, `java`, `node`, `nginx`).
     pub runtime: &'static str,
-    /// The library as the identification names it (a Go module path, a Python distribution);
+    /// The library as the identification names it (a Go module path, a Python distribution, a
+    /// jar's artifact name);
     /// `None` for the runtime's own client, whose version is the runtime's.
     pub library: Option<&'static str>,
     /// The first version the entry applies to, and the first it no longer does.
@@ -152,6 +153,71 @@ pub(crate) const FIXES: &[Fix] = &[
         source: "httpx documentation, Advanced: Clients",
     },
     Fix {
+        runtime: "java",
+        library: Some("httpclient"),
+        from: None,
+        before: None,
+        signatures: &[NoReuse],
+        behaviour: "a CloseableHttpClient built per request (HttpClients.createDefault() or a builder in the call) \
+                    closes its connection manager, and every pooled connection with it, when it is closed; a \
+                    shared client's PoolingHttpClientConnectionManager keeps only 2 connections per route (20 in \
+                    all) by default, so concurrent requests beyond 2 to one host close their connection after use; \
+                    a response whose entity is not consumed is not returned to the pool.",
+        fix: "one CloseableHttpClient for the process, built with a PoolingHttpClientConnectionManager whose \
+              setDefaultMaxPerRoute is the concurrency to this host (and setMaxTotal above the sum); consume \
+              every entity (EntityUtils.consume) and close every response.",
+        risk: "More idle connections held per route; evict idle ones (evictIdleConnections) below the server's \
+               idle timeout.",
+        source: "Apache HttpClient 4.5 tutorial, chapter 2.3.3 Pooling connection manager",
+    },
+    Fix {
+        runtime: "java",
+        library: Some("httpclient5"),
+        from: None,
+        before: None,
+        signatures: &[NoReuse],
+        behaviour: "a CloseableHttpClient built per request closes its pool with it; a shared client's \
+                    PoolingHttpClientConnectionManager keeps 5 connections per route (25 in all) by default, so \
+                    concurrent requests beyond 5 to one host close their connection after use.",
+        fix: "one CloseableHttpClient for the process, its PoolingHttpClientConnectionManager's \
+              setDefaultMaxPerRoute raised to the concurrency to this host; consume every entity and close \
+              every response.",
+        risk: "More idle connections held per route; set an idle eviction below the server's idle timeout.",
+        source: "Apache HttpClient 5.x PoolingHttpClientConnectionManager (DEFAULT_MAX_CONNECTIONS_PER_ROUTE 5, \
+                 DEFAULT_MAX_TOTAL_CONNECTIONS 25)",
+    },
+    Fix {
+        runtime: "java",
+        library: Some("okhttp"),
+        from: None,
+        before: None,
+        signatures: &[NoReuse],
+        behaviour: "an OkHttpClient made per request has a connection pool of its own, which the next request \
+                    does not see; a response body not closed keeps its connection out of the pool.",
+        fix: "one OkHttpClient for the process (derive variants with newBuilder(), which share its pool), and \
+              close every Response.",
+        risk: "The shared pool keeps up to 5 idle connections for 5 minutes by default; lower the keep-alive \
+               below the server's idle timeout.",
+        source: "OkHttp documentation, OkHttpClient (OkHttpClients should be shared)",
+    },
+    Fix {
+        runtime: "java",
+        library: None,
+        from: None,
+        before: None,
+        signatures: &[NoReuse],
+        behaviour: "if it uses the JDK's HttpURLConnection (no known client jar is open): it keeps connections \
+                    alive only while http.keepAlive is true and only http.maxConnections (5) idle per host; a \
+                    response stream not read to the end and closed, or a disconnect() after each request, \
+                    closes the connection.",
+        fix: "read every response stream to the end and close it instead of calling disconnect(), leave \
+              -Dhttp.keepAlive at true, raise -Dhttp.maxConnections to the concurrency to this host; or one \
+              java.net.http.HttpClient for the process.",
+        risk: "More idle connections held per host.",
+        source: "Java SE documentation, Networking Properties (http.keepAlive, http.maxConnections) and \
+                 Persistent Connections",
+    },
+    Fix {
         runtime: "node",
         library: None,
         from: None,
@@ -163,6 +229,19 @@ pub(crate) const FIXES: &[Fix] = &[
               19 or later, where keep-alive is the default.",
         risk: "Idle sockets stay open; set maxSockets and a timeout below the server's idle timeout.",
         source: "Node.js 19.0.0 release notes (HTTP(S)/1.1 keep-alive by default), nodejs/node PR #43522",
+    },
+    Fix {
+        runtime: "node",
+        library: None,
+        from: None,
+        before: None,
+        signatures: &[NoReuse],
+        behaviour: "if it makes an http.Agent per request (or passes `agent: false`, which does the same), no \
+                    connection outlives its request: each agent pools only its own.",
+        fix: "one `http.Agent({ keepAlive: true })` (https.Agent for TLS) for the process, passed to every \
+              request, with maxSockets at the concurrency to this host.",
+        risk: "Idle sockets stay open; set the agent's timeout below the server's idle timeout.",
+        source: "Node.js documentation, http.Agent (keepAlive; `agent: false` makes a new Agent per request)",
     },
     Fix {
         runtime: "nginx",
@@ -184,21 +263,30 @@ pub(crate) const FIXES: &[Fix] = &[
 pub(crate) fn advice_for(owner: &Owner, signature: Signature) -> Vec<Advice> {
     let Some(identity) = &owner.identity else { return Vec::new() };
     let matching = |fix: &&Fix| fix.runtime == identity.runtime && fix.signatures.contains(&signature);
-    let mut found: Vec<(Fix, String)> = FIXES
+    let mut found: Vec<(Fix, String, bool)> = FIXES
         .iter()
         .filter(matching)
         .filter_map(|fix| {
             let library = identity.library(fix.library?)?;
-            let version = library.version.as_deref();
-            in_range(fix, version?).then(|| (*fix, format!("{} {}", library.name, version.unwrap_or("?"))))
+            let applies = match library.version.as_deref() {
+                Some(version) => in_range(fix, version),
+                None => fix.from.is_none() && fix.before.is_none(),
+            };
+            let version = library.version.as_deref().unwrap_or("(version unknown)");
+            applies.then(|| (*fix, format!("{} {version}", library.name), library.found_in == "search path"))
         })
         .collect();
+    // A library the process is seen to use (mapped, open, linked) before one only installed.
+    found.sort_by_key(|(_, _, only_installed)| *only_installed);
+    let mut found: Vec<(Fix, String)> = found.into_iter().map(|(fix, what, _)| (fix, what)).collect();
+    let Some(read) = config_read(identity) else { return Vec::new() };
     if found.is_empty() {
+        let any_version = |fix: &&Fix| fix.from.is_none() && fix.before.is_none();
         found = FIXES
             .iter()
             .filter(matching)
             .filter(|fix| fix.library.is_none())
-            .filter(|fix| identity.version.as_deref().is_some_and(|v| in_range(fix, v)))
+            .filter(|fix| identity.version.as_deref().is_some_and(|v| in_range(fix, v)) || any_version(fix))
             .map(|fix| (*fix, runtime_name(identity)))
             .collect();
     }
@@ -206,12 +294,38 @@ pub(crate) fn advice_for(owner: &Owner, signature: Signature) -> Vec<Advice> {
         .into_iter()
         .map(|(fix, what)| Advice {
             action: format!(
-                "Process {} ({}) runs {what}: {} Fix: {} (Source: {}.)",
+                "Process {} ({}) runs {what}: {}{read} Fix: {} (Source: {}.)",
                 owner.pid, owner.command, fix.behaviour, fix.fix, fix.source
             ),
             risk: fix.risk.to_string(),
         })
         .collect()
+}
+
+/// What a proxy's configuration says, worded to follow the behaviour (empty when none was read);
+/// `None` when it was read whole and every backend keeps connections alive, so the proxy's entry
+/// does not apply.
+fn config_read(identity: &Identity) -> Option<String> {
+    let Some(config) = &identity.proxy_config else { return Some(String::new()) };
+    let quoted = |names: &[String]| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    let mut said = Vec::new();
+    if !config.upstreams_without_keepalive.is_empty() {
+        said.push(format!("upstream {} without keepalive", quoted(&config.upstreams_without_keepalive)));
+    }
+    if !config.direct_proxy_pass.is_empty() {
+        said.push(format!(
+            "proxy_pass to {}, which names no upstream block, so no keepalive is possible there (define an upstream \
+             block for it)",
+            quoted(&config.direct_proxy_pass)
+        ));
+    }
+    if said.is_empty() && config.unread.is_none() {
+        return None;
+    }
+    let files = if config.files_read == 1 { "1 file".to_string() } else { format!("{} files", config.files_read) };
+    let unread = config.unread.as_ref().map(|u| format!("; not read: {u}")).unwrap_or_default();
+    let found = if said.is_empty() { "no backend without keepalive".to_string() } else { said.join("; ") };
+    Some(format!(" Its configuration ({}, {files} read) has {found}{unread}.", config.path))
 }
 
 /// `Go go1.19.8`, `Python 3.11`.
@@ -220,6 +334,9 @@ fn runtime_name(identity: &Identity) -> String {
         "go" => "Go",
         "python" => "Python",
         "node" => "Node.js",
+        "java" => "Java",
+        "haproxy" => "HAProxy",
+        "envoy" => "Envoy",
         other => other,
     };
     format!("{name} {}", identity.version.as_deref().unwrap_or("(version unknown)"))
@@ -231,12 +348,11 @@ pub(crate) fn describe(identity: &Identity) -> Option<String> {
     if identity.runtime == "unknown" {
         return None;
     }
-    let known: Vec<String> = identity
-        .libraries
-        .iter()
-        .filter(|l| FIXES.iter().any(|f| f.library == Some(l.name.as_str())))
-        .map(|l| format!("{} {}", l.name, l.version.as_deref().unwrap_or("(version unknown)")))
-        .collect();
+    let mut known: Vec<&Library> =
+        identity.libraries.iter().filter(|l| FIXES.iter().any(|f| f.library == Some(l.name.as_str()))).collect();
+    known.sort_by_key(|l| l.found_in == "search path");
+    let known: Vec<String> =
+        known.iter().map(|l| format!("{} {}", l.name, l.version.as_deref().unwrap_or("(version unknown)"))).collect();
     let with = if known.is_empty() { String::new() } else { format!(" with {}", known.join(", ")) };
     Some(format!("{}{with}", runtime_name(identity)))
 }
@@ -270,14 +386,21 @@ fn numbers(version: &str) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::records::Library;
+    use crate::model::records::ProxyConfig;
 
     fn owner(runtime: &'static str, version: &str, libraries: &[(&str, &str)]) -> Owner {
         let libraries = libraries
             .iter()
             .map(|(name, v)| Library { name: (*name).into(), version: Some((*v).into()), found_in: "mapped" })
             .collect();
-        let identity = Identity { runtime, version: Some(version.into()), main_module: None, libraries, unknown: None };
+        let identity = Identity {
+            runtime,
+            version: Some(version.into()),
+            main_module: None,
+            libraries,
+            proxy_config: None,
+            unknown: None,
+        };
         Owner { pid: 4242, command: "api".into(), container: None, sockets: 3, identity: Some(identity) }
     }
 
@@ -323,7 +446,11 @@ mod tests {
     #[test]
     fn node_before_19_and_versions_compare_by_number() {
         assert!(advice_for(&owner("node", "v18.19.0", &[]), NoReuse)[0].action.contains("before Node.js 19"));
-        assert!(advice_for(&owner("node", "v20.1.0", &[]), NoReuse).is_empty());
+        let node18 = advice_for(&owner("node", "v18.19.0", &[]), NoReuse);
+        assert!(node18[1].action.contains("an http.Agent per request"), "{node18:?}");
+        let node20 = advice_for(&owner("node", "v20.1.0", &[]), NoReuse);
+        assert_eq!(node20.len(), 1, "keep-alive is the default from 19: {node20:?}");
+        assert!(node20[0].action.starts_with("Process 4242 (api) runs Node.js v20.1.0: if it makes an http.Agent"));
         assert_eq!(numbers("v1.39.0"), [1, 39, 0]);
         assert_eq!(numbers("go1.19.8"), [1, 19, 8]);
         assert_eq!(numbers("1.2.3rc1"), [1, 2, 3]);
@@ -339,6 +466,42 @@ mod tests {
             ),
             Some("Go go1.19.8 with github.com/valyala/fasthttp v1.31.0".into())
         );
+    }
+
+    #[test]
+    fn java_clients_and_nginx_get_their_fix_worded_with_what_was_read() {
+        let httpclient = owner("java", "17.0.15", &[("httpclient", "4.5.14")]);
+        let advice = advice_for(&httpclient, NoReuse);
+        assert_eq!(advice.len(), 1, "the JDK's own client is not advised when a client jar is open");
+        assert!(advice[0].action.starts_with("Process 4242 (api) runs httpclient 4.5.14: a CloseableHttpClient"));
+        let mut unversioned = owner("java", "17.0.15", &[("okhttp", "4.12.0")]);
+        unversioned.identity.as_mut().expect("id").libraries[0].version = None;
+        assert!(advice_for(&unversioned, NoReuse)[0].action.contains("runs okhttp (version unknown): an OkHttpClient"));
+        let jdk = advice_for(&owner("java", "17.0.15", &[]), NoReuse);
+        assert!(jdk[0].action.contains("runs Java 17.0.15: if it uses the JDK's HttpURLConnection"), "{jdk:?}");
+
+        let mut nginx = owner("nginx", "1.22.1", &[]);
+        let config = ProxyConfig {
+            path: "/etc/nginx/nginx.conf".into(),
+            files_read: 3,
+            upstreams_without_keepalive: vec!["plain".into()],
+            upstreams_with_keepalive: vec!["pooled".into()],
+            direct_proxy_pass: vec!["http://10.0.0.9:8080".into()],
+            unread: None,
+        };
+        nginx.identity.as_mut().expect("id").proxy_config = Some(config.clone());
+        let advice = advice_for(&nginx, NoReuse);
+        assert!(advice[0].action.starts_with("Process 4242 (api) runs nginx 1.22.1: proxying without `keepalive`"));
+        assert!(advice[0].action.contains(
+            "Its configuration (/etc/nginx/nginx.conf, 3 files read) has upstream `plain` without keepalive; \
+             proxy_pass to `http://10.0.0.9:8080`, which names no upstream block"
+        ));
+        let pooled = ProxyConfig { upstreams_without_keepalive: vec![], direct_proxy_pass: vec![], ..config };
+        nginx.identity.as_mut().expect("id").proxy_config = Some(pooled);
+        assert!(advice_for(&nginx, NoReuse).is_empty(), "every backend keeps alive: the entry does not apply");
+        nginx.identity.as_mut().expect("id").version = None;
+        nginx.identity.as_mut().expect("id").proxy_config = None;
+        assert!(advice_for(&nginx, NoReuse)[0].action.contains("runs nginx (version unknown): proxying"));
     }
 
     #[test]

@@ -761,6 +761,7 @@ fn identified(runtime: &'static str, version: &str, libraries: &[(&str, &str)]) 
         version: Some(version.into()),
         main_module: Some("example.com/api".into()),
         libraries,
+        proxy_config: None,
         unknown: None,
     };
     crate::model::records::Owner { identity: Some(identity), ..owner(4242, false) }

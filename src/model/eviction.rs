@@ -173,21 +173,26 @@ impl Ring {
     }
 
     /// The port a new flow takes with ports free and nothing to evict: the first free one of its
-    /// search; where every round of the search misses (a nearly full pool larger than a round),
-    /// the next free one after the last offset, so that the placement always succeeds.
+    /// search, tried again as a client retransmits its SYN; where all of a patient client's SYNs
+    /// miss (a nearly full pool larger than a round), the next free one after the last offset, so
+    /// that the placement always succeeds.
     fn first_free(&mut self, rng: &mut Rng) -> usize {
         let size = self.state.len();
-        let mut attempts = size.min(MAX_ATTEMPTS as usize);
-        loop {
-            let off = rng.next() as u16 as usize;
-            if let Some(i) = (0..attempts).map(|i| (off + i) % size).find(|&p| self.state[p] == FREE) {
-                return i;
+        let mut off = 0;
+        for _ in 0..patient_syns(Some(EVICTING_KERNEL)) {
+            let mut attempts = size.min(MAX_ATTEMPTS as usize);
+            loop {
+                off = rng.next() as u16 as usize;
+                if let Some(port) = (0..attempts).map(|i| (off + i) % size).find(|&p| self.state[p] == FREE) {
+                    return port;
+                }
+                if attempts >= size || attempts < 16 {
+                    break;
+                }
+                attempts /= 2;
             }
-            if attempts >= size || attempts < 16 {
-                return (0..size).map(|i| (off + i) % size).find(|&p| self.state[p] == FREE).expect("a free port");
-            }
-            attempts /= 2;
         }
+        (0..size).map(|i| (off + i) % size).find(|&p| self.state[p] == FREE).expect("a free port")
     }
 
     /// New flows, each a patient connect(), until one fails.

@@ -85,10 +85,13 @@ fn two_masquerade_rules_of_different_ranges_each_judge_their_own_flows() {
     let _held = Peer::start("tw-client", "10.2.0.2", &["hold", "80", "997"]);
     let _other = Peer::start("tw-client", "10.2.0.2", &["hold", "81", "50"]);
     let ct = conntrack();
-    // The 1 000-port pool with 997 in use is 99.7 % full (it read 1.5 % of 64 512 when every
-    // bucket was judged by one range).
+    // The 1 000-port pool with 997 in use is 99.7 % full or more (it read 1.5 % of 64 512 when
+    // every bucket was judged by one range): of its 3 free ports, a patient client gets 2 or 3, as
+    // its 248-probe searches happen to meet them (the kernel gave 3, 3, 2, 2, 3 and 3 in six runs).
     let full = bucket(&ct, "10.2.0.2:80");
-    assert_eq!(counts(full), (997, 1000, 99.7), "{full:#}");
+    let (count, usable, used) = counts(full);
+    assert_eq!((count, usable, &full["free"]), (997, 1000, &serde_json::json!(3)), "{full:#}");
+    assert!([99.7, 99.8].contains(&used), "{full:#}");
     assert_eq!(full["nat_range"], serde_json::json!({"low": 40000, "high": 40999}));
     let half = bucket(&ct, "10.2.0.2:81");
     assert_eq!(counts(half), (50, 100, 50.0), "{half:#}");

@@ -504,7 +504,10 @@ fn bucket_details(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             if let Some(share) = c.closed_here_share {
                 text.push_str(&format!(", {:.0} % closed here first", share * 100.0));
             }
-            if let Some(life) = c.mean_lifetime_seconds {
+            // The reads' estimate (Little's law on the sockets live at one read) is said only where
+            // the tracepoints did not follow the bucket's connections: it reads 0 when none was
+            // live at that read, beside lifetimes the tracepoints measured.
+            if let Some(life) = c.mean_lifetime_seconds.filter(|_| b.closes.is_none()) {
                 text.push_str(&format!(", mean life {}", seconds(life)));
             }
             parts.push(text);

@@ -8,7 +8,8 @@
 //!
 //! Each socket is known by its kernel address (`skaddr`) from its connect() to its end. Memory is
 //! bounded: at most [`MAX_OPEN`] connections followed at once and [`MAX_KEYS`] (bucket, process)
-//! pairs counted; what does not fit is counted as dropped, never grown into. Connections accepted
+//! pairs counted; what does not fit is counted as dropped, never grown into, as are the state
+//! changes the kernel could not write. Connections accepted
 //! here (no connect()) and those opened before the window are not followed. Pure.
 
 use std::collections::{BTreeMap, HashMap};
@@ -46,7 +47,8 @@ struct Counts {
 pub(crate) struct Closes {
     open: FastMap<u64, Open>,
     counts: FastMap<(BucketKey, u32), Box<Counts>>,
-    /// Connections not followed, or whose end was not counted, for want of room.
+    /// Connections not followed, or whose end was not counted, for want of room: in this table, or
+    /// in the kernel's buffers (state changes it could not write).
     dropped: u64,
 }
 
@@ -70,6 +72,12 @@ impl Closes {
             (TCP_ESTABLISHED, new) => self.ended(&change, new, record.time_ns),
             _ => {}
         }
+    }
+
+    /// State changes the kernel could not write: each misses one connection at most (its start,
+    /// or its end, which leaves it followed but never counted).
+    pub(crate) fn lost(&mut self, records: u64) {
+        self.dropped = self.dropped.saturating_add(records);
     }
 
     fn ended(&mut self, change: &StateChange, new: i32, time_ns: u64) {

@@ -231,7 +231,7 @@ pub(crate) struct Tally {
     pending: HashMap<u32, BucketKey>,
     /// Failures per (pid, call, destination); `None`: a destination not known.
     counts: HashMap<(u32, Call, Option<BucketKey>), u64>,
-    /// Samples the kernel could not write (PERF_RECORD_LOST).
+    /// Failed calls' records the kernel could not write.
     lost: u64,
 }
 
@@ -265,7 +265,7 @@ impl Tally {
         }
     }
 
-    /// Records the kernel dropped for want of room in a ring buffer.
+    /// Records of failed calls the kernel dropped for want of room in a ring buffer.
     pub(crate) fn lost(&mut self, records: u64) {
         self.lost = self.lost.saturating_add(records);
     }
@@ -333,12 +333,13 @@ pub(crate) struct Failures {
     /// Failed calls of processes that ended before their namespace could be read: not counted
     /// above, since they may be another namespace's.
     pub unattributed: u64,
-    /// Records the kernel lost (PERF_RECORD_LOST), host-wide: the counts above miss that many at most.
+    /// Records of failed calls the kernel could not write, host-wide: the counts above miss that
+    /// many at most.
     pub lost: u64,
     /// Tracepoints that could not be armed, and what that leaves out.
     pub unarmed: Vec<String>,
-    /// Connections whose lifetime was not followed for want of room (host-wide; see
-    /// `model::closes`).
+    /// Connections whose lifetime was not followed for want of room, in twtune's table or in the
+    /// kernel's buffers (host-wide; see `model::closes`).
     pub lifetimes_dropped: u64,
 }
 

@@ -227,13 +227,14 @@ pub(crate) fn notes(f: &crate::model::failures::Failures) -> Vec<String> {
     let mut notes = f.unarmed.clone();
     if f.lost > 0 {
         notes.push(format!(
-            "{} records were lost (the kernel's buffers were full): the counts miss up to that many",
+            "{} records lost (the kernel's buffers were full): the failure counts miss up to that many",
             f.lost
         ));
     }
     if f.lifetimes_dropped > 0 {
         notes.push(format!(
-            "{} connections were not followed for want of room: the lifetimes miss that many",
+            "{} connections were not followed for want of room (twtune's table or the kernel's buffers): the \
+             lifetimes miss up to that many",
             f.lifetimes_dropped
         ));
     }

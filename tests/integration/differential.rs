@@ -19,7 +19,7 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, connect, setsockopt, socket, sockopt};
 
 use crate::netns::{enter, run, set_sysctl};
-use crate::util::{Bucket, Finding, LocalPorts, Report, audit_json};
+use crate::util::{Bucket, Closing, Finding, LocalPorts, Report, audit_json};
 
 const EADDRINUSE: i32 = 98;
 const EADDRNOTAVAIL: i32 = 99;
@@ -47,8 +47,7 @@ fn listen(addr: &str) -> TcpListener {
     TcpListener::bind(addr).unwrap_or_else(|e| panic!("listen on {addr}: {e}"))
 }
 
-/// Lets the last FIN and ACK cross the wire, so that every closed client is in TIME_WAIT (not yet
-/// FIN_WAIT2, which connect() never takes over).
+/// Lets the resets of connections closed with SO_LINGER 0 reach their peers.
 fn settle() {
     std::thread::sleep(Duration::from_millis(100));
 }
@@ -143,13 +142,16 @@ fn address(server: &TcpListener) -> SocketAddr {
 /// `n` connections to `server`, the client closing first: `n` TIME_WAIT on the client side.
 fn time_waits(server: &TcpListener, n: usize, client: Client) {
     let to = address(server);
+    let mut closing = Closing::default();
     for _ in 0..n {
         let stream = client.connect(to).unwrap_or_else(|e| panic!("connect to {to}: {e}"));
         let (mut accepted, _) = server.accept().expect("accept");
+        closing.add(&stream);
         drop(stream);
         assert_eq!(accepted.read(&mut [0u8; 1]).expect("read EOF"), 0, "the client closed first");
     }
-    settle();
+    // Every closed client in TIME_WAIT, not still FIN_WAIT2 (which connect() never takes over).
+    closing.settle();
 }
 
 /// `n` connections to `server`, the server closing first: `n` TIME_WAIT on the server's port. The
@@ -157,16 +159,17 @@ fn time_waits(server: &TcpListener, n: usize, client: Client) {
 /// while its old tuple is in TIME_WAIT (a SYN on that tuple would end the TIME_WAIT early).
 fn server_time_waits(server: &TcpListener, n: usize) {
     let to = address(server);
-    let mut clients = Vec::new();
+    let (mut clients, mut closing) = (Vec::new(), Closing::default());
     for _ in 0..n {
         let mut stream = TcpStream::connect(to).unwrap_or_else(|e| panic!("connect to {to}: {e}"));
         let (accepted, _) = server.accept().expect("accept");
+        closing.add(&accepted);
         drop(accepted);
         assert_eq!(stream.read(&mut [0u8; 1]).expect("read EOF"), 0, "the server closed first");
         clients.push(stream);
     }
     drop(clients);
-    settle();
+    closing.settle();
 }
 
 /// Open connections: (client, accepted) pairs.

@@ -523,10 +523,11 @@ fn a_client_closing_on_a_timeout_one_opening_a_connection_per_request_and_a_pool
     let _server = Process::peer(&["server", "7102"]);
     let _pool_server = Process::peer(&["server", "7103"]);
     let timeout = Process::peer(&["timeout", "7101", "8", "2000"]);
-    // 40 requests a second, each on a connection of its own kept for 60 ms of work: some 2.4 live
-    // at any time, so that the reads (no tracing here) catch one live to name its process even on a
-    // loaded machine (with 30 ms, one run of the whole suite in several missed it).
-    let per_request = Process::peer(&["per-request", "7102", "40", "60"]);
+    // 40 requests a second, each on a connection of its own kept for 200 ms of work: some 8 live at
+    // any time, so that the reads (no tracing here) catch one live, and its owner still holding it
+    // when the owners are looked up, to name its process even on a loaded machine (with 30 ms, and
+    // then with 60 ms on a loaded two-core CI machine, a run of the whole suite missed it).
+    let per_request = Process::peer(&["per-request", "7102", "40", "200"]);
     let pool = Process::peer(&["pool", "7103", "4"]);
     std::thread::sleep(Duration::from_millis(2500));
     let (_, report) = audit_json(&["--sample", "5s", "--fail-on", "never", "--top", "50", "--no-trace"]);

@@ -252,7 +252,10 @@ fn traced_lifetimes_tell_a_timeout_a_connection_per_request_a_closing_peer_and_a
     std::thread::sleep(Duration::from_millis(1000));
     let (_, report) = crate::util::audit_json(&["--sample", "3s", "--fail-on", "never", "--top", "50"]);
     let Some(Tracing::Tracepoints(f)) = &report.tracing else { panic!("not traced: {:?}", report.tracing) };
-    assert_eq!((f.lost, f.lifetimes_dropped), (0, 0), "{f:#?}");
+    // Failed calls' records: none here. The lifetimes may miss a few connections: state changes
+    // lost (`lifetimes_dropped`) are host-wide, and other tests' connections can fill the kernel's
+    // buffers on a loaded machine; the bounds below leave room for that.
+    assert_eq!(f.lost, 0, "{f:#?}");
 
     let closing = finding_to(&report, "conn.closed-at-timeout", "127.0.0.1:7401").expect("the timeout's finding");
     assert_eq!(report.with_id("conn.closed-at-timeout").len(), 1, "{:?}", report.ids());
